@@ -1,0 +1,556 @@
+//! Tracker ↔ tracker replication ([`ReplMsg`]) and the replicated op
+//! ([`Op`]). The protocol is described in `shared/REPLICATION.md`; the
+//! machine that speaks it lives in `p2p-state::tracker`.
+//!
+//! An op carries every value `apply` needs (salted hashes, tokens, keys,
+//! the primary's clock), so applying a log is deterministic everywhere.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use std::net::SocketAddr;
+
+use super::client::{ClientRequest, Outcome};
+use super::{Text, tag, unknown};
+use crate::codec::{DecodeError, Reader, Wire, put_blob, put_list, put_option, put_string};
+use crate::limits::{
+    APPEND_ENTRIES_MAX, EPOCH_STARTS_MAX, PASSWORD_HASH_LEN_MAX, SNAPSHOT_CHUNK_LEN_MAX,
+};
+use crate::types::*;
+
+/// The request an op answers: a retry of it gets the stored outcome.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Origin {
+    pub client: ClientId,
+    pub id: RequestId,
+}
+
+impl Wire for Origin {
+    const MIN_LEN: usize = 24;
+    fn encode(&self, w: &mut BytesMut) {
+        self.client.encode(w);
+        self.id.encode(w);
+    }
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(Origin {
+            client: Wire::decode(r)?,
+            id: Wire::decode(r)?,
+        })
+    }
+}
+
+/// One replicated change.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Op {
+    /// The primary's clock when it accepted the op (ms since the Unix epoch).
+    pub at_ms: u64,
+    pub origin: Option<Origin>,
+    pub kind: OpKind,
+}
+
+impl Wire for Op {
+    const MIN_LEN: usize = 8 + 1 + 1;
+    fn encode(&self, w: &mut BytesMut) {
+        w.put_u64(self.at_ms);
+        put_option(w, &self.origin);
+        self.kind.encode(w);
+    }
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(Op {
+            at_ms: r.u64("op time")?,
+            origin: r.option("op origin")?,
+            kind: Wire::decode(r)?,
+        })
+    }
+}
+
+/// What an op changes. Validation happened on the primary; `apply` only
+/// re-checks what it must to stay total (a stale op is a no-op, not a panic).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum OpKind {
+    /// A new epoch's first entry.
+    Noop,
+    CreateUser {
+        user: UserName,
+        /// An argon2id PHC string (salt and cost inside).
+        password_hash: String,
+    },
+    /// Opens a session, ending any other session of the same user.
+    Login {
+        user: UserName,
+        token: SessionToken,
+        seeder_key: SeederKey,
+        client: ClientId,
+    },
+    Logout {
+        token: SessionToken,
+    },
+    /// Ends a session the client abandoned (no tracker contact for the grace
+    /// period), withdrawing its seeding.
+    ExpireSession {
+        token: SessionToken,
+    },
+    /// A session's client came or went (seeding shown or hidden).
+    SetOnline {
+        token: SessionToken,
+        online: bool,
+    },
+    RegisterSeeder {
+        token: SessionToken,
+        addr: SocketAddr,
+    },
+    CreateGroup {
+        owner: UserName,
+        group: GroupName,
+    },
+    RequestJoin {
+        user: UserName,
+        group: GroupName,
+    },
+    AcceptJoin {
+        group: GroupName,
+        user: UserName,
+    },
+    RejectJoin {
+        group: GroupName,
+        user: UserName,
+    },
+    LeaveGroup {
+        user: UserName,
+        group: GroupName,
+    },
+    ShareFile {
+        user: UserName,
+        group: GroupName,
+        meta: FileMeta,
+    },
+    HavePieces {
+        user: UserName,
+        group: GroupName,
+        file: FileName,
+        pieces: PieceSet,
+    },
+    StopShare {
+        user: UserName,
+        group: GroupName,
+        file: FileName,
+    },
+}
+
+impl Wire for OpKind {
+    const MIN_LEN: usize = 1;
+    fn encode(&self, w: &mut BytesMut) {
+        use OpKind::*;
+        match self {
+            Noop => w.put_u8(1),
+            CreateUser {
+                user,
+                password_hash,
+            } => {
+                w.put_u8(2);
+                user.encode(w);
+                put_string(w, password_hash);
+            }
+            Login {
+                user,
+                token,
+                seeder_key,
+                client,
+            } => {
+                w.put_u8(3);
+                user.encode(w);
+                token.encode(w);
+                seeder_key.encode(w);
+                client.encode(w);
+            }
+            Logout { token } => {
+                w.put_u8(4);
+                token.encode(w);
+            }
+            ExpireSession { token } => {
+                w.put_u8(5);
+                token.encode(w);
+            }
+            SetOnline { token, online } => {
+                w.put_u8(6);
+                token.encode(w);
+                crate::codec::put_bool(w, *online);
+            }
+            RegisterSeeder { token, addr } => {
+                w.put_u8(7);
+                token.encode(w);
+                addr.encode(w);
+            }
+            CreateGroup { owner, group } => {
+                w.put_u8(8);
+                owner.encode(w);
+                group.encode(w);
+            }
+            RequestJoin { user, group } => {
+                w.put_u8(9);
+                user.encode(w);
+                group.encode(w);
+            }
+            AcceptJoin { group, user } => {
+                w.put_u8(10);
+                group.encode(w);
+                user.encode(w);
+            }
+            RejectJoin { group, user } => {
+                w.put_u8(11);
+                group.encode(w);
+                user.encode(w);
+            }
+            LeaveGroup { user, group } => {
+                w.put_u8(12);
+                user.encode(w);
+                group.encode(w);
+            }
+            ShareFile { user, group, meta } => {
+                w.put_u8(13);
+                user.encode(w);
+                group.encode(w);
+                meta.encode(w);
+            }
+            HavePieces {
+                user,
+                group,
+                file,
+                pieces,
+            } => {
+                w.put_u8(14);
+                user.encode(w);
+                group.encode(w);
+                file.encode(w);
+                pieces.encode(w);
+            }
+            StopShare { user, group, file } => {
+                w.put_u8(15);
+                user.encode(w);
+                group.encode(w);
+                file.encode(w);
+            }
+        }
+    }
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        use OpKind::*;
+        Ok(match tag(r, "op")? {
+            1 => Noop,
+            2 => CreateUser {
+                user: Wire::decode(r)?,
+                password_hash: r.string("password hash", PASSWORD_HASH_LEN_MAX)?,
+            },
+            3 => Login {
+                user: Wire::decode(r)?,
+                token: Wire::decode(r)?,
+                seeder_key: Wire::decode(r)?,
+                client: Wire::decode(r)?,
+            },
+            4 => Logout {
+                token: Wire::decode(r)?,
+            },
+            5 => ExpireSession {
+                token: Wire::decode(r)?,
+            },
+            6 => SetOnline {
+                token: Wire::decode(r)?,
+                online: r.bool("online")?,
+            },
+            7 => RegisterSeeder {
+                token: Wire::decode(r)?,
+                addr: Wire::decode(r)?,
+            },
+            8 => CreateGroup {
+                owner: Wire::decode(r)?,
+                group: Wire::decode(r)?,
+            },
+            9 => RequestJoin {
+                user: Wire::decode(r)?,
+                group: Wire::decode(r)?,
+            },
+            10 => AcceptJoin {
+                group: Wire::decode(r)?,
+                user: Wire::decode(r)?,
+            },
+            11 => RejectJoin {
+                group: Wire::decode(r)?,
+                user: Wire::decode(r)?,
+            },
+            12 => LeaveGroup {
+                user: Wire::decode(r)?,
+                group: Wire::decode(r)?,
+            },
+            13 => ShareFile {
+                user: Wire::decode(r)?,
+                group: Wire::decode(r)?,
+                meta: Wire::decode(r)?,
+            },
+            14 => HavePieces {
+                user: Wire::decode(r)?,
+                group: Wire::decode(r)?,
+                file: Wire::decode(r)?,
+                pieces: Wire::decode(r)?,
+            },
+            15 => StopShare {
+                user: Wire::decode(r)?,
+                group: Wire::decode(r)?,
+                file: Wire::decode(r)?,
+            },
+            t => return Err(unknown("op", t)),
+        })
+    }
+}
+
+/// One entry of the replicated log.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Entry {
+    pub pos: LogPos,
+    pub op: Op,
+}
+
+impl Wire for Entry {
+    const MIN_LEN: usize = LogPos::MIN_LEN + Op::MIN_LEN;
+    fn encode(&self, w: &mut BytesMut) {
+        self.pos.encode(w);
+        self.op.encode(w);
+    }
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(Entry {
+            pos: Wire::decode(r)?,
+            op: Wire::decode(r)?,
+        })
+    }
+}
+
+/// The first index of an epoch in a tracker's log (finds fork points).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct EpochStart {
+    pub epoch: u64,
+    pub first_index: u64,
+}
+
+impl Wire for EpochStart {
+    const MIN_LEN: usize = 16;
+    fn encode(&self, w: &mut BytesMut) {
+        w.put_u64(self.epoch);
+        w.put_u64(self.first_index);
+    }
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(EpochStart {
+            epoch: r.u64("epoch")?,
+            first_index: r.u64("first index")?,
+        })
+    }
+}
+
+/// Everything trackers say to each other.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ReplMsg {
+    /// Sent by both ends after the hello: who I am and what my log holds.
+    Join {
+        id: TrackerId,
+        epoch: u64,
+        primary: Option<TrackerId>,
+        last: LogPos,
+        epoch_starts: Vec<EpochStart>,
+    },
+    /// Primary → backups every heartbeat interval.
+    Heartbeat {
+        epoch: u64,
+        primary: TrackerId,
+        last: LogPos,
+        commit: u64,
+    },
+    /// Primary → backup: entries following `prev`.
+    Append {
+        epoch: u64,
+        prev: LogPos,
+        entries: Vec<Entry>,
+        commit: u64,
+    },
+    /// Backup → primary: persisted and applied up to `last`.
+    Ack { epoch: u64, last: LogPos },
+    /// Backup → primary: `prev` of an append did not match; my log ends at
+    /// `last` (the primary answers with a suffix from the fork, or a snapshot).
+    Mismatch {
+        epoch: u64,
+        last: LogPos,
+        epoch_starts: Vec<EpochStart>,
+    },
+    /// Primary → backup: a piece of the snapshot taken at `at`.
+    SnapshotChunk {
+        epoch: u64,
+        at: LogPos,
+        offset: u64,
+        total: u64,
+        data: Bytes,
+    },
+    /// Backup → primary: a client's write, to be sequenced.
+    Forward { fwd: u64, req: ClientRequest },
+    /// Primary → backup: the outcome, and the log index that carries it.
+    ForwardReply {
+        fwd: u64,
+        index: u64,
+        outcome: Outcome,
+    },
+    /// Joiner → primary after a heal: an op from a divergent log, to be
+    /// re-validated and, if still valid, applied as a new op.
+    Resubmit { fwd: u64, op: Op },
+    /// The connection broke the protocol and is being closed.
+    Fatal { reason: Text },
+}
+
+impl Wire for ReplMsg {
+    const MIN_LEN: usize = 1;
+    fn encode(&self, w: &mut BytesMut) {
+        use ReplMsg::*;
+        match self {
+            Join {
+                id,
+                epoch,
+                primary,
+                last,
+                epoch_starts,
+            } => {
+                w.put_u8(1);
+                id.encode(w);
+                w.put_u64(*epoch);
+                put_option(w, primary);
+                last.encode(w);
+                put_list(w, epoch_starts);
+            }
+            Heartbeat {
+                epoch,
+                primary,
+                last,
+                commit,
+            } => {
+                w.put_u8(2);
+                w.put_u64(*epoch);
+                primary.encode(w);
+                last.encode(w);
+                w.put_u64(*commit);
+            }
+            Append {
+                epoch,
+                prev,
+                entries,
+                commit,
+            } => {
+                w.put_u8(3);
+                w.put_u64(*epoch);
+                prev.encode(w);
+                put_list(w, entries);
+                w.put_u64(*commit);
+            }
+            Ack { epoch, last } => {
+                w.put_u8(4);
+                w.put_u64(*epoch);
+                last.encode(w);
+            }
+            Mismatch {
+                epoch,
+                last,
+                epoch_starts,
+            } => {
+                w.put_u8(5);
+                w.put_u64(*epoch);
+                last.encode(w);
+                put_list(w, epoch_starts);
+            }
+            SnapshotChunk {
+                epoch,
+                at,
+                offset,
+                total,
+                data,
+            } => {
+                w.put_u8(6);
+                w.put_u64(*epoch);
+                at.encode(w);
+                w.put_u64(*offset);
+                w.put_u64(*total);
+                put_blob(w, data);
+            }
+            Forward { fwd, req } => {
+                w.put_u8(7);
+                w.put_u64(*fwd);
+                req.encode(w);
+            }
+            ForwardReply {
+                fwd,
+                index,
+                outcome,
+            } => {
+                w.put_u8(8);
+                w.put_u64(*fwd);
+                w.put_u64(*index);
+                outcome.encode(w);
+            }
+            Resubmit { fwd, op } => {
+                w.put_u8(9);
+                w.put_u64(*fwd);
+                op.encode(w);
+            }
+            Fatal { reason } => {
+                w.put_u8(10);
+                reason.encode(w);
+            }
+        }
+    }
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        use ReplMsg::*;
+        Ok(match tag(r, "replication message")? {
+            1 => Join {
+                id: Wire::decode(r)?,
+                epoch: r.u64("epoch")?,
+                primary: r.option("primary")?,
+                last: Wire::decode(r)?,
+                epoch_starts: r.list("epoch starts", EPOCH_STARTS_MAX)?,
+            },
+            2 => Heartbeat {
+                epoch: r.u64("epoch")?,
+                primary: Wire::decode(r)?,
+                last: Wire::decode(r)?,
+                commit: r.u64("commit")?,
+            },
+            3 => Append {
+                epoch: r.u64("epoch")?,
+                prev: Wire::decode(r)?,
+                entries: r.list("entries", APPEND_ENTRIES_MAX)?,
+                commit: r.u64("commit")?,
+            },
+            4 => Ack {
+                epoch: r.u64("epoch")?,
+                last: Wire::decode(r)?,
+            },
+            5 => Mismatch {
+                epoch: r.u64("epoch")?,
+                last: Wire::decode(r)?,
+                epoch_starts: r.list("epoch starts", EPOCH_STARTS_MAX)?,
+            },
+            6 => SnapshotChunk {
+                epoch: r.u64("epoch")?,
+                at: Wire::decode(r)?,
+                offset: r.u64("snapshot offset")?,
+                total: r.u64("snapshot total")?,
+                data: r.blob("snapshot chunk", SNAPSHOT_CHUNK_LEN_MAX as usize)?,
+            },
+            7 => Forward {
+                fwd: r.u64("forward id")?,
+                req: Wire::decode(r)?,
+            },
+            8 => ForwardReply {
+                fwd: r.u64("forward id")?,
+                index: r.u64("index")?,
+                outcome: Wire::decode(r)?,
+            },
+            9 => Resubmit {
+                fwd: r.u64("forward id")?,
+                op: Wire::decode(r)?,
+            },
+            10 => Fatal {
+                reason: Wire::decode(r)?,
+            },
+            t => return Err(unknown("replication message", t)),
+        })
+    }
+}

@@ -1,0 +1,281 @@
+//! Round trips, canonical encodings, limits and hostile input for every
+//! message enum.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use proptest::prelude::*;
+
+use crate::codec::{DecodeError, Wire};
+use crate::frame::FrameDecoder;
+use crate::limits::*;
+use crate::strategies as s;
+use crate::*;
+
+fn round_trip<M: Wire + PartialEq + std::fmt::Debug>(m: &M) -> Result<(), TestCaseError> {
+    let b = m.to_bytes();
+    let back = M::from_bytes(b.clone()).map_err(|e| TestCaseError::fail(format!("{e}: {m:?}")))?;
+    prop_assert_eq!(&back, m);
+    prop_assert_eq!(back.to_bytes(), b.clone());
+    // Every strict prefix is refused (never mistaken for a whole message).
+    for cut in [0, b.len() / 2, b.len().saturating_sub(1)] {
+        if cut < b.len() {
+            prop_assert!(M::from_bytes(b.slice(..cut)).is_err());
+        }
+    }
+    // A byte too many is refused.
+    let mut longer = BytesMut::from(&b[..]);
+    longer.put_u8(0);
+    prop_assert!(M::from_bytes(longer.freeze()).is_err());
+    Ok(())
+}
+
+fn no_panic_and_canonical<M: Wire + PartialEq + std::fmt::Debug>(
+    data: &[u8],
+) -> Result<(), TestCaseError> {
+    if let Ok(m) = M::from_bytes(Bytes::copy_from_slice(data)) {
+        prop_assert_eq!(&m.to_bytes()[..], data);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn client_request_round_trips(m in s::client_request()) { round_trip(&m)?; }
+    #[test]
+    fn from_tracker_round_trips(m in s::from_tracker()) { round_trip(&m)?; }
+    #[test]
+    fn repl_msg_round_trips(m in s::repl_msg()) { round_trip(&m)?; }
+    #[test]
+    fn peer_msg_round_trips(m in s::peer_msg()) { round_trip(&m)?; }
+    #[test]
+    fn op_round_trips(m in s::op()) { round_trip(&m)?; }
+
+    #[test]
+    fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+        no_panic_and_canonical::<ClientRequest>(&data)?;
+        no_panic_and_canonical::<FromTracker>(&data)?;
+        no_panic_and_canonical::<ReplMsg>(&data)?;
+        no_panic_and_canonical::<PeerMsg>(&data)?;
+        no_panic_and_canonical::<Hello>(&data)?;
+    }
+
+    /// Mutating one byte of a valid message never panics and anything that
+    /// still decodes is canonical.
+    #[test]
+    fn mutated_messages_never_panic(m in s::client_request(), at in any::<usize>(), x in any::<u8>()) {
+        let mut b = m.to_bytes().to_vec();
+        let i = at % b.len();
+        b[i] ^= x;
+        no_panic_and_canonical::<ClientRequest>(&b)?;
+    }
+
+    #[test]
+    fn mutated_repl_messages_never_panic(m in s::repl_msg(), at in any::<usize>(), x in any::<u8>()) {
+        let mut b = m.to_bytes().to_vec();
+        let i = at % b.len();
+        b[i] ^= x;
+        no_panic_and_canonical::<ReplMsg>(&b)?;
+    }
+
+    /// A stream of framed messages cut at random points decodes to the same
+    /// messages as the whole stream.
+    #[test]
+    fn chunked_feeding_equals_whole_feeding(
+        msgs in proptest::collection::vec(s::peer_msg(), 1..8),
+        step in 1usize..97,
+    ) {
+        let mut stream = BytesMut::new();
+        for m in &msgs {
+            encode_msg(m, &mut stream);
+        }
+        let mut dec = FrameDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for chunk in stream.chunks(step) {
+            buf.extend_from_slice(chunk);
+            while let Some(f) = dec.decode(&mut buf).unwrap() {
+                got.push(PeerMsg::from_bytes(f).unwrap());
+            }
+        }
+        prop_assert_eq!(got, msgs);
+    }
+}
+
+#[test]
+fn unknown_tags_are_typed_errors() {
+    let b = Bytes::from_static(&[200]);
+    assert!(matches!(
+        PeerMsg::from_bytes(b.clone()),
+        Err(DecodeError::UnknownTag { tag: 200, .. })
+    ));
+    assert!(matches!(
+        ReplMsg::from_bytes(b.clone()),
+        Err(DecodeError::UnknownTag { tag: 200, .. })
+    ));
+    assert!(matches!(
+        FromTracker::from_bytes(b.clone()),
+        Err(DecodeError::UnknownTag { tag: 200, .. })
+    ));
+    let mut w = BytesMut::new();
+    w.put_slice(&[0; 16]);
+    w.put_u64(1);
+    w.put_u8(0);
+    w.put_u8(99);
+    assert!(matches!(
+        ClientRequest::from_bytes(w.freeze()),
+        Err(DecodeError::UnknownTag {
+            what: "request",
+            tag: 99
+        })
+    ));
+}
+
+#[test]
+fn piece_data_over_the_limit_is_refused() {
+    let mut w = BytesMut::new();
+    w.put_u8(6);
+    w.put_u32(0);
+    w.put_u32(PIECE_LEN_MAX + 1);
+    assert!(matches!(
+        PeerMsg::from_bytes(w.freeze()),
+        Err(DecodeError::TooLong {
+            field: "piece data",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_whole_piece_fits_one_frame() {
+    let m = PeerMsg::Piece {
+        index: 7,
+        data: Bytes::from(vec![1u8; PIECE_LEN as usize]),
+    };
+    let mut out = BytesMut::new();
+    encode_msg(&m, &mut out);
+    let f = FrameDecoder::default().decode(&mut out).unwrap().unwrap();
+    assert_eq!(PeerMsg::from_bytes(f).unwrap(), m);
+}
+
+#[test]
+fn piece_header_matches_the_encoder() {
+    let m = PeerMsg::Piece {
+        index: 9,
+        data: Bytes::from_static(b"abc"),
+    };
+    let b = m.to_bytes();
+    assert_eq!(
+        &b[..PeerMsg::PIECE_HEADER_LEN],
+        &PeerMsg::piece_header(9, 3)
+    );
+}
+
+#[test]
+fn too_many_entries_are_refused_before_allocating() {
+    let mut w = BytesMut::new();
+    w.put_u8(3); // Append
+    w.put_u64(1);
+    w.put_slice(&[0; 16]);
+    w.put_u32(APPEND_ENTRIES_MAX as u32 + 1);
+    assert!(matches!(
+        ReplMsg::from_bytes(w.freeze()),
+        Err(DecodeError::TooLong {
+            field: "entries",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_huge_list_count_is_refused() {
+    // Reply::Groups with a count of u32::MAX.
+    let mut w = BytesMut::new();
+    w.put_u8(1);
+    w.put_u64(1);
+    w.put_u8(0);
+    w.put_u8(4);
+    w.put_u32(u32::MAX);
+    assert!(matches!(
+        FromTracker::from_bytes(w.freeze()),
+        Err(DecodeError::TooLong { .. })
+    ));
+}
+
+#[test]
+fn too_many_piece_hashes_are_refused() {
+    let mut w = BytesMut::new();
+    FileName::new("f").unwrap().encode(&mut w);
+    w.put_u64(u64::MAX);
+    w.put_u32(PIECE_LEN);
+    w.put_u32(FILE_PIECES_MAX + 1);
+    assert!(matches!(
+        FileMeta::from_bytes(w.freeze()),
+        Err(DecodeError::TooLong {
+            field: "piece hashes",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn over_long_strings_are_refused() {
+    // A text field longer than TEXT_LEN_MAX.
+    let mut w = BytesMut::new();
+    w.put_u8(3); // FromTracker::Fatal
+    w.put_u16(TEXT_LEN_MAX as u16 + 1);
+    w.put_slice(&vec![b'a'; TEXT_LEN_MAX + 1]);
+    assert!(matches!(
+        FromTracker::from_bytes(w.freeze()),
+        Err(DecodeError::TooLong { .. })
+    ));
+    // Text::new truncates at a character boundary instead.
+    let t = Text::new("é".repeat(TEXT_LEN_MAX));
+    assert!(t.as_str().len() <= TEXT_LEN_MAX);
+}
+
+#[test]
+fn path_tricks_in_names_are_refused_on_the_wire() {
+    let mut w = BytesMut::new();
+    w.put_u8(1); // Open
+    // downloader name "../x"
+    w.put_u16(4);
+    w.put_slice(b"../x");
+    assert!(matches!(
+        PeerMsg::from_bytes(w.freeze()),
+        Err(DecodeError::BadName(_))
+    ));
+}
+
+#[test]
+fn every_frame_fits_the_default_limit() {
+    // The largest metadata (max pieces) still fits one frame.
+    let meta = FileMeta {
+        name: FileName::new("x".repeat(NAME_LEN_MAX)).unwrap(),
+        size: FILE_LEN_MAX,
+        piece_len: PIECE_LEN,
+        piece_hashes: vec![Sha1Hash::default(); FILE_PIECES_MAX as usize],
+        file_hash: Sha1Hash::default(),
+    };
+    let req = ClientRequest {
+        client: ClientId::default(),
+        id: RequestId(1),
+        session: Some(SessionToken::default()),
+        req: Request::UploadFile {
+            group: GroupName::new("g".repeat(NAME_LEN_MAX)).unwrap(),
+            meta,
+        },
+    };
+    assert!(req.to_bytes().len() <= FRAME_LEN_MAX as usize);
+}
+
+#[test]
+fn tracker_errors_read_as_advice() {
+    let e = TrackerError::NotMember {
+        group: GroupName::new("g1").unwrap(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "not a member of group g1 (ask the owner to accept your join request)"
+    );
+}

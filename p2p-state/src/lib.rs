@@ -1,0 +1,11 @@
+//! Pure state machines of the p2p group file-sharing system: tracker (state,
+//! ops, replication), client session, download scheduler, seeder.
+//!
+//! No sockets, threads, clocks, files or OS randomness: time comes in as
+//! [`Instant`], randomness from seeds, and every effect goes out as an output.
+
+pub mod hash;
+pub mod ticket;
+pub mod time;
+
+pub use time::{Duration, Instant};
