@@ -1,0 +1,1 @@
+//! Download scheduler: one machine per download. (In progress.)

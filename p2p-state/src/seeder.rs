@@ -1,0 +1,1 @@
+//! Seeder machine. (In progress.)

@@ -1,0 +1,9 @@
+//! The tracker: replicated state of users, sessions, groups and files.
+//!
+//! - `state` and friends: the application state, commands turned into ops,
+//!   deterministic `apply`, digest, snapshots, on-disk record encoding;
+//! - `repl`: the replication machine (primary, backups, catch-up, heal).
+
+// --- state, commands, apply, storage (owned by the tracker-state work) ---
+pub mod state;
+// --- end ---

@@ -1,0 +1,1 @@
+//! Tracker application state. (In progress.)
