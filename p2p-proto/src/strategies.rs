@@ -399,6 +399,11 @@ pub fn repl_msg() -> impl Strategy<Value = ReplMsg> {
         }),
         (any::<u64>(), op()).prop_map(|(fwd, op)| Resubmit { fwd, op }),
         text().prop_map(|reason| Fatal { reason }),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(epoch, fork, snapshot)| CatchUp {
+            epoch,
+            fork,
+            snapshot
+        }),
     ]
 }
 

@@ -8,6 +8,7 @@ pub mod download;
 pub mod hash;
 pub mod seeder;
 pub mod ticket;
+pub mod timer;
 pub mod time;
 pub mod tracker;
 

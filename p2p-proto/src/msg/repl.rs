@@ -375,6 +375,15 @@ pub enum ReplMsg {
         last: LogPos,
         epoch_starts: Vec<EpochStart>,
     },
+    /// Primary → backup, answering a `Join` or `Mismatch`: "your log agrees
+    /// with mine through `fork`". With `snapshot`, a snapshot follows and
+    /// the backup's entries after `fork` are divergent (to be re-submitted);
+    /// without, appends from `fork` follow.
+    CatchUp {
+        epoch: u64,
+        fork: u64,
+        snapshot: bool,
+    },
     /// Primary → backup: a piece of the snapshot taken at `at`.
     SnapshotChunk {
         epoch: u64,
@@ -494,6 +503,16 @@ impl Wire for ReplMsg {
                 w.put_u8(10);
                 reason.encode(w);
             }
+            CatchUp {
+                epoch,
+                fork,
+                snapshot,
+            } => {
+                w.put_u8(11);
+                w.put_u64(*epoch);
+                w.put_u64(*fork);
+                crate::codec::put_bool(w, *snapshot);
+            }
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -549,6 +568,11 @@ impl Wire for ReplMsg {
             },
             10 => Fatal {
                 reason: Wire::decode(r)?,
+            },
+            11 => CatchUp {
+                epoch: r.u64("epoch")?,
+                fork: r.u64("fork")?,
+                snapshot: r.bool("snapshot")?,
             },
             t => return Err(unknown("replication message", t)),
         })

@@ -4,6 +4,6 @@
 //!   deterministic `apply`, digest, snapshots, on-disk record encoding;
 //! - `repl`: the replication machine (primary, backups, catch-up, heal).
 
-// --- state, commands, apply, storage (owned by the tracker-state work) ---
+pub mod repl;
+
 pub mod state;
-// --- end ---

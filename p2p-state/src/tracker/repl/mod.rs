@@ -1,0 +1,1267 @@
+//! Tracker replication: one primary per epoch sequences ops, backups apply
+//! its log in order, a tracker that (re)joins catches up by log suffix or
+//! snapshot, and after a partition the higher epoch wins while the loser's
+//! divergent client ops are re-submitted (or recorded as conflicts).
+//!
+//! The protocol is `shared/REPLICATION.md`; what this module changes or adds:
+//! - **Epochs name their primary.** `epoch = round << 16 | (0xffff - id)`, so
+//!   two trackers can never start the same epoch ("at most one primary per
+//!   epoch" holds by construction), a higher round wins, and at an equal
+//!   round the lower id wins, as the page asks.
+//! - **Catch-up is started by the primary** with an explicit
+//!   [`ReplMsg::CatchUp`] carrying the fork point, so both sides agree on
+//!   what is divergent. A divergent backup keeps its own log and state until
+//!   the primary's snapshot has arrived (if the primary dies meanwhile, the
+//!   backup has lost nothing).
+//! - **Persistence is an output.** Entries go out as [`ReplOutput::Persist`];
+//!   the primary sends an entry to backups only once it is persisted
+//!   locally, a backup acks only what it has persisted, and a client is
+//!   answered only after every in-sync backup acked. Backups apply an entry
+//!   as soon as it is persisted, so a client that fails over reads its own
+//!   writes.
+//! - Reachability is "connected": the driver reports connections opening and
+//!   closing; a primary that stops heartbeating is also given up after
+//!   `primary_timeout`.
+//!
+//! The machine is generic over the replicated state ([`Replicated`]), so it
+//! is tested here with a toy state and used with the tracker's real one.
+
+mod log;
+#[cfg(test)]
+mod tests;
+
+pub use log::{Log, fork_point};
+
+use bytes::{Bytes, BytesMut};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use p2p_proto::limits::{APPEND_ENTRIES_MAX, SNAPSHOT_CHUNK_LEN_MAX};
+use p2p_proto::{
+    ClientRequest, DecodeError, Entry, LogPos, Op, OpKind, Origin, Outcome, ReplMsg, Sha1Hash,
+    Text, TrackerError, TrackerId, TrackerStatus,
+};
+
+use crate::time::{Duration, Instant};
+use crate::timer::{TimerKind, TimerTable};
+
+/// The state a [`Repl`] keeps identical on every tracker.
+pub trait Replicated: Default {
+    /// The only way the state changes. Deterministic and total.
+    fn apply(&mut self, op: &Op) -> Outcome;
+    fn digest(&self) -> Sha1Hash;
+    fn encode_snapshot(&self) -> Bytes;
+    fn decode_snapshot(b: Bytes) -> Result<Self, DecodeError>;
+    /// Re-checks an op from a divergent log; `Err` is a conflict.
+    fn revalidate(&self, op: &Op) -> Result<(), TrackerError>;
+    /// The stored outcome of a request already applied, if any.
+    fn recorded(&self, origin: &Origin) -> Option<Outcome>;
+}
+
+/// Largest snapshot accepted from a primary.
+pub const SNAPSHOT_LEN_MAX: u64 = 1 << 30;
+/// Most conflicts remembered for the console (oldest dropped first).
+pub const CONFLICTS_MAX: usize = 1000;
+
+/// Builds an epoch number from a round and the primary that starts it.
+pub fn make_epoch(round: u64, primary: TrackerId) -> u64 {
+    (round << 16) | (u16::MAX - primary.0) as u64
+}
+
+/// The round of an epoch.
+pub fn epoch_round(epoch: u64) -> u64 {
+    epoch >> 16
+}
+
+/// The primary of an epoch (none for epoch 0, before any election).
+pub fn epoch_primary(epoch: u64) -> Option<TrackerId> {
+    (epoch != 0).then(|| TrackerId(u16::MAX - (epoch & 0xffff) as u16))
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplConfig {
+    pub id: TrackerId,
+    /// Every tracker of the group, this one included.
+    pub trackers: Vec<TrackerId>,
+    pub heartbeat: Duration,
+    pub primary_timeout: Duration,
+    pub ack_timeout: Duration,
+    /// Write a snapshot every this many applied ops.
+    pub snapshot_every: u64,
+    /// Entries kept in memory behind a snapshot, for cheap catch-up.
+    pub log_keep: u64,
+    /// Budget of one `Append` frame.
+    pub append_bytes_max: usize,
+    /// Most entries sent to a backup and not yet acked.
+    pub window_entries: u64,
+}
+
+impl ReplConfig {
+    pub fn new(id: TrackerId, trackers: Vec<TrackerId>) -> Self {
+        ReplConfig {
+            id,
+            trackers,
+            heartbeat: Duration::from_millis(200),
+            primary_timeout: Duration::from_millis(1000),
+            ack_timeout: Duration::from_millis(1000),
+            snapshot_every: 10_000,
+            log_keep: 5_000,
+            append_bytes_max: 256 * 1024,
+            window_entries: 8192,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Backup,
+}
+
+/// What the replication machine asks its owner to do or know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplOutput {
+    Send {
+        to: TrackerId,
+        msg: ReplMsg,
+    },
+    /// Make the on-disk log end at `from_index - 1`, then append `entries`;
+    /// report completion with [`Repl::handle_persisted`].
+    Persist {
+        from_index: u64,
+        entries: Vec<Entry>,
+    },
+    /// Store a snapshot of the state at `at`. `reset_log`: the whole local
+    /// log is replaced (a snapshot from the primary); otherwise only records
+    /// up to `at` may be dropped (local compaction).
+    PersistSnapshot {
+        at: LogPos,
+        data: Bytes,
+        reset_log: bool,
+    },
+    /// A proposal or forwarded write took effect (or was refused).
+    Applied {
+        tag: u64,
+        index: u64,
+        outcome: Outcome,
+    },
+    /// A proposal or forwarded write will not be answered here (primary
+    /// changed); the client should retry with the same request id.
+    Abandoned { tag: u64 },
+    /// Primary only: a backup forwarded a client's write; prepare it and
+    /// [`Repl::propose`] it, or [`Repl::reply_forward`] a rejection.
+    Forwarded {
+        from: TrackerId,
+        fwd: u64,
+        req: ClientRequest,
+    },
+    Event(ReplEvent),
+}
+
+/// Things worth a log line, and what the simulator's checkers watch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplEvent {
+    BecamePrimary { epoch: u64 },
+    Following { primary: TrackerId, epoch: u64 },
+    InSync { primary: TrackerId },
+    PeerInSync { peer: TrackerId },
+    PeerOutOfSync { peer: TrackerId, why: &'static str },
+    SnapshotInstalled { at: LogPos },
+    /// Our log diverged from the primary's: `resubmitting` client ops go
+    /// back to it; `lost` were in our compacted prefix and cannot.
+    Diverged { fork: u64, resubmitting: usize, lost: u64 },
+    /// A divergent op that no longer applies, with why.
+    Conflict { op: Op, reason: TrackerError },
+    /// A peer broke the protocol or sent something unusable.
+    PeerError { peer: TrackerId, what: Text },
+}
+
+/// A recorded conflict from a partition heal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conflict {
+    pub op: Op,
+    pub reason: TrackerError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Heartbeat,
+    PrimaryTimeout,
+    AckTimeout,
+}
+
+impl TimerKind for Timer {
+    const COUNT: usize = 3;
+    const ALL: &'static [Self] = &[Timer::Heartbeat, Timer::PrimaryTimeout, Timer::AckTimeout];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A backup as the primary sees it.
+#[derive(Debug, Clone)]
+struct Follower {
+    /// The request this follower was caught up for, and when (duplicates of
+    /// it within a primary timeout are ignored).
+    asked: (LogPos, Instant),
+    in_sync: bool,
+    /// Last index sent (entries after it go next).
+    sent: u64,
+    acked: u64,
+}
+
+/// A snapshot being received.
+#[derive(Debug)]
+struct SnapshotRx {
+    at: LogPos,
+    total: u64,
+    buf: BytesMut,
+}
+
+#[derive(Debug)]
+pub struct Repl<S: Replicated> {
+    cfg: ReplConfig,
+    state: S,
+    log: Log,
+    epoch: u64,
+    role: Role,
+    persisted: u64,
+    applied: u64,
+    connected: BTreeSet<TrackerId>,
+    timers: TimerTable<Timer>,
+    out: VecDeque<ReplOutput>,
+    // primary side
+    followers: BTreeMap<TrackerId, Follower>,
+    waiters: BTreeMap<u64, Vec<u64>>,
+    uncommitted_since: VecDeque<(u64, Instant)>,
+    // backup side
+    primary_heard: Instant,
+    primary_last: u64,
+    caught_up: bool,
+    mismatch_sent: bool,
+    pending_fork: Option<u64>,
+    snapshot_rx: Option<SnapshotRx>,
+    fwd_next: u64,
+    fwd_pending: BTreeMap<u64, u64>,
+    fwd_done: BTreeMap<u64, Vec<(u64, Outcome)>>,
+    resubmit: VecDeque<Op>,
+    conflicts: VecDeque<Conflict>,
+    snapshot_at: u64,
+}
+
+impl<S: Replicated> Repl<S> {
+    /// A tracker with an empty state and log.
+    pub fn new(cfg: ReplConfig, now: Instant) -> Self {
+        Self::recover(cfg, None, Vec::new(), now)
+    }
+
+    /// A tracker rebuilt from its disk: the last snapshot, then the log
+    /// records after it (a torn tail already cut off by the storage code).
+    pub fn recover(
+        cfg: ReplConfig,
+        snapshot: Option<(LogPos, S)>,
+        entries: Vec<Entry>,
+        now: Instant,
+    ) -> Self {
+        let (start, state) = snapshot.unwrap_or_default();
+        let mut r = Repl {
+            state,
+            log: Log::starting_at(start),
+            epoch: start.epoch,
+            role: Role::Backup,
+            persisted: start.index,
+            applied: start.index,
+            connected: BTreeSet::new(),
+            timers: TimerTable::default(),
+            out: VecDeque::new(),
+            followers: BTreeMap::new(),
+            waiters: BTreeMap::new(),
+            uncommitted_since: VecDeque::new(),
+            primary_heard: now,
+            primary_last: 0,
+            caught_up: false,
+            mismatch_sent: false,
+            pending_fork: None,
+            snapshot_rx: None,
+            fwd_next: 1,
+            fwd_pending: BTreeMap::new(),
+            fwd_done: BTreeMap::new(),
+            resubmit: VecDeque::new(),
+            conflicts: VecDeque::new(),
+            snapshot_at: start.index,
+            cfg,
+        };
+        for e in entries {
+            if e.pos.index != r.log.last().index + 1 || e.pos.epoch < r.log.last().epoch {
+                break; // storage guarantees order; refuse a gap rather than panic
+            }
+            r.epoch = r.epoch.max(e.pos.epoch);
+            r.log.push(e);
+        }
+        r.persisted = r.log.last().index;
+        r.apply_through(r.persisted);
+        r.timers.set(Timer::PrimaryTimeout, now + r.cfg.primary_timeout);
+        r
+    }
+
+    // ------------------------------------------------------------ getters
+
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+    pub fn primary(&self) -> Option<TrackerId> {
+        match self.role {
+            Role::Primary => Some(self.cfg.id),
+            Role::Backup => epoch_primary(self.epoch),
+        }
+    }
+    pub fn last(&self) -> LogPos {
+        self.log.last()
+    }
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+    pub fn conflicts(&self) -> impl Iterator<Item = &Conflict> {
+        self.conflicts.iter()
+    }
+
+    /// May reads be answered from this tracker's state? The primary always;
+    /// a backup while it is caught up with a primary it hears from.
+    pub fn can_serve_reads(&self) -> bool {
+        match self.role {
+            Role::Primary => true,
+            Role::Backup => {
+                self.caught_up
+                    && self.pending_fork.is_none()
+                    && self.primary().is_some_and(|p| self.connected.contains(&p))
+            }
+        }
+    }
+
+    /// Can a write be taken here (primary) or forwarded (backup)?
+    pub fn can_take_writes(&self) -> bool {
+        match self.role {
+            Role::Primary => true,
+            Role::Backup => self.can_serve_reads(),
+        }
+    }
+
+    pub fn status(&self) -> TrackerStatus {
+        TrackerStatus {
+            id: self.cfg.id,
+            epoch: self.epoch,
+            primary: self.primary(),
+            last: self.log.last(),
+            applied: self.applied,
+            digest: self.state.digest(),
+            in_sync: self.can_serve_reads(),
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<ReplOutput> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next().map(|(_, t)| t)
+    }
+
+    /// Why the next wake-up is due (for traces).
+    pub fn timeout_reason(&self) -> Option<&'static str> {
+        self.timers.next().map(|(k, _)| match k {
+            Timer::Heartbeat => "heartbeat",
+            Timer::PrimaryTimeout => "primary timeout",
+            Timer::AckTimeout => "ack timeout",
+        })
+    }
+
+    // ------------------------------------------------------------ commands
+
+    /// Primary: sequences a new op. Returns its index; `tag` comes back in
+    /// [`ReplOutput::Applied`] once it is applied everywhere in sync.
+    pub fn propose(
+        &mut self,
+        now: Instant,
+        origin: Option<Origin>,
+        kind: OpKind,
+        tag: Option<u64>,
+    ) -> Result<u64, TrackerError> {
+        if self.role != Role::Primary {
+            return Err(TrackerError::NotReady);
+        }
+        let pos = LogPos {
+            epoch: self.epoch,
+            index: self.log.last().index + 1,
+        };
+        let entry = Entry {
+            pos,
+            op: Op {
+                at_ms: now.as_millis(),
+                origin,
+                kind,
+            },
+        };
+        self.log.push(entry.clone());
+        if let Some(tag) = tag {
+            self.waiters.entry(pos.index).or_default().push(tag);
+        }
+        if self.uncommitted_since.is_empty() {
+            self.timers.set(Timer::AckTimeout, now + self.cfg.ack_timeout);
+        }
+        self.uncommitted_since.push_back((pos.index, now));
+        self.out.push_back(ReplOutput::Persist {
+            from_index: pos.index,
+            entries: vec![entry],
+        });
+        self.check_invariants();
+        Ok(pos.index)
+    }
+
+    /// Backup: sends a client's write to the primary. The outcome comes back
+    /// as [`ReplOutput::Applied`] with `tag` once this tracker applied it.
+    pub fn forward(&mut self, req: ClientRequest, tag: u64) -> Result<(), TrackerError> {
+        let primary = match (self.role, self.primary()) {
+            (Role::Backup, Some(p)) if self.can_take_writes() => p,
+            _ => return Err(TrackerError::NotReady),
+        };
+        let fwd = self.fwd_next;
+        self.fwd_next += 1;
+        self.fwd_pending.insert(fwd, tag);
+        self.send(primary, ReplMsg::Forward { fwd, req });
+        Ok(())
+    }
+
+    /// Primary: answers a forwarded write (`index` 0 for a rejection).
+    pub fn reply_forward(&mut self, to: TrackerId, fwd: u64, index: u64, outcome: Outcome) {
+        self.send(
+            to,
+            ReplMsg::ForwardReply {
+                fwd,
+                index,
+                outcome,
+            },
+        );
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    pub fn handle_connected(&mut self, now: Instant, peer: TrackerId) {
+        self.connected.insert(peer);
+        self.send(peer, self.join_msg());
+        if self.role == Role::Primary {
+            self.send(peer, self.heartbeat_msg());
+        }
+        self.finish(now);
+    }
+
+    pub fn handle_disconnected(&mut self, now: Instant, peer: TrackerId) {
+        self.connected.remove(&peer);
+        if let Some(f) = self.followers.remove(&peer)
+            && f.in_sync
+        {
+            self.event(ReplEvent::PeerOutOfSync {
+                peer,
+                why: "disconnected",
+            });
+        }
+        if self.role == Role::Backup && self.primary() == Some(peer) {
+            // Give a dropped connection one heartbeat to come back.
+            let soon = now + self.cfg.heartbeat;
+            if self.timers.get(Timer::PrimaryTimeout).is_none_or(|t| t > soon) {
+                self.timers.set(Timer::PrimaryTimeout, soon);
+            }
+            self.abandon_forwards();
+        }
+        self.advance_commit(now);
+        self.finish(now);
+    }
+
+    /// The driver made the log durable through `index`.
+    pub fn handle_persisted(&mut self, now: Instant, index: u64) {
+        let index = index.min(self.log.last().index);
+        if index <= self.persisted {
+            return;
+        }
+        self.persisted = index;
+        match self.role {
+            Role::Primary => {
+                self.flush_appends();
+                self.advance_commit(now);
+            }
+            Role::Backup => {
+                self.apply_through(self.persisted);
+                if let Some(p) = self.primary() {
+                    let last = self.pos_of(self.persisted);
+                    self.send(
+                        p,
+                        ReplMsg::Ack {
+                            epoch: self.epoch,
+                            last,
+                        },
+                    );
+                }
+                self.update_caught_up();
+            }
+        }
+        self.finish(now);
+    }
+
+    pub fn handle_msg(&mut self, now: Instant, from: TrackerId, msg: ReplMsg) {
+        if !self.connected.contains(&from) {
+            debug_assert!(false, "message from unconnected tracker {from}");
+            return;
+        }
+        match msg {
+            ReplMsg::Join {
+                epoch,
+                last,
+                epoch_starts,
+                ..
+            }
+            | ReplMsg::Mismatch {
+                epoch,
+                last,
+                epoch_starts,
+            } => self.on_join(now, from, epoch, last, &epoch_starts),
+            ReplMsg::Heartbeat { epoch, last, .. } => self.on_heartbeat(now, from, epoch, last),
+            ReplMsg::Append {
+                epoch,
+                prev,
+                entries,
+                ..
+            } => self.on_append(now, from, epoch, prev, entries),
+            ReplMsg::Ack { epoch, last } => self.on_ack(now, from, epoch, last),
+            ReplMsg::CatchUp {
+                epoch,
+                fork,
+                snapshot,
+            } => self.on_catch_up(now, from, epoch, fork, snapshot),
+            ReplMsg::SnapshotChunk {
+                epoch,
+                at,
+                offset,
+                total,
+                data,
+            } => self.on_snapshot_chunk(now, from, epoch, at, offset, total, data),
+            ReplMsg::Forward { fwd, req } => self.on_forward(from, fwd, req),
+            ReplMsg::ForwardReply {
+                fwd,
+                index,
+                outcome,
+            } => self.on_forward_reply(fwd, index, outcome),
+            ReplMsg::Resubmit { op, .. } => self.on_resubmit(now, op),
+            ReplMsg::Fatal { reason } => self.event(ReplEvent::PeerError {
+                peer: from,
+                what: reason,
+            }),
+        }
+        self.finish(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for t in self.timers.expire(now) {
+            match t {
+                Timer::Heartbeat => self.on_heartbeat_timer(now),
+                Timer::PrimaryTimeout => self.on_primary_timeout(now),
+                Timer::AckTimeout => self.on_ack_timeout(now),
+            }
+        }
+        self.finish(now);
+    }
+
+    // ------------------------------------------------------------ epochs and roles
+
+    /// Adopts a higher epoch seen in any message. Returns true if it did.
+    fn observe_epoch(&mut self, now: Instant, epoch: u64) -> bool {
+        if epoch <= self.epoch {
+            return false;
+        }
+        if self.role == Role::Primary {
+            self.step_down();
+        }
+        self.abandon_forwards();
+        self.epoch = epoch;
+        self.role = Role::Backup;
+        self.caught_up = false;
+        self.mismatch_sent = false;
+        self.pending_fork = None;
+        self.snapshot_rx = None;
+        self.primary_heard = now;
+        self.timers.stop(Timer::Heartbeat);
+        self.timers.stop(Timer::AckTimeout);
+        self.timers
+            .set(Timer::PrimaryTimeout, now + self.cfg.primary_timeout);
+        if let Some(primary) = epoch_primary(epoch) {
+            self.event(ReplEvent::Following { primary, epoch });
+        }
+        true
+    }
+
+    fn step_down(&mut self) {
+        self.followers.clear();
+        self.uncommitted_since.clear();
+        let waiters = std::mem::take(&mut self.waiters);
+        for tag in waiters.into_values().flatten() {
+            self.out.push_back(ReplOutput::Abandoned { tag });
+        }
+    }
+
+    fn abandon_forwards(&mut self) {
+        let pending = std::mem::take(&mut self.fwd_pending);
+        for tag in pending.into_values() {
+            self.out.push_back(ReplOutput::Abandoned { tag });
+        }
+    }
+
+    fn become_primary(&mut self, now: Instant) {
+        self.abandon_forwards();
+        self.epoch = make_epoch(epoch_round(self.epoch) + 1, self.cfg.id);
+        self.role = Role::Primary;
+        self.followers.clear();
+        self.caught_up = true;
+        self.pending_fork = None;
+        self.snapshot_rx = None;
+        self.timers.stop(Timer::PrimaryTimeout);
+        self.event(ReplEvent::BecamePrimary { epoch: self.epoch });
+        // The new epoch's first entry makes the epoch durable in the log.
+        let _ = self.propose(now, None, OpKind::Noop, None);
+        let hb = self.heartbeat_msg();
+        for p in self.connected.clone() {
+            self.send(p, hb.clone());
+        }
+        self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat);
+    }
+
+    fn on_primary_timeout(&mut self, now: Instant) {
+        if self.role == Role::Primary {
+            return;
+        }
+        let alive = self
+            .primary()
+            .is_some_and(|p| self.connected.contains(&p))
+            && now.saturating_since(self.primary_heard) < self.cfg.primary_timeout;
+        let lowest = self.connected.iter().copied().chain([self.cfg.id]).min();
+        if !alive && lowest == Some(self.cfg.id) && self.pending_fork.is_none() {
+            self.become_primary(now);
+            return;
+        }
+        self.timers
+            .set(Timer::PrimaryTimeout, now + self.cfg.primary_timeout);
+    }
+
+    // ------------------------------------------------------------ primary side
+
+    fn on_join(&mut self, now: Instant, from: TrackerId, epoch: u64, last: LogPos, starts: &[p2p_proto::EpochStart]) {
+        if self.observe_epoch(now, epoch) {
+            self.request_catch_up();
+            return;
+        }
+        if self.role != Role::Primary {
+            return;
+        }
+        if epoch < self.epoch {
+            self.send(from, self.heartbeat_msg());
+        }
+        if let Some(f) = self.followers.get(&from)
+            && f.asked.0 == last
+            && now.saturating_since(f.asked.1) < self.cfg.primary_timeout
+        {
+            return; // the same request again (a Join and a Mismatch crossed)
+        }
+        let fork = fork_point(&self.log.epoch_starts(), self.log.last(), starts, last);
+        let snapshot = last.index > fork || fork < self.log.start().index;
+        self.send(
+            from,
+            ReplMsg::CatchUp {
+                epoch: self.epoch,
+                fork,
+                snapshot,
+            },
+        );
+        let sent = if snapshot { self.send_snapshot(from) } else { fork };
+        self.followers.insert(
+            from,
+            Follower {
+                asked: (last, now),
+                in_sync: false,
+                sent,
+                acked: 0,
+            },
+        );
+        self.flush_appends();
+        self.check_follower_sync(from);
+    }
+
+    /// Streams the current applied state to `to`; returns the index it covers.
+    fn send_snapshot(&mut self, to: TrackerId) -> u64 {
+        let at = self.pos_of(self.applied);
+        let data = self.state.encode_snapshot();
+        let total = data.len() as u64;
+        let mut offset = 0usize;
+        loop {
+            let end = (offset + SNAPSHOT_CHUNK_LEN_MAX as usize).min(data.len());
+            self.send(
+                to,
+                ReplMsg::SnapshotChunk {
+                    epoch: self.epoch,
+                    at,
+                    offset: offset as u64,
+                    total,
+                    data: data.slice(offset..end),
+                },
+            );
+            offset = end;
+            if offset >= data.len() {
+                break;
+            }
+        }
+        at.index
+    }
+
+    fn on_ack(&mut self, now: Instant, from: TrackerId, epoch: u64, last: LogPos) {
+        if self.observe_epoch(now, epoch) {
+            self.request_catch_up();
+            return;
+        }
+        if self.role != Role::Primary || epoch != self.epoch {
+            return;
+        }
+        let Some(f) = self.followers.get_mut(&from) else {
+            return;
+        };
+        // An ack only counts for entries that are ours.
+        if self.log.epoch_at(last.index) == Some(last.epoch) || last.index < self.log.start().index {
+            f.acked = f.acked.max(last.index);
+        }
+        self.check_follower_sync(from);
+        self.flush_appends();
+        self.advance_commit(now);
+    }
+
+    /// A follower joins the in-sync set once it holds everything committed;
+    /// from then on, commits wait for its acks.
+    fn check_follower_sync(&mut self, peer: TrackerId) {
+        let last = self.log.last().index;
+        if let Some(f) = self.followers.get_mut(&peer)
+            && !f.in_sync
+            && f.acked >= self.applied.max(1).min(last)
+        {
+            f.in_sync = true;
+            self.event(ReplEvent::PeerInSync { peer });
+        }
+    }
+
+    /// Sends every follower the persisted entries it has not been sent,
+    /// within its window, in frames of at most `append_bytes_max`.
+    fn flush_appends(&mut self) {
+        if self.role != Role::Primary {
+            return;
+        }
+        let peers: Vec<TrackerId> = self.followers.keys().copied().collect();
+        for p in peers {
+            loop {
+                let f = &self.followers[&p];
+                let limit = self.persisted.min(f.acked + self.cfg.window_entries);
+                if f.sent >= limit {
+                    break;
+                }
+                let (from, mut bytes, mut entries) = (f.sent + 1, 0usize, Vec::new());
+                for e in self.log.range(from, limit) {
+                    let n = self.log.size_of(e.pos.index);
+                    if !entries.is_empty()
+                        && (bytes + n > self.cfg.append_bytes_max || entries.len() >= APPEND_ENTRIES_MAX)
+                    {
+                        break;
+                    }
+                    bytes += n;
+                    entries.push(e.clone());
+                }
+                let Some(end) = entries.last().map(|e| e.pos.index) else {
+                    break; // compacted away: the follower needs a snapshot
+                };
+                let msg = ReplMsg::Append {
+                    epoch: self.epoch,
+                    prev: self.pos_of(from - 1),
+                    entries,
+                    commit: self.applied,
+                };
+                self.send(p, msg);
+                self.followers.get_mut(&p).expect("follower").sent = end;
+            }
+        }
+    }
+
+    /// Commits what every in-sync follower (and our disk) holds, applies it
+    /// and answers the waiters.
+    fn advance_commit(&mut self, now: Instant) {
+        if self.role != Role::Primary {
+            return;
+        }
+        let commit = self
+            .followers
+            .values()
+            .filter(|f| f.in_sync)
+            .map(|f| f.acked)
+            .chain([self.persisted])
+            .min()
+            .unwrap_or(self.persisted);
+        if commit <= self.applied {
+            return;
+        }
+        self.apply_through(commit);
+        while self
+            .uncommitted_since
+            .front()
+            .is_some_and(|&(i, _)| i <= self.applied)
+        {
+            self.uncommitted_since.pop_front();
+        }
+        match self.uncommitted_since.front() {
+            Some(&(_, since)) => self.timers.set(Timer::AckTimeout, since + self.cfg.ack_timeout),
+            None => self.timers.stop(Timer::AckTimeout),
+        }
+        let _ = now;
+    }
+
+    fn on_ack_timeout(&mut self, now: Instant) {
+        if self.role != Role::Primary {
+            return;
+        }
+        let Some(&(index, since)) = self.uncommitted_since.front() else {
+            return;
+        };
+        if now.saturating_since(since) < self.cfg.ack_timeout {
+            self.timers.set(Timer::AckTimeout, since + self.cfg.ack_timeout);
+            return;
+        }
+        let slow: Vec<TrackerId> = self
+            .followers
+            .iter()
+            .filter(|(_, f)| f.in_sync && f.acked < index)
+            .map(|(&p, _)| p)
+            .collect();
+        for peer in slow {
+            self.followers.get_mut(&peer).expect("follower").in_sync = false;
+            self.event(ReplEvent::PeerOutOfSync {
+                peer,
+                why: "no ack within the ack timeout",
+            });
+        }
+        self.advance_commit(now);
+    }
+
+    fn on_heartbeat_timer(&mut self, now: Instant) {
+        if self.role != Role::Primary {
+            return;
+        }
+        let hb = self.heartbeat_msg();
+        for p in self.connected.clone() {
+            self.send(p, hb.clone());
+        }
+        self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat);
+    }
+
+    fn on_forward(&mut self, from: TrackerId, fwd: u64, req: ClientRequest) {
+        if self.role == Role::Primary {
+            self.out.push_back(ReplOutput::Forwarded { from, fwd, req });
+        } else {
+            self.reply_forward(from, fwd, 0, Err(TrackerError::NotReady));
+        }
+    }
+
+    fn on_resubmit(&mut self, now: Instant, op: Op) {
+        if self.role != Role::Primary {
+            return; // the joiner re-sends once it follows the new primary
+        }
+        if op.origin.is_some_and(|o| self.state.recorded(&o).is_some()) {
+            return; // the client already retried it here
+        }
+        match self.state.revalidate(&op) {
+            Ok(()) => {
+                let _ = self.propose(now, op.origin, op.kind, None);
+            }
+            Err(reason) => self.record_conflict(op, reason),
+        }
+    }
+
+    fn record_conflict(&mut self, op: Op, reason: TrackerError) {
+        if self.conflicts.len() >= CONFLICTS_MAX {
+            self.conflicts.pop_front();
+        }
+        self.conflicts.push_back(Conflict {
+            op: op.clone(),
+            reason: reason.clone(),
+        });
+        self.event(ReplEvent::Conflict { op, reason });
+    }
+
+    // ------------------------------------------------------------ backup side
+
+    /// Asks the current primary to bring us up to date.
+    fn request_catch_up(&mut self) {
+        let Some(p) = self.primary() else { return };
+        if self.role == Role::Backup && self.connected.contains(&p) && !self.mismatch_sent {
+            self.mismatch_sent = true;
+            self.send(
+                p,
+                ReplMsg::Mismatch {
+                    epoch: self.epoch,
+                    last: self.log.last(),
+                    epoch_starts: self.log.epoch_starts(),
+                },
+            );
+        }
+    }
+
+    fn from_primary(&mut self, now: Instant, from: TrackerId, epoch: u64) -> bool {
+        if epoch < self.epoch {
+            // A stale primary: tell it about the newer epoch.
+            self.send(from, self.join_msg());
+            return false;
+        }
+        if self.observe_epoch(now, epoch) {
+            self.request_catch_up();
+        }
+        if self.role != Role::Backup || self.primary() != Some(from) {
+            return false;
+        }
+        self.primary_heard = now;
+        self.timers
+            .set(Timer::PrimaryTimeout, now + self.cfg.primary_timeout);
+        true
+    }
+
+    fn on_heartbeat(&mut self, now: Instant, from: TrackerId, epoch: u64, last: LogPos) {
+        if epoch == self.epoch && self.role == Role::Primary {
+            return; // cannot happen: an epoch has one primary
+        }
+        if !self.from_primary(now, from, epoch) {
+            return;
+        }
+        self.primary_last = self.primary_last.max(last.index);
+        self.update_caught_up();
+        if !self.caught_up
+            && self.pending_fork.is_none()
+            && self.snapshot_rx.is_none()
+            && self.persisted == self.log.last().index
+            && last.index > self.log.last().index
+        {
+            // Behind with nothing on the way: ask again (a lost catch-up).
+            self.mismatch_sent = false;
+            self.request_catch_up();
+        }
+    }
+
+    fn on_catch_up(&mut self, now: Instant, from: TrackerId, epoch: u64, fork: u64, snapshot: bool) {
+        if !self.from_primary(now, from, epoch) {
+            return;
+        }
+        self.mismatch_sent = false;
+        self.caught_up = false;
+        if snapshot {
+            self.pending_fork = Some(fork);
+            self.snapshot_rx = None;
+            return;
+        }
+        if self.log.last().index > fork {
+            // The primary thinks we hold nothing divergent; we disagree.
+            self.event(ReplEvent::PeerError {
+                peer: from,
+                what: Text::new("catch-up without snapshot over a divergent log"),
+            });
+            self.request_catch_up();
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_snapshot_chunk(
+        &mut self,
+        now: Instant,
+        from: TrackerId,
+        epoch: u64,
+        at: LogPos,
+        offset: u64,
+        total: u64,
+        data: Bytes,
+    ) {
+        if !self.from_primary(now, from, epoch) || self.pending_fork.is_none() {
+            return;
+        }
+        if total > SNAPSHOT_LEN_MAX {
+            self.event(ReplEvent::PeerError {
+                peer: from,
+                what: Text::new(format!("snapshot of {total} bytes is over the limit")),
+            });
+            return;
+        }
+        if offset == 0 {
+            self.snapshot_rx = Some(SnapshotRx {
+                at,
+                total,
+                buf: BytesMut::with_capacity(total.min(16 << 20) as usize),
+            });
+        }
+        let Some(rx) = self.snapshot_rx.as_mut() else {
+            return;
+        };
+        if rx.at != at || rx.total != total || rx.buf.len() as u64 != offset {
+            self.snapshot_rx = None;
+            self.mismatch_sent = false;
+            self.request_catch_up();
+            return;
+        }
+        rx.buf.extend_from_slice(&data);
+        if (rx.buf.len() as u64) < rx.total {
+            return;
+        }
+        let rx = self.snapshot_rx.take().expect("snapshot");
+        self.install_snapshot(from, rx.at, rx.buf.freeze());
+    }
+
+    fn install_snapshot(&mut self, from: TrackerId, at: LogPos, data: Bytes) {
+        let state = match S::decode_snapshot(data.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.event(ReplEvent::PeerError {
+                    peer: from,
+                    what: Text::new(format!("bad snapshot: {e}")),
+                });
+                self.mismatch_sent = false;
+                self.request_catch_up();
+                return;
+            }
+        };
+        let fork = self.pending_fork.take().unwrap_or(at.index);
+        self.queue_divergent(fork);
+        self.state = state;
+        self.log = Log::starting_at(at);
+        self.persisted = at.index;
+        self.applied = at.index;
+        self.snapshot_at = at.index;
+        self.out.push_back(ReplOutput::PersistSnapshot {
+            at,
+            data,
+            reset_log: true,
+        });
+        self.event(ReplEvent::SnapshotInstalled { at });
+        self.send(
+            from,
+            ReplMsg::Ack {
+                epoch: self.epoch,
+                last: at,
+            },
+        );
+        self.update_caught_up();
+    }
+
+    /// Our entries after `fork` are not in the primary's history: queue the
+    /// client ops among them for re-submission.
+    fn queue_divergent(&mut self, fork: u64) {
+        if self.log.last().index <= fork {
+            return;
+        }
+        let lost = self.log.start().index.saturating_sub(fork);
+        let divergent = self.log.truncate_after(fork.max(self.log.start().index));
+        let before = self.resubmit.len();
+        self.resubmit.extend(
+            divergent
+                .into_iter()
+                .map(|e| e.op)
+                .filter(|op| op.origin.is_some()),
+        );
+        self.event(ReplEvent::Diverged {
+            fork,
+            resubmitting: self.resubmit.len() - before,
+            lost,
+        });
+    }
+
+    fn on_append(&mut self, now: Instant, from: TrackerId, epoch: u64, prev: LogPos, entries: Vec<Entry>) {
+        if !self.from_primary(now, from, epoch) || self.pending_fork.is_some() {
+            return;
+        }
+        if self.log.epoch_at(prev.index) != Some(prev.epoch) {
+            self.request_catch_up();
+            return;
+        }
+        let mut fresh = Vec::new();
+        for e in entries {
+            let i = e.pos.index;
+            if i <= self.log.last().index {
+                if self.log.epoch_at(i) != Some(e.pos.epoch) && i > self.log.start().index {
+                    // Conflicting history past prev: only a catch-up can fix it.
+                    self.mismatch_sent = false;
+                    self.request_catch_up();
+                    return;
+                }
+                continue;
+            }
+            if i != self.log.last().index + 1 {
+                self.request_catch_up();
+                return;
+            }
+            self.primary_last = self.primary_last.max(i);
+            self.log.push(e.clone());
+            fresh.push(e);
+        }
+        if let Some(first) = fresh.first().map(|e| e.pos.index) {
+            self.out.push_back(ReplOutput::Persist {
+                from_index: first,
+                entries: fresh,
+            });
+        }
+    }
+
+    fn on_forward_reply(&mut self, fwd: u64, index: u64, outcome: Outcome) {
+        let Some(tag) = self.fwd_pending.remove(&fwd) else {
+            return;
+        };
+        if index <= self.applied {
+            self.out.push_back(ReplOutput::Applied {
+                tag,
+                index,
+                outcome,
+            });
+        } else {
+            self.fwd_done.entry(index).or_default().push((tag, outcome));
+        }
+    }
+
+    fn update_caught_up(&mut self) {
+        if self.role != Role::Backup || self.pending_fork.is_some() {
+            return;
+        }
+        let was = self.caught_up;
+        self.caught_up = self.applied >= self.primary_last && self.primary_last > 0;
+        if self.caught_up && !was {
+            if let Some(primary) = self.primary() {
+                self.event(ReplEvent::InSync { primary });
+                while let Some(op) = self.resubmit.pop_front() {
+                    self.send(primary, ReplMsg::Resubmit { fwd: 0, op });
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ applying
+
+    fn apply_through(&mut self, index: u64) {
+        while self.applied < index {
+            let i = self.applied + 1;
+            let Some(entry) = self.log.get(i) else { break };
+            let op = entry.op.clone();
+            let outcome = self.state.apply(&op);
+            self.applied = i;
+            for tag in self.waiters.remove(&i).unwrap_or_default() {
+                self.out.push_back(ReplOutput::Applied {
+                    tag,
+                    index: i,
+                    outcome: outcome.clone(),
+                });
+            }
+        }
+        let done: Vec<u64> = self.fwd_done.range(..=self.applied).map(|(&i, _)| i).collect();
+        for i in done {
+            for (tag, outcome) in self.fwd_done.remove(&i).unwrap_or_default() {
+                self.out.push_back(ReplOutput::Applied {
+                    tag,
+                    index: i,
+                    outcome,
+                });
+            }
+        }
+        self.maybe_snapshot();
+    }
+
+    fn maybe_snapshot(&mut self) {
+        if self.applied < self.snapshot_at + self.cfg.snapshot_every {
+            return;
+        }
+        let at = self.pos_of(self.applied);
+        self.snapshot_at = at.index;
+        self.out.push_back(ReplOutput::PersistSnapshot {
+            at,
+            data: self.state.encode_snapshot(),
+            reset_log: false,
+        });
+        let keep_from = at.index.saturating_sub(self.cfg.log_keep);
+        let oldest_needed = self
+            .followers
+            .values()
+            .map(|f| f.sent.min(f.acked))
+            .min()
+            .unwrap_or(keep_from);
+        self.log.compact_through(keep_from.min(oldest_needed));
+    }
+
+    // ------------------------------------------------------------ helpers
+
+    fn pos_of(&self, index: u64) -> LogPos {
+        LogPos {
+            epoch: self.log.epoch_at(index).unwrap_or(0),
+            index,
+        }
+    }
+
+    fn join_msg(&self) -> ReplMsg {
+        ReplMsg::Join {
+            id: self.cfg.id,
+            epoch: self.epoch,
+            primary: self.primary(),
+            last: self.log.last(),
+            epoch_starts: self.log.epoch_starts(),
+        }
+    }
+
+    fn heartbeat_msg(&self) -> ReplMsg {
+        ReplMsg::Heartbeat {
+            epoch: self.epoch,
+            primary: self.cfg.id,
+            last: self.pos_of(self.persisted),
+            commit: self.applied,
+        }
+    }
+
+    fn send(&mut self, to: TrackerId, msg: ReplMsg) {
+        if self.connected.contains(&to) {
+            self.out.push_back(ReplOutput::Send { to, msg });
+        }
+    }
+
+    fn event(&mut self, e: ReplEvent) {
+        self.out.push_back(ReplOutput::Event(e));
+    }
+
+    fn finish(&mut self, _now: Instant) {
+        self.check_invariants();
+    }
+
+    /// Panics if the machine's own invariants are broken.
+    pub fn check_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        assert!(self.applied <= self.persisted.max(self.applied));
+        assert!(self.persisted <= self.log.last().index, "persisted past the log");
+        assert!(self.applied <= self.log.last().index, "applied past the log");
+        assert!(self.log.start().index <= self.applied, "compacted unapplied entries");
+        if self.role == Role::Primary {
+            assert_eq!(epoch_primary(self.epoch), Some(self.cfg.id), "primary of a foreign epoch");
+            assert!(self.pending_fork.is_none());
+            for f in self.followers.values() {
+                assert!(f.sent <= self.persisted, "sent unpersisted entries");
+            }
+        } else {
+            assert!(self.followers.is_empty(), "backup with followers");
+            assert!(self.waiters.is_empty(), "backup with proposal waiters");
+        }
+    }
+}
