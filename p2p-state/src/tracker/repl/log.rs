@@ -33,7 +33,10 @@ impl Log {
     }
 
     pub fn last(&self) -> LogPos {
-        self.entries.back().map(|(e, _)| e.pos).unwrap_or(self.start)
+        self.entries
+            .back()
+            .map(|(e, _)| e.pos)
+            .unwrap_or(self.start)
     }
 
     pub fn len(&self) -> usize {
@@ -156,7 +159,11 @@ pub fn fork_point(a: &[EpochStart], a_last: LogPos, b: &[EpochStart], b_last: Lo
     // Epochs are step functions of the index, so the highest agreeing index
     // is the right end of a constant stretch: `m` or a run start minus one.
     let mut candidates: Vec<u64> = std::iter::once(m)
-        .chain(a.iter().chain(b).flat_map(|s| [s.first_index, s.first_index.saturating_sub(1)]))
+        .chain(
+            a.iter()
+                .chain(b)
+                .flat_map(|s| [s.first_index, s.first_index.saturating_sub(1)]),
+        )
         .filter(|&i| i <= m)
         .collect();
     candidates.sort_unstable_by(|x, y| y.cmp(x));

@@ -26,7 +26,9 @@
 //! The machine is generic over the replicated state ([`Replicated`]), so it
 //! is tested here with a toy state and used with the tracker's real one.
 
+mod backup;
 mod log;
+mod primary;
 #[cfg(test)]
 mod tests;
 
@@ -35,7 +37,6 @@ pub use log::{Log, fork_point};
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use p2p_proto::limits::{APPEND_ENTRIES_MAX, SNAPSHOT_CHUNK_LEN_MAX};
 use p2p_proto::{
     ClientRequest, DecodeError, Entry, LogPos, Op, OpKind, Origin, Outcome, ReplMsg, Sha1Hash,
     Text, TrackerError, TrackerId, TrackerStatus,
@@ -146,7 +147,9 @@ pub enum ReplOutput {
     },
     /// A proposal or forwarded write will not be answered here (primary
     /// changed); the client should retry with the same request id.
-    Abandoned { tag: u64 },
+    Abandoned {
+        tag: u64,
+    },
     /// Primary only: a backup forwarded a client's write; prepare it and
     /// [`Repl::propose`] it, or [`Repl::reply_forward`] a rejection.
     Forwarded {
@@ -160,19 +163,43 @@ pub enum ReplOutput {
 /// Things worth a log line, and what the simulator's checkers watch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReplEvent {
-    BecamePrimary { epoch: u64 },
-    Following { primary: TrackerId, epoch: u64 },
-    InSync { primary: TrackerId },
-    PeerInSync { peer: TrackerId },
-    PeerOutOfSync { peer: TrackerId, why: &'static str },
-    SnapshotInstalled { at: LogPos },
+    BecamePrimary {
+        epoch: u64,
+    },
+    Following {
+        primary: TrackerId,
+        epoch: u64,
+    },
+    InSync {
+        primary: TrackerId,
+    },
+    PeerInSync {
+        peer: TrackerId,
+    },
+    PeerOutOfSync {
+        peer: TrackerId,
+        why: &'static str,
+    },
+    SnapshotInstalled {
+        at: LogPos,
+    },
     /// Our log diverged from the primary's: `resubmitting` client ops go
     /// back to it; `lost` were in our compacted prefix and cannot.
-    Diverged { fork: u64, resubmitting: usize, lost: u64 },
+    Diverged {
+        fork: u64,
+        resubmitting: usize,
+        lost: u64,
+    },
     /// A divergent op that no longer applies, with why.
-    Conflict { op: Op, reason: TrackerError },
+    Conflict {
+        op: Op,
+        reason: TrackerError,
+    },
     /// A peer broke the protocol or sent something unusable.
-    PeerError { peer: TrackerId, what: Text },
+    PeerError {
+        peer: TrackerId,
+        what: Text,
+    },
 }
 
 /// A recorded conflict from a partition heal.
@@ -299,7 +326,8 @@ impl<S: Replicated> Repl<S> {
         }
         r.persisted = r.log.last().index;
         r.apply_through(r.persisted);
-        r.timers.set(Timer::PrimaryTimeout, now + r.cfg.primary_timeout);
+        r.timers
+            .set(Timer::PrimaryTimeout, now + r.cfg.primary_timeout);
         r
     }
 
@@ -414,7 +442,8 @@ impl<S: Replicated> Repl<S> {
             self.waiters.entry(pos.index).or_default().push(tag);
         }
         if self.uncommitted_since.is_empty() {
-            self.timers.set(Timer::AckTimeout, now + self.cfg.ack_timeout);
+            self.timers
+                .set(Timer::AckTimeout, now + self.cfg.ack_timeout);
         }
         self.uncommitted_since.push_back((pos.index, now));
         self.out.push_back(ReplOutput::Persist {
@@ -475,7 +504,11 @@ impl<S: Replicated> Repl<S> {
         if self.role == Role::Backup && self.primary() == Some(peer) {
             // Give a dropped connection one heartbeat to come back.
             let soon = now + self.cfg.heartbeat;
-            if self.timers.get(Timer::PrimaryTimeout).is_none_or(|t| t > soon) {
+            if self
+                .timers
+                .get(Timer::PrimaryTimeout)
+                .is_none_or(|t| t > soon)
+            {
                 self.timers.set(Timer::PrimaryTimeout, soon);
             }
             self.abandon_forwards();
@@ -644,9 +677,7 @@ impl<S: Replicated> Repl<S> {
         if self.role == Role::Primary {
             return;
         }
-        let alive = self
-            .primary()
-            .is_some_and(|p| self.connected.contains(&p))
+        let alive = self.primary().is_some_and(|p| self.connected.contains(&p))
             && now.saturating_since(self.primary_heard) < self.cfg.primary_timeout;
         let lowest = self.connected.iter().copied().chain([self.cfg.id]).min();
         if !alive && lowest == Some(self.cfg.id) && self.pending_fork.is_none() {
@@ -655,500 +686,6 @@ impl<S: Replicated> Repl<S> {
         }
         self.timers
             .set(Timer::PrimaryTimeout, now + self.cfg.primary_timeout);
-    }
-
-    // ------------------------------------------------------------ primary side
-
-    fn on_join(&mut self, now: Instant, from: TrackerId, epoch: u64, last: LogPos, starts: &[p2p_proto::EpochStart]) {
-        if self.observe_epoch(now, epoch) {
-            self.request_catch_up();
-            return;
-        }
-        if self.role != Role::Primary {
-            return;
-        }
-        if epoch < self.epoch {
-            self.send(from, self.heartbeat_msg());
-        }
-        if let Some(f) = self.followers.get(&from)
-            && f.asked.0 == last
-            && now.saturating_since(f.asked.1) < self.cfg.primary_timeout
-        {
-            return; // the same request again (a Join and a Mismatch crossed)
-        }
-        let fork = fork_point(&self.log.epoch_starts(), self.log.last(), starts, last);
-        let snapshot = last.index > fork || fork < self.log.start().index;
-        self.send(
-            from,
-            ReplMsg::CatchUp {
-                epoch: self.epoch,
-                fork,
-                snapshot,
-            },
-        );
-        let sent = if snapshot { self.send_snapshot(from) } else { fork };
-        self.followers.insert(
-            from,
-            Follower {
-                asked: (last, now),
-                in_sync: false,
-                sent,
-                acked: 0,
-            },
-        );
-        self.flush_appends();
-        self.check_follower_sync(from);
-    }
-
-    /// Streams the current applied state to `to`; returns the index it covers.
-    fn send_snapshot(&mut self, to: TrackerId) -> u64 {
-        let at = self.pos_of(self.applied);
-        let data = self.state.encode_snapshot();
-        let total = data.len() as u64;
-        let mut offset = 0usize;
-        loop {
-            let end = (offset + SNAPSHOT_CHUNK_LEN_MAX as usize).min(data.len());
-            self.send(
-                to,
-                ReplMsg::SnapshotChunk {
-                    epoch: self.epoch,
-                    at,
-                    offset: offset as u64,
-                    total,
-                    data: data.slice(offset..end),
-                },
-            );
-            offset = end;
-            if offset >= data.len() {
-                break;
-            }
-        }
-        at.index
-    }
-
-    fn on_ack(&mut self, now: Instant, from: TrackerId, epoch: u64, last: LogPos) {
-        if self.observe_epoch(now, epoch) {
-            self.request_catch_up();
-            return;
-        }
-        if self.role != Role::Primary || epoch != self.epoch {
-            return;
-        }
-        let Some(f) = self.followers.get_mut(&from) else {
-            return;
-        };
-        // An ack only counts for entries that are ours.
-        if self.log.epoch_at(last.index) == Some(last.epoch) || last.index < self.log.start().index {
-            f.acked = f.acked.max(last.index);
-        }
-        self.check_follower_sync(from);
-        self.flush_appends();
-        self.advance_commit(now);
-    }
-
-    /// A follower joins the in-sync set once it holds everything committed;
-    /// from then on, commits wait for its acks.
-    fn check_follower_sync(&mut self, peer: TrackerId) {
-        let last = self.log.last().index;
-        if let Some(f) = self.followers.get_mut(&peer)
-            && !f.in_sync
-            && f.acked >= self.applied.max(1).min(last)
-        {
-            f.in_sync = true;
-            self.event(ReplEvent::PeerInSync { peer });
-        }
-    }
-
-    /// Sends every follower the persisted entries it has not been sent,
-    /// within its window, in frames of at most `append_bytes_max`.
-    fn flush_appends(&mut self) {
-        if self.role != Role::Primary {
-            return;
-        }
-        let peers: Vec<TrackerId> = self.followers.keys().copied().collect();
-        for p in peers {
-            loop {
-                let f = &self.followers[&p];
-                let limit = self.persisted.min(f.acked + self.cfg.window_entries);
-                if f.sent >= limit {
-                    break;
-                }
-                let (from, mut bytes, mut entries) = (f.sent + 1, 0usize, Vec::new());
-                for e in self.log.range(from, limit) {
-                    let n = self.log.size_of(e.pos.index);
-                    if !entries.is_empty()
-                        && (bytes + n > self.cfg.append_bytes_max || entries.len() >= APPEND_ENTRIES_MAX)
-                    {
-                        break;
-                    }
-                    bytes += n;
-                    entries.push(e.clone());
-                }
-                let Some(end) = entries.last().map(|e| e.pos.index) else {
-                    break; // compacted away: the follower needs a snapshot
-                };
-                let msg = ReplMsg::Append {
-                    epoch: self.epoch,
-                    prev: self.pos_of(from - 1),
-                    entries,
-                    commit: self.applied,
-                };
-                self.send(p, msg);
-                self.followers.get_mut(&p).expect("follower").sent = end;
-            }
-        }
-    }
-
-    /// Commits what every in-sync follower (and our disk) holds, applies it
-    /// and answers the waiters.
-    fn advance_commit(&mut self, now: Instant) {
-        if self.role != Role::Primary {
-            return;
-        }
-        let commit = self
-            .followers
-            .values()
-            .filter(|f| f.in_sync)
-            .map(|f| f.acked)
-            .chain([self.persisted])
-            .min()
-            .unwrap_or(self.persisted);
-        if commit <= self.applied {
-            return;
-        }
-        self.apply_through(commit);
-        while self
-            .uncommitted_since
-            .front()
-            .is_some_and(|&(i, _)| i <= self.applied)
-        {
-            self.uncommitted_since.pop_front();
-        }
-        match self.uncommitted_since.front() {
-            Some(&(_, since)) => self.timers.set(Timer::AckTimeout, since + self.cfg.ack_timeout),
-            None => self.timers.stop(Timer::AckTimeout),
-        }
-        let _ = now;
-    }
-
-    fn on_ack_timeout(&mut self, now: Instant) {
-        if self.role != Role::Primary {
-            return;
-        }
-        let Some(&(index, since)) = self.uncommitted_since.front() else {
-            return;
-        };
-        if now.saturating_since(since) < self.cfg.ack_timeout {
-            self.timers.set(Timer::AckTimeout, since + self.cfg.ack_timeout);
-            return;
-        }
-        let slow: Vec<TrackerId> = self
-            .followers
-            .iter()
-            .filter(|(_, f)| f.in_sync && f.acked < index)
-            .map(|(&p, _)| p)
-            .collect();
-        for peer in slow {
-            self.followers.get_mut(&peer).expect("follower").in_sync = false;
-            self.event(ReplEvent::PeerOutOfSync {
-                peer,
-                why: "no ack within the ack timeout",
-            });
-        }
-        self.advance_commit(now);
-    }
-
-    fn on_heartbeat_timer(&mut self, now: Instant) {
-        if self.role != Role::Primary {
-            return;
-        }
-        let hb = self.heartbeat_msg();
-        for p in self.connected.clone() {
-            self.send(p, hb.clone());
-        }
-        self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat);
-    }
-
-    fn on_forward(&mut self, from: TrackerId, fwd: u64, req: ClientRequest) {
-        if self.role == Role::Primary {
-            self.out.push_back(ReplOutput::Forwarded { from, fwd, req });
-        } else {
-            self.reply_forward(from, fwd, 0, Err(TrackerError::NotReady));
-        }
-    }
-
-    fn on_resubmit(&mut self, now: Instant, op: Op) {
-        if self.role != Role::Primary {
-            return; // the joiner re-sends once it follows the new primary
-        }
-        if op.origin.is_some_and(|o| self.state.recorded(&o).is_some()) {
-            return; // the client already retried it here
-        }
-        match self.state.revalidate(&op) {
-            Ok(()) => {
-                let _ = self.propose(now, op.origin, op.kind, None);
-            }
-            Err(reason) => self.record_conflict(op, reason),
-        }
-    }
-
-    fn record_conflict(&mut self, op: Op, reason: TrackerError) {
-        if self.conflicts.len() >= CONFLICTS_MAX {
-            self.conflicts.pop_front();
-        }
-        self.conflicts.push_back(Conflict {
-            op: op.clone(),
-            reason: reason.clone(),
-        });
-        self.event(ReplEvent::Conflict { op, reason });
-    }
-
-    // ------------------------------------------------------------ backup side
-
-    /// Asks the current primary to bring us up to date.
-    fn request_catch_up(&mut self) {
-        let Some(p) = self.primary() else { return };
-        if self.role == Role::Backup && self.connected.contains(&p) && !self.mismatch_sent {
-            self.mismatch_sent = true;
-            self.send(
-                p,
-                ReplMsg::Mismatch {
-                    epoch: self.epoch,
-                    last: self.log.last(),
-                    epoch_starts: self.log.epoch_starts(),
-                },
-            );
-        }
-    }
-
-    fn from_primary(&mut self, now: Instant, from: TrackerId, epoch: u64) -> bool {
-        if epoch < self.epoch {
-            // A stale primary: tell it about the newer epoch.
-            self.send(from, self.join_msg());
-            return false;
-        }
-        if self.observe_epoch(now, epoch) {
-            self.request_catch_up();
-        }
-        if self.role != Role::Backup || self.primary() != Some(from) {
-            return false;
-        }
-        self.primary_heard = now;
-        self.timers
-            .set(Timer::PrimaryTimeout, now + self.cfg.primary_timeout);
-        true
-    }
-
-    fn on_heartbeat(&mut self, now: Instant, from: TrackerId, epoch: u64, last: LogPos) {
-        if epoch == self.epoch && self.role == Role::Primary {
-            return; // cannot happen: an epoch has one primary
-        }
-        if !self.from_primary(now, from, epoch) {
-            return;
-        }
-        self.primary_last = self.primary_last.max(last.index);
-        self.update_caught_up();
-        if !self.caught_up
-            && self.pending_fork.is_none()
-            && self.snapshot_rx.is_none()
-            && self.persisted == self.log.last().index
-            && last.index > self.log.last().index
-        {
-            // Behind with nothing on the way: ask again (a lost catch-up).
-            self.mismatch_sent = false;
-            self.request_catch_up();
-        }
-    }
-
-    fn on_catch_up(&mut self, now: Instant, from: TrackerId, epoch: u64, fork: u64, snapshot: bool) {
-        if !self.from_primary(now, from, epoch) {
-            return;
-        }
-        self.mismatch_sent = false;
-        self.caught_up = false;
-        if snapshot {
-            self.pending_fork = Some(fork);
-            self.snapshot_rx = None;
-            return;
-        }
-        if self.log.last().index > fork {
-            // The primary thinks we hold nothing divergent; we disagree.
-            self.event(ReplEvent::PeerError {
-                peer: from,
-                what: Text::new("catch-up without snapshot over a divergent log"),
-            });
-            self.request_catch_up();
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn on_snapshot_chunk(
-        &mut self,
-        now: Instant,
-        from: TrackerId,
-        epoch: u64,
-        at: LogPos,
-        offset: u64,
-        total: u64,
-        data: Bytes,
-    ) {
-        if !self.from_primary(now, from, epoch) || self.pending_fork.is_none() {
-            return;
-        }
-        if total > SNAPSHOT_LEN_MAX {
-            self.event(ReplEvent::PeerError {
-                peer: from,
-                what: Text::new(format!("snapshot of {total} bytes is over the limit")),
-            });
-            return;
-        }
-        if offset == 0 {
-            self.snapshot_rx = Some(SnapshotRx {
-                at,
-                total,
-                buf: BytesMut::with_capacity(total.min(16 << 20) as usize),
-            });
-        }
-        let Some(rx) = self.snapshot_rx.as_mut() else {
-            return;
-        };
-        if rx.at != at || rx.total != total || rx.buf.len() as u64 != offset {
-            self.snapshot_rx = None;
-            self.mismatch_sent = false;
-            self.request_catch_up();
-            return;
-        }
-        rx.buf.extend_from_slice(&data);
-        if (rx.buf.len() as u64) < rx.total {
-            return;
-        }
-        let rx = self.snapshot_rx.take().expect("snapshot");
-        self.install_snapshot(from, rx.at, rx.buf.freeze());
-    }
-
-    fn install_snapshot(&mut self, from: TrackerId, at: LogPos, data: Bytes) {
-        let state = match S::decode_snapshot(data.clone()) {
-            Ok(s) => s,
-            Err(e) => {
-                self.event(ReplEvent::PeerError {
-                    peer: from,
-                    what: Text::new(format!("bad snapshot: {e}")),
-                });
-                self.mismatch_sent = false;
-                self.request_catch_up();
-                return;
-            }
-        };
-        let fork = self.pending_fork.take().unwrap_or(at.index);
-        self.queue_divergent(fork);
-        self.state = state;
-        self.log = Log::starting_at(at);
-        self.persisted = at.index;
-        self.applied = at.index;
-        self.snapshot_at = at.index;
-        self.out.push_back(ReplOutput::PersistSnapshot {
-            at,
-            data,
-            reset_log: true,
-        });
-        self.event(ReplEvent::SnapshotInstalled { at });
-        self.send(
-            from,
-            ReplMsg::Ack {
-                epoch: self.epoch,
-                last: at,
-            },
-        );
-        self.update_caught_up();
-    }
-
-    /// Our entries after `fork` are not in the primary's history: queue the
-    /// client ops among them for re-submission.
-    fn queue_divergent(&mut self, fork: u64) {
-        if self.log.last().index <= fork {
-            return;
-        }
-        let lost = self.log.start().index.saturating_sub(fork);
-        let divergent = self.log.truncate_after(fork.max(self.log.start().index));
-        let before = self.resubmit.len();
-        self.resubmit.extend(
-            divergent
-                .into_iter()
-                .map(|e| e.op)
-                .filter(|op| op.origin.is_some()),
-        );
-        self.event(ReplEvent::Diverged {
-            fork,
-            resubmitting: self.resubmit.len() - before,
-            lost,
-        });
-    }
-
-    fn on_append(&mut self, now: Instant, from: TrackerId, epoch: u64, prev: LogPos, entries: Vec<Entry>) {
-        if !self.from_primary(now, from, epoch) || self.pending_fork.is_some() {
-            return;
-        }
-        if self.log.epoch_at(prev.index) != Some(prev.epoch) {
-            self.request_catch_up();
-            return;
-        }
-        let mut fresh = Vec::new();
-        for e in entries {
-            let i = e.pos.index;
-            if i <= self.log.last().index {
-                if self.log.epoch_at(i) != Some(e.pos.epoch) && i > self.log.start().index {
-                    // Conflicting history past prev: only a catch-up can fix it.
-                    self.mismatch_sent = false;
-                    self.request_catch_up();
-                    return;
-                }
-                continue;
-            }
-            if i != self.log.last().index + 1 {
-                self.request_catch_up();
-                return;
-            }
-            self.primary_last = self.primary_last.max(i);
-            self.log.push(e.clone());
-            fresh.push(e);
-        }
-        if let Some(first) = fresh.first().map(|e| e.pos.index) {
-            self.out.push_back(ReplOutput::Persist {
-                from_index: first,
-                entries: fresh,
-            });
-        }
-    }
-
-    fn on_forward_reply(&mut self, fwd: u64, index: u64, outcome: Outcome) {
-        let Some(tag) = self.fwd_pending.remove(&fwd) else {
-            return;
-        };
-        if index <= self.applied {
-            self.out.push_back(ReplOutput::Applied {
-                tag,
-                index,
-                outcome,
-            });
-        } else {
-            self.fwd_done.entry(index).or_default().push((tag, outcome));
-        }
-    }
-
-    fn update_caught_up(&mut self) {
-        if self.role != Role::Backup || self.pending_fork.is_some() {
-            return;
-        }
-        let was = self.caught_up;
-        self.caught_up = self.applied >= self.primary_last && self.primary_last > 0;
-        if self.caught_up && !was {
-            if let Some(primary) = self.primary() {
-                self.event(ReplEvent::InSync { primary });
-                while let Some(op) = self.resubmit.pop_front() {
-                    self.send(primary, ReplMsg::Resubmit { fwd: 0, op });
-                }
-            }
-        }
     }
 
     // ------------------------------------------------------------ applying
@@ -1168,7 +705,11 @@ impl<S: Replicated> Repl<S> {
                 });
             }
         }
-        let done: Vec<u64> = self.fwd_done.range(..=self.applied).map(|(&i, _)| i).collect();
+        let done: Vec<u64> = self
+            .fwd_done
+            .range(..=self.applied)
+            .map(|(&i, _)| i)
+            .collect();
         for i in done {
             for (tag, outcome) in self.fwd_done.remove(&i).unwrap_or_default() {
                 self.out.push_back(ReplOutput::Applied {
@@ -1250,11 +791,24 @@ impl<S: Replicated> Repl<S> {
             return;
         }
         assert!(self.applied <= self.persisted.max(self.applied));
-        assert!(self.persisted <= self.log.last().index, "persisted past the log");
-        assert!(self.applied <= self.log.last().index, "applied past the log");
-        assert!(self.log.start().index <= self.applied, "compacted unapplied entries");
+        assert!(
+            self.persisted <= self.log.last().index,
+            "persisted past the log"
+        );
+        assert!(
+            self.applied <= self.log.last().index,
+            "applied past the log"
+        );
+        assert!(
+            self.log.start().index <= self.applied,
+            "compacted unapplied entries"
+        );
         if self.role == Role::Primary {
-            assert_eq!(epoch_primary(self.epoch), Some(self.cfg.id), "primary of a foreign epoch");
+            assert_eq!(
+                epoch_primary(self.epoch),
+                Some(self.cfg.id),
+                "primary of a foreign epoch"
+            );
             assert!(self.pending_fork.is_none());
             for f in self.followers.values() {
                 assert!(f.sent <= self.persisted, "sent unpersisted entries");

@@ -160,11 +160,17 @@ impl Cluster {
     }
 
     fn node(&mut self, id: u16) -> &mut Repl<Toy> {
-        self.nodes[id as usize - 1].repl.as_mut().expect("node is up")
+        self.nodes[id as usize - 1]
+            .repl
+            .as_mut()
+            .expect("node is up")
     }
 
     fn get(&self, id: u16) -> &Repl<Toy> {
-        self.nodes[id as usize - 1].repl.as_ref().expect("node is up")
+        self.nodes[id as usize - 1]
+            .repl
+            .as_ref()
+            .expect("node is up")
     }
 
     fn is_up(&self, id: u16) -> bool {
@@ -248,7 +254,9 @@ impl Cluster {
     /// instant, events are recorded.
     fn drain(&mut self, id: u16) {
         loop {
-            let Some(out) = self.node(id).poll_output() else { break };
+            let Some(out) = self.node(id).poll_output() else {
+                break;
+            };
             match out {
                 ReplOutput::Send { to, msg } => {
                     let key = (id.min(to.0), id.max(to.0));
@@ -262,7 +270,10 @@ impl Cluster {
                 } => {
                     let d = &mut self.nodes[id as usize - 1].disk;
                     d.entries.retain(|e| e.pos.index < from_index);
-                    let last = entries.last().map(|e| e.pos.index).unwrap_or(from_index - 1);
+                    let last = entries
+                        .last()
+                        .map(|e| e.pos.index)
+                        .unwrap_or(from_index - 1);
                     d.entries.extend(entries);
                     let now = self.now;
                     self.node(id).handle_persisted(now, last);
@@ -305,7 +316,8 @@ impl Cluster {
             let tag = (from.0 as u64) << 32 | fwd;
             let r = self.node(id).propose(now, Some(origin), kind, Some(tag));
             if r.is_err() {
-                self.node(id).reply_forward(from, fwd, 0, Err(TrackerError::NotReady));
+                self.node(id)
+                    .reply_forward(from, fwd, 0, Err(TrackerError::NotReady));
             }
             self.drain(id);
         }
@@ -328,7 +340,8 @@ impl Cluster {
     fn step(&mut self, until: Instant) -> bool {
         if let Some((&(a, b), _)) = self.wires.iter().find(|(_, q)| !q.is_empty()) {
             let msg = self.wires.get_mut(&(a, b)).unwrap().pop_front().unwrap();
-            self.trace.push(format!("{:?} {a}->{b} {}", self.now, short(&msg)));
+            self.trace
+                .push(format!("{:?} {a}->{b} {}", self.now, short(&msg)));
             let now = self.now;
             self.node(b).handle_msg(now, TrackerId(a), msg);
             self.drain(b);
@@ -361,7 +374,10 @@ impl Cluster {
                 return;
             }
         }
-        panic!("livelock: 200k steps without reaching {until:?}\n{}", self.tail());
+        panic!(
+            "livelock: 200k steps without reaching {until:?}\n{}",
+            self.tail()
+        );
     }
 
     fn tail(&self) -> String {
@@ -388,7 +404,9 @@ impl Cluster {
         let now = self.now;
         let r = if self.get(at).role() == Role::Primary {
             let (origin, kind) = toy_op(&req);
-            self.node(at).propose(now, Some(origin), kind, Some(id)).map(|_| ())
+            self.node(at)
+                .propose(now, Some(origin), kind, Some(id))
+                .map(|_| ())
         } else {
             self.node(at).forward(req, id)
         };
@@ -413,12 +431,20 @@ impl Cluster {
 
     fn assert_converged(&self) {
         let d = self.digests();
-        assert!(d.windows(2).all(|w| w[0] == w[1]), "digests differ\n{}", self.tail());
+        assert!(
+            d.windows(2).all(|w| w[0] == w[1]),
+            "digests differ\n{}",
+            self.tail()
+        );
         let lasts: Vec<LogPos> = (1..=self.nodes.len() as u16)
             .filter(|&i| self.is_up(i))
             .map(|i| self.get(i).last())
             .collect();
-        assert!(lasts.windows(2).all(|w| w[0] == w[1]), "logs differ: {lasts:?}\n{}", self.tail());
+        assert!(
+            lasts.windows(2).all(|w| w[0] == w[1]),
+            "logs differ: {lasts:?}\n{}",
+            self.tail()
+        );
     }
 
     fn names(&self, at: u16) -> Vec<String> {
@@ -468,7 +494,10 @@ fn primary_answers_only_after_the_backup_acked() {
     c.write(1, "g1", 7).unwrap();
     // Nothing delivered yet: the backup has not acked, no answer.
     assert_eq!(c.outcome(1, 7), None);
-    assert!(c.get(1).state().names.is_empty(), "primary applied before the ack");
+    assert!(
+        c.get(1).state().names.is_empty(),
+        "primary applied before the ack"
+    );
     c.run(50);
     assert!(c.outcome(1, 7).is_some());
 }
@@ -484,7 +513,10 @@ fn backup_forwards_writes_and_reads_its_own_write() {
     assert_eq!(c.names(2), vec!["g2"]);
     c.write(2, "g2", 6).unwrap();
     c.run(100);
-    assert!(matches!(c.outcome(2, 6), Some(Err(TrackerError::GroupExists { .. }))));
+    assert!(matches!(
+        c.outcome(2, 6),
+        Some(Err(TrackerError::GroupExists { .. }))
+    ));
     c.assert_converged();
 }
 
@@ -521,11 +553,18 @@ fn restarted_tracker_recovers_from_disk_and_catches_up_by_suffix() {
     c.run(2000);
     c.assert_converged();
     assert_eq!(c.names(2).len(), 10);
-    assert!(!c.nodes[1].events.iter().any(|e| matches!(e, ReplEvent::SnapshotInstalled { .. })));
+    assert!(
+        !c.nodes[1]
+            .events
+            .iter()
+            .any(|e| matches!(e, ReplEvent::SnapshotInstalled { .. }))
+    );
     assert!(c.get(2).can_serve_reads());
     // Recovery from its own disk alone gives the same state as before.
     let disk = c.nodes[1].disk.clone();
-    let snap = disk.snapshot.map(|(at, b)| (at, Toy::decode_snapshot(b).unwrap()));
+    let snap = disk
+        .snapshot
+        .map(|(at, b)| (at, Toy::decode_snapshot(b).unwrap()));
     let r: Repl<Toy> = Repl::recover(cfg(2, 2), snap, disk.entries, c.now);
     assert_eq!(r.state().digest(), c.get(2).state().digest());
 }
@@ -542,12 +581,20 @@ fn rejoin_far_behind_catches_up_by_snapshot() {
         c.write(1, &format!("s{i}"), i).unwrap();
     }
     c.run(200);
-    assert!(c.get(1).log().start().index > 0, "primary compacted its log");
+    assert!(
+        c.get(1).log().start().index > 0,
+        "primary compacted its log"
+    );
     // Restart from an empty disk: needs the snapshot.
     c.nodes[1].disk = Disk::default();
     c.restart(2);
     c.run(2000);
-    assert!(c.nodes[1].events.iter().any(|e| matches!(e, ReplEvent::SnapshotInstalled { .. })));
+    assert!(
+        c.nodes[1]
+            .events
+            .iter()
+            .any(|e| matches!(e, ReplEvent::SnapshotInstalled { .. }))
+    );
     c.assert_converged();
     assert_eq!(c.names(2).len(), 40);
     c.write(2, "after", 99).unwrap();
@@ -563,7 +610,11 @@ fn partition_heal_resubmits_divergent_ops_and_records_conflicts() {
     c.run(100);
     c.partition(&[1]);
     c.run(3000);
-    assert_eq!(c.get(2).role(), Role::Primary, "the cut-off backup took over");
+    assert_eq!(
+        c.get(2).role(),
+        Role::Primary,
+        "the cut-off backup took over"
+    );
     // Both sides accept writes; "dup" conflicts.
     c.write(1, "only1", 10).unwrap();
     c.write(1, "dup", 11).unwrap();
@@ -580,8 +631,17 @@ fn partition_heal_resubmits_divergent_ops_and_records_conflicts() {
     assert_eq!(c.names(1), vec!["common", "dup", "only1", "only2"]);
     let conflicts: Vec<_> = c.get(2).conflicts().collect();
     assert_eq!(conflicts.len(), 1, "{}", c.tail());
-    assert!(matches!(conflicts[0].reason, TrackerError::GroupExists { .. }));
-    assert!(c.nodes[0].events.iter().any(|e| matches!(e, ReplEvent::Diverged { resubmitting: 2, .. })));
+    assert!(matches!(
+        conflicts[0].reason,
+        TrackerError::GroupExists { .. }
+    ));
+    assert!(c.nodes[0].events.iter().any(|e| matches!(
+        e,
+        ReplEvent::Diverged {
+            resubmitting: 2,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -603,7 +663,9 @@ fn retried_resubmission_is_not_applied_twice() {
     };
     let (origin, kind) = toy_op(&req);
     let now = c.now;
-    c.node(2).propose(now, Some(origin), kind, Some(10)).unwrap();
+    c.node(2)
+        .propose(now, Some(origin), kind, Some(10))
+        .unwrap();
     c.drain(2);
     c.run(100);
     c.heal();
@@ -701,7 +763,11 @@ fn random_run(seed: u64, n: u16) {
     c.heal();
     c.run(10_000);
     c.assert_converged();
-    assert!(c.primary().is_some(), "no primary after healing\n{}", c.tail());
+    assert!(
+        c.primary().is_some(),
+        "no primary after healing\n{}",
+        c.tail()
+    );
 }
 
 proptest! {

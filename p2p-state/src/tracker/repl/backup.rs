@@ -1,0 +1,279 @@
+//! The backup's half of [`Repl`]: following a primary, appending its
+//! entries, installing its snapshot, detecting divergence and re-submitting
+//! divergent client ops.
+
+use bytes::{Bytes, BytesMut};
+
+use p2p_proto::{Entry, LogPos, Outcome, ReplMsg, Text, TrackerId};
+
+use super::*;
+use crate::time::Instant;
+
+impl<S: Replicated> Repl<S> {
+    // ------------------------------------------------------------ backup side
+
+    /// Asks the current primary to bring us up to date.
+    pub(super) fn request_catch_up(&mut self) {
+        let Some(p) = self.primary() else { return };
+        if self.role == Role::Backup && self.connected.contains(&p) && !self.mismatch_sent {
+            self.mismatch_sent = true;
+            self.send(
+                p,
+                ReplMsg::Mismatch {
+                    epoch: self.epoch,
+                    last: self.log.last(),
+                    epoch_starts: self.log.epoch_starts(),
+                },
+            );
+        }
+    }
+
+    pub(super) fn accept_from_primary(
+        &mut self,
+        now: Instant,
+        from: TrackerId,
+        epoch: u64,
+    ) -> bool {
+        if epoch < self.epoch {
+            // A stale primary: tell it about the newer epoch.
+            self.send(from, self.join_msg());
+            return false;
+        }
+        if self.observe_epoch(now, epoch) {
+            self.request_catch_up();
+        }
+        if self.role != Role::Backup || self.primary() != Some(from) {
+            return false;
+        }
+        self.primary_heard = now;
+        self.timers
+            .set(Timer::PrimaryTimeout, now + self.cfg.primary_timeout);
+        true
+    }
+
+    pub(super) fn on_heartbeat(&mut self, now: Instant, from: TrackerId, epoch: u64, last: LogPos) {
+        if epoch == self.epoch && self.role == Role::Primary {
+            return; // cannot happen: an epoch has one primary
+        }
+        if !self.accept_from_primary(now, from, epoch) {
+            return;
+        }
+        self.primary_last = self.primary_last.max(last.index);
+        self.update_caught_up();
+        if !self.caught_up
+            && self.pending_fork.is_none()
+            && self.snapshot_rx.is_none()
+            && self.persisted == self.log.last().index
+            && last.index > self.log.last().index
+        {
+            // Behind with nothing on the way: ask again (a lost catch-up).
+            self.mismatch_sent = false;
+            self.request_catch_up();
+        }
+    }
+
+    pub(super) fn on_catch_up(
+        &mut self,
+        now: Instant,
+        from: TrackerId,
+        epoch: u64,
+        fork: u64,
+        snapshot: bool,
+    ) {
+        if !self.accept_from_primary(now, from, epoch) {
+            return;
+        }
+        self.mismatch_sent = false;
+        self.caught_up = false;
+        if snapshot {
+            self.pending_fork = Some(fork);
+            self.snapshot_rx = None;
+            return;
+        }
+        if self.log.last().index > fork {
+            // The primary thinks we hold nothing divergent; we disagree.
+            self.event(ReplEvent::PeerError {
+                peer: from,
+                what: Text::new("catch-up without snapshot over a divergent log"),
+            });
+            self.request_catch_up();
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_snapshot_chunk(
+        &mut self,
+        now: Instant,
+        from: TrackerId,
+        epoch: u64,
+        at: LogPos,
+        offset: u64,
+        total: u64,
+        data: Bytes,
+    ) {
+        if !self.accept_from_primary(now, from, epoch) || self.pending_fork.is_none() {
+            return;
+        }
+        if total > SNAPSHOT_LEN_MAX {
+            self.event(ReplEvent::PeerError {
+                peer: from,
+                what: Text::new(format!("snapshot of {total} bytes is over the limit")),
+            });
+            return;
+        }
+        if offset == 0 {
+            self.snapshot_rx = Some(SnapshotRx {
+                at,
+                total,
+                buf: BytesMut::with_capacity(total.min(16 << 20) as usize),
+            });
+        }
+        let Some(rx) = self.snapshot_rx.as_mut() else {
+            return;
+        };
+        if rx.at != at || rx.total != total || rx.buf.len() as u64 != offset {
+            self.snapshot_rx = None;
+            self.mismatch_sent = false;
+            self.request_catch_up();
+            return;
+        }
+        rx.buf.extend_from_slice(&data);
+        if (rx.buf.len() as u64) < rx.total {
+            return;
+        }
+        let rx = self.snapshot_rx.take().expect("snapshot");
+        self.install_snapshot(from, rx.at, rx.buf.freeze());
+    }
+
+    pub(super) fn install_snapshot(&mut self, from: TrackerId, at: LogPos, data: Bytes) {
+        let state = match S::decode_snapshot(data.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.event(ReplEvent::PeerError {
+                    peer: from,
+                    what: Text::new(format!("bad snapshot: {e}")),
+                });
+                self.mismatch_sent = false;
+                self.request_catch_up();
+                return;
+            }
+        };
+        let fork = self.pending_fork.take().unwrap_or(at.index);
+        self.queue_divergent(fork);
+        self.state = state;
+        self.log = Log::starting_at(at);
+        self.persisted = at.index;
+        self.applied = at.index;
+        self.snapshot_at = at.index;
+        self.out.push_back(ReplOutput::PersistSnapshot {
+            at,
+            data,
+            reset_log: true,
+        });
+        self.event(ReplEvent::SnapshotInstalled { at });
+        self.send(
+            from,
+            ReplMsg::Ack {
+                epoch: self.epoch,
+                last: at,
+            },
+        );
+        self.update_caught_up();
+    }
+
+    /// Our entries after `fork` are not in the primary's history: queue the
+    /// client ops among them for re-submission.
+    pub(super) fn queue_divergent(&mut self, fork: u64) {
+        if self.log.last().index <= fork {
+            return;
+        }
+        let lost = self.log.start().index.saturating_sub(fork);
+        let divergent = self.log.truncate_after(fork.max(self.log.start().index));
+        let before = self.resubmit.len();
+        self.resubmit.extend(
+            divergent
+                .into_iter()
+                .map(|e| e.op)
+                .filter(|op| op.origin.is_some()),
+        );
+        self.event(ReplEvent::Diverged {
+            fork,
+            resubmitting: self.resubmit.len() - before,
+            lost,
+        });
+    }
+
+    pub(super) fn on_append(
+        &mut self,
+        now: Instant,
+        from: TrackerId,
+        epoch: u64,
+        prev: LogPos,
+        entries: Vec<Entry>,
+    ) {
+        if !self.accept_from_primary(now, from, epoch) || self.pending_fork.is_some() {
+            return;
+        }
+        if self.log.epoch_at(prev.index) != Some(prev.epoch) {
+            self.request_catch_up();
+            return;
+        }
+        let mut fresh = Vec::new();
+        for e in entries {
+            let i = e.pos.index;
+            if i <= self.log.last().index {
+                if self.log.epoch_at(i) != Some(e.pos.epoch) && i > self.log.start().index {
+                    // Conflicting history past prev: only a catch-up can fix it.
+                    self.mismatch_sent = false;
+                    self.request_catch_up();
+                    return;
+                }
+                continue;
+            }
+            if i != self.log.last().index + 1 {
+                self.request_catch_up();
+                return;
+            }
+            self.primary_last = self.primary_last.max(i);
+            self.log.push(e.clone());
+            fresh.push(e);
+        }
+        if let Some(first) = fresh.first().map(|e| e.pos.index) {
+            self.out.push_back(ReplOutput::Persist {
+                from_index: first,
+                entries: fresh,
+            });
+        }
+    }
+
+    pub(super) fn on_forward_reply(&mut self, fwd: u64, index: u64, outcome: Outcome) {
+        let Some(tag) = self.fwd_pending.remove(&fwd) else {
+            return;
+        };
+        if index <= self.applied {
+            self.out.push_back(ReplOutput::Applied {
+                tag,
+                index,
+                outcome,
+            });
+        } else {
+            self.fwd_done.entry(index).or_default().push((tag, outcome));
+        }
+    }
+
+    pub(super) fn update_caught_up(&mut self) {
+        if self.role != Role::Backup || self.pending_fork.is_some() {
+            return;
+        }
+        let was = self.caught_up;
+        self.caught_up = self.applied >= self.primary_last && self.primary_last > 0;
+        if self.caught_up && !was {
+            if let Some(primary) = self.primary() {
+                self.event(ReplEvent::InSync { primary });
+                while let Some(op) = self.resubmit.pop_front() {
+                    self.send(primary, ReplMsg::Resubmit { fwd: 0, op });
+                }
+            }
+        }
+    }
+}

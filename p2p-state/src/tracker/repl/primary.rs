@@ -1,0 +1,273 @@
+//! The primary's half of [`Repl`]: answering joins with a catch-up,
+//! streaming appends and snapshots, counting acks, committing, and taking
+//! forwarded and re-submitted writes.
+
+use p2p_proto::limits::{APPEND_ENTRIES_MAX, SNAPSHOT_CHUNK_LEN_MAX};
+use p2p_proto::{ClientRequest, EpochStart, LogPos, Op, ReplMsg, TrackerError, TrackerId};
+
+use super::*;
+use crate::time::Instant;
+
+impl<S: Replicated> Repl<S> {
+    // ------------------------------------------------------------ primary side
+
+    pub(super) fn on_join(
+        &mut self,
+        now: Instant,
+        from: TrackerId,
+        epoch: u64,
+        last: LogPos,
+        starts: &[EpochStart],
+    ) {
+        if self.observe_epoch(now, epoch) {
+            self.request_catch_up();
+            return;
+        }
+        if self.role != Role::Primary {
+            return;
+        }
+        if epoch < self.epoch {
+            self.send(from, self.heartbeat_msg());
+        }
+        if let Some(f) = self.followers.get(&from)
+            && f.asked.0 == last
+            && now.saturating_since(f.asked.1) < self.cfg.primary_timeout
+        {
+            return; // the same request again (a Join and a Mismatch crossed)
+        }
+        let fork = fork_point(&self.log.epoch_starts(), self.log.last(), starts, last);
+        let snapshot = last.index > fork || fork < self.log.start().index;
+        self.send(
+            from,
+            ReplMsg::CatchUp {
+                epoch: self.epoch,
+                fork,
+                snapshot,
+            },
+        );
+        let sent = if snapshot {
+            self.send_snapshot(from)
+        } else {
+            fork
+        };
+        self.followers.insert(
+            from,
+            Follower {
+                asked: (last, now),
+                in_sync: false,
+                sent,
+                acked: 0,
+            },
+        );
+        self.flush_appends();
+        self.check_follower_sync(from);
+    }
+
+    /// Streams the current applied state to `to`; returns the index it covers.
+    pub(super) fn send_snapshot(&mut self, to: TrackerId) -> u64 {
+        let at = self.pos_of(self.applied);
+        let data = self.state.encode_snapshot();
+        let total = data.len() as u64;
+        let mut offset = 0usize;
+        loop {
+            let end = (offset + SNAPSHOT_CHUNK_LEN_MAX as usize).min(data.len());
+            self.send(
+                to,
+                ReplMsg::SnapshotChunk {
+                    epoch: self.epoch,
+                    at,
+                    offset: offset as u64,
+                    total,
+                    data: data.slice(offset..end),
+                },
+            );
+            offset = end;
+            if offset >= data.len() {
+                break;
+            }
+        }
+        at.index
+    }
+
+    pub(super) fn on_ack(&mut self, now: Instant, from: TrackerId, epoch: u64, last: LogPos) {
+        if self.observe_epoch(now, epoch) {
+            self.request_catch_up();
+            return;
+        }
+        if self.role != Role::Primary || epoch != self.epoch {
+            return;
+        }
+        let Some(f) = self.followers.get_mut(&from) else {
+            return;
+        };
+        // An ack only counts for entries that are ours.
+        if self.log.epoch_at(last.index) == Some(last.epoch) || last.index < self.log.start().index
+        {
+            f.acked = f.acked.max(last.index);
+        }
+        self.check_follower_sync(from);
+        self.flush_appends();
+        self.advance_commit(now);
+    }
+
+    /// A follower joins the in-sync set once it holds everything committed;
+    /// from then on, commits wait for its acks.
+    pub(super) fn check_follower_sync(&mut self, peer: TrackerId) {
+        let last = self.log.last().index;
+        if let Some(f) = self.followers.get_mut(&peer)
+            && !f.in_sync
+            && f.acked >= self.applied.max(1).min(last)
+        {
+            f.in_sync = true;
+            self.event(ReplEvent::PeerInSync { peer });
+        }
+    }
+
+    /// Sends every follower the persisted entries it has not been sent,
+    /// within its window, in frames of at most `append_bytes_max`.
+    pub(super) fn flush_appends(&mut self) {
+        if self.role != Role::Primary {
+            return;
+        }
+        let peers: Vec<TrackerId> = self.followers.keys().copied().collect();
+        for p in peers {
+            loop {
+                let f = &self.followers[&p];
+                let limit = self.persisted.min(f.acked + self.cfg.window_entries);
+                if f.sent >= limit {
+                    break;
+                }
+                let (from, mut bytes, mut entries) = (f.sent + 1, 0usize, Vec::new());
+                for e in self.log.range(from, limit) {
+                    let n = self.log.size_of(e.pos.index);
+                    if !entries.is_empty()
+                        && (bytes + n > self.cfg.append_bytes_max
+                            || entries.len() >= APPEND_ENTRIES_MAX)
+                    {
+                        break;
+                    }
+                    bytes += n;
+                    entries.push(e.clone());
+                }
+                let Some(end) = entries.last().map(|e| e.pos.index) else {
+                    break; // compacted away: the follower needs a snapshot
+                };
+                let msg = ReplMsg::Append {
+                    epoch: self.epoch,
+                    prev: self.pos_of(from - 1),
+                    entries,
+                    commit: self.applied,
+                };
+                self.send(p, msg);
+                self.followers.get_mut(&p).expect("follower").sent = end;
+            }
+        }
+    }
+
+    /// Commits what every in-sync follower (and our disk) holds, applies it
+    /// and answers the waiters.
+    pub(super) fn advance_commit(&mut self, now: Instant) {
+        if self.role != Role::Primary {
+            return;
+        }
+        let commit = self
+            .followers
+            .values()
+            .filter(|f| f.in_sync)
+            .map(|f| f.acked)
+            .chain([self.persisted])
+            .min()
+            .unwrap_or(self.persisted);
+        if commit <= self.applied {
+            return;
+        }
+        self.apply_through(commit);
+        while self
+            .uncommitted_since
+            .front()
+            .is_some_and(|&(i, _)| i <= self.applied)
+        {
+            self.uncommitted_since.pop_front();
+        }
+        match self.uncommitted_since.front() {
+            Some(&(_, since)) => self
+                .timers
+                .set(Timer::AckTimeout, since + self.cfg.ack_timeout),
+            None => self.timers.stop(Timer::AckTimeout),
+        }
+        let _ = now;
+    }
+
+    pub(super) fn on_ack_timeout(&mut self, now: Instant) {
+        if self.role != Role::Primary {
+            return;
+        }
+        let Some(&(index, since)) = self.uncommitted_since.front() else {
+            return;
+        };
+        if now.saturating_since(since) < self.cfg.ack_timeout {
+            self.timers
+                .set(Timer::AckTimeout, since + self.cfg.ack_timeout);
+            return;
+        }
+        let slow: Vec<TrackerId> = self
+            .followers
+            .iter()
+            .filter(|(_, f)| f.in_sync && f.acked < index)
+            .map(|(&p, _)| p)
+            .collect();
+        for peer in slow {
+            self.followers.get_mut(&peer).expect("follower").in_sync = false;
+            self.event(ReplEvent::PeerOutOfSync {
+                peer,
+                why: "no ack within the ack timeout",
+            });
+        }
+        self.advance_commit(now);
+    }
+
+    pub(super) fn on_heartbeat_timer(&mut self, now: Instant) {
+        if self.role != Role::Primary {
+            return;
+        }
+        let hb = self.heartbeat_msg();
+        for p in self.connected.clone() {
+            self.send(p, hb.clone());
+        }
+        self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat);
+    }
+
+    pub(super) fn on_forward(&mut self, from: TrackerId, fwd: u64, req: ClientRequest) {
+        if self.role == Role::Primary {
+            self.out.push_back(ReplOutput::Forwarded { from, fwd, req });
+        } else {
+            self.reply_forward(from, fwd, 0, Err(TrackerError::NotReady));
+        }
+    }
+
+    pub(super) fn on_resubmit(&mut self, now: Instant, op: Op) {
+        if self.role != Role::Primary {
+            return; // the joiner re-sends once it follows the new primary
+        }
+        if op.origin.is_some_and(|o| self.state.recorded(&o).is_some()) {
+            return; // the client already retried it here
+        }
+        match self.state.revalidate(&op) {
+            Ok(()) => {
+                let _ = self.propose(now, op.origin, op.kind, None);
+            }
+            Err(reason) => self.record_conflict(op, reason),
+        }
+    }
+
+    pub(super) fn record_conflict(&mut self, op: Op, reason: TrackerError) {
+        if self.conflicts.len() >= CONFLICTS_MAX {
+            self.conflicts.pop_front();
+        }
+        self.conflicts.push_back(Conflict {
+            op: op.clone(),
+            reason: reason.clone(),
+        });
+        self.event(ReplEvent::Conflict { op, reason });
+    }
+}
