@@ -17,6 +17,7 @@ pub fn frame(data: &[u8]) {
     let mut dec = FrameDecoder::new(4096);
     let mut buf = BytesMut::new();
     let mut out = 0usize;
+    let mut failed = false;
     'feed: for chunk in data.chunks(step) {
         buf.extend_from_slice(chunk);
         loop {
@@ -26,11 +27,23 @@ pub fn frame(data: &[u8]) {
                     out += f.len() + 4;
                 }
                 Ok(None) => break,
-                Err(_) => break 'feed,
+                Err(_) => {
+                    failed = true;
+                    break 'feed;
+                }
             }
         }
     }
     assert!(out <= data.len());
+    if !failed {
+        // End of stream: leftovers are exactly a truncated frame.
+        let leftover = buf.len();
+        match dec.finish(&buf) {
+            Ok(()) => assert_eq!(leftover, 0),
+            Err(e) => assert!(leftover > 0, "{e}"),
+        }
+        assert_eq!(out + leftover, data.len(), "bytes lost or invented");
+    }
 }
 
 /// Decodes `data` as `M`; whatever decodes must re-encode to the same bytes.
