@@ -31,7 +31,10 @@ mod tests {
 
     #[test]
     fn known_vector_and_streaming_agree() {
-        assert_eq!(sha1(b"abc").to_hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            sha1(b"abc").to_hex(),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
         let mut s = Sha1Stream::new();
         s.update(b"a");
         s.update(b"bc");

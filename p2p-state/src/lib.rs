@@ -4,12 +4,13 @@
 //! No sockets, threads, clocks, files or OS randomness: time comes in as
 //! [`Instant`], randomness from seeds, and every effect goes out as an output.
 
+pub mod client;
 pub mod download;
 pub mod hash;
 pub mod seeder;
 pub mod ticket;
-pub mod timer;
 pub mod time;
+pub mod timer;
 pub mod tracker;
 
 pub use time::{Duration, Instant};

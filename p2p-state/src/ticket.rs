@@ -72,15 +72,24 @@ mod tests {
         let key = SeederKey([1; 32]);
         let mut t = ticket();
         sign(&key, &mut t);
-        assert_eq!(verify(&SeederKey([2; 32]), &t, Instant(0)), Err(TicketError::BadMac));
+        assert_eq!(
+            verify(&SeederKey([2; 32]), &t, Instant(0)),
+            Err(TicketError::BadMac)
+        );
         let mut other_file = t.clone();
         other_file.file = FileName::new("b.bin").unwrap();
-        assert_eq!(verify(&key, &other_file, Instant(0)), Err(TicketError::BadMac));
+        assert_eq!(
+            verify(&key, &other_file, Instant(0)),
+            Err(TicketError::BadMac)
+        );
         let mut later = t.clone();
         later.expires_ms += 1;
         assert_eq!(verify(&key, &later, Instant(0)), Err(TicketError::BadMac));
         let mut unsigned = ticket();
         unsigned.mac = Mac::default();
-        assert_eq!(verify(&key, &unsigned, Instant(0)), Err(TicketError::BadMac));
+        assert_eq!(
+            verify(&key, &unsigned, Instant(0)),
+            Err(TicketError::BadMac)
+        );
     }
 }

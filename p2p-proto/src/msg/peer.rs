@@ -92,6 +92,19 @@ impl PeerMsg {
     /// the header and the piece bytes with one vectored write.
     pub const PIECE_HEADER_LEN: usize = 1 + 4 + 4;
 
+    /// If `payload` is a well-formed `Piece` message, its index and data
+    /// (zero-copy). Drivers use it to hash piece data off the machine's
+    /// thread before handing it over.
+    pub fn split_piece(payload: &Bytes) -> Option<(u32, Bytes)> {
+        if payload.first() != Some(&6) {
+            return None;
+        }
+        match PeerMsg::from_bytes(payload.clone()) {
+            Ok(PeerMsg::Piece { index, data }) => Some((index, data)),
+            _ => None,
+        }
+    }
+
     /// Encodes the header of a `Piece` message carrying `len` data bytes.
     pub fn piece_header(index: u32, len: u32) -> [u8; Self::PIECE_HEADER_LEN] {
         let mut h = [0u8; Self::PIECE_HEADER_LEN];

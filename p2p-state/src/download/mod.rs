@@ -1,1 +1,510 @@
-//! Download scheduler: one machine per download. (In progress.)
+//! Download scheduler: one pure state machine per download.
+//!
+//! It knows the file's piece hashes, which peers hold which pieces, and what
+//! is in flight. It decides whom to connect to, which piece to ask of whom
+//! (rarest first, random tie-break, weighted by peer speed, adaptive
+//! pipelining, endgame duplicates), verifies every piece's SHA-1 before
+//! writing it, penalises and bans bad peers, re-queues lost requests, asks
+//! the tracker again with backoff when no peer is usable, and checks the
+//! whole-file SHA-1 at the end. It never keeps piece data: verified bytes go
+//! straight out in [`Output::WritePiece`].
+//!
+//! Files:
+//! - `types.rs`: [`Input`], [`Output`], [`DownloadConfig`], [`DownloadError`];
+//! - `picker.rs`: piece states, availability, rarest-first and endgame picks;
+//! - `peer.rs`: per-peer state, rate/latency estimates, window, timeouts;
+//! - `recv.rs`: reactions to connection events, messages and pieces;
+//! - `pump.rs`: after each input: connect, fill requests, arm timers;
+//! - `progress.rs`: [`Progress`] and [`WaitingReason`] for `show_downloads`;
+//! - `timer.rs`: the [`TimerTable`](timer::TimerTable) (shared with the seeder);
+//! - `harness.rs` (tests): an in-memory world of one download and N seeders.
+//!
+//! Contract (STYLE.md 2.2): one `handle_*` call, then drain
+//! [`Download::poll_output`] until `None`, then read
+//! [`Download::poll_timeout`]. `now` never goes backwards.
+
+mod peer;
+mod picker;
+mod progress;
+mod pump;
+mod recv;
+pub mod timer;
+mod types;
+
+#[cfg(test)]
+pub(crate) mod harness;
+#[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
+mod tests;
+
+pub use progress::{DownloadState, PeerProblem, Progress, WaitingReason};
+pub use types::*;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use p2p_proto::{FileMeta, GroupName, PieceSet, Sha1Hash, Text, UserName};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::time::{Duration, Instant};
+use peer::Peer;
+use picker::{Picker, PieceState};
+use progress::RateMeter;
+use timer::TimerTable;
+
+/// Counters for tests, traces and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DownloadStats {
+    /// Requests sent (endgame duplicates included).
+    pub requests: u64,
+    /// Verified pieces accepted (each piece at most once).
+    pub pieces_accepted: u64,
+    /// Verified copies of pieces already held, dropped.
+    pub duplicates: u64,
+    /// Pieces whose hash (or length) was wrong.
+    pub bad_pieces: u64,
+    pub timeouts: u64,
+    pub bytes_received: u64,
+    pub tracker_asks: u64,
+}
+
+/// One download. See the module docs.
+pub struct Download {
+    cfg: DownloadConfig,
+    group: GroupName,
+    meta: FileMeta,
+    rng: ChaCha8Rng,
+    state: DownloadState,
+    picker: Picker,
+    peers: BTreeMap<PeerId, Peer>,
+    by_addr: BTreeMap<(UserName, SocketAddr), PeerId>,
+    next_peer: u32,
+    /// Requesters of each piece in flight, with when they were asked.
+    requests: BTreeMap<u32, Vec<(PeerId, Instant)>>,
+    in_flight: usize,
+    timers: TimerTable<Timer>,
+    out: VecDeque<Output>,
+    rate: RateMeter,
+    tracker: TrackerContact,
+    last_peer_problem: Option<PeerProblem>,
+    last_progress: Instant,
+    announce: AnnounceState,
+    stats: DownloadStats,
+}
+
+/// When and why we ask the tracker for peers.
+#[derive(Clone, Debug)]
+struct TrackerContact {
+    last_ask: Instant,
+    backoff: Duration,
+    /// Asked; no `Peers`/`PeersUnavailable` since.
+    pending: bool,
+    problem: Option<Text>,
+    /// Sources of this file in the latest listing (banned ones included).
+    last_listed: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+struct AnnounceState {
+    dirty: bool,
+    last: Option<Instant>,
+}
+
+impl Download {
+    /// A download of `meta` in `group`, resuming with the pieces in
+    /// `already_have` (the driver's record of verified pieces; ignored if
+    /// its length is wrong). Its first output asks the tracker for peers.
+    pub fn new(
+        cfg: DownloadConfig,
+        group: GroupName,
+        meta: FileMeta,
+        already_have: PieceSet,
+        seed: u64,
+        now: Instant,
+    ) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let picker = Picker::new(meta.piece_count(), &already_have, &mut rng);
+        let cfg = cfg.normalized();
+        let mut d = Download {
+            tracker: TrackerContact {
+                last_ask: now,
+                backoff: cfg.tracker_backoff_min,
+                pending: false,
+                problem: None,
+                last_listed: 0,
+            },
+            cfg,
+            group,
+            rng,
+            state: DownloadState::Downloading,
+            picker,
+            peers: BTreeMap::new(),
+            by_addr: BTreeMap::new(),
+            next_peer: 0,
+            requests: BTreeMap::new(),
+            in_flight: 0,
+            timers: TimerTable::new(),
+            out: VecDeque::new(),
+            rate: RateMeter::new(now),
+            last_peer_problem: None,
+            last_progress: now,
+            announce: AnnounceState::default(),
+            stats: DownloadStats::default(),
+            meta,
+        };
+        d.start(now);
+        d
+    }
+
+    fn start(&mut self, now: Instant) {
+        if let Err(e) = self.meta.validate() {
+            let reason = Text::new(e.to_string());
+            self.finish(Err(DownloadError::BadMetadata { reason }));
+            return;
+        }
+        if self.picker.done_count() > 0 {
+            self.announce.dirty = true;
+            self.timers.set(Timer::Announce, now);
+        }
+        if !self.picker.all_verified() {
+            self.ask_tracker(now);
+        }
+        self.pump(now);
+        self.debug_check();
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    /// Feeds one input. Ignored once the download has finished.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        if self.is_finished() {
+            return;
+        }
+        match input {
+            Input::Peers(list) => self.on_peers(list),
+            Input::PeersUnavailable { reason } => self.on_peers_unavailable(reason),
+            Input::Connected { peer } => self.on_connected(now, peer),
+            Input::ConnectFailed { peer } => self.on_connect_failed(peer),
+            Input::Msg { peer, msg } => self.on_msg(now, peer, msg),
+            Input::Piece {
+                peer,
+                index,
+                data,
+                sha1,
+            } => self.on_piece(now, peer, index, data, sha1),
+            Input::Closed { peer } => self.on_closed(peer),
+            Input::PieceWritten { index } => self.on_written(now, index),
+            Input::WriteFailed { index, reason } => {
+                self.finish(Err(DownloadError::WriteFailed { index, reason }))
+            }
+            Input::FileHashed { hash } => self.on_file_hashed(hash),
+        }
+        self.pump(now);
+        self.debug_check();
+    }
+
+    /// Fires every deadline at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while !self.is_finished() {
+            let Some(timer) = self.timers.pop_expired(now) else {
+                break;
+            };
+            self.on_timer(now, timer);
+        }
+        self.pump(now);
+        self.debug_check();
+    }
+
+    /// The user stops the download: every connection is closed and the
+    /// download finishes with [`DownloadError::Cancelled`].
+    pub fn cancel(&mut self, now: Instant) {
+        if !self.is_finished() {
+            self.finish(Err(DownloadError::Cancelled));
+        }
+        self.pump(now);
+        self.debug_check();
+    }
+
+    // ------------------------------------------------------------ outputs
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`Download::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next().map(|(at, _)| at)
+    }
+
+    /// Why the next deadline exists.
+    pub fn timeout_reason(&self) -> Option<Timer> {
+        self.timers.next().map(|(_, k)| k)
+    }
+
+    // ------------------------------------------------------------ getters
+
+    pub fn state(&self) -> &DownloadState {
+        &self.state
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.state,
+            DownloadState::Complete | DownloadState::Failed(_)
+        )
+    }
+
+    pub fn meta(&self) -> &FileMeta {
+        &self.meta
+    }
+
+    pub fn group(&self) -> &GroupName {
+        &self.group
+    }
+
+    pub fn config(&self) -> &DownloadConfig {
+        &self.cfg
+    }
+
+    /// Pieces written to disk (what a resume record should hold).
+    pub fn pieces_done(&self) -> &PieceSet {
+        self.picker.done()
+    }
+
+    pub fn stats(&self) -> &DownloadStats {
+        &self.stats
+    }
+
+    /// Requests in flight over all peers.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Requests in flight to `peer`.
+    pub fn peer_in_flight(&self, peer: PeerId) -> usize {
+        self.peers.get(&peer).map_or(0, |p| p.requests.len())
+    }
+
+    /// Pieces `peer` said it holds (`None` before its `Have`).
+    pub fn peer_pieces(&self, peer: PeerId) -> Option<&PieceSet> {
+        self.peers.get(&peer).and_then(Peer::pieces)
+    }
+
+    /// Pieces received from `peer` that it had been asked for.
+    pub fn peer_pieces_received(&self, peer: PeerId) -> u32 {
+        self.peers.get(&peer).map_or(0, |p| p.pieces_received)
+    }
+
+    /// A snapshot for `show_downloads`.
+    pub fn progress(&self, now: Instant) -> Progress {
+        let ready = self.peers.values().filter(|p| p.is_ready());
+        let in_use = ready.clone().filter(|p| !p.requests.is_empty()).count();
+        let done = self.picker.done();
+        let bytes_done = done
+            .iter()
+            .map(|i| u64::from(self.meta.piece_size(i)))
+            .sum();
+        Progress {
+            state: self.state.clone(),
+            pieces_done: done.count(),
+            pieces_total: self.meta.piece_count(),
+            bytes_done,
+            bytes_total: self.meta.size,
+            rate_bps: self.rate.rate_bps(now),
+            peers_in_use: in_use as u32,
+            peers_connected: ready.count() as u32,
+            peers_known: self.peers.len() as u32,
+            requests_in_flight: self.in_flight as u32,
+            waiting_reason: self.waiting_reason(now),
+        }
+    }
+
+    /// Why nothing is being received, or `None` while pieces flow (or the
+    /// download is not fetching any more).
+    pub fn waiting_reason(&self, now: Instant) -> Option<WaitingReason> {
+        if self.state != DownloadState::Downloading
+            || self.in_flight > 0
+            || self.picker.all_verified()
+        {
+            return None;
+        }
+        let retry_in = self
+            .timers
+            .get(Timer::AskTracker)
+            .map_or(Duration(0), |t| t.saturating_since(now));
+        let count = |f: fn(&Peer) -> bool| self.peers.values().filter(|p| f(p)).count() as u32;
+        let opening = count(|p| p.is_active() && !p.is_ready());
+        let ready = count(Peer::is_ready);
+        Some(if opening > 0 {
+            WaitingReason::Connecting { peers: opening }
+        } else if ready > 0 {
+            let missing = self.picker.len() - self.picker.verified_count();
+            WaitingReason::PeersLackPieces {
+                peers: ready,
+                missing,
+                retry_in,
+            }
+        } else if self.tracker.pending {
+            WaitingReason::AskingTracker
+        } else if let Some(reason) = &self.tracker.problem {
+            WaitingReason::TrackerUnavailable {
+                reason: reason.clone(),
+                retry_in,
+            }
+        } else if let (Some(last), true) = (&self.last_peer_problem, self.tracker.last_listed > 0) {
+            WaitingReason::PeersFailed {
+                last: last.clone(),
+                retry_in,
+            }
+        } else {
+            WaitingReason::NoPeers { retry_in }
+        })
+    }
+
+    // ------------------------------------------------------------ endings
+
+    fn on_file_hashed(&mut self, hash: Sha1Hash) {
+        if self.state != DownloadState::Verifying {
+            return;
+        }
+        let expected = self.meta.file_hash;
+        if hash == expected {
+            self.finish(Ok(()));
+        } else {
+            self.finish(Err(DownloadError::FileHashMismatch {
+                expected,
+                got: hash,
+            }));
+        }
+    }
+
+    /// Ends the download: closes every connection, drops every deadline,
+    /// flushes a pending announce on success, and emits `Finished` once.
+    fn finish(&mut self, result: Result<(), DownloadError>) {
+        if self.is_finished() {
+            return;
+        }
+        let reason = match result {
+            Ok(()) => DisconnectReason::Complete,
+            Err(_) => DisconnectReason::Ended,
+        };
+        self.close_all(reason);
+        self.timers = TimerTable::new();
+        if result.is_ok() && self.announce.dirty {
+            self.flush_announce(None);
+        }
+        self.state = match &result {
+            Ok(()) => DownloadState::Complete,
+            Err(e) => DownloadState::Failed(e.clone()),
+        };
+        self.out.push_back(Output::Finished(result));
+    }
+
+    fn flush_announce(&mut self, now: Option<Instant>) {
+        self.announce.dirty = false;
+        self.announce.last = now.or(self.announce.last);
+        let pieces = self.picker.done().clone();
+        self.out.push_back(Output::AnnounceHave { pieces });
+    }
+
+    // ------------------------------------------------------------ invariants
+
+    fn debug_check(&self) {
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+    }
+
+    /// Panics if the machine's bookkeeping disagrees with itself. Called at
+    /// the end of every `handle_*` in debug builds, and by the simulator.
+    pub fn check_invariants(&self) {
+        if let Err(e) = self.invariant_violation() {
+            panic!("download invariant broken: {e}");
+        }
+    }
+
+    fn invariant_violation(&self) -> Result<(), String> {
+        self.picker.check()?;
+        if !self.timers.is_consistent() {
+            return Err("timer table indexes disagree".into());
+        }
+        if self.in_flight > self.cfg.max_parallel {
+            return Err(format!("{} requests in flight > cap", self.in_flight));
+        }
+        self.check_requests()?;
+        self.check_peers()?;
+        if self.is_finished() && (self.in_flight > 0 || self.peers.values().any(Peer::is_active)) {
+            return Err("finished with live peers or requests".into());
+        }
+        if self.state == DownloadState::Complete && !self.picker.all_done() {
+            return Err("complete with pieces missing".into());
+        }
+        Ok(())
+    }
+
+    fn check_requests(&self) -> Result<(), String> {
+        let mut total = 0;
+        for (&i, rs) in &self.requests {
+            if rs.is_empty() || rs.len() > self.cfg.endgame_dup_max {
+                return Err(format!("piece {i} has {} requesters", rs.len()));
+            }
+            if self.picker.state(i) != PieceState::InFlight {
+                return Err(format!(
+                    "piece {i} requested but {:?}",
+                    self.picker.state(i)
+                ));
+            }
+            for (p, _) in rs {
+                let peer = self.peers.get(p).ok_or("request to an unknown peer")?;
+                let holds = peer.pieces().is_some_and(|s| s.contains(i));
+                if !holds || !peer.requests.contains_key(&i) {
+                    return Err(format!("piece {i} asked of {p}, which lacks it or forgot"));
+                }
+                if !self.timers.is_set(Timer::Request(*p, i)) {
+                    return Err(format!("request {i} to {p} has no deadline"));
+                }
+            }
+            total += rs.len();
+        }
+        for i in 0..self.picker.len() {
+            if self.picker.state(i) == PieceState::InFlight && !self.requests.contains_key(&i) {
+                return Err(format!("piece {i} in flight with no requester"));
+            }
+        }
+        if total != self.in_flight {
+            return Err(format!("in-flight count {} != {total}", self.in_flight));
+        }
+        Ok(())
+    }
+
+    fn check_peers(&self) -> Result<(), String> {
+        let mut avail = vec![0u32; self.picker.len() as usize];
+        let mut per_peer = 0;
+        for (id, p) in &self.peers {
+            if p.requests.len() > self.cfg.per_peer_max {
+                return Err(format!(
+                    "{id} has {} requests > per-peer cap",
+                    p.requests.len()
+                ));
+            }
+            if !p.is_ready() && !p.requests.is_empty() {
+                return Err(format!("{id} is not ready but has requests"));
+            }
+            per_peer += p.requests.len();
+            if self.by_addr.get(&(p.user.clone(), p.addr)) != Some(id) {
+                return Err(format!("{id} missing from the address index"));
+            }
+            for i in p.pieces().into_iter().flat_map(PieceSet::iter) {
+                avail[i as usize] += 1;
+            }
+        }
+        if per_peer != self.in_flight || self.by_addr.len() != self.peers.len() {
+            return Err("per-peer requests or address index disagree".into());
+        }
+        match (0..self.picker.len()).find(|&i| avail[i as usize] != self.picker.avail(i)) {
+            Some(i) => Err(format!("availability of piece {i} is stale")),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,992 @@
+//! The client machine a driver runs: the tracker session, the seeder, and
+//! one download machine per `download_file`, wired together.
+//!
+//! It owns every decision that spans them: re-announcing shares and the
+//! seeder address after login or failover, starting a download from the
+//! tracker's metadata, turning verified pieces into seeder pieces and
+//! tracker announcements, routing peer connections (outbound ones belong to
+//! a download, inbound ones to the seeder). The driver only moves bytes,
+//! hashes piece data (off the machine's thread), reads and writes files.
+//!
+//! Connection ids: the driver numbers inbound peer connections below
+//! [`OUTBOUND`]; this machine numbers the outbound ones from [`OUTBOUND`] up.
+//! Share ids: uploads use ids the driver picks below [`OUTBOUND`] (it keeps
+//! their paths); a download's partial file is share `OUTBOUND | download`.
+
+use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use p2p_proto::{
+    FileMeta, FileName, GroupName, Hello, PeerMsg, PieceSet, Reply, Request, Role, Sha1Hash, Text,
+    Wire,
+};
+
+use super::session::{
+    ClientError, ClientSession, CommandTag, SessionConfig, SessionConn, SessionEvent, SessionOutput,
+};
+use crate::download::{self, Download, DownloadConfig, DownloadState, PeerId, Progress};
+use crate::seeder::{self, ConnId, Seeder, SeederConfig, ShareId};
+use crate::time::Instant;
+
+/// Ids at or above this are the machine's own (outbound connections,
+/// download shares); the driver's are below.
+pub const OUTBOUND: u64 = 1 << 63;
+
+/// A download's number.
+pub type DlId = u64;
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub session: SessionConfig,
+    pub seeder: SeederConfig,
+    pub download: DownloadConfig,
+    /// Where our seeder listens, as peers should dial it.
+    pub seeder_addr: Option<SocketAddr>,
+}
+
+/// A user command, parsed and validated by the driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Any plain tracker request (create_user, login, list_groups, ...).
+    Tracker(Request),
+    /// `upload_file`: the driver hashed the file; `share` is its id for it.
+    Share {
+        group: GroupName,
+        meta: FileMeta,
+        share: ShareId,
+    },
+    /// `download_file`: `dest` is the driver's id for the destination.
+    Download {
+        group: GroupName,
+        file: FileName,
+        dest: u64,
+    },
+    ShowDownloads,
+}
+
+/// What a finished command gives the user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandOk {
+    Reply(Reply),
+    /// `download_file` got the metadata and started in the background.
+    Started {
+        dl: DlId,
+    },
+    Downloads(Vec<DownloadLine>),
+}
+
+/// One line of `show_downloads`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DownloadLine {
+    pub dl: DlId,
+    pub group: GroupName,
+    pub file: FileName,
+    pub progress: Option<Progress>,
+    /// Set when the download failed before it could start.
+    pub error: Option<Text>,
+}
+
+impl DownloadLine {
+    /// `[D]`, `[C]` or `[F]`.
+    pub fn mark(&self) -> &'static str {
+        match (&self.error, self.progress.as_ref().map(|p| &p.state)) {
+            (Some(_), _) | (_, Some(DownloadState::Failed(_))) => "[F]",
+            (_, Some(DownloadState::Complete)) => "[C]",
+            _ => "[D]",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Command {
+        tag: CommandTag,
+        cmd: Command,
+    },
+    TrackerConnected {
+        conn: SessionConn,
+    },
+    TrackerConnectFailed {
+        conn: SessionConn,
+    },
+    TrackerFrame {
+        conn: SessionConn,
+        payload: Bytes,
+    },
+    TrackerClosed {
+        conn: SessionConn,
+    },
+    /// A peer connected to our seeder port.
+    PeerAccepted {
+        conn: u64,
+    },
+    /// An outbound connection asked for by `PeerConnect` is up / failed.
+    PeerConnected {
+        conn: u64,
+    },
+    PeerConnectFailed {
+        conn: u64,
+    },
+    PeerFrame {
+        conn: u64,
+        payload: Bytes,
+    },
+    /// A `PeerMsg::Piece` frame the driver decoded and hashed itself.
+    PeerPiece {
+        conn: u64,
+        index: u32,
+        data: Bytes,
+        sha1: Sha1Hash,
+    },
+    PeerClosed {
+        conn: u64,
+    },
+    /// `<dest>.part` is open; `have` are the pieces its record says are verified.
+    DestReady {
+        dl: DlId,
+        have: PieceSet,
+    },
+    DestFailed {
+        dl: DlId,
+        reason: Text,
+    },
+    PieceWritten {
+        dl: DlId,
+        index: u32,
+    },
+    WriteFailed {
+        dl: DlId,
+        index: u32,
+        reason: Text,
+    },
+    FileHashed {
+        dl: DlId,
+        hash: Sha1Hash,
+    },
+    /// `<dest>.part` was renamed into place.
+    Finalized {
+        dl: DlId,
+    },
+    FinalizeFailed {
+        dl: DlId,
+        reason: Text,
+    },
+    PieceRead {
+        conn: u64,
+        index: u32,
+        data: Bytes,
+    },
+    ReadFailed {
+        conn: u64,
+        index: u32,
+    },
+}
+
+/// A message for a peer connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerOut {
+    Hello(Hello),
+    Msg(PeerMsg),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    TrackerConnect {
+        conn: SessionConn,
+        addr: SocketAddr,
+    },
+    TrackerSend {
+        conn: SessionConn,
+        frame: Bytes,
+    },
+    TrackerClose {
+        conn: SessionConn,
+    },
+    PeerConnect {
+        conn: u64,
+        addr: SocketAddr,
+    },
+    PeerSend {
+        conn: u64,
+        msg: PeerOut,
+    },
+    PeerClose {
+        conn: u64,
+    },
+    /// Open or create `<dest>.part` for `meta`, load its piece record;
+    /// answer `DestReady` / `DestFailed`.
+    PrepareDest {
+        dl: DlId,
+        dest: u64,
+        meta: FileMeta,
+    },
+    WritePiece {
+        dl: DlId,
+        index: u32,
+        offset: u64,
+        data: Bytes,
+    },
+    HashFile {
+        dl: DlId,
+    },
+    /// Rename `<dest>.part` into place; answer `Finalized` / `FinalizeFailed`.
+    Finalize {
+        dl: DlId,
+    },
+    ReadPiece {
+        conn: u64,
+        share: ShareId,
+        index: u32,
+        offset: u64,
+        len: u32,
+    },
+    Done {
+        tag: CommandTag,
+        result: Result<CommandOk, ClientError>,
+    },
+    Event(ClientEvent),
+}
+
+/// Lines for the user that no command asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    Session(SessionEvent),
+    DownloadFinished {
+        dl: DlId,
+        group: GroupName,
+        file: FileName,
+        result: Result<(), Text>,
+    },
+}
+
+/// The session's own requests, and which download or share they serve.
+#[derive(Debug, Clone)]
+enum Internal {
+    User {
+        tag: CommandTag,
+        cmd: Command,
+    },
+    /// `download_file`'s GetFile: answers the user, then starts `dl`.
+    UserDownload {
+        tag: CommandTag,
+        dl: DlId,
+    },
+    RegisterSeeder,
+    Reannounce,
+    GetPeers {
+        dl: DlId,
+    },
+    HavePieces,
+}
+
+enum DlState {
+    Meta,
+    Preparing(FileMeta),
+    Running(Box<Download>),
+    Ended(Option<Progress>, Option<Text>),
+}
+
+struct Dl {
+    group: GroupName,
+    file: FileName,
+    dest: u64,
+    state: DlState,
+    /// Our connection ids for the download's peers.
+    peers: BTreeMap<PeerId, u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerConn {
+    /// Inbound, hello not seen yet.
+    InHello,
+    /// Inbound, handed to the seeder.
+    Seeder,
+    /// Outbound for a download, our hello sent, theirs awaited.
+    OutHello {
+        dl: DlId,
+        peer: PeerId,
+    },
+    Out {
+        dl: DlId,
+        peer: PeerId,
+    },
+}
+
+pub struct ClientNode {
+    cfg: ClientConfig,
+    session: ClientSession,
+    seeder: Seeder,
+    downloads: BTreeMap<DlId, Dl>,
+    /// Uploaded shares, re-announced after each login / resume.
+    shares: BTreeMap<ShareId, (GroupName, FileMeta)>,
+    conns: BTreeMap<u64, PeerConn>,
+    internal: BTreeMap<CommandTag, Internal>,
+    next_internal: u64,
+    next_conn: u64,
+    next_dl: DlId,
+    seed: u64,
+    out: VecDeque<Output>,
+}
+
+impl ClientNode {
+    pub fn new(cfg: ClientConfig, seed: u64, now: Instant) -> Self {
+        let session = ClientSession::new(cfg.session.clone(), seed, now);
+        let seeder = Seeder::new(cfg.seeder.clone(), seed ^ 0x5eed);
+        let mut n = ClientNode {
+            cfg,
+            session,
+            seeder,
+            downloads: BTreeMap::new(),
+            shares: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            internal: BTreeMap::new(),
+            next_internal: 1,
+            next_conn: OUTBOUND,
+            next_dl: 1,
+            seed,
+            out: VecDeque::new(),
+        };
+        n.pump(now);
+        n
+    }
+
+    // ------------------------------------------------------------ getters
+
+    pub fn session(&self) -> &ClientSession {
+        &self.session
+    }
+    pub fn seeder(&self) -> &Seeder {
+        &self.seeder
+    }
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let dls = self.downloads.values().filter_map(|d| match &d.state {
+            DlState::Running(m) => m.poll_timeout(),
+            _ => None,
+        });
+        [self.session.poll_timeout(), self.seeder.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .chain(dls)
+            .min()
+    }
+
+    /// Every download ended (for `wait_downloads`); failures listed.
+    pub fn downloads_ended(&self) -> (bool, Vec<String>) {
+        let mut all = true;
+        let mut failed = Vec::new();
+        for line in self.download_lines(Instant(0)) {
+            match line.mark() {
+                "[D]" => all = false,
+                "[F]" => failed.push(format!("[{}] {}", line.group, line.file)),
+                _ => {}
+            }
+        }
+        (all, failed)
+    }
+
+    pub fn download_lines(&self, now: Instant) -> Vec<DownloadLine> {
+        self.downloads
+            .iter()
+            .map(|(&dl, d)| {
+                let (progress, error) = match &d.state {
+                    DlState::Meta | DlState::Preparing(_) => (None, None),
+                    DlState::Running(m) => (Some(m.progress(now)), None),
+                    DlState::Ended(p, e) => (p.clone(), e.clone()),
+                };
+                DownloadLine {
+                    dl,
+                    group: d.group.clone(),
+                    file: d.file.clone(),
+                    progress,
+                    error,
+                }
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Command { tag, cmd } => self.on_command(now, tag, cmd),
+            Input::TrackerConnected { conn } => self.session.handle_connected(now, conn),
+            Input::TrackerConnectFailed { conn } => self.session.handle_connect_failed(now, conn),
+            Input::TrackerFrame { conn, payload } => self.session.handle_frame(now, conn, payload),
+            Input::TrackerClosed { conn } => self.session.handle_closed(now, conn),
+            Input::PeerAccepted { conn } => {
+                self.conns.insert(conn, PeerConn::InHello);
+            }
+            Input::PeerConnected { conn } => self.on_peer_connected(conn),
+            Input::PeerConnectFailed { conn } => self.on_peer_gone(now, conn, true),
+            Input::PeerFrame { conn, payload } => self.on_peer_frame(now, conn, payload),
+            Input::PeerPiece {
+                conn,
+                index,
+                data,
+                sha1,
+            } => {
+                if let Some(PeerConn::Out { dl, peer }) = self.conns.get(&conn).copied() {
+                    self.dl_input(
+                        now,
+                        dl,
+                        download::Input::Piece {
+                            peer,
+                            index,
+                            data,
+                            sha1,
+                        },
+                    );
+                }
+            }
+            Input::PeerClosed { conn } => self.on_peer_gone(now, conn, false),
+            Input::DestReady { dl, have } => self.on_dest_ready(now, dl, have),
+            Input::DestFailed { dl, reason } => self.end_download(dl, None, Some(reason)),
+            Input::PieceWritten { dl, index } => {
+                let _ = self.seeder.add_piece(ShareId(OUTBOUND | dl), index);
+                self.dl_input(now, dl, download::Input::PieceWritten { index });
+            }
+            Input::WriteFailed { dl, index, reason } => {
+                self.dl_input(now, dl, download::Input::WriteFailed { index, reason })
+            }
+            Input::FileHashed { dl, hash } => {
+                self.dl_input(now, dl, download::Input::FileHashed { hash })
+            }
+            Input::Finalized { dl } => self.on_finalized(now, dl, None),
+            Input::FinalizeFailed { dl, reason } => self.on_finalized(now, dl, Some(reason)),
+            Input::PieceRead { conn, index, data } => self.seeder.handle_input(
+                now,
+                seeder::Input::PieceRead {
+                    conn: ConnId(conn),
+                    index,
+                    data,
+                },
+            ),
+            Input::ReadFailed { conn, index } => self.seeder.handle_input(
+                now,
+                seeder::Input::ReadFailed {
+                    conn: ConnId(conn),
+                    index,
+                },
+            ),
+        }
+        self.pump(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.session.poll_timeout().is_some_and(|t| t <= now) {
+            self.session.handle_timeout(now);
+        }
+        if self.seeder.poll_timeout().is_some_and(|t| t <= now) {
+            self.seeder.handle_timeout(now);
+        }
+        for d in self.downloads.values_mut() {
+            if let DlState::Running(m) = &mut d.state
+                && m.poll_timeout().is_some_and(|t| t <= now)
+            {
+                m.handle_timeout(now);
+            }
+        }
+        self.pump(now);
+    }
+
+    // ------------------------------------------------------------ commands
+
+    fn on_command(&mut self, now: Instant, tag: CommandTag, cmd: Command) {
+        let req = match &cmd {
+            Command::ShowDownloads => {
+                let lines = self.download_lines(now);
+                self.done(tag, Ok(CommandOk::Downloads(lines)));
+                return;
+            }
+            Command::Tracker(r) => r.clone(),
+            Command::Share { group, meta, .. } => Request::UploadFile {
+                group: group.clone(),
+                meta: meta.clone(),
+            },
+            Command::Download { group, file, dest } => {
+                let dl = self.next_dl;
+                self.next_dl += 1;
+                let d = Dl {
+                    group: group.clone(),
+                    file: file.clone(),
+                    dest: *dest,
+                    state: DlState::Meta,
+                    peers: BTreeMap::new(),
+                };
+                self.downloads.insert(dl, d);
+                let req = Request::GetFile {
+                    group: group.clone(),
+                    file: file.clone(),
+                };
+                self.internal_request(now, Internal::UserDownload { tag, dl }, req);
+                return;
+            }
+        };
+        self.internal_request(now, Internal::User { tag, cmd }, req);
+    }
+
+    /// Sends a request through the session, remembering what it is for.
+    fn internal_request(&mut self, now: Instant, what: Internal, req: Request) {
+        let t = self.next_internal;
+        self.next_internal += 1;
+        self.internal.insert(t, what);
+        self.session.command(now, t, req);
+    }
+
+    // ------------------------------------------------------------ session results
+
+    fn on_session_done(&mut self, now: Instant, t: CommandTag, result: Result<Reply, ClientError>) {
+        let Some(what) = self.internal.remove(&t) else {
+            return;
+        };
+        match what {
+            Internal::User { tag, cmd } => {
+                if let Ok(reply) = &result {
+                    self.after_success(&cmd, reply);
+                }
+                self.done(tag, result.map(CommandOk::Reply));
+            }
+            Internal::UserDownload { tag, dl } => match result {
+                Ok(Reply::File(meta)) => {
+                    let Some(d) = self.downloads.get_mut(&dl) else {
+                        return;
+                    };
+                    d.state = DlState::Preparing(meta.clone());
+                    let dest = d.dest;
+                    self.out.push_back(Output::PrepareDest { dl, dest, meta });
+                    self.done(tag, Ok(CommandOk::Started { dl }));
+                }
+                Ok(other) => {
+                    self.downloads.remove(&dl);
+                    let e = p2p_proto::TrackerError::BadRequest {
+                        reason: Text::new(format!("unexpected reply {other:?}")),
+                    };
+                    self.done(tag, Err(ClientError::Tracker(e)));
+                }
+                Err(e) => {
+                    self.downloads.remove(&dl);
+                    self.done(tag, Err(e));
+                }
+            },
+            Internal::GetPeers { dl } => {
+                let input = match result {
+                    Ok(Reply::Peers(peers)) => download::Input::Peers(peers),
+                    Ok(_) => download::Input::Peers(Vec::new()),
+                    Err(e) => download::Input::PeersUnavailable {
+                        reason: Text::new(e.to_string()),
+                    },
+                };
+                self.dl_input(now, dl, input);
+            }
+            Internal::RegisterSeeder | Internal::Reannounce | Internal::HavePieces => {}
+        }
+    }
+
+    /// Local side effects of a user command the tracker accepted.
+    fn after_success(&mut self, cmd: &Command, reply: &Reply) {
+        match (cmd, reply) {
+            (Command::Share { group, meta, share }, Reply::Shared { .. }) => {
+                let full = PieceSet::full(meta.piece_count());
+                if self
+                    .seeder
+                    .add_share(*share, group.clone(), meta, full)
+                    .is_ok()
+                {
+                    self.shares.insert(*share, (group.clone(), meta.clone()));
+                }
+            }
+            (Command::Tracker(Request::StopShare { group, file }), _) => {
+                let gone: Vec<ShareId> = self
+                    .shares
+                    .iter()
+                    .filter(|(_, (g, m))| g == group && m.name == *file)
+                    .map(|(&id, _)| id)
+                    .collect();
+                for id in gone {
+                    self.shares.remove(&id);
+                    let _ = self.seeder.remove_share(id);
+                }
+            }
+            (Command::Tracker(Request::LeaveGroup { group }), _) => {
+                let gone: Vec<ShareId> = self
+                    .shares
+                    .iter()
+                    .filter(|(_, (g, _))| g == group)
+                    .map(|(&id, _)| id)
+                    .collect();
+                for id in gone {
+                    self.shares.remove(&id);
+                    let _ = self.seeder.remove_share(id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// After login or a resume on another tracker: tell the tracker where
+    /// our seeder listens and what we share.
+    fn on_session_event(&mut self, now: Instant, e: SessionEvent) {
+        match &e {
+            SessionEvent::LoggedIn { user, seeder_key } => {
+                self.seeder.set_identity(user.clone(), *seeder_key);
+                self.reannounce(now);
+            }
+            SessionEvent::Resumed { .. } => self.reannounce(now),
+            SessionEvent::LoggedOut | SessionEvent::SessionLost => self.seeder.clear_identity(),
+            _ => {}
+        }
+        self.out.push_back(Output::Event(ClientEvent::Session(e)));
+    }
+
+    fn reannounce(&mut self, now: Instant) {
+        if let Some(addr) = self.cfg.seeder_addr {
+            self.internal_request(
+                now,
+                Internal::RegisterSeeder,
+                Request::RegisterSeeder { addr },
+            );
+        }
+        let shares: Vec<(GroupName, FileMeta)> = self.shares.values().cloned().collect();
+        for (group, meta) in shares {
+            self.internal_request(
+                now,
+                Internal::Reannounce,
+                Request::UploadFile { group, meta },
+            );
+        }
+        let partial: Vec<(GroupName, FileName, PieceSet)> = self
+            .downloads
+            .values()
+            .filter_map(|d| match &d.state {
+                DlState::Running(m) if !m.pieces_done().is_empty() => {
+                    Some((d.group.clone(), d.file.clone(), m.pieces_done().clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (group, file, pieces) in partial {
+            self.internal_request(
+                now,
+                Internal::HavePieces,
+                Request::HavePieces {
+                    group,
+                    file,
+                    pieces,
+                },
+            );
+        }
+    }
+
+    // ------------------------------------------------------------ downloads
+
+    fn on_dest_ready(&mut self, now: Instant, dl: DlId, have: PieceSet) {
+        let Some(d) = self.downloads.get_mut(&dl) else {
+            return;
+        };
+        let DlState::Preparing(meta) = &d.state else {
+            return;
+        };
+        let meta = meta.clone();
+        let seed = self.seed ^ dl.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let m = Download::new(
+            self.cfg.download.clone(),
+            d.group.clone(),
+            meta.clone(),
+            have.clone(),
+            seed,
+            now,
+        );
+        d.state = DlState::Running(Box::new(m));
+        let group = d.group.clone();
+        let have = if have.len() == meta.piece_count() {
+            have
+        } else {
+            PieceSet::empty(meta.piece_count())
+        };
+        let _ = self
+            .seeder
+            .add_share(ShareId(OUTBOUND | dl), group, &meta, have);
+    }
+
+    fn dl_input(&mut self, now: Instant, dl: DlId, input: download::Input) {
+        if let Some(Dl {
+            state: DlState::Running(m),
+            ..
+        }) = self.downloads.get_mut(&dl)
+        {
+            m.handle_input(now, input);
+        }
+    }
+
+    fn on_finalized(&mut self, now: Instant, dl: DlId, error: Option<Text>) {
+        let progress = match self.downloads.get(&dl).map(|d| &d.state) {
+            Some(DlState::Running(m)) => Some(m.progress(now)),
+            _ => None,
+        };
+        let result = match &error {
+            None => Ok(()),
+            Some(e) => Err(e.clone()),
+        };
+        self.end_download(dl, progress, error);
+        if let Some(d) = self.downloads.get(&dl) {
+            let ev = ClientEvent::DownloadFinished {
+                dl,
+                group: d.group.clone(),
+                file: d.file.clone(),
+                result,
+            };
+            self.out.push_back(Output::Event(ev));
+        }
+    }
+
+    fn end_download(&mut self, dl: DlId, progress: Option<Progress>, error: Option<Text>) {
+        let Some(d) = self.downloads.get_mut(&dl) else {
+            return;
+        };
+        let peers: Vec<u64> = d.peers.values().copied().collect();
+        d.peers.clear();
+        d.state = DlState::Ended(progress, error.clone());
+        for conn in peers {
+            self.conns.remove(&conn);
+            self.out.push_back(Output::PeerClose { conn });
+        }
+        if error.is_some() {
+            let _ = self.seeder.remove_share(ShareId(OUTBOUND | dl));
+        }
+    }
+
+    /// Executes one download's outputs.
+    fn pump_download(&mut self, now: Instant, dl: DlId) {
+        loop {
+            let Some(d) = self.downloads.get_mut(&dl) else {
+                return;
+            };
+            let DlState::Running(m) = &mut d.state else {
+                return;
+            };
+            let Some(o) = m.poll_output() else { return };
+            match o {
+                download::Output::Connect { peer, addr } => {
+                    let conn = self.next_conn;
+                    self.next_conn += 1;
+                    d.peers.insert(peer, conn);
+                    self.conns.insert(conn, PeerConn::OutHello { dl, peer });
+                    self.out.push_back(Output::PeerConnect { conn, addr });
+                }
+                download::Output::Send { peer, msg } => {
+                    if let Some(&conn) = d.peers.get(&peer) {
+                        self.out.push_back(Output::PeerSend {
+                            conn,
+                            msg: PeerOut::Msg(msg),
+                        });
+                    }
+                }
+                download::Output::Disconnect { peer, .. } => {
+                    if let Some(conn) = d.peers.remove(&peer) {
+                        self.conns.remove(&conn);
+                        self.out.push_back(Output::PeerClose { conn });
+                    }
+                }
+                download::Output::WritePiece {
+                    index,
+                    offset,
+                    data,
+                } => self.out.push_back(Output::WritePiece {
+                    dl,
+                    index,
+                    offset,
+                    data,
+                }),
+                download::Output::AnnounceHave { pieces } => {
+                    let (group, file) = (d.group.clone(), d.file.clone());
+                    self.internal_request(
+                        now,
+                        Internal::HavePieces,
+                        Request::HavePieces {
+                            group,
+                            file,
+                            pieces,
+                        },
+                    );
+                }
+                download::Output::AskTrackerForPeers => {
+                    let req = Request::GetPeers {
+                        group: d.group.clone(),
+                        file: d.file.clone(),
+                    };
+                    self.internal_request(now, Internal::GetPeers { dl }, req);
+                }
+                download::Output::HashFile => self.out.push_back(Output::HashFile { dl }),
+                download::Output::Finished(Ok(())) => self.out.push_back(Output::Finalize { dl }),
+                download::Output::Finished(Err(e)) => {
+                    let progress = Some(m.progress(now));
+                    let (group, file) = (d.group.clone(), d.file.clone());
+                    let reason = Text::new(e.to_string());
+                    self.end_download(dl, progress, Some(reason.clone()));
+                    let ev = ClientEvent::DownloadFinished {
+                        dl,
+                        group,
+                        file,
+                        result: Err(reason),
+                    };
+                    self.out.push_back(Output::Event(ev));
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ peers
+
+    fn on_peer_connected(&mut self, conn: u64) {
+        if let Some(PeerConn::OutHello { .. }) = self.conns.get(&conn) {
+            self.out.push_back(Output::PeerSend {
+                conn,
+                msg: PeerOut::Hello(Hello::new(Role::Peer)),
+            });
+        }
+    }
+
+    fn on_peer_frame(&mut self, now: Instant, conn: u64, payload: Bytes) {
+        let Some(&state) = self.conns.get(&conn) else {
+            return;
+        };
+        match state {
+            PeerConn::InHello => match Hello::from_bytes(payload) {
+                Ok(h) if h.role == Role::Peer => {
+                    self.out.push_back(Output::PeerSend {
+                        conn,
+                        msg: PeerOut::Hello(Hello::new(Role::Server)),
+                    });
+                    self.conns.insert(conn, PeerConn::Seeder);
+                    self.seeder
+                        .handle_input(now, seeder::Input::Opened { conn: ConnId(conn) });
+                }
+                _ => self.drop_peer(conn),
+            },
+            PeerConn::Seeder => match PeerMsg::from_bytes(payload) {
+                Ok(msg) => self.seeder.handle_input(
+                    now,
+                    seeder::Input::Msg {
+                        conn: ConnId(conn),
+                        msg,
+                    },
+                ),
+                Err(_) => {
+                    self.seeder
+                        .handle_input(now, seeder::Input::Closed { conn: ConnId(conn) });
+                    self.drop_peer(conn);
+                }
+            },
+            PeerConn::OutHello { dl, peer } => match Hello::from_bytes(payload) {
+                Ok(h) if h.role == Role::Server => {
+                    self.conns.insert(conn, PeerConn::Out { dl, peer });
+                    self.dl_input(now, dl, download::Input::Connected { peer });
+                }
+                _ => self.on_peer_gone(now, conn, true),
+            },
+            PeerConn::Out { dl, peer } => match PeerMsg::from_bytes(payload) {
+                Ok(msg) => self.dl_input(now, dl, download::Input::Msg { peer, msg }),
+                Err(_) => self.on_peer_gone(now, conn, false),
+            },
+        }
+    }
+
+    fn drop_peer(&mut self, conn: u64) {
+        self.conns.remove(&conn);
+        self.out.push_back(Output::PeerClose { conn });
+    }
+
+    fn on_peer_gone(&mut self, now: Instant, conn: u64, connect_failed: bool) {
+        let Some(state) = self.conns.remove(&conn) else {
+            return;
+        };
+        match state {
+            PeerConn::InHello => {}
+            PeerConn::Seeder => self
+                .seeder
+                .handle_input(now, seeder::Input::Closed { conn: ConnId(conn) }),
+            PeerConn::OutHello { dl, peer } | PeerConn::Out { dl, peer } => {
+                if let Some(d) = self.downloads.get_mut(&dl) {
+                    d.peers.remove(&peer);
+                }
+                let input = match (state, connect_failed) {
+                    (PeerConn::OutHello { .. }, true) => download::Input::ConnectFailed { peer },
+                    _ => download::Input::Closed { peer },
+                };
+                self.dl_input(now, dl, input);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ plumbing
+
+    /// Drains every sub-machine until none has output left.
+    fn pump(&mut self, now: Instant) {
+        for _ in 0..1000 {
+            let mut any = false;
+            while let Some(o) = self.session.poll_output() {
+                any = true;
+                match o {
+                    SessionOutput::Connect { conn, addr } => {
+                        self.out.push_back(Output::TrackerConnect { conn, addr })
+                    }
+                    SessionOutput::Send { conn, frame } => {
+                        self.out.push_back(Output::TrackerSend { conn, frame })
+                    }
+                    SessionOutput::Close { conn } => {
+                        self.out.push_back(Output::TrackerClose { conn })
+                    }
+                    SessionOutput::Done { tag, result } => self.on_session_done(now, tag, result),
+                    SessionOutput::Event(e) => self.on_session_event(now, e),
+                }
+            }
+            while let Some(o) = self.seeder.poll_output() {
+                any = true;
+                match o {
+                    seeder::Output::Send { conn, msg } => self.out.push_back(Output::PeerSend {
+                        conn: conn.0,
+                        msg: PeerOut::Msg(msg),
+                    }),
+                    seeder::Output::ReadPiece {
+                        conn,
+                        share,
+                        index,
+                        offset,
+                        len,
+                    } => self.out.push_back(Output::ReadPiece {
+                        conn: conn.0,
+                        share,
+                        index,
+                        offset,
+                        len,
+                    }),
+                    seeder::Output::Close { conn, .. } => self.drop_peer(conn.0),
+                }
+            }
+            let running: Vec<DlId> = self
+                .downloads
+                .iter()
+                .filter(|(_, d)| matches!(d.state, DlState::Running(_)))
+                .map(|(&id, _)| id)
+                .collect();
+            for dl in running {
+                let before = self.out.len();
+                self.pump_download(now, dl);
+                any |= self.out.len() != before;
+            }
+            if !any {
+                return;
+            }
+        }
+        debug_assert!(false, "client machines kept producing output");
+    }
+
+    fn done(&mut self, tag: CommandTag, result: Result<CommandOk, ClientError>) {
+        self.out.push_back(Output::Done { tag, result });
+    }
+}

@@ -1,0 +1,557 @@
+//! The client's tracker session: turns user commands into requests, matches
+//! responses by request id, and keeps the user's session alive across
+//! trackers.
+//!
+//! Commands run one at a time, in order, on one tracker connection. When it fails (closed, refused, or a
+//! request unanswered for `request_timeout`), the session connects to the
+//! next tracker of `tracker_info.txt`, resumes the session by token, and
+//! re-sends every pending request with its original id, so a command
+//! completes exactly once (the trackers answer a retry from their record).
+//! A tracker that answers `NotReady` (catching up, or an election under way)
+//! is retried a few times, then left for the next. When no tracker answers,
+//! pending commands fail with [`ClientError::NoTracker`] and the session
+//! keeps trying in the background with exponential backoff.
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use p2p_proto::{
+    ClientId, ClientRequest, FromTracker, Hello, Outcome, Reply, Request, RequestId, Role,
+    SeederKey, SessionToken, Text, TrackerError, UserName, Wire,
+};
+
+use crate::time::{Duration, Instant};
+use crate::timer::{TimerKind, TimerTable};
+
+/// A user command's number, chosen by the caller; results carry it back.
+pub type CommandTag = u64;
+
+/// Most commands waiting for an answer at once.
+pub const PENDING_MAX: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Trackers in `tracker_info.txt` order.
+    pub trackers: Vec<SocketAddr>,
+    /// Which of them to try first.
+    pub first: usize,
+    /// A request unanswered this long means the tracker is gone.
+    pub request_timeout: Duration,
+    /// With nothing in flight, ping this often (liveness both ways).
+    pub ping_interval: Duration,
+    /// Wait between `NotReady` retries on the same tracker.
+    pub not_ready_retry: Duration,
+    /// `NotReady` answers in a row before moving to the next tracker.
+    pub not_ready_max: u32,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl SessionConfig {
+    pub fn new(trackers: Vec<SocketAddr>, first: usize) -> Self {
+        SessionConfig {
+            trackers,
+            first,
+            request_timeout: Duration::from_secs(3),
+            ping_interval: Duration::from_secs(1),
+            not_ready_retry: Duration::from_millis(200),
+            not_ready_max: 15,
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a command did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Tracker(#[from] TrackerError),
+    #[error("no tracker reachable (tried {tried}); retrying in the background")]
+    NoTracker { tried: String },
+    #[error("too many commands in flight (wait for some to finish)")]
+    Busy,
+}
+
+/// Connection number: stale events from an old connection are ignored.
+pub type SessionConn = u64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionOutput {
+    /// Open a TCP connection to `addr`; answer with `handle_connected` or
+    /// `handle_connect_failed` for `conn`.
+    Connect {
+        conn: SessionConn,
+        addr: SocketAddr,
+    },
+    /// Put this frame on connection `conn`.
+    Send {
+        conn: SessionConn,
+        frame: Bytes,
+    },
+    Close {
+        conn: SessionConn,
+    },
+    /// A command finished.
+    Done {
+        tag: CommandTag,
+        result: Result<Reply, ClientError>,
+    },
+    Event(SessionEvent),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// One line for the user: the tracker changed.
+    FailedOver {
+        from: SocketAddr,
+        to: SocketAddr,
+    },
+    /// Logged in (the seeder learns its identity; shares are re-announced).
+    LoggedIn {
+        user: UserName,
+        seeder_key: SeederKey,
+    },
+    /// Resumed on another tracker (shares are re-announced there too).
+    Resumed {
+        user: UserName,
+    },
+    LoggedOut,
+    /// The session is gone (ended elsewhere or expired): log in again.
+    SessionLost,
+    /// The tracker said something unprompted.
+    Notice(Text),
+    /// No tracker answers; retrying in the background.
+    Unreachable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Request,
+    Ping,
+    Reconnect,
+    Retry,
+}
+
+impl TimerKind for Timer {
+    const COUNT: usize = 4;
+    const ALL: &'static [Self] = &[Timer::Request, Timer::Ping, Timer::Reconnect, Timer::Retry];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Down,
+    Connecting,
+    AwaitHello,
+    Up,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    /// `None` for the session's own requests (resume, ping).
+    tag: Option<CommandTag>,
+    req: Request,
+    sent: Option<Instant>,
+    not_ready: u32,
+}
+
+/// The session machine.
+pub struct ClientSession {
+    cfg: SessionConfig,
+    client: ClientId,
+    next_id: u64,
+    token: Option<SessionToken>,
+    user: Option<UserName>,
+    link: Link,
+    conn: SessionConn,
+    tracker: usize,
+    /// Trackers tried since the last one that worked.
+    failures: usize,
+    backoff: Duration,
+    pending: BTreeMap<RequestId, Pending>,
+    timers: TimerTable<Timer>,
+    out: VecDeque<SessionOutput>,
+}
+
+impl ClientSession {
+    pub fn new(cfg: SessionConfig, seed: u64, now: Instant) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        let tracker = cfg.first.min(cfg.trackers.len().saturating_sub(1));
+        let mut s = ClientSession {
+            client: ClientId(id),
+            next_id: 1,
+            token: None,
+            user: None,
+            link: Link::Down,
+            conn: 0,
+            tracker,
+            failures: 0,
+            backoff: cfg.backoff_min,
+            pending: BTreeMap::new(),
+            timers: TimerTable::default(),
+            out: VecDeque::new(),
+            cfg,
+        };
+        s.connect(now);
+        s
+    }
+
+    // ------------------------------------------------------------ getters
+
+    pub fn user(&self) -> Option<&UserName> {
+        self.user.as_ref()
+    }
+    pub fn token(&self) -> Option<SessionToken> {
+        self.token
+    }
+    pub fn client_id(&self) -> ClientId {
+        self.client
+    }
+    pub fn tracker(&self) -> SocketAddr {
+        self.cfg.trackers[self.tracker]
+    }
+    pub fn is_up(&self) -> bool {
+        self.link == Link::Up
+    }
+    pub fn in_flight(&self) -> usize {
+        self.pending.values().filter(|p| p.tag.is_some()).count()
+    }
+
+    pub fn poll_output(&mut self) -> Option<SessionOutput> {
+        self.out.pop_front()
+    }
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next().map(|(_, t)| t)
+    }
+
+    // ------------------------------------------------------------ commands
+
+    /// Starts a user command; its result comes back as `Done { tag, .. }`.
+    pub fn command(&mut self, now: Instant, tag: CommandTag, req: Request) {
+        if self.in_flight() >= PENDING_MAX {
+            self.out.push_back(SessionOutput::Done {
+                tag,
+                result: Err(ClientError::Busy),
+            });
+            return;
+        }
+        let id = self.fresh_id();
+        self.pending.insert(
+            id,
+            Pending {
+                tag: Some(tag),
+                req,
+                sent: None,
+                not_ready: 0,
+            },
+        );
+        self.send_pending(now);
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    pub fn handle_connected(&mut self, now: Instant, conn: SessionConn) {
+        if conn != self.conn || self.link != Link::Connecting {
+            return;
+        }
+        self.link = Link::AwaitHello;
+        let frame = Hello::new(Role::Client).to_bytes();
+        self.out.push_back(SessionOutput::Send { conn, frame });
+        self.timers
+            .set(Timer::Request, now + self.cfg.request_timeout);
+    }
+
+    pub fn handle_connect_failed(&mut self, now: Instant, conn: SessionConn) {
+        if conn == self.conn {
+            self.fail_over(now);
+        }
+    }
+
+    pub fn handle_closed(&mut self, now: Instant, conn: SessionConn) {
+        if conn == self.conn && self.link != Link::Down {
+            self.fail_over(now);
+        }
+    }
+
+    /// One frame from the tracker.
+    pub fn handle_frame(&mut self, now: Instant, conn: SessionConn, payload: Bytes) {
+        if conn != self.conn {
+            return;
+        }
+        if self.link == Link::AwaitHello {
+            match Hello::from_bytes(payload) {
+                Ok(h) if h.role == Role::Server => self.on_up(now),
+                _ => self.fail_over(now),
+            }
+            return;
+        }
+        match FromTracker::from_bytes(payload) {
+            Ok(FromTracker::Response { id, outcome }) => self.on_response(now, id, outcome),
+            Ok(FromTracker::Notice { text }) => self
+                .out
+                .push_back(SessionOutput::Event(SessionEvent::Notice(text))),
+            Ok(FromTracker::Fatal { .. }) | Err(_) => self.fail_over(now),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for t in self.timers.expire(now) {
+            match t {
+                Timer::Request => self.on_request_timer(now),
+                Timer::Ping => self.ping(now),
+                Timer::Reconnect => self.connect(now),
+                Timer::Retry => self.send_pending(now),
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ connection life
+
+    fn connect(&mut self, _now: Instant) {
+        self.conn += 1;
+        self.link = Link::Connecting;
+        let addr = self.cfg.trackers[self.tracker];
+        self.out.push_back(SessionOutput::Connect {
+            conn: self.conn,
+            addr,
+        });
+    }
+
+    fn on_up(&mut self, now: Instant) {
+        self.link = Link::Up;
+        self.failures = 0;
+        self.backoff = self.cfg.backoff_min;
+        // Resume first, so the requests re-sent after it run in the session.
+        if self.token.is_some() {
+            let id = self.fresh_id();
+            self.pending.insert(
+                id,
+                Pending {
+                    tag: None,
+                    req: Request::Resume,
+                    sent: None,
+                    not_ready: 0,
+                },
+            );
+        }
+        for p in self.pending.values_mut() {
+            p.sent = None;
+        }
+        self.send_pending(now);
+    }
+
+    /// The current tracker is gone: move to the next one.
+    fn fail_over(&mut self, now: Instant) {
+        let from = self.cfg.trackers[self.tracker];
+        if self.link != Link::Down && self.link != Link::Connecting {
+            self.out.push_back(SessionOutput::Close { conn: self.conn });
+        }
+        self.link = Link::Down;
+        self.timers.stop(Timer::Request);
+        self.timers.stop(Timer::Ping);
+        self.pending.retain(|_, p| p.tag.is_some()); // resume/ping are re-made
+        self.failures += 1;
+        self.tracker = (self.tracker + 1) % self.cfg.trackers.len();
+        if self.failures >= self.cfg.trackers.len() {
+            self.give_up_round(now);
+            return;
+        }
+        let to = self.cfg.trackers[self.tracker];
+        if from != to {
+            self.out
+                .push_back(SessionOutput::Event(SessionEvent::FailedOver { from, to }));
+        }
+        self.connect(now);
+    }
+
+    /// Every tracker failed once: fail what waits, back off, try again.
+    fn give_up_round(&mut self, now: Instant) {
+        let tried = self
+            .cfg
+            .trackers
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let pending = std::mem::take(&mut self.pending);
+        for p in pending.into_values() {
+            if let Some(tag) = p.tag {
+                let result = Err(ClientError::NoTracker {
+                    tried: tried.clone(),
+                });
+                self.out.push_back(SessionOutput::Done { tag, result });
+            }
+        }
+        self.out
+            .push_back(SessionOutput::Event(SessionEvent::Unreachable));
+        self.failures = 0;
+        self.timers.set(Timer::Reconnect, now + self.backoff);
+        self.backoff = Duration((self.backoff.0 * 2).min(self.cfg.backoff_max.0));
+    }
+
+    // ------------------------------------------------------------ requests
+
+    fn fresh_id(&mut self) -> RequestId {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    /// Sends the next request if none is in flight: the session's own
+    /// (resume, ping) first, then user commands in the order given. One at a
+    /// time, because the tracker validates a write against the state its
+    /// predecessors left.
+    fn send_pending(&mut self, now: Instant) {
+        if self.link != Link::Up || self.pending.values().any(|p| p.sent.is_some()) {
+            self.arm_request_timer(now);
+            return;
+        }
+        let control = self
+            .pending
+            .iter()
+            .find(|(_, p)| p.tag.is_none())
+            .map(|(&id, _)| id);
+        if let Some(id) = control.or_else(|| self.pending.keys().next().copied()) {
+            let p = self.pending.get_mut(&id).expect("pending");
+            p.sent = Some(now);
+            let msg = ClientRequest {
+                client: self.client,
+                id,
+                session: self.token,
+                req: p.req.clone(),
+            };
+            self.out.push_back(SessionOutput::Send {
+                conn: self.conn,
+                frame: msg.to_bytes(),
+            });
+        }
+        self.arm_request_timer(now);
+    }
+
+    fn arm_request_timer(&mut self, now: Instant) {
+        match self.pending.values().filter_map(|p| p.sent).min() {
+            Some(t) => {
+                self.timers
+                    .set(Timer::Request, t + self.cfg.request_timeout);
+                self.timers.stop(Timer::Ping);
+            }
+            None => {
+                self.timers.stop(Timer::Request);
+                if self.link == Link::Up && self.timers.get(Timer::Ping).is_none() {
+                    self.timers.set(Timer::Ping, now + self.cfg.ping_interval);
+                }
+            }
+        }
+    }
+
+    fn on_request_timer(&mut self, now: Instant) {
+        let oldest = self.pending.values().filter_map(|p| p.sent).min();
+        let stalled = match self.link {
+            Link::Up => oldest.is_some_and(|t| now.saturating_since(t) >= self.cfg.request_timeout),
+            Link::AwaitHello | Link::Connecting => true,
+            Link::Down => false,
+        };
+        if stalled {
+            self.fail_over(now);
+        } else {
+            self.arm_request_timer(now);
+        }
+    }
+
+    fn ping(&mut self, now: Instant) {
+        if self.link == Link::Up && self.pending.is_empty() {
+            let id = self.fresh_id();
+            self.pending.insert(
+                id,
+                Pending {
+                    tag: None,
+                    req: Request::Ping,
+                    sent: None,
+                    not_ready: 0,
+                },
+            );
+            self.send_pending(now);
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, id: RequestId, outcome: Outcome) {
+        let Some(mut p) = self.pending.remove(&id) else {
+            return;
+        };
+        if outcome == Err(TrackerError::NotReady) {
+            p.not_ready += 1;
+            if p.not_ready > self.cfg.not_ready_max {
+                self.pending.insert(
+                    id,
+                    Pending {
+                        sent: None,
+                        not_ready: 0,
+                        ..p
+                    },
+                );
+                self.fail_over(now);
+                return;
+            }
+            p.sent = None;
+            self.pending.insert(id, p);
+            self.timers
+                .set(Timer::Retry, now + self.cfg.not_ready_retry);
+            self.timers.stop(Timer::Request);
+            return;
+        }
+        self.note_session(&p.req, &outcome);
+        if let Some(tag) = p.tag {
+            self.out.push_back(SessionOutput::Done {
+                tag,
+                result: outcome.map_err(ClientError::Tracker),
+            });
+        }
+        self.send_pending(now);
+    }
+
+    /// Learns the session from login / resume / logout answers.
+    fn note_session(&mut self, req: &Request, outcome: &Outcome) {
+        let ev = match (req, outcome) {
+            (
+                _,
+                Ok(Reply::LoggedIn {
+                    user,
+                    token,
+                    seeder_key,
+                }),
+            ) => {
+                self.token = Some(*token);
+                self.user = Some(user.clone());
+                Some(SessionEvent::LoggedIn {
+                    user: user.clone(),
+                    seeder_key: *seeder_key,
+                })
+            }
+            (Request::Resume, Ok(Reply::Resumed { user })) => {
+                Some(SessionEvent::Resumed { user: user.clone() })
+            }
+            (Request::Logout, Ok(_)) => {
+                self.token = None;
+                self.user = None;
+                Some(SessionEvent::LoggedOut)
+            }
+            (_, Err(TrackerError::SessionUnknown)) if self.token.is_some() => {
+                self.token = None;
+                self.user = None;
+                Some(SessionEvent::SessionLost)
+            }
+            _ => None,
+        };
+        if let Some(e) = ev {
+            self.out.push_back(SessionOutput::Event(e));
+        }
+    }
+}

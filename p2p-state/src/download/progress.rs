@@ -1,0 +1,243 @@
+//! What `show_downloads` prints: [`Progress`] (a snapshot built by
+//! `Download::progress`), the [`DownloadState`], the [`WaitingReason`] a
+//! stalled download gives, and the windowed [`RateMeter`].
+
+use std::fmt;
+
+use p2p_proto::{RejectReason, Text};
+
+use super::types::{DisconnectReason, DownloadError};
+use crate::time::{Duration, Instant};
+
+/// Where a download is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DownloadState {
+    /// Fetching pieces.
+    Downloading,
+    /// Every piece is written; the whole-file SHA-1 is being checked.
+    Verifying,
+    /// Verified and complete.
+    Complete,
+    /// Ended without the file.
+    Failed(DownloadError),
+}
+
+/// The last thing that went wrong with a peer, for the waiting reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerProblem {
+    ConnectFailed,
+    ClosedByPeer,
+    Refused(RejectReason),
+    Dropped(DisconnectReason),
+}
+
+impl fmt::Display for PeerProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerProblem::ConnectFailed => f.write_str("could not connect"),
+            PeerProblem::ClosedByPeer => f.write_str("peer closed the connection"),
+            PeerProblem::Refused(r) => write!(f, "refused: {r}"),
+            PeerProblem::Dropped(r) => write!(f, "dropped: {r}"),
+        }
+    }
+}
+
+/// Why nothing is being received right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitingReason {
+    /// Asked the tracker; no answer yet.
+    AskingTracker,
+    /// The tracker could not list peers.
+    TrackerUnavailable { reason: Text, retry_in: Duration },
+    /// The tracker listed no peer.
+    NoPeers { retry_in: Duration },
+    /// Every listed peer failed; `last` is the latest failure.
+    PeersFailed {
+        last: PeerProblem,
+        retry_in: Duration,
+    },
+    /// Connections are being opened.
+    Connecting { peers: u32 },
+    /// Peers are connected and asked, yet no piece verified.
+    NoPieceVerified { peers: u32 },
+    /// Connected peers hold none of the missing pieces.
+    PeersLackPieces {
+        peers: u32,
+        missing: u32,
+        retry_in: Duration,
+    },
+}
+
+struct Secs(Duration);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} s", self.0.as_millis().div_ceil(1000))
+    }
+}
+
+impl fmt::Display for WaitingReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use WaitingReason::*;
+        let again = "asking the tracker again in";
+        match self {
+            AskingTracker => f.write_str("asking the tracker for peers"),
+            TrackerUnavailable { reason, retry_in } => {
+                write!(
+                    f,
+                    "tracker cannot list peers ({reason}); {again} {}",
+                    Secs(*retry_in)
+                )
+            }
+            NoPeers { retry_in } => write!(f, "no seeder online; {again} {}", Secs(*retry_in)),
+            PeersFailed { last, retry_in } => {
+                write!(
+                    f,
+                    "no usable peer (last: {last}); {again} {}",
+                    Secs(*retry_in)
+                )
+            }
+            Connecting { peers } => write!(f, "connecting to {peers} peer(s)"),
+            NoPieceVerified { peers } => {
+                write!(f, "{peers} peer(s) connected but no piece arrived intact")
+            }
+            PeersLackPieces {
+                peers,
+                missing,
+                retry_in,
+            } => write!(
+                f,
+                "{peers} connected peer(s) hold none of the {missing} missing pieces; {again} {}",
+                Secs(*retry_in)
+            ),
+        }
+    }
+}
+
+/// A snapshot of one download for `show_downloads`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub state: DownloadState,
+    pub pieces_done: u32,
+    pub pieces_total: u32,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// Bytes per second received over the last few seconds.
+    pub rate_bps: u64,
+    /// Connected peers with a request in flight.
+    pub peers_in_use: u32,
+    /// Connected peers (handshake done).
+    pub peers_connected: u32,
+    /// Peers known from the tracker.
+    pub peers_known: u32,
+    pub requests_in_flight: u32,
+    /// Set while nothing is being received, saying why.
+    pub waiting_reason: Option<WaitingReason>,
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pct = (self.bytes_done * 100)
+            .checked_div(self.bytes_total)
+            .unwrap_or(100);
+        match &self.state {
+            DownloadState::Downloading => f.write_str("downloading")?,
+            DownloadState::Verifying => f.write_str("verifying")?,
+            DownloadState::Complete => f.write_str("complete")?,
+            DownloadState::Failed(e) => write!(f, "failed: {e}")?,
+        }
+        write!(
+            f,
+            ", {}/{} pieces ({pct}%), {} of {} bytes, {} KiB/s, {} peer(s) in use",
+            self.pieces_done,
+            self.pieces_total,
+            self.bytes_done,
+            self.bytes_total,
+            self.rate_bps / 1024,
+            self.peers_in_use
+        )?;
+        if let Some(w) = &self.waiting_reason {
+            write!(f, "; {w}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Length of one rate bucket.
+const RATE_BUCKET_MS: u64 = 1000;
+/// Buckets kept: the rate covers the last `RATE_BUCKETS - 1` seconds and
+/// the current partial one.
+const RATE_BUCKETS: usize = 6;
+
+/// Bytes per second over a sliding window of whole-second buckets.
+#[derive(Clone, Debug)]
+pub(crate) struct RateMeter {
+    started: Instant,
+    buckets: [(u64, u64); RATE_BUCKETS],
+}
+
+impl RateMeter {
+    pub fn new(now: Instant) -> Self {
+        RateMeter {
+            started: now,
+            buckets: [(u64::MAX, 0); RATE_BUCKETS],
+        }
+    }
+
+    pub fn add(&mut self, now: Instant, bytes: u64) {
+        let b = now.as_millis() / RATE_BUCKET_MS;
+        let slot = &mut self.buckets[(b % RATE_BUCKETS as u64) as usize];
+        if slot.0 != b {
+            *slot = (b, 0);
+        }
+        slot.1 += bytes;
+    }
+
+    pub fn rate_bps(&self, now: Instant) -> u64 {
+        let b = now.as_millis() / RATE_BUCKET_MS;
+        let oldest = b.saturating_sub(RATE_BUCKETS as u64 - 1);
+        let bytes: u64 = self
+            .buckets
+            .iter()
+            .filter(|(n, _)| *n != u64::MAX && *n >= oldest && *n <= b)
+            .map(|(_, v)| v)
+            .sum();
+        let window = (RATE_BUCKETS as u64 - 1) * RATE_BUCKET_MS + now.as_millis() % RATE_BUCKET_MS;
+        let window = window
+            .min(now.saturating_since(self.started).as_millis())
+            .max(1);
+        bytes.saturating_mul(1000) / window
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_meter_windows_and_forgets() {
+        let mut m = RateMeter::new(Instant(0));
+        m.add(Instant(500), 1000);
+        assert_eq!(m.rate_bps(Instant(1000)), 1000);
+        m.add(Instant(1500), 1000);
+        assert_eq!(m.rate_bps(Instant(2000)), 1000);
+        // Six seconds later both buckets have left the window.
+        assert_eq!(m.rate_bps(Instant(8000)), 0);
+    }
+
+    #[test]
+    fn waiting_reason_says_when_it_retries() {
+        let w = WaitingReason::NoPeers {
+            retry_in: Duration::from_millis(7_200),
+        };
+        assert_eq!(
+            w.to_string(),
+            "no seeder online; asking the tracker again in 8 s"
+        );
+        let w = WaitingReason::PeersFailed {
+            last: PeerProblem::Refused(RejectReason::Expired),
+            retry_in: Duration::from_secs(2),
+        };
+        assert!(w.to_string().contains("ticket expired"), "{w}");
+    }
+}

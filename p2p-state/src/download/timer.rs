@@ -1,0 +1,132 @@
+//! `TimerTable`: every deadline a machine keeps, keyed by a timer enum.
+//!
+//! The key names the timer *and* why it exists (the key is the reason a
+//! trace prints), so a machine never keeps a deadline anywhere else. Ties
+//! are broken by key order, so expiry order is deterministic.
+//!
+//! Both the download scheduler and the seeder use it; it is generic so the
+//! tracker or client session can reuse it too (candidate for `crate::timer`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::time::Instant;
+
+/// Deadlines keyed by `K`. At most one deadline per key.
+#[derive(Clone, Debug)]
+pub struct TimerTable<K: Ord + Copy> {
+    by_key: BTreeMap<K, Instant>,
+    by_time: BTreeSet<(Instant, K)>,
+}
+
+impl<K: Ord + Copy> Default for TimerTable<K> {
+    fn default() -> Self {
+        TimerTable {
+            by_key: BTreeMap::new(),
+            by_time: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Ord + Copy> TimerTable<K> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets (or moves) the deadline of `key` to `at`.
+    pub fn set(&mut self, key: K, at: Instant) {
+        if let Some(old) = self.by_key.insert(key, at) {
+            self.by_time.remove(&(old, key));
+        }
+        self.by_time.insert((at, key));
+    }
+
+    /// Sets the deadline of `key` to `at` unless an earlier one is set.
+    pub fn set_min(&mut self, key: K, at: Instant) {
+        match self.get(key) {
+            Some(old) if old <= at => {}
+            _ => self.set(key, at),
+        }
+    }
+
+    /// Removes the deadline of `key`, if any.
+    pub fn clear(&mut self, key: K) {
+        if let Some(old) = self.by_key.remove(&key) {
+            self.by_time.remove(&(old, key));
+        }
+    }
+
+    /// Removes every deadline whose key matches `pred`.
+    pub fn clear_where(&mut self, mut pred: impl FnMut(&K) -> bool) {
+        let doomed: Vec<K> = self.by_key.keys().filter(|k| pred(k)).copied().collect();
+        for k in doomed {
+            self.clear(k);
+        }
+    }
+
+    pub fn get(&self, key: K) -> Option<Instant> {
+        self.by_key.get(&key).copied()
+    }
+
+    pub fn is_set(&self, key: K) -> bool {
+        self.by_key.contains_key(&key)
+    }
+
+    /// The soonest deadline and its key.
+    pub fn next(&self) -> Option<(Instant, K)> {
+        self.by_time.first().copied()
+    }
+
+    /// Removes and returns the soonest key whose deadline is at or before `now`.
+    pub fn pop_expired(&mut self, now: Instant) -> Option<K> {
+        let (at, key) = self.next()?;
+        if at > now {
+            return None;
+        }
+        self.clear(key);
+        Some(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// Both indexes agree (for `check_invariants`).
+    pub fn is_consistent(&self) -> bool {
+        self.by_key.len() == self.by_time.len()
+            && self
+                .by_time
+                .iter()
+                .all(|(at, k)| self.by_key.get(k) == Some(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soonest_first_ties_by_key_and_moves_replace() {
+        let mut t = TimerTable::new();
+        t.set(3u8, Instant(10));
+        t.set(1u8, Instant(10));
+        t.set(2u8, Instant(5));
+        t.set(2u8, Instant(20));
+        assert!(t.is_consistent());
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.next(), Some((Instant(10), 1)));
+        assert_eq!(t.pop_expired(Instant(9)), None);
+        assert_eq!(t.pop_expired(Instant(10)), Some(1));
+        assert_eq!(t.pop_expired(Instant(10)), Some(3));
+        assert_eq!(t.pop_expired(Instant(19)), None);
+        t.set_min(2, Instant(30));
+        assert_eq!(t.get(2), Some(Instant(20)));
+        t.set_min(2, Instant(15));
+        assert_eq!(t.get(2), Some(Instant(15)));
+        t.clear_where(|k| *k == 2);
+        assert!(t.is_empty() && t.is_consistent());
+    }
+}

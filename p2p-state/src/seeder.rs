@@ -1,1 +1,0 @@
-//! Seeder machine. (In progress.)

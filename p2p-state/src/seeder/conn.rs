@@ -1,0 +1,180 @@
+//! One downloader's connection to our seeder: whether it has shown a valid
+//! ticket (and for which share), its piece requests (queued for a disk read
+//! slot, being read, or being read but cancelled) and its counters.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use p2p_proto::UserName;
+
+use super::types::{Served, ShareId};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ConnState {
+    /// Connected; no `Open` yet.
+    AwaitOpen,
+    /// Ticket verified for `share`, issued to `downloader`.
+    Open {
+        share: ShareId,
+        downloader: UserName,
+    },
+}
+
+/// Where one requested piece stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Req {
+    /// Waiting for a disk read slot.
+    Queued,
+    /// `ReadPiece` emitted; the bytes will be sent.
+    Reading,
+    /// `ReadPiece` emitted, then cancelled: the bytes will be dropped.
+    ReadingCancelled,
+}
+
+/// What to do with a new request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admit {
+    Queued,
+    /// Already queued or being read: nothing to do.
+    Duplicate,
+    /// A cancelled read asked for again: it will be sent after all.
+    Revived,
+    /// Per-connection limit reached.
+    Busy,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Conn {
+    pub state: ConnState,
+    pub pending: BTreeMap<u32, Req>,
+    /// `Queued` pieces in arrival order.
+    pub queue: VecDeque<u32>,
+    pub refusals: u32,
+    pub served: Served,
+}
+
+impl Conn {
+    pub fn new() -> Self {
+        Conn {
+            state: ConnState::AwaitOpen,
+            pending: BTreeMap::new(),
+            queue: VecDeque::new(),
+            refusals: 0,
+            served: Served::default(),
+        }
+    }
+
+    pub fn share(&self) -> Option<ShareId> {
+        match &self.state {
+            ConnState::Open { share, .. } => Some(*share),
+            ConnState::AwaitOpen => None,
+        }
+    }
+
+    pub fn downloader(&self) -> Option<&UserName> {
+        match &self.state {
+            ConnState::Open { downloader, .. } => Some(downloader),
+            ConnState::AwaitOpen => None,
+        }
+    }
+
+    /// Requests the peer is still owed an answer for.
+    pub fn active(&self) -> usize {
+        self.pending
+            .values()
+            .filter(|r| **r != Req::ReadingCancelled)
+            .count()
+    }
+
+    pub fn admit(&mut self, index: u32, max: usize) -> Admit {
+        match self.pending.get(&index) {
+            Some(Req::Queued | Req::Reading) => Admit::Duplicate,
+            Some(Req::ReadingCancelled) => {
+                self.pending.insert(index, Req::Reading);
+                Admit::Revived
+            }
+            None if self.active() >= max => Admit::Busy,
+            None => {
+                self.pending.insert(index, Req::Queued);
+                self.queue.push_back(index);
+                Admit::Queued
+            }
+        }
+    }
+
+    /// Drops a queued request, or marks a read in progress as unwanted.
+    pub fn cancel(&mut self, index: u32) {
+        match self.pending.get(&index) {
+            Some(Req::Queued) => {
+                self.pending.remove(&index);
+                self.queue.retain(|&i| i != index);
+            }
+            Some(Req::Reading) => {
+                self.pending.insert(index, Req::ReadingCancelled);
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes the oldest queued request and marks it `Reading`.
+    pub fn start_read(&mut self) -> Option<u32> {
+        let index = self.queue.pop_front()?;
+        debug_assert_eq!(self.pending.get(&index), Some(&Req::Queued));
+        self.pending.insert(index, Req::Reading);
+        Some(index)
+    }
+
+    /// The read of `index` finished: true if its bytes should be sent.
+    pub fn finish_read(&mut self, index: u32) -> bool {
+        match self.pending.remove(&index) {
+            Some(Req::Reading) => true,
+            Some(Req::ReadingCancelled) | None => false,
+            Some(Req::Queued) => {
+                // Not being read: a driver bug. Keep it queued.
+                self.pending.insert(index, Req::Queued);
+                false
+            }
+        }
+    }
+
+    /// Queue and pending map agree. Returns what is wrong.
+    pub fn check(&self, max: usize) -> Result<(), String> {
+        let queued = self.pending.values().filter(|r| **r == Req::Queued).count();
+        if queued != self.queue.len()
+            || self
+                .queue
+                .iter()
+                .any(|i| self.pending.get(i) != Some(&Req::Queued))
+        {
+            return Err("request queue and pending map disagree".into());
+        }
+        if self.active() > max {
+            return Err(format!("{} requests > per-connection cap", self.active()));
+        }
+        if self.state == ConnState::AwaitOpen && !self.pending.is_empty() {
+            return Err("requests accepted before Open".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admit_cancel_read_lifecycle() {
+        let mut c = Conn::new();
+        assert_eq!(c.admit(1, 2), Admit::Queued);
+        assert_eq!(c.admit(1, 2), Admit::Duplicate);
+        assert_eq!(c.admit(2, 2), Admit::Queued);
+        assert_eq!(c.admit(3, 2), Admit::Busy);
+        assert_eq!(c.start_read(), Some(1));
+        c.cancel(1);
+        c.cancel(2);
+        assert_eq!(c.active(), 0, "cancelled read and dropped queue entry");
+        assert_eq!(c.admit(1, 2), Admit::Revived);
+        assert!(c.finish_read(1));
+        assert!(!c.finish_read(1), "answered once");
+        assert_eq!(c.start_read(), None);
+    }
+}

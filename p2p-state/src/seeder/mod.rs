@@ -1,0 +1,623 @@
+//! Seeder: one pure state machine per client, serving pieces of the files
+//! this client registered to peers that show a valid ticket.
+//!
+//! A connection must start with `Open { ticket }`. The ticket must name us
+//! as seeder, verify under the key the tracker gave us at login, be
+//! unexpired, and name (group, file, file hash) of one of *our* registered
+//! shares: a peer never names a path, and a request resolves to a file only
+//! through this table. Then `Request { index }` of a held piece becomes a
+//! `ReadPiece` for the driver and, when the bytes come back, a `Piece`.
+//! Limits (named constants in `types.rs`): connections in total and per
+//! downloading user, requests per connection (`Busy` beyond), disk reads
+//! in flight over all connections, refused requests per connection, time
+//! to show a ticket, idle time.
+//!
+//! Decisions on peer messages: `HavePiece`/`Have` from a downloader are
+//! allowed and ignored ("either side may announce"); `Piece`, `Reject`, a
+//! second `Open` are protocol violations (`Fatal` + close); a `Request`
+//! before `Open` is refused with `NoTicket` + close; `Fatal` closes.
+//!
+//! Files: `types.rs` (vocabulary and limits), `conn.rs` (one connection's
+//! request queue), `tests.rs`.
+
+mod conn;
+#[cfg(test)]
+mod tests;
+mod types;
+
+pub use types::*;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use p2p_proto::{
+    FileMeta, FileName, GroupName, PeerMsg, PieceSet, RejectReason, SeederKey, Sha1Hash, Text,
+    Ticket, UserName,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::download::timer::TimerTable;
+use crate::ticket::{self, TicketError};
+use crate::time::Instant;
+use conn::{Admit, Conn, ConnState};
+
+/// A file we serve, as registered by the driver.
+#[derive(Clone, Debug)]
+struct Share {
+    group: GroupName,
+    file: FileName,
+    file_hash: Sha1Hash,
+    size: u64,
+    piece_len: u32,
+    have: PieceSet,
+}
+
+impl Share {
+    fn piece_size(&self, i: u32) -> u32 {
+        let start = u64::from(i) * u64::from(self.piece_len);
+        if i >= self.have.len() {
+            return 0;
+        }
+        (self.size - start).min(u64::from(self.piece_len)) as u32
+    }
+}
+
+type ShareKey = (GroupName, FileName, Sha1Hash);
+
+/// The seeder machine. See the module docs.
+pub struct Seeder {
+    cfg: SeederConfig,
+    /// Reserved for randomised decisions (none yet); seeded for determinism.
+    _rng: ChaCha8Rng,
+    identity: Option<(UserName, SeederKey)>,
+    shares: BTreeMap<ShareId, Share>,
+    by_key: BTreeMap<ShareKey, ShareId>,
+    conns: BTreeMap<ConnId, Conn>,
+    /// Disk reads emitted and not answered yet (kept after a close, so the
+    /// bound on read buffers holds until the driver answers).
+    reads: BTreeSet<(ConnId, u32)>,
+    /// Last connection given a read slot (round robin).
+    rr_cursor: Option<ConnId>,
+    timers: TimerTable<Timer>,
+    out: VecDeque<Output>,
+    stats: SeederStats,
+    served_by_user: BTreeMap<UserName, Served>,
+}
+
+impl Seeder {
+    pub fn new(cfg: SeederConfig, seed: u64) -> Self {
+        Seeder {
+            cfg: cfg.normalized(),
+            _rng: ChaCha8Rng::seed_from_u64(seed),
+            identity: None,
+            shares: BTreeMap::new(),
+            by_key: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            reads: BTreeSet::new(),
+            rr_cursor: None,
+            timers: TimerTable::new(),
+            out: VecDeque::new(),
+            stats: SeederStats::default(),
+            served_by_user: BTreeMap::new(),
+        }
+    }
+
+    // ------------------------------------------------------------ commands
+
+    /// Who we are and the key tickets for us are signed with (from login).
+    /// A different identity closes every connection opened under the old.
+    pub fn set_identity(&mut self, user: UserName, key: SeederKey) {
+        let same = self
+            .identity
+            .as_ref()
+            .is_some_and(|(u, k)| *u == user && *k == key);
+        if !same {
+            self.close_all(CloseReason::IdentityChanged);
+            self.identity = Some((user, key));
+        }
+        self.debug_check();
+    }
+
+    /// Logout: no ticket verifies any more; every connection is closed.
+    pub fn clear_identity(&mut self) {
+        self.close_all(CloseReason::IdentityChanged);
+        self.identity = None;
+        self.debug_check();
+    }
+
+    /// Registers a file to serve, holding the pieces in `have`.
+    pub fn add_share(
+        &mut self,
+        share: ShareId,
+        group: GroupName,
+        meta: &FileMeta,
+        have: PieceSet,
+    ) -> Result<(), ShareError> {
+        if self.shares.contains_key(&share) {
+            return Err(ShareError::DuplicateId(share));
+        }
+        meta.validate().map_err(|e| ShareError::BadMetadata {
+            reason: Text::new(e.to_string()),
+        })?;
+        if have.len() != meta.piece_count() {
+            return Err(ShareError::WrongPieceCount {
+                have: have.len(),
+                expected: meta.piece_count(),
+            });
+        }
+        let key = (group.clone(), meta.name.clone(), meta.file_hash);
+        if let Some(other) = self.by_key.get(&key) {
+            return Err(ShareError::DuplicateFile(*other));
+        }
+        self.by_key.insert(key, share);
+        let s = Share {
+            group,
+            file: meta.name.clone(),
+            file_hash: meta.file_hash,
+            size: meta.size,
+            piece_len: meta.piece_len,
+            have,
+        };
+        self.shares.insert(share, s);
+        self.debug_check();
+        Ok(())
+    }
+
+    /// A piece of `share` is now held (verified by a download): peers
+    /// connected for it hear `HavePiece`.
+    pub fn add_piece(&mut self, share: ShareId, index: u32) -> Result<(), ShareError> {
+        let s = self
+            .shares
+            .get_mut(&share)
+            .ok_or(ShareError::UnknownShare(share))?;
+        let count = s.have.len();
+        if index >= count {
+            return Err(ShareError::PieceOutOfRange { index, count });
+        }
+        let new = !s.have.contains(index);
+        s.have.insert(index);
+        if new {
+            for conn in self.conns_on(share) {
+                self.send(conn, PeerMsg::HavePiece { index });
+            }
+        }
+        self.debug_check();
+        Ok(())
+    }
+
+    /// Stops serving `share`: its connections are refused and closed.
+    pub fn remove_share(&mut self, share: ShareId) -> Result<(), ShareError> {
+        let s = self
+            .shares
+            .remove(&share)
+            .ok_or(ShareError::UnknownShare(share))?;
+        self.by_key.remove(&(s.group, s.file, s.file_hash));
+        for conn in self.conns_on(share) {
+            self.reject_conn(conn, RejectReason::UnknownFile, CloseReason::ShareRemoved);
+        }
+        self.debug_check();
+        Ok(())
+    }
+
+    fn conns_on(&self, share: ShareId) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.share() == Some(share))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Opened { conn } => self.on_opened(now, conn),
+            Input::Msg { conn, msg } => self.on_msg(now, conn, msg),
+            Input::Closed { conn } => {
+                self.forget(conn);
+            }
+            Input::PieceRead { conn, index, data } => self.on_read(conn, index, Some(data)),
+            Input::ReadFailed { conn, index } => self.on_read(conn, index, None),
+        }
+        self.dispatch_reads();
+        self.debug_check();
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(t) = self.timers.pop_expired(now) {
+            match t {
+                Timer::Open(conn) => self.close(conn, CloseReason::OpenTimeout),
+                Timer::Idle(conn) => self.on_idle(now, conn),
+            }
+        }
+        self.dispatch_reads();
+        self.debug_check();
+    }
+
+    fn on_opened(&mut self, now: Instant, conn: ConnId) {
+        if self.conns.contains_key(&conn) {
+            debug_assert!(false, "driver reused {conn}");
+            return;
+        }
+        if self.conns.len() >= self.cfg.conns_max {
+            self.stats.conns_refused += 1;
+            self.send(conn, reject_all(RejectReason::Busy));
+            let reason = CloseReason::TooManyConnections;
+            self.out.push_back(Output::Close { conn, reason });
+            return;
+        }
+        self.conns.insert(conn, Conn::new());
+        self.timers
+            .set(Timer::Open(conn), now + self.cfg.open_timeout);
+    }
+
+    fn on_msg(&mut self, now: Instant, conn: ConnId, msg: PeerMsg) {
+        let Some(c) = self.conns.get(&conn) else {
+            return; // raced our Close
+        };
+        let open = c.state != ConnState::AwaitOpen;
+        match msg {
+            PeerMsg::Open { ticket } if !open => self.on_open(now, conn, &ticket),
+            PeerMsg::Request { .. } if !open => self.reject_conn(
+                conn,
+                RejectReason::NoTicket,
+                reject_close(RejectReason::NoTicket),
+            ),
+            PeerMsg::Fatal { reason } => self.close(conn, CloseReason::PeerFatal { reason }),
+            _ if !open => self.violation(conn, "expected Open first"),
+            PeerMsg::Request { index } => self.on_request(conn, index),
+            PeerMsg::Cancel { index } => self.conn_mut(conn).cancel(index),
+            PeerMsg::Have { .. } | PeerMsg::HavePiece { .. } => {}
+            PeerMsg::Open { .. } => self.violation(conn, "a second Open"),
+            PeerMsg::Piece { .. } => self.violation(conn, "piece data sent to a seeder"),
+            PeerMsg::Reject { .. } => self.violation(conn, "Reject sent to a seeder"),
+        }
+        if self.conns.get(&conn).is_some_and(|c| c.share().is_some()) {
+            self.timers
+                .set(Timer::Idle(conn), now + self.cfg.idle_timeout);
+        }
+    }
+
+    /// Checks the ticket of an `Open`; on success the connection is bound
+    /// to the share and hears which pieces we hold.
+    fn on_open(&mut self, now: Instant, conn: ConnId, ticket: &Ticket) {
+        let share = match self.check_ticket(now, ticket) {
+            Ok(s) => s,
+            Err(reason) => {
+                self.stats.conns_refused += 1;
+                return self.reject_conn(conn, reason.clone(), reject_close(reason));
+            }
+        };
+        let per_user = self
+            .conns
+            .values()
+            .filter(|c| c.downloader() == Some(&ticket.downloader))
+            .count();
+        if per_user >= self.cfg.conns_per_user_max {
+            self.stats.conns_refused += 1;
+            return self.reject_conn(conn, RejectReason::Busy, reject_close(RejectReason::Busy));
+        }
+        self.conn_mut(conn).state = ConnState::Open {
+            share,
+            downloader: ticket.downloader.clone(),
+        };
+        self.timers.clear(Timer::Open(conn));
+        let pieces = self.shares[&share].have.clone();
+        self.send(conn, PeerMsg::Have { pieces });
+    }
+
+    /// Which of our shares the ticket opens, or why it opens none.
+    fn check_ticket(&self, now: Instant, t: &Ticket) -> Result<ShareId, RejectReason> {
+        let Some((user, key)) = &self.identity else {
+            return Err(RejectReason::BadTicket);
+        };
+        if t.seeder != *user {
+            return Err(RejectReason::WrongParty);
+        }
+        ticket::verify(key, t, now).map_err(|e| match e {
+            TicketError::BadMac => RejectReason::BadTicket,
+            TicketError::Expired => RejectReason::Expired,
+        })?;
+        let key = (t.group.clone(), t.file.clone(), t.file_hash);
+        self.by_key
+            .get(&key)
+            .copied()
+            .ok_or(RejectReason::UnknownFile)
+    }
+
+    fn on_request(&mut self, conn: ConnId, index: u32) {
+        let share = self.conns[&conn].share().expect("open");
+        if !self.shares[&share].have.contains(index) {
+            self.stats.requests_refused += 1;
+            let c = self.conn_mut(conn);
+            c.refusals += 1;
+            let count = c.refusals;
+            let reason = RejectReason::NoSuchPiece { index };
+            self.send(
+                conn,
+                PeerMsg::Reject {
+                    index: Some(index),
+                    reason,
+                },
+            );
+            if count > self.cfg.refusals_max {
+                self.close(conn, CloseReason::TooManyRefusals { count });
+            }
+            return;
+        }
+        let max = self.cfg.conn_requests_max;
+        if self.conn_mut(conn).admit(index, max) == Admit::Busy {
+            self.stats.requests_refused += 1;
+            let reason = RejectReason::Busy;
+            self.send(
+                conn,
+                PeerMsg::Reject {
+                    index: Some(index),
+                    reason,
+                },
+            );
+        }
+    }
+
+    /// A disk read finished (`data`) or failed (`None`).
+    fn on_read(&mut self, conn: ConnId, index: u32, data: Option<bytes::Bytes>) {
+        if !self.reads.remove(&(conn, index)) {
+            return; // not a read we asked for: a driver bug, nothing to do
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return; // closed meanwhile: drop the bytes
+        };
+        if !c.finish_read(index) {
+            return; // cancelled
+        }
+        let share = c.share().expect("reads only for open connections");
+        let want = self.shares[&share].piece_size(index) as usize;
+        match data {
+            Some(data) if data.len() == want => {
+                c.served.add(want);
+                let user = c.downloader().expect("open").clone();
+                self.stats.served.add(want);
+                self.served_by_user.entry(user).or_default().add(want);
+                self.send(conn, PeerMsg::Piece { index, data });
+            }
+            _ => {
+                self.stats.read_failures += 1;
+                let reason = RejectReason::NoSuchPiece { index };
+                self.send(
+                    conn,
+                    PeerMsg::Reject {
+                        index: Some(index),
+                        reason,
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_idle(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if c.active() > 0 {
+            self.timers
+                .set(Timer::Idle(conn), now + self.cfg.idle_timeout);
+        } else {
+            self.close(conn, CloseReason::IdleTimeout);
+        }
+    }
+
+    /// Gives free disk-read slots to queued requests, one connection at a
+    /// time in round-robin order.
+    fn dispatch_reads(&mut self) {
+        while self.reads.len() < self.cfg.reads_max {
+            let Some(conn) = self.next_with_queue() else {
+                break;
+            };
+            self.rr_cursor = Some(conn);
+            let c = self.conns.get_mut(&conn).expect("listed");
+            let index = c.start_read().expect("has a queue");
+            let share = c.share().expect("open");
+            let s = &self.shares[&share];
+            let offset = u64::from(index) * u64::from(s.piece_len);
+            let len = s.piece_size(index);
+            self.reads.insert((conn, index));
+            self.out.push_back(Output::ReadPiece {
+                conn,
+                share,
+                index,
+                offset,
+                len,
+            });
+        }
+    }
+
+    fn next_with_queue(&self) -> Option<ConnId> {
+        let has = |(_, c): &(&ConnId, &Conn)| !c.queue.is_empty();
+        let after = match self.rr_cursor {
+            Some(cur) => self
+                .conns
+                .range(cur..)
+                .filter(|(id, _)| **id != cur)
+                .find(has),
+            None => None,
+        };
+        after
+            .or_else(|| self.conns.iter().find(has))
+            .map(|(id, _)| *id)
+    }
+
+    // ------------------------------------------------------------ outputs
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next().map(|(at, _)| at)
+    }
+
+    pub fn timeout_reason(&self) -> Option<Timer> {
+        self.timers.next().map(|(_, k)| k)
+    }
+
+    // ------------------------------------------------------------ getters
+
+    pub fn stats(&self) -> &SeederStats {
+        &self.stats
+    }
+
+    /// Pieces and bytes served to each downloading user.
+    pub fn served_by_user(&self) -> &BTreeMap<UserName, Served> {
+        &self.served_by_user
+    }
+
+    /// Pieces and bytes served on a live connection.
+    pub fn conn_served(&self, conn: ConnId) -> Option<Served> {
+        self.conns.get(&conn).map(|c| c.served)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn reads_in_flight(&self) -> usize {
+        self.reads.len()
+    }
+
+    /// Requests `conn` is owed an answer for (queued or being read).
+    pub fn conn_requests(&self, conn: ConnId) -> usize {
+        self.conns.get(&conn).map_or(0, Conn::active)
+    }
+
+    pub fn share_pieces(&self, share: ShareId) -> Option<&PieceSet> {
+        self.shares.get(&share).map(|s| &s.have)
+    }
+
+    pub fn identity(&self) -> Option<&UserName> {
+        self.identity.as_ref().map(|(u, _)| u)
+    }
+
+    // ------------------------------------------------------------ helpers
+
+    fn conn_mut(&mut self, conn: ConnId) -> &mut Conn {
+        self.conns.get_mut(&conn).expect("caller checked")
+    }
+
+    fn send(&mut self, conn: ConnId, msg: PeerMsg) {
+        self.out.push_back(Output::Send { conn, msg });
+    }
+
+    fn reject_conn(&mut self, conn: ConnId, why: RejectReason, reason: CloseReason) {
+        self.send(conn, reject_all(why));
+        self.close(conn, reason);
+    }
+
+    fn violation(&mut self, conn: ConnId, what: &'static str) {
+        self.send(
+            conn,
+            PeerMsg::Fatal {
+                reason: what.into(),
+            },
+        );
+        self.close(conn, CloseReason::ProtocolViolation { what });
+    }
+
+    /// Forgets `conn` and tells the driver to close it.
+    fn close(&mut self, conn: ConnId, reason: CloseReason) {
+        if self.forget(conn) {
+            self.out.push_back(Output::Close { conn, reason });
+        }
+    }
+
+    /// Forgets `conn` (reads in flight stay counted until answered).
+    fn forget(&mut self, conn: ConnId) -> bool {
+        self.timers.clear(Timer::Open(conn));
+        self.timers.clear(Timer::Idle(conn));
+        self.conns.remove(&conn).is_some()
+    }
+
+    fn close_all(&mut self, reason: CloseReason) {
+        let all: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in all {
+            self.close(conn, reason.clone());
+        }
+    }
+
+    // ------------------------------------------------------------ invariants
+
+    fn debug_check(&self) {
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+    }
+
+    /// Panics if the bookkeeping disagrees with itself (called after every
+    /// `handle_*` and command in debug builds, and by the simulator).
+    pub fn check_invariants(&self) {
+        if let Err(e) = self.invariant_violation() {
+            panic!("seeder invariant broken: {e}");
+        }
+    }
+
+    fn invariant_violation(&self) -> Result<(), String> {
+        if !self.timers.is_consistent() || self.conns.len() > self.cfg.conns_max {
+            return Err("timers or connection count".into());
+        }
+        if self.reads.len() > self.cfg.reads_max {
+            return Err(format!("{} reads in flight > cap", self.reads.len()));
+        }
+        if self.by_key.len() != self.shares.len()
+            || self.by_key.iter().any(|(k, id)| {
+                self.shares
+                    .get(id)
+                    .is_none_or(|s| (&s.group, &s.file, &s.file_hash) != (&k.0, &k.1, &k.2))
+            })
+        {
+            return Err("share index disagrees with the share table".into());
+        }
+        let mut per_user: BTreeMap<&UserName, usize> = BTreeMap::new();
+        for (id, c) in &self.conns {
+            c.check(self.cfg.conn_requests_max)
+                .map_err(|e| format!("{id}: {e}"))?;
+            self.check_conn(*id, c)?;
+            if let Some(u) = c.downloader() {
+                *per_user.entry(u).or_default() += 1;
+            }
+        }
+        if per_user.values().any(|&n| n > self.cfg.conns_per_user_max) {
+            return Err("a user holds too many connections".into());
+        }
+        Ok(())
+    }
+
+    fn check_conn(&self, id: ConnId, c: &Conn) -> Result<(), String> {
+        match c.share() {
+            None if !self.timers.is_set(Timer::Open(id)) => {
+                return Err(format!("{id} awaits Open without a deadline"));
+            }
+            Some(s) if !self.shares.contains_key(&s) => {
+                return Err(format!("{id} is bound to a removed share"));
+            }
+            _ => {}
+        }
+        let reading = |i: &u32| self.reads.contains(&(id, *i));
+        for (i, r) in &c.pending {
+            if (*r == conn::Req::Queued) == reading(i) {
+                return Err(format!(
+                    "{id}: piece {i} is {r:?} but read-in-flight disagrees"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn reject_all(reason: RejectReason) -> PeerMsg {
+    PeerMsg::Reject {
+        index: None,
+        reason,
+    }
+}
+
+fn reject_close(reason: RejectReason) -> CloseReason {
+    CloseReason::Rejected(reason)
+}

@@ -1,0 +1,788 @@
+//! Seeder tests: every way a ticket can be wrong, every limit at its
+//! default value and one past it, the request/read/cancel flow, share-table
+//! commands, and a proptest feeding arbitrary peer messages.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use p2p_proto::{
+    FileMeta, FileName, GroupName, Mac, PeerMsg, PieceSet, RejectReason, SeederKey, Sha1Hash,
+    Ticket, UserName,
+};
+
+use super::*;
+use crate::ticket;
+use crate::time::{Duration, Instant};
+
+const NOW: Instant = Instant(1_700_000_000_000);
+const KEY: SeederKey = SeederKey([3; 32]);
+const SHARE: ShareId = ShareId(9);
+
+fn user(s: &str) -> UserName {
+    UserName::new(s).unwrap()
+}
+
+fn meta(pieces: u32) -> FileMeta {
+    FileMeta {
+        name: FileName::new("f.bin").unwrap(),
+        size: u64::from(pieces) * 1024 - 100,
+        piece_len: 1024,
+        piece_hashes: vec![Sha1Hash([1; 20]); pieces as usize],
+        file_hash: Sha1Hash([2; 20]),
+    }
+}
+
+/// A seeder "alice" sharing `f.bin` (10 pieces, piece 7 missing) in `g`.
+struct Rig {
+    s: Seeder,
+    now: Instant,
+    next_conn: u64,
+}
+
+impl Rig {
+    fn with(cfg: SeederConfig) -> Self {
+        let mut s = Seeder::new(cfg, 5);
+        s.set_identity(user("alice"), KEY);
+        let mut have = PieceSet::full(10);
+        have.remove(7);
+        s.add_share(SHARE, GroupName::new("g").unwrap(), &meta(10), have)
+            .unwrap();
+        Rig {
+            s,
+            now: NOW,
+            next_conn: 1,
+        }
+    }
+
+    fn new() -> Self {
+        Self::with(SeederConfig::default())
+    }
+
+    fn input(&mut self, i: Input) -> Vec<Output> {
+        self.s.handle_input(self.now, i);
+        std::iter::from_fn(|| self.s.poll_output()).collect()
+    }
+
+    fn msg(&mut self, conn: ConnId, msg: PeerMsg) -> Vec<Output> {
+        self.input(Input::Msg { conn, msg })
+    }
+
+    fn advance(&mut self, ms: u64) -> Vec<Output> {
+        self.now = self.now + Duration(ms);
+        self.s.handle_timeout(self.now);
+        std::iter::from_fn(|| self.s.poll_output()).collect()
+    }
+
+    fn connect(&mut self) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        assert!(self.input(Input::Opened { conn }).is_empty());
+        conn
+    }
+
+    /// A connection opened with a valid ticket for `downloader`.
+    fn open_as(&mut self, downloader: &str) -> ConnId {
+        let conn = self.connect();
+        let out = self.msg(
+            conn,
+            PeerMsg::Open {
+                ticket: ticket_for(downloader),
+            },
+        );
+        assert!(
+            matches!(
+                &out[..],
+                [Output::Send {
+                    msg: PeerMsg::Have { .. },
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+        conn
+    }
+
+    fn open(&mut self) -> ConnId {
+        self.open_as("bob")
+    }
+}
+
+fn ticket_with(f: impl FnOnce(&mut Ticket), key: &SeederKey) -> Ticket {
+    let mut t = Ticket {
+        downloader: user("bob"),
+        group: GroupName::new("g").unwrap(),
+        file: FileName::new("f.bin").unwrap(),
+        file_hash: Sha1Hash([2; 20]),
+        seeder: user("alice"),
+        expires_ms: NOW.as_millis() + 60_000,
+        mac: Mac::default(),
+    };
+    f(&mut t);
+    ticket::sign(key, &mut t);
+    t
+}
+
+fn ticket_for(downloader: &str) -> Ticket {
+    ticket_with(|t| t.downloader = user(downloader), &KEY)
+}
+
+fn rejected(out: &[Output], conn: ConnId, why: RejectReason) -> bool {
+    out == [
+        Output::Send {
+            conn,
+            msg: PeerMsg::Reject {
+                index: None,
+                reason: why.clone(),
+            },
+        },
+        Output::Close {
+            conn,
+            reason: CloseReason::Rejected(why),
+        },
+    ]
+}
+
+fn reject_piece(index: u32, reason: RejectReason) -> PeerMsg {
+    PeerMsg::Reject {
+        index: Some(index),
+        reason,
+    }
+}
+
+fn reads(out: &[Output]) -> Vec<u32> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::ReadPiece { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- tickets
+
+#[test]
+fn a_valid_flow_reads_and_sends_the_right_piece() {
+    let mut r = Rig::new();
+    let conn = r.connect();
+    let out = r.msg(
+        conn,
+        PeerMsg::Open {
+            ticket: ticket_for("bob"),
+        },
+    );
+    let Output::Send {
+        msg: PeerMsg::Have { pieces },
+        ..
+    } = &out[0]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!((pieces.count(), pieces.contains(7)), (9, false));
+    let out = r.msg(conn, PeerMsg::Request { index: 9 });
+    assert_eq!(
+        out,
+        vec![Output::ReadPiece {
+            conn,
+            share: SHARE,
+            index: 9,
+            offset: 9 * 1024,
+            len: 1024 - 100,
+        }]
+    );
+    let data = Bytes::from(vec![7u8; 924]);
+    let out = r.input(Input::PieceRead {
+        conn,
+        index: 9,
+        data: data.clone(),
+    });
+    assert_eq!(
+        out,
+        vec![Output::Send {
+            conn,
+            msg: PeerMsg::Piece { index: 9, data }
+        }]
+    );
+    let served = Served {
+        pieces: 1,
+        bytes: 924,
+    };
+    assert_eq!(r.s.conn_served(conn), Some(served));
+    assert_eq!(r.s.served_by_user()[&user("bob")], served);
+    assert_eq!(r.s.stats().served, served);
+}
+
+#[test]
+fn a_request_without_a_ticket_is_refused() {
+    let mut r = Rig::new();
+    let conn = r.connect();
+    let out = r.msg(conn, PeerMsg::Request { index: 0 });
+    assert!(rejected(&out, conn, RejectReason::NoTicket), "{out:?}");
+    assert_eq!(r.s.connections(), 0);
+}
+
+#[test]
+fn an_expired_ticket_is_refused() {
+    let mut r = Rig::new();
+    let conn = r.connect();
+    let t = ticket_with(|t| t.expires_ms = NOW.as_millis() - 1, &KEY);
+    let out = r.msg(conn, PeerMsg::Open { ticket: t });
+    assert!(rejected(&out, conn, RejectReason::Expired), "{out:?}");
+}
+
+#[test]
+fn a_ticket_for_another_file_is_refused() {
+    let mut r = Rig::new();
+    for change in [
+        (|t: &mut Ticket| t.file = FileName::new("other").unwrap()) as fn(&mut Ticket),
+        |t| t.file_hash = Sha1Hash([9; 20]),
+        |t| t.group = GroupName::new("h").unwrap(),
+    ] {
+        let conn = r.connect();
+        let out = r.msg(
+            conn,
+            PeerMsg::Open {
+                ticket: ticket_with(change, &KEY),
+            },
+        );
+        assert!(rejected(&out, conn, RejectReason::UnknownFile), "{out:?}");
+    }
+}
+
+#[test]
+fn a_ticket_for_another_seeder_is_refused() {
+    let mut r = Rig::new();
+    let conn = r.connect();
+    let t = ticket_with(|t| t.seeder = user("carol"), &KEY);
+    let out = r.msg(conn, PeerMsg::Open { ticket: t });
+    assert!(rejected(&out, conn, RejectReason::WrongParty), "{out:?}");
+}
+
+#[test]
+fn a_forged_ticket_is_refused() {
+    let mut r = Rig::new();
+    let conn = r.connect();
+    let forged = ticket_with(|_| {}, &SeederKey([4; 32]));
+    let out = r.msg(conn, PeerMsg::Open { ticket: forged });
+    assert!(rejected(&out, conn, RejectReason::BadTicket), "{out:?}");
+    // An altered field breaks the MAC too.
+    let conn = r.connect();
+    let mut altered = ticket_for("bob");
+    altered.expires_ms += 1;
+    let out = r.msg(conn, PeerMsg::Open { ticket: altered });
+    assert!(rejected(&out, conn, RejectReason::BadTicket), "{out:?}");
+    assert_eq!(r.s.stats().conns_refused, 2);
+}
+
+#[test]
+fn after_logout_no_ticket_opens_and_connections_close() {
+    let mut r = Rig::new();
+    let old = r.open();
+    r.s.clear_identity();
+    let out: Vec<_> = std::iter::from_fn(|| r.s.poll_output()).collect();
+    assert_eq!(
+        out,
+        vec![Output::Close {
+            conn: old,
+            reason: CloseReason::IdentityChanged
+        }]
+    );
+    let conn = r.connect();
+    let out = r.msg(
+        conn,
+        PeerMsg::Open {
+            ticket: ticket_for("bob"),
+        },
+    );
+    assert!(rejected(&out, conn, RejectReason::BadTicket), "{out:?}");
+    // Logging in again with the same key: tickets work again.
+    r.s.set_identity(user("alice"), KEY);
+    r.open();
+}
+
+// ---------------------------------------------------------------- requests
+
+#[test]
+fn out_of_range_and_missing_pieces_are_refused() {
+    let mut r = Rig::new();
+    let conn = r.open();
+    for index in [7, 10, u32::MAX] {
+        let out = r.msg(conn, PeerMsg::Request { index });
+        let msg = reject_piece(index, RejectReason::NoSuchPiece { index });
+        assert_eq!(out, vec![Output::Send { conn, msg }]);
+    }
+    assert_eq!(r.s.stats().requests_refused, 3);
+}
+
+#[test]
+fn a_peer_that_keeps_asking_for_refused_pieces_is_closed() {
+    let mut r = Rig::new();
+    let conn = r.open();
+    for n in 1..=REFUSALS_MAX {
+        let out = r.msg(conn, PeerMsg::Request { index: 7 });
+        assert_eq!(out.len(), 1, "refusal {n} only rejects");
+    }
+    let out = r.msg(conn, PeerMsg::Request { index: 7 });
+    assert_eq!(
+        out.last(),
+        Some(&Output::Close {
+            conn,
+            reason: CloseReason::TooManyRefusals {
+                count: REFUSALS_MAX + 1
+            }
+        })
+    );
+}
+
+#[test]
+fn requests_per_connection_are_capped_with_busy() {
+    let mut r = Rig::new();
+    let conn = r.open();
+    let held = [0, 1, 2, 3, 4, 5, 6, 8, 9]; // piece 7 is not held
+    assert_eq!(CONN_REQUESTS_MAX, 8);
+    for &index in &held[..CONN_REQUESTS_MAX] {
+        assert_eq!(reads(&r.msg(conn, PeerMsg::Request { index })), vec![index]);
+    }
+    let out = r.msg(conn, PeerMsg::Request { index: 9 });
+    let msg = reject_piece(9, RejectReason::Busy);
+    assert_eq!(out, vec![Output::Send { conn, msg }]);
+    assert_eq!(r.s.conn_requests(conn), CONN_REQUESTS_MAX);
+    // A duplicate request is not a new one.
+    assert!(r.msg(conn, PeerMsg::Request { index: 0 }).is_empty());
+}
+
+#[test]
+fn disk_reads_in_flight_are_capped_over_all_connections() {
+    let mut r = Rig::new();
+    let conns: Vec<ConnId> = (0..5).map(|i| r.open_as(&format!("u{i}"))).collect();
+    let mut emitted = Vec::new();
+    for &c in &conns {
+        for index in 0..7 {
+            for o in r.msg(c, PeerMsg::Request { index }) {
+                if let Output::ReadPiece { conn, index, .. } = o {
+                    emitted.push((conn, index));
+                }
+            }
+        }
+    }
+    assert_eq!(READS_MAX, 32);
+    assert_eq!(emitted.len(), READS_MAX, "35 requested, 32 read at once");
+    assert_eq!(r.s.reads_in_flight(), READS_MAX);
+    let (c, i) = emitted[0];
+    let out = r.input(Input::PieceRead {
+        conn: c,
+        index: i,
+        data: Bytes::from(vec![0; 1024]),
+    });
+    assert_eq!(
+        reads(&out).len(),
+        1,
+        "a freed slot goes to a queued request"
+    );
+}
+
+#[test]
+fn connections_are_capped_in_total() {
+    let mut r = Rig::new();
+    assert_eq!(CONNS_MAX, 128);
+    for _ in 0..CONNS_MAX {
+        r.connect();
+    }
+    let conn = ConnId(10_000);
+    let out = r.input(Input::Opened { conn });
+    assert_eq!(
+        out,
+        vec![
+            Output::Send {
+                conn,
+                msg: PeerMsg::Reject {
+                    index: None,
+                    reason: RejectReason::Busy
+                }
+            },
+            Output::Close {
+                conn,
+                reason: CloseReason::TooManyConnections
+            },
+        ]
+    );
+    assert_eq!(r.s.connections(), CONNS_MAX);
+}
+
+#[test]
+fn connections_per_user_are_capped() {
+    let mut r = Rig::new();
+    assert_eq!(CONNS_PER_USER_MAX, 4);
+    for _ in 0..CONNS_PER_USER_MAX {
+        r.open();
+    }
+    let conn = r.connect();
+    let out = r.msg(
+        conn,
+        PeerMsg::Open {
+            ticket: ticket_for("bob"),
+        },
+    );
+    assert!(rejected(&out, conn, RejectReason::Busy), "{out:?}");
+    r.open_as("carol");
+}
+
+#[test]
+fn a_connection_must_show_its_ticket_in_time() {
+    let mut r = Rig::new();
+    let conn = r.connect();
+    assert_eq!(r.s.poll_timeout(), Some(NOW + OPEN_TIMEOUT));
+    assert!(r.advance(OPEN_TIMEOUT.as_millis() - 1).is_empty());
+    let out = r.advance(1);
+    assert_eq!(
+        out,
+        vec![Output::Close {
+            conn,
+            reason: CloseReason::OpenTimeout
+        }]
+    );
+}
+
+#[test]
+fn an_idle_connection_is_closed_but_not_while_reads_are_pending() {
+    let mut r = Rig::new();
+    let idle = r.open();
+    let busy = r.open_as("carol");
+    r.msg(busy, PeerMsg::Request { index: 1 });
+    let out = r.advance(IDLE_TIMEOUT.as_millis());
+    assert_eq!(
+        out,
+        vec![Output::Close {
+            conn: idle,
+            reason: CloseReason::IdleTimeout
+        }]
+    );
+    assert_eq!(r.s.connections(), 1, "the connection owed a piece stays");
+}
+
+#[test]
+fn cancel_drops_a_queued_request_and_a_read_in_progress() {
+    let cfg = SeederConfig {
+        reads_max: 1,
+        ..SeederConfig::default()
+    };
+    let mut r = Rig::with(cfg);
+    let conn = r.open();
+    assert_eq!(reads(&r.msg(conn, PeerMsg::Request { index: 1 })), vec![1]);
+    assert!(
+        r.msg(conn, PeerMsg::Request { index: 2 }).is_empty(),
+        "queued"
+    );
+    assert!(r.msg(conn, PeerMsg::Cancel { index: 2 }).is_empty());
+    assert!(r.msg(conn, PeerMsg::Cancel { index: 1 }).is_empty());
+    let data = Bytes::from(vec![0; 1024]);
+    let out = r.input(Input::PieceRead {
+        conn,
+        index: 1,
+        data,
+    });
+    assert!(
+        out.is_empty(),
+        "cancelled read dropped, cancelled queue entry gone: {out:?}"
+    );
+    assert_eq!(r.s.conn_requests(conn), 0);
+    assert_eq!(r.s.stats().served.pieces, 0);
+}
+
+#[test]
+fn a_failed_read_is_reported_as_a_missing_piece() {
+    let mut r = Rig::new();
+    let conn = r.open();
+    r.msg(conn, PeerMsg::Request { index: 3 });
+    let out = r.input(Input::ReadFailed { conn, index: 3 });
+    let msg = reject_piece(3, RejectReason::NoSuchPiece { index: 3 });
+    assert_eq!(out, vec![Output::Send { conn, msg }]);
+    assert_eq!(r.s.stats().read_failures, 1);
+    // A short read is a failed read, never a short piece.
+    r.msg(conn, PeerMsg::Request { index: 4 });
+    let data = Bytes::from(vec![0; 10]);
+    let out = r.input(Input::PieceRead {
+        conn,
+        index: 4,
+        data,
+    });
+    assert!(matches!(
+        &out[..],
+        [Output::Send {
+            msg: PeerMsg::Reject { .. },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn reads_of_a_closed_connection_keep_their_slot_until_answered() {
+    let cfg = SeederConfig {
+        reads_max: 1,
+        ..SeederConfig::default()
+    };
+    let mut r = Rig::with(cfg);
+    let a = r.open();
+    let b = r.open_as("carol");
+    r.msg(a, PeerMsg::Request { index: 0 });
+    r.msg(b, PeerMsg::Request { index: 0 });
+    assert!(r.input(Input::Closed { conn: a }).is_empty());
+    assert_eq!(r.s.reads_in_flight(), 1);
+    let data = Bytes::from(vec![0; 1024]);
+    let out = r.input(Input::PieceRead {
+        conn: a,
+        index: 0,
+        data,
+    });
+    assert_eq!(reads(&out), vec![0], "b's read starts only now");
+}
+
+// ---------------------------------------------------------------- protocol
+
+#[test]
+fn wrong_messages_close_the_connection() {
+    let mut r = Rig::new();
+    let before_open = r.connect();
+    let out = r.msg(before_open, PeerMsg::HavePiece { index: 0 });
+    assert!(matches!(
+        out.last(),
+        Some(Output::Close {
+            reason: CloseReason::ProtocolViolation { .. },
+            ..
+        })
+    ));
+    for bad in [
+        PeerMsg::Open {
+            ticket: ticket_for("bob"),
+        },
+        PeerMsg::Piece {
+            index: 0,
+            data: Bytes::new(),
+        },
+        reject_piece(0, RejectReason::Busy),
+    ] {
+        let conn = r.open_as("u");
+        let out = r.msg(conn, bad);
+        assert!(matches!(
+            out.first(),
+            Some(Output::Send {
+                msg: PeerMsg::Fatal { .. },
+                ..
+            })
+        ));
+        assert!(matches!(
+            out.last(),
+            Some(Output::Close {
+                reason: CloseReason::ProtocolViolation { .. },
+                ..
+            })
+        ));
+    }
+    let conn = r.open_as("u");
+    let out = r.msg(
+        conn,
+        PeerMsg::Fatal {
+            reason: "bye".into(),
+        },
+    );
+    assert_eq!(out.len(), 1, "closed without a reply");
+    // A downloader announcing its pieces is fine.
+    let conn = r.open_as("u");
+    assert!(r.msg(conn, PeerMsg::HavePiece { index: 1 }).is_empty());
+    assert!(
+        r.msg(
+            conn,
+            PeerMsg::Have {
+                pieces: PieceSet::empty(10)
+            }
+        )
+        .is_empty()
+    );
+    // Messages for a connection already closed are ignored.
+    assert!(r.msg(before_open, PeerMsg::Request { index: 0 }).is_empty());
+}
+
+// ---------------------------------------------------------------- shares
+
+#[test]
+fn share_table_commands_check_their_arguments() {
+    let mut r = Rig::new();
+    let g = GroupName::new("g").unwrap();
+    let full = PieceSet::full(10);
+    assert_eq!(
+        r.s.add_share(SHARE, g.clone(), &meta(10), full.clone()),
+        Err(ShareError::DuplicateId(SHARE))
+    );
+    assert_eq!(
+        r.s.add_share(ShareId(1), g.clone(), &meta(10), full),
+        Err(ShareError::DuplicateFile(SHARE))
+    );
+    assert_eq!(
+        r.s.add_share(ShareId(1), g.clone(), &meta(10), PieceSet::full(9)),
+        Err(ShareError::WrongPieceCount {
+            have: 9,
+            expected: 10
+        })
+    );
+    let mut bad = meta(10);
+    bad.piece_len = 1000;
+    assert!(matches!(
+        r.s.add_share(ShareId(1), g, &bad, PieceSet::full(10)),
+        Err(ShareError::BadMetadata { .. })
+    ));
+    assert_eq!(
+        r.s.add_piece(SHARE, 10),
+        Err(ShareError::PieceOutOfRange {
+            index: 10,
+            count: 10
+        })
+    );
+    assert_eq!(
+        r.s.remove_share(ShareId(1)),
+        Err(ShareError::UnknownShare(ShareId(1)))
+    );
+}
+
+#[test]
+fn a_new_piece_is_announced_and_served() {
+    let mut r = Rig::new();
+    let conn = r.open();
+    r.s.add_piece(SHARE, 7).unwrap();
+    let out: Vec<_> = std::iter::from_fn(|| r.s.poll_output()).collect();
+    assert_eq!(
+        out,
+        vec![Output::Send {
+            conn,
+            msg: PeerMsg::HavePiece { index: 7 }
+        }]
+    );
+    r.s.add_piece(SHARE, 7).unwrap();
+    assert_eq!(r.s.poll_output(), None, "announced once");
+    assert_eq!(reads(&r.msg(conn, PeerMsg::Request { index: 7 })), vec![7]);
+}
+
+#[test]
+fn removing_a_share_closes_its_connections() {
+    let mut r = Rig::new();
+    let conn = r.open();
+    r.msg(conn, PeerMsg::Request { index: 0 });
+    r.s.remove_share(SHARE).unwrap();
+    let out: Vec<_> = std::iter::from_fn(|| r.s.poll_output()).collect();
+    let why = RejectReason::UnknownFile;
+    let msg = PeerMsg::Reject {
+        index: None,
+        reason: why,
+    };
+    let close = Output::Close {
+        conn,
+        reason: CloseReason::ShareRemoved,
+    };
+    assert_eq!(out, vec![Output::Send { conn, msg }, close]);
+    let data = Bytes::from(vec![0; 1024]);
+    assert!(
+        r.input(Input::PieceRead {
+            conn,
+            index: 0,
+            data
+        })
+        .is_empty()
+    );
+    let c = r.connect();
+    let out = r.msg(
+        c,
+        PeerMsg::Open {
+            ticket: ticket_for("bob"),
+        },
+    );
+    assert!(rejected(&out, c, RejectReason::UnknownFile));
+}
+
+// ---------------------------------------------------------------- proptest
+
+fn peer_msg() -> impl Strategy<Value = PeerMsg> {
+    prop_oneof![
+        Just(PeerMsg::Open {
+            ticket: ticket_for("bob")
+        }),
+        Just(PeerMsg::Open {
+            ticket: ticket_with(|_| {}, &SeederKey([0; 32]))
+        }),
+        (0u32..12).prop_map(|index| PeerMsg::Request { index }),
+        (0u32..12).prop_map(|index| PeerMsg::Cancel { index }),
+        (0u32..12).prop_map(|index| PeerMsg::HavePiece { index }),
+        Just(PeerMsg::Piece {
+            index: 0,
+            data: Bytes::from_static(b"x")
+        }),
+        Just(PeerMsg::Fatal { reason: "x".into() }),
+    ]
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Open(u8),
+    Msg(u8, PeerMsg),
+    Close(u8),
+    ReadDone(bool),
+    Tick(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        1 => (0u8..4).prop_map(Step::Open),
+        4 => ((0u8..4), peer_msg()).prop_map(|(c, m)| Step::Msg(c, m)),
+        1 => (0u8..4).prop_map(Step::Close),
+        3 => any::<bool>().prop_map(Step::ReadDone),
+        1 => (0u64..20_000).prop_map(Step::Tick),
+    ]
+}
+
+proptest! {
+    /// Arbitrary peer behaviour never panics (invariants are checked after
+    /// every input), pieces go only to connections that opened with a valid
+    /// ticket, only for held pieces, and the limits hold.
+    #[test]
+    fn arbitrary_peers_never_get_more_than_their_ticket_allows(steps in prop::collection::vec(step(), 1..80)) {
+        let cfg = SeederConfig { reads_max: 3, conn_requests_max: 2, ..SeederConfig::default() };
+        let mut r = Rig::with(cfg);
+        let mut opened = std::collections::BTreeSet::new();
+        let mut pending_reads = std::collections::VecDeque::new();
+        let mut fresh = 100u64;
+        for st in steps {
+            let out = match st {
+                Step::Open(c) => { fresh += 1; r.input(Input::Opened { conn: ConnId(u64::from(c) + fresh * 10) }) }
+                Step::Msg(c, m) => { let conn = pick(&r, c); r.msg(conn, m) }
+                Step::Close(c) => { let conn = pick(&r, c); r.input(Input::Closed { conn }) }
+                Step::ReadDone(ok) => match pending_reads.pop_front() {
+                    Some((conn, index, len)) if ok => r.input(Input::PieceRead { conn, index, data: Bytes::from(vec![0; len]) }),
+                    Some((conn, index, _)) => r.input(Input::ReadFailed { conn, index }),
+                    None => vec![],
+                },
+                Step::Tick(ms) => r.advance(ms),
+            };
+            for o in out {
+                match o {
+                    Output::Send { conn, msg: PeerMsg::Have { .. } } => { opened.insert(conn); }
+                    Output::Send { conn, msg: PeerMsg::Piece { index, .. } } => {
+                        prop_assert!(opened.contains(&conn), "piece to a connection without a valid Open");
+                        prop_assert!(index != 7 && index < 10);
+                    }
+                    Output::ReadPiece { conn, index, len, .. } => {
+                        prop_assert!(index != 7 && index < 10);
+                        pending_reads.push_back((conn, index, len as usize));
+                    }
+                    _ => {}
+                }
+            }
+            prop_assert!(r.s.reads_in_flight() <= 3);
+        }
+    }
+}
+
+/// The `c`-th live connection (or a made-up one).
+fn pick(r: &Rig, c: u8) -> ConnId {
+    r.s.conns
+        .keys()
+        .nth(usize::from(c))
+        .copied()
+        .unwrap_or(ConnId(u64::from(c)))
+}

@@ -1,0 +1,202 @@
+//! The seeder's vocabulary: ids, [`Input`], [`Output`], [`SeederConfig`]
+//! with its named limits, [`CloseReason`], [`ShareError`], timer keys and
+//! [`SeederStats`].
+
+use bytes::Bytes;
+use std::fmt;
+
+use p2p_proto::{PeerMsg, RejectReason, Text};
+
+use crate::time::Duration;
+
+/// A connection accepted by the driver. Never reused within a process.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ConnId(pub u64);
+
+/// A file this client registered to serve (chosen by the driver, which
+/// keeps the open file or path for it). Peers never name paths.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ShareId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+/// Default most connections served at once.
+pub const CONNS_MAX: usize = 128;
+/// Default most connections one downloading user may hold.
+pub const CONNS_PER_USER_MAX: usize = 4;
+/// Default most piece requests queued or being read per connection; one
+/// more is answered `Busy`.
+pub const CONN_REQUESTS_MAX: usize = 8;
+/// Default most disk reads in flight over all connections (bounds the
+/// memory held by piece buffers).
+pub const READS_MAX: usize = 32;
+/// Default refused requests (pieces not held) a connection may make
+/// before it is closed.
+pub const REFUSALS_MAX: u32 = 16;
+/// Default time a new connection has to show its ticket.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a connection may stay silent with nothing pending.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The seeder's limits; defaults are the named constants above.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeederConfig {
+    pub conns_max: usize,
+    pub conns_per_user_max: usize,
+    pub conn_requests_max: usize,
+    pub reads_max: usize,
+    pub refusals_max: u32,
+    pub open_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Default for SeederConfig {
+    fn default() -> Self {
+        SeederConfig {
+            conns_max: CONNS_MAX,
+            conns_per_user_max: CONNS_PER_USER_MAX,
+            conn_requests_max: CONN_REQUESTS_MAX,
+            reads_max: READS_MAX,
+            refusals_max: REFUSALS_MAX,
+            open_timeout: OPEN_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+        }
+    }
+}
+
+impl SeederConfig {
+    /// The same limits with every count at least 1.
+    pub fn normalized(mut self) -> Self {
+        self.conns_max = self.conns_max.max(1);
+        self.conns_per_user_max = self.conns_per_user_max.max(1);
+        self.conn_requests_max = self.conn_requests_max.max(1);
+        self.reads_max = self.reads_max.max(1);
+        self
+    }
+}
+
+/// Everything the driver tells the seeder about connections and disk.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A peer connected to our seeder port.
+    Opened { conn: ConnId },
+    /// A decoded message from that peer.
+    Msg { conn: ConnId, msg: PeerMsg },
+    /// The connection closed (not after our own `Close`).
+    Closed { conn: ConnId },
+    /// A `ReadPiece` finished. Every `ReadPiece` gets exactly one answer,
+    /// `PieceRead` or `ReadFailed`, even if the connection closed meanwhile.
+    PieceRead {
+        conn: ConnId,
+        index: u32,
+        data: Bytes,
+    },
+    /// A `ReadPiece` failed (file gone, short read...).
+    ReadFailed { conn: ConnId, index: u32 },
+}
+
+/// Everything the seeder asks its driver to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send a message on `conn`.
+    Send { conn: ConnId, msg: PeerMsg },
+    /// Read `len` bytes at `offset` of the file registered as `share`, then
+    /// answer `PieceRead`/`ReadFailed` for `(conn, index)`.
+    ReadPiece {
+        conn: ConnId,
+        share: ShareId,
+        index: u32,
+        offset: u64,
+        len: u32,
+    },
+    /// Close `conn` (after sending what is queued). The machine has
+    /// forgotten it; a later `Closed` for it is ignored.
+    Close { conn: ConnId, reason: CloseReason },
+}
+
+/// Why the seeder closed a connection.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CloseReason {
+    #[error("refused: {0}")]
+    Rejected(RejectReason),
+    #[error("protocol violation: {what}")]
+    ProtocolViolation { what: &'static str },
+    #[error("kept asking for pieces it was refused ({count})")]
+    TooManyRefusals { count: u32 },
+    #[error("too many connections")]
+    TooManyConnections,
+    #[error("no ticket shown in time")]
+    OpenTimeout,
+    #[error("idle for too long")]
+    IdleTimeout,
+    #[error("the file is no longer shared")]
+    ShareRemoved,
+    #[error("our identity changed (logout or new login)")]
+    IdentityChanged,
+    #[error("peer closed with an error: {reason}")]
+    PeerFatal { reason: Text },
+}
+
+/// A share-table command the caller got wrong; nothing was changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShareError {
+    #[error("share id {0:?} is already registered")]
+    DuplicateId(ShareId),
+    #[error("this file is already shared in this group (share {0:?})")]
+    DuplicateFile(ShareId),
+    #[error("file metadata is inconsistent: {reason}")]
+    BadMetadata { reason: Text },
+    #[error("piece set has {have} pieces; the file has {expected}")]
+    WrongPieceCount { have: u32, expected: u32 },
+    #[error("no share {0:?}")]
+    UnknownShare(ShareId),
+    #[error("piece {index} is out of range (the file has {count})")]
+    PieceOutOfRange { index: u32, count: u32 },
+}
+
+/// Every deadline the seeder keeps; the key is also the reason it fires.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Timer {
+    /// A connection that has not shown a ticket yet.
+    Open(ConnId),
+    /// A connection silent for `idle_timeout`.
+    Idle(ConnId),
+}
+
+impl fmt::Display for Timer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Timer::Open(c) => write!(f, "{c} must show a ticket"),
+            Timer::Idle(c) => write!(f, "{c} idle"),
+        }
+    }
+}
+
+/// Pieces and bytes served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Served {
+    pub pieces: u64,
+    pub bytes: u64,
+}
+
+impl Served {
+    pub(crate) fn add(&mut self, bytes: usize) {
+        self.pieces += 1;
+        self.bytes += bytes as u64;
+    }
+}
+
+/// Counters for `show_downloads`, traces and the benchmark.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeederStats {
+    pub served: Served,
+    /// Connections refused at `Open` (any reason).
+    pub conns_refused: u64,
+    /// Piece requests refused (not held, out of range, busy).
+    pub requests_refused: u64,
+    pub read_failures: u64,
+}

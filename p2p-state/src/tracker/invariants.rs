@@ -1,0 +1,137 @@
+//! What must always hold of a [`TrackerState`]. `check_invariants` asserts
+//! it (tests, the simulator, debug builds); `decode_snapshot` refuses a state
+//! that breaks it. Each rule states what must hold and what must not:
+//! - every session's user exists, and the user -> session index has exactly
+//!   the sessions (at most one per user);
+//! - every group has its owner among its members; no pending requester is a
+//!   member; every member and requester is a registered user; join sequence
+//!   numbers are distinct and below `next_seq`;
+//! - every file is stored under its own name with valid metadata; every
+//!   source is a current member and holds a piece set of the file's length,
+//!   not empty unless the file has no pieces (an empty file);
+//! - the piece-hash total matches the files, and every count is within the
+//!   limits of `limits.rs`; every stored client has one to the limit of
+//!   outcomes.
+
+use std::collections::BTreeSet;
+
+use super::apply::hashes_in;
+use super::limits::*;
+use super::state::{Group, SharedFile, TrackerState};
+
+type Check = Result<(), &'static str>;
+
+fn ensure(ok: bool, what: &'static str) -> Check {
+    if ok { Ok(()) } else { Err(what) }
+}
+
+impl TrackerState {
+    /// The first broken invariant, if any.
+    pub(super) fn violation(&self) -> Check {
+        ensure(self.users.len() <= USERS_MAX, "more users than the limit")?;
+        ensure(
+            self.groups.len() <= GROUPS_MAX,
+            "more groups than the limit",
+        )?;
+        self.sessions_violation()?;
+        for g in self.groups.values() {
+            self.group_violation(g)?;
+        }
+        let total: u64 = self.groups.values().map(hashes_in).sum();
+        ensure(total == self.piece_hashes, "piece-hash total out of date")?;
+        ensure(
+            total <= PIECE_HASHES_TOTAL_MAX,
+            "more piece hashes than the limit",
+        )?;
+        self.outcomes_violation()
+    }
+
+    fn sessions_violation(&self) -> Check {
+        ensure(
+            self.user_sessions.len() == self.sessions.len(),
+            "session index and sessions differ in size",
+        )?;
+        for (token, s) in &self.sessions {
+            ensure(
+                self.users.contains_key(&s.user),
+                "session of an unknown user",
+            )?;
+            ensure(
+                self.user_sessions.get(&s.user) == Some(token),
+                "session index does not point at the session",
+            )?;
+        }
+        Ok(())
+    }
+
+    fn group_violation(&self, g: &Group) -> Check {
+        ensure(
+            g.members.contains_key(&g.owner),
+            "group owner is not a member",
+        )?;
+        ensure(
+            g.members.len() <= MEMBERS_PER_GROUP_MAX,
+            "more members than the limit",
+        )?;
+        ensure(
+            g.pending.len() <= PENDING_PER_GROUP_MAX,
+            "more pending requests than the limit",
+        )?;
+        let mut seqs = BTreeSet::new();
+        for (user, seq) in g.members.iter().chain(&g.pending) {
+            ensure(self.users.contains_key(user), "group lists an unknown user")?;
+            ensure(*seq < g.next_seq, "join sequence number not yet issued")?;
+            ensure(seqs.insert(*seq), "join sequence number used twice")?;
+        }
+        for user in g.pending.keys() {
+            ensure(
+                !g.members.contains_key(user),
+                "pending request from a member",
+            )?;
+        }
+        ensure(
+            g.files.len() <= FILES_PER_GROUP_MAX,
+            "more files than the limit",
+        )?;
+        for (name, f) in &g.files {
+            ensure(*name == f.meta.name, "file stored under another name")?;
+            file_violation(g, f)?;
+        }
+        Ok(())
+    }
+
+    fn outcomes_violation(&self) -> Check {
+        ensure(
+            self.outcomes.len() <= OUTCOME_CLIENTS_MAX,
+            "outcomes kept for more clients than the limit",
+        )?;
+        for c in self.outcomes.values() {
+            ensure(!c.by_id.is_empty(), "client kept with no outcome")?;
+            ensure(
+                c.by_id.len() <= OUTCOMES_PER_CLIENT_MAX,
+                "more outcomes kept for a client than the limit",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn file_violation(g: &Group, f: &SharedFile) -> Check {
+    ensure(f.meta.validate().is_ok(), "invalid file metadata")?;
+    ensure(
+        f.sources.len() <= SOURCES_PER_FILE_MAX,
+        "more sources than the limit",
+    )?;
+    for (user, pieces) in &f.sources {
+        ensure(g.members.contains_key(user), "a source is not a member")?;
+        ensure(
+            pieces.len() == f.meta.piece_count(),
+            "source piece set of the wrong length",
+        )?;
+        ensure(
+            !pieces.is_empty() || f.meta.piece_count() == 0,
+            "source holds no piece",
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,917 @@
+//! The tracker machine a driver runs: connections and hellos, client
+//! requests (reads served locally, writes sequenced by the primary or
+//! forwarded to it), sessions going offline when their client vanishes,
+//! replication ([`Repl`] over [`TrackerState`]) and the console.
+//!
+//! Drivers feed [`Input`]s (connections, raw frames, persistence done,
+//! console lines) and execute [`Output`]s (send, close, dial, persist). The
+//! machine decodes every frame itself, so what happens on bad input (an
+//! error frame, then close) is decided here, not in a driver.
+
+use bytes::{Bytes, BytesMut};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+
+use p2p_proto::{
+    ClientRequest, DecodeError, Entry, FrameError, FromTracker, Hello, LogPos, OpKind, Origin,
+    Outcome, ReplMsg, Reply, Request, Role as WireRole, SessionToken, Text, TrackerError,
+    TrackerId, Wire, encode_msg,
+};
+
+use super::repl::{Repl, ReplConfig, ReplEvent, ReplOutput, Replicated, Role};
+use super::state::{Prepared, TrackerConfig, TrackerState};
+use crate::time::{Duration, Instant};
+
+/// A connection, numbered by the driver.
+pub type ConnId = u64;
+
+impl Replicated for TrackerState {
+    fn apply(&mut self, op: &p2p_proto::Op) -> Outcome {
+        TrackerState::apply(self, op)
+    }
+    fn digest(&self) -> p2p_proto::Sha1Hash {
+        TrackerState::digest(self)
+    }
+    fn encode_snapshot(&self) -> Bytes {
+        TrackerState::encode_snapshot(self)
+    }
+    fn decode_snapshot(b: Bytes) -> Result<Self, DecodeError> {
+        TrackerState::decode_snapshot(b)
+    }
+    fn revalidate(&self, op: &p2p_proto::Op) -> Result<(), TrackerError> {
+        TrackerState::revalidate(self, op)
+    }
+    fn recorded(&self, origin: &Origin) -> Option<Outcome> {
+        self.stored_outcome(origin).cloned()
+    }
+}
+
+/// Most client connections one tracker holds.
+pub const CLIENT_CONNS_MAX: usize = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: TrackerId,
+    /// Every tracker of the group with its address (this one included).
+    pub trackers: Vec<(TrackerId, SocketAddr)>,
+    pub state: TrackerConfig,
+    pub repl: ReplConfig,
+    /// A client whose connection dropped is shown offline (its seeding
+    /// withdrawn) after this long, unless it came back.
+    pub offline_grace: Duration,
+    /// A connection that does not say hello within this is closed.
+    pub hello_timeout: Duration,
+    pub redial_min: Duration,
+    pub redial_max: Duration,
+}
+
+impl NodeConfig {
+    pub fn new(
+        id: TrackerId,
+        trackers: Vec<(TrackerId, SocketAddr)>,
+        state: TrackerConfig,
+    ) -> Self {
+        let ids = trackers.iter().map(|(t, _)| *t).collect();
+        NodeConfig {
+            id,
+            trackers,
+            state,
+            repl: ReplConfig::new(id, ids),
+            offline_grace: Duration::from_secs(5),
+            hello_timeout: Duration::from_secs(10),
+            redial_min: Duration::from_millis(100),
+            redial_max: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A connection came in.
+    Accepted {
+        conn: ConnId,
+        addr: SocketAddr,
+    },
+    /// A connection we asked for (an [`Output::Dial`]) is up.
+    Dialed {
+        conn: ConnId,
+        tracker: TrackerId,
+    },
+    DialFailed {
+        tracker: TrackerId,
+    },
+    /// One whole frame's payload.
+    Frame {
+        conn: ConnId,
+        payload: Bytes,
+    },
+    /// The connection's byte stream is not valid framing.
+    BadFraming {
+        conn: ConnId,
+        error: FrameError,
+    },
+    Closed {
+        conn: ConnId,
+    },
+    /// The log is durable through this index.
+    Persisted {
+        index: u64,
+    },
+    Console(ConsoleCmd),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleCmd {
+    Status,
+    Conflicts,
+}
+
+/// A message to put on a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    Hello(Hello),
+    Client(FromTracker),
+    Repl(ReplMsg),
+}
+
+impl Outgoing {
+    /// Appends this message as one frame.
+    pub fn encode_frame(&self, out: &mut BytesMut) {
+        match self {
+            Outgoing::Hello(m) => encode_msg(m, out),
+            Outgoing::Client(m) => encode_msg(m, out),
+            Outgoing::Repl(m) => encode_msg(m, out),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Send {
+        conn: ConnId,
+        msg: Outgoing,
+    },
+    /// Close after what was sent before has gone out.
+    Close {
+        conn: ConnId,
+        why: Text,
+    },
+    Dial {
+        tracker: TrackerId,
+        addr: SocketAddr,
+    },
+    Persist {
+        from_index: u64,
+        entries: Vec<Entry>,
+    },
+    PersistSnapshot {
+        at: LogPos,
+        data: Bytes,
+        reset_log: bool,
+    },
+    Event(TrackerEvent),
+}
+
+/// What a driver logs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrackerEvent {
+    /// The seed's line: "Connected to peer tracker".
+    ConnectedToTracker {
+        tracker: TrackerId,
+    },
+    DisconnectedFromTracker {
+        tracker: TrackerId,
+    },
+    ClientConnected {
+        conn: ConnId,
+        addr: SocketAddr,
+    },
+    ClientGone {
+        conn: ConnId,
+    },
+    /// A peer sent something we refuse; its connection is being closed.
+    BadInput {
+        conn: ConnId,
+        addr: Option<SocketAddr>,
+        error: String,
+    },
+    Repl(ReplEvent),
+    /// Text for the console, one line each.
+    Console(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum ConnKind {
+    AwaitHello {
+        dialed: Option<TrackerId>,
+        deadline: Instant,
+    },
+    Client {
+        session: Option<SessionToken>,
+    },
+    Tracker(TrackerId),
+}
+
+#[derive(Debug, Clone)]
+struct Conn {
+    addr: Option<SocketAddr>,
+    kind: ConnKind,
+}
+
+#[derive(Debug, Clone)]
+enum Waiter {
+    Local { conn: ConnId, req: ClientRequest },
+    Remote { from: TrackerId, fwd: u64 },
+}
+
+/// One tracker.
+pub struct Tracker {
+    cfg: NodeConfig,
+    repl: Repl<TrackerState>,
+    rng: ChaCha8Rng,
+    conns: BTreeMap<ConnId, Conn>,
+    tracker_conns: BTreeMap<TrackerId, ConnId>,
+    redial: BTreeMap<TrackerId, (Instant, Duration)>,
+    dialing: BTreeSet<TrackerId>,
+    offline_at: BTreeMap<SessionToken, Instant>,
+    online_sent: BTreeMap<SessionToken, Instant>,
+    waiters: BTreeMap<u64, Waiter>,
+    next_tag: u64,
+    out: VecDeque<Output>,
+}
+
+impl Tracker {
+    /// A tracker with empty state.
+    pub fn new(cfg: NodeConfig, seed: u64, now: Instant) -> Self {
+        Self::recover(cfg, seed, now, None, Vec::new()).expect("an empty state always decodes")
+    }
+
+    /// A tracker rebuilt from its snapshot and the log records after it.
+    pub fn recover(
+        cfg: NodeConfig,
+        seed: u64,
+        now: Instant,
+        snapshot: Option<(LogPos, Bytes)>,
+        entries: Vec<Entry>,
+    ) -> Result<Self, DecodeError> {
+        let snapshot = match snapshot {
+            Some((at, b)) => Some((at, TrackerState::decode_snapshot(b)?)),
+            None => None,
+        };
+        let repl = Repl::recover(cfg.repl.clone(), snapshot, entries, now);
+        let mut t = Tracker {
+            repl,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            conns: BTreeMap::new(),
+            tracker_conns: BTreeMap::new(),
+            redial: BTreeMap::new(),
+            dialing: BTreeSet::new(),
+            offline_at: BTreeMap::new(),
+            online_sent: BTreeMap::new(),
+            waiters: BTreeMap::new(),
+            next_tag: 1,
+            out: VecDeque::new(),
+            cfg,
+        };
+        let higher: Vec<TrackerId> = t
+            .cfg
+            .trackers
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|&id| id > t.cfg.id)
+            .collect();
+        for id in higher {
+            t.dial(id);
+        }
+        Ok(t)
+    }
+
+    // ------------------------------------------------------------ getters
+
+    pub fn id(&self) -> TrackerId {
+        self.cfg.id
+    }
+    pub fn state(&self) -> &TrackerState {
+        self.repl.state()
+    }
+    pub fn repl(&self) -> &Repl<TrackerState> {
+        &self.repl
+    }
+    pub fn is_primary(&self) -> bool {
+        self.repl.role() == Role::Primary
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let hello = self.conns.values().filter_map(|c| match c.kind {
+            ConnKind::AwaitHello { deadline, .. } => Some(deadline),
+            _ => None,
+        });
+        [self.repl.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .chain(hello)
+            .chain(self.redial.values().map(|(t, _)| *t))
+            .chain(self.offline_at.values().copied())
+            .min()
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Accepted { conn, addr } => self.add_conn(now, conn, Some(addr), None),
+            Input::Dialed { conn, tracker } => {
+                self.dialing.remove(&tracker);
+                self.add_conn(now, conn, None, Some(tracker));
+                self.send(
+                    conn,
+                    Outgoing::Hello(Hello::new(WireRole::Tracker(self.cfg.id))),
+                );
+            }
+            Input::DialFailed { tracker } => {
+                self.dialing.remove(&tracker);
+                self.schedule_redial(now, tracker);
+            }
+            Input::Frame { conn, payload } => self.on_frame(now, conn, payload),
+            Input::BadFraming { conn, error } => self.refuse(now, conn, error.to_string()),
+            Input::Closed { conn } => self.on_closed(now, conn),
+            Input::Persisted { index } => self.repl.handle_persisted(now, index),
+            Input::Console(cmd) => self.on_console(cmd),
+        }
+        self.pump(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.repl.handle_timeout(now);
+        let late: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(
+                |(_, c)| matches!(c.kind, ConnKind::AwaitHello { deadline, .. } if deadline <= now),
+            )
+            .map(|(&id, _)| id)
+            .collect();
+        for conn in late {
+            self.refuse(now, conn, "no hello in time".into());
+        }
+        let due: Vec<TrackerId> = self
+            .redial
+            .iter()
+            .filter(|(_, (t, _))| *t <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            self.dial(id);
+        }
+        let gone: Vec<SessionToken> = self
+            .offline_at
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(&s, _)| s)
+            .collect();
+        for token in gone {
+            self.offline_at.remove(&token);
+            self.mark_offline(now, token);
+        }
+        self.pump(now);
+    }
+
+    // ------------------------------------------------------------ connections
+
+    fn add_conn(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        addr: Option<SocketAddr>,
+        dialed: Option<TrackerId>,
+    ) {
+        let kind = ConnKind::AwaitHello {
+            dialed,
+            deadline: now + self.cfg.hello_timeout,
+        };
+        self.conns.insert(conn, Conn { addr, kind });
+    }
+
+    fn on_frame(&mut self, now: Instant, conn: ConnId, payload: Bytes) {
+        let Some(c) = self.conns.get(&conn) else {
+            debug_assert!(false, "frame on unknown connection {conn}");
+            return;
+        };
+        match c.kind.clone() {
+            ConnKind::AwaitHello { dialed, .. } => self.on_hello(now, conn, dialed, payload),
+            ConnKind::Client { .. } => match ClientRequest::from_bytes(payload) {
+                Ok(req) => self.on_request(now, conn, req),
+                Err(e) => self.refuse(now, conn, e.to_string()),
+            },
+            ConnKind::Tracker(id) => match ReplMsg::from_bytes(payload) {
+                Ok(msg) => self.repl.handle_msg(now, id, msg),
+                Err(e) => self.refuse(now, conn, e.to_string()),
+            },
+        }
+    }
+
+    fn on_hello(&mut self, now: Instant, conn: ConnId, dialed: Option<TrackerId>, payload: Bytes) {
+        let hello = match Hello::from_bytes(payload) {
+            Ok(h) => h,
+            Err(e) => {
+                if dialed.is_none() {
+                    // Our hello lets the other side see the version too.
+                    self.send(conn, Outgoing::Hello(Hello::new(WireRole::Server)));
+                }
+                return self.refuse(now, conn, e.to_string());
+            }
+        };
+        match (dialed, hello.role) {
+            (Some(t), WireRole::Server) => self.tracker_up(now, conn, t),
+            (None, WireRole::Client) => {
+                let clients = self
+                    .conns
+                    .values()
+                    .filter(|c| matches!(c.kind, ConnKind::Client { .. }))
+                    .count();
+                self.send(conn, Outgoing::Hello(Hello::new(WireRole::Server)));
+                if clients >= CLIENT_CONNS_MAX {
+                    return self.refuse(now, conn, "too many client connections".into());
+                }
+                self.set_kind(conn, ConnKind::Client { session: None });
+                let addr = self.conns[&conn].addr;
+                if let Some(addr) = addr {
+                    self.event(TrackerEvent::ClientConnected { conn, addr });
+                }
+            }
+            (None, WireRole::Tracker(t)) if t != self.cfg.id && self.knows(t) => {
+                self.send(conn, Outgoing::Hello(Hello::new(WireRole::Server)));
+                self.tracker_up(now, conn, t);
+            }
+            (_, role) => self.refuse(now, conn, format!("unexpected role {role:?} in hello")),
+        }
+    }
+
+    fn knows(&self, t: TrackerId) -> bool {
+        self.cfg.trackers.iter().any(|(id, _)| *id == t)
+    }
+
+    fn tracker_up(&mut self, now: Instant, conn: ConnId, t: TrackerId) {
+        if let Some(old) = self.tracker_conns.insert(t, conn) {
+            // A newer connection replaces the old one.
+            self.conns.remove(&old);
+            self.out.push_back(Output::Close {
+                conn: old,
+                why: Text::new("replaced by a newer connection"),
+            });
+            self.repl.handle_disconnected(now, t);
+        }
+        self.redial.remove(&t);
+        self.set_kind(conn, ConnKind::Tracker(t));
+        self.event(TrackerEvent::ConnectedToTracker { tracker: t });
+        self.repl.handle_connected(now, t);
+    }
+
+    fn set_kind(&mut self, conn: ConnId, kind: ConnKind) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.kind = kind;
+        }
+    }
+
+    fn on_closed(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        match c.kind {
+            ConnKind::Tracker(t) => {
+                if self.tracker_conns.get(&t) == Some(&conn) {
+                    self.tracker_conns.remove(&t);
+                    self.repl.handle_disconnected(now, t);
+                    self.event(TrackerEvent::DisconnectedFromTracker { tracker: t });
+                    if t > self.cfg.id {
+                        self.schedule_redial(now, t);
+                    }
+                }
+            }
+            ConnKind::Client { session } => {
+                self.event(TrackerEvent::ClientGone { conn });
+                if let Some(token) = session
+                    && !self.session_attached(token)
+                {
+                    self.offline_at.insert(token, now + self.cfg.offline_grace);
+                }
+            }
+            ConnKind::AwaitHello { dialed, .. } => {
+                if let Some(t) = dialed {
+                    self.schedule_redial(now, t);
+                }
+            }
+        }
+    }
+
+    fn dial(&mut self, t: TrackerId) {
+        if self.tracker_conns.contains_key(&t) || !self.dialing.insert(t) {
+            return;
+        }
+        if let Some(&(_, addr)) = self.cfg.trackers.iter().find(|(id, _)| *id == t) {
+            self.out.push_back(Output::Dial { tracker: t, addr });
+        }
+    }
+
+    fn schedule_redial(&mut self, now: Instant, t: TrackerId) {
+        let backoff = match self.redial.get(&t) {
+            Some((_, b)) => Duration((b.0 * 2).min(self.cfg.redial_max.0)),
+            None => self.cfg.redial_min,
+        };
+        self.redial.insert(t, (now + backoff, backoff));
+    }
+
+    /// Refuses a connection: an error frame where its channel has one, then close.
+    fn refuse(&mut self, now: Instant, conn: ConnId, error: String) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let reason = Text::new(error.clone());
+        match c.kind {
+            ConnKind::Client { .. } => self.send_raw(
+                conn,
+                Outgoing::Client(FromTracker::Fatal {
+                    reason: reason.clone(),
+                }),
+            ),
+            ConnKind::Tracker(t) => {
+                self.send_raw(
+                    conn,
+                    Outgoing::Repl(ReplMsg::Fatal {
+                        reason: reason.clone(),
+                    }),
+                );
+                if self.tracker_conns.get(&t) == Some(&conn) {
+                    self.tracker_conns.remove(&t);
+                    // The driver's Closed will find no connection; tell repl now.
+                    self.repl.handle_disconnected(now, t);
+                }
+            }
+            ConnKind::AwaitHello { .. } => {}
+        }
+        self.event(TrackerEvent::BadInput {
+            conn,
+            addr: c.addr,
+            error,
+        });
+        self.out.push_back(Output::Close { conn, why: reason });
+    }
+
+    // ------------------------------------------------------------ requests
+
+    fn on_request(&mut self, now: Instant, conn: ConnId, req: ClientRequest) {
+        self.bind_session(now, conn, &req);
+        let outcome = match &req.req {
+            Request::Status => Some(Ok(Reply::Status(self.repl.status()))),
+            Request::Resume => Some(self.resume(&req)),
+            r if !r.is_write() => Some(match self.repl.can_serve_reads() {
+                true => self.repl.state().read(now, &self.cfg.state, &req),
+                false => Err(TrackerError::NotReady),
+            }),
+            _ => self.write(now, conn, req.clone()),
+        };
+        if let Some(outcome) = outcome {
+            self.respond(conn, &req, outcome);
+        }
+    }
+
+    fn resume(&self, req: &ClientRequest) -> Outcome {
+        if !self.repl.can_serve_reads() {
+            return Err(TrackerError::NotReady);
+        }
+        let token = req.session.ok_or(TrackerError::NotLoggedIn)?;
+        match self.repl.state().session_user(&token) {
+            Some(user) => Ok(Reply::Resumed { user: user.clone() }),
+            None => Err(TrackerError::SessionUnknown),
+        }
+    }
+
+    /// Takes a write: prepared and proposed here on the primary, forwarded
+    /// from a backup. `Some` is an answer now; `None` waits for the log.
+    fn write(&mut self, now: Instant, conn: ConnId, req: ClientRequest) -> Option<Outcome> {
+        let tag = self.next_tag;
+        match self.repl.role() {
+            Role::Primary => {
+                let prepared = self
+                    .repl
+                    .state()
+                    .prepare(now, &self.cfg.state, &mut self.rng, &req);
+                match prepared {
+                    Err(e) => Some(Err(e)),
+                    Ok(Prepared::Done(outcome)) => Some(outcome),
+                    Ok(Prepared::Op(kind)) => {
+                        let origin = Origin {
+                            client: req.client,
+                            id: req.id,
+                        };
+                        self.next_tag += 1;
+                        self.waiters.insert(tag, Waiter::Local { conn, req });
+                        match self.repl.propose(now, Some(origin), kind, Some(tag)) {
+                            Ok(_) => None,
+                            Err(e) => {
+                                self.waiters.remove(&tag);
+                                Some(Err(e))
+                            }
+                        }
+                    }
+                }
+            }
+            Role::Backup => {
+                self.next_tag += 1;
+                self.waiters.insert(
+                    tag,
+                    Waiter::Local {
+                        conn,
+                        req: req.clone(),
+                    },
+                );
+                match self.repl.forward(req, tag) {
+                    Ok(()) => None,
+                    Err(e) => {
+                        self.waiters.remove(&tag);
+                        Some(Err(e))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Primary: a backup's forwarded write.
+    fn on_forwarded(&mut self, now: Instant, from: TrackerId, fwd: u64, req: ClientRequest) {
+        let prepared = self
+            .repl
+            .state()
+            .prepare(now, &self.cfg.state, &mut self.rng, &req);
+        let applied = self.repl.applied();
+        match prepared {
+            Err(e) => self.repl.reply_forward(from, fwd, 0, Err(e)),
+            Ok(Prepared::Done(outcome)) => self.repl.reply_forward(from, fwd, applied, outcome),
+            Ok(Prepared::Op(kind)) => {
+                let tag = self.next_tag;
+                self.next_tag += 1;
+                let origin = Origin {
+                    client: req.client,
+                    id: req.id,
+                };
+                self.waiters.insert(tag, Waiter::Remote { from, fwd });
+                if let Err(e) = self.repl.propose(now, Some(origin), kind, Some(tag)) {
+                    self.waiters.remove(&tag);
+                    self.repl.reply_forward(from, fwd, 0, Err(e));
+                }
+            }
+        }
+    }
+
+    fn on_applied(&mut self, tag: u64, index: u64, outcome: Outcome) {
+        match self.waiters.remove(&tag) {
+            Some(Waiter::Local { conn, req }) => {
+                self.track_login(conn, &outcome);
+                self.respond(conn, &req, outcome);
+            }
+            Some(Waiter::Remote { from, fwd }) => {
+                self.repl.reply_forward(from, fwd, index, outcome)
+            }
+            None => {}
+        }
+    }
+
+    /// A login on a connection binds its session; a logout unbinds it.
+    fn track_login(&mut self, conn: ConnId, outcome: &Outcome) {
+        let Some(Conn {
+            kind: ConnKind::Client { session },
+            ..
+        }) = self.conns.get_mut(&conn)
+        else {
+            return;
+        };
+        match outcome {
+            Ok(Reply::LoggedIn { token, .. }) => *session = Some(*token),
+            Ok(Reply::Done) if session.is_some_and(|t| self.repl.state().session(&t).is_none()) => {
+                *session = None
+            }
+            _ => {}
+        }
+    }
+
+    fn respond(&mut self, conn: ConnId, req: &ClientRequest, outcome: Outcome) {
+        if self.conns.contains_key(&conn) {
+            self.send(
+                conn,
+                Outgoing::Client(FromTracker::Response {
+                    id: req.id,
+                    outcome,
+                }),
+            );
+        }
+    }
+
+    // ------------------------------------------------------------ sessions online / offline
+
+    /// A request carrying a live session token attaches that session to this
+    /// connection (after a failover, the first request does it); a session
+    /// the state shows offline is brought back online.
+    fn bind_session(&mut self, now: Instant, conn: ConnId, req: &ClientRequest) {
+        let Some(token) = req.session else { return };
+        let Some(s) = self.repl.state().session(&token) else {
+            return;
+        };
+        let offline = !s.online;
+        if let Some(Conn {
+            kind: ConnKind::Client { session },
+            ..
+        }) = self.conns.get_mut(&conn)
+        {
+            *session = Some(token);
+        }
+        self.offline_at.remove(&token);
+        let recently = self
+            .online_sent
+            .get(&token)
+            .is_some_and(|&t| now.saturating_since(t) < Duration::from_secs(1));
+        if offline && !recently && self.repl.can_take_writes() {
+            self.online_sent.insert(token, now);
+            self.submit_system(
+                now,
+                OpKind::SetOnline {
+                    token,
+                    online: true,
+                },
+            );
+        }
+    }
+
+    fn session_attached(&self, token: SessionToken) -> bool {
+        self.conns.values().any(|c| {
+            c.kind
+                == ConnKind::Client {
+                    session: Some(token),
+                }
+        })
+    }
+
+    fn mark_offline(&mut self, now: Instant, token: SessionToken) {
+        let online = self.repl.state().session(&token).is_some_and(|s| s.online);
+        if online && !self.session_attached(token) {
+            self.submit_system(
+                now,
+                OpKind::SetOnline {
+                    token,
+                    online: false,
+                },
+            );
+        }
+    }
+
+    /// An op the tracker itself decides on: proposed here on the primary,
+    /// sent to the primary (as a re-submission, re-validated there) otherwise.
+    fn submit_system(&mut self, now: Instant, kind: OpKind) {
+        match (self.repl.role(), self.repl.primary()) {
+            (Role::Primary, _) => {
+                let _ = self.repl.propose(now, None, kind, None);
+            }
+            (Role::Backup, Some(p)) => {
+                if let Some(&conn) = self.tracker_conns.get(&p) {
+                    let op = p2p_proto::Op {
+                        at_ms: now.as_millis(),
+                        origin: None,
+                        kind,
+                    };
+                    self.send(conn, Outgoing::Repl(ReplMsg::Resubmit { fwd: 0, op }));
+                }
+            }
+            (Role::Backup, None) => {}
+        }
+    }
+
+    // ------------------------------------------------------------ console
+
+    fn on_console(&mut self, cmd: ConsoleCmd) {
+        let lines = match cmd {
+            ConsoleCmd::Status => {
+                let s = self.repl.status();
+                let role = if self.is_primary() {
+                    "primary"
+                } else {
+                    "backup"
+                };
+                vec![
+                    format!(
+                        "tracker {} ({role}), epoch {} (primary {}), log {}:{}, applied {}, {}",
+                        s.id,
+                        s.epoch,
+                        s.primary
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| "none".into()),
+                        s.last.epoch,
+                        s.last.index,
+                        s.applied,
+                        if s.in_sync { "in sync" } else { "not in sync" }
+                    ),
+                    format!("state digest {}", s.digest),
+                    format!(
+                        "trackers connected: {:?}",
+                        self.tracker_conns.keys().map(|t| t.0).collect::<Vec<_>>()
+                    ),
+                ]
+            }
+            ConsoleCmd::Conflicts => {
+                let mut v: Vec<String> = self
+                    .repl
+                    .conflicts()
+                    .map(|c| {
+                        format!(
+                            "conflict: {:?} at {} ms: {}",
+                            c.op.kind, c.op.at_ms, c.reason
+                        )
+                    })
+                    .collect();
+                if v.is_empty() {
+                    v.push("no conflicts recorded".into());
+                }
+                v
+            }
+        };
+        self.event(TrackerEvent::Console(lines));
+    }
+
+    // ------------------------------------------------------------ plumbing
+
+    /// Moves the replication machine's outputs into ours.
+    fn pump(&mut self, now: Instant) {
+        while let Some(o) = self.repl.poll_output() {
+            match o {
+                ReplOutput::Send { to, msg } => {
+                    if let Some(&conn) = self.tracker_conns.get(&to) {
+                        self.send(conn, Outgoing::Repl(msg));
+                    }
+                }
+                ReplOutput::Persist {
+                    from_index,
+                    entries,
+                } => self.out.push_back(Output::Persist {
+                    from_index,
+                    entries,
+                }),
+                ReplOutput::PersistSnapshot {
+                    at,
+                    data,
+                    reset_log,
+                } => self.out.push_back(Output::PersistSnapshot {
+                    at,
+                    data,
+                    reset_log,
+                }),
+                ReplOutput::Applied {
+                    tag,
+                    index,
+                    outcome,
+                } => self.on_applied(tag, index, outcome),
+                ReplOutput::Abandoned { tag } => {
+                    self.on_applied(tag, 0, Err(TrackerError::NotReady))
+                }
+                ReplOutput::Forwarded { from, fwd, req } => self.on_forwarded(now, from, fwd, req),
+                ReplOutput::Event(e) => self.event(TrackerEvent::Repl(e)),
+            }
+        }
+        self.check_invariants();
+    }
+
+    fn send(&mut self, conn: ConnId, msg: Outgoing) {
+        if self.conns.contains_key(&conn) {
+            self.out.push_back(Output::Send { conn, msg });
+        }
+    }
+
+    /// Sends on a connection already removed from the table (its last words).
+    fn send_raw(&mut self, conn: ConnId, msg: Outgoing) {
+        self.out.push_back(Output::Send { conn, msg });
+    }
+
+    fn event(&mut self, e: TrackerEvent) {
+        self.out.push_back(Output::Event(e));
+    }
+
+    pub fn check_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        self.repl.check_invariants();
+        for (t, conn) in &self.tracker_conns {
+            assert_eq!(
+                self.conns.get(conn).map(|c| &c.kind),
+                Some(&ConnKind::Tracker(*t)),
+                "tracker table out of step"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "node_tests.rs"]
+mod tests;

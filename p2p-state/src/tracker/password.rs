@@ -1,0 +1,135 @@
+//! Password hashing: argon2id PHC strings with a salt from the caller's
+//! seeded RNG (never an OS RNG), cost from [`TrackerConfig`]. Verification
+//! uses the cost stored in the hash, so changing the configuration does not
+//! lock anybody out; a stored cost above the limits in `limits.rs` is
+//! refused rather than computed.
+
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use p2p_proto::Password;
+use p2p_proto::limits::PASSWORD_HASH_LEN_MAX;
+
+use super::limits::{ARGON2_M_KIB_MAX, ARGON2_P_MAX, ARGON2_T_MAX};
+use super::state::TrackerConfig;
+
+/// Bytes of salt drawn per password (argon2's recommendation).
+pub const SALT_LEN: usize = 16;
+
+/// Why a password could not be hashed or a stored hash is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("argon2 cost in the configuration is invalid")]
+    BadConfig,
+    #[error("stored password hash is not a valid argon2id PHC string")]
+    BadHash,
+    #[error("stored password hash asks for more than the allowed cost")]
+    CostTooHigh,
+}
+
+/// Hashes `password` with `salt` at the configured cost, as a PHC string.
+pub fn hash(
+    cfg: &TrackerConfig,
+    salt: &[u8; SALT_LEN],
+    password: &Password,
+) -> Result<String, PasswordError> {
+    let params = Params::new(cfg.argon2_m_kib, cfg.argon2_t, cfg.argon2_p, None)
+        .map_err(|_| PasswordError::BadConfig)?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let phc = argon
+        .hash_password_with_salt(password.as_str().as_bytes(), salt)
+        .map_err(|_| PasswordError::BadConfig)?
+        .to_string();
+    check_phc(&phc).map_err(|_| PasswordError::BadConfig)?;
+    Ok(phc)
+}
+
+/// Checks that `phc` is an argon2id PHC string with salt, hash and a cost
+/// within the limits. `apply` refuses to store anything else.
+pub fn check_phc(phc: &str) -> Result<(), PasswordError> {
+    if phc.len() > PASSWORD_HASH_LEN_MAX {
+        return Err(PasswordError::BadHash);
+    }
+    let parsed = PasswordHash::new(phc).map_err(|_| PasswordError::BadHash)?;
+    if parsed.algorithm.as_str() != "argon2id" || parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err(PasswordError::BadHash);
+    }
+    let params = Params::try_from(&parsed).map_err(|_| PasswordError::BadHash)?;
+    if params.m_cost() > ARGON2_M_KIB_MAX
+        || params.t_cost() > ARGON2_T_MAX
+        || params.p_cost() > ARGON2_P_MAX
+    {
+        return Err(PasswordError::CostTooHigh);
+    }
+    Ok(())
+}
+
+/// True if `password` matches the stored PHC string. An unusable stored
+/// hash matches nothing.
+pub fn verify(password: &Password, phc: &str) -> bool {
+    if check_phc(phc).is_err() {
+        return false;
+    }
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    Argon2::default()
+        .verify_password(password.as_str().as_bytes(), &parsed)
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pw(s: &str) -> Password {
+        Password::new(s).unwrap()
+    }
+
+    #[test]
+    fn hash_verifies_only_the_right_password() {
+        let cfg = TrackerConfig::test();
+        let h = hash(&cfg, &[7; SALT_LEN], &pw("hunter2")).unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{h}");
+        assert!(!h.contains("hunter2"));
+        assert!(verify(&pw("hunter2"), &h));
+        assert!(!verify(&pw("hunter3"), &h));
+        check_phc(&h).unwrap();
+    }
+
+    #[test]
+    fn salt_changes_the_hash_and_same_salt_is_deterministic() {
+        let cfg = TrackerConfig::test();
+        let a = hash(&cfg, &[1; SALT_LEN], &pw("x")).unwrap();
+        let b = hash(&cfg, &[2; SALT_LEN], &pw("x")).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a, hash(&cfg, &[1; SALT_LEN], &pw("x")).unwrap());
+    }
+
+    #[test]
+    fn production_cost_is_recorded_in_the_hash() {
+        let h = hash(&TrackerConfig::production(), &[3; SALT_LEN], &pw("pw")).unwrap();
+        assert!(h.contains("m=19456,t=2,p=1"), "{h}");
+        assert!(verify(&pw("pw"), &h));
+    }
+
+    #[test]
+    fn bad_config_is_an_error_not_a_panic() {
+        let mut cfg = TrackerConfig::test();
+        cfg.argon2_m_kib = 1;
+        assert_eq!(
+            hash(&cfg, &[0; SALT_LEN], &pw("x")),
+            Err(PasswordError::BadConfig)
+        );
+    }
+
+    #[test]
+    fn junk_and_costly_hashes_are_refused() {
+        assert_eq!(check_phc("plain"), Err(PasswordError::BadHash));
+        assert!(!verify(&pw("plain"), "plain"));
+        let good = hash(&TrackerConfig::test(), &[5; SALT_LEN], &pw("p")).unwrap();
+        let argon2i = good.replace("argon2id", "argon2i");
+        assert_eq!(check_phc(&argon2i), Err(PasswordError::BadHash));
+        let costly = good.replace("m=8,", "m=2000000,");
+        assert_eq!(check_phc(&costly), Err(PasswordError::CostTooHigh));
+        assert!(!verify(&pw("p"), &costly));
+    }
+}

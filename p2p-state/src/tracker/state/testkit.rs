@@ -1,0 +1,214 @@
+//! Test helpers: a [`World`] that drives `prepare` -> `apply` the way a
+//! primary does, keeps the op log, and makes users, groups and files.
+
+use std::net::SocketAddr;
+
+use p2p_proto::{
+    ClientId, ClientRequest, FileMeta, FileName, GroupName, Op, OpKind, Origin, Outcome, Password,
+    Reply, Request, RequestId, SessionToken, Sha1Hash, TrackerError, UserName,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::time::Instant;
+use crate::tracker::state::{Prepared, TrackerConfig, TrackerState};
+
+pub fn user(s: &str) -> UserName {
+    UserName::new(s).unwrap()
+}
+pub fn group(s: &str) -> GroupName {
+    GroupName::new(s).unwrap()
+}
+pub fn file(s: &str) -> FileName {
+    FileName::new(s).unwrap()
+}
+pub fn pw(s: &str) -> Password {
+    Password::new(s).unwrap()
+}
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A file of `pieces` pieces of 1 KiB whose content is told apart by `tag`.
+pub fn meta(name: &str, pieces: u32, tag: u8) -> FileMeta {
+    FileMeta {
+        name: file(name),
+        size: pieces as u64 * 1024,
+        piece_len: 1024,
+        piece_hashes: (0..pieces).map(|i| Sha1Hash([tag ^ i as u8; 20])).collect(),
+        file_hash: Sha1Hash([tag; 20]),
+    }
+}
+
+/// A client process acting for one user.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub name: UserName,
+    pub client: ClientId,
+    pub token: Option<SessionToken>,
+    pub next_id: u64,
+}
+
+impl Actor {
+    pub fn new(name: &str, client: u8) -> Self {
+        Actor {
+            name: user(name),
+            client: ClientId([client; 16]),
+            token: None,
+            next_id: 1,
+        }
+    }
+
+    /// The next request of this client.
+    pub fn req(&mut self, req: Request) -> ClientRequest {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        ClientRequest {
+            client: self.client,
+            id,
+            session: self.token,
+            req,
+        }
+    }
+}
+
+/// One tracker's state driven like a primary, with its op log.
+pub struct World {
+    pub st: TrackerState,
+    pub cfg: TrackerConfig,
+    pub rng: ChaCha8Rng,
+    pub now: Instant,
+    pub log: Vec<Op>,
+}
+
+impl World {
+    pub fn new() -> Self {
+        World {
+            st: TrackerState::new(),
+            cfg: TrackerConfig::test(),
+            rng: ChaCha8Rng::seed_from_u64(7),
+            now: Instant(1_000_000),
+            log: Vec::new(),
+        }
+    }
+
+    /// prepare, then (if accepted) log and apply; checks invariants.
+    pub fn send(&mut self, req: &ClientRequest) -> Outcome {
+        self.now = self.now + crate::time::Duration(10);
+        let prepared = self.st.prepare(self.now, &self.cfg, &mut self.rng, req);
+        let out = match prepared {
+            Err(e) => Err(e),
+            Ok(Prepared::Done(o)) => o,
+            Ok(Prepared::Op(kind)) => {
+                let origin = Some(Origin {
+                    client: req.client,
+                    id: req.id,
+                });
+                self.apply(Op {
+                    at_ms: self.now.as_millis(),
+                    origin,
+                    kind,
+                })
+            }
+        };
+        self.st.check_invariants();
+        out
+    }
+
+    /// Logs and applies an op (e.g. one the primary issues itself).
+    pub fn apply(&mut self, op: Op) -> Outcome {
+        let out = self.st.apply(&op);
+        self.log.push(op);
+        self.st.check_invariants();
+        out
+    }
+
+    /// Applies an op without an origin at the current time.
+    pub fn system(&mut self, kind: OpKind) -> Outcome {
+        let at_ms = self.now.as_millis();
+        self.apply(Op {
+            at_ms,
+            origin: None,
+            kind,
+        })
+    }
+
+    /// `actor` sends `req` (next request id).
+    pub fn run(&mut self, actor: &mut Actor, req: Request) -> Outcome {
+        let r = actor.req(req);
+        self.send(&r)
+    }
+
+    /// `actor` sends `req`, which must be refused with `want` and change
+    /// nothing at all (same digest before and after).
+    pub fn refused(&mut self, actor: &mut Actor, req: Request, want: TrackerError) {
+        let before = self.st.digest();
+        let log_len = self.log.len();
+        assert_eq!(self.run(actor, req), Err(want));
+        assert_eq!(self.st.digest(), before, "a refusal changed the state");
+        assert_eq!(self.log.len(), log_len, "a refusal produced an op");
+    }
+
+    /// Creates the user (password "pw-NAME") and logs in.
+    pub fn login_new(&mut self, name: &str, client: u8) -> Actor {
+        let mut a = Actor::new(name, client);
+        let p = pw(&format!("pw-{name}"));
+        let create = Request::CreateUser {
+            user: a.name.clone(),
+            password: p.clone(),
+        };
+        let created = self.run(&mut a, create);
+        assert_eq!(created, Ok(Reply::Done));
+        self.login(&mut a, p);
+        a
+    }
+
+    pub fn login(&mut self, a: &mut Actor, password: Password) {
+        let user = a.name.clone();
+        match self.run(a, Request::Login { user, password }) {
+            Ok(Reply::LoggedIn { token, .. }) => a.token = Some(token),
+            other => panic!("login failed: {other:?}"),
+        }
+    }
+
+    /// `owner` creates `g`, every one of `others` asks and is accepted.
+    pub fn group_with(&mut self, g: &str, owner: &mut Actor, others: &mut [&mut Actor]) {
+        let grp = group(g);
+        let ok = Ok(Reply::Done);
+        assert_eq!(
+            self.run(owner, Request::CreateGroup { group: grp.clone() }),
+            ok
+        );
+        for o in others.iter_mut() {
+            assert_eq!(self.run(o, Request::JoinGroup { group: grp.clone() }), ok);
+            let accept = Request::AcceptRequest {
+                group: grp.clone(),
+                user: o.name.clone(),
+            };
+            assert_eq!(self.run(owner, accept), ok);
+        }
+    }
+
+    /// A fresh state that replays the log gives the same digest.
+    pub fn assert_replays(&self) {
+        let mut fresh = TrackerState::new();
+        for op in &self.log {
+            let _ = fresh.apply(op);
+        }
+        assert_eq!(fresh, self.st);
+        assert_eq!(fresh.digest(), self.st.digest());
+    }
+}
+
+/// The state's digest with the stored outcomes left out: equal when a
+/// stale op changed nothing but its recorded outcome.
+pub fn digest_without_outcomes(st: &TrackerState) -> Sha1Hash {
+    let mut s = st.clone();
+    s.outcomes.clear();
+    s.digest()
+}
+
+/// A valid argon2id PHC string (for ops applied without `prepare`).
+pub fn some_phc() -> String {
+    crate::tracker::password::hash(&TrackerConfig::test(), &[9; 16], &pw("x")).unwrap()
+}
