@@ -1,24 +1,317 @@
 //! `client <tracker ip:port> <tracker_info.txt>`: a user's client.
-//! (The runtime arrives with the runtime-std issue; for now it parses its
-//! arguments and says so.)
+//!
+//! It talks to that tracker first and fails over to the others in the file.
+//! Its seeder listens on `--listen` (default: the local address that reaches
+//! the tracker, with a free port). Commands are the seed's (`help` lists
+//! them), plus `wait_downloads [seconds]` and `serve` for scripts.
+//!
+//! Interactive (stdin is a terminal): a prompt with line editing and
+//! history; background news (failover, a finished download) is printed
+//! above the prompt. Non-interactive (a file or a pipe): each line runs as
+//! soon as it arrives, in order, no prompt; results on stdout, errors on
+//! stderr as one line starting `error:`; at `exit` or end of input the exit
+//! status is 1 if any command failed, else 0. Nothing is waited for at
+//! exit: use `wait_downloads` or `serve`.
 
-use clap::Parser;
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use p2p_proto::limits::PIECE_LEN;
+use p2p_state::client::node::{ClientEvent, Command};
+use p2p_state::client::session::SessionEvent;
+use runtime_std::TrackerInfo;
+use runtime_std::cli::{self, CliCommand};
+use runtime_std::client::{self, ClientHandle, ClientOptions};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Runtime {
+    Std,
+    Smol,
+}
 
 #[derive(Parser)]
 #[command(version, about = "A client of the p2p group file-sharing system")]
 struct Args {
     /// The tracker to talk to first, ip:port.
-    tracker: std::net::SocketAddr,
+    tracker: SocketAddr,
     /// File listing every tracker, one ip:port a line (for failover).
-    tracker_info: std::path::PathBuf,
+    tracker_info: PathBuf,
+    /// Where this client's seeder listens [default: the local address that
+    /// reaches the tracker, with a free port].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Most piece requests in flight per download.
+    #[arg(long, value_name = "N")]
+    max_parallel: Option<usize>,
+    /// Where the table of shared files is kept [default: a per-user
+    /// directory under $XDG_DATA_HOME or ~/.local/share].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Which driver runs the client.
+    #[arg(long, value_enum, default_value = "std")]
+    runtime: Runtime,
+    /// Log filter for stderr; overrides RUST_LOG [default: RUST_LOG, else warn].
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let args = Args::parse();
-    eprintln!(
-        "error: client for {} ({}): the client runtime is not built yet (see issue 6)",
-        args.tracker,
-        args.tracker_info.display()
-    );
-    std::process::exit(2);
+    let filter = match args.log_level.as_deref().map(EnvFilter::try_new) {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => {
+            eprintln!("error: bad --log-level: {e}");
+            return ExitCode::from(2);
+        }
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    if let Runtime::Smol = args.runtime {
+        eprintln!("error: the smol runtime is not available yet; use --runtime std");
+        return ExitCode::from(2);
+    }
+    match run(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("p2p-share").join("client")
+}
+
+fn run(args: Args) -> Result<bool, String> {
+    let info = TrackerInfo::read(&args.tracker_info)
+        .map_err(|e| format!("{}: {e}", args.tracker_info.display()))?;
+    let mut trackers = info.addrs().to_vec();
+    let first = match trackers.iter().position(|a| *a == args.tracker) {
+        Some(i) => i,
+        None => {
+            trackers.insert(0, args.tracker);
+            0
+        }
+    };
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let opts = ClientOptions {
+        trackers,
+        first,
+        listen,
+        max_parallel: args.max_parallel,
+        data_dir: args.data_dir.unwrap_or_else(default_data_dir),
+    };
+    let mut handle = client::start(opts).map_err(|e| format!("cannot start the client: {e}"))?;
+    let interactive = std::io::stdin().is_terminal();
+    let events = handle.take_events();
+    std::thread::spawn(move || {
+        for e in events {
+            if let Some(line) = event_line(&e) {
+                eprintln!("{line}");
+            }
+        }
+    });
+    if interactive {
+        println!(
+            "p2p-share client; seeder on {}; type help for commands",
+            handle.seeder_addr()
+        );
+    }
+    let ok = command_loop(&handle, interactive);
+    handle.stop();
+    Ok(ok)
+}
+
+/// The line shown for background news, if any.
+fn event_line(e: &ClientEvent) -> Option<String> {
+    match e {
+        ClientEvent::Session(SessionEvent::FailedOver { from, to }) => Some(format!(
+            "note: tracker {from} unreachable; switched to {to}"
+        )),
+        ClientEvent::Session(SessionEvent::Unreachable) => {
+            Some("note: no tracker reachable; retrying in the background".into())
+        }
+        ClientEvent::Session(SessionEvent::SessionLost) => {
+            Some("note: the session ended (logged in elsewhere or expired); login again".into())
+        }
+        ClientEvent::Session(SessionEvent::Notice(t)) => Some(format!("note: {t}")),
+        ClientEvent::DownloadFinished {
+            group,
+            file,
+            result: Ok(()),
+            ..
+        } => Some(format!("note: download of [{group}] {file} complete")),
+        ClientEvent::DownloadFinished {
+            group,
+            file,
+            result: Err(e),
+            ..
+        } => Some(format!("note: download of [{group}] {file} failed: {e}")),
+        _ => None,
+    }
+}
+
+/// Reads and runs commands until `exit` or end of input. True if all succeeded.
+fn command_loop(handle: &ClientHandle, interactive: bool) -> bool {
+    let stdin = std::io::stdin();
+    let mut all_ok = true;
+    let mut line = String::new();
+    loop {
+        if interactive {
+            print!("> ");
+            let _ = std::io::stdout().flush();
+        }
+        line.clear();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) | Err(_) => return all_ok,
+            Ok(_) => {}
+        }
+        match execute(handle, &line) {
+            Ok(Flow::Exit) => return all_ok,
+            Ok(Flow::Continue) => {}
+            Err(e) => {
+                all_ok = false;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Exit,
+}
+
+fn execute(handle: &ClientHandle, line: &str) -> Result<Flow, String> {
+    let cmd = cli::parse_line(line)?;
+    let machine_cmd = match &cmd {
+        CliCommand::Nothing => return Ok(Flow::Continue),
+        CliCommand::Exit => return Ok(Flow::Exit),
+        CliCommand::Help => {
+            print!("{}", cli::help());
+            return Ok(Flow::Continue);
+        }
+        CliCommand::WaitDownloads { seconds } => {
+            return wait_downloads(handle, *seconds).map(|_| Flow::Continue);
+        }
+        CliCommand::Serve => return serve(handle).map(|_| Flow::Exit),
+        CliCommand::Tracker(r) => Command::Tracker(r.clone()),
+        CliCommand::ShowDownloads => Command::ShowDownloads,
+        CliCommand::Upload { group, path } => {
+            let path =
+                std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let meta = client::hash_file(&path, PIECE_LEN)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let share = handle.share_id(&path, group);
+            Command::Share {
+                group: group.clone(),
+                meta,
+                share,
+            }
+        }
+        CliCommand::Download { group, file, dest } => {
+            let dest = resolve_dest(dest, file.as_str())?;
+            let id = handle.dest_id(&dest);
+            Command::Download {
+                group: group.clone(),
+                file: file.clone(),
+                dest: id,
+            }
+        }
+    };
+    let ok = handle.run(machine_cmd).map_err(|e| e.to_string())?;
+    let cmd = match cmd {
+        CliCommand::Download { group, file, dest } => CliCommand::Download {
+            dest: resolve_dest(&dest, file.as_str()).unwrap_or(dest),
+            group,
+            file,
+        },
+        other => other,
+    };
+    println!("{}", cli::format_ok(&cmd, &ok));
+    Ok(Flow::Continue)
+}
+
+/// An existing directory keeps the file's name; anything else is the path.
+fn resolve_dest(dest: &Path, file: &str) -> Result<PathBuf, String> {
+    let p = if dest.is_dir() {
+        dest.join(file)
+    } else {
+        dest.to_path_buf()
+    };
+    match p.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() && !parent.is_dir() => Err(format!(
+            "{}: the directory does not exist",
+            parent.display()
+        )),
+        _ => Ok(p),
+    }
+}
+
+fn wait_downloads(handle: &ClientHandle, seconds: Option<u64>) -> Result<(), String> {
+    let deadline = seconds.map(|s| Instant::now() + Duration::from_secs(s));
+    loop {
+        let st = handle.status().ok_or("the client stopped")?;
+        if st.downloads_ended {
+            return match st.failed.is_empty() {
+                true => {
+                    println!("all downloads ended");
+                    Ok(())
+                }
+                false => Err(format!("downloads failed: {}", st.failed.join(", "))),
+            };
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(format!(
+                "downloads still running after {} s",
+                seconds.unwrap_or(0)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Stays online as a seeder until SIGINT/SIGTERM, then logs out.
+fn serve(handle: &ClientHandle) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("cannot catch signals: {e}"))?;
+    }
+    println!("serving until interrupted");
+    let _ = std::io::stdout().flush();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = handle.status();
+    if let Some(s) = &status {
+        println!(
+            "served {} pieces ({})",
+            s.served_pieces,
+            cli::bytes(s.served_bytes)
+        );
+    }
+    if status.is_some_and(|s| s.logged_in) {
+        let _ = handle.run(Command::Tracker(p2p_proto::Request::Logout));
+    }
+    Ok(())
 }

@@ -1,24 +1,199 @@
-//! `tracker <tracker_info.txt> <n>`: one tracker of the replicated group.
-//! (The runtime arrives with the runtime-std issue; for now it parses its
-//! arguments and says so.)
+//! `tracker <tracker_info.txt> <n>`: tracker number n of the replicated
+//! group (line n of the file, counted from 1).
+//!
+//! It listens on line n's address, connects to the other trackers (printing
+//! `Connected to peer tracker <id>` on stdout for each, as the seed did),
+//! keeps its op log and snapshots in `--data-dir` and recovers from them on
+//! restart. Console on stdin: `quit`, `status`, `conflicts`; end of input
+//! does not stop it (run it with `</dev/null` or under a service manager).
+//! SIGINT / SIGTERM shut it down cleanly (a second one exits at once).
+//!
+//! Logs go to stderr through `tracing`: `--log-level LEVEL` (or a full
+//! filter such as `info,runtime_std=debug`), else `RUST_LOG`, else `info`.
+//! The hidden `--argon2 test` option selects the cheapest password-hash
+//! cost, for tests only (default `production`).
 
-use clap::Parser;
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::thread;
+
+use clap::{Parser, ValueEnum};
+use p2p_state::tracker::node::{ConsoleCmd, NodeConfig, TrackerEvent};
+use p2p_state::tracker::state::TrackerConfig;
+use runtime_std::TrackerInfo;
+use runtime_std::tracker::{self, EventSink, TrackerControl, TrackerOptions};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Runtime {
+    Std,
+    Smol,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Argon2Cost {
+    /// The cheapest cost argon2 accepts (tests only).
+    Test,
+    /// The OWASP-recommended cost.
+    Production,
+}
 
 #[derive(Parser)]
 #[command(version, about = "A tracker of the p2p group file-sharing system")]
 struct Args {
     /// File listing every tracker, one ip:port a line.
-    tracker_info: std::path::PathBuf,
+    tracker_info: PathBuf,
     /// Which line of tracker_info is this tracker (counted from 1).
-    n: u16,
+    n: usize,
+    /// Where the op log and snapshots live [default: ./tracker-<n>-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Which driver runs the tracker.
+    #[arg(long, value_enum, default_value = "std")]
+    runtime: Runtime,
+    /// Log filter for stderr (e.g. info, debug, warn,runtime_std=debug);
+    /// overrides RUST_LOG [default: RUST_LOG, else info].
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Password-hash cost (`test` is for tests only).
+    #[arg(long, value_enum, default_value = "production", hide = true)]
+    argon2: Argon2Cost,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let args = Args::parse();
-    eprintln!(
-        "error: tracker {} of {}: the tracker runtime is not built yet (see issue 6)",
-        args.n,
-        args.tracker_info.display()
-    );
-    std::process::exit(2);
+    if let Err(e) = init_logging(args.log_level.as_deref()) {
+        eprintln!("error: bad --log-level / RUST_LOG filter: {e}");
+        return ExitCode::from(2);
+    }
+    if let Runtime::Smol = args.runtime {
+        eprintln!(
+            "error: the smol runtime is not available yet (it arrives with a later issue); use --runtime std"
+        );
+        return ExitCode::from(2);
+    }
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>) -> Result<(), tracing_subscriber::filter::ParseError> {
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l)?,
+        None => match std::env::var("RUST_LOG") {
+            Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(v)?,
+            _ => EnvFilter::new("info"),
+        },
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    Ok(())
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let info = TrackerInfo::read(&args.tracker_info)
+        .map_err(|e| format!("{}: {e}", args.tracker_info.display()))?;
+    let (id, addr) = info
+        .get(args.n)
+        .map_err(|e| format!("{}: {e}", args.tracker_info.display()))?;
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| format!("tracker {id} cannot listen on {addr}: {e}"))?;
+    let state = match args.argon2 {
+        Argon2Cost::Test => TrackerConfig::test(),
+        Argon2Cost::Production => TrackerConfig::production(),
+    };
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(format!("tracker-{}-data", args.n)));
+    let opts = TrackerOptions {
+        node: NodeConfig::new(id, info.trackers(), state),
+        data_dir,
+        listener,
+        seed: None,
+    };
+    let handle = tracker::start(opts, stdout_sink()).map_err(|e| e.to_string())?;
+    spawn_console(handle.control());
+    spawn_signals(handle.control()).map_err(|e| format!("cannot handle signals: {e}"))?;
+    handle.join().map_err(|e| e.to_string())
+}
+
+/// Prints the seed's line and console answers on stdout.
+fn stdout_sink() -> EventSink {
+    Box::new(|e| {
+        let mut out = std::io::stdout().lock();
+        // A closed stdout must not stop the tracker: write errors are ignored.
+        match e {
+            TrackerEvent::ConnectedToTracker { tracker } => {
+                let _ = writeln!(out, "Connected to peer tracker {tracker}");
+            }
+            TrackerEvent::Console(lines) => {
+                for l in lines {
+                    let _ = writeln!(out, "{l}");
+                }
+            }
+            _ => {}
+        }
+        let _ = out.flush();
+    })
+}
+
+/// Reads console commands from stdin; end of input leaves the tracker running.
+fn spawn_console(ctl: TrackerControl) {
+    let spawned = thread::Builder::new()
+        .name("console".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                match line.trim() {
+                    "" => {}
+                    "quit" => {
+                        ctl.stop();
+                        return;
+                    }
+                    "status" => {
+                        ctl.console(ConsoleCmd::Status);
+                    }
+                    "conflicts" => {
+                        ctl.console(ConsoleCmd::Conflicts);
+                    }
+                    other => eprintln!(
+                        "error: unknown command {other:?} (commands: status, conflicts, quit)"
+                    ),
+                }
+            }
+            tracing::debug!("console input ended; the tracker keeps running");
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("no console: {e}");
+    }
+}
+
+/// SIGINT / SIGTERM: a clean shutdown; a second signal exits at once.
+fn spawn_signals(ctl: TrackerControl) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for sig in signals.forever() {
+                seen += 1;
+                if seen > 1 {
+                    eprintln!("error: second signal {sig}, exiting now");
+                    std::process::exit(130);
+                }
+                tracing::info!("signal {sig}: shutting down");
+                ctl.stop();
+            }
+        })?;
+    Ok(())
 }

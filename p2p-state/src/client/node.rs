@@ -351,6 +351,26 @@ impl ClientNode {
         n
     }
 
+    /// Registers a file shared in an earlier run (from the driver's share
+    /// table): served at once, announced to the tracker at the next login.
+    pub fn add_local_share(&mut self, share: ShareId, group: GroupName, meta: FileMeta) -> bool {
+        let full = PieceSet::full(meta.piece_count());
+        if self
+            .seeder
+            .add_share(share, group.clone(), &meta, full)
+            .is_err()
+        {
+            return false;
+        }
+        self.shares.insert(share, (group, meta));
+        true
+    }
+
+    /// Shares this client announces (for the driver's share table).
+    pub fn shares(&self) -> impl Iterator<Item = (&ShareId, &(GroupName, FileMeta))> {
+        self.shares.iter()
+    }
+
     // ------------------------------------------------------------ getters
 
     pub fn session(&self) -> &ClientSession {

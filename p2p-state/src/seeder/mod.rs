@@ -258,11 +258,7 @@ impl Seeder {
         let open = c.state != ConnState::AwaitOpen;
         match msg {
             PeerMsg::Open { ticket } if !open => self.on_open(now, conn, &ticket),
-            PeerMsg::Request { .. } if !open => self.reject_conn(
-                conn,
-                RejectReason::NoTicket,
-                reject_close(RejectReason::NoTicket),
-            ),
+            PeerMsg::Request { .. } if !open => self.refuse(conn, RejectReason::NoTicket),
             PeerMsg::Fatal { reason } => self.close(conn, CloseReason::PeerFatal { reason }),
             _ if !open => self.violation(conn, "expected Open first"),
             PeerMsg::Request { index } => self.on_request(conn, index),
@@ -285,7 +281,7 @@ impl Seeder {
             Ok(s) => s,
             Err(reason) => {
                 self.stats.conns_refused += 1;
-                return self.reject_conn(conn, reason.clone(), reject_close(reason));
+                return self.refuse(conn, reason);
             }
         };
         let per_user = self
@@ -295,7 +291,7 @@ impl Seeder {
             .count();
         if per_user >= self.cfg.conns_per_user_max {
             self.stats.conns_refused += 1;
-            return self.reject_conn(conn, RejectReason::Busy, reject_close(RejectReason::Busy));
+            return self.refuse(conn, RejectReason::Busy);
         }
         self.conn_mut(conn).state = ConnState::Open {
             share,
@@ -507,6 +503,11 @@ impl Seeder {
         self.out.push_back(Output::Send { conn, msg });
     }
 
+    /// Refuses the whole connection: `Reject { index: None }`, then close.
+    fn refuse(&mut self, conn: ConnId, why: RejectReason) {
+        self.reject_conn(conn, why.clone(), CloseReason::Rejected(why));
+    }
+
     fn reject_conn(&mut self, conn: ConnId, why: RejectReason, reason: CloseReason) {
         self.send(conn, reject_all(why));
         self.close(conn, reason);
@@ -616,8 +617,4 @@ fn reject_all(reason: RejectReason) -> PeerMsg {
         index: None,
         reason,
     }
-}
-
-fn reject_close(reason: RejectReason) -> CloseReason {
-    CloseReason::Rejected(reason)
 }

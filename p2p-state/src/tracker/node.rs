@@ -233,7 +233,9 @@ pub struct Tracker {
     rng: ChaCha8Rng,
     conns: BTreeMap<ConnId, Conn>,
     tracker_conns: BTreeMap<TrackerId, ConnId>,
-    redial: BTreeMap<TrackerId, (Instant, Duration)>,
+    /// When to dial a tracker again, and the backoff used for it.
+    redial: BTreeMap<TrackerId, Instant>,
+    backoff: BTreeMap<TrackerId, Duration>,
     dialing: BTreeSet<TrackerId>,
     offline_at: BTreeMap<SessionToken, Instant>,
     online_sent: BTreeMap<SessionToken, Instant>,
@@ -267,6 +269,7 @@ impl Tracker {
             conns: BTreeMap::new(),
             tracker_conns: BTreeMap::new(),
             redial: BTreeMap::new(),
+            backoff: BTreeMap::new(),
             dialing: BTreeSet::new(),
             offline_at: BTreeMap::new(),
             online_sent: BTreeMap::new(),
@@ -316,7 +319,7 @@ impl Tracker {
             .into_iter()
             .flatten()
             .chain(hello)
-            .chain(self.redial.values().map(|(t, _)| *t))
+            .chain(self.redial.values().copied())
             .chain(self.offline_at.values().copied())
             .min()
     }
@@ -363,10 +366,11 @@ impl Tracker {
         let due: Vec<TrackerId> = self
             .redial
             .iter()
-            .filter(|(_, (t, _))| *t <= now)
+            .filter(|(_, t)| **t <= now)
             .map(|(&id, _)| id)
             .collect();
         for id in due {
+            self.redial.remove(&id);
             self.dial(id);
         }
         let gone: Vec<SessionToken> = self
@@ -400,8 +404,7 @@ impl Tracker {
 
     fn on_frame(&mut self, now: Instant, conn: ConnId, payload: Bytes) {
         let Some(c) = self.conns.get(&conn) else {
-            debug_assert!(false, "frame on unknown connection {conn}");
-            return;
+            return; // still queued when the connection was closed
         };
         match c.kind.clone() {
             ConnKind::AwaitHello { dialed, .. } => self.on_hello(now, conn, dialed, payload),
@@ -468,6 +471,7 @@ impl Tracker {
             self.repl.handle_disconnected(now, t);
         }
         self.redial.remove(&t);
+        self.backoff.remove(&t);
         self.set_kind(conn, ConnKind::Tracker(t));
         self.event(TrackerEvent::ConnectedToTracker { tracker: t });
         self.repl.handle_connected(now, t);
@@ -511,7 +515,11 @@ impl Tracker {
     }
 
     fn dial(&mut self, t: TrackerId) {
-        if self.tracker_conns.contains_key(&t) || !self.dialing.insert(t) {
+        let hello_pending = self
+            .conns
+            .values()
+            .any(|c| matches!(c.kind, ConnKind::AwaitHello { dialed: Some(d), .. } if d == t));
+        if self.tracker_conns.contains_key(&t) || hello_pending || !self.dialing.insert(t) {
             return;
         }
         if let Some(&(_, addr)) = self.cfg.trackers.iter().find(|(id, _)| *id == t) {
@@ -520,11 +528,12 @@ impl Tracker {
     }
 
     fn schedule_redial(&mut self, now: Instant, t: TrackerId) {
-        let backoff = match self.redial.get(&t) {
-            Some((_, b)) => Duration((b.0 * 2).min(self.cfg.redial_max.0)),
+        let backoff = match self.backoff.get(&t) {
+            Some(b) => Duration((b.0 * 2).min(self.cfg.redial_max.0)),
             None => self.cfg.redial_min,
         };
-        self.redial.insert(t, (now + backoff, backoff));
+        self.backoff.insert(t, backoff);
+        self.redial.insert(t, now + backoff);
     }
 
     /// Refuses a connection: an error frame where its channel has one, then close.

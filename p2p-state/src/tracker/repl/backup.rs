@@ -170,14 +170,15 @@ impl<S: Replicated> Repl<S> {
             data,
             reset_log: true,
         });
+        // An empty persist after it: its completion (`handle_persisted(at)`)
+        // says the snapshot is on disk, and only then is it acked.
+        self.out.push_back(ReplOutput::Persist {
+            from_index: at.index + 1,
+            entries: Vec::new(),
+        });
+        self.snapshot_ack = Some(at);
         self.event(ReplEvent::SnapshotInstalled { at });
-        self.send(
-            from,
-            ReplMsg::Ack {
-                epoch: self.epoch,
-                last: at,
-            },
-        );
+        let _ = from;
         self.update_caught_up();
     }
 

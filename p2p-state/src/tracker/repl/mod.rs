@@ -273,6 +273,8 @@ pub struct Repl<S: Replicated> {
     resubmit: VecDeque<Op>,
     conflicts: VecDeque<Conflict>,
     snapshot_at: u64,
+    /// A snapshot installed from the primary, acked once it is persisted.
+    snapshot_ack: Option<LogPos>,
 }
 
 impl<S: Replicated> Repl<S> {
@@ -315,6 +317,7 @@ impl<S: Replicated> Repl<S> {
             resubmit: VecDeque::new(),
             conflicts: VecDeque::new(),
             snapshot_at: start.index,
+            snapshot_ack: None,
             cfg,
         };
         for e in entries {
@@ -520,7 +523,23 @@ impl<S: Replicated> Repl<S> {
     /// The driver made the log durable through `index`.
     pub fn handle_persisted(&mut self, now: Instant, index: u64) {
         let index = index.min(self.log.last().index);
+        if let Some(at) = self.snapshot_ack
+            && index >= at.index
+        {
+            // An installed snapshot is durable: ack it.
+            self.snapshot_ack = None;
+            if let (Role::Backup, Some(p)) = (self.role, self.primary()) {
+                self.send(
+                    p,
+                    ReplMsg::Ack {
+                        epoch: self.epoch,
+                        last: at,
+                    },
+                );
+            }
+        }
         if index <= self.persisted {
+            self.finish(now);
             return;
         }
         self.persisted = index;
@@ -549,8 +568,7 @@ impl<S: Replicated> Repl<S> {
 
     pub fn handle_msg(&mut self, now: Instant, from: TrackerId, msg: ReplMsg) {
         if !self.connected.contains(&from) {
-            debug_assert!(false, "message from unconnected tracker {from}");
-            return;
+            return; // queued before a disconnect the driver already reported
         }
         match msg {
             ReplMsg::Join {

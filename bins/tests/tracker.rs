@@ -1,0 +1,540 @@
+//! The `tracker` binary end to end: real processes on 127.0.0.1 (free ports
+//! found by binding port 0), a raw TCP client speaking the protocol, kill -9
+//! and restart with the same data directory, bad bytes, and the console.
+//! Every process is killed by a Drop guard; every wait is bounded.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use p2p_proto::{
+    ClientId, ClientRequest, FrameDecoder, FromTracker, GroupName, Hello, Outcome, Password, Reply,
+    Request, RequestId, Role, SessionToken, TrackerError, TrackerStatus, UserName, Wire,
+    encode_msg,
+};
+
+/// Longest any single wait in these tests may take.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    ls.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
+/// A running tracker process; killed (kill -9) when dropped.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    fn lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        while start.elapsed() < WAIT {
+            if let Some(l) = self.lines().into_iter().find(|l| pred(l)) {
+                return l;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "no stdout line {what} in {WAIT:?}; stdout {:?}; stderr:\n{}",
+            self.lines(),
+            self.stderr_text()
+        );
+    }
+
+    fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn wait_stderr(&self, what: &str) {
+        let start = Instant::now();
+        while start.elapsed() < WAIT {
+            if self.stderr_text().contains(what) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("stderr never said {what:?}:\n{}", self.stderr_text());
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin piped");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for the process to exit by itself.
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "tracker still running after {limit:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temp dir with a tracker_info.txt of `n` free addresses.
+struct Cluster {
+    dir: tempfile::TempDir,
+    info: PathBuf,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Cluster {
+    fn new(n: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let addrs = free_addrs(n);
+        let info = dir.path().join("tracker_info.txt");
+        let text: String = std::iter::once("# test trackers\n".to_string())
+            .chain(addrs.iter().map(|a| format!("{a}\n")))
+            .collect();
+        std::fs::write(&info, text).unwrap();
+        Cluster { dir, info, addrs }
+    }
+
+    fn data_dir(&self, n: usize) -> PathBuf {
+        self.dir.path().join(format!("data-{n}"))
+    }
+
+    /// Starts tracker `n`; `stdin`: piped (else </dev/null).
+    fn start(&self, n: usize, stdin: bool) -> Proc {
+        let stderr = self.dir.path().join(format!("stderr-{n}-{}.txt", nanos()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tracker"))
+            .arg(&self.info)
+            .arg(n.to_string())
+            .arg("--data-dir")
+            .arg(self.data_dir(n))
+            .args(["--argon2", "test", "--log-level", "debug"])
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = stdout.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Proc {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// A client speaking the protocol by hand: hello, then requests.
+struct RawClient {
+    stream: TcpStream,
+    dec: FrameDecoder,
+    buf: BytesMut,
+    client: ClientId,
+    token: Option<SessionToken>,
+    next: u64,
+}
+
+impl RawClient {
+    fn connect(addr: SocketAddr, client: u8) -> Self {
+        let stream = connect_retrying(addr);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut c = RawClient {
+            stream,
+            dec: FrameDecoder::default(),
+            buf: BytesMut::new(),
+            client: ClientId([client; 16]),
+            token: None,
+            next: 1,
+        };
+        c.write_msg(&Hello::new(Role::Client));
+        let hello = Hello::from_bytes(c.read_frame().expect("a hello")).unwrap();
+        assert_eq!(hello.role, Role::Server);
+        c
+    }
+
+    /// The same client (id, session, request numbers) on another tracker.
+    fn move_to(&mut self, addr: SocketAddr) {
+        let mut other = RawClient::connect(addr, self.client.0[0]);
+        other.token = self.token;
+        other.next = self.next;
+        *self = other;
+    }
+
+    fn write_msg<M: Wire>(&mut self, m: &M) {
+        let mut b = BytesMut::new();
+        encode_msg(m, &mut b);
+        self.stream.write_all(&b).unwrap();
+    }
+
+    fn read_frame(&mut self) -> Option<bytes::Bytes> {
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(f) = self.dec.decode(&mut self.buf).unwrap() {
+                return Some(f);
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    fn send(&mut self, id: u64, req: Request) {
+        let r = ClientRequest {
+            client: self.client,
+            id: RequestId(id),
+            session: self.token,
+            req,
+        };
+        self.write_msg(&r);
+    }
+
+    fn answer(&mut self, id: u64) -> Outcome {
+        loop {
+            let f = self
+                .read_frame()
+                .expect("connection closed before the answer");
+            match FromTracker::from_bytes(f).unwrap() {
+                FromTracker::Response { id: r, outcome } if r.0 == id => return outcome,
+                FromTracker::Fatal { reason } => panic!("tracker refused us: {reason}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends `req`, retrying with the same id while the tracker is not ready.
+    fn call(&mut self, req: Request) -> Outcome {
+        let id = self.next;
+        self.next += 1;
+        let start = Instant::now();
+        loop {
+            self.send(id, req.clone());
+            let o = self.answer(id);
+            if o == Err(TrackerError::NotReady) && start.elapsed() < WAIT {
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            if let Ok(Reply::LoggedIn { token, .. }) = &o {
+                self.token = Some(*token);
+            }
+            return o;
+        }
+    }
+
+    fn status(&mut self) -> TrackerStatus {
+        match self.call(Request::Status) {
+            Ok(Reply::Status(s)) => s,
+            o => panic!("status: {o:?}"),
+        }
+    }
+}
+
+fn connect_retrying(addr: SocketAddr) -> TcpStream {
+    let start = Instant::now();
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(s) => return s,
+            Err(e) if start.elapsed() > WAIT => panic!("connect {addr}: {e}"),
+            Err(_) => thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn u(s: &str) -> UserName {
+    UserName::new(s).unwrap()
+}
+fn g(s: &str) -> GroupName {
+    GroupName::new(s).unwrap()
+}
+fn pw(s: &str) -> Password {
+    Password::new(s).unwrap()
+}
+
+fn signup(c: &mut RawClient, user: &str) {
+    let r = c.call(Request::CreateUser {
+        user: u(user),
+        password: pw("pw"),
+    });
+    assert_eq!(r, Ok(Reply::Done));
+    let r = c.call(Request::Login {
+        user: u(user),
+        password: pw("pw"),
+    });
+    assert!(matches!(r, Ok(Reply::LoggedIn { .. })), "{r:?}");
+}
+
+fn group_names(c: &mut RawClient) -> Vec<String> {
+    match c.call(Request::ListGroups) {
+        Ok(Reply::Groups(gs)) => gs.iter().map(|g| g.name.to_string()).collect(),
+        o => panic!("list_groups: {o:?}"),
+    }
+}
+
+/// Polls both trackers' status until `b` is in sync with `a`'s digest.
+fn wait_converged(a: &mut RawClient, b: &mut RawClient) -> (TrackerStatus, TrackerStatus) {
+    let start = Instant::now();
+    loop {
+        let (sa, sb) = (a.status(), b.status());
+        if sa.in_sync && sb.in_sync && sa.digest == sb.digest && sa.applied == sb.applied {
+            return (sa, sb);
+        }
+        assert!(start.elapsed() < WAIT, "never converged: {sa:?} vs {sb:?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn seed_line(p: &Proc, peer: usize) {
+    let want = format!("Connected to peer tracker {peer}");
+    p.wait_line(&want, |l| l == want);
+}
+
+fn wait_closed(s: &mut TcpStream) {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => continue, // a hello or an error frame, then the close
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("connection not closed: {e}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn two_trackers_connect_and_print_the_seed_line() {
+    let c = Cluster::new(2);
+    let t1 = c.start(1, false);
+    let t2 = c.start(2, false);
+    seed_line(&t1, 2);
+    seed_line(&t2, 1);
+}
+
+#[test]
+fn a_write_on_one_tracker_is_listed_on_the_other() {
+    let c = Cluster::new(2);
+    let t1 = c.start(1, false);
+    let t2 = c.start(2, false);
+    seed_line(&t1, 2);
+    let mut a = RawClient::connect(c.addrs[0], 1);
+    signup(&mut a, "alice");
+    assert_eq!(
+        a.call(Request::CreateGroup { group: g("g1") }),
+        Ok(Reply::Done)
+    );
+    // bob signs up on tracker 2 (writes forwarded to the primary).
+    let mut b = RawClient::connect(c.addrs[1], 2);
+    signup(&mut b, "bob");
+    wait_converged(&mut a, &mut b);
+    assert_eq!(group_names(&mut b), ["g1"]);
+    drop((t1, t2));
+}
+
+#[test]
+fn failover_after_kill_9_then_restart_recovers_and_catches_up() {
+    let c = Cluster::new(2);
+    let t1 = c.start(1, false);
+    let t2 = c.start(2, false);
+    seed_line(&t2, 1);
+    let mut a = RawClient::connect(c.addrs[0], 1);
+    signup(&mut a, "alice");
+    assert_eq!(
+        a.call(Request::CreateGroup { group: g("before") }),
+        Ok(Reply::Done)
+    );
+    let mut watch = RawClient::connect(c.addrs[1], 9);
+    wait_converged(&mut a, &mut watch);
+
+    // kill -9 tracker 1; the client moves to tracker 2 with its session.
+    t1.kill9();
+    a.move_to(c.addrs[1]);
+    assert_eq!(
+        a.call(Request::Resume),
+        Ok(Reply::Resumed { user: u("alice") })
+    );
+    assert_eq!(
+        a.call(Request::CreateGroup { group: g("after") }),
+        Ok(Reply::Done)
+    );
+    assert_eq!(group_names(&mut a), ["after", "before"]);
+
+    // Restart tracker 1 on the same data dir: it recovers and catches up.
+    let t1 = c.start(1, false);
+    t1.wait_stderr("log entries");
+    assert!(
+        !t1.stderr_text().contains("0 log entries"),
+        "tracker 1 recovered nothing:\n{}",
+        t1.stderr_text()
+    );
+    seed_line(&t1, 2);
+    let mut on1 = RawClient::connect(c.addrs[0], 3);
+    let (s1, s2) = wait_converged(&mut on1, &mut watch);
+    assert_eq!(s1.digest, s2.digest);
+    on1.token = a.token;
+    on1.client = a.client;
+    on1.next = a.next;
+    assert_eq!(group_names(&mut on1), ["after", "before"]);
+    drop(t2);
+}
+
+#[test]
+fn garbage_and_a_4gib_length_prefix_close_only_that_connection() {
+    let c = Cluster::new(1);
+    let t = c.start(1, false);
+    let mut good = RawClient::connect(c.addrs[0], 1);
+    signup(&mut good, "carol");
+
+    // After a hello: a frame that is not a request.
+    let mut bad = RawClient::connect(c.addrs[0], 2);
+    bad.stream
+        .write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .unwrap();
+    let f = bad.read_frame().expect("an error frame");
+    assert!(matches!(
+        FromTracker::from_bytes(f).unwrap(),
+        FromTracker::Fatal { .. }
+    ));
+    wait_closed(&mut bad.stream);
+
+    // Without a hello: a 4 GiB length prefix, and plain text.
+    let mut huge = connect_retrying(c.addrs[0]);
+    let huge_addr = huge.local_addr().unwrap();
+    huge.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
+    wait_closed(&mut huge);
+    let mut text = connect_retrying(c.addrs[0]);
+    text.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    wait_closed(&mut text);
+    t.wait_stderr(&format!("rejected input from {huge_addr}"));
+    t.wait_stderr("exceeds the limit");
+
+    // The good client was never disturbed.
+    assert_eq!(
+        good.call(Request::CreateGroup { group: g("still") }),
+        Ok(Reply::Done)
+    );
+    assert_eq!(group_names(&mut good), ["still"]);
+}
+
+#[test]
+fn end_of_stdin_does_not_stop_it_but_quit_does() {
+    let c = Cluster::new(1);
+    let mut detached = c.start(1, false);
+    let mut cl = RawClient::connect(c.addrs[0], 1);
+    assert_eq!(cl.call(Request::Ping), Ok(Reply::Pong));
+    thread::sleep(Duration::from_millis(300));
+    assert!(detached.running(), "stdin at EOF stopped the tracker");
+    drop(cl);
+    detached.kill9();
+
+    // The same data dir, now with a console.
+    let mut t = c.start(1, true);
+    let mut cl = RawClient::connect(c.addrs[0], 1);
+    assert_eq!(cl.call(Request::Ping), Ok(Reply::Pong));
+    t.say("status");
+    t.wait_line("status", |l| l.starts_with("state digest"));
+    t.say("bogus");
+    t.wait_stderr("error: unknown command \"bogus\"");
+    assert!(t.running());
+    t.say("quit");
+    let status = t.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "quit exit status {status:?}");
+    t.wait_stderr("storage flushed");
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let c = Cluster::new(1);
+    let mut t = c.start(1, false);
+    let mut cl = RawClient::connect(c.addrs[0], 1);
+    assert_eq!(cl.call(Request::Ping), Ok(Reply::Pong));
+    let ok = Command::new("kill")
+        .args(["-TERM", &t.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let status = t.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "SIGTERM exit status {status:?}");
+    t.wait_stderr("storage flushed");
+}
+
+#[test]
+fn bad_command_lines_are_clear_errors() {
+    let c = Cluster::new(2);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tracker"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let info = c.info.to_str().unwrap();
+    let (code, err) = run(&[info, "3"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("tracker number 3 is out of range"), "{err}");
+    let bad = c.dir.path().join("bad.txt");
+    std::fs::write(&bad, "127.0.0.1:1\nnot-an-address\n").unwrap();
+    let (code, err) = run(&[bad.to_str().unwrap(), "1"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("line 2"), "{err}");
+    let (code, err) = run(&[info, "1", "--runtime", "smol"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not available yet"), "{err}");
+    assert!(!Path::new(&c.data_dir(1)).exists());
+}

@@ -1,0 +1,387 @@
+//! The seed's walkthrough with the real binaries on 127.0.0.1: two trackers,
+//! users and a group with accepted and rejected requests, a file shared by
+//! two members and downloaded by a third from both, byte-exact; a
+//! non-member refused; stop_share; both trackers agreeing.
+//!
+//! Every process is killed when the test ends (a Drop guard); every wait
+//! has a deadline.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+/// A child process killed on drop.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    name: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn spawn(name: &str, bin: &str, args: &[&str], dir: &Path) -> Proc {
+        let mut child = Command::new(bin)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        for (stream, tag) in [
+            (Box::new(out) as Box<dyn std::io::Read + Send>, ""),
+            (Box::new(err), "stderr: "),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(format!("{tag}{line}")).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let stdin = child.stdin.take();
+        Proc {
+            child,
+            stdin,
+            lines: rx,
+            seen: vec![],
+            name: name.into(),
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to client");
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for a line containing `want` (stdout or stderr).
+    fn expect(&mut self, want: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(want) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: no line with {want:?} in {secs} s; saw:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Sends a command and waits for the line that answers it.
+    fn run(&mut self, line: &str, want: &str) -> String {
+        self.send(line);
+        self.expect(want, 30)
+    }
+
+    fn signal_term(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn random_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+struct Swarm {
+    dir: tempfile::TempDir,
+    info: PathBuf,
+    trackers: Vec<String>,
+    _procs: Vec<Proc>,
+}
+
+impl Swarm {
+    fn start() -> Swarm {
+        let dir = tempfile::tempdir().unwrap();
+        let trackers: Vec<String> = (0..2)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let info = dir.path().join("tracker_info.txt");
+        std::fs::write(&info, trackers.join("\n") + "\n").unwrap();
+        let mut procs = Vec::new();
+        for n in 1..=2 {
+            let data = dir.path().join(format!("t{n}"));
+            let args = [
+                "tracker_info.txt",
+                &n.to_string(),
+                "--argon2",
+                "test",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ];
+            let mut p = Proc::spawn(
+                &format!("tracker{n}"),
+                env!("CARGO_BIN_EXE_tracker"),
+                &args,
+                dir.path(),
+            );
+            drop(p.stdin.take()); // end of input must not stop a tracker
+            procs.push(p);
+        }
+        for p in &mut procs {
+            p.expect("Connected to peer tracker", 20);
+        }
+        Swarm {
+            dir,
+            info,
+            trackers,
+            _procs: procs,
+        }
+    }
+
+    fn client(&self, name: &str, tracker: usize) -> Proc {
+        let data = self.dir.path().join(format!("data-{name}"));
+        let args = [
+            self.trackers[tracker].as_str(),
+            self.info.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
+        Proc::spawn(name, env!("CARGO_BIN_EXE_client"), &args, self.dir.path())
+    }
+}
+
+fn sha1_hex(data: &[u8]) -> String {
+    p2p_state::hash::sha1(data).to_hex()
+}
+
+#[test]
+fn seed_walkthrough_two_seeders_one_leecher() {
+    let s = Swarm::start();
+    let file = s.dir.path().join("movie.bin");
+    let data = random_file(&file, 5 * 1024 * 1024 + 1234, 42);
+    let file = file.to_str().unwrap().to_string();
+
+    let mut a = s.client("alice", 0);
+    let mut b = s.client("bob", 1);
+    let mut c = s.client("carol", 0);
+    let mut m = s.client("mallory", 1);
+    for (p, u) in [
+        (&mut a, "alice"),
+        (&mut b, "bob"),
+        (&mut c, "carol"),
+        (&mut m, "mallory"),
+    ] {
+        p.run(&format!("create_user {u} pw"), "created");
+        p.run(&format!("login {u} pw"), "logged in as");
+    }
+    a.run("create_group g1", "group g1 created");
+    for p in [&mut b, &mut c, &mut m] {
+        p.run("join_group g1", "join request sent");
+    }
+    a.run("list_requests g1", "mallory");
+    a.run("accept_request g1 bob", "bob is now a member");
+    a.run("accept_request g1 carol", "carol is now a member");
+    a.run("reject_request g1 mallory", "rejected");
+    a.run(&format!("upload_file g1 {file}"), "sharing movie.bin in g1");
+    b.run(&format!("upload_file g1 {file}"), "another seeder");
+    a.run("serve", "serving until interrupted");
+    b.run("serve", "serving until interrupted");
+
+    // A non-member can neither list nor download.
+    m.run("list_files g1", "error: not a member of group g1");
+    m.run(
+        "download_file g1 movie.bin got.bin",
+        "error: not a member of group g1",
+    );
+
+    c.run("list_files g1", "2 seeder(s) online");
+    let downloads = s.dir.path().join("downloads");
+    std::fs::create_dir(&downloads).unwrap();
+    c.run(
+        &format!("download_file g1 movie.bin {}", downloads.display()),
+        "in the background",
+    );
+    c.run("wait_downloads 60", "all downloads ended");
+    c.run("show_downloads", "[C] [g1] movie.bin");
+    let got = std::fs::read(downloads.join("movie.bin")).unwrap();
+    assert_eq!(sha1_hex(&got), sha1_hex(&data), "byte-exact");
+    assert!(
+        !downloads.join("movie.bin.part").exists(),
+        "the .part file was renamed into place"
+    );
+
+    // carol is now a source too; stop_share removes her.
+    c.run("list_files g1", "3 seeder(s) online");
+    c.run("stop_share g1 movie.bin", "stopped sharing");
+    c.run("list_files g1", "2 seeder(s) online");
+
+    // Both seeders served pieces.
+    for p in [&mut a, &mut b] {
+        p.signal_term();
+        let line = p.expect("served ", 20);
+        let n: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(n > 0, "{}: {line}", p.name);
+    }
+}
+
+/// Sets up alice (owner, on tracker `ta`) and bob (member, on `tb`), logged in.
+fn two_members(s: &Swarm, ta: usize, tb: usize) -> (Proc, Proc) {
+    let mut a = s.client("alice", ta);
+    let mut b = s.client("bob", tb);
+    a.run("create_user alice pw", "created");
+    a.run("login alice pw", "logged in");
+    a.run("create_group g", "created");
+    b.run("create_user bob pw", "created");
+    b.run("login bob pw", "logged in");
+    b.run("join_group g", "join request sent");
+    a.run("accept_request g bob", "now a member");
+    (a, b)
+}
+
+fn kill9(p: &mut Proc) {
+    let _ = p.child.kill();
+    let _ = p.child.wait();
+}
+
+#[test]
+fn tracker_killed_mid_session_client_carries_on_logged_in() {
+    let mut s = Swarm::start();
+    let file = s.dir.path().join("big.bin");
+    let data = random_file(&file, 48 * 1024 * 1024, 7);
+    let (mut a, mut b) = two_members(&s, 1, 0);
+    a.run(
+        &format!("upload_file g {}", file.display()),
+        "sharing big.bin",
+    );
+    a.run("serve", "serving");
+    let dest = s.dir.path().join("got.bin");
+    b.run(
+        &format!("download_file g big.bin {}", dest.display()),
+        "in the background",
+    );
+    // Kill -9 the tracker bob uses (tracker 1) while the download runs.
+    let mut t1 = s._procs.remove(0);
+    kill9(&mut t1);
+    // Bob's next commands work on tracker 2 without logging in again.
+    b.run("list_groups", "g  owner alice");
+    b.run("create_group g2", "group g2 created");
+    b.run("wait_downloads 60", "all downloads ended");
+    assert_eq!(sha1_hex(&std::fs::read(&dest).unwrap()), sha1_hex(&data));
+}
+
+#[test]
+fn seeder_killed_and_corrupt_seeder_still_give_a_byte_exact_file() {
+    let s = Swarm::start();
+    let good = s.dir.path().join("good");
+    let bad = s.dir.path().join("bad");
+    std::fs::create_dir(&good).unwrap();
+    std::fs::create_dir(&bad).unwrap();
+    let data = random_file(&good.join("f.bin"), 24 * 1024 * 1024, 9);
+    std::fs::write(bad.join("f.bin"), &data).unwrap();
+    let (mut a, mut b) = two_members(&s, 0, 1);
+    let mut c = s.client("carol", 0);
+    c.run("create_user carol pw", "created");
+    c.run("login carol pw", "logged in");
+    c.run("join_group g", "join request sent");
+    a.run("accept_request g carol", "now a member");
+    a.run(
+        &format!("upload_file g {}", good.join("f.bin").display()),
+        "sharing",
+    );
+    b.run(
+        &format!("upload_file g {}", bad.join("f.bin").display()),
+        "sharing",
+    );
+    // Bob's copy changes after sharing: every 8th piece is corrupt now.
+    let mut corrupt = data.clone();
+    for i in (0..corrupt.len()).step_by(8 * 512 * 1024) {
+        corrupt[i + 100] ^= 0xff;
+    }
+    std::fs::write(bad.join("f.bin"), &corrupt).unwrap();
+    a.run("serve", "serving");
+    b.run("serve", "serving");
+    let dest = s.dir.path().join("out.bin");
+    c.run(
+        &format!("download_file g f.bin {}", dest.display()),
+        "in the background",
+    );
+    c.run("wait_downloads 90", "all downloads ended");
+    assert_eq!(
+        sha1_hex(&std::fs::read(&dest).unwrap()),
+        sha1_hex(&data),
+        "byte-exact despite the corrupt seeder"
+    );
+
+    // Now kill -9 alice (the good seeder) mid-way through a second download
+    // of the same file by dave, with carol as the other full source.
+    let mut d = s.client("dave", 1);
+    d.run("create_user dave pw", "created");
+    d.run("login dave pw", "logged in");
+    d.run("join_group g", "join request sent");
+    kill9(&mut b);
+    // alice serves, so the owner cannot accept; carol is not the owner either:
+    // stop serving alice politely to accept, then serve again.
+    a.signal_term();
+    a.expect("served ", 20);
+    drop(a);
+    // A restarted client announces again what it shared (its share table).
+    let mut a = s.client("alice", 0);
+    a.run("login alice pw", "logged in");
+    a.run("accept_request g dave", "now a member");
+    // alice and carol (bob was killed; he shows until the offline grace ends).
+    let line = a.run("list_files g", "seeder(s) online");
+    let n: u32 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(n >= 2, "{line}");
+    a.run("serve", "serving");
+    c.run("serve", "serving");
+    let dest2 = s.dir.path().join("out2.bin");
+    d.run(
+        &format!("download_file g f.bin {}", dest2.display()),
+        "in the background",
+    );
+    kill9(&mut a);
+    d.run("wait_downloads 90", "all downloads ended");
+    assert_eq!(
+        sha1_hex(&std::fs::read(&dest2).unwrap()),
+        sha1_hex(&data),
+        "completed from the other seeder"
+    );
+}

@@ -1,0 +1,455 @@
+//! The client's command language: parsing a line into a command, and the
+//! text the user sees for each answer. Pure functions, shared by every
+//! runtime.
+//!
+//! Command names and argument orders are the seed's. Arguments are split
+//! like a shell does (`shell-words`), so a file name with spaces can be
+//! quoted: `download_file g1 "my file.txt" ~/Downloads`.
+
+use std::path::PathBuf;
+
+use p2p_proto::{
+    FileName, FileSummary, GroupName, GroupSummary, Password, Reply, Request, UserName,
+};
+use p2p_state::client::node::{CommandOk, DownloadLine};
+use p2p_state::download::DownloadState;
+
+/// One line of user input, understood.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CliCommand {
+    Tracker(Request),
+    Upload {
+        group: GroupName,
+        path: PathBuf,
+    },
+    Download {
+        group: GroupName,
+        file: FileName,
+        dest: PathBuf,
+    },
+    ShowDownloads,
+    WaitDownloads {
+        seconds: Option<u64>,
+    },
+    Serve,
+    Exit,
+    Help,
+    /// A blank line or a comment.
+    Nothing,
+}
+
+/// Every command with its arguments, for `help` and error messages.
+pub const USAGE: &[(&str, &str)] = &[
+    ("create_user", "<user> <password>"),
+    ("login", "<user> <password>"),
+    ("logout", ""),
+    ("create_group", "<group>"),
+    ("join_group", "<group>"),
+    ("leave_group", "<group>"),
+    ("list_groups", ""),
+    ("list_requests", "<group>"),
+    ("accept_request", "<group> <user>"),
+    ("reject_request", "<group> <user>"),
+    ("upload_file", "<group> <path>"),
+    ("list_files", "<group>"),
+    ("download_file", "<group> <file_name> <dest>"),
+    ("show_downloads", ""),
+    ("stop_share", "<group> <file_name>"),
+    ("wait_downloads", "[seconds]"),
+    ("serve", ""),
+    ("exit", ""),
+    ("help", ""),
+];
+
+fn usage(cmd: &str) -> String {
+    match USAGE.iter().find(|(c, _)| *c == cmd) {
+        Some((c, args)) => format!("usage: {c} {args}").trim_end().to_string(),
+        None => format!("unknown command {cmd:?} (type help for the list)"),
+    }
+}
+
+/// Parses one input line. `Err` is the message to print after `error: `.
+pub fn parse_line(line: &str) -> Result<CliCommand, String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(CliCommand::Nothing);
+    }
+    let words = shell_words::split(line).map_err(|e| format!("cannot split the line: {e}"))?;
+    let (cmd, args) = words.split_first().expect("a non-empty line has a word");
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let want = |n: usize| -> Result<(), String> {
+        if a.len() == n {
+            Ok(())
+        } else {
+            Err(usage(cmd))
+        }
+    };
+    let user = |s: &str| UserName::new(s).map_err(|e| e.to_string());
+    let group = |s: &str| GroupName::new(s).map_err(|e| e.to_string());
+    let file = |s: &str| FileName::new(s).map_err(|e| e.to_string());
+    let password = |s: &str| Password::new(s).map_err(|e| e.to_string());
+    use Request::*;
+    let t = CliCommand::Tracker;
+    Ok(match cmd.as_str() {
+        "create_user" => {
+            want(2)?;
+            t(CreateUser {
+                user: user(a[0])?,
+                password: password(a[1])?,
+            })
+        }
+        "login" => {
+            want(2)?;
+            t(Login {
+                user: user(a[0])?,
+                password: password(a[1])?,
+            })
+        }
+        "logout" => {
+            want(0)?;
+            t(Logout)
+        }
+        "create_group" => {
+            want(1)?;
+            t(CreateGroup {
+                group: group(a[0])?,
+            })
+        }
+        "join_group" => {
+            want(1)?;
+            t(JoinGroup {
+                group: group(a[0])?,
+            })
+        }
+        "leave_group" => {
+            want(1)?;
+            t(LeaveGroup {
+                group: group(a[0])?,
+            })
+        }
+        "list_groups" => {
+            want(0)?;
+            t(ListGroups)
+        }
+        "list_requests" => {
+            want(1)?;
+            t(ListRequests {
+                group: group(a[0])?,
+            })
+        }
+        "accept_request" => {
+            want(2)?;
+            t(AcceptRequest {
+                group: group(a[0])?,
+                user: user(a[1])?,
+            })
+        }
+        "reject_request" => {
+            want(2)?;
+            t(RejectRequest {
+                group: group(a[0])?,
+                user: user(a[1])?,
+            })
+        }
+        "upload_file" => {
+            want(2)?;
+            // The seed's order is `upload_file <path> <group>`; accept it too
+            // when the first argument is a path and the second a name.
+            let (g, p) = if GroupName::new(a[0]).is_err() && GroupName::new(a[1]).is_ok() {
+                (a[1], a[0])
+            } else {
+                (a[0], a[1])
+            };
+            CliCommand::Upload {
+                group: group(g)?,
+                path: PathBuf::from(p),
+            }
+        }
+        "list_files" => {
+            want(1)?;
+            t(ListFiles {
+                group: group(a[0])?,
+            })
+        }
+        "download_file" => {
+            want(3)?;
+            CliCommand::Download {
+                group: group(a[0])?,
+                file: file(a[1])?,
+                dest: PathBuf::from(a[2]),
+            }
+        }
+        "show_downloads" => {
+            want(0)?;
+            CliCommand::ShowDownloads
+        }
+        "stop_share" => {
+            want(2)?;
+            t(StopShare {
+                group: group(a[0])?,
+                file: file(a[1])?,
+            })
+        }
+        "wait_downloads" => match a.as_slice() {
+            [] => CliCommand::WaitDownloads { seconds: None },
+            [s] => CliCommand::WaitDownloads {
+                seconds: Some(
+                    s.parse()
+                        .map_err(|_| format!("{s:?} is not a number of seconds"))?,
+                ),
+            },
+            _ => return Err(usage(cmd)),
+        },
+        "serve" => {
+            want(0)?;
+            CliCommand::Serve
+        }
+        "exit" | "quit" => CliCommand::Exit,
+        "help" => CliCommand::Help,
+        other => return Err(usage(other)),
+    })
+}
+
+/// The help text.
+pub fn help() -> String {
+    let mut s = String::from("commands:\n");
+    for (c, args) in USAGE {
+        s.push_str(&format!("  {c} {args}\n"));
+    }
+    s
+}
+
+/// Human-readable bytes (KiB, MiB, GiB with one decimal).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// What the user sees when a command succeeded.
+pub fn format_ok(cmd: &CliCommand, ok: &CommandOk) -> String {
+    match ok {
+        CommandOk::Reply(r) => format_reply(cmd, r),
+        CommandOk::Started { .. } => match cmd {
+            CliCommand::Download { group, file, dest } => format!(
+                "downloading [{group}] {file} to {} in the background (show_downloads shows progress)",
+                dest.display()
+            ),
+            _ => "started".into(),
+        },
+        CommandOk::Downloads(lines) => format_downloads(lines),
+    }
+}
+
+fn format_reply(cmd: &CliCommand, r: &Reply) -> String {
+    use CliCommand::Tracker as T;
+    match (cmd, r) {
+        (T(Request::CreateUser { user, .. }), Reply::Done) => format!("user {user} created"),
+        (_, Reply::LoggedIn { user, .. }) => format!("logged in as {user}"),
+        (T(Request::Logout), _) => "logged out".into(),
+        (T(Request::CreateGroup { group }), _) => {
+            format!("group {group} created; you are its owner")
+        }
+        (T(Request::JoinGroup { group }), _) => {
+            format!("join request sent to the owner of {group} (wait for them to accept)")
+        }
+        (T(Request::LeaveGroup { group }), Reply::Left { new_owner, deleted }) => {
+            match (new_owner, deleted) {
+                (_, true) => format!("left group {group}; it had no other member and is deleted"),
+                (Some(o), _) => format!("left group {group}; {o} is its owner now"),
+                (None, _) => format!("left group {group}"),
+            }
+        }
+        (T(Request::AcceptRequest { group, user }), _) => {
+            format!("{user} is now a member of {group}")
+        }
+        (T(Request::RejectRequest { group, user }), _) => {
+            format!("request from {user} to join {group} rejected")
+        }
+        (T(Request::StopShare { group, file }), _) => format!("stopped sharing {file} in {group}"),
+        (CliCommand::Upload { group, path }, Reply::Shared { new_file }) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if *new_file {
+                format!("sharing {name} in {group}")
+            } else {
+                format!(
+                    "sharing {name} in {group} (same content as the copy already there: you are another seeder)"
+                )
+            }
+        }
+        (_, Reply::Groups(gs)) => format_groups(gs),
+        (_, Reply::Requests(us)) if us.is_empty() => "no pending requests".into(),
+        (_, Reply::Requests(us)) => us
+            .iter()
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        (_, Reply::Files(fs)) => format_files(fs),
+        (_, Reply::Resumed { user }) => format!("resumed session of {user}"),
+        (_, Reply::Pong) => "pong".into(),
+        (_, Reply::Status(s)) => format!("{s:?}"),
+        (_, other) => format!("{other:?}"),
+    }
+}
+
+fn format_groups(gs: &[GroupSummary]) -> String {
+    if gs.is_empty() {
+        return "no groups yet (create_group makes one)".into();
+    }
+    gs.iter()
+        .map(|g| {
+            let me = if g.member {
+                "  [member]"
+            } else if g.pending {
+                "  [request pending]"
+            } else {
+                ""
+            };
+            let m = if g.members == 1 { "member" } else { "members" };
+            format!("{}  owner {}  {} {m}{me}", g.name, g.owner, g.members)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn format_files(fs: &[FileSummary]) -> String {
+    if fs.is_empty() {
+        return "no files shared in this group yet".into();
+    }
+    fs.iter()
+        .map(|f| {
+            let partial = if f.partial > 0 {
+                format!(", {} partial", f.partial)
+            } else {
+                String::new()
+            };
+            format!(
+                "{}  {}  {} seeder(s) online{partial}",
+                f.name,
+                bytes(f.size),
+                f.seeders
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `show_downloads`: one line per download.
+pub fn format_downloads(lines: &[DownloadLine]) -> String {
+    if lines.is_empty() {
+        return "no downloads".into();
+    }
+    lines
+        .iter()
+        .map(format_download)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn format_download(l: &DownloadLine) -> String {
+    let head = format!("{} [{}] {}", l.mark(), l.group, l.file);
+    if let Some(e) = &l.error {
+        return format!("{head}  failed: {e}");
+    }
+    let Some(p) = &l.progress else {
+        return format!("{head}  starting");
+    };
+    let pct = if p.bytes_total == 0 {
+        100.0
+    } else {
+        p.bytes_done as f64 * 100.0 / p.bytes_total as f64
+    };
+    let body = format!("{pct:.0}%  {}/{} pieces", p.pieces_done, p.pieces_total);
+    match &p.state {
+        DownloadState::Complete => format!("{head}  {body}  complete"),
+        DownloadState::Failed(e) => format!("{head}  {body}  failed: {e}"),
+        DownloadState::Verifying => format!("{head}  {body}  verifying"),
+        DownloadState::Downloading => {
+            let why = p
+                .waiting_reason
+                .as_ref()
+                .map(|w| format!("  ({w})"))
+                .unwrap_or_default();
+            format!(
+                "{head}  {body}  {}/s  {} peer(s){why}",
+                bytes(p.rate_bps),
+                p.peers_in_use
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_commands_parse() {
+        assert_eq!(
+            parse_line("create_user alice s3cret").unwrap(),
+            CliCommand::Tracker(Request::CreateUser {
+                user: UserName::new("alice").unwrap(),
+                password: Password::new("s3cret").unwrap()
+            })
+        );
+        assert_eq!(parse_line("  ").unwrap(), CliCommand::Nothing);
+        assert_eq!(parse_line("# comment").unwrap(), CliCommand::Nothing);
+        assert!(matches!(
+            parse_line("download_file g1 \"my file.txt\" /tmp").unwrap(),
+            CliCommand::Download { .. }
+        ));
+        assert_eq!(
+            parse_line("wait_downloads 30").unwrap(),
+            CliCommand::WaitDownloads { seconds: Some(30) }
+        );
+    }
+
+    #[test]
+    fn upload_accepts_both_orders() {
+        let want = CliCommand::Upload {
+            group: GroupName::new("g1").unwrap(),
+            path: PathBuf::from("/tmp/a.bin"),
+        };
+        assert_eq!(parse_line("upload_file g1 /tmp/a.bin").unwrap(), want);
+        assert_eq!(parse_line("upload_file /tmp/a.bin g1").unwrap(), want);
+    }
+
+    #[test]
+    fn errors_say_what_to_do() {
+        assert_eq!(
+            parse_line("login alice").unwrap_err(),
+            "usage: login <user> <password>"
+        );
+        assert_eq!(parse_line("logout now").unwrap_err(), "usage: logout");
+        assert!(parse_line("fly").unwrap_err().contains("type help"));
+        assert!(
+            parse_line("create_group ../etc")
+                .unwrap_err()
+                .contains("must not contain")
+        );
+        assert!(
+            parse_line("wait_downloads soon")
+                .unwrap_err()
+                .contains("not a number")
+        );
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+    }
+}

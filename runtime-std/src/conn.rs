@@ -1,0 +1,411 @@
+//! TCP connections on threads: a reader thread per socket that cuts the byte
+//! stream into frames, a writer thread per socket fed by a channel of
+//! encoded frames, a listener thread, and dialing with a timeout.
+//!
+//! Nothing here knows a protocol: readers hand [`ConnEvent`]s to a sink the
+//! driver supplies (which wraps them into its machine's input), writers take
+//! whole encoded frames. Every reader ends with exactly one
+//! [`ConnEvent::Closed`]. Shared by the tracker driver and the client driver.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use p2p_proto::{FrameDecoder, FrameError};
+
+/// A connection's number, unique within the process.
+pub type ConnId = u64;
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh connection id (process-wide counter).
+pub fn next_conn_id() -> ConnId {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Bytes read from a socket per `read` call.
+pub const READ_CHUNK_LEN: usize = 64 * 1024;
+/// Queued frames are joined into writes of at most about this many bytes.
+pub const WRITE_BATCH_LEN_MAX: usize = 1024 * 1024;
+/// Bytes queued for one writer before the connection is cut as stalled.
+pub const WRITE_QUEUE_LEN_MAX: usize = 256 * 1024 * 1024;
+/// A write that makes no progress for this long fails the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a dial may take.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a reader thread reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnEvent {
+    /// One whole frame's payload.
+    Frame(Bytes),
+    /// The stream is not valid framing; the reader has stopped reading.
+    BadFraming(FrameError),
+    /// The connection is gone (always the reader's last event).
+    Closed,
+}
+
+/// Sets the options every connection gets (no Nagle delay, a write timeout).
+pub fn prepare(stream: &TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))
+}
+
+/// Connects to `addr`, giving up after `timeout`.
+pub fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    prepare(&stream)?;
+    Ok(stream)
+}
+
+/// Starts a thread that reads `stream`, decodes frames and hands each event
+/// to `sink`. The sink returns `false` when nobody listens any more, which
+/// stops the reader. Ends with [`ConnEvent::Closed`].
+pub fn spawn_reader<F>(
+    conn: ConnId,
+    stream: TcpStream,
+    decoder: FrameDecoder,
+    mut sink: F,
+) -> io::Result<JoinHandle<()>>
+where
+    F: FnMut(ConnEvent) -> bool + Send + 'static,
+{
+    thread::Builder::new()
+        .name(format!("conn-{conn}-rd"))
+        .spawn(move || {
+            read_loop(stream, decoder, &mut sink);
+            sink(ConnEvent::Closed);
+        })
+}
+
+/// Reads until EOF, an error, bad framing or a sink that stops listening.
+fn read_loop<F: FnMut(ConnEvent) -> bool>(
+    mut stream: TcpStream,
+    mut decoder: FrameDecoder,
+    sink: &mut F,
+) {
+    let mut chunk = vec![0u8; READ_CHUNK_LEN];
+    let mut buf = BytesMut::new();
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => {
+                if let Err(e) = decoder.finish(&buf) {
+                    sink(ConnEvent::BadFraming(e));
+                }
+                return;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    if !sink(ConnEvent::Frame(frame)) {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    sink(ConnEvent::BadFraming(e));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+enum WriterMsg {
+    Frame(Bytes),
+    Close,
+}
+
+/// The sending half of a connection: frames queue to a writer thread.
+///
+/// [`ConnWriter::close`] (or dropping it) lets the writer send what is
+/// queued, then shuts the socket down, which also ends its reader.
+/// [`ConnWriter::abort`] shuts it down at once.
+#[derive(Debug)]
+pub struct ConnWriter {
+    tx: Sender<WriterMsg>,
+    queued: Arc<AtomicUsize>,
+    stream: TcpStream,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ConnWriter {
+    /// Starts the writer thread for `stream` (a clone of it is kept to abort).
+    pub fn spawn(conn: ConnId, stream: &TcpStream) -> io::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let sock = stream.try_clone()?;
+        let q = queued.clone();
+        let thread = thread::Builder::new()
+            .name(format!("conn-{conn}-wr"))
+            .spawn(move || write_loop(sock, rx, &q))?;
+        Ok(ConnWriter {
+            tx,
+            queued,
+            stream: stream.try_clone()?,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues one encoded frame. `false` if the writer has gone or its queue
+    /// is over [`WRITE_QUEUE_LEN_MAX`] (the connection is then aborted).
+    pub fn send(&self, frame: Bytes) -> bool {
+        let len = frame.len();
+        let before = self.queued.fetch_add(len, Ordering::Relaxed);
+        if before + len > WRITE_QUEUE_LEN_MAX {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            self.abort();
+            return false;
+        }
+        if self.tx.send(WriterMsg::Frame(frame)).is_err() {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_len(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Sends what is queued, then shuts the socket down. The handle joins
+    /// the writer thread.
+    pub fn close(mut self) -> Option<JoinHandle<()>> {
+        let _ = self.tx.send(WriterMsg::Close);
+        self.thread.take()
+    }
+
+    /// Shuts the socket down now, dropping whatever is queued.
+    pub fn abort(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+impl Drop for ConnWriter {
+    fn drop(&mut self) {
+        let _ = self.tx.send(WriterMsg::Close);
+    }
+}
+
+fn write_loop(mut stream: TcpStream, rx: Receiver<WriterMsg>, queued: &AtomicUsize) {
+    let mut batch = Vec::new();
+    loop {
+        let (closing, len) = match rx.recv() {
+            Ok(first) => collect_batch(first, &rx, &mut batch),
+            Err(_) => (true, 0),
+        };
+        if !batch.is_empty() {
+            let r = stream.write_all(&batch);
+            queued.fetch_sub(len, Ordering::Relaxed);
+            batch.clear();
+            if r.is_err() {
+                break;
+            }
+        }
+        if closing {
+            let _ = stream.flush();
+            break;
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Joins `first` and whatever else is queued (up to the batch budget) into
+/// `batch`; returns whether a close came and the frame bytes taken.
+fn collect_batch(first: WriterMsg, rx: &Receiver<WriterMsg>, batch: &mut Vec<u8>) -> (bool, usize) {
+    let mut len = 0;
+    let mut next = Some(first);
+    while let Some(msg) = next.take() {
+        match msg {
+            WriterMsg::Frame(f) => {
+                len += f.len();
+                batch.extend_from_slice(&f);
+            }
+            WriterMsg::Close => return (true, len),
+        }
+        if batch.len() >= WRITE_BATCH_LEN_MAX {
+            break;
+        }
+        next = match rx.try_recv() {
+            Ok(m) => Some(m),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => return (true, len),
+        };
+    }
+    (false, len)
+}
+
+/// A listener thread; [`Listener::stop`] ends it.
+#[derive(Debug)]
+pub struct Listener {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Accepts connections on `listener`, handing each (prepared) stream and
+    /// its peer address to `on_accept`.
+    pub fn spawn<F>(listener: TcpListener, mut on_accept: F) -> io::Result<Self>
+    where
+        F: FnMut(TcpStream, SocketAddr) + Send + 'static,
+    {
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::Builder::new()
+            .name("listener".into())
+            .spawn(move || {
+                for r in listener.incoming() {
+                    if flag.load(Ordering::Acquire) {
+                        return;
+                    }
+                    match r.and_then(|s| prepare(&s).and_then(|_| Ok((s.peer_addr()?, s)))) {
+                        Ok((peer, s)) => on_accept(s, peer),
+                        Err(e) => {
+                            tracing::warn!("accept failed: {e}");
+                            // Out of descriptors and the like: do not spin.
+                            thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                }
+            })?;
+        Ok(Listener {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting (wakes the blocked `accept` with a connection to
+    /// itself) and joins the thread.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        if TcpStream::connect_timeout(&wake, Duration::from_secs(1)).is_ok()
+            && let Some(t) = self.thread.take()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_proto::encode_frame;
+    use std::time::Instant;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = dial(l.local_addr().unwrap(), DIAL_TIMEOUT).unwrap();
+        let (b, _) = l.accept().unwrap();
+        (a, b)
+    }
+
+    fn reader(stream: TcpStream) -> Receiver<ConnEvent> {
+        let (tx, rx) = mpsc::channel();
+        spawn_reader(next_conn_id(), stream, FrameDecoder::default(), move |e| {
+            tx.send(e).is_ok()
+        })
+        .unwrap();
+        rx
+    }
+
+    fn next(rx: &Receiver<ConnEvent>) -> ConnEvent {
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("an event in time")
+    }
+
+    #[test]
+    fn frames_cross_in_order_and_close_flushes_first() {
+        let (a, b) = pair();
+        let events = reader(b);
+        let w = ConnWriter::spawn(1, &a).unwrap();
+        for i in 1..=100u8 {
+            let mut f = BytesMut::new();
+            encode_frame(&vec![i; i as usize * 100], &mut f);
+            assert!(w.send(f.freeze()));
+        }
+        let _ = w.close().map(|t| t.join());
+        for i in 1..=100u8 {
+            assert_eq!(
+                next(&events),
+                ConnEvent::Frame(Bytes::from(vec![i; i as usize * 100]))
+            );
+        }
+        assert_eq!(next(&events), ConnEvent::Closed);
+    }
+
+    #[test]
+    fn a_huge_length_prefix_is_refused_from_the_header_alone() {
+        let (mut a, b) = pair();
+        let events = reader(b);
+        a.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+        assert!(matches!(
+            next(&events),
+            ConnEvent::BadFraming(FrameError::TooLong { .. })
+        ));
+        assert_eq!(next(&events), ConnEvent::Closed);
+    }
+
+    #[test]
+    fn eof_mid_frame_is_bad_framing_then_closed() {
+        let (mut a, b) = pair();
+        let events = reader(b);
+        a.write_all(&[0, 0, 0, 9, 1, 2]).unwrap();
+        a.shutdown(Shutdown::Write).unwrap();
+        assert!(matches!(
+            next(&events),
+            ConnEvent::BadFraming(FrameError::Truncated { .. })
+        ));
+        assert_eq!(next(&events), ConnEvent::Closed);
+    }
+
+    #[test]
+    fn abort_ends_the_reader_at_once() {
+        let (a, b) = pair();
+        let events = reader(a.try_clone().unwrap());
+        let w = ConnWriter::spawn(2, &a).unwrap();
+        w.abort();
+        assert_eq!(next(&events), ConnEvent::Closed);
+        drop(b);
+    }
+
+    #[test]
+    fn listener_accepts_and_stops() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (tx, rx) = mpsc::channel();
+        let listener = Listener::spawn(l, move |s, peer| {
+            let _ = tx.send((s, peer));
+        })
+        .unwrap();
+        let c = dial(listener.local_addr(), DIAL_TIMEOUT).unwrap();
+        let (_s, peer) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(peer, c.local_addr().unwrap());
+        let t = Instant::now();
+        listener.stop();
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+}
