@@ -385,3 +385,159 @@ fn seeder_killed_and_corrupt_seeder_still_give_a_byte_exact_file() {
         "completed from the other seeder"
     );
 }
+
+/// A download interrupted earlier (its `.part` file and record hold half
+/// the pieces, one of them damaged on disk) resumes: only the missing and
+/// the damaged pieces are fetched, and the result is byte-exact.
+#[test]
+fn interrupted_download_resumes_with_only_the_missing_pieces() {
+    use p2p_proto::{PieceSet, Wire};
+    let s = Swarm::start();
+    let src = s.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let data = random_file(&src.join("r.bin"), 16 * 512 * 1024 + 77, 5);
+    let (mut a, mut b) = two_members(&s, 0, 1);
+    a.run(
+        &format!("upload_file g {}", src.join("r.bin").display()),
+        "sharing",
+    );
+    a.run("serve", "serving");
+    // What a killed client leaves behind: pieces 0..8 written and recorded.
+    let dest = s.dir.path().join("r.bin");
+    let piece = 512 * 1024;
+    let mut part = vec![0u8; data.len()];
+    part[..8 * piece].copy_from_slice(&data[..8 * piece]);
+    part[3 * piece + 5] ^= 1; // recorded but damaged: must be fetched again
+    std::fs::write(s.dir.path().join("r.bin.part"), &part).unwrap();
+    let mut rec = PieceSet::empty(17);
+    for i in 0..8 {
+        rec.insert(i);
+    }
+    std::fs::write(s.dir.path().join("r.bin.part.pieces"), rec.to_bytes()).unwrap();
+    b.run(
+        &format!("download_file g r.bin {}", dest.display()),
+        "in the background",
+    );
+    b.run("wait_downloads 60", "all downloads ended");
+    assert_eq!(sha1_hex(&std::fs::read(&dest).unwrap()), sha1_hex(&data));
+    a.signal_term();
+    let line = a.expect("served ", 20);
+    let served: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(
+        served,
+        17 - 8 + 1,
+        "only missing and damaged pieces fetched: {line}"
+    );
+}
+
+/// Raw TCP to a client's seeder port: garbage and a 4 GiB length prefix are
+/// cut off, a request without a ticket is refused, and the seeder keeps
+/// serving a proper downloader.
+#[test]
+fn seeder_refuses_garbage_and_requests_without_a_ticket() {
+    use p2p_proto::{FrameDecoder, Hello, PeerMsg, RejectReason, Role, Wire, encode_msg};
+    use std::io::Read;
+    let s = Swarm::start();
+    let port = free_port();
+    let data_dir = s.dir.path().join("data-alice");
+    let args = [
+        s.trackers[0].as_str(),
+        s.info.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ];
+    let mut a = Proc::spawn("alice", env!("CARGO_BIN_EXE_client"), &args, s.dir.path());
+    a.run("create_user alice pw", "created");
+    a.run("login alice pw", "logged in");
+    a.run("create_group g", "created");
+    let file = s.dir.path().join("x.bin");
+    let data = random_file(&file, 3 * 512 * 1024, 3);
+    a.run(&format!("upload_file g {}", file.display()), "sharing");
+    a.run("serve", "serving");
+    let connect = || {
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c
+    };
+    let closed = |mut c: std::net::TcpStream| {
+        let mut buf = [0u8; 4096];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => return true,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return false;
+                }
+                Err(_) => return true,
+                Ok(_) => continue,
+            }
+        }
+    };
+    // Garbage, and a 4 GiB length prefix: the seeder hangs up.
+    let mut g1 = connect();
+    g1.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert!(closed(g1));
+    let mut g2 = connect();
+    g2.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+    assert!(closed(g2));
+    // A proper hello, then a request without a ticket: refused, then closed.
+    let mut c = connect();
+    let mut out = bytes::BytesMut::new();
+    encode_msg(&Hello::new(Role::Peer), &mut out);
+    encode_msg(&PeerMsg::Request { index: 0 }, &mut out);
+    c.write_all(&out).unwrap();
+    let mut dec = FrameDecoder::default();
+    let mut buf = bytes::BytesMut::new();
+    let mut msgs = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        while let Ok(Some(f)) = dec.decode(&mut buf) {
+            msgs.push(f);
+        }
+    }
+    assert!(
+        Hello::from_bytes(msgs[0].clone()).is_ok(),
+        "the seeder says hello"
+    );
+    let refusal = PeerMsg::from_bytes(msgs[1].clone()).unwrap();
+    assert_eq!(
+        refusal,
+        PeerMsg::Reject {
+            index: None,
+            reason: RejectReason::NoTicket
+        }
+    );
+    assert!(
+        !msgs
+            .iter()
+            .skip(1)
+            .any(|m| matches!(PeerMsg::from_bytes(m.clone()), Ok(PeerMsg::Piece { .. })))
+    );
+    // The seeder still serves a member with a ticket.
+    let mut b = s.client("bob", 1);
+    b.run("create_user bob pw", "created");
+    b.run("login bob pw", "logged in");
+    b.run("join_group g", "join request sent");
+    a.signal_term();
+    a.expect("served 0 pieces", 20);
+    drop(a);
+    let mut a = Proc::spawn("alice", env!("CARGO_BIN_EXE_client"), &args, s.dir.path());
+    a.run("login alice pw", "logged in");
+    a.run("accept_request g bob", "now a member");
+    a.run("serve", "serving");
+    let dest = s.dir.path().join("x-copy.bin");
+    b.run(
+        &format!("download_file g x.bin {}", dest.display()),
+        "in the background",
+    );
+    b.run("wait_downloads 60", "all downloads ended");
+    assert_eq!(sha1_hex(&std::fs::read(&dest).unwrap()), sha1_hex(&data));
+}

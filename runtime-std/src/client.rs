@@ -261,13 +261,15 @@ pub fn start(opts: ClientOptions) -> io::Result<ClientHandle> {
         let Ok(writer) = ConnWriter::spawn(conn, &stream) else {
             return;
         };
+        // Register the connection before its reader can report anything.
+        let _ = accept_tx.send(Ev::PeerUp {
+            conn,
+            writer,
+            inbound: true,
+        });
         let sink = peer_sink(accept_tx.clone(), conn);
-        if conn::spawn_reader(conn, stream, FrameDecoder::default(), sink).is_ok() {
-            let _ = accept_tx.send(Ev::PeerUp {
-                conn,
-                writer,
-                inbound: true,
-            });
+        if conn::spawn_reader(conn, stream, FrameDecoder::default(), sink).is_err() {
+            let _ = accept_tx.send(Ev::Input(cn::Input::PeerClosed { conn }));
         }
     })?;
     let disk = DiskPool::start(tx.clone());
@@ -351,6 +353,30 @@ fn tracker_sink(
             ConnEvent::BadFraming(_) | ConnEvent::Closed => cn::Input::TrackerClosed { conn },
         };
         tx.send(Ev::Input(input)).is_ok()
+    }
+}
+
+/// Hands a fresh connection to the machine thread: its writer first (so
+/// the machine knows the connection before anything is read from it),
+/// then its reader.
+fn attach<S>(
+    tx: &Sender<Ev>,
+    stream: std::net::TcpStream,
+    id: conn::ConnId,
+    up: impl FnOnce(ConnWriter) -> Ev,
+    sink: S,
+    failed: Ev,
+    closed: Ev,
+) where
+    S: FnMut(ConnEvent) -> bool + Send + 'static,
+{
+    let Ok(writer) = ConnWriter::spawn(id, &stream) else {
+        let _ = tx.send(failed);
+        return;
+    };
+    let _ = tx.send(up(writer));
+    if conn::spawn_reader(id, stream, FrameDecoder::default(), sink).is_err() {
+        let _ = tx.send(closed);
     }
 }
 
@@ -739,28 +765,24 @@ impl Machine {
 
     fn execute(&mut self, o: cn::Output) {
         match o {
-            cn::Output::TrackerConnect { conn, addr } => {
-                self.dial(addr, move |tx, res| match res {
-                    Ok((stream, id)) => {
-                        let Ok(writer) = ConnWriter::spawn(id, &stream) else {
-                            return;
-                        };
-                        if conn::spawn_reader(
-                            id,
-                            stream,
-                            FrameDecoder::default(),
-                            tracker_sink(tx.clone(), conn),
-                        )
-                        .is_ok()
-                        {
-                            let _ = tx.send(Ev::TrackerUp { conn, writer });
-                        }
-                    }
+            cn::Output::TrackerConnect { conn, addr } => self.dial(addr, move |tx, res| {
+                let failed = Ev::Input(cn::Input::TrackerConnectFailed { conn });
+                let closed = Ev::Input(cn::Input::TrackerClosed { conn });
+                match res {
+                    Ok((stream, id)) => attach(
+                        tx,
+                        stream,
+                        id,
+                        |writer| Ev::TrackerUp { conn, writer },
+                        tracker_sink(tx.clone(), conn),
+                        failed,
+                        closed,
+                    ),
                     Err(_) => {
-                        let _ = tx.send(Ev::Input(cn::Input::TrackerConnectFailed { conn }));
+                        let _ = tx.send(failed);
                     }
-                })
-            }
+                }
+            }),
             cn::Output::TrackerSend { conn, frame } => {
                 if let Some(w) = self.trackers.get(&conn) {
                     let mut b = bytes::BytesMut::new();
@@ -773,28 +795,29 @@ impl Machine {
                     w.abort();
                 }
             }
-            cn::Output::PeerConnect { conn, addr } => self.dial(addr, move |tx, res| match res {
-                Ok((stream, id)) => {
-                    let Ok(writer) = ConnWriter::spawn(id, &stream) else {
-                        return;
-                    };
-                    if conn::spawn_reader(
-                        id,
-                        stream,
-                        FrameDecoder::default(),
-                        peer_sink(tx.clone(), conn),
-                    )
-                    .is_ok()
-                    {
-                        let _ = tx.send(Ev::PeerUp {
+            cn::Output::PeerConnect { conn, addr } => self.dial(addr, move |tx, res| {
+                let failed = Ev::Input(cn::Input::PeerConnectFailed { conn });
+                let closed = Ev::Input(cn::Input::PeerClosed { conn });
+                match res {
+                    Ok((stream, id)) => {
+                        let up = |writer| Ev::PeerUp {
                             conn,
                             writer,
                             inbound: false,
-                        });
+                        };
+                        attach(
+                            tx,
+                            stream,
+                            id,
+                            up,
+                            peer_sink(tx.clone(), conn),
+                            failed,
+                            closed,
+                        )
                     }
-                }
-                Err(_) => {
-                    let _ = tx.send(Ev::Input(cn::Input::PeerConnectFailed { conn }));
+                    Err(_) => {
+                        let _ = tx.send(failed);
+                    }
                 }
             }),
             cn::Output::PeerSend { conn, msg } => {

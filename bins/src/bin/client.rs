@@ -120,25 +120,77 @@ fn run(args: Args) -> Result<bool, String> {
         max_parallel: args.max_parallel,
         data_dir: args.data_dir.unwrap_or_else(default_data_dir),
     };
+    let history = opts.data_dir.join("history");
     let mut handle = client::start(opts).map_err(|e| format!("cannot start the client: {e}"))?;
-    let interactive = std::io::stdin().is_terminal();
     let events = handle.take_events();
-    std::thread::spawn(move || {
-        for e in events {
-            if let Some(line) = event_line(&e) {
-                eprintln!("{line}");
-            }
-        }
-    });
-    if interactive {
+    let ok = if std::io::stdin().is_terminal() {
         println!(
             "p2p-share client; seeder on {}; type help for commands",
             handle.seeder_addr()
         );
-    }
-    let ok = command_loop(&handle, interactive);
+        interactive_loop(&handle, events, &history)?
+    } else {
+        print_events(events, |line| eprintln!("{line}"));
+        command_loop(&handle)
+    };
     handle.stop();
     Ok(ok)
+}
+
+/// Prints background news on its own thread.
+fn print_events(
+    events: std::sync::mpsc::Receiver<ClientEvent>,
+    mut print: impl FnMut(String) + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        for e in events {
+            if let Some(line) = event_line(&e) {
+                print(line);
+            }
+        }
+    });
+}
+
+/// A prompt with line editing and history; background news is printed
+/// above the prompt, never through it.
+fn interactive_loop(
+    handle: &ClientHandle,
+    events: std::sync::mpsc::Receiver<ClientEvent>,
+    history: &Path,
+) -> Result<bool, String> {
+    use rustyline::ExternalPrinter;
+    use rustyline::error::ReadlineError;
+    let mut rl =
+        rustyline::DefaultEditor::new().map_err(|e| format!("cannot open the terminal: {e}"))?;
+    let _ = rl.load_history(history);
+    match rl.create_external_printer() {
+        Ok(mut printer) => print_events(events, move |line| {
+            let _ = printer.print(line);
+        }),
+        Err(_) => print_events(events, |line| eprintln!("{line}")),
+    }
+    let mut all_ok = true;
+    loop {
+        match rl.readline("> ") {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = rl.add_history_entry(line.as_str());
+                }
+                match execute(handle, &line) {
+                    Ok(Flow::Exit) => break,
+                    Ok(Flow::Continue) => {}
+                    Err(e) => {
+                        all_ok = false;
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+            Err(ReadlineError::Interrupted) => println!("(type exit to leave)"),
+            Err(_) => break,
+        }
+    }
+    let _ = rl.save_history(history);
+    Ok(all_ok)
 }
 
 /// The line shown for background news, if any.
@@ -170,16 +222,13 @@ fn event_line(e: &ClientEvent) -> Option<String> {
     }
 }
 
-/// Reads and runs commands until `exit` or end of input. True if all succeeded.
-fn command_loop(handle: &ClientHandle, interactive: bool) -> bool {
+/// Reads and runs commands from a pipe or file until `exit` or end of
+/// input, each as soon as its line arrives. True if all succeeded.
+fn command_loop(handle: &ClientHandle) -> bool {
     let stdin = std::io::stdin();
     let mut all_ok = true;
     let mut line = String::new();
     loop {
-        if interactive {
-            print!("> ");
-            let _ = std::io::stdout().flush();
-        }
         line.clear();
         match stdin.lock().read_line(&mut line) {
             Ok(0) | Err(_) => return all_ok,

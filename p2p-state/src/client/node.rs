@@ -925,6 +925,9 @@ impl ClientNode {
         let Some(state) = self.conns.remove(&conn) else {
             return;
         };
+        // The driver releases its side (a reader that stopped on bad framing
+        // leaves the socket open until then).
+        self.out.push_back(Output::PeerClose { conn });
         match state {
             PeerConn::InHello => {}
             PeerConn::Seeder => self

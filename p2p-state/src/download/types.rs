@@ -63,6 +63,10 @@ pub struct DownloadConfig {
     pub peers_refresh: Duration,
     /// Give up after this long without a verified piece.
     pub no_peer_timeout: Duration,
+    /// Planted bug (test switch): accept pieces without checking their
+    /// hash. Always false outside the simulator's teeth tests.
+    #[doc(hidden)]
+    pub bug_skip_verify: bool,
 }
 
 /// Default most requests in flight per download.
@@ -103,6 +107,7 @@ impl Default for DownloadConfig {
             tracker_backoff_max: Duration::from_secs(30),
             peers_refresh: Duration::from_secs(60),
             no_peer_timeout: Duration::from_secs(5 * 60),
+            bug_skip_verify: false,
         }
     }
 }

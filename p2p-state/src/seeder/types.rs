@@ -52,6 +52,10 @@ pub struct SeederConfig {
     pub refusals_max: u32,
     pub open_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Planted bug (test switch): serve any `Open`, whatever its ticket.
+    /// Always false outside the simulator's teeth tests.
+    #[doc(hidden)]
+    pub bug_ignore_tickets: bool,
 }
 
 impl Default for SeederConfig {
@@ -64,6 +68,7 @@ impl Default for SeederConfig {
             refusals_max: REFUSALS_MAX,
             open_timeout: OPEN_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
+            bug_ignore_tickets: false,
         }
     }
 }

@@ -560,9 +560,17 @@ impl Tracker {
                     self.tracker_conns.remove(&t);
                     // The driver's Closed will find no connection; tell repl now.
                     self.repl.handle_disconnected(now, t);
+                    // As on a close: the lower id dials again, or nobody does.
+                    if t > self.cfg.id {
+                        self.schedule_redial(now, t);
+                    }
                 }
             }
-            ConnKind::AwaitHello { .. } => {}
+            ConnKind::AwaitHello { dialed, .. } => {
+                if let Some(t) = dialed {
+                    self.schedule_redial(now, t);
+                }
+            }
         }
         self.event(TrackerEvent::BadInput {
             conn,

@@ -94,6 +94,10 @@ pub struct ReplConfig {
     pub append_bytes_max: usize,
     /// Most entries sent to a backup and not yet acked.
     pub window_entries: u64,
+    /// Planted bug (test switch): a backup skips applying one op in a
+    /// hundred. Always false outside the simulator's teeth tests.
+    #[doc(hidden)]
+    pub bug_skip_one_in_100: bool,
 }
 
 impl ReplConfig {
@@ -108,6 +112,7 @@ impl ReplConfig {
             log_keep: 5_000,
             append_bytes_max: 256 * 1024,
             window_entries: 8192,
+            bug_skip_one_in_100: false,
         }
     }
 }
@@ -642,6 +647,8 @@ impl<S: Replicated> Repl<S> {
         self.epoch = epoch;
         self.role = Role::Backup;
         self.caught_up = false;
+        // What the old primary's log reached says nothing about the new one's.
+        self.primary_last = 0;
         self.mismatch_sent = false;
         self.pending_fork = None;
         self.snapshot_rx = None;
@@ -713,6 +720,11 @@ impl<S: Replicated> Repl<S> {
             let i = self.applied + 1;
             let Some(entry) = self.log.get(i) else { break };
             let op = entry.op.clone();
+            // planted bug (test switch)
+            if self.cfg.bug_skip_one_in_100 && self.role == Role::Backup && i % 100 == 0 {
+                self.applied = i;
+                continue;
+            }
             let outcome = self.state.apply(&op);
             self.applied = i;
             for tag in self.waiters.remove(&i).unwrap_or_default() {
