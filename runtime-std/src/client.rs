@@ -159,6 +159,16 @@ impl ClientHandle {
 
 /// Hashes a file in pieces, on every core, reading with `pread`.
 pub fn hash_file(path: &Path, piece_len: u32) -> io::Result<FileMeta> {
+    hash_file_with_progress(path, piece_len, &|_| {})
+}
+
+/// [`hash_file`], calling `progress` with the bytes hashed so far (from the
+/// hashing threads, about once per piece).
+pub fn hash_file_with_progress(
+    path: &Path,
+    piece_len: u32,
+    progress: &(dyn Fn(u64) + Sync),
+) -> io::Result<FileMeta> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -180,6 +190,8 @@ pub fn hash_file(path: &Path, piece_len: u32) -> io::Result<FileMeta> {
         .min(n.max(1));
     let per = n.div_ceil(workers.max(1)).max(1);
     let mut piece_hashes = vec![p2p_proto::Sha1Hash::default(); n];
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let done = &done;
     thread::scope(|s| -> io::Result<()> {
         let mut jobs = Vec::new();
         for (w, out) in piece_hashes.chunks_mut(per).enumerate() {
@@ -192,6 +204,8 @@ pub fn hash_file(path: &Path, piece_len: u32) -> io::Result<FileMeta> {
                     let len = (size - off).min(piece_len as u64) as usize;
                     file.read_exact_at(&mut buf[..len], off)?;
                     *h = sha1(&buf[..len]);
+                    done.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+                    progress(done.load(std::sync::atomic::Ordering::Relaxed));
                 }
                 Ok(())
             }));

@@ -268,8 +268,7 @@ fn execute(handle: &ClientHandle, line: &str) -> Result<Flow, String> {
         CliCommand::Upload { group, path } => {
             let path =
                 std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let meta = client::hash_file(&path, PIECE_LEN)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let meta = hash_with_progress(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let share = handle.share_id(&path, group);
             Command::Share {
                 group: group.clone(),
@@ -298,6 +297,24 @@ fn execute(handle: &ClientHandle, line: &str) -> Result<Flow, String> {
     };
     println!("{}", cli::format_ok(&cmd, &ok));
     Ok(Flow::Continue)
+}
+
+/// Hashes a file for `upload_file`, with a progress bar for large files
+/// when a person is watching.
+fn hash_with_progress(path: &Path) -> std::io::Result<p2p_proto::FileMeta> {
+    let size = std::fs::metadata(path)?.len();
+    if !std::io::stderr().is_terminal() || size < 64 << 20 {
+        return client::hash_file(path, PIECE_LEN);
+    }
+    let bar = indicatif::ProgressBar::new(size).with_style(
+        indicatif::ProgressStyle::with_template(
+            "hashing {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let meta = client::hash_file_with_progress(path, PIECE_LEN, &|n| bar.set_position(n));
+    bar.finish_and_clear();
+    meta
 }
 
 /// An existing directory keeps the file's name; anything else is the path.

@@ -280,6 +280,9 @@ pub struct Repl<S: Replicated> {
     snapshot_at: u64,
     /// A snapshot installed from the primary, acked once it is persisted.
     snapshot_ack: Option<LogPos>,
+    /// Primary: log indices of re-submitted ops not applied yet; one that
+    /// fails when applied is a conflict too.
+    resubmitted_at: BTreeSet<u64>,
 }
 
 impl<S: Replicated> Repl<S> {
@@ -323,6 +326,7 @@ impl<S: Replicated> Repl<S> {
             conflicts: VecDeque::new(),
             snapshot_at: start.index,
             snapshot_ack: None,
+            resubmitted_at: BTreeSet::new(),
             cfg,
         };
         for e in entries {
@@ -666,6 +670,7 @@ impl<S: Replicated> Repl<S> {
     fn step_down(&mut self) {
         self.followers.clear();
         self.uncommitted_since.clear();
+        self.resubmitted_at.clear();
         let waiters = std::mem::take(&mut self.waiters);
         for tag in waiters.into_values().flatten() {
             self.out.push_back(ReplOutput::Abandoned { tag });
@@ -727,6 +732,12 @@ impl<S: Replicated> Repl<S> {
             }
             let outcome = self.state.apply(&op);
             self.applied = i;
+            if self.resubmitted_at.remove(&i)
+                && let Err(reason) = &outcome
+                && !self.conflicts.iter().any(|c| c.op.origin == op.origin)
+            {
+                self.record_conflict(op.clone(), reason.clone());
+            }
             for tag in self.waiters.remove(&i).unwrap_or_default() {
                 self.out.push_back(ReplOutput::Applied {
                     tag,

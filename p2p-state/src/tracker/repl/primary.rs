@@ -254,7 +254,11 @@ impl<S: Replicated> Repl<S> {
         }
         match self.state.revalidate(&op) {
             Ok(()) => {
-                let _ = self.propose(now, op.origin, op.kind, None);
+                // Re-validated against the applied state only: ops proposed
+                // before it may still make it fail (see `apply_through`).
+                if let Ok(index) = self.propose(now, op.origin, op.kind, None) {
+                    self.resubmitted_at.insert(index);
+                }
             }
             Err(reason) => self.record_conflict(op, reason),
         }
