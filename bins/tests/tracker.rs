@@ -2,6 +2,12 @@
 //! found by binding port 0), a raw TCP client speaking the protocol, kill -9
 //! and restart with the same data directory, bad bytes, and the console.
 //! Every process is killed by a Drop guard; every wait is bounded.
+//!
+//! Every test body takes the runtime (`--runtime std|smol`) of each
+//! tracker; each runs with all trackers on std (module `std_runtime`) and
+//! all on smol (`smol_runtime`), and `mixed` pairs a std tracker with a
+//! smol one, including a restart on the other runtime from the same data
+//! directory.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -110,31 +116,94 @@ impl Drop for Proc {
     }
 }
 
-/// A temp dir with a tracker_info.txt of `n` free addresses.
+/// A driver, as the binaries' `--runtime` names it.
+#[derive(Clone, Copy, Debug)]
+enum Rt {
+    Std,
+    Smol,
+}
+
+impl Rt {
+    fn arg(self) -> &'static str {
+        match self {
+            Rt::Std => "std",
+            Rt::Smol => "smol",
+        }
+    }
+}
+
+/// Generates `std_runtime::name` and `smol_runtime::name` for each body,
+/// which takes the runtime every tracker runs.
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod std_runtime {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Rt::Std)
+            })*
+        }
+        mod smol_runtime {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Rt::Smol)
+            })*
+        }
+    };
+}
+
+on_both_runtimes!(
+    two_trackers_connect_and_print_the_seed_line,
+    a_write_on_one_tracker_is_listed_on_the_other,
+    failover_after_kill_9_then_restart_recovers_and_catches_up,
+    garbage_and_a_4gib_length_prefix_close_only_that_connection,
+    end_of_stdin_does_not_stop_it_but_quit_does,
+    sigterm_shuts_down_cleanly,
+    bad_command_lines_are_clear_errors,
+);
+
+/// A temp dir with a tracker_info.txt of one free address per tracker,
+/// and the runtime each tracker runs.
 struct Cluster {
     dir: tempfile::TempDir,
     info: PathBuf,
     addrs: Vec<SocketAddr>,
+    rts: Vec<Rt>,
 }
 
 impl Cluster {
-    fn new(n: usize) -> Self {
+    /// `n` trackers, all on `rt`.
+    fn new(n: usize, rt: Rt) -> Self {
+        Self::mixed(&vec![rt; n])
+    }
+
+    /// Tracker `i + 1` runs on `rts[i]`.
+    fn mixed(rts: &[Rt]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let addrs = free_addrs(n);
+        let addrs = free_addrs(rts.len());
         let info = dir.path().join("tracker_info.txt");
         let text: String = std::iter::once("# test trackers\n".to_string())
             .chain(addrs.iter().map(|a| format!("{a}\n")))
             .collect();
         std::fs::write(&info, text).unwrap();
-        Cluster { dir, info, addrs }
+        Cluster {
+            dir,
+            info,
+            addrs,
+            rts: rts.to_vec(),
+        }
     }
 
     fn data_dir(&self, n: usize) -> PathBuf {
         self.dir.path().join(format!("data-{n}"))
     }
 
-    /// Starts tracker `n`; `stdin`: piped (else </dev/null).
+    /// Starts tracker `n` on its runtime; `stdin`: piped (else </dev/null).
     fn start(&self, n: usize, stdin: bool) -> Proc {
+        self.start_on(n, stdin, self.rts[n - 1])
+    }
+
+    /// Starts tracker `n` on `rt`.
+    fn start_on(&self, n: usize, stdin: bool, rt: Rt) -> Proc {
         let stderr = self.dir.path().join(format!("stderr-{n}-{}.txt", nanos()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_tracker"))
             .arg(&self.info)
@@ -142,6 +211,7 @@ impl Cluster {
             .arg("--data-dir")
             .arg(self.data_dir(n))
             .args(["--argon2", "test", "--log-level", "debug"])
+            .args(["--runtime", rt.arg()])
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(File::create(&stderr).unwrap())
@@ -353,18 +423,19 @@ fn wait_closed(s: &mut TcpStream) {
 
 // ---------------------------------------------------------------- tests
 
-#[test]
-fn two_trackers_connect_and_print_the_seed_line() {
-    let c = Cluster::new(2);
+fn two_trackers_connect_and_print_the_seed_line(rt: Rt) {
+    let c = Cluster::new(2, rt);
     let t1 = c.start(1, false);
     let t2 = c.start(2, false);
     seed_line(&t1, 2);
     seed_line(&t2, 1);
 }
 
-#[test]
-fn a_write_on_one_tracker_is_listed_on_the_other() {
-    let c = Cluster::new(2);
+fn a_write_on_one_tracker_is_listed_on_the_other(rt: Rt) {
+    write_listed_on_the_other(Cluster::new(2, rt));
+}
+
+fn write_listed_on_the_other(c: Cluster) {
     let t1 = c.start(1, false);
     let t2 = c.start(2, false);
     seed_line(&t1, 2);
@@ -382,9 +453,12 @@ fn a_write_on_one_tracker_is_listed_on_the_other() {
     drop((t1, t2));
 }
 
-#[test]
-fn failover_after_kill_9_then_restart_recovers_and_catches_up() {
-    let c = Cluster::new(2);
+fn failover_after_kill_9_then_restart_recovers_and_catches_up(rt: Rt) {
+    failover_then_restart(Cluster::new(2, rt), rt);
+}
+
+/// Tracker 1 is killed, then restarted on `restart` from its data dir.
+fn failover_then_restart(c: Cluster, restart: Rt) {
     let t1 = c.start(1, false);
     let t2 = c.start(2, false);
     seed_line(&t2, 1);
@@ -411,7 +485,7 @@ fn failover_after_kill_9_then_restart_recovers_and_catches_up() {
     assert_eq!(group_names(&mut a), ["after", "before"]);
 
     // Restart tracker 1 on the same data dir: it recovers and catches up.
-    let t1 = c.start(1, false);
+    let t1 = c.start_on(1, false, restart);
     t1.wait_stderr("log entries");
     assert!(
         !t1.stderr_text().contains("0 log entries"),
@@ -429,9 +503,8 @@ fn failover_after_kill_9_then_restart_recovers_and_catches_up() {
     drop(t2);
 }
 
-#[test]
-fn garbage_and_a_4gib_length_prefix_close_only_that_connection() {
-    let c = Cluster::new(1);
+fn garbage_and_a_4gib_length_prefix_close_only_that_connection(rt: Rt) {
+    let c = Cluster::new(1, rt);
     let t = c.start(1, false);
     let mut good = RawClient::connect(c.addrs[0], 1);
     signup(&mut good, "carol");
@@ -468,9 +541,8 @@ fn garbage_and_a_4gib_length_prefix_close_only_that_connection() {
     assert_eq!(group_names(&mut good), ["still"]);
 }
 
-#[test]
-fn end_of_stdin_does_not_stop_it_but_quit_does() {
-    let c = Cluster::new(1);
+fn end_of_stdin_does_not_stop_it_but_quit_does(rt: Rt) {
+    let c = Cluster::new(1, rt);
     let mut detached = c.start(1, false);
     let mut cl = RawClient::connect(c.addrs[0], 1);
     assert_eq!(cl.call(Request::Ping), Ok(Reply::Pong));
@@ -494,9 +566,8 @@ fn end_of_stdin_does_not_stop_it_but_quit_does() {
     t.wait_stderr("storage flushed");
 }
 
-#[test]
-fn sigterm_shuts_down_cleanly() {
-    let c = Cluster::new(1);
+fn sigterm_shuts_down_cleanly(rt: Rt) {
+    let c = Cluster::new(1, rt);
     let mut t = c.start(1, false);
     let mut cl = RawClient::connect(c.addrs[0], 1);
     assert_eq!(cl.call(Request::Ping), Ok(Reply::Pong));
@@ -510,12 +581,12 @@ fn sigterm_shuts_down_cleanly() {
     t.wait_stderr("storage flushed");
 }
 
-#[test]
-fn bad_command_lines_are_clear_errors() {
-    let c = Cluster::new(2);
+fn bad_command_lines_are_clear_errors(rt: Rt) {
+    let c = Cluster::new(2, rt);
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_tracker"))
             .args(args)
+            .args(["--runtime", rt.arg()])
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -533,8 +604,28 @@ fn bad_command_lines_are_clear_errors() {
     let (code, err) = run(&[bad.to_str().unwrap(), "1"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("line 2"), "{err}");
-    let (code, err) = run(&[info, "1", "--runtime", "smol"]);
-    assert_eq!(code, Some(2));
-    assert!(err.contains("not available yet"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_tracker"))
+        .args([info, "1", "--runtime", "tokio"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("invalid value 'tokio'"), "{err}");
     assert!(!Path::new(&c.data_dir(1)).exists());
+}
+
+mod mixed {
+    use super::{Cluster, Rt, failover_then_restart, write_listed_on_the_other};
+
+    #[test]
+    fn a_std_and_a_smol_tracker_replicate() {
+        write_listed_on_the_other(Cluster::mixed(&[Rt::Std, Rt::Smol]));
+    }
+
+    /// A smol tracker killed -9 comes back on std from the same data dir.
+    #[test]
+    fn a_smol_tracker_restarts_on_std_from_its_data_dir() {
+        failover_then_restart(Cluster::mixed(&[Rt::Smol, Rt::Std]), Rt::Std);
+    }
 }

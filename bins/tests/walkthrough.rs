@@ -3,6 +3,12 @@
 //! two members and downloaded by a third from both, byte-exact; a
 //! non-member refused; stop_share; both trackers agreeing.
 //!
+//! Every test body takes a [`Mix`]: which runtime (`--runtime std|smol`)
+//! the trackers, the seeding clients and the downloading clients run. Each
+//! runs once with everything on std and once with everything on smol
+//! (modules `std_runtime` and `smol_runtime`); `mixed` runs the
+//! walkthrough across runtimes.
+//!
 //! Every process is killed when the test ends (a Drop guard); every wait
 //! has a deadline.
 
@@ -128,15 +134,119 @@ fn random_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
     data
 }
 
+/// A driver, as the binaries' `--runtime` names it.
+#[derive(Clone, Copy, Debug)]
+enum Rt {
+    Std,
+    Smol,
+}
+
+impl Rt {
+    fn arg(self) -> &'static str {
+        match self {
+            Rt::Std => "std",
+            Rt::Smol => "smol",
+        }
+    }
+}
+
+/// Which runtime each role runs on.
+#[derive(Clone, Copy, Debug)]
+struct Mix {
+    trackers: Rt,
+    /// Clients that share files.
+    seeders: Rt,
+    /// Clients that download (and the others).
+    leechers: Rt,
+}
+
+impl Mix {
+    fn all(rt: Rt) -> Mix {
+        Mix {
+            trackers: rt,
+            seeders: rt,
+            leechers: rt,
+        }
+    }
+}
+
+/// Generates `std_runtime::name` and `smol_runtime::name` for each body.
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod std_runtime {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Mix::all(super::Rt::Std))
+            })*
+        }
+        mod smol_runtime {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Mix::all(super::Rt::Smol))
+            })*
+        }
+    };
+}
+
+on_both_runtimes!(
+    seed_walkthrough_two_seeders_one_leecher,
+    tracker_killed_mid_session_client_carries_on_logged_in,
+    seeder_killed_and_corrupt_seeder_still_give_a_byte_exact_file,
+    interrupted_download_resumes_with_only_the_missing_pieces,
+    seeder_refuses_garbage_and_requests_without_a_ticket,
+    client_killed_mid_download_resumes_after_restart,
+);
+
+mod mixed {
+    use super::{Mix, Rt, seed_walkthrough_two_seeders_one_leecher as walkthrough};
+
+    #[test]
+    fn std_trackers_smol_clients() {
+        walkthrough(Mix {
+            trackers: Rt::Std,
+            seeders: Rt::Smol,
+            leechers: Rt::Smol,
+        })
+    }
+
+    #[test]
+    fn smol_trackers_std_clients() {
+        walkthrough(Mix {
+            trackers: Rt::Smol,
+            seeders: Rt::Std,
+            leechers: Rt::Std,
+        })
+    }
+
+    #[test]
+    fn std_seeders_serve_a_smol_downloader() {
+        walkthrough(Mix {
+            trackers: Rt::Std,
+            seeders: Rt::Std,
+            leechers: Rt::Smol,
+        })
+    }
+
+    #[test]
+    fn smol_seeders_serve_a_std_downloader() {
+        walkthrough(Mix {
+            trackers: Rt::Smol,
+            seeders: Rt::Smol,
+            leechers: Rt::Std,
+        })
+    }
+}
+
 struct Swarm {
     dir: tempfile::TempDir,
     info: PathBuf,
     trackers: Vec<String>,
+    mix: Mix,
     _procs: Vec<Proc>,
 }
 
 impl Swarm {
-    fn start() -> Swarm {
+    fn start(mix: Mix) -> Swarm {
         let dir = tempfile::tempdir().unwrap();
         let trackers: Vec<String> = (0..2)
             .map(|_| format!("127.0.0.1:{}", free_port()))
@@ -153,6 +263,8 @@ impl Swarm {
                 "test",
                 "--data-dir",
                 data.to_str().unwrap(),
+                "--runtime",
+                mix.trackers.arg(),
             ];
             let mut p = Proc::spawn(
                 &format!("tracker{n}"),
@@ -170,19 +282,32 @@ impl Swarm {
             dir,
             info,
             trackers,
+            mix,
             _procs: procs,
         }
     }
 
-    fn client(&self, name: &str, tracker: usize) -> Proc {
+    /// A client that shares files (on the seeders' runtime).
+    fn seeder(&self, name: &str, tracker: usize) -> Proc {
+        self.client(name, tracker, "127.0.0.1:0", self.mix.seeders)
+    }
+
+    /// A client that downloads (on the leechers' runtime).
+    fn leecher(&self, name: &str, tracker: usize) -> Proc {
+        self.client(name, tracker, "127.0.0.1:0", self.mix.leechers)
+    }
+
+    fn client(&self, name: &str, tracker: usize, listen: &str, rt: Rt) -> Proc {
         let data = self.dir.path().join(format!("data-{name}"));
         let args = [
             self.trackers[tracker].as_str(),
             self.info.to_str().unwrap(),
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--data-dir",
             data.to_str().unwrap(),
+            "--runtime",
+            rt.arg(),
         ];
         Proc::spawn(name, env!("CARGO_BIN_EXE_client"), &args, self.dir.path())
     }
@@ -192,17 +317,16 @@ fn sha1_hex(data: &[u8]) -> String {
     p2p_state::hash::sha1(data).to_hex()
 }
 
-#[test]
-fn seed_walkthrough_two_seeders_one_leecher() {
-    let s = Swarm::start();
+fn seed_walkthrough_two_seeders_one_leecher(mix: Mix) {
+    let s = Swarm::start(mix);
     let file = s.dir.path().join("movie.bin");
     let data = random_file(&file, 5 * 1024 * 1024 + 1234, 42);
     let file = file.to_str().unwrap().to_string();
 
-    let mut a = s.client("alice", 0);
-    let mut b = s.client("bob", 1);
-    let mut c = s.client("carol", 0);
-    let mut m = s.client("mallory", 1);
+    let mut a = s.seeder("alice", 0);
+    let mut b = s.seeder("bob", 1);
+    let mut c = s.leecher("carol", 0);
+    let mut m = s.leecher("mallory", 1);
     for (p, u) in [
         (&mut a, "alice"),
         (&mut b, "bob"),
@@ -264,8 +388,8 @@ fn seed_walkthrough_two_seeders_one_leecher() {
 
 /// Sets up alice (owner, on tracker `ta`) and bob (member, on `tb`), logged in.
 fn two_members(s: &Swarm, ta: usize, tb: usize) -> (Proc, Proc) {
-    let mut a = s.client("alice", ta);
-    let mut b = s.client("bob", tb);
+    let mut a = s.seeder("alice", ta);
+    let mut b = s.leecher("bob", tb);
     a.run("create_user alice pw", "created");
     a.run("login alice pw", "logged in");
     a.run("create_group g", "created");
@@ -281,9 +405,8 @@ fn kill9(p: &mut Proc) {
     let _ = p.child.wait();
 }
 
-#[test]
-fn tracker_killed_mid_session_client_carries_on_logged_in() {
-    let mut s = Swarm::start();
+fn tracker_killed_mid_session_client_carries_on_logged_in(mix: Mix) {
+    let mut s = Swarm::start(mix);
     let file = s.dir.path().join("big.bin");
     let data = random_file(&file, 48 * 1024 * 1024, 7);
     let (mut a, mut b) = two_members(&s, 1, 0);
@@ -307,9 +430,8 @@ fn tracker_killed_mid_session_client_carries_on_logged_in() {
     assert_eq!(sha1_hex(&std::fs::read(&dest).unwrap()), sha1_hex(&data));
 }
 
-#[test]
-fn seeder_killed_and_corrupt_seeder_still_give_a_byte_exact_file() {
-    let s = Swarm::start();
+fn seeder_killed_and_corrupt_seeder_still_give_a_byte_exact_file(mix: Mix) {
+    let s = Swarm::start(mix);
     let good = s.dir.path().join("good");
     let bad = s.dir.path().join("bad");
     std::fs::create_dir(&good).unwrap();
@@ -317,7 +439,7 @@ fn seeder_killed_and_corrupt_seeder_still_give_a_byte_exact_file() {
     let data = random_file(&good.join("f.bin"), 24 * 1024 * 1024, 9);
     std::fs::write(bad.join("f.bin"), &data).unwrap();
     let (mut a, mut b) = two_members(&s, 0, 1);
-    let mut c = s.client("carol", 0);
+    let mut c = s.leecher("carol", 0);
     c.run("create_user carol pw", "created");
     c.run("login carol pw", "logged in");
     c.run("join_group g", "join request sent");
@@ -352,7 +474,7 @@ fn seeder_killed_and_corrupt_seeder_still_give_a_byte_exact_file() {
 
     // Now kill -9 alice (the good seeder) mid-way through a second download
     // of the same file by dave, with carol as the other full source.
-    let mut d = s.client("dave", 1);
+    let mut d = s.leecher("dave", 1);
     d.run("create_user dave pw", "created");
     d.run("login dave pw", "logged in");
     d.run("join_group g", "join request sent");
@@ -363,7 +485,7 @@ fn seeder_killed_and_corrupt_seeder_still_give_a_byte_exact_file() {
     a.expect("served ", 20);
     drop(a);
     // A restarted client announces again what it shared (its share table).
-    let mut a = s.client("alice", 0);
+    let mut a = s.seeder("alice", 0);
     a.run("login alice pw", "logged in");
     a.run("accept_request g dave", "now a member");
     // alice and carol (bob was killed; he shows until the offline grace ends).
@@ -389,10 +511,9 @@ fn seeder_killed_and_corrupt_seeder_still_give_a_byte_exact_file() {
 /// A download interrupted earlier (its `.part` file and record hold half
 /// the pieces, one of them damaged on disk) resumes: only the missing and
 /// the damaged pieces are fetched, and the result is byte-exact.
-#[test]
-fn interrupted_download_resumes_with_only_the_missing_pieces() {
+fn interrupted_download_resumes_with_only_the_missing_pieces(mix: Mix) {
     use p2p_proto::{PieceSet, Wire};
-    let s = Swarm::start();
+    let s = Swarm::start(mix);
     let src = s.dir.path().join("src");
     std::fs::create_dir(&src).unwrap();
     let data = random_file(&src.join("r.bin"), 16 * 512 * 1024 + 77, 5);
@@ -433,22 +554,13 @@ fn interrupted_download_resumes_with_only_the_missing_pieces() {
 /// Raw TCP to a client's seeder port: garbage and a 4 GiB length prefix are
 /// cut off, a request without a ticket is refused, and the seeder keeps
 /// serving a proper downloader.
-#[test]
-fn seeder_refuses_garbage_and_requests_without_a_ticket() {
+fn seeder_refuses_garbage_and_requests_without_a_ticket(mix: Mix) {
     use p2p_proto::{FrameDecoder, Hello, PeerMsg, RejectReason, Role, Wire, encode_msg};
     use std::io::Read;
-    let s = Swarm::start();
+    let s = Swarm::start(mix);
     let port = free_port();
-    let data_dir = s.dir.path().join("data-alice");
-    let args = [
-        s.trackers[0].as_str(),
-        s.info.to_str().unwrap(),
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ];
-    let mut a = Proc::spawn("alice", env!("CARGO_BIN_EXE_client"), &args, s.dir.path());
+    let listen = format!("127.0.0.1:{port}");
+    let mut a = s.client("alice", 0, &listen, mix.seeders);
     a.run("create_user alice pw", "created");
     a.run("login alice pw", "logged in");
     a.run("create_group g", "created");
@@ -522,14 +634,14 @@ fn seeder_refuses_garbage_and_requests_without_a_ticket() {
             .any(|m| matches!(PeerMsg::from_bytes(m.clone()), Ok(PeerMsg::Piece { .. })))
     );
     // The seeder still serves a member with a ticket.
-    let mut b = s.client("bob", 1);
+    let mut b = s.leecher("bob", 1);
     b.run("create_user bob pw", "created");
     b.run("login bob pw", "logged in");
     b.run("join_group g", "join request sent");
     a.signal_term();
     a.expect("served 0 pieces", 20);
     drop(a);
-    let mut a = Proc::spawn("alice", env!("CARGO_BIN_EXE_client"), &args, s.dir.path());
+    let mut a = s.client("alice", 0, &listen, mix.seeders);
     a.run("login alice pw", "logged in");
     a.run("accept_request g bob", "now a member");
     a.run("serve", "serving");
@@ -546,9 +658,8 @@ fn seeder_refuses_garbage_and_requests_without_a_ticket() {
 /// log in, the same download_file: it completes byte-exact, and the seeder
 /// served about the file once (the pieces written before the kill were
 /// not fetched again).
-#[test]
-fn client_killed_mid_download_resumes_after_restart() {
-    let s = Swarm::start();
+fn client_killed_mid_download_resumes_after_restart(mix: Mix) {
+    let s = Swarm::start(mix);
     let src = s.dir.path().join("src");
     std::fs::create_dir(&src).unwrap();
     let pieces = 256u64;
@@ -577,7 +688,7 @@ fn client_killed_mid_download_resumes_after_restart() {
     }
     let part_pieces = std::fs::read(s.dir.path().join("k.bin.part.pieces")).unwrap_or_default();
     eprintln!("killed with a record of {} bytes", part_pieces.len());
-    let mut b = s.client("bob", 1);
+    let mut b = s.leecher("bob", 1);
     b.run("login bob pw", "logged in");
     b.run(
         &format!("download_file g k.bin {}", dest.display()),

@@ -1,4 +1,22 @@
-//! Driver on smol / async-io: the same machines as runtime-std, on an async executor.
+//! Driver on smol / async-io: the same machines as runtime-std, with the
+//! same public shape, on an async executor (STYLE 2.3).
 //!
-//! Filled in by the runtime issues; the crate exists so the dependency
-//! direction `bins -> runtime-* -> p2p-state -> p2p-proto` holds from the start.
+//! - [`exec`]: the process-wide executor, driven by a few threads, and the
+//!   wait every machine loop does (its channel raced against a timer);
+//! - [`conn`]: per-connection reader and writer tasks on
+//!   `Async<TcpStream>`, the accept loop, dialing;
+//! - [`tracker`], [`client`]: the drivers. One task owns each machine
+//!   (through `runtime_common`'s `Core`, which executes its outputs);
+//!   storage and file I/O run on smol's blocking pool, never on the
+//!   executor's threads.
+//!
+//! What both runtimes share lives in `runtime-common` and is re-exported
+//! here: [`clock`], [`tracker_info`], [`cli`], [`storage`].
+
+pub mod client;
+pub mod conn;
+pub mod exec;
+pub mod tracker;
+
+pub use runtime_common::{Clock, TrackerInfo, TrackerInfoError};
+pub use runtime_common::{cli, clock, storage, tracker_info};

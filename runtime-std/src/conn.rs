@@ -10,45 +10,18 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use p2p_proto::{FrameDecoder, FrameError};
-
-/// A connection's number, unique within the process.
-pub type ConnId = u64;
-
-static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
-
-/// A fresh connection id (process-wide counter).
-pub fn next_conn_id() -> ConnId {
-    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Bytes read from a socket per `read` call.
-pub const READ_CHUNK_LEN: usize = 64 * 1024;
-/// Queued frames are joined into writes of at most about this many bytes.
-pub const WRITE_BATCH_LEN_MAX: usize = 1024 * 1024;
-/// Bytes queued for one writer before the connection is cut as stalled.
-pub const WRITE_QUEUE_LEN_MAX: usize = 256 * 1024 * 1024;
-/// A write that makes no progress for this long fails the connection.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a dial may take.
-pub const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// What a reader thread reports.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConnEvent {
-    /// One whole frame's payload.
-    Frame(Bytes),
-    /// The stream is not valid framing; the reader has stopped reading.
-    BadFraming(FrameError),
-    /// The connection is gone (always the reader's last event).
-    Closed,
-}
+use bytes::Bytes;
+use p2p_proto::FrameDecoder;
+pub use runtime_common::conn::{
+    ConnEvent, ConnId, DIAL_TIMEOUT, FrameSink, READ_CHUNK_LEN, WRITE_BATCH_LEN_MAX,
+    WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
+};
+use runtime_common::conn::{Deframer, QueuedLen, WriterMsg, collect_batch};
 
 /// Sets the options every connection gets (no Nagle delay, a write timeout).
 pub fn prepare(stream: &TcpStream) -> io::Result<()> {
@@ -86,44 +59,20 @@ where
 /// Reads until EOF, an error, bad framing or a sink that stops listening.
 fn read_loop<F: FnMut(ConnEvent) -> bool>(
     mut stream: TcpStream,
-    mut decoder: FrameDecoder,
+    decoder: FrameDecoder,
     sink: &mut F,
 ) {
     let mut chunk = vec![0u8; READ_CHUNK_LEN];
-    let mut buf = BytesMut::new();
+    let mut frames = Deframer::new(decoder);
     loop {
-        let n = match stream.read(&mut chunk) {
-            Ok(0) => {
-                if let Err(e) = decoder.finish(&buf) {
-                    sink(ConnEvent::BadFraming(e));
-                }
-                return;
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+        match stream.read(&mut chunk) {
+            Ok(0) => return frames.finish(sink),
+            Ok(n) if !frames.feed(&chunk[..n], sink) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => return,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    if !sink(ConnEvent::Frame(frame)) {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    sink(ConnEvent::BadFraming(e));
-                    return;
-                }
-            }
         }
     }
-}
-
-enum WriterMsg {
-    Frame(Bytes),
-    Close,
 }
 
 /// The sending half of a connection: frames queue to a writer thread.
@@ -134,7 +83,7 @@ enum WriterMsg {
 #[derive(Debug)]
 pub struct ConnWriter {
     tx: Sender<WriterMsg>,
-    queued: Arc<AtomicUsize>,
+    queued: QueuedLen,
     stream: TcpStream,
     thread: Option<JoinHandle<()>>,
 }
@@ -143,7 +92,7 @@ impl ConnWriter {
     /// Starts the writer thread for `stream` (a clone of it is kept to abort).
     pub fn spawn(conn: ConnId, stream: &TcpStream) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel();
-        let queued = Arc::new(AtomicUsize::new(0));
+        let queued = QueuedLen::default();
         let sock = stream.try_clone()?;
         let q = queued.clone();
         let thread = thread::Builder::new()
@@ -161,14 +110,12 @@ impl ConnWriter {
     /// is over [`WRITE_QUEUE_LEN_MAX`] (the connection is then aborted).
     pub fn send(&self, frame: Bytes) -> bool {
         let len = frame.len();
-        let before = self.queued.fetch_add(len, Ordering::Relaxed);
-        if before + len > WRITE_QUEUE_LEN_MAX {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
+        if !self.queued.try_add(len) {
             self.abort();
             return false;
         }
         if self.tx.send(WriterMsg::Frame(frame)).is_err() {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
+            self.queued.sub(len);
             return false;
         }
         true
@@ -176,7 +123,7 @@ impl ConnWriter {
 
     /// Bytes queued and not yet written.
     pub fn queued_len(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.queued.get()
     }
 
     /// Sends what is queued, then shuts the socket down. The handle joins
@@ -198,16 +145,33 @@ impl Drop for ConnWriter {
     }
 }
 
-fn write_loop(mut stream: TcpStream, rx: Receiver<WriterMsg>, queued: &AtomicUsize) {
+impl FrameSink for ConnWriter {
+    fn send(&self, frame: Bytes) -> bool {
+        ConnWriter::send(self, frame)
+    }
+    fn close(self) {
+        drop(ConnWriter::close(self));
+    }
+    fn abort(&self) {
+        ConnWriter::abort(self)
+    }
+}
+
+fn write_loop(mut stream: TcpStream, rx: Receiver<WriterMsg>, queued: &QueuedLen) {
     let mut batch = Vec::new();
+    let next = || match rx.try_recv() {
+        Ok(m) => Some(m),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Disconnected) => Some(WriterMsg::Close),
+    };
     loop {
         let (closing, len) = match rx.recv() {
-            Ok(first) => collect_batch(first, &rx, &mut batch),
+            Ok(first) => collect_batch(first, next, &mut batch),
             Err(_) => (true, 0),
         };
         if !batch.is_empty() {
             let r = stream.write_all(&batch);
-            queued.fetch_sub(len, Ordering::Relaxed);
+            queued.sub(len);
             batch.clear();
             if r.is_err() {
                 break;
@@ -219,31 +183,6 @@ fn write_loop(mut stream: TcpStream, rx: Receiver<WriterMsg>, queued: &AtomicUsi
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
-}
-
-/// Joins `first` and whatever else is queued (up to the batch budget) into
-/// `batch`; returns whether a close came and the frame bytes taken.
-fn collect_batch(first: WriterMsg, rx: &Receiver<WriterMsg>, batch: &mut Vec<u8>) -> (bool, usize) {
-    let mut len = 0;
-    let mut next = Some(first);
-    while let Some(msg) = next.take() {
-        match msg {
-            WriterMsg::Frame(f) => {
-                len += f.len();
-                batch.extend_from_slice(&f);
-            }
-            WriterMsg::Close => return (true, len),
-        }
-        if batch.len() >= WRITE_BATCH_LEN_MAX {
-            break;
-        }
-        next = match rx.try_recv() {
-            Ok(m) => Some(m),
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => return (true, len),
-        };
-    }
-    (false, len)
 }
 
 /// A listener thread; [`Listener::stop`] ends it.
@@ -314,7 +253,8 @@ impl Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2p_proto::encode_frame;
+    use bytes::BytesMut;
+    use p2p_proto::{FrameError, encode_frame};
     use std::time::Instant;
 
     fn pair() -> (TcpStream, TcpStream) {

@@ -1,21 +1,19 @@
 //! Driver on `std::net` and threads: feeds the p2p-state machines and
 //! executes their outputs (STYLE 2.3).
 //!
-//! - [`clock`]: milliseconds since the Unix epoch, never going backwards;
 //! - [`conn`]: per-connection reader and writer threads, listener, dialing
 //!   (protocol-free, shared with the client driver);
-//! - [`tracker_info`]: parsing `tracker_info.txt`;
-//! - [`storage`]: the tracker's data directory (op log, snapshots, recovery)
-//!   and its group-committing storage thread;
-//! - [`tracker`]: the tracker driver itself.
+//! - [`tracker`]: the tracker driver itself;
+//! - [`client`]: the client driver;
+//! - [`wait`]: the machine loops' wait (channel or deadline).
+//!
+//! What both runtimes share lives in `runtime-common` and is re-exported
+//! here: [`clock`], [`tracker_info`], [`cli`], [`storage`].
 
-pub mod cli;
 pub mod client;
-pub mod clock;
 pub mod conn;
-pub mod storage;
 pub mod tracker;
-pub mod tracker_info;
+pub mod wait;
 
-pub use clock::Clock;
-pub use tracker_info::{TrackerInfo, TrackerInfoError};
+pub use runtime_common::{Clock, TrackerInfo, TrackerInfoError};
+pub use runtime_common::{cli, clock, storage, tracker_info};

@@ -21,21 +21,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use p2p_proto::limits::PIECE_LEN;
 use p2p_state::client::node::{ClientEvent, Command};
 use p2p_state::client::session::SessionEvent;
-use runtime_std::TrackerInfo;
-use runtime_std::cli::{self, CliCommand};
-use runtime_std::client::{self, ClientHandle, ClientOptions};
+use runtime::Runtime;
+use runtime_common::TrackerInfo;
+use runtime_common::cli::{self, CliCommand};
+use runtime_common::client::{self, ClientHandle, ClientOptions};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::EnvFilter;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Runtime {
-    Std,
-    Smol,
-}
+#[path = "../runtime.rs"]
+mod runtime;
 
 #[derive(Parser)]
 #[command(version, about = "A client of the p2p group file-sharing system")]
@@ -77,10 +75,6 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    if let Runtime::Smol = args.runtime {
-        eprintln!("error: the smol runtime is not available yet; use --runtime std");
-        return ExitCode::from(2);
-    }
     match run(args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -121,7 +115,10 @@ fn run(args: Args) -> Result<bool, String> {
         data_dir: args.data_dir.unwrap_or_else(default_data_dir),
     };
     let history = opts.data_dir.join("history");
-    let mut handle = client::start(opts).map_err(|e| format!("cannot start the client: {e}"))?;
+    let mut handle = args
+        .runtime
+        .start_client(opts)
+        .map_err(|e| format!("cannot start the client: {e}"))?;
     let events = handle.take_events();
     let ok = if std::io::stdin().is_terminal() {
         println!(

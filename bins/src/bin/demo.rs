@@ -1,12 +1,13 @@
 //! `demo`: a local swarm in one command. Two replicated trackers and four
-//! clients on 127.0.0.1 (real sockets, the std runtime, one process): alice
+//! clients on 127.0.0.1 (real sockets, one process): alice
 //! makes a group, bob and carol join, a generated file is shared by alice
 //! and bob, carol downloads it from both in parallel with live progress,
 //! and the result is checked byte for byte. Then the tracker carol uses is
 //! stopped and she carries on, still logged in, on the other one.
 //!
 //! `--size MIB` sets the file size (default 256), `--keep` keeps the
-//! working directory (printed) instead of deleting it.
+//! working directory (printed) instead of deleting it, `--runtime
+//! std|smol` picks the driver (default std).
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
@@ -19,9 +20,13 @@ use p2p_proto::{FileName, GroupName, Password, Request, TrackerId, UserName};
 use p2p_state::client::node::{Command, CommandOk};
 use p2p_state::tracker::node::NodeConfig;
 use p2p_state::tracker::state::TrackerConfig;
-use runtime_std::cli;
-use runtime_std::client::{self, ClientHandle, ClientOptions};
-use runtime_std::tracker::{self, TrackerOptions};
+use runtime::Runtime;
+use runtime_common::cli;
+use runtime_common::client::{self, ClientHandle, ClientOptions};
+use runtime_common::tracker::TrackerOptions;
+
+#[path = "../runtime.rs"]
+mod runtime;
 
 #[derive(Parser)]
 #[command(about = "Runs a local demo swarm: two trackers, four clients, one shared file")]
@@ -32,6 +37,9 @@ struct Args {
     /// Keep the working directory afterwards.
     #[arg(long)]
     keep: bool,
+    /// Which driver runs the trackers and clients.
+    #[arg(long, value_enum, default_value = "std")]
+    runtime: Runtime,
 }
 
 fn main() {
@@ -52,7 +60,11 @@ fn run(args: &Args) -> Result<(), String> {
         .tempdir()
         .map_err(|e| e.to_string())?;
     let root = dir.path().to_path_buf();
-    println!("working directory: {}", root.display());
+    println!(
+        "working directory: {} ({:?} runtime)",
+        root.display(),
+        args.runtime
+    );
 
     step("starting two trackers");
     let listeners: Vec<TcpListener> = (0..2)
@@ -80,7 +92,8 @@ fn run(args: &Args) -> Result<(), String> {
                 println!("tracker {id}: Connected to peer tracker {tracker}");
             }
         });
-        trackers.push(tracker::start(opts, sink).map_err(|e| e.to_string())?);
+        let t = args.runtime.start_tracker(opts, sink);
+        trackers.push(t.map_err(|e| e.to_string())?);
         println!("tracker {id} listening on {}", addrs[i]);
     }
     std::thread::sleep(Duration::from_millis(1500));
@@ -96,7 +109,7 @@ fn run(args: &Args) -> Result<(), String> {
             max_parallel: None,
             data_dir: root.join(format!("client-{name}")),
         };
-        let c = client::start(opts).map_err(|e| e.to_string())?;
+        let c = args.runtime.start_client(opts).map_err(|e| e.to_string())?;
         println!(
             "{name}: seeder on {}, tracker {}",
             c.seeder_addr(),

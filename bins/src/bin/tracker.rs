@@ -9,7 +9,7 @@
 //! SIGINT / SIGTERM shut it down cleanly (a second one exits at once).
 //!
 //! Logs go to stderr through `tracing`: `--log-level LEVEL` (or a full
-//! filter such as `info,runtime_std=debug`), else `RUST_LOG`, else `info`.
+//! filter such as `info,runtime_common=debug`), else `RUST_LOG`, else `info`.
 //! The hidden `--argon2 test` option selects the cheapest password-hash
 //! cost, for tests only (default `production`).
 
@@ -22,16 +22,14 @@ use std::thread;
 use clap::{Parser, ValueEnum};
 use p2p_state::tracker::node::{ConsoleCmd, NodeConfig, TrackerEvent};
 use p2p_state::tracker::state::TrackerConfig;
-use runtime_std::TrackerInfo;
-use runtime_std::tracker::{self, EventSink, TrackerControl, TrackerOptions};
+use runtime::Runtime;
+use runtime_common::TrackerInfo;
+use runtime_common::tracker::{EventSink, TrackerControl, TrackerOptions};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::EnvFilter;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Runtime {
-    Std,
-    Smol,
-}
+#[path = "../runtime.rs"]
+mod runtime;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Argon2Cost {
@@ -54,7 +52,7 @@ struct Args {
     /// Which driver runs the tracker.
     #[arg(long, value_enum, default_value = "std")]
     runtime: Runtime,
-    /// Log filter for stderr (e.g. info, debug, warn,runtime_std=debug);
+    /// Log filter for stderr (e.g. info, debug, warn,runtime_common=debug);
     /// overrides RUST_LOG [default: RUST_LOG, else info].
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -67,12 +65,6 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let Err(e) = init_logging(args.log_level.as_deref()) {
         eprintln!("error: bad --log-level / RUST_LOG filter: {e}");
-        return ExitCode::from(2);
-    }
-    if let Runtime::Smol = args.runtime {
-        eprintln!(
-            "error: the smol runtime is not available yet (it arrives with a later issue); use --runtime std"
-        );
         return ExitCode::from(2);
     }
     match run(args) {
@@ -121,7 +113,10 @@ fn run(args: Args) -> Result<(), String> {
         listener,
         seed: None,
     };
-    let handle = tracker::start(opts, stdout_sink()).map_err(|e| e.to_string())?;
+    let handle = args
+        .runtime
+        .start_tracker(opts, stdout_sink())
+        .map_err(|e| e.to_string())?;
     spawn_console(handle.control());
     spawn_signals(handle.control()).map_err(|e| format!("cannot handle signals: {e}"))?;
     handle.join().map_err(|e| e.to_string())

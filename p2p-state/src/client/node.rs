@@ -781,15 +781,19 @@ impl ClientNode {
     }
 
     /// Executes one download's outputs.
-    fn pump_download(&mut self, now: Instant, dl: DlId) {
+    /// Executes one download's outputs; true if there were any (some become
+    /// session requests, which the next pass of `pump` must send).
+    fn pump_download(&mut self, now: Instant, dl: DlId) -> bool {
+        let mut any = false;
         loop {
             let Some(d) = self.downloads.get_mut(&dl) else {
-                return;
+                return any;
             };
             let DlState::Running(m) = &mut d.state else {
-                return;
+                return any;
             };
-            let Some(o) = m.poll_output() else { return };
+            let Some(o) = m.poll_output() else { return any };
+            any = true;
             match o {
                 download::Output::Connect { peer, addr } => {
                     let conn = self.next_conn;
@@ -998,9 +1002,7 @@ impl ClientNode {
                 .map(|(&id, _)| id)
                 .collect();
             for dl in running {
-                let before = self.out.len();
-                self.pump_download(now, dl);
-                any |= self.out.len() != before;
+                any |= self.pump_download(now, dl);
             }
             if !any {
                 return;

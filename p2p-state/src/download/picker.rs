@@ -92,6 +92,11 @@ impl Picker {
         &self.done
     }
 
+    /// Verified pieces handed to the driver and not yet written.
+    pub fn writing_count(&self) -> u32 {
+        self.writing
+    }
+
     pub fn done_count(&self) -> u32 {
         self.done.count()
     }

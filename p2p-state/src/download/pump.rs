@@ -148,9 +148,13 @@ impl Download {
 
     /// Sends requests until the download's cap is reached or no ready peer
     /// with room has a piece to give. Returns the peers found to have none.
+    ///
+    /// Verified pieces not yet written count against the cap too: piece
+    /// bytes held anywhere (in flight, or queued for a slow disk) stay
+    /// bounded by `max_parallel` pieces, whatever the file size.
     fn fill_requests(&mut self, now: Instant) -> BTreeSet<PeerId> {
         let mut exhausted = BTreeSet::new();
-        while self.in_flight < self.cfg.max_parallel {
+        while self.in_flight + (self.picker.writing_count() as usize) < self.cfg.max_parallel {
             let Some(id) = self.choose_peer(&exhausted) else {
                 break;
             };

@@ -650,3 +650,45 @@ fn progress_reports_counts_rate_and_peers() {
         "{p}"
     );
 }
+
+/// A slow disk holds verified pieces back: they count against the cap, so
+/// the piece bytes held anywhere stay bounded by `max_parallel` pieces.
+#[test]
+fn unwritten_pieces_count_against_the_cap() {
+    let cfg = DownloadConfig {
+        max_parallel: 4,
+        ..DownloadConfig::default()
+    };
+    let mut r = Rig::new(64, cfg, PieceSet::empty(64));
+    r.drain();
+    let (ids, outs) = r.connect_all(&[(1, PieceSet::full(64))]);
+    let peer = ids[0];
+    let mut asked = requests(&outs);
+    let mut written = Vec::new();
+    // Answer every request, never acknowledge a write.
+    for _ in 0..64 {
+        let Some((_, index)) = asked.pop() else { break };
+        let outs = r.piece(peer, index);
+        written.extend(outs.iter().filter_map(|o| match o {
+            Output::WritePiece { index, .. } => Some(*index),
+            _ => None,
+        }));
+        asked.extend(requests(&outs));
+        let held = r.d.in_flight() + written.len();
+        assert!(
+            held <= 4,
+            "{} in flight + {} unwritten",
+            r.d.in_flight(),
+            written.len()
+        );
+    }
+    assert_eq!(
+        written.len(),
+        4,
+        "stalls at the cap until the disk catches up"
+    );
+    assert_eq!(r.d.in_flight(), 0);
+    // The disk acknowledges one: exactly one more request goes out.
+    let outs = r.input(Input::PieceWritten { index: written[0] });
+    assert_eq!(requests(&outs).len(), 1);
+}

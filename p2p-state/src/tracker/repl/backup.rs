@@ -14,6 +14,9 @@ impl<S: Replicated> Repl<S> {
 
     /// Asks the current primary to bring us up to date.
     pub(super) fn request_catch_up(&mut self) {
+        if self.role == Role::Backup {
+            self.caught_up = false;
+        }
         let Some(p) = self.primary() else { return };
         if self.role == Role::Backup && self.connected.contains(&p) && !self.mismatch_sent {
             self.mismatch_sent = true;
@@ -90,6 +93,10 @@ impl<S: Replicated> Repl<S> {
             self.snapshot_rx = None;
             return;
         }
+        // No snapshot is coming (one announced earlier may have been cut
+        // off with its connection): stop waiting for it, take appends.
+        self.pending_fork = None;
+        self.snapshot_rx = None;
         if self.log.last().index > fork {
             // The primary thinks we hold nothing divergent; we disagree.
             self.event(ReplEvent::PeerError {
@@ -266,8 +273,12 @@ impl<S: Replicated> Repl<S> {
         if self.role != Role::Backup || self.pending_fork.is_some() {
             return;
         }
+        // Caught up once our log holds everything the primary reported; then
+        // it stays so (entries in flight are normal under load) until a new
+        // epoch, a gap (`request_catch_up`) or a snapshot resets it.
         let was = self.caught_up;
-        self.caught_up = self.applied >= self.primary_last && self.primary_last > 0;
+        let holds_all = self.primary_last > 0 && self.log.last().index >= self.primary_last;
+        self.caught_up = was || holds_all;
         if self.caught_up && !was {
             if let Some(primary) = self.primary() {
                 self.event(ReplEvent::InSync { primary });

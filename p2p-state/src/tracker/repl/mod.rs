@@ -437,6 +437,15 @@ impl<S: Replicated> Repl<S> {
         if self.role != Role::Primary {
             return Err(TrackerError::NotReady);
         }
+        // The same request already logged and not applied yet (a retry
+        // through another tracker, or one divergent op re-submitted by two
+        // backups): wait for that entry rather than log the request twice.
+        if let Some(index) = origin.and_then(|o| self.pending_index_of(o)) {
+            if let Some(tag) = tag {
+                self.waiters.entry(index).or_default().push(tag);
+            }
+            return Ok(index);
+        }
         let pos = LogPos {
             epoch: self.epoch,
             index: self.log.last().index + 1,
@@ -464,6 +473,14 @@ impl<S: Replicated> Repl<S> {
         });
         self.check_invariants();
         Ok(pos.index)
+    }
+
+    /// The index of a logged, not yet applied entry for request `o`.
+    fn pending_index_of(&self, o: Origin) -> Option<u64> {
+        self.log
+            .range(self.applied + 1, self.log.last().index)
+            .find(|e| e.op.origin == Some(o))
+            .map(|e| e.pos.index)
     }
 
     /// Backup: sends a client's write to the primary. The outcome comes back
@@ -734,7 +751,6 @@ impl<S: Replicated> Repl<S> {
             self.applied = i;
             if self.resubmitted_at.remove(&i)
                 && let Err(reason) = &outcome
-                && !self.conflicts.iter().any(|c| c.op.origin == op.origin)
             {
                 self.record_conflict(op.clone(), reason.clone());
             }

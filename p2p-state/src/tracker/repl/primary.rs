@@ -249,8 +249,14 @@ impl<S: Replicated> Repl<S> {
         if self.role != Role::Primary {
             return; // the joiner re-sends once it follows the new primary
         }
-        if op.origin.is_some_and(|o| self.state.recorded(&o).is_some()) {
-            return; // the client already retried it here
+        if let Some(recorded) = op.origin.and_then(|o| self.state.recorded(&o)) {
+            // Already applied here (the client retried it here, or a copy
+            // was logged here before the cut). If it failed here, the
+            // divergent success is undone: that is a conflict too.
+            if let Err(reason) = recorded {
+                self.record_conflict(op, reason);
+            }
+            return;
         }
         match self.state.revalidate(&op) {
             Ok(()) => {
@@ -265,6 +271,9 @@ impl<S: Replicated> Repl<S> {
     }
 
     pub(super) fn record_conflict(&mut self, op: Op, reason: TrackerError) {
+        if op.origin.is_some() && self.conflicts.iter().any(|c| c.op.origin == op.origin) {
+            return; // the same request, re-submitted by another backup
+        }
         if self.conflicts.len() >= CONFLICTS_MAX {
             self.conflicts.pop_front();
         }

@@ -41,6 +41,13 @@ impl Clock {
         Instant(self.start_wall_ms + self.start.elapsed().as_millis() as u64)
     }
 
+    /// The monotonic instant at which this clock reads `deadline` (for
+    /// timers that take one, such as `async_io::Timer::at`).
+    pub fn instant(&self, deadline: Instant) -> std::time::Instant {
+        let ms = deadline.0.saturating_sub(self.start_wall_ms);
+        self.start + Duration::from_millis(ms)
+    }
+
     /// How long from now until `deadline` (zero if it has passed).
     pub fn until(&self, deadline: Instant) -> Duration {
         Duration::from_millis(deadline.0.saturating_sub(self.now().0))
@@ -61,5 +68,8 @@ mod tests {
         assert!(a.0 > 1_577_836_800_000 && a.0 < 7_258_118_400_000);
         assert_eq!(c.until(Instant(0)), Duration::ZERO);
         assert!(c.until(a + p2p_state::Duration(50)) <= Duration::from_millis(50));
+        let at = c.instant(a + p2p_state::Duration(50));
+        assert!(at >= c.start && at <= std::time::Instant::now() + Duration::from_millis(50));
+        assert_eq!(c.instant(Instant(0)), c.start);
     }
 }

@@ -1,7 +1,8 @@
-//! The tracker driver in-process: a one-tracker group on 127.0.0.1:0 takes
-//! writes from a raw client, answers the console through the event sink,
-//! shuts down cleanly, and a restart on the same data directory comes back
-//! with the same state digest.
+//! The tracker driver in-process, on each runtime: a one-tracker group on
+//! 127.0.0.1:0 takes writes from a raw client, answers the console through
+//! the event sink, shuts down cleanly, and a restart on the same data
+//! directory (on the same runtime, or the other one) comes back with the
+//! same state digest.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -17,9 +18,13 @@ use p2p_proto::{
 };
 use p2p_state::tracker::node::{ConsoleCmd, NodeConfig, TrackerEvent};
 use p2p_state::tracker::state::TrackerConfig;
-use runtime_std::tracker::{self, TrackerHandle, TrackerOptions};
+use runtime::Runtime;
+use runtime_common::tracker::{TrackerHandle, TrackerOptions};
 
-fn start(dir: &Path) -> (TrackerHandle, Receiver<TrackerEvent>) {
+#[path = "../src/runtime.rs"]
+mod runtime;
+
+fn start(rt: Runtime, dir: &Path) -> (TrackerHandle, Receiver<TrackerEvent>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let node = NodeConfig::new(
@@ -34,13 +39,14 @@ fn start(dir: &Path) -> (TrackerHandle, Receiver<TrackerEvent>) {
         listener,
         seed: Some(7),
     };
-    let h = tracker::start(
-        opts,
-        Box::new(move |e| {
-            let _ = tx.send(e.clone());
-        }),
-    )
-    .unwrap();
+    let h = rt
+        .start_tracker(
+            opts,
+            Box::new(move |e| {
+                let _ = tx.send(e.clone());
+            }),
+        )
+        .unwrap();
     (h, rx)
 }
 
@@ -130,9 +136,24 @@ fn console_lines(rx: &Receiver<TrackerEvent>) -> Vec<String> {
 }
 
 #[test]
-fn a_single_tracker_persists_answers_the_console_and_recovers() {
+fn on_std() {
+    persists_answers_the_console_and_recovers(Runtime::Std, Runtime::Std);
+}
+
+#[test]
+fn on_smol() {
+    persists_answers_the_console_and_recovers(Runtime::Smol, Runtime::Smol);
+}
+
+#[test]
+fn on_std_then_smol() {
+    persists_answers_the_console_and_recovers(Runtime::Std, Runtime::Smol);
+}
+
+/// A single tracker on `first`, restarted on `then`.
+fn persists_answers_the_console_and_recovers(first: Runtime, then: Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    let (h, rx) = start(dir.path());
+    let (h, rx) = start(first, dir.path());
     let mut c = Client::connect(h.local_addr());
     let r = c.call(Request::CreateUser {
         user: UserName::new("dave").unwrap(),
@@ -147,7 +168,7 @@ fn a_single_tracker_persists_answers_the_console_and_recovers() {
     h.shutdown().unwrap();
     assert!(std::fs::metadata(dir.path().join("log")).unwrap().len() > 0);
 
-    let (h, _rx) = start(dir.path());
+    let (h, _rx) = start(then, dir.path());
     let mut c = Client::connect(h.local_addr());
     c.next = 100; // fresh request ids: (client, id) names a request across restarts
     assert_eq!(c.digest(), before);

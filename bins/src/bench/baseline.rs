@@ -1,0 +1,302 @@
+//! What the p2p figures are compared with, measured in the same run: nginx
+//! serving the file to curl, a bare single-stream loopback copy written
+//! here, `openssl dgst -sha1` and `sha1sum`. Also the test file itself.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::proc::{Proc, Res, WorkDir};
+
+pub const MIB: u64 = 1024 * 1024;
+
+/// The cached random file of `mib` MiB under `cache`, generated once.
+pub fn cached_file(cache: &Path, mib: u64) -> Res<PathBuf> {
+    std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
+    let path = cache.join(format!("random-{mib}MiB.bin"));
+    let size = mib * MIB;
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
+        return Ok(path);
+    }
+    eprintln!("p2p-bench: generating {} ...", path.display());
+    let tmp = path.with_extension("tmp");
+    let err = |e: std::io::Error| format!("{}: {e}", tmp.display());
+    let mut f = File::create(&tmp).map_err(err)?;
+    // xorshift64*: incompressible enough, and fast to make.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ mib;
+    let mut buf = vec![0u8; 8 * MIB as usize];
+    let mut left = size;
+    while left > 0 {
+        for w in buf.chunks_exact_mut(8) {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            w.copy_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n]).map_err(err)?;
+        left -= n as u64;
+    }
+    f.sync_all().map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Reads the whole file once so that it sits in the page cache.
+pub fn warm_page_cache(path: &Path) -> Res<()> {
+    let mut f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut buf = vec![0u8; 8 * MIB as usize];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+    }
+}
+
+/// `name` on PATH (or in the sbin directories root's PATH may lack).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Installs the missing Debian packages with apt-get (`apt-get update`
+/// first). The log goes to `log`.
+pub fn apt_install(packages: &[&str], log: &Path) -> Res<()> {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    if find_program("apt-get").is_none() {
+        return Err("apt-get not found".into());
+    }
+    eprintln!(
+        "p2p-bench: installing {} with apt-get (log in {}) ...",
+        packages.join(" "),
+        log.display()
+    );
+    let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let run = |args: &[&str]| -> Res<()> {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().map_err(|e| e.to_string())?)
+            .stderr(out.try_clone().map_err(|e| e.to_string())?)
+            .status()
+            .map_err(|e| format!("apt-get: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let last = text.lines().rev().find(|l| !l.trim().is_empty());
+            Err(format!(
+                "apt-get {} failed ({status}): {}",
+                args[0],
+                last.unwrap_or("no output")
+            ))
+        }
+    };
+    run(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend_from_slice(packages);
+    run(&args)
+}
+
+/// nginx in the foreground, one process, private prefix and config,
+/// serving `root` on a free loopback port. Killed (and its files removed)
+/// when dropped.
+pub struct Nginx {
+    pub port: u16,
+    _proc: Proc,
+    _dir: WorkDir,
+}
+
+impl Nginx {
+    pub fn start(nginx: &Path, root: &Path, base: &Path) -> Res<Nginx> {
+        let dir = WorkDir::new(base, "nginx")?;
+        let d = dir.path();
+        let port = free_port()?;
+        for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
+            std::fs::create_dir_all(d.join(sub)).map_err(|e| e.to_string())?;
+        }
+        let conf = format!(
+            "daemon off;\n\
+             master_process off;\n\
+             worker_processes 1;\n\
+             pid {d}/nginx.pid;\n\
+             error_log {d}/logs/error.log warn;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n\
+             \x20 access_log off;\n\
+             \x20 client_body_temp_path {d}/body;\n\
+             \x20 proxy_temp_path {d}/proxy;\n\
+             \x20 fastcgi_temp_path {d}/fastcgi;\n\
+             \x20 uwsgi_temp_path {d}/uwsgi;\n\
+             \x20 scgi_temp_path {d}/scgi;\n\
+             \x20 sendfile on;\n\
+             \x20 tcp_nopush on;\n\
+             \x20 default_type application/octet-stream;\n\
+             \x20 server {{\n\
+             \x20   listen 127.0.0.1:{port};\n\
+             \x20   root {root};\n\
+             \x20 }}\n\
+             }}\n",
+            d = d.display(),
+            root = root.display(),
+        );
+        let conf_path = d.join("nginx.conf");
+        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+        let args = [
+            "-p".to_string(),
+            d.display().to_string(),
+            "-e".to_string(),
+            d.join("logs/error.log").display().to_string(),
+            "-c".to_string(),
+            conf_path.display().to_string(),
+        ];
+        let mut proc = Proc::spawn("nginx", nginx, &args, d, false)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            if let Ok(status) = proc.wait_exit(Duration::ZERO) {
+                let log = std::fs::read_to_string(d.join("logs/error.log")).unwrap_or_default();
+                return Err(format!(
+                    "nginx exited ({status}): {}",
+                    proc.first_error().unwrap_or_else(|| log
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .to_string())
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err("nginx did not listen within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Nginx {
+            port,
+            _proc: proc,
+            _dir: dir,
+        })
+    }
+}
+
+/// `curl` fetching `name` from nginx into `dest`: seconds from start to exit.
+pub fn curl(curl: &Path, port: u16, name: &str, dest: &Path) -> Res<f64> {
+    let t0 = Instant::now();
+    let out = Command::new(curl)
+        .args(["-sS", "--fail", "--noproxy", "*", "-o"])
+        .arg(dest)
+        .arg(format!("http://127.0.0.1:{port}/{name}"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("curl: {e}"))?;
+    let secs = t0.elapsed().as_secs_f64();
+    if !out.status.success() {
+        return Err(format!(
+            "curl failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(secs)
+}
+
+/// Bytes per `read` / `write` in the bare copy.
+const BARE_BUF: usize = 4 * MIB as usize;
+
+/// The bare cost of moving the file over loopback to disk: one TCP stream,
+/// a sender thread reading the file in 4 MiB blocks, a receiver writing
+/// what it reads to `dest`; no framing, no verification. Seconds from
+/// connect to the destination closed.
+pub fn bare_copy(src: &Path, dest: &Path) -> Res<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let src = src.to_path_buf();
+    let t0 = Instant::now();
+    let sender = std::thread::spawn(move || -> std::io::Result<u64> {
+        let (mut s, _) = listener.accept()?;
+        let mut f = File::open(&src)?;
+        let mut buf = vec![0u8; BARE_BUF];
+        let mut total = 0;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            s.write_all(&buf[..n])?;
+            total += n as u64;
+        }
+    });
+    let received = (|| -> std::io::Result<u64> {
+        let mut s = TcpStream::connect(addr)?;
+        let mut out = File::create(dest)?;
+        let mut buf = vec![0u8; BARE_BUF];
+        let mut total = 0;
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            out.write_all(&buf[..n])?;
+            total += n as u64;
+        }
+    })();
+    let secs = t0.elapsed().as_secs_f64();
+    let sent = sender
+        .join()
+        .map_err(|_| "bare copy: the sender panicked".to_string())?
+        .map_err(|e| format!("bare copy: sending: {e}"))?;
+    let received = received.map_err(|e| format!("bare copy: receiving: {e}"))?;
+    if sent != received {
+        return Err(format!("bare copy: sent {sent} bytes, received {received}"));
+    }
+    Ok(secs)
+}
+
+/// Runs a hashing tool on `path`: seconds from start to exit, and the
+/// first hex word of its output that is 40 characters long.
+pub fn hash_tool(program: &Path, args: &[&str], path: &Path) -> Res<(f64, String)> {
+    let t0 = Instant::now();
+    let out = Command::new(program)
+        .args(args)
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    let secs = t0.elapsed().as_secs_f64();
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed ({}): {}",
+            program.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .find(|w| w.len() == 40)
+        .unwrap_or("")
+        .to_string();
+    Ok((secs, hex))
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> Res<u16> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}

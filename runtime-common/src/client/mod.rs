@@ -1,0 +1,561 @@
+//! The client driver's runtime-free half: options, the handle the CLI
+//! holds, and [`Core`], which owns the [`ClientNode`] and executes its
+//! outputs. A runtime supplies the plumbing through [`ClientIo`]
+//! (connecting, a writer per connection, running disk [`Job`]s) and runs
+//! the loop: wait for the first of an [`Ev`] or the machine's deadline,
+//! then [`Core::turn`].
+//!
+//! Piece data is hashed where it is read (the connection's reader, see
+//! [`peer_input`]), so verification never runs on the machine loop;
+//! written with `pwrite` at its offset in `<dest>.part`; served with
+//! `pread` from the shared file (see [`disk`]).
+
+pub mod disk;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use p2p_proto::{GroupName, PeerMsg, Text};
+use p2p_state::Instant;
+use p2p_state::client::node::{
+    self as cn, ClientConfig, ClientEvent, ClientNode, Command, CommandOk, PeerOut,
+};
+use p2p_state::client::session::{ClientError, CommandTag, SessionConfig, SessionConn};
+use p2p_state::download::DownloadConfig;
+use p2p_state::hash::sha1;
+use p2p_state::seeder::{SeederConfig, ShareId};
+
+use crate::clock::Clock;
+use crate::conn::{ConnEvent, FrameSink};
+pub use disk::{DlFile, Job, JobDone, Paths, hash_file, hash_file_with_progress, run_job};
+
+/// Disk jobs that run at once (worker threads, or blocking-pool tasks).
+pub const DISK_WORKERS: usize = 2;
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Trackers in `tracker_info.txt` order, and which to try first.
+    pub trackers: Vec<SocketAddr>,
+    pub first: usize,
+    /// Where the seeder listens; port 0 picks a free port.
+    pub listen: SocketAddr,
+    pub max_parallel: Option<usize>,
+    /// Holds the table of shared files.
+    pub data_dir: PathBuf,
+}
+
+/// What the CLI asks for between commands.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub downloads_ended: bool,
+    pub failed: Vec<String>,
+    pub logged_in: bool,
+    /// Pieces and bytes this client's seeder has served.
+    pub served_pieces: u64,
+    pub served_bytes: u64,
+}
+
+/// What the handle asks of the machine loop.
+pub enum HandleMsg {
+    Cmd {
+        cmd: Command,
+        reply: Sender<Result<CommandOk, ClientError>>,
+    },
+    Query(Sender<Status>),
+    Stop,
+}
+
+/// What the machine loop receives.
+pub enum Ev<W> {
+    Input(cn::Input),
+    TrackerUp { conn: SessionConn, writer: W },
+    PeerUp { conn: u64, writer: W, inbound: bool },
+    Handle(HandleMsg),
+    Disk(JobDone),
+}
+
+/// What a tracker connection's reader event means to the machine.
+pub fn tracker_input(conn: SessionConn, ev: ConnEvent) -> cn::Input {
+    match ev {
+        ConnEvent::Frame(payload) => cn::Input::TrackerFrame { conn, payload },
+        ConnEvent::BadFraming(_) | ConnEvent::Closed => cn::Input::TrackerClosed { conn },
+    }
+}
+
+/// What a peer connection's reader event means to the machine: piece
+/// frames are hashed right here, on the reader's thread or task.
+pub fn peer_input(conn: u64, ev: ConnEvent) -> cn::Input {
+    match ev {
+        ConnEvent::Frame(payload) => match PeerMsg::split_piece(&payload) {
+            Some((index, data)) => cn::Input::PeerPiece {
+                conn,
+                index,
+                sha1: sha1(&data),
+                data,
+            },
+            None => cn::Input::PeerFrame { conn, payload },
+        },
+        ConnEvent::BadFraming(_) | ConnEvent::Closed => cn::Input::PeerClosed { conn },
+    }
+}
+
+type SendFn = Box<dyn Fn(HandleMsg) -> bool + Send + Sync>;
+type Join = Box<dyn FnOnce() + Send>;
+
+/// A running client.
+pub struct ClientHandle {
+    send: SendFn,
+    paths: Arc<Mutex<Paths>>,
+    seeder_addr: SocketAddr,
+    join: Option<Join>,
+    events: Option<Receiver<ClientEvent>>,
+}
+
+impl ClientHandle {
+    /// `send` queues a message for the machine loop (`false` once it has
+    /// stopped); `join` waits for the loop to end.
+    pub fn new(
+        send: impl Fn(HandleMsg) -> bool + Send + Sync + 'static,
+        join: impl FnOnce() + Send + 'static,
+        parts: HandleParts,
+    ) -> Self {
+        ClientHandle {
+            send: Box::new(send),
+            paths: parts.paths,
+            seeder_addr: parts.seeder_addr,
+            join: Some(Box::new(join)),
+            events: Some(parts.events),
+        }
+    }
+
+    pub fn seeder_addr(&self) -> SocketAddr {
+        self.seeder_addr
+    }
+
+    /// Lines the user should see that no command asked for.
+    pub fn take_events(&mut self) -> Receiver<ClientEvent> {
+        self.events.take().expect("events taken once")
+    }
+
+    /// Runs a command and waits for its answer.
+    pub fn run(&self, cmd: Command) -> Result<CommandOk, ClientError> {
+        let (reply, rx) = mpsc::channel();
+        if !(self.send)(HandleMsg::Cmd { cmd, reply }) {
+            return Err(ClientError::Busy);
+        }
+        rx.recv().unwrap_or(Err(ClientError::Busy))
+    }
+
+    /// Registers a file to share: returns the id to put in `Command::Share`.
+    pub fn share_id(&self, path: &Path, group: &GroupName) -> ShareId {
+        let mut p = self.paths.lock().expect("paths");
+        let id = p.next_id();
+        p.shares.insert(id, (path.to_path_buf(), group.clone()));
+        ShareId(id)
+    }
+
+    /// Registers a download destination: returns its id.
+    pub fn dest_id(&self, path: &Path) -> u64 {
+        let mut p = self.paths.lock().expect("paths");
+        let id = p.next_id();
+        p.dests.insert(id, path.to_path_buf());
+        id
+    }
+
+    pub fn status(&self) -> Option<Status> {
+        let (tx, rx) = mpsc::channel();
+        if !(self.send)(HandleMsg::Query(tx)) {
+            return None;
+        }
+        rx.recv().ok()
+    }
+
+    /// Stops the machine loop (connections close with it) and waits.
+    pub fn stop(mut self) {
+        (self.send)(HandleMsg::Stop);
+        if let Some(j) = self.join.take() {
+            j();
+        }
+    }
+}
+
+/// A client ready to run: the machine with its share table loaded, and
+/// what the handle keeps.
+pub struct Prepared {
+    node: ClientNode,
+    clock: Clock,
+    data_dir: PathBuf,
+    events: Sender<ClientEvent>,
+    handle: HandleParts,
+}
+
+/// What [`ClientHandle::new`] takes from [`prepare`].
+pub struct HandleParts {
+    paths: Arc<Mutex<Paths>>,
+    seeder_addr: SocketAddr,
+    events: Receiver<ClientEvent>,
+}
+
+/// Binds the seeder port, builds the machine and loads the share table.
+pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
+    fs::create_dir_all(&opts.data_dir)?;
+    let listener = TcpListener::bind(opts.listen)?;
+    let mut seeder_addr = listener.local_addr()?;
+    if seeder_addr.ip().is_unspecified() {
+        seeder_addr.set_ip(advertised_ip(&opts.trackers));
+    }
+    let mut download = DownloadConfig::default();
+    if let Some(n) = opts.max_parallel {
+        download.max_parallel = n.max(1);
+    }
+    let cfg = ClientConfig {
+        session: SessionConfig::new(opts.trackers.clone(), opts.first),
+        seeder: SeederConfig::default(),
+        download,
+        seeder_addr: Some(seeder_addr),
+    };
+    let clock = Clock::new();
+    let mut node = ClientNode::new(cfg, seed(), clock.now());
+    let paths = Arc::new(Mutex::new(Paths::new()));
+    disk::load_shares(&opts.data_dir, &mut node, &paths);
+    let (events, events_rx) = mpsc::channel();
+    let handle = HandleParts {
+        paths,
+        seeder_addr,
+        events: events_rx,
+    };
+    let p = Prepared {
+        node,
+        clock,
+        data_dir: opts.data_dir,
+        events,
+        handle,
+    };
+    Ok((p, listener))
+}
+
+/// The local address that reaches the first reachable tracker (what peers
+/// should dial), or loopback.
+fn advertised_ip(trackers: &[SocketAddr]) -> std::net::IpAddr {
+    for t in trackers {
+        if let Ok(s) =
+            std::net::TcpStream::connect_timeout(t, std::time::Duration::from_millis(500))
+            && let Ok(a) = s.local_addr()
+        {
+            return a.ip();
+        }
+    }
+    std::net::Ipv4Addr::LOCALHOST.into()
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+/// The effects only a runtime can run. None may block.
+pub trait ClientIo {
+    type Writer: FrameSink;
+    /// Connects to a tracker: `Ev::TrackerUp`, then the reader's inputs
+    /// ([`tracker_input`]); or `TrackerConnectFailed`.
+    fn connect_tracker(&mut self, conn: SessionConn, addr: SocketAddr);
+    /// Connects to a peer's seeder: `Ev::PeerUp { inbound: false }`, then
+    /// the reader's inputs ([`peer_input`]); or `PeerConnectFailed`.
+    fn connect_peer(&mut self, conn: u64, addr: SocketAddr);
+    /// Runs a job off the loop ([`run_job`]) and reports `Ev::Disk`.
+    fn disk(&mut self, job: Job);
+}
+
+/// The machine and what the driver knows beside it.
+pub struct Core<R: ClientIo> {
+    node: ClientNode,
+    clock: Clock,
+    io: R,
+    trackers: BTreeMap<SessionConn, R::Writer>,
+    peers: BTreeMap<u64, R::Writer>,
+    pending: BTreeMap<CommandTag, Sender<Result<CommandOk, ClientError>>>,
+    next_tag: CommandTag,
+    paths: Arc<Mutex<Paths>>,
+    dl_files: BTreeMap<u64, DlFile>,
+    share_files: BTreeMap<u64, Arc<File>>,
+    events: Sender<ClientEvent>,
+    data_dir: PathBuf,
+    /// The share table as last saved.
+    saved_shares: String,
+    /// Inputs the driver itself produced while executing outputs (a
+    /// failure it can tell at once); fed after the drain.
+    later: VecDeque<cn::Input>,
+}
+
+impl<R: ClientIo> Core<R> {
+    /// Takes the machine from [`prepare`] (the handle's parts stay behind)
+    /// and runs its first outputs (connecting to the first tracker).
+    pub fn new(p: Prepared, io: R) -> (Self, HandleParts) {
+        let mut core = Core {
+            node: p.node,
+            clock: p.clock,
+            io,
+            trackers: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            next_tag: 1,
+            paths: p.handle.paths.clone(),
+            dl_files: BTreeMap::new(),
+            share_files: BTreeMap::new(),
+            events: p.events,
+            data_dir: p.data_dir,
+            saved_shares: String::new(),
+            later: VecDeque::new(),
+        };
+        core.saved_shares = disk::shares_text(&core.node, &core.paths);
+        core.drain();
+        (core, p.handle)
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// When the loop must wake up if nothing arrives.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.node.poll_timeout()
+    }
+
+    /// One turn of the loop: the event that woke it (`None`: the wait timed
+    /// out), then the machine's deadline if the clock has passed it.
+    /// `false` when the handle asked to stop.
+    pub fn turn(&mut self, ev: Option<Ev<R::Writer>>) -> bool {
+        if let Some(ev) = ev {
+            if let Ev::Handle(HandleMsg::Stop) = ev {
+                return false;
+            }
+            self.on_event(ev);
+            self.drain();
+        }
+        let now = self.clock.now();
+        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            self.node.handle_timeout(now);
+            self.drain();
+        }
+        true
+    }
+
+    fn on_event(&mut self, ev: Ev<R::Writer>) {
+        let now = self.clock.now();
+        match ev {
+            Ev::Input(input) => self.node.handle_input(now, input),
+            Ev::TrackerUp { conn, writer } => {
+                self.trackers.insert(conn, writer);
+                self.node
+                    .handle_input(now, cn::Input::TrackerConnected { conn });
+            }
+            Ev::PeerUp {
+                conn,
+                writer,
+                inbound,
+            } => {
+                self.peers.insert(conn, writer);
+                let input = if inbound {
+                    cn::Input::PeerAccepted { conn }
+                } else {
+                    cn::Input::PeerConnected { conn }
+                };
+                self.node.handle_input(now, input);
+            }
+            Ev::Disk(JobDone::Input(input)) => self.node.handle_input(now, input),
+            Ev::Disk(JobDone::Prepared { dl, file, have }) => {
+                self.dl_files.insert(dl, *file);
+                self.node
+                    .handle_input(now, cn::Input::DestReady { dl, have });
+            }
+            Ev::Disk(JobDone::Nothing) => {}
+            Ev::Handle(HandleMsg::Cmd { cmd, reply }) => {
+                let tag = self.next_tag;
+                self.next_tag += 1;
+                self.pending.insert(tag, reply);
+                if let Command::Share { share, .. } = &cmd
+                    && let Some((path, _)) = self.paths.lock().expect("paths").shares.get(&share.0)
+                    && let Ok(f) = File::open(path)
+                {
+                    self.share_files.insert(share.0, Arc::new(f));
+                }
+                self.node.handle_input(now, cn::Input::Command { tag, cmd });
+            }
+            Ev::Handle(HandleMsg::Query(reply)) => {
+                let (downloads_ended, failed) = self.node.downloads_ended();
+                let logged_in = self.node.session().user().is_some();
+                let served = &self.node.seeder().stats().served;
+                let _ = reply.send(Status {
+                    downloads_ended,
+                    failed,
+                    logged_in,
+                    served_pieces: served.pieces,
+                    served_bytes: served.bytes,
+                });
+            }
+            Ev::Handle(HandleMsg::Stop) => {}
+        }
+    }
+
+    /// Executes every output; then feeds what execution itself produced,
+    /// one input at a time, draining after each.
+    fn drain(&mut self) {
+        loop {
+            while let Some(o) = self.node.poll_output() {
+                self.execute(o);
+            }
+            let Some(input) = self.later.pop_front() else {
+                return;
+            };
+            self.node.handle_input(self.clock.now(), input);
+        }
+    }
+
+    /// Runs one output. Never blocks and never calls the machine.
+    fn execute(&mut self, o: cn::Output) {
+        match o {
+            cn::Output::TrackerConnect { conn, addr } => self.io.connect_tracker(conn, addr),
+            cn::Output::TrackerSend { conn, frame } => {
+                if let Some(w) = self.trackers.get(&conn) {
+                    let mut b = BytesMut::new();
+                    p2p_proto::encode_frame(&frame, &mut b);
+                    w.send(b.freeze());
+                }
+            }
+            cn::Output::TrackerClose { conn } => {
+                if let Some(w) = self.trackers.remove(&conn) {
+                    w.abort();
+                }
+            }
+            cn::Output::PeerConnect { conn, addr } => self.io.connect_peer(conn, addr),
+            cn::Output::PeerSend { conn, msg } => {
+                if let Some(w) = self.peers.get(&conn) {
+                    let mut b = BytesMut::new();
+                    match msg {
+                        PeerOut::Hello(h) => p2p_proto::encode_msg(&h, &mut b),
+                        PeerOut::Msg(m) => p2p_proto::encode_msg(&m, &mut b),
+                    }
+                    w.send(b.freeze());
+                }
+            }
+            cn::Output::PeerClose { conn } => {
+                if let Some(w) = self.peers.remove(&conn) {
+                    w.close();
+                }
+            }
+            cn::Output::PrepareDest { dl, dest, meta } => {
+                let path = self.paths.lock().expect("paths").dests.get(&dest).cloned();
+                match path {
+                    Some(dest) => self.io.disk(Job::Prepare { dl, dest, meta }),
+                    None => self.later.push_back(cn::Input::DestFailed {
+                        dl,
+                        reason: Text::new("unknown destination"),
+                    }),
+                }
+            }
+            cn::Output::WritePiece {
+                dl,
+                index,
+                offset,
+                data,
+            } => {
+                if let Some(f) = self.dl_files.get(&dl) {
+                    let job = Job::Write {
+                        dl,
+                        file: f.file.clone(),
+                        record: f.record.clone(),
+                        index,
+                        offset,
+                        data,
+                    };
+                    self.io.disk(job);
+                }
+            }
+            cn::Output::HashFile { dl } => {
+                if let Some(f) = self.dl_files.get(&dl) {
+                    let file = f.file.clone();
+                    self.io.disk(Job::Hash { dl, file });
+                }
+            }
+            cn::Output::Finalize { dl } => {
+                if let Some(f) = self.dl_files.get(&dl) {
+                    self.io.disk(Job::Finalize {
+                        dl,
+                        part: f.part.clone(),
+                        dest: f.dest.clone(),
+                    });
+                }
+            }
+            cn::Output::ReadPiece {
+                conn,
+                share,
+                index,
+                offset,
+                len,
+            } => match self.piece_source(share) {
+                Some(file) => self.io.disk(Job::Read {
+                    conn,
+                    file,
+                    index,
+                    offset,
+                    len,
+                }),
+                None => self.later.push_back(cn::Input::ReadFailed { conn, index }),
+            },
+            cn::Output::Done { tag, result } => {
+                let share_ok = matches!(result, Ok(CommandOk::Reply(_)));
+                if let Some(reply) = self.pending.remove(&tag) {
+                    let _ = reply.send(result);
+                }
+                if share_ok {
+                    self.save_shares();
+                }
+            }
+            cn::Output::Event(e) => {
+                let _ = self.events.send(e);
+            }
+        }
+    }
+
+    /// Writes the share table (off the loop) if it changed.
+    fn save_shares(&mut self) {
+        let text = disk::shares_text(&self.node, &self.paths);
+        if text != self.saved_shares {
+            self.saved_shares = text.clone();
+            let dir = self.data_dir.clone();
+            self.io.disk(Job::SaveShares { dir, text });
+        }
+    }
+
+    /// The file a piece is served from: a download in progress (partial
+    /// seeding) or a registered share.
+    fn piece_source(&mut self, share: ShareId) -> Option<Arc<File>> {
+        if share.0 >= cn::OUTBOUND {
+            return self
+                .dl_files
+                .get(&(share.0 & !cn::OUTBOUND))
+                .map(|f| f.file.clone());
+        }
+        if let Some(f) = self.share_files.get(&share.0) {
+            return Some(f.clone());
+        }
+        let path = self
+            .paths
+            .lock()
+            .expect("paths")
+            .shares
+            .get(&share.0)?
+            .0
+            .clone();
+        let f = Arc::new(File::open(path).ok()?);
+        self.share_files.insert(share.0, f.clone());
+        Some(f)
+    }
+}

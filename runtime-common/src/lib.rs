@@ -1,0 +1,30 @@
+//! What every driver shares, so it lives once: nothing here owns a thread,
+//! a socket or an executor.
+//!
+//! - [`clock`]: milliseconds since the Unix epoch, never going backwards;
+//! - [`tracker_info`]: parsing `tracker_info.txt`;
+//! - [`cli`]: the client's command language and the text it prints;
+//! - [`storage`]: the tracker's data directory (op log, snapshots,
+//!   recovery) and the group-committing storage loop a driver runs on a
+//!   blocking thread.
+
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod conn;
+pub mod storage;
+pub mod tracker;
+pub mod tracker_info;
+
+pub use clock::Clock;
+
+/// What woke a machine loop (each runtime's wait returns it).
+#[derive(Debug)]
+pub enum Woke<T> {
+    Msg(T),
+    /// The machine's deadline came first.
+    Timeout,
+    /// Every sender has gone.
+    Closed,
+}
+pub use tracker_info::{TrackerInfo, TrackerInfoError};

@@ -1,0 +1,491 @@
+//! The tracker driver's runtime-free half (STYLE 2.3): options, errors,
+//! the handle the binaries hold, and [`Core`], which owns the [`Tracker`]
+//! machine and executes its outputs. A runtime supplies the plumbing
+//! through [`TrackerIo`] (a writer per connection, dialing, the storage
+//! loop) and runs the loop: wait for the first of a [`Msg`] or the
+//! machine's deadline, then [`Core::turn`].
+//!
+//! Executing an output never blocks and never calls back into the machine:
+//!
+//! - `Send` → the connection's writer; `Close` → flush, then shut down;
+//! - `Dial` → [`TrackerIo::dial`], which reports `Dialed` / `DialFailed`;
+//! - `Persist` / `PersistSnapshot` → [`TrackerIo::store`] (the storage loop
+//!   of [`crate::storage`] reports `Persisted { index }`);
+//! - `Event` → a `tracing` line, then the caller's [`EventSink`].
+//!
+//! Inputs for a connection the driver already closed (frames still in the
+//! channel) are dropped here: the machine never hears of it again.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use p2p_proto::{DecodeError, TrackerId};
+use p2p_state::Instant;
+use p2p_state::tracker::node::{ConsoleCmd, Input, NodeConfig, Output, Tracker, TrackerEvent};
+use p2p_state::tracker::repl::{ReplEvent, epoch_primary, epoch_round};
+
+use crate::clock::Clock;
+use crate::conn::{ConnEvent, ConnId, FrameSink};
+use crate::storage::{DataDir, StorageCmd};
+
+/// Receives every event the tracker reports (after the driver logged it),
+/// on the machine's thread or task: keep it quick.
+pub type EventSink = Box<dyn FnMut(&TrackerEvent) + Send>;
+
+/// How long shutdown waits for writers to flush their last frames.
+pub const CLOSE_FLUSH_WAIT: Duration = Duration::from_secs(1);
+
+/// What a tracker needs to start.
+pub struct TrackerOptions {
+    pub node: NodeConfig,
+    /// Holds `log` and `snapshot`; created if missing.
+    pub data_dir: PathBuf,
+    /// Already bound (by the binary to its line's address; by tests to port 0).
+    pub listener: TcpListener,
+    /// The machine's RNG seed; `None` draws one from the OS.
+    pub seed: Option<u64>,
+}
+
+/// Why a tracker could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("data directory {dir}: {source}")]
+    DataDir { dir: PathBuf, source: io::Error },
+    #[error("the state on disk does not decode: {0}")]
+    Recover(DecodeError),
+    #[error("no OS randomness for the seed: {0}")]
+    Seed(getrandom::Error),
+    #[error("cannot start: {0}")]
+    Io(#[from] io::Error),
+    #[error("writing the data directory failed, stopping: {0}")]
+    StorageFailed(io::Error),
+    #[error("the tracker thread panicked")]
+    Panicked,
+}
+
+/// What the machine's loop receives.
+pub enum Msg<W> {
+    /// A connection is up; register its writer before its first frame.
+    Opened {
+        conn: ConnId,
+        peer: SocketAddr,
+        writer: W,
+        input: Input,
+    },
+    Input(Input),
+    StorageFailed(io::Error),
+    Shutdown,
+}
+
+/// What a reader's event means to the machine.
+pub fn conn_input(conn: ConnId, ev: ConnEvent) -> Input {
+    match ev {
+        ConnEvent::Frame(payload) => Input::Frame { conn, payload },
+        ConnEvent::BadFraming(error) => Input::BadFraming { conn, error },
+        ConnEvent::Closed => Input::Closed { conn },
+    }
+}
+
+/// A request from outside the loop (console, signals).
+pub enum Control {
+    Console(ConsoleCmd),
+    Stop,
+}
+
+impl<W> From<Control> for Msg<W> {
+    fn from(c: Control) -> Self {
+        match c {
+            Control::Console(cmd) => Msg::Input(Input::Console(cmd)),
+            Control::Stop => Msg::Shutdown,
+        }
+    }
+}
+
+/// Talks to a running tracker from other threads (console, signals).
+#[derive(Clone)]
+pub struct TrackerControl {
+    send: Arc<dyn Fn(Control) -> bool + Send + Sync>,
+}
+
+impl TrackerControl {
+    /// `send` queues a request for the loop; `false` once it has stopped.
+    pub fn new(send: impl Fn(Control) -> bool + Send + Sync + 'static) -> Self {
+        TrackerControl {
+            send: Arc::new(send),
+        }
+    }
+
+    /// Runs a console command; its answer comes as `TrackerEvent::Console`.
+    /// `false` if the tracker has stopped.
+    pub fn console(&self, cmd: ConsoleCmd) -> bool {
+        (self.send)(Control::Console(cmd))
+    }
+
+    /// Asks for a clean shutdown (storage flushed, connections closed).
+    pub fn stop(&self) -> bool {
+        (self.send)(Control::Stop)
+    }
+}
+
+type Join = Box<dyn FnOnce() -> Result<(), DriverError> + Send>;
+
+/// A running tracker. Dropping it asks for shutdown without waiting.
+pub struct TrackerHandle {
+    control: TrackerControl,
+    addr: SocketAddr,
+    join: Option<Join>,
+}
+
+impl TrackerHandle {
+    /// `join` waits for the loop to end and returns its result.
+    pub fn new(
+        control: TrackerControl,
+        addr: SocketAddr,
+        join: impl FnOnce() -> Result<(), DriverError> + Send + 'static,
+    ) -> Self {
+        TrackerHandle {
+            control,
+            addr,
+            join: Some(Box::new(join)),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn control(&self) -> TrackerControl {
+        self.control.clone()
+    }
+
+    /// Waits until the tracker stops (after [`TrackerControl::stop`] or a
+    /// storage failure).
+    pub fn join(mut self) -> Result<(), DriverError> {
+        match self.join.take() {
+            Some(j) => j(),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the tracker cleanly and waits for it.
+    pub fn shutdown(self) -> Result<(), DriverError> {
+        self.control.stop();
+        self.join()
+    }
+}
+
+impl Drop for TrackerHandle {
+    fn drop(&mut self) {
+        if self.join.is_some() {
+            self.control.stop();
+        }
+    }
+}
+
+/// A tracker recovered from its data directory, ready to run.
+pub struct Recovered {
+    pub tracker: Tracker,
+    pub data: DataDir,
+    pub clock: Clock,
+    pub listener: TcpListener,
+    pub addr: SocketAddr,
+}
+
+/// Opens the data directory, draws the seed and recovers the machine.
+pub fn recover(opts: TrackerOptions) -> Result<Recovered, DriverError> {
+    let clock = Clock::new();
+    let dir = opts.data_dir.clone();
+    let (data, rec) = DataDir::open(&dir).map_err(|source| DriverError::DataDir {
+        dir: dir.clone(),
+        source,
+    })?;
+    let seed = match opts.seed {
+        Some(s) => s,
+        None => getrandom::u64().map_err(DriverError::Seed)?,
+    };
+    let id = opts.node.id;
+    tracing::info!(
+        "tracker {id}: data in {}: {}, {} log entries",
+        dir.display(),
+        match &rec.snapshot {
+            Some((at, b)) => format!("snapshot at {}:{} ({} bytes)", at.epoch, at.index, b.len()),
+            None => "no snapshot".into(),
+        },
+        rec.entries.len()
+    );
+    let tracker = Tracker::recover(opts.node, seed, clock.now(), rec.snapshot, rec.entries)
+        .map_err(DriverError::Recover)?;
+    let addr = opts.listener.local_addr()?;
+    tracing::info!("tracker {id} listening on {addr}");
+    Ok(Recovered {
+        tracker,
+        data,
+        clock,
+        listener: opts.listener,
+        addr,
+    })
+}
+
+/// The effects only a runtime can run. Neither may block.
+pub trait TrackerIo {
+    type Writer: FrameSink;
+    /// Connects to a peer tracker; reports `Msg::Opened` with
+    /// `Input::Dialed`, or `Input::DialFailed`.
+    fn dial(&mut self, tracker: TrackerId, addr: SocketAddr);
+    /// Queues work for the storage loop.
+    fn store(&mut self, cmd: StorageCmd);
+}
+
+struct Conn<W> {
+    writer: W,
+    peer: SocketAddr,
+}
+
+/// The machine and what the driver knows beside it.
+pub struct Core<R: TrackerIo> {
+    tracker: Tracker,
+    clock: Clock,
+    conns: BTreeMap<ConnId, Conn<R::Writer>>,
+    io: R,
+    sink: EventSink,
+}
+
+impl<R: TrackerIo> Core<R> {
+    /// Runs the machine's first outputs (dials to the other trackers).
+    pub fn new(tracker: Tracker, clock: Clock, io: R, sink: EventSink) -> Self {
+        let mut core = Core {
+            tracker,
+            clock,
+            conns: BTreeMap::new(),
+            io,
+            sink,
+        };
+        core.drain();
+        core
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// When the loop must wake up if nothing arrives.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.tracker.poll_timeout()
+    }
+
+    /// One turn of the loop: the message that woke it (`None`: the wait
+    /// timed out), then the machine's deadline if the clock has passed it
+    /// (quinn's drive_timer: trust the clock, not the wake-up reason).
+    /// `Some` ends the loop with that result.
+    pub fn turn(&mut self, msg: Option<Msg<R::Writer>>) -> Option<Result<(), DriverError>> {
+        if let Some(m) = msg
+            && let Some(stop) = self.on_msg(m)
+        {
+            return Some(stop);
+        }
+        let now = self.clock.now();
+        if self.tracker.poll_timeout().is_some_and(|d| d <= now) {
+            self.tracker.handle_timeout(now);
+            self.drain();
+        }
+        None
+    }
+
+    /// For shutdown: the runtime's effects and every open writer.
+    pub fn into_parts(self) -> (R, Vec<R::Writer>) {
+        let writers = self.conns.into_values().map(|c| c.writer).collect();
+        (self.io, writers)
+    }
+
+    /// Handles one message; `Some` ends the loop with that result.
+    fn on_msg(&mut self, m: Msg<R::Writer>) -> Option<Result<(), DriverError>> {
+        match m {
+            Msg::Opened {
+                conn,
+                peer,
+                writer,
+                input,
+            } => {
+                tracing::debug!(conn, "connection with {peer} up");
+                self.conns.insert(conn, Conn { writer, peer });
+                self.feed(input);
+            }
+            Msg::Input(input) => {
+                if self.known(&input) {
+                    self.feed(input);
+                }
+            }
+            Msg::StorageFailed(e) => {
+                tracing::error!("storage failed: {e}; stopping");
+                return Some(Err(DriverError::StorageFailed(e)));
+            }
+            Msg::Shutdown => {
+                tracing::info!("shutting down");
+                return Some(Ok(()));
+            }
+        }
+        None
+    }
+
+    /// Drops input for connections already closed here (frames still in the
+    /// channel when the machine closed it); forgets a connection on `Closed`.
+    fn known(&mut self, input: &Input) -> bool {
+        match input {
+            Input::Frame { conn, .. } | Input::BadFraming { conn, .. } => {
+                self.conns.contains_key(conn)
+            }
+            Input::Closed { conn } => match self.conns.remove(conn) {
+                Some(c) => {
+                    tracing::debug!(conn, "connection with {} closed by the peer", c.peer);
+                    true
+                }
+                None => false,
+            },
+            _ => true,
+        }
+    }
+
+    fn feed(&mut self, input: Input) {
+        let now = self.clock.now();
+        self.tracker.handle_input(now, input);
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        while let Some(o) = self.tracker.poll_output() {
+            self.execute(o);
+        }
+    }
+
+    /// Runs one output. Never blocks and never calls the machine.
+    fn execute(&mut self, o: Output) {
+        match o {
+            Output::Send { conn, msg } => {
+                let Some(c) = self.conns.get(&conn) else {
+                    tracing::trace!(conn, "send on a closed connection dropped");
+                    return;
+                };
+                let mut frame = BytesMut::new();
+                msg.encode_frame(&mut frame);
+                if !c.writer.send(frame.freeze()) {
+                    tracing::warn!(
+                        conn,
+                        "{}: send queue full or writer gone; connection cut",
+                        c.peer
+                    );
+                }
+            }
+            Output::Close { conn, why } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    tracing::debug!(conn, "closing connection with {}: {}", c.peer, why.as_str());
+                    c.writer.close();
+                }
+            }
+            Output::Dial { tracker, addr } => {
+                tracing::debug!("dialing tracker {tracker} at {addr}");
+                self.io.dial(tracker, addr)
+            }
+            Output::Persist {
+                from_index,
+                entries,
+            } => self.io.store(StorageCmd::Persist {
+                from_index,
+                entries,
+            }),
+            Output::PersistSnapshot {
+                at,
+                data,
+                reset_log,
+            } => self.io.store(StorageCmd::Snapshot {
+                at,
+                data,
+                reset_log,
+            }),
+            Output::Event(e) => {
+                self.log_event(&e);
+                (self.sink)(&e);
+            }
+        }
+    }
+
+    fn peer_of(&self, conn: ConnId) -> String {
+        self.conns
+            .get(&conn)
+            .map(|c| c.peer.to_string())
+            .unwrap_or_else(|| "?".into())
+    }
+
+    fn log_event(&self, e: &TrackerEvent) {
+        match e {
+            TrackerEvent::ConnectedToTracker { tracker } => {
+                tracing::info!("connected to peer tracker {tracker}")
+            }
+            TrackerEvent::DisconnectedFromTracker { tracker } => {
+                tracing::warn!("lost the connection to peer tracker {tracker}")
+            }
+            TrackerEvent::ClientConnected { conn, addr } => {
+                tracing::info!(conn = *conn, "client connected from {addr}")
+            }
+            TrackerEvent::ClientGone { conn } => {
+                tracing::info!(conn = *conn, "client disconnected")
+            }
+            TrackerEvent::BadInput { conn, addr, error } => {
+                let peer = addr
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| self.peer_of(*conn));
+                tracing::warn!(conn = *conn, "rejected input from {peer}: {error}; closing")
+            }
+            TrackerEvent::Repl(r) => log_repl(r),
+            TrackerEvent::Console(_) => {}
+        }
+    }
+}
+
+fn epoch_name(epoch: u64) -> String {
+    match epoch_primary(epoch) {
+        Some(p) => format!("{} (round {}, primary {p})", epoch, epoch_round(epoch)),
+        None => epoch.to_string(),
+    }
+}
+
+fn log_repl(e: &ReplEvent) {
+    match e {
+        ReplEvent::BecamePrimary { epoch } => {
+            tracing::info!("became primary, epoch {}", epoch_name(*epoch))
+        }
+        ReplEvent::Following { primary, epoch } => {
+            tracing::info!("following primary {primary}, epoch {}", epoch_name(*epoch))
+        }
+        ReplEvent::InSync { primary } => tracing::info!("caught up with primary {primary}"),
+        ReplEvent::PeerInSync { peer } => tracing::info!("tracker {peer} is in sync"),
+        ReplEvent::PeerOutOfSync { peer, why } => {
+            tracing::warn!("tracker {peer} is out of sync: {why}")
+        }
+        ReplEvent::SnapshotInstalled { at } => {
+            tracing::info!(
+                "installed the primary's snapshot at {}:{}",
+                at.epoch,
+                at.index
+            )
+        }
+        ReplEvent::Diverged {
+            fork,
+            resubmitting,
+            lost,
+        } => tracing::warn!(
+            "log diverged from the primary's after index {fork}: re-submitting {resubmitting} op(s), {lost} lost"
+        ),
+        ReplEvent::Conflict { op, reason } => {
+            tracing::warn!("divergent op {:?} no longer applies: {reason}", op.kind)
+        }
+        ReplEvent::PeerError { peer, what } => {
+            tracing::warn!("tracker {peer}: {}", what.as_str())
+        }
+    }
+}

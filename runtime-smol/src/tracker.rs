@@ -1,0 +1,184 @@
+//! The tracker driver on smol (STYLE 2.3): one task owns the [`Core`]
+//! (the [`Tracker`](p2p_state::tracker::node::Tracker) and the execution
+//! of its outputs, shared with runtime-std) and races its channel against
+//! `Timer::at(deadline)`, then hands what arrived to [`Core::turn`].
+//!
+//! Around it: an accept task; a reader and a writer task per connection; a
+//! task per dial; and the storage loop ([`run_storage`], group commit, then
+//! `Persisted { index }`) on smol's blocking pool, so fsyncs never stall
+//! the executor.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+
+use p2p_proto::{FrameDecoder, TrackerId};
+use p2p_state::tracker::node::Input;
+use runtime_common::Woke;
+use runtime_common::tracker::{
+    CLOSE_FLUSH_WAIT, Core, Msg, Recovered, TrackerIo, conn_input, recover,
+};
+pub use runtime_common::tracker::{
+    DriverError, EventSink, TrackerControl, TrackerHandle, TrackerOptions,
+};
+use smol::channel::{self, Receiver, Sender};
+use smol::future::FutureExt;
+use smol::{Async, Task, Timer};
+
+use crate::conn::{
+    ConnId, ConnWriter, DIAL_TIMEOUT, dial, next_conn_id, spawn_listener, spawn_reader,
+};
+use crate::exec::{self, recv_until};
+use crate::storage::{DataDir, StorageCmd, run_storage};
+
+type Tx = Sender<Msg<ConnWriter>>;
+
+/// Recovers the tracker from its data directory and starts its tasks.
+pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, DriverError> {
+    let Recovered {
+        tracker,
+        data,
+        clock,
+        listener,
+        addr,
+    } = recover(opts)?;
+    let (tx, rx) = channel::unbounded();
+    let storage = spawn_storage(data, tx.clone());
+    let accept_tx = tx.clone();
+    let listener = spawn_listener(listener, move |stream, peer| {
+        opened(&accept_tx, stream, peer, |conn| Input::Accepted {
+            conn,
+            addr: peer,
+        });
+    })?;
+    let io = Tasks {
+        tx: tx.clone(),
+        storage: Some(storage),
+    };
+    let core = Core::new(tracker, clock, io, sink);
+    let task = exec::spawn(run(core, rx, listener));
+    let control = TrackerControl::new(move |c| tx.try_send(c.into()).is_ok());
+    Ok(TrackerHandle::new(control, addr, move || {
+        exec::join(task).unwrap_or(Err(DriverError::Panicked))
+    }))
+}
+
+/// The machine task's loop.
+async fn run(
+    mut core: Core<Tasks>,
+    rx: Receiver<Msg<ConnWriter>>,
+    listener: Task<()>,
+) -> Result<(), DriverError> {
+    let result = loop {
+        let msg = match recv_until(&rx, core.clock(), core.poll_timeout()).await {
+            Woke::Msg(m) => Some(m),
+            Woke::Timeout => None,
+            Woke::Closed => break Ok(()),
+        };
+        if let Some(stop) = core.turn(msg) {
+            break stop;
+        }
+    };
+    shutdown(core, listener).await;
+    result
+}
+
+/// Stops accepting, makes storage durable, closes every connection.
+async fn shutdown(core: Core<Tasks>, listener: Task<()>) {
+    listener.cancel().await;
+    let (mut io, writers) = core.into_parts();
+    if let Some((tx, task)) = io.storage.take() {
+        drop(tx);
+        match task.await {
+            Ok(()) => tracing::info!("storage flushed"),
+            Err(e) => tracing::error!("storage: {e}"),
+        }
+    }
+    let flushing: Vec<Task<()>> = writers.into_iter().filter_map(|w| w.close()).collect();
+    let all = async {
+        for t in flushing {
+            t.await;
+        }
+    };
+    let late = async {
+        Timer::after(CLOSE_FLUSH_WAIT).await;
+    };
+    all.or(late).await;
+}
+
+type Storage = (std_mpsc::Sender<StorageCmd>, Task<io::Result<()>>);
+
+/// The storage loop, on the blocking pool (it blocks on its queue and on
+/// fsync).
+fn spawn_storage(data: DataDir, tx: Tx) -> Storage {
+    let (stx, srx) = std_mpsc::channel();
+    let task = smol::unblock(move || {
+        let done = tx.clone();
+        let r = run_storage(data, srx, move |index| {
+            let _ = done.try_send(Msg::Input(Input::Persisted { index }));
+        });
+        if let Err(e) = &r {
+            let _ = tx.try_send(Msg::StorageFailed(io::Error::new(e.kind(), e.to_string())));
+        }
+        r
+    });
+    (stx, task)
+}
+
+/// The effects tasks run for the machine.
+struct Tasks {
+    tx: Tx,
+    storage: Option<Storage>,
+}
+
+impl TrackerIo for Tasks {
+    type Writer = ConnWriter;
+
+    fn dial(&mut self, tracker: TrackerId, addr: SocketAddr) {
+        let tx = self.tx.clone();
+        exec::spawn(async move {
+            match dial(addr, DIAL_TIMEOUT).await {
+                Ok(stream) => opened(&tx, stream, addr, |conn| Input::Dialed { conn, tracker }),
+                Err(e) => {
+                    tracing::debug!("tracker {tracker} at {addr} unreachable: {e}");
+                    let _ = tx.try_send(Msg::Input(Input::DialFailed { tracker }));
+                }
+            }
+        })
+        .detach();
+    }
+
+    fn store(&mut self, cmd: StorageCmd) {
+        if let Some((tx, _)) = &self.storage {
+            // A failed send means the storage loop died; it reported why.
+            let _ = tx.send(cmd);
+        }
+    }
+}
+
+/// A connection is up: start its writer, register it, then start its reader
+/// (in that order, so the machine knows the connection before its frames).
+fn opened(
+    tx: &Tx,
+    stream: Async<TcpStream>,
+    peer: SocketAddr,
+    input: impl FnOnce(ConnId) -> Input,
+) {
+    let conn = next_conn_id();
+    let stream = Arc::new(stream);
+    let writer = ConnWriter::spawn(stream.clone());
+    let msg = Msg::Opened {
+        conn,
+        peer,
+        writer,
+        input: input(conn),
+    };
+    if tx.try_send(msg).is_err() {
+        return;
+    }
+    let tx = tx.clone();
+    spawn_reader(stream, FrameDecoder::default(), move |ev| {
+        tx.try_send(Msg::Input(conn_input(conn, ev))).is_ok()
+    });
+}
