@@ -1,104 +1,138 @@
 //! A deterministic world: tracker machines and client machines from
-//! p2p-state on a simulated network and clock, all from one seed.
+//! p2p-state on a simulated network ([`Net`]) and clock, all from one seed.
 //!
 //! Every byte between nodes goes through the real framing and message
-//! codecs. Connections are FIFO byte pipes with a latency drawn per
-//! connection; the clock jumps to the next event. Client disks are
-//! in-memory files; piece data is real bytes, so hashes are real.
+//! codecs. The world is the driver: it executes the machines' outputs
+//! (send, close, dial, persist, read and write pieces), turns their results
+//! into inputs, and lets the checker ([`Checker`]) watch every effect.
+//!
+//! One mutation, then drain (STYLE 3.3): an input goes in, the machine's
+//! outputs are drained and executed; results of those outputs (a dial that
+//! connected, a write that finished) are queued in `inbox` and fed only
+//! after the drain, in order.
 
 use bytes::{Bytes, BytesMut};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
-use p2p_proto::{FileMeta, FileName, FrameDecoder, LogPos, PieceSet, TrackerId, encode_frame};
-use p2p_state::client::node::{self as cn, ClientConfig, ClientNode, Command, CommandOk, PeerOut};
+use p2p_proto::{
+    Entry, FileMeta, FileName, FrameError, GroupName, LogPos, PieceSet, SeederKey, TrackerId,
+    UserName, Wire, encode_frame,
+};
+use p2p_state::client::node::{self as cn, ClientConfig, ClientNode, Command, CommandOk};
 use p2p_state::client::session::{ClientError, SessionConfig};
 use p2p_state::download::DownloadConfig;
-use p2p_state::hash::{Sha1Stream, sha1};
+use p2p_state::hash::sha1;
 use p2p_state::seeder::{SeederConfig, ShareId};
 use p2p_state::tracker::node::{self as tn, NodeConfig, Tracker};
 use p2p_state::tracker::state::TrackerConfig;
 use p2p_state::{Duration, Instant};
 
-pub type NodeIx = usize;
+use crate::check::Checker;
+use crate::net::{Dialer, End, EvKind, Host, Net, NodeIx};
+use crate::swarm::{Swarm, child_seed};
+use crate::trace::Trace;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum End {
-    /// A tracker's connection id.
-    T(NodeIx, u64),
-    /// A client's tracker-session connection.
-    S(NodeIx, u64),
-    /// A client's peer connection.
-    P(NodeIx, u64),
-}
+/// The simulated clock starts here (tickets compare Unix milliseconds).
+pub const T0: Instant = Instant(1_700_000_000_000);
+
+/// Inputs queued while draining, at most, before the run is a runaway.
+pub(crate) const INBOX_STEPS_MAX: usize = 1_000_000;
 
 #[derive(Default, Clone)]
 pub struct TrackerDisk {
     pub snapshot: Option<(LogPos, Bytes)>,
-    pub entries: Vec<p2p_proto::Entry>,
+    pub entries: Vec<Entry>,
+}
+
+/// A tracker disk write not yet durable.
+pub(crate) enum DiskOp {
+    Persist {
+        from_index: u64,
+        entries: Vec<Entry>,
+    },
+    Snapshot {
+        at: LogPos,
+        data: Bytes,
+        reset_log: bool,
+    },
 }
 
 /// A client's files: shared originals by share id, destinations by dest id.
 #[derive(Default)]
 pub struct ClientDisk {
-    pub shared: BTreeMap<u64, Vec<u8>>,
+    pub shared: BTreeMap<u64, Bytes>,
     pub parts: BTreeMap<u64, (Vec<u8>, PieceSet)>,
-    pub finished: BTreeMap<u64, Vec<u8>>,
+    pub finished: BTreeMap<u64, Bytes>,
 }
 
 pub struct TrackerNode {
     pub m: Option<Tracker>,
     pub disk: TrackerDisk,
     pub addr: SocketAddr,
+    /// Disk writes in order; the front completes first.
+    pub(crate) pending_disk: VecDeque<DiskOp>,
+    pub(crate) disk_busy_until: u64,
+    pub inc: u32,
+    seed: u64,
+    /// This host's clock runs ahead of the world's by this much.
+    pub skew_ms: u64,
+    pub(crate) wake: u64,
+    /// Every durable entry of its history from index 1 (through snapshots:
+    /// an installed snapshot's prefix is copied from a tracker that holds
+    /// it); `None` once that could not be done.
+    pub hist: Option<Vec<Entry>>,
 }
 
 pub struct ClientHost {
-    pub m: ClientNode,
+    pub m: Option<ClientNode>,
     pub disk: ClientDisk,
-    pub seeder_addr: SocketAddr,
     pub done: Vec<(u64, Result<CommandOk, ClientError>)>,
     pub events: Vec<cn::ClientEvent>,
-    /// dl id -> dest id
+    /// This incarnation's downloads: dl id -> dest id, and their metadata.
     pub dests: BTreeMap<u64, u64>,
     pub metas: BTreeMap<u64, FileMeta>,
+    /// Dest id -> the group its download is in (kept across restarts).
+    pub dest_group: BTreeMap<u64, GroupName>,
+    /// Files this client put up for sharing: share id -> (group, meta).
+    pub shares: BTreeMap<u64, (GroupName, FileMeta)>,
+    /// The identity its seeder holds (user and ticket key), from login.
+    pub identity: Option<(UserName, SeederKey)>,
+    pub inc: u32,
+    seed: u64,
+    pub skew_ms: u64,
+    /// Serves wrong bytes for some pieces (salt picks which).
+    pub corrupt: Option<u64>,
+    wake: u64,
 }
 
-#[derive(PartialEq, Eq)]
-struct Ev {
-    at: Instant,
-    seq: u64,
-    to: End,
-    bytes: Option<Bytes>,
-}
-
-impl Ord for Ev {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
-impl PartialOrd for Ev {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
+enum Deferred {
+    T(NodeIx, tn::Input),
+    C(NodeIx, cn::Input),
+    /// A frame for an end; fed only if the end is still open then.
+    Frame(End, Bytes),
+    /// The byte stream of an end is broken.
+    BadFrame(End, FrameError),
 }
 
 pub struct World {
-    pub rng: ChaCha8Rng,
     pub now: Instant,
+    pub net: Net,
     pub trackers: Vec<TrackerNode>,
     pub clients: Vec<ClientHost>,
-    /// Each end's peer end and the link latency.
-    links: BTreeMap<End, (End, Duration)>,
-    decoders: BTreeMap<End, (FrameDecoder, BytesMut)>,
-    /// Last delivery time per end (FIFO within a connection).
-    last_at: BTreeMap<End, Instant>,
-    queue: BinaryHeap<Ev>,
-    seq: u64,
-    next_conn: u64,
-    pub trace: Vec<String>,
-    pub latency_ms: (u64, u64),
+    pub check: Checker,
+    pub trace: Trace,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) disk_ms: (u64, u64),
+    inbox: VecDeque<Deferred>,
+    /// Steps taken (deliveries and deadlines).
+    pub steps: u64,
+    next_tag: u64,
+    pub download_cfg: DownloadConfig,
+    pub seeder_cfg: SeederConfig,
+    repl_bug: bool,
 }
 
 pub fn tracker_addr(i: NodeIx) -> SocketAddr {
@@ -107,440 +141,451 @@ pub fn tracker_addr(i: NodeIx) -> SocketAddr {
 pub fn client_addr(i: NodeIx) -> SocketAddr {
     SocketAddr::from(([10, 1, (i / 200) as u8, 1 + (i % 200) as u8], 9000))
 }
+pub fn rogue_addr() -> SocketAddr {
+    SocketAddr::from(([10, 9, 9, 9], 6666))
+}
+fn client_of(addr: SocketAddr) -> Option<NodeIx> {
+    match addr {
+        SocketAddr::V4(a) if a.port() == 9000 && a.ip().octets()[..2] == [10, 1] => {
+            let o = a.ip().octets();
+            Some(o[2] as usize * 200 + o[3] as usize - 1)
+        }
+        _ => None,
+    }
+}
+
+fn framed(payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(payload.len() + 4);
+    encode_frame(payload, &mut b);
+    b.freeze()
+}
 
 impl World {
+    /// A calm world for hand-written scenarios (`SIM_TRACE=1` prints it).
     pub fn new(seed: u64, trackers: usize, clients: usize) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let now = Instant(1_700_000_000_000);
-        let list: Vec<(TrackerId, SocketAddr)> = (0..trackers)
-            .map(|i| (TrackerId(i as u16 + 1), tracker_addr(i)))
-            .collect();
+        let print = std::env::var("SIM_TRACE").is_ok_and(|v| v == "1");
+        Self::from_swarm(&Swarm::calm(seed, trackers, clients), print)
+    }
+
+    pub fn from_swarm(s: &Swarm, print_trace: bool) -> Self {
+        let download_cfg = DownloadConfig {
+            no_peer_timeout: Duration::from_secs(60),
+            bug_skip_verify: s.bugs.scheduler_skips_verify,
+            ..DownloadConfig::default()
+        };
+        let seeder_cfg = SeederConfig {
+            bug_ignore_tickets: s.bugs.seeder_ignores_tickets,
+            ..SeederConfig::default()
+        };
         let mut w = World {
-            now,
+            now: T0,
+            net: Net::new(s),
             trackers: Vec::new(),
             clients: Vec::new(),
-            links: BTreeMap::new(),
-            decoders: BTreeMap::new(),
-            last_at: BTreeMap::new(),
-            queue: BinaryHeap::new(),
-            seq: 0,
-            next_conn: 1,
-            trace: Vec::new(),
-            latency_ms: (1, 5),
-            rng: ChaCha8Rng::seed_from_u64(0),
+            check: Checker::default(),
+            trace: Trace::new(print_trace),
+            rng: ChaCha8Rng::seed_from_u64(s.net_seed ^ 0xd15c),
+            disk_ms: s.disk_ms,
+            inbox: VecDeque::new(),
+            steps: 0,
+            next_tag: 1,
+            download_cfg,
+            seeder_cfg,
+            repl_bug: s.bugs.follower_skips_op,
         };
-        for i in 0..trackers {
-            let cfg = NodeConfig::new(TrackerId(i as u16 + 1), list.clone(), TrackerConfig::test());
-            let t = Tracker::new(cfg, rng.random(), now);
+        for (i, &seed) in s.tracker_seeds.iter().enumerate() {
             w.trackers.push(TrackerNode {
-                m: Some(t),
+                m: None,
                 disk: TrackerDisk::default(),
                 addr: tracker_addr(i),
+                pending_disk: VecDeque::new(),
+                disk_busy_until: 0,
+                inc: 0,
+                seed,
+                skew_ms: 0,
+                wake: u64::MAX,
+                hist: Some(Vec::new()),
             });
         }
-        for i in 0..clients {
-            let first = i % trackers;
-            let session = SessionConfig::new(list.iter().map(|(_, a)| *a).collect(), first);
-            let cfg = ClientConfig {
-                session,
-                seeder: SeederConfig::default(),
-                download: DownloadConfig::default(),
-                seeder_addr: Some(client_addr(i)),
-            };
-            let m = ClientNode::new(cfg, rng.random(), now);
+        for (c, &seed) in s.client_seeds.iter().enumerate() {
+            let corrupt = s.corrupt.contains(&c).then_some(seed ^ 0xbad);
             w.clients.push(ClientHost {
-                m,
+                m: None,
                 disk: ClientDisk::default(),
-                seeder_addr: client_addr(i),
                 done: vec![],
                 events: vec![],
                 dests: BTreeMap::new(),
                 metas: BTreeMap::new(),
+                dest_group: BTreeMap::new(),
+                shares: BTreeMap::new(),
+                identity: None,
+                inc: 0,
+                seed,
+                skew_ms: 0,
+                corrupt,
+                wake: u64::MAX,
             });
         }
-        w.rng = ChaCha8Rng::seed_from_u64(rng.random());
-        for i in 0..trackers {
-            w.drain_tracker(i);
+        for i in 0..w.trackers.len() {
+            w.start_tracker(i);
         }
-        for i in 0..clients {
-            w.drain_client(i);
+        for c in 0..w.clients.len() {
+            w.start_client(c);
         }
+        w.flush();
         w
     }
 
-    fn latency(&mut self) -> Duration {
-        Duration(self.rng.random_range(self.latency_ms.0..=self.latency_ms.1))
+    fn tracker_cfg(&self, i: NodeIx) -> NodeConfig {
+        let list: Vec<(TrackerId, SocketAddr)> = (0..self.trackers.len())
+            .map(|k| (TrackerId(k as u16 + 1), tracker_addr(k)))
+            .collect();
+        let mut cfg = NodeConfig::new(TrackerId(i as u16 + 1), list, TrackerConfig::test());
+        cfg.repl.bug_skip_one_in_100 = self.repl_bug;
+        cfg
     }
 
-    fn link(&mut self, a: End, b: End) {
-        let lat = self.latency();
-        self.links.insert(a, (b, lat));
-        self.links.insert(b, (a, lat));
+    pub fn tnow(&self, i: NodeIx) -> Instant {
+        Instant(self.now.0 + self.trackers[i].skew_ms)
+    }
+    pub fn cnow(&self, c: NodeIx) -> Instant {
+        Instant(self.now.0 + self.clients[c].skew_ms)
     }
 
-    /// Bytes written at `from` arrive at the other end after the link's latency.
-    fn write(&mut self, from: End, bytes: Bytes) {
-        let Some(&(to, lat)) = self.links.get(&from) else {
-            return;
+    // ------------------------------------------------------------ life and death
+
+    fn start_tracker(&mut self, i: NodeIx) {
+        let cfg = self.tracker_cfg(i);
+        let t = &self.trackers[i];
+        let seed = child_seed(t.seed, t.inc);
+        let d = t.disk.clone();
+        let now = self.tnow(i);
+        let m = Tracker::recover(cfg, seed, now, d.snapshot, d.entries).expect("own disk decodes");
+        self.trackers[i].m = Some(m);
+        self.drain_tracker(i);
+    }
+
+    fn start_client(&mut self, c: NodeIx) {
+        let n = self.trackers.len();
+        let addrs = (0..n).map(tracker_addr).collect();
+        let cfg = ClientConfig {
+            session: SessionConfig::new(addrs, (c + self.clients[c].inc as usize) % n),
+            seeder: self.seeder_cfg.clone(),
+            download: self.download_cfg.clone(),
+            seeder_addr: Some(client_addr(c)),
         };
-        let at = (self.now + lat).max(self.last_at.get(&to).copied().unwrap_or(Instant(0)));
-        self.last_at.insert(to, at);
-        self.seq += 1;
-        self.queue.push(Ev {
-            at,
-            seq: self.seq,
-            to,
-            bytes: Some(bytes),
-        });
+        let h = &self.clients[c];
+        let seed = child_seed(h.seed, h.inc);
+        let m = ClientNode::new(cfg, seed, self.cnow(c));
+        self.clients[c].m = Some(m);
+        self.drain_client(c);
     }
 
-    /// Closes a connection from `from`'s side; the other side hears of it.
-    fn close(&mut self, from: End) {
-        let Some((to, lat)) = self.links.remove(&from) else {
-            return;
-        };
-        self.links.remove(&to);
-        let at = (self.now + lat).max(self.last_at.get(&to).copied().unwrap_or(Instant(0)));
-        self.seq += 1;
-        self.queue.push(Ev {
-            at,
-            seq: self.seq,
-            to,
-            bytes: None,
-        });
+    pub fn crash_tracker(&mut self, i: NodeIx) {
+        let t = &mut self.trackers[i];
+        t.m = None;
+        t.pending_disk.clear(); // not yet durable: lost
+        t.inc += 1;
+        t.wake = u64::MAX;
+        self.net.drop_host(self.now, Host::Tracker(i));
+        trace!(self.trace, self.now.0, "CRASH t{}", i + 1);
     }
 
-    fn frame(payload: &[u8]) -> Bytes {
-        let mut b = BytesMut::new();
-        encode_frame(payload, &mut b);
-        b.freeze()
+    pub fn restart_tracker(&mut self, i: NodeIx) {
+        trace!(self.trace, self.now.0, "RESTART t{}", i + 1);
+        self.start_tracker(i);
+        self.flush();
     }
 
-    // ------------------------------------------------------------ trackers
-
-    fn tracker_input(&mut self, i: NodeIx, input: tn::Input) {
-        let now = self.now;
-        if let Some(t) = self.trackers[i].m.as_mut() {
-            t.handle_input(now, input);
-            self.drain_tracker(i);
-        }
+    pub fn crash_client(&mut self, c: NodeIx) {
+        let h = &mut self.clients[c];
+        h.m = None;
+        h.inc += 1;
+        h.wake = u64::MAX;
+        h.dests.clear();
+        h.metas.clear();
+        h.identity = None;
+        h.done.clear();
+        h.events.clear();
+        self.net.drop_host(self.now, Host::Client(c));
+        self.check.client_crashed(c);
+        trace!(self.trace, self.now.0, "CRASH c{c}");
     }
 
-    fn drain_tracker(&mut self, i: NodeIx) {
-        loop {
-            let Some(o) = self.trackers[i].m.as_mut().and_then(|t| t.poll_output()) else {
-                return;
-            };
-            match o {
-                tn::Output::Send { conn, msg } => {
-                    let mut b = BytesMut::new();
-                    msg.encode_frame(&mut b);
-                    self.write(End::T(i, conn), b.freeze());
-                }
-                tn::Output::Close { conn, .. } => self.close(End::T(i, conn)),
-                tn::Output::Dial { tracker, .. } => {
-                    let j = tracker.0 as usize - 1;
-                    if self.trackers[j].m.is_none() {
-                        self.tracker_input(i, tn::Input::DialFailed { tracker });
-                        continue;
-                    }
-                    let (a, b) = (self.next_conn, self.next_conn + 1);
-                    self.next_conn += 2;
-                    self.link(End::T(i, a), End::T(j, b));
-                    self.tracker_input(
-                        j,
-                        tn::Input::Accepted {
-                            conn: b,
-                            addr: tracker_addr(i),
-                        },
-                    );
-                    self.tracker_input(i, tn::Input::Dialed { conn: a, tracker });
-                }
-                tn::Output::Persist {
-                    from_index,
-                    entries,
-                } => {
-                    let d = &mut self.trackers[i].disk;
-                    d.entries.retain(|e| e.pos.index < from_index);
-                    let last = entries
-                        .last()
-                        .map(|e| e.pos.index)
-                        .unwrap_or(from_index - 1);
-                    d.entries.extend(entries);
-                    self.tracker_input(i, tn::Input::Persisted { index: last });
-                }
-                tn::Output::PersistSnapshot {
-                    at,
-                    data,
-                    reset_log,
-                } => {
-                    let d = &mut self.trackers[i].disk;
-                    d.snapshot = Some((at, data));
-                    if reset_log {
-                        d.entries.clear();
-                    } else {
-                        d.entries.retain(|e| e.pos.index > at.index);
-                    }
-                }
-                tn::Output::Event(e) => self.trace.push(format!("{:?} t{} {e:?}", self.now, i + 1)),
-            }
-        }
+    pub fn restart_client(&mut self, c: NodeIx) {
+        trace!(self.trace, self.now.0, "RESTART c{c}");
+        self.start_client(c);
+        self.flush();
     }
 
     // ------------------------------------------------------------ clients
 
     pub fn client_input(&mut self, c: NodeIx, input: cn::Input) {
-        let now = self.now;
-        self.clients[c].m.handle_input(now, input);
-        self.drain_client(c);
+        let now = self.cnow(c);
+        if let Some(m) = self.clients[c].m.as_mut() {
+            m.handle_input(now, input);
+            self.drain_client(c);
+        }
     }
 
     fn drain_client(&mut self, c: NodeIx) {
-        while let Some(o) = self.clients[c].m.poll_output() {
+        for _ in 0..INBOX_STEPS_MAX {
+            let Some(o) = self.clients[c].m.as_mut().and_then(|m| m.poll_output()) else {
+                let h = &mut self.clients[c];
+                h.wake =
+                    h.m.as_ref()
+                        .and_then(|m| m.poll_timeout())
+                        .map_or(u64::MAX, |d| d.0.saturating_sub(h.skew_ms).max(self.now.0));
+                return;
+            };
             self.client_output(c, o);
         }
+        panic!("client c{c} never stops producing output");
     }
 
-    fn client_output(&mut self, c: NodeIx, o: cn::Output) {
-        match o {
-            cn::Output::TrackerConnect { conn, addr } => {
-                let Some(j) = self
-                    .trackers
-                    .iter()
-                    .position(|t| t.addr == addr && t.m.is_some())
-                else {
-                    return self.client_input(c, cn::Input::TrackerConnectFailed { conn });
-                };
-                let tconn = self.next_conn;
-                self.next_conn += 1;
-                self.link(End::S(c, conn), End::T(j, tconn));
-                self.tracker_input(
-                    j,
-                    tn::Input::Accepted {
-                        conn: tconn,
-                        addr: client_addr(c),
-                    },
-                );
-                self.client_input(c, cn::Input::TrackerConnected { conn });
-            }
-            cn::Output::TrackerSend { conn, frame } => {
-                self.write(End::S(c, conn), Self::frame(&frame))
-            }
-            cn::Output::TrackerClose { conn } => self.close(End::S(c, conn)),
-            cn::Output::PeerConnect { conn, addr } => {
-                let Some(k) = self.clients.iter().position(|h| h.seeder_addr == addr) else {
-                    return self.client_input(c, cn::Input::PeerConnectFailed { conn });
-                };
-                let pconn = self.next_conn;
-                self.next_conn += 1;
-                self.link(End::P(c, conn), End::P(k, pconn));
-                self.client_input(k, cn::Input::PeerAccepted { conn: pconn });
-                self.client_input(c, cn::Input::PeerConnected { conn });
-            }
-            cn::Output::PeerSend { conn, msg } => {
-                let mut b = BytesMut::new();
-                match msg {
-                    PeerOut::Hello(h) => p2p_proto::encode_msg(&h, &mut b),
-                    PeerOut::Msg(m) => p2p_proto::encode_msg(&m, &mut b),
-                }
-                self.write(End::P(c, conn), b.freeze());
-            }
-            cn::Output::PeerClose { conn } => self.close(End::P(c, conn)),
-            cn::Output::PrepareDest { dl, dest, meta } => {
-                let h = &mut self.clients[c];
-                h.dests.insert(dl, dest);
-                h.metas.insert(dl, meta.clone());
-                let (data, have) = h.disk.parts.entry(dest).or_insert_with(|| {
-                    (
-                        vec![0; meta.size as usize],
-                        PieceSet::empty(meta.piece_count()),
-                    )
-                });
-                if data.len() != meta.size as usize {
-                    *data = vec![0; meta.size as usize];
-                    *have = PieceSet::empty(meta.piece_count());
-                }
-                let have = have.clone();
-                self.client_input(c, cn::Input::DestReady { dl, have });
-            }
-            cn::Output::WritePiece {
-                dl,
-                index,
-                offset,
-                data,
-            } => {
-                let h = &mut self.clients[c];
-                let dest = h.dests[&dl];
-                let (buf, have) = h.disk.parts.get_mut(&dest).expect("prepared");
-                buf[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
-                have.insert(index);
-                self.client_input(c, cn::Input::PieceWritten { dl, index });
-            }
-            cn::Output::HashFile { dl } => {
-                let h = &self.clients[c];
-                let mut s = Sha1Stream::new();
-                s.update(&h.disk.parts[&h.dests[&dl]].0);
-                let hash = s.finish();
-                self.client_input(c, cn::Input::FileHashed { dl, hash });
-            }
-            cn::Output::Finalize { dl } => {
-                let h = &mut self.clients[c];
-                let dest = h.dests[&dl];
-                let (data, _) = h.disk.parts.remove(&dest).expect("part file");
-                h.disk.finished.insert(dest, data);
-                self.client_input(c, cn::Input::Finalized { dl });
-            }
-            cn::Output::ReadPiece {
-                conn,
-                share,
-                index,
-                offset,
-                len,
-            } => {
-                let h = &self.clients[c];
-                let src = if share.0 >= cn::OUTBOUND {
-                    let dest = h
-                        .dests
-                        .get(&(share.0 & !cn::OUTBOUND))
-                        .copied()
-                        .unwrap_or(u64::MAX);
-                    h.disk
-                        .parts
-                        .get(&dest)
-                        .map(|p| &p.0)
-                        .or(h.disk.finished.get(&dest))
-                } else {
-                    h.disk.shared.get(&share.0)
-                };
-                let input = match src {
-                    Some(f) if (offset + len as u64) as usize <= f.len() => cn::Input::PieceRead {
-                        conn,
-                        index,
-                        data: Bytes::copy_from_slice(
-                            &f[offset as usize..(offset + len as u64) as usize],
-                        ),
-                    },
-                    _ => cn::Input::ReadFailed { conn, index },
-                };
-                self.client_input(c, input);
-            }
-            cn::Output::Done { tag, result } => self.clients[c].done.push((tag, result)),
-            cn::Output::Event(e) => {
-                self.trace.push(format!("{:?} c{c} {e:?}", self.now));
-                self.clients[c].events.push(e);
-            }
-        }
+    pub fn client_id(&self, c: NodeIx) -> Option<p2p_proto::ClientId> {
+        self.clients[c].m.as_ref().map(|m| m.session().client_id())
     }
 
     // ------------------------------------------------------------ delivery
 
-    fn deliver(&mut self, to: End, bytes: Option<Bytes>) {
-        let Some(bytes) = bytes else {
-            self.decoders.remove(&to);
-            return match to {
-                End::T(i, conn) => self.tracker_input(i, tn::Input::Closed { conn }),
-                End::S(c, conn) => self.client_input(c, cn::Input::TrackerClosed { conn }),
-                End::P(c, conn) => self.client_input(c, cn::Input::PeerClosed { conn }),
-            };
-        };
-        if !self.links.contains_key(&to) {
-            return; // closed meanwhile
+    fn deliver(&mut self, to: End, bytes: Bytes) {
+        if !self.net.is_open(to) {
+            return;
         }
-        let (dec, buf) = self
-            .decoders
-            .entry(to)
-            .or_insert_with(|| (FrameDecoder::default(), BytesMut::new()));
-        buf.extend_from_slice(&bytes);
-        let mut frames = Vec::new();
-        let mut bad = None;
-        loop {
-            match dec.decode(buf) {
-                Ok(Some(f)) => frames.push(f),
-                Ok(None) => break,
-                Err(e) => {
-                    bad = Some(e);
-                    break;
-                }
-            }
+        let (frames, bad) = self.net.receive(to, &bytes);
+        trace!(
+            self.trace,
+            self.now.0,
+            "{to:?} <- {}B {} frames{}",
+            bytes.len(),
+            frames.len(),
+            if bad.is_some() { " + bad framing" } else { "" }
+        );
+        for f in frames {
+            self.inbox.push_back(Deferred::Frame(to, f));
         }
-        for payload in frames {
-            match to {
-                End::T(i, conn) => self.tracker_input(i, tn::Input::Frame { conn, payload }),
-                End::S(c, conn) => self.client_input(c, cn::Input::TrackerFrame { conn, payload }),
-                End::P(c, conn) => {
-                    // The driver's fast path: pieces are hashed off the machine.
-                    let input = match p2p_proto::PeerMsg::split_piece(&payload) {
-                        Some((index, data)) => cn::Input::PeerPiece {
-                            conn,
-                            index,
-                            sha1: sha1(&data),
-                            data,
-                        },
-                        None => cn::Input::PeerFrame { conn, payload },
-                    };
-                    self.client_input(c, input);
-                }
-            }
-        }
-        if let (Some(error), End::T(i, conn)) = (bad, to) {
-            self.tracker_input(i, tn::Input::BadFraming { conn, error });
+        if let Some(e) = bad {
+            self.inbox.push_back(Deferred::BadFrame(to, e));
         }
     }
 
-    /// The next event: a delivery or a machine deadline. False if none
-    /// is due by `until`.
-    fn step(&mut self, until: Instant) -> bool {
-        let deadline = self.next_deadline();
-        let delivery = self.queue.peek().map(|e| e.at);
-        let next = match (delivery, deadline) {
-            (Some(d), Some((t, _))) => d.min(t),
-            (Some(d), None) => d,
-            (None, Some((t, _))) => t,
-            (None, None) => return false,
+    fn closed(&mut self, to: End) {
+        if !self.net.closed_delivered(to) {
+            return;
+        }
+        trace!(self.trace, self.now.0, "{to:?} closed");
+        match to {
+            End::T(i, conn) => self.tracker_input(i, tn::Input::Closed { conn }),
+            End::S(c, inc, conn) if self.clients[c].inc == inc => {
+                self.client_input(c, cn::Input::TrackerClosed { conn })
+            }
+            End::P(c, inc, conn) if self.clients[c].inc == inc => {
+                self.client_input(c, cn::Input::PeerClosed { conn })
+            }
+            _ => {}
+        }
+    }
+
+    fn feed(&mut self, d: Deferred) {
+        match d {
+            Deferred::T(i, input) => self.tracker_input(i, input),
+            Deferred::C(c, input) => self.client_input(c, input),
+            Deferred::Frame(end, payload) if self.net.is_open(end) => self.feed_frame(end, payload),
+            Deferred::BadFrame(end, error) if self.net.is_open(end) => match end {
+                End::T(i, conn) => self.tracker_input(i, tn::Input::BadFraming { conn, error }),
+                End::S(c, _, conn) => {
+                    self.net.close(self.now, end);
+                    self.client_input(c, cn::Input::TrackerClosed { conn });
+                }
+                End::P(c, _, conn) => {
+                    self.net.close(self.now, end);
+                    self.client_input(c, cn::Input::PeerClosed { conn });
+                }
+                End::R(_) => self.net.close(self.now, end),
+            },
+            Deferred::Frame(..) | Deferred::BadFrame(..) => {}
+        }
+    }
+
+    fn feed_frame(&mut self, end: End, payload: Bytes) {
+        match end {
+            End::T(i, conn) => self.tracker_input(i, tn::Input::Frame { conn, payload }),
+            End::S(c, _, conn) => {
+                if let Some(id) = self.client_id(c) {
+                    let by = match self.net.peer_of(end) {
+                        Some(End::T(j, _)) => j,
+                        _ => usize::MAX,
+                    };
+                    let at = self.now.0 - T0.0;
+                    self.check.tracker_frame(c, id, by, at, &payload);
+                }
+                self.client_input(c, cn::Input::TrackerFrame { conn, payload });
+            }
+            End::P(c, _, conn) => {
+                if conn < cn::OUTBOUND {
+                    self.watch_seeder_frame(c, conn, &payload);
+                }
+                // The driver's fast path: pieces are hashed off the machine.
+                let input = match p2p_proto::PeerMsg::split_piece(&payload) {
+                    Some((index, data)) => cn::Input::PeerPiece {
+                        conn,
+                        index,
+                        sha1: sha1(&data),
+                        data,
+                    },
+                    None => cn::Input::PeerFrame { conn, payload },
+                };
+                self.client_input(c, input);
+            }
+            End::R(_) => {}
+        }
+    }
+
+    /// Notes the ticket a downloader shows our seeder (checked later when
+    /// pieces are served on that connection).
+    fn watch_seeder_frame(&mut self, c: NodeIx, conn: u64, payload: &Bytes) {
+        if payload.first() != Some(&1) {
+            return;
+        }
+        if let Ok(p2p_proto::PeerMsg::Open { ticket }) =
+            p2p_proto::PeerMsg::from_bytes(payload.clone())
+        {
+            let now = self.cnow(c);
+            let identity = self.clients[c].identity.clone();
+            self.check.open(c, conn, ticket, identity.as_ref(), now);
+        }
+    }
+
+    /// Feeds queued inputs until none is left.
+    pub fn flush(&mut self) {
+        for _ in 0..INBOX_STEPS_MAX {
+            let Some(d) = self.inbox.pop_front() else {
+                return;
+            };
+            self.feed(d);
+        }
+        panic!("the inbox never empties");
+    }
+
+    // ------------------------------------------------------------ stepping
+
+    /// When the next delivery or machine deadline is due.
+    pub fn next_at(&self) -> Option<Instant> {
+        let wake = self.next_wake().map(|(t, _)| Instant(t));
+        match (self.net.peek_at(), wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn next_wake(&self) -> Option<(u64, Who)> {
+        let t = self
+            .trackers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.wake, Who::Tracker(i)));
+        let c = self
+            .clients
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.wake, Who::Client(i)));
+        t.chain(c)
+            .filter(|(w, _)| *w != u64::MAX)
+            .min_by_key(|(w, _)| *w)
+    }
+
+    /// Takes the next event (a delivery, a machine deadline) if it is due
+    /// by `until`. False if nothing is.
+    pub fn step(&mut self, until: Instant) -> bool {
+        let Some(next) = self.next_at() else {
+            return false;
         };
         if next > until {
             return false;
         }
         self.now = self.now.max(next);
-        if delivery == Some(next) {
-            let ev = self.queue.pop().expect("peeked");
-            self.deliver(ev.to, ev.bytes);
-        } else if let Some((_, who)) = deadline {
-            let now = self.now;
-            match who {
-                Who::Tracker(i) => {
-                    if let Some(t) = self.trackers[i].m.as_mut() {
-                        t.handle_timeout(now);
-                    }
-                    self.drain_tracker(i);
-                }
-                Who::Client(c) => {
-                    self.clients[c].m.handle_timeout(now);
-                    self.drain_client(c);
-                }
-            }
+        self.steps += 1;
+        if self.net.peek_at() == Some(next) {
+            let ev = self.net.pop().expect("peeked");
+            self.event(ev.kind);
+        } else if let Some((_, who)) = self.next_wake() {
+            self.timeout(who);
         }
+        self.flush();
         true
     }
 
-    fn next_deadline(&self) -> Option<(Instant, Who)> {
-        let t = self.trackers.iter().enumerate().filter_map(|(i, t)| {
-            t.m.as_ref()
-                .and_then(|m| m.poll_timeout())
-                .map(|d| (d, Who::Tracker(i)))
-        });
-        let c = self
-            .clients
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| h.m.poll_timeout().map(|d| (d, Who::Client(i))));
-        t.chain(c).min()
+    fn event(&mut self, kind: EvKind) {
+        match kind {
+            EvKind::Bytes { to, bytes } => self.deliver(to, bytes),
+            EvKind::Closed { to } => self.closed(to),
+            EvKind::DialFailed(who) => self.dial_failed_now(who),
+            EvKind::DiskDone { tracker, inc } => self.disk_done(tracker, inc),
+            EvKind::RogueClose { id } => self.net.close(self.now, End::R(id)),
+        }
+    }
+
+    fn dial_failed_now(&mut self, who: Dialer) {
+        trace!(self.trace, self.now.0, "dial failed {who:?}");
+        match who {
+            Dialer::Tracker(i, inc, tracker) if self.trackers[i].inc == inc => {
+                self.tracker_input(i, tn::Input::DialFailed { tracker })
+            }
+            Dialer::Session(c, inc, conn) if self.clients[c].inc == inc => {
+                self.client_input(c, cn::Input::TrackerConnectFailed { conn })
+            }
+            Dialer::Peer(c, inc, conn) if self.clients[c].inc == inc => {
+                self.client_input(c, cn::Input::PeerConnectFailed { conn })
+            }
+            _ => {}
+        }
+    }
+
+    fn timeout(&mut self, who: Who) {
+        match who {
+            Who::Tracker(i) => {
+                let now = self.tnow(i);
+                if let Some(t) = self.trackers[i].m.as_mut() {
+                    t.handle_timeout(now);
+                }
+                self.drain_tracker(i);
+            }
+            Who::Client(c) => {
+                let now = self.cnow(c);
+                if let Some(m) = self.clients[c].m.as_mut() {
+                    m.handle_timeout(now);
+                }
+                self.drain_client(c);
+            }
+        }
+    }
+
+    /// Moves the clock forward to `t` (nothing is due before it).
+    pub fn advance(&mut self, t: Instant) {
+        self.now = self.now.max(t);
+    }
+
+    /// Host `h`'s clock jumps forward by `ms`.
+    pub fn jump_clock(&mut self, h: Host, ms: u64) {
+        match h {
+            Host::Tracker(i) => {
+                self.trackers[i].skew_ms += ms;
+                self.drain_tracker(i);
+            }
+            Host::Client(c) => {
+                self.clients[c].skew_ms += ms;
+                self.drain_client(c);
+            }
+            Host::Rogue => {}
+        }
+        trace!(self.trace, self.now.0, "CLOCK {h:?} +{ms}ms");
     }
 
     /// Runs `ms` of simulated time (bounded in steps).
     pub fn run(&mut self, ms: u64) {
         let until = self.now + Duration(ms);
-        for _ in 0..5_000_000 {
+        for _ in 0..50_000_000 {
             if !self.step(until) {
                 self.now = self.now.max(until);
                 return;
@@ -552,7 +597,7 @@ impl World {
     /// Runs until `done` holds or `ms` pass; true if it held.
     pub fn run_until(&mut self, ms: u64, mut done: impl FnMut(&World) -> bool) -> bool {
         let until = self.now + Duration(ms);
-        for _ in 0..5_000_000 {
+        for _ in 0..50_000_000 {
             if done(self) {
                 return true;
             }
@@ -564,45 +609,30 @@ impl World {
         panic!("livelock before {until:?}");
     }
 
-    // ------------------------------------------------------------ faults
-
-    pub fn crash_tracker(&mut self, i: NodeIx) {
-        self.trackers[i].m = None;
-        let ends: Vec<End> = self
-            .links
-            .keys()
-            .copied()
-            .filter(|e| matches!(e, End::T(j, _) if *j == i))
-            .collect();
-        for e in ends {
-            self.close(e);
-        }
-        self.trace.push(format!("{:?} crash t{}", self.now, i + 1));
-    }
-
-    #[allow(dead_code)]
-    pub fn restart_tracker(&mut self, i: NodeIx) {
-        let list: Vec<(TrackerId, SocketAddr)> = (0..self.trackers.len())
-            .map(|k| (TrackerId(k as u16 + 1), tracker_addr(k)))
-            .collect();
-        let cfg = NodeConfig::new(TrackerId(i as u16 + 1), list, TrackerConfig::test());
-        let d = self.trackers[i].disk.clone();
-        let seed = self.rng.random();
-        let t =
-            Tracker::recover(cfg, seed, self.now, d.snapshot, d.entries).expect("own disk decodes");
-        self.trackers[i].m = Some(t);
-        self.drain_tracker(i);
-        self.trace
-            .push(format!("{:?} restart t{}", self.now, i + 1));
-    }
-
     // ------------------------------------------------------------ commands
+
+    /// Starts a command at client `c`; its result lands in `done` with the
+    /// returned tag.
+    pub fn issue(&mut self, c: NodeIx, cmd: Command) -> u64 {
+        self.next_tag += 1;
+        let tag = self.next_tag;
+        trace!(
+            self.trace,
+            self.now.0,
+            "c{c} cmd #{tag} {}",
+            short_cmd(&cmd)
+        );
+        if let Command::Download { group, dest, .. } = &cmd {
+            self.clients[c].dest_group.insert(*dest, group.clone());
+        }
+        self.client_input(c, cn::Input::Command { tag, cmd });
+        self.flush();
+        tag
+    }
 
     /// Issues a command at client `c` and runs until it is answered.
     pub fn cmd(&mut self, c: NodeIx, cmd: Command) -> Result<CommandOk, ClientError> {
-        self.seq += 1;
-        let tag = self.seq;
-        self.client_input(c, cn::Input::Command { tag, cmd });
+        let tag = self.issue(c, cmd);
         let ok = self.run_until(30_000, |w| w.clients[c].done.iter().any(|(t, _)| *t == tag));
         assert!(ok, "command at client {c} not answered\n{}", self.tail());
         self.clients[c]
@@ -611,6 +641,25 @@ impl World {
             .find(|(t, _)| *t == tag)
             .map(|(_, r)| r.clone())
             .expect("answered")
+    }
+
+    /// Puts `data` on client `c`'s disk as a file to share with `group`;
+    /// returns the share id and the metadata the driver computed.
+    pub fn put_file(
+        &mut self,
+        c: NodeIx,
+        group: &GroupName,
+        name: &FileName,
+        data: Bytes,
+        piece_len: u32,
+    ) -> (ShareId, FileMeta) {
+        let meta = meta_of(name, &data, piece_len);
+        let h = &mut self.clients[c];
+        let share = 1 + h.disk.shared.keys().next_back().copied().unwrap_or(0);
+        self.check.contents.insert(meta.file_hash, data.clone());
+        h.disk.shared.insert(share, data);
+        h.shares.insert(share, (group.clone(), meta.clone()));
+        (ShareId(share), meta)
     }
 
     /// Puts `data` on client `c`'s disk and shares it with `group`.
@@ -622,23 +671,15 @@ impl World {
         data: &[u8],
         piece_len: u32,
     ) -> Result<CommandOk, ClientError> {
-        let meta = meta_of(name, data, piece_len);
-        let share = 1 + self.clients[c].disk.shared.len() as u64;
-        self.clients[c].disk.shared.insert(share, data.to_vec());
-        let group = p2p_proto::GroupName::new(group).expect("group name");
-        self.cmd(
-            c,
-            Command::Share {
-                group,
-                meta,
-                share: ShareId(share),
-            },
-        )
+        let group = GroupName::new(group).expect("group name");
+        let name = FileName::new(name).expect("file name");
+        let (share, meta) =
+            self.put_file(c, &group, &name, Bytes::copy_from_slice(data), piece_len);
+        self.cmd(c, Command::Share { group, meta, share })
     }
 
     pub fn tail(&self) -> String {
-        let n = self.trace.len();
-        self.trace[n.saturating_sub(60)..].join("\n")
+        self.trace.tail()
     }
 }
 
@@ -648,18 +689,52 @@ enum Who {
     Client(NodeIx),
 }
 
+/// A command in a few words, for the trace.
+pub fn short_cmd(cmd: &Command) -> String {
+    match cmd {
+        Command::Tracker(r) => {
+            let s = format!("{r:?}");
+            s.chars().take(120).collect()
+        }
+        Command::Share { group, meta, share } => format!(
+            "Share {}/{} {}B/{} share {}",
+            group, meta.name, meta.size, meta.piece_len, share.0
+        ),
+        Command::Download { group, file, dest } => format!("Download {group}/{file} dest {dest}"),
+        Command::ShowDownloads => "ShowDownloads".into(),
+    }
+}
+
 /// What a driver computes when sharing a file.
-pub fn meta_of(name: &str, data: &[u8], piece_len: u32) -> FileMeta {
-    let piece_hashes = if data.is_empty() {
-        vec![]
-    } else {
-        data.chunks(piece_len as usize).map(sha1).collect()
-    };
+pub fn meta_of(name: &FileName, data: &[u8], piece_len: u32) -> FileMeta {
     FileMeta {
-        name: FileName::new(name).expect("file name"),
+        name: name.clone(),
         size: data.len() as u64,
         piece_len,
-        piece_hashes,
+        piece_hashes: data.chunks(piece_len as usize).map(sha1).collect(),
         file_hash: sha1(data),
+    }
+}
+
+/// Helpers used by the client half (`world_client.rs`).
+impl World {
+    pub(crate) fn framed(payload: &[u8]) -> Bytes {
+        framed(payload)
+    }
+    pub(crate) fn client_of(addr: SocketAddr) -> Option<NodeIx> {
+        client_of(addr)
+    }
+    pub(crate) fn defer_client(&mut self, c: NodeIx, input: cn::Input) {
+        self.inbox.push_back(Deferred::C(c, input));
+    }
+    pub(crate) fn defer_tracker(&mut self, i: NodeIx, input: tn::Input) {
+        self.inbox.push_back(Deferred::T(i, input));
+    }
+    pub(crate) fn dial_failed_later(&mut self, cut: bool, who: Dialer) {
+        self.dial_failed(cut, who)
+    }
+    pub(crate) fn defer_persisted(&mut self, i: NodeIx, index: u64) {
+        self.inbox
+            .push_back(Deferred::T(i, tn::Input::Persisted { index }));
     }
 }

@@ -48,7 +48,10 @@ impl<S: Replicated> Repl<S> {
         let sent = if snapshot {
             self.send_snapshot(from)
         } else {
-            fork
+            // Entries up to the fork are on the follower already, but only
+            // persisted ones count as sent (a new primary may still be
+            // writing some): the rest go again, and are skipped there.
+            fork.min(self.persisted)
         };
         self.followers.insert(
             from,

@@ -1,0 +1,320 @@
+//! The client half of the world's driver: executing a client machine's
+//! outputs (tracker and peer connections, the part file, piece reads for
+//! the seeder) with the checker watching every piece that moves, and rogue
+//! connections that send garbage or forged tickets.
+
+use bytes::{Bytes, BytesMut};
+
+use p2p_proto::{PieceSet, Wire};
+use p2p_state::client::node::{self as cn, PeerOut};
+use p2p_state::hash::Sha1Stream;
+use p2p_state::seeder::ShareId;
+use p2p_state::tracker::node as tn;
+use p2p_state::{Duration, Instant};
+
+use crate::net::{Dialer, End, EvKind, Host, NodeIx};
+use crate::world::{World, rogue_addr};
+
+/// Where a rogue connection goes.
+#[derive(Debug, Clone, Copy)]
+pub enum RogueTarget {
+    Tracker(NodeIx),
+    Seeder(NodeIx),
+}
+
+impl World {
+    pub(crate) fn client_output(&mut self, c: NodeIx, o: cn::Output) {
+        let inc = self.clients[c].inc;
+        match o {
+            cn::Output::TrackerConnect { conn, addr } => self.connect_tracker(c, conn, addr),
+            cn::Output::TrackerSend { conn, frame } => {
+                if let Some(id) = self.client_id(c) {
+                    self.check.request_sent(id, &frame);
+                }
+                self.net
+                    .write(self.now, End::S(c, inc, conn), World::framed(&frame));
+            }
+            cn::Output::TrackerClose { conn } => self.net.close(self.now, End::S(c, inc, conn)),
+            cn::Output::PeerConnect { conn, addr } => self.connect_peer(c, conn, addr),
+            cn::Output::PeerSend { conn, msg } => self.peer_send(c, conn, msg),
+            cn::Output::PeerClose { conn } => self.net.close(self.now, End::P(c, inc, conn)),
+            cn::Output::PrepareDest { dl, dest, meta } => self.prepare_dest(c, dl, dest, meta),
+            cn::Output::WritePiece {
+                dl,
+                index,
+                offset,
+                data,
+            } => self.write_piece(c, dl, index, offset, data),
+            cn::Output::HashFile { dl } => {
+                let h = &self.clients[c];
+                let mut s = Sha1Stream::new();
+                if let Some((data, _)) = h.dests.get(&dl).and_then(|d| h.disk.parts.get(d)) {
+                    s.update(data);
+                }
+                let hash = s.finish();
+                self.defer_client(c, cn::Input::FileHashed { dl, hash });
+            }
+            cn::Output::Finalize { dl } => self.finalize(c, dl),
+            cn::Output::ReadPiece {
+                conn,
+                share,
+                index,
+                offset,
+                len,
+            } => self.read_piece(c, conn, share, index, offset, len),
+            cn::Output::Done { tag, result } => {
+                trace!(
+                    self.trace,
+                    self.now.0,
+                    "c{c} done #{tag} {}",
+                    short_result(&result)
+                );
+                self.clients[c].done.push((tag, result));
+            }
+            cn::Output::Event(e) => self.client_event(c, e),
+        }
+    }
+
+    fn client_event(&mut self, c: NodeIx, e: cn::ClientEvent) {
+        use p2p_state::client::session::SessionEvent as S;
+        trace!(self.trace, self.now.0, "c{c} {}", short_event(&e));
+        let h = &mut self.clients[c];
+        match &e {
+            cn::ClientEvent::Session(S::LoggedIn { user, seeder_key }) => {
+                h.identity = Some((user.clone(), *seeder_key));
+            }
+            cn::ClientEvent::Session(S::LoggedOut | S::SessionLost) => h.identity = None,
+            _ => {}
+        }
+        h.events.push(e);
+    }
+
+    fn connect_tracker(&mut self, c: NodeIx, conn: u64, addr: std::net::SocketAddr) {
+        let inc = self.clients[c].inc;
+        let j = self.trackers.iter().position(|t| t.addr == addr);
+        let up = j.is_some_and(|j| self.trackers[j].m.is_some());
+        let reach = j.is_some_and(|j| self.net.reachable(Host::Client(c), Host::Tracker(j)));
+        let (Some(j), true, true) = (j, up, reach) else {
+            self.dial_failed_later(up && !reach, Dialer::Session(c, inc, conn));
+            return;
+        };
+        let tconn = self.net.fresh_conn();
+        self.net.connect(End::S(c, inc, conn), End::T(j, tconn));
+        let addr = crate::world::client_addr(c);
+        self.defer_tracker(j, tn::Input::Accepted { conn: tconn, addr });
+        self.defer_client(c, cn::Input::TrackerConnected { conn });
+    }
+
+    fn connect_peer(&mut self, c: NodeIx, conn: u64, addr: std::net::SocketAddr) {
+        let inc = self.clients[c].inc;
+        let k = World::client_of(addr).filter(|&k| k < self.clients.len());
+        let up = k.is_some_and(|k| self.clients[k].m.is_some());
+        let reach = k.is_some_and(|k| self.net.reachable(Host::Client(c), Host::Client(k)));
+        let (Some(k), true, true) = (k, up, reach) else {
+            self.dial_failed_later(up && !reach, Dialer::Peer(c, inc, conn));
+            return;
+        };
+        let pconn = self.net.fresh_conn();
+        let kinc = self.clients[k].inc;
+        self.net
+            .connect(End::P(c, inc, conn), End::P(k, kinc, pconn));
+        self.defer_client(k, cn::Input::PeerAccepted { conn: pconn });
+        self.defer_client(c, cn::Input::PeerConnected { conn });
+    }
+
+    fn peer_send(&mut self, c: NodeIx, conn: u64, msg: PeerOut) {
+        let mut b = BytesMut::new();
+        match &msg {
+            PeerOut::Hello(h) => p2p_proto::encode_msg(h, &mut b),
+            PeerOut::Msg(m) => {
+                if let (p2p_proto::PeerMsg::Piece { index, .. }, true) = (m, conn < cn::OUTBOUND) {
+                    self.check.piece_sent(c, conn, *index);
+                }
+                p2p_proto::encode_msg(m, &mut b)
+            }
+        }
+        let inc = self.clients[c].inc;
+        self.net.write(self.now, End::P(c, inc, conn), b.freeze());
+    }
+
+    fn prepare_dest(&mut self, c: NodeIx, dl: u64, dest: u64, meta: p2p_proto::FileMeta) {
+        let h = &mut self.clients[c];
+        h.dests.insert(dl, dest);
+        h.metas.insert(dl, meta.clone());
+        let (data, have) = h.disk.parts.entry(dest).or_insert_with(|| {
+            (
+                vec![0; meta.size as usize],
+                PieceSet::empty(meta.piece_count()),
+            )
+        });
+        if data.len() != meta.size as usize || have.len() != meta.piece_count() {
+            *data = vec![0; meta.size as usize];
+            *have = PieceSet::empty(meta.piece_count());
+        }
+        let have = have.clone();
+        self.check.resumed(have.count());
+        self.defer_client(c, cn::Input::DestReady { dl, have });
+    }
+
+    fn write_piece(&mut self, c: NodeIx, dl: u64, index: u32, offset: u64, data: Bytes) {
+        let h = &mut self.clients[c];
+        let (Some(&dest), Some(meta)) = (h.dests.get(&dl), h.metas.get(&dl)) else {
+            self.check
+                .violation(format!("c{c} wrote to unknown download {dl}"));
+            return;
+        };
+        let Some((buf, have)) = h.disk.parts.get_mut(&dest) else {
+            self.check
+                .violation(format!("c{c} wrote to dest {dest} with no part file"));
+            return;
+        };
+        let ok = self
+            .check
+            .piece_written(c, meta, index, offset, &data, have.contains(index));
+        let end = offset as usize + data.len();
+        if ok && end <= buf.len() {
+            buf[offset as usize..end].copy_from_slice(&data);
+            have.insert(index);
+        }
+        self.defer_client(c, cn::Input::PieceWritten { dl, index });
+    }
+
+    fn finalize(&mut self, c: NodeIx, dl: u64) {
+        let h = &mut self.clients[c];
+        let (Some(&dest), Some(meta)) = (h.dests.get(&dl), h.metas.get(&dl)) else {
+            return;
+        };
+        let Some((data, _)) = h.disk.parts.remove(&dest) else {
+            self.check
+                .violation(format!("c{c} finalized dest {dest} twice"));
+            return;
+        };
+        let data = Bytes::from(data);
+        self.check.finalized(c, meta, &data);
+        h.disk.finished.insert(dest, data);
+        self.defer_client(c, cn::Input::Finalized { dl });
+    }
+
+    fn read_piece(&mut self, c: NodeIx, conn: u64, share: ShareId, index: u32, off: u64, len: u32) {
+        let h = &self.clients[c];
+        let (registered, src) = if share.0 >= cn::OUTBOUND {
+            let dl = share.0 & !cn::OUTBOUND;
+            let dest = h.dests.get(&dl).copied().unwrap_or(u64::MAX);
+            let reg = h
+                .metas
+                .get(&dl)
+                .zip(h.dest_group.get(&dest))
+                .map(|(m, g)| (g.clone(), m.clone()));
+            let src = h.disk.parts.get(&dest).map(|p| &p.0[..]).or(h
+                .disk
+                .finished
+                .get(&dest)
+                .map(|b| &b[..]));
+            (reg, src)
+        } else {
+            let src = h.disk.shared.get(&share.0).map(|b| &b[..]);
+            (h.shares.get(&share.0).cloned(), src)
+        };
+        let data = match src {
+            Some(f) if (off + u64::from(len)) as usize <= f.len() => {
+                Some(f[off as usize..(off + u64::from(len)) as usize].to_vec())
+            }
+            _ => None,
+        };
+        let corrupt = h.corrupt;
+        self.check.read_piece(c, conn, registered.as_ref(), index);
+        let input = match data {
+            Some(mut d) => {
+                if let Some(salt) = corrupt
+                    && !d.is_empty()
+                    && crate::swarm::child_seed(salt, index) % 3 == 0
+                {
+                    d[0] ^= 0xff;
+                    self.check.stats.corrupt_reads += 1;
+                    trace!(self.trace, self.now.0, "c{c} serves piece {index} corrupt");
+                }
+                cn::Input::PieceRead {
+                    conn,
+                    index,
+                    data: Bytes::from(d),
+                }
+            }
+            None => cn::Input::ReadFailed { conn, index },
+        };
+        self.defer_client(c, input);
+    }
+
+    // ------------------------------------------------------------ rogues
+
+    /// A rogue peer connects to `target`, writes `script` (raw bytes) and
+    /// hangs up after `hold_ms`. False if the target is down or cut off.
+    pub fn rogue_connect(&mut self, target: RogueTarget, script: Vec<Bytes>, hold_ms: u64) -> bool {
+        let id = self.net.fresh_conn();
+        match target {
+            RogueTarget::Tracker(j) => {
+                if self.trackers[j].m.is_none() {
+                    return false;
+                }
+                let tconn = self.net.fresh_conn();
+                self.net.connect(End::R(id), End::T(j, tconn));
+                let addr = rogue_addr();
+                self.defer_tracker(j, tn::Input::Accepted { conn: tconn, addr });
+            }
+            RogueTarget::Seeder(k) => {
+                if self.clients[k].m.is_none() {
+                    return false;
+                }
+                let pconn = self.net.fresh_conn();
+                let kinc = self.clients[k].inc;
+                self.net.connect(End::R(id), End::P(k, kinc, pconn));
+                self.defer_client(k, cn::Input::PeerAccepted { conn: pconn });
+            }
+        }
+        self.flush();
+        for b in script {
+            self.net.write(self.now, End::R(id), b);
+        }
+        self.net
+            .schedule(self.now + Duration(hold_ms), EvKind::RogueClose { id });
+        trace!(self.trace, self.now.0, "ROGUE r{id} -> {target:?}");
+        true
+    }
+
+    /// Node time of a seeder (for signing tickets that expire relative to it).
+    pub fn seeder_now(&self, k: NodeIx) -> Instant {
+        self.cnow(k)
+    }
+}
+
+/// Encodes one message as a frame.
+pub fn frame_of<M: Wire>(m: &M) -> Bytes {
+    let mut b = BytesMut::new();
+    p2p_proto::encode_msg(m, &mut b);
+    b.freeze()
+}
+
+pub fn short_result(
+    r: &Result<p2p_state::client::node::CommandOk, p2p_state::client::session::ClientError>,
+) -> String {
+    use p2p_proto::Reply;
+    use p2p_state::client::node::CommandOk;
+    match r {
+        Ok(CommandOk::Reply(Reply::Files(f))) => format!("Ok(Files x{})", f.len()),
+        Ok(CommandOk::Reply(Reply::Groups(g))) => format!("Ok(Groups x{})", g.len()),
+        Ok(CommandOk::Reply(Reply::Peers(p))) => format!("Ok(Peers x{})", p.len()),
+        Ok(CommandOk::Reply(Reply::File(m))) => format!("Ok(File {})", m.name),
+        Ok(CommandOk::Reply(Reply::LoggedIn { user, .. })) => format!("Ok(LoggedIn {user})"),
+        Ok(CommandOk::Reply(r)) => format!("Ok({r:?})"),
+        Ok(CommandOk::Started { dl }) => format!("Ok(Started dl {dl})"),
+        Ok(CommandOk::Downloads(d)) => format!("Ok(Downloads x{})", d.len()),
+        Err(e) => format!("Err({e})"),
+    }
+}
+
+fn short_event(e: &cn::ClientEvent) -> String {
+    use p2p_state::client::session::SessionEvent as S;
+    match e {
+        cn::ClientEvent::Session(S::LoggedIn { user, .. }) => format!("LoggedIn {user}"),
+        other => format!("{other:?}"),
+    }
+}

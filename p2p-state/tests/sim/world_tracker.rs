@@ -1,0 +1,210 @@
+//! The tracker half of the world's driver: executing a tracker machine's
+//! outputs (send, close, dial, persist), its disk with a latency (a write is
+//! durable, and acknowledged, only when done: a crash loses what is not),
+//! and a mirror of each tracker's whole durable history, followed across
+//! snapshots, that the final checks replay.
+
+use bytes::BytesMut;
+use rand::Rng;
+
+use p2p_proto::{Entry, TrackerId};
+use p2p_state::tracker::node as tn;
+use p2p_state::tracker::repl::ReplEvent;
+use p2p_state::{Duration, Instant};
+
+use crate::net::{Dialer, End, EvKind, Host, NodeIx};
+use crate::world::{DiskOp, INBOX_STEPS_MAX, World, tracker_addr};
+
+impl World {
+    pub(crate) fn tracker_input(&mut self, i: NodeIx, input: tn::Input) {
+        let now = self.tnow(i);
+        if let Some(t) = self.trackers[i].m.as_mut() {
+            t.handle_input(now, input);
+            self.drain_tracker(i);
+        }
+    }
+
+    pub(crate) fn drain_tracker(&mut self, i: NodeIx) {
+        for _ in 0..INBOX_STEPS_MAX {
+            let Some(o) = self.trackers[i].m.as_mut().and_then(|t| t.poll_output()) else {
+                let t = &mut self.trackers[i];
+                t.wake =
+                    t.m.as_ref()
+                        .and_then(|m| m.poll_timeout())
+                        .map_or(u64::MAX, |d| d.0.saturating_sub(t.skew_ms).max(self.now.0));
+                return;
+            };
+            self.tracker_output(i, o);
+        }
+        panic!("tracker t{} never stops producing output", i + 1);
+    }
+
+    fn tracker_output(&mut self, i: NodeIx, o: tn::Output) {
+        match o {
+            tn::Output::Send { conn, msg } => {
+                if self.trace.print {
+                    // Only when printing: formatting every message is slow.
+                    let m: String = format!("{msg:?}").chars().take(400).collect();
+                    trace!(self.trace, self.now.0, "t{} -> T({i}, {conn}): {m}", i + 1);
+                }
+                let mut b = BytesMut::new();
+                msg.encode_frame(&mut b);
+                self.net.write(self.now, End::T(i, conn), b.freeze());
+            }
+            tn::Output::Close { conn, .. } => self.net.close(self.now, End::T(i, conn)),
+            tn::Output::Dial { tracker, .. } => self.dial_tracker(i, tracker),
+            tn::Output::Persist {
+                from_index,
+                entries,
+            } => self.disk_write(
+                i,
+                DiskOp::Persist {
+                    from_index,
+                    entries,
+                },
+            ),
+            tn::Output::PersistSnapshot {
+                at,
+                data,
+                reset_log,
+            } => self.disk_write(
+                i,
+                DiskOp::Snapshot {
+                    at,
+                    data,
+                    reset_log,
+                },
+            ),
+            tn::Output::Event(e) => {
+                trace!(self.trace, self.now.0, "t{} {e:?}", i + 1);
+                if let tn::TrackerEvent::Repl(ReplEvent::Diverged { fork, .. }) = &e
+                    && let Some(h) = self.trackers[i].hist.as_ref()
+                {
+                    // The client ops of the divergent suffix, now only in
+                    // memory (queued for re-submission) or lost in a prefix.
+                    let from = (*fork as usize).min(h.len());
+                    self.check
+                        .divergent(h[from..].iter().filter_map(|e| e.op.origin));
+                }
+                self.check.tracker_event(i, &e);
+            }
+        }
+    }
+
+    fn dial_tracker(&mut self, i: NodeIx, tracker: TrackerId) {
+        let j = tracker.0 as usize - 1;
+        let up = j < self.trackers.len() && self.trackers[j].m.is_some();
+        let reach = self.net.reachable(Host::Tracker(i), Host::Tracker(j));
+        if !up || !reach {
+            let inc = self.trackers[i].inc;
+            self.dial_failed(!reach, Dialer::Tracker(i, inc, tracker));
+            return;
+        }
+        let (a, b) = (self.net.fresh_conn(), self.net.fresh_conn());
+        self.net.connect(End::T(i, a), End::T(j, b));
+        let addr = tracker_addr(i);
+        self.defer_tracker(j, tn::Input::Accepted { conn: b, addr });
+        self.defer_tracker(i, tn::Input::Dialed { conn: a, tracker });
+    }
+
+    /// A connection attempt fails: refused soon, or timed out when cut off.
+    pub(crate) fn dial_failed(&mut self, cut: bool, who: Dialer) {
+        let delay = match cut {
+            true => self.rng.random_range(500..=3000),
+            false => 2 * self.net.latency(),
+        };
+        self.net
+            .schedule(self.now + Duration(delay), EvKind::DialFailed(who));
+    }
+
+    fn disk_write(&mut self, i: NodeIx, op: DiskOp) {
+        let (lo, hi) = self.disk_ms;
+        if hi == 0 {
+            self.disk_apply(i, op);
+            return;
+        }
+        let d = self.rng.random_range(lo..=hi);
+        let t = &mut self.trackers[i];
+        t.disk_busy_until = t.disk_busy_until.max(self.now.0) + d;
+        let at = Instant(t.disk_busy_until);
+        t.pending_disk.push_back(op);
+        let inc = t.inc;
+        self.net.schedule(at, EvKind::DiskDone { tracker: i, inc });
+    }
+
+    /// The oldest pending disk write of tracker `i` is durable.
+    pub(crate) fn disk_done(&mut self, i: NodeIx, inc: u32) {
+        if self.trackers[i].inc != inc {
+            return;
+        }
+        if let Some(op) = self.trackers[i].pending_disk.pop_front() {
+            self.disk_apply(i, op);
+        }
+    }
+
+    fn disk_apply(&mut self, i: NodeIx, op: DiskOp) {
+        self.mirror(i, &op);
+        let d = &mut self.trackers[i].disk;
+        match op {
+            DiskOp::Persist {
+                from_index,
+                entries,
+            } => {
+                d.entries.retain(|e| e.pos.index < from_index);
+                let last = entries
+                    .last()
+                    .map(|e| e.pos.index)
+                    .unwrap_or(from_index - 1);
+                d.entries.extend(entries);
+                self.defer_persisted(i, last);
+            }
+            DiskOp::Snapshot {
+                at,
+                data,
+                reset_log,
+            } => {
+                d.snapshot = Some((at, data));
+                if reset_log {
+                    d.entries.clear();
+                } else {
+                    d.entries.retain(|e| e.pos.index > at.index);
+                }
+            }
+        }
+    }
+
+    /// Keeps tracker `i`'s history mirror in step with its disk.
+    fn mirror(&mut self, i: NodeIx, op: &DiskOp) {
+        match op {
+            DiskOp::Persist {
+                from_index,
+                entries,
+            } => {
+                if let Some(h) = self.trackers[i].hist.as_mut() {
+                    if h.len() as u64 + 1 < *from_index {
+                        self.trackers[i].hist = None;
+                        return;
+                    }
+                    h.truncate(*from_index as usize - 1);
+                    h.extend(entries.iter().cloned());
+                }
+            }
+            DiskOp::Snapshot {
+                at,
+                reset_log: true,
+                ..
+            } => {
+                let n = at.index as usize;
+                let holds = |h: &Vec<Entry>| n == 0 || h.get(n - 1).is_some_and(|e| e.pos == *at);
+                let prefix = self
+                    .trackers
+                    .iter()
+                    .filter_map(|t| t.hist.as_ref())
+                    .find(|h| holds(h))
+                    .map(|h| h[..n].to_vec());
+                self.trackers[i].hist = prefix;
+            }
+            DiskOp::Snapshot { .. } => {}
+        }
+    }
+}
