@@ -500,11 +500,7 @@ impl Tracker {
             }
             ConnKind::Client { session } => {
                 self.event(TrackerEvent::ClientGone { conn });
-                if let Some(token) = session
-                    && !self.session_attached(token)
-                {
-                    self.offline_at.insert(token, now + self.cfg.offline_grace);
-                }
+                let _ = session;
             }
             ConnKind::AwaitHello { dialed, .. } => {
                 if let Some(t) = dialed {
@@ -543,12 +539,20 @@ impl Tracker {
         };
         let reason = Text::new(error.clone());
         match c.kind {
-            ConnKind::Client { .. } => self.send_raw(
-                conn,
-                Outgoing::Client(FromTracker::Fatal {
-                    reason: reason.clone(),
-                }),
-            ),
+            ConnKind::Client { session } => {
+                self.send_raw(
+                    conn,
+                    Outgoing::Client(FromTracker::Fatal {
+                        reason: reason.clone(),
+                    }),
+                );
+                // As on a close: the session goes offline after the grace.
+                if let Some(token) = session
+                    && !self.session_attached(token)
+                {
+                    self.offline_at.insert(token, now + self.cfg.offline_grace);
+                }
+            }
             ConnKind::Tracker(t) => {
                 self.send_raw(
                     conn,

@@ -953,3 +953,35 @@ fn session_rides_out_an_election_with_not_ready_retries() {
     net.run(6000);
     assert_eq!(net.result(k, 7), vec![Ok(Reply::Done)]);
 }
+
+#[test]
+fn a_refused_client_connection_also_goes_offline_after_the_grace() {
+    let mut net = setup();
+    let mut a = Client::new(&mut net, 1, 1);
+    a.call(
+        &mut net,
+        Request::CreateUser {
+            user: u("alice"),
+            password: pw("pw"),
+        },
+    )
+    .unwrap();
+    a.call(
+        &mut net,
+        Request::Login {
+            user: u("alice"),
+            password: pw("pw"),
+        },
+    )
+    .unwrap();
+    let token = a.token.unwrap();
+    assert!(net.t(1).state().session(&token).unwrap().online);
+    // The client's connection then breaks the protocol and is refused.
+    net.raw(a.conn, &[0, 0, 0, 2, 0xee, 0xee]);
+    assert!(!net.ends.contains_key(&a.conn), "refused and closed");
+    net.run(2000);
+    assert!(
+        !net.t(1).state().session(&token).unwrap().online,
+        "withdrawn after the grace"
+    );
+}
