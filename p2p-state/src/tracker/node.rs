@@ -500,7 +500,11 @@ impl Tracker {
             }
             ConnKind::Client { session } => {
                 self.event(TrackerEvent::ClientGone { conn });
-                let _ = session;
+                if let Some(token) = session
+                    && !self.session_attached(token)
+                {
+                    self.offline_at.insert(token, now + self.cfg.offline_grace);
+                }
             }
             ConnKind::AwaitHello { dialed, .. } => {
                 if let Some(t) = dialed {
