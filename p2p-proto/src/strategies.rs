@@ -354,19 +354,19 @@ pub fn repl_msg() -> impl Strategy<Value = ReplMsg> {
                 epoch_starts
             }),
         (any::<u64>(), any::<u16>(), log_pos(), any::<u64>()).prop_map(
-            |(epoch, p, last, commit)| Heartbeat {
+            |(epoch, p, last, confirmed)| Heartbeat {
                 epoch,
                 primary: TrackerId(p),
                 last,
-                commit
+                confirmed
             }
         ),
         (any::<u64>(), log_pos(), vec(entry(), 0..4), any::<u64>()).prop_map(
-            |(epoch, prev, entries, commit)| Append {
+            |(epoch, prev, entries, confirmed)| Append {
                 epoch,
                 prev,
                 entries,
-                commit
+                confirmed
             }
         ),
         (any::<u64>(), log_pos()).prop_map(|(epoch, last)| Ack { epoch, last }),

@@ -13,9 +13,15 @@
 //!   the directory is fsynced after each rename. A crash between the two
 //!   renames leaves a new snapshot and an old log: [`DataDir::open`] skips
 //!   the records the snapshot already covers.
+//! - **Re-submission queue** (`DATA_DIR/resubmit`): replaced whole (to
+//!   `resubmit.tmp`, fsynced, renamed, directory fsynced) in order with the
+//!   other commands, so it is durable before the log truncation the machine
+//!   asks for next.
 //! - **Recovery** reads the snapshot (a bad one is set aside as
 //!   `snapshot.bad` with a warning) and the log, cuts a torn tail off the
-//!   file, and keeps the records that follow the snapshot without a gap.
+//!   file, and keeps the records that follow the snapshot without a gap;
+//!   then the re-submission queue (what of it reads, with a warning if a
+//!   record is bad).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -27,7 +33,8 @@ use bytes::{Bytes, BytesMut};
 use p2p_proto::{Entry, LogPos};
 use p2p_state::tracker::storage::{
     RECORD_HEADER_LEN, SNAPSHOT_HEADER_LEN, SnapshotError, TornTail, decode_log,
-    decode_snapshot_file, encode_record, encode_snapshot_file,
+    decode_resubmit_file, decode_snapshot_file, encode_record, encode_resubmit_file,
+    encode_snapshot_file,
 };
 
 const LOG: &str = "log";
@@ -36,6 +43,8 @@ const LOG_BAD: &str = "log.bad";
 const SNAPSHOT: &str = "snapshot";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
 const SNAPSHOT_BAD: &str = "snapshot.bad";
+const RESUBMIT: &str = "resubmit";
+const RESUBMIT_TMP: &str = "resubmit.tmp";
 
 /// What was on disk, ready for `Tracker::recover`.
 #[derive(Debug, Default)]
@@ -44,6 +53,8 @@ pub struct Recovered {
     pub snapshot: Option<(LogPos, Bytes)>,
     /// The log records after the snapshot, in order, without gaps.
     pub entries: Vec<Entry>,
+    /// Divergent entries waiting for re-submission.
+    pub resubmit: Vec<Entry>,
     /// A torn tail that was cut off the log file.
     pub torn: Option<TornTail>,
     /// A snapshot file that was refused (and renamed `snapshot.bad`).
@@ -76,7 +87,7 @@ impl DataDir {
     /// Opens (creating if needed) `dir` and reads what it holds.
     pub fn open(dir: &Path) -> io::Result<(DataDir, Recovered)> {
         fs::create_dir_all(dir)?;
-        for tmp in [LOG_TMP, SNAPSHOT_TMP] {
+        for tmp in [LOG_TMP, SNAPSHOT_TMP, RESUBMIT_TMP] {
             let _ = fs::remove_file(dir.join(tmp));
         }
         let mut rec = Recovered::default();
@@ -133,6 +144,7 @@ impl DataDir {
             })
             .collect();
         rec.entries = scan.entries[run].to_vec();
+        rec.resubmit = read_resubmit(dir)?;
         Ok((d, rec))
     }
 
@@ -228,6 +240,36 @@ impl DataDir {
         self.dirty = false;
         Ok(())
     }
+
+    /// Replaces the stored re-submission queue with `entries`.
+    pub fn write_resubmit(&mut self, entries: &[Entry]) -> io::Result<()> {
+        write_durably(
+            &self.dir,
+            RESUBMIT_TMP,
+            RESUBMIT,
+            &encode_resubmit_file(entries),
+        )
+    }
+}
+
+/// Reads the re-submission queue (empty when there is none).
+fn read_resubmit(dir: &Path) -> io::Result<Vec<Entry>> {
+    let buf = match fs::read(dir.join(RESUBMIT)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let scan = decode_resubmit_file(&buf);
+    if let Some(t) = scan.torn {
+        tracing::warn!(
+            "{}: bad record at byte {} ({}); {} queued re-submissions read, the rest dropped",
+            dir.join(RESUBMIT).display(),
+            t.offset,
+            t.reason,
+            scan.entries.len()
+        );
+    }
+    Ok(scan.entries)
 }
 
 /// Reads `snapshot`; a bad one is renamed away. Returns the position it covers.
@@ -314,6 +356,8 @@ pub enum StorageCmd {
         data: Bytes,
         reset_log: bool,
     },
+    /// Replace the re-submission queue.
+    Resubmit { entries: Vec<Entry> },
     /// Answered once everything queued before it is durable.
     Flush(Sender<()>),
 }
@@ -345,6 +389,7 @@ pub fn run_storage(
                     data,
                     reset_log,
                 } => dir.write_snapshot(at, &data, reset_log)?,
+                StorageCmd::Resubmit { entries } => dir.write_resubmit(&entries)?,
                 StorageCmd::Flush(ack) => acks.push(ack),
             }
             next = rx.try_recv().ok();

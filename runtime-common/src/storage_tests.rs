@@ -28,8 +28,14 @@ fn indices(v: &[Entry]) -> Vec<u64> {
     v.iter().map(|e| e.pos.index).collect()
 }
 
-fn state_bytes() -> Bytes {
-    TrackerState::default().encode_snapshot()
+/// An empty state's snapshot at `at` (no log tail).
+fn state_bytes(at: LogPos) -> Bytes {
+    p2p_state::tracker::repl::snapshot::encode_snapshot(
+        at,
+        &[],
+        &[],
+        &TrackerState::default().encode_snapshot(),
+    )
 }
 
 #[test]
@@ -93,12 +99,12 @@ fn a_compacting_snapshot_keeps_the_records_after_it() {
     let (mut d, _) = DataDir::open(tmp.path()).unwrap();
     d.append(1, &entries(1, 1..=5)).unwrap();
     let at = LogPos { epoch: 1, index: 3 };
-    d.write_snapshot(at, &state_bytes(), false).unwrap();
+    d.write_snapshot(at, &state_bytes(at), false).unwrap();
     d.append(6, &[entry(1, 6)]).unwrap();
     d.sync().unwrap();
     drop(d);
     let (mut d, rec) = DataDir::open(tmp.path()).unwrap();
-    assert_eq!(rec.snapshot, Some((at, state_bytes())));
+    assert_eq!(rec.snapshot, Some((at, state_bytes(at))));
     assert_eq!(indices(&rec.entries), [4, 5, 6]);
     assert_eq!(rec.dropped, 0);
     // Offsets were rebased: replacing from 5 keeps 4.
@@ -118,7 +124,7 @@ fn a_snapshot_from_the_primary_resets_the_log() {
         epoch: 3,
         index: 10,
     };
-    d.write_snapshot(at, &state_bytes(), true).unwrap();
+    d.write_snapshot(at, &state_bytes(at), true).unwrap();
     assert_eq!(d.last_index(), 10);
     d.append(11, &[entry(3, 11)]).unwrap();
     d.sync().unwrap();
@@ -139,7 +145,7 @@ fn a_crash_between_snapshot_and_log_rename_skips_covered_records() {
     let at = LogPos { epoch: 1, index: 3 };
     fs::write(
         tmp.path().join("snapshot"),
-        encode_snapshot_file(at, 1, &state_bytes()),
+        encode_snapshot_file(at, 1, &state_bytes(at)),
     )
     .unwrap();
     let (mut d, rec) = DataDir::open(tmp.path()).unwrap();

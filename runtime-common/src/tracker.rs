@@ -26,7 +26,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use p2p_proto::{DecodeError, TrackerId};
 use p2p_state::Instant;
-use p2p_state::tracker::node::{ConsoleCmd, Input, NodeConfig, Output, Tracker, TrackerEvent};
+use p2p_state::tracker::node::{
+    ConsoleCmd, Input, NodeConfig, OnDisk, Output, Tracker, TrackerEvent,
+};
 use p2p_state::tracker::repl::{ReplEvent, epoch_primary, epoch_round};
 
 use crate::clock::Clock;
@@ -219,8 +221,19 @@ pub fn recover(opts: TrackerOptions) -> Result<Recovered, DriverError> {
         },
         rec.entries.len()
     );
-    let tracker = Tracker::recover(opts.node, seed, clock.now(), rec.snapshot, rec.entries)
-        .map_err(DriverError::Recover)?;
+    if !rec.resubmit.is_empty() {
+        tracing::info!(
+            "tracker {id}: {} divergent ops still to re-submit",
+            rec.resubmit.len()
+        );
+    }
+    let disk = OnDisk {
+        snapshot: rec.snapshot,
+        entries: rec.entries,
+        resubmit: rec.resubmit,
+    };
+    let tracker =
+        Tracker::recover(opts.node, seed, clock.now(), disk).map_err(DriverError::Recover)?;
     let addr = opts.listener.local_addr()?;
     tracing::info!("tracker {id} listening on {addr}");
     Ok(Recovered {
@@ -407,6 +420,7 @@ impl<R: TrackerIo> Core<R> {
                 data,
                 reset_log,
             }),
+            Output::PersistResubmit { entries } => self.io.store(StorageCmd::Resubmit { entries }),
             Output::Event(e) => {
                 self.log_event(&e);
                 (self.sink)(&e);

@@ -352,19 +352,22 @@ pub enum ReplMsg {
         last: LogPos,
         epoch_starts: Vec<EpochStart>,
     },
-    /// Primary → backups every heartbeat interval.
+    /// Primary → backups every heartbeat interval. `confirmed`: every
+    /// tracker of the group holds the primary's log through this index (so
+    /// it can never become divergent; logs may be compacted up to it).
     Heartbeat {
         epoch: u64,
         primary: TrackerId,
         last: LogPos,
-        commit: u64,
+        confirmed: u64,
     },
-    /// Primary → backup: entries following `prev`.
+    /// Primary → backup: entries following `prev` (`confirmed` as in
+    /// `Heartbeat`).
     Append {
         epoch: u64,
         prev: LogPos,
         entries: Vec<Entry>,
-        commit: u64,
+        confirmed: u64,
     },
     /// Backup → primary: persisted and applied up to `last`.
     Ack { epoch: u64, last: LogPos },
@@ -401,7 +404,10 @@ pub enum ReplMsg {
         outcome: Outcome,
     },
     /// Joiner → primary after a heal: an op from a divergent log, to be
-    /// re-validated and, if still valid, applied as a new op.
+    /// re-validated and, if still valid, applied as a new op. The primary
+    /// answers with a `ForwardReply` of the same `fwd` once the op is
+    /// applied (or found applied already, or refused as a conflict); the
+    /// joiner keeps the op, on disk, until then.
     Resubmit { fwd: u64, op: Op },
     /// The connection broke the protocol and is being closed.
     Fatal { reason: Text },
@@ -430,25 +436,25 @@ impl Wire for ReplMsg {
                 epoch,
                 primary,
                 last,
-                commit,
+                confirmed,
             } => {
                 w.put_u8(2);
                 w.put_u64(*epoch);
                 primary.encode(w);
                 last.encode(w);
-                w.put_u64(*commit);
+                w.put_u64(*confirmed);
             }
             Append {
                 epoch,
                 prev,
                 entries,
-                commit,
+                confirmed,
             } => {
                 w.put_u8(3);
                 w.put_u64(*epoch);
                 prev.encode(w);
                 put_list(w, entries);
-                w.put_u64(*commit);
+                w.put_u64(*confirmed);
             }
             Ack { epoch, last } => {
                 w.put_u8(4);
@@ -529,13 +535,13 @@ impl Wire for ReplMsg {
                 epoch: r.u64("epoch")?,
                 primary: Wire::decode(r)?,
                 last: Wire::decode(r)?,
-                commit: r.u64("commit")?,
+                confirmed: r.u64("confirmed")?,
             },
             3 => Append {
                 epoch: r.u64("epoch")?,
                 prev: Wire::decode(r)?,
                 entries: r.list("entries", APPEND_ENTRIES_MAX)?,
-                commit: r.u64("commit")?,
+                confirmed: r.u64("confirmed")?,
             },
             4 => Ack {
                 epoch: r.u64("epoch")?,

@@ -20,7 +20,7 @@ use p2p_proto::{
     TrackerId, Wire, encode_msg,
 };
 
-use super::repl::{Repl, ReplConfig, ReplEvent, ReplOutput, Replicated, Role};
+use super::repl::{Durable, Repl, ReplConfig, ReplEvent, ReplOutput, Replicated, Role, Snapshot};
 use super::state::{Prepared, TrackerConfig, TrackerState};
 use crate::time::{Duration, Instant};
 
@@ -171,7 +171,24 @@ pub enum Output {
         data: Bytes,
         reset_log: bool,
     },
+    /// Replace the stored re-submission queue with `entries` (in order with
+    /// the other persist outputs; see [`ReplOutput::PersistResubmit`]).
+    PersistResubmit {
+        entries: Vec<Entry>,
+    },
     Event(TrackerEvent),
+}
+
+/// What a tracker's data directory held, for [`Tracker::recover`].
+#[derive(Debug, Clone, Default)]
+pub struct OnDisk {
+    /// The last snapshot: its position and its bytes (the layout of
+    /// [`crate::tracker::repl::snapshot::encode_snapshot`]).
+    pub snapshot: Option<(LogPos, Bytes)>,
+    /// The log records after the snapshot, in order.
+    pub entries: Vec<Entry>,
+    /// Divergent entries still waiting for re-submission.
+    pub resubmit: Vec<Entry>,
 }
 
 /// What a driver logs.
@@ -247,22 +264,27 @@ pub struct Tracker {
 impl Tracker {
     /// A tracker with empty state.
     pub fn new(cfg: NodeConfig, seed: u64, now: Instant) -> Self {
-        Self::recover(cfg, seed, now, None, Vec::new()).expect("an empty state always decodes")
+        Self::recover(cfg, seed, now, OnDisk::default()).expect("an empty state always decodes")
     }
 
-    /// A tracker rebuilt from its snapshot and the log records after it.
+    /// A tracker rebuilt from its snapshot, the log records after it and
+    /// its re-submission queue.
     pub fn recover(
         cfg: NodeConfig,
         seed: u64,
         now: Instant,
-        snapshot: Option<(LogPos, Bytes)>,
-        entries: Vec<Entry>,
+        disk: OnDisk,
     ) -> Result<Self, DecodeError> {
-        let snapshot = match snapshot {
-            Some((at, b)) => Some((at, TrackerState::decode_snapshot(b)?)),
+        let snapshot = match disk.snapshot {
+            Some((at, b)) => Some(Snapshot::<TrackerState>::decode(at, b)?),
             None => None,
         };
-        let repl = Repl::recover(cfg.repl.clone(), snapshot, entries, now);
+        let durable = Durable {
+            snapshot,
+            entries: disk.entries,
+            resubmit: disk.resubmit,
+        };
+        let repl = Repl::recover(cfg.repl.clone(), durable, now);
         let mut t = Tracker {
             repl,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -892,6 +914,9 @@ impl Tracker {
                     data,
                     reset_log,
                 }),
+                ReplOutput::PersistResubmit { entries } => {
+                    self.out.push_back(Output::PersistResubmit { entries })
+                }
                 ReplOutput::Applied {
                     tag,
                     index,

@@ -2,14 +2,14 @@
 //! clients exchanging real encoded frames (hello, requests, replication),
 //! with instant disks, crashes and restarts.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    ClientId, ClientRequest, FrameDecoder, FromTracker, GroupName, Hello, LogPos, Outcome,
-    Password, Reply, Request, RequestId, Role as WireRole, SessionToken, TrackerError, TrackerId,
-    UserName, Wire, encode_msg,
+    ClientId, ClientRequest, FrameDecoder, FromTracker, GroupName, Hello, Outcome, Password, Reply,
+    Request, RequestId, Role as WireRole, SessionToken, TrackerError, TrackerId, UserName, Wire,
+    encode_msg,
 };
 
 use super::*;
@@ -24,11 +24,7 @@ enum Owner {
     Session(u16),
 }
 
-#[derive(Default, Clone)]
-struct Disk {
-    snapshot: Option<(LogPos, Bytes)>,
-    entries: Vec<p2p_proto::Entry>,
-}
+type Disk = OnDisk;
 
 struct Net {
     trackers: Vec<Option<Tracker>>,
@@ -162,6 +158,9 @@ impl Net {
                 } else {
                     d.entries.retain(|e| e.pos.index > at.index);
                 }
+            }
+            Output::PersistResubmit { entries } => {
+                self.disks[i as usize - 1].resubmit = entries;
             }
             Output::Event(e) => self.events.push((i, e)),
         }
@@ -374,14 +373,7 @@ impl Net {
     fn restart(&mut self, i: u16) {
         let n = self.trackers.len() as u16;
         let d = self.disks[i as usize - 1].clone();
-        let t = Tracker::recover(
-            node_cfg(i, n),
-            100 + i as u64,
-            self.now,
-            d.snapshot,
-            d.entries,
-        )
-        .unwrap();
+        let t = Tracker::recover(node_cfg(i, n), 100 + i as u64, self.now, d).unwrap();
         self.trackers[i as usize - 1] = Some(t);
         self.drain(i);
         self.settle();

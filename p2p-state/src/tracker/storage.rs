@@ -12,14 +12,21 @@
 //!
 //! **Snapshot file**: `magic "p2psnap\0"`, `u16 version`, the [`LogPos`] the
 //! snapshot covers, the epoch, `u64` state length, `u32` CRC-32 of all the
-//! bytes before it and of the state, then the state
-//! ([`TrackerState::encode_snapshot`]). Any mismatch is an error: a tracker
+//! bytes before it and of the state, then the state: the epoch runs of the
+//! history it covers and [`TrackerState::encode_snapshot`], in the layout of
+//! [`crate::tracker::repl::snapshot`]. Any mismatch is an error: a tracker
 //! falls back to an older snapshot or a full catch-up, never to a half state.
+//!
+//! **Re-submission file**: the divergent entries whose client ops still wait
+//! for the primary's answer, as log records ([`encode_resubmit_file`]). It
+//! is replaced whole (write, fsync, rename), so it is never torn; a bad
+//! record all the same ends it, like the log.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use p2p_proto::limits::FRAME_LEN_MAX;
 use p2p_proto::{DecodeError, Entry, LogPos, Wire};
 
+use super::repl::Snapshot;
 use super::state::TrackerState;
 
 /// Bytes before each log record's payload (length, CRC).
@@ -77,6 +84,20 @@ pub struct LogScan {
     pub torn: Option<TornTail>,
 }
 
+/// The re-submission file holding `entries`.
+pub fn encode_resubmit_file(entries: &[Entry]) -> Bytes {
+    let mut w = BytesMut::new();
+    for e in entries {
+        encode_record(e, &mut w);
+    }
+    w.freeze()
+}
+
+/// Reads a re-submission file (what [`decode_log`] reads of it).
+pub fn decode_resubmit_file(buf: &[u8]) -> LogScan {
+    decode_log(buf)
+}
+
 /// Reads the log records in `buf`, stopping at the first bad one.
 pub fn decode_log(buf: &[u8]) -> LogScan {
     let mut entries = Vec::new();
@@ -132,7 +153,7 @@ pub fn decode_record(buf: &[u8]) -> Result<(Entry, usize), TornReason> {
 /// First bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"p2psnap\0";
 /// Version of the snapshot file layout.
-pub const SNAPSHOT_VERSION: u16 = 1;
+pub const SNAPSHOT_VERSION: u16 = 2;
 /// Bytes before the state: magic, version, position, epoch, length, CRC.
 pub const SNAPSHOT_HEADER_LEN: usize = 8 + 2 + 16 + 8 + 8 + 4;
 
@@ -143,7 +164,8 @@ pub struct SnapshotFile {
     pub at: LogPos,
     /// The tracker's epoch when the snapshot was taken.
     pub epoch: u64,
-    pub state: TrackerState,
+    /// The state, with the history and log tail stored with it.
+    pub snapshot: Snapshot<TrackerState>,
 }
 
 /// Why a snapshot file was refused.
@@ -163,8 +185,9 @@ pub enum SnapshotError {
     State(DecodeError),
 }
 
-/// A snapshot file holding `state` (from `TrackerState::encode_snapshot`)
-/// taken at `at` in `epoch`.
+/// A snapshot file holding `state` (a
+/// [`crate::tracker::repl::snapshot::encode_snapshot`] output) taken at `at`
+/// in `epoch`.
 pub fn encode_snapshot_file(at: LogPos, epoch: u64, state: &[u8]) -> Bytes {
     let mut w = BytesMut::with_capacity(SNAPSHOT_HEADER_LEN + state.len());
     w.put_slice(SNAPSHOT_MAGIC);
@@ -209,9 +232,13 @@ pub fn decode_snapshot_file(buf: &[u8]) -> Result<SnapshotFile, SnapshotError> {
     if h.finalize() != crc {
         return Err(SnapshotError::BadCrc);
     }
-    let state = TrackerState::decode_snapshot(Bytes::copy_from_slice(state))
-        .map_err(SnapshotError::State)?;
-    Ok(SnapshotFile { at, epoch, state })
+    let snapshot =
+        Snapshot::decode(at, Bytes::copy_from_slice(state)).map_err(SnapshotError::State)?;
+    Ok(SnapshotFile {
+        at,
+        epoch,
+        snapshot,
+    })
 }
 
 #[cfg(test)]

@@ -66,20 +66,6 @@ struct Shown {
     valid: bool,
 }
 
-/// Open bugs in re-submission after a partition heals, counted (and printed
-/// with the figures) instead of failing a run while they are open; set to
-/// false once they are fixed:
-/// - seeds 88, 187, 2765 (`scenarios::resubmitted_ops_survive_a_crash_of_the_joiner`):
-///   divergent client ops are kept in memory only once the joiner replaced
-///   its log, and re-submitted once, fire and forget: a crash before they
-///   are sent, or a dropped connection after, loses an acknowledged write;
-/// - seeds 1489, 1029: when a log starts at a snapshot, the fork point
-///   degrades (to 0): the joiner re-submits its whole history, and a
-///   request whose dedup record was evicted (32 kept per client) applies
-///   again; divergent ops inside the joiner's own snapshot cannot be
-///   re-submitted at all (`Diverged { lost }`) and are gone.
-pub const TOLERATE_RESUBMIT_BUGS: bool = true;
-
 #[derive(Clone, Debug, Default)]
 pub struct CheckStats {
     pub acked: u64,
@@ -92,11 +78,10 @@ pub struct CheckStats {
     pub conflicts: u64,
     pub primaries: u64,
     pub duplicate_entries: u64,
-    /// Acknowledged writes lost after a re-submission (open bug).
-    pub lost_resubmits: u64,
-    /// Re-submitted requests that took effect a second time (open bug).
-    pub reapplied_resubmits: u64,
+    /// Logs that diverged from a new primary's, and the client ops of
+    /// theirs queued for re-submission.
     pub divergences: u64,
+    pub resubmitting: u64,
     pub histories_lost: u64,
     pub acked_unverifiable: u64,
 }
@@ -106,9 +91,7 @@ pub struct Checker {
     pub violations: Vec<String>,
     primaries: BTreeMap<u64, NodeIx>,
     conflicts: BTreeSet<Origin>,
-    /// Origins of client ops that left a divergent log (to be re-submitted,
-    /// or lost in a compacted prefix): what the open bugs can lose.
-    resubmitted: BTreeSet<Origin>,
+    /// Divergent entries that were no longer in a log to re-submit.
     pub diverged_lost: u64,
     /// Writes clients sent, by origin.
     writes: BTreeMap<Origin, Request>,
@@ -154,18 +137,15 @@ impl Checker {
                     self.conflicts.insert(o);
                 }
             }
-            ReplEvent::Diverged { lost, .. } => {
+            ReplEvent::Diverged {
+                lost, resubmitting, ..
+            } => {
                 self.stats.divergences += 1;
+                self.stats.resubmitting += *resubmitting as u64;
                 self.diverged_lost += lost;
             }
             _ => {}
         }
-    }
-
-    /// A tracker's log diverged: the client ops after the fork point leave
-    /// its log, to be re-submitted (or lost in its compacted prefix).
-    pub fn divergent(&mut self, origins: impl Iterator<Item = Origin>) {
-        self.resubmitted.extend(origins);
     }
 
     /// A client sent `frame` (a hello or a request) to a tracker.
@@ -404,17 +384,11 @@ impl Checker {
                 // Logged twice: a no-op while its first outcome is stored,
                 // applied again once that record was evicted.
                 self.stats.duplicate_entries += 1;
-                let known = TOLERATE_RESUBMIT_BUGS && self.resubmitted.contains(&o);
-                let evicted = state.stored_outcome(&o).is_none();
-                match (evicted, known) {
-                    (true, true) => self.stats.reapplied_resubmits += 1,
-                    (true, false) => {
-                        twice.push(format!("applied again at {:?}: {:?}", e.pos, e.op.kind))
-                    }
-                    (false, _) => {
-                        logged.push(format!("logged again at {:?}: {:?}", e.pos, e.op.kind))
-                    }
-                }
+                let what = match state.stored_outcome(&o).is_none() {
+                    true => &mut twice,
+                    false => &mut logged,
+                };
+                what.push(format!("{:?} at {:?}: {:?}", o, e.pos, e.op.kind));
             }
             let outcome = state.apply(&e.op);
             if let (Some(o), false) = (origin, again) {
@@ -454,17 +428,12 @@ impl Checker {
                     .stored_outcome(o)
                     .map(|r| r.clone().map(|_| ()).map_err(|e| e.to_string())),
             };
-            let known = TOLERATE_RESUBMIT_BUGS && self.resubmitted.contains(o);
             match applied {
                 Some(Ok(())) => {}
                 Some(Err(e)) => {
                     lost.push(format!("#{id} {a:?}; it failed in the final history: {e}"))
                 }
                 None if !self.replayed => self.stats.acked_unverifiable += 1,
-                None if known => {
-                    self.stats.lost_resubmits += 1;
-                    continue;
-                }
                 None => lost.push(format!("#{id} {a:?}; not in the final history")),
             }
             if let Request::CreateUser { user, .. } = &a.req

@@ -101,8 +101,9 @@ struct Totals {
     pieces_written: u64,
     pieces_served: u64,
     conflicts: u64,
-    lost_resubmits: u64,
-    reapplied_resubmits: u64,
+    divergences: u64,
+    resubmitting: u64,
+    diverged_lost: u64,
     duplicate_entries: u64,
     histories_lost: u64,
     resumed_pieces: u64,
@@ -124,8 +125,9 @@ impl Totals {
         self.pieces_written += r.pieces_written;
         self.pieces_served += r.pieces_served;
         self.conflicts += r.conflicts;
-        self.lost_resubmits += r.lost_resubmits;
-        self.reapplied_resubmits += r.reapplied_resubmits;
+        self.divergences += r.divergences;
+        self.resubmitting += r.resubmitting;
+        self.diverged_lost += r.diverged_lost;
         self.duplicate_entries += r.duplicate_entries;
         self.histories_lost += r.histories_lost;
         self.resumed_pieces += r.resumed_pieces;
@@ -166,13 +168,10 @@ impl Totals {
             "log entries repeating a request {}, histories the world could not follow {}",
             self.duplicate_entries, self.histories_lost
         );
-        if self.lost_resubmits + self.reapplied_resubmits > 0 {
-            println!(
-                "OPEN BUGS (tolerated, see check::TOLERATE_RESUBMIT_BUGS): {} acknowledged writes \
-                 lost after re-submission, {} re-submitted requests applied twice",
-                self.lost_resubmits, self.reapplied_resubmits
-            );
-        }
+        println!(
+            "divergent logs {}, client ops re-submitted {}, divergent entries already compacted on the joiner {}",
+            self.divergences, self.resubmitting, self.diverged_lost
+        );
         println!("faults injected by kind: {:?}", self.faults);
     }
 }

@@ -45,8 +45,9 @@ pub struct RunStats {
     pub pieces_written: u64,
     pub pieces_served: u64,
     pub conflicts: u64,
-    pub lost_resubmits: u64,
-    pub reapplied_resubmits: u64,
+    pub divergences: u64,
+    pub resubmitting: u64,
+    pub diverged_lost: u64,
     pub duplicate_entries: u64,
     pub histories_lost: u64,
     pub resumed_pieces: u64,
@@ -136,8 +137,9 @@ pub fn run_swarm(swarm: &Swarm, opts: &RunOpts) -> Result<RunStats, Box<Failure>
         pieces_written: c.pieces_written,
         pieces_served: c.pieces_served,
         conflicts: c.conflicts,
-        lost_resubmits: c.lost_resubmits,
-        reapplied_resubmits: c.reapplied_resubmits,
+        divergences: c.divergences,
+        resubmitting: c.resubmitting,
+        diverged_lost: w.check.diverged_lost,
         duplicate_entries: c.duplicate_entries,
         histories_lost: c.histories_lost,
         resumed_pieces: c.resumed_pieces,
@@ -312,6 +314,13 @@ fn unsettled(w: &World, load: &Workload) -> Option<String> {
     if primaries != 1 || !synced {
         let st: Vec<_> = ts.iter().map(|t| t.repl().status()).collect();
         return Some(format!("trackers not in sync: {st:?}"));
+    }
+    if let Some(t) = ts.iter().find(|t| t.repl().resubmit_pending() > 0) {
+        return Some(format!(
+            "t{} still re-submitting {} divergent ops",
+            t.id(),
+            t.repl().resubmit_pending()
+        ));
     }
     for (c, h) in w.clients.iter().enumerate() {
         let Some(m) = h.m.as_ref() else { continue };

@@ -248,14 +248,15 @@ fn impostor_tracker_does_not_split_the_trackers() {
     );
 }
 
-/// Seeds 88 and 187 found it (open): after a partition heals, the losing
-/// tracker sends the client ops of its divergent log to the new primary
-/// once (`ReplMsg::Resubmit`, fire and forget) and has already replaced
-/// its log with the primary's snapshot. If it crashes, or the connection
-/// drops, before those messages are applied, an op a client was answered
-/// `Ok` for is gone, and no conflict records it.
+/// Seeds 88 and 187 found it: after a partition heals, the losing tracker
+/// sent the client ops of its divergent log to the new primary once
+/// (`ReplMsg::Resubmit`, fire and forget) and had already replaced its log
+/// with the primary's snapshot. If it crashed, or the connection dropped,
+/// before those messages were applied, an op a client was answered `Ok`
+/// for was gone, and no conflict recorded it. Fixed: the queue is persisted
+/// before the log is replaced and each op is kept until the primary
+/// answers its re-submission (repl `queue_divergent`, `on_forward_reply`).
 #[test]
-#[ignore = "open bug: divergent ops are re-submitted once and not durably (seeds 88, 187)"]
 fn resubmitted_ops_survive_a_crash_of_the_joiner() {
     use crate::net::Host;
     use p2p_proto::TrackerId;

@@ -41,11 +41,8 @@ pub const T0: Instant = Instant(1_700_000_000_000);
 /// Inputs queued while draining, at most, before the run is a runaway.
 pub(crate) const INBOX_STEPS_MAX: usize = 1_000_000;
 
-#[derive(Default, Clone)]
-pub struct TrackerDisk {
-    pub snapshot: Option<(LogPos, Bytes)>,
-    pub entries: Vec<Entry>,
-}
+/// A tracker's durable files: snapshot, log, re-submission queue.
+pub type TrackerDisk = p2p_state::tracker::node::OnDisk;
 
 /// A tracker disk write not yet durable.
 pub(crate) enum DiskOp {
@@ -57,6 +54,9 @@ pub(crate) enum DiskOp {
         at: LogPos,
         data: Bytes,
         reset_log: bool,
+    },
+    Resubmit {
+        entries: Vec<Entry>,
     },
 }
 
@@ -260,7 +260,7 @@ impl World {
         let seed = child_seed(t.seed, t.inc);
         let d = t.disk.clone();
         let now = self.tnow(i);
-        let m = Tracker::recover(cfg, seed, now, d.snapshot, d.entries).expect("own disk decodes");
+        let m = Tracker::recover(cfg, seed, now, d).expect("own disk decodes");
         self.trackers[i].m = Some(m);
         self.drain_tracker(i);
     }

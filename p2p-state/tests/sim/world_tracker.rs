@@ -9,7 +9,6 @@ use rand::Rng;
 
 use p2p_proto::{Entry, TrackerId};
 use p2p_state::tracker::node as tn;
-use p2p_state::tracker::repl::ReplEvent;
 use p2p_state::{Duration, Instant};
 
 use crate::net::{Dialer, End, EvKind, Host, NodeIx};
@@ -75,17 +74,11 @@ impl World {
                     reset_log,
                 },
             ),
+            tn::Output::PersistResubmit { entries } => {
+                self.disk_write(i, DiskOp::Resubmit { entries })
+            }
             tn::Output::Event(e) => {
                 trace!(self.trace, self.now.0, "t{} {e:?}", i + 1);
-                if let tn::TrackerEvent::Repl(ReplEvent::Diverged { fork, .. }) = &e
-                    && let Some(h) = self.trackers[i].hist.as_ref()
-                {
-                    // The client ops of the divergent suffix, now only in
-                    // memory (queued for re-submission) or lost in a prefix.
-                    let from = (*fork as usize).min(h.len());
-                    self.check
-                        .divergent(h[from..].iter().filter_map(|e| e.op.origin));
-                }
                 self.check.tracker_event(i, &e);
             }
         }
@@ -170,6 +163,7 @@ impl World {
                     d.entries.retain(|e| e.pos.index > at.index);
                 }
             }
+            DiskOp::Resubmit { entries } => d.resubmit = entries,
         }
     }
 
@@ -204,7 +198,7 @@ impl World {
                     .map(|h| h[..n].to_vec());
                 self.trackers[i].hist = prefix;
             }
-            DiskOp::Snapshot { .. } => {}
+            DiskOp::Snapshot { .. } | DiskOp::Resubmit { .. } => {}
         }
     }
 }

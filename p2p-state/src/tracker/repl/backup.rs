@@ -1,6 +1,7 @@
 //! The backup's half of [`Repl`]: following a primary, appending its
-//! entries, installing its snapshot, detecting divergence and re-submitting
-//! divergent client ops.
+//! entries, installing its snapshot, detecting divergence, and keeping the
+//! divergent client ops (on disk) until the primary answered their
+//! re-submission.
 
 use bytes::{Bytes, BytesMut};
 
@@ -54,7 +55,14 @@ impl<S: Replicated> Repl<S> {
         true
     }
 
-    pub(super) fn on_heartbeat(&mut self, now: Instant, from: TrackerId, epoch: u64, last: LogPos) {
+    pub(super) fn on_heartbeat(
+        &mut self,
+        now: Instant,
+        from: TrackerId,
+        epoch: u64,
+        last: LogPos,
+        confirmed: u64,
+    ) {
         if epoch == self.epoch && self.role == Role::Primary {
             return; // cannot happen: an epoch has one primary
         }
@@ -62,6 +70,7 @@ impl<S: Replicated> Repl<S> {
             return;
         }
         self.primary_last = self.primary_last.max(last.index);
+        self.learn_confirmed(confirmed);
         self.update_caught_up();
         if !self.caught_up
             && self.pending_fork.is_none()
@@ -88,6 +97,7 @@ impl<S: Replicated> Repl<S> {
         }
         self.mismatch_sent = false;
         self.caught_up = false;
+        self.catch_up_seen = true;
         if snapshot {
             self.pending_fork = Some(fork);
             self.snapshot_rx = None;
@@ -153,7 +163,7 @@ impl<S: Replicated> Repl<S> {
     }
 
     pub(super) fn install_snapshot(&mut self, from: TrackerId, at: LogPos, data: Bytes) {
-        let state = match S::decode_snapshot(data.clone()) {
+        let snap = match Snapshot::<S>::decode(at, data.clone()) {
             Ok(s) => s,
             Err(e) => {
                 self.event(ReplEvent::PeerError {
@@ -167,8 +177,8 @@ impl<S: Replicated> Repl<S> {
         };
         let fork = self.pending_fork.take().unwrap_or(at.index);
         self.queue_divergent(fork);
-        self.state = state;
-        self.log = Log::starting_at(at);
+        self.state = snap.state;
+        self.log = Snapshot::<S>::log(&snap.history, snap.base, snap.tail);
         self.persisted = at.index;
         self.applied = at.index;
         self.snapshot_at = at.index;
@@ -190,7 +200,8 @@ impl<S: Replicated> Repl<S> {
     }
 
     /// Our entries after `fork` are not in the primary's history: queue the
-    /// client ops among them for re-submission.
+    /// client ops among them for re-submission, durably, before anything
+    /// replaces them on disk.
     pub(super) fn queue_divergent(&mut self, fork: u64) {
         if self.log.last().index <= fork {
             return;
@@ -198,12 +209,9 @@ impl<S: Replicated> Repl<S> {
         let lost = self.log.start().index.saturating_sub(fork);
         let divergent = self.log.truncate_after(fork.max(self.log.start().index));
         let before = self.resubmit.len();
-        self.resubmit.extend(
-            divergent
-                .into_iter()
-                .map(|e| e.op)
-                .filter(|op| op.origin.is_some()),
-        );
+        self.queue_resubmit(divergent);
+        // Durable before the truncating snapshot or persist that follows.
+        self.persist_resubmit();
         self.event(ReplEvent::Diverged {
             fork,
             resubmitting: self.resubmit.len() - before,
@@ -211,6 +219,44 @@ impl<S: Replicated> Repl<S> {
         });
     }
 
+    /// Adds the client ops of `entries` to the re-submission queue (one per
+    /// request origin).
+    pub(super) fn queue_resubmit(&mut self, entries: Vec<Entry>) {
+        let mut known: BTreeSet<Origin> =
+            self.resubmit.values().filter_map(|e| e.op.origin).collect();
+        for e in entries {
+            if let Some(o) = e.op.origin
+                && known.insert(o)
+            {
+                self.resubmit.insert((e.pos.index, e.pos.epoch), e);
+                self.resubmit_dirty = true;
+            }
+        }
+    }
+
+    /// Sends every queued re-submission to `primary` (again: answers to
+    /// earlier sends are no longer expected).
+    pub(super) fn send_resubmits(&mut self, primary: TrackerId) {
+        self.resubmit_sent.clear();
+        let queued: Vec<((u64, u64), Op)> = self
+            .resubmit
+            .iter()
+            .map(|(k, e)| (*k, e.op.clone()))
+            .collect();
+        for (key, op) in queued {
+            let fwd = self.fwd_next;
+            self.fwd_next += 1;
+            self.resubmit_sent.insert(fwd, key);
+            self.send(primary, ReplMsg::Resubmit { fwd, op });
+        }
+    }
+
+    /// The primary's `confirmed` point: every tracker holds its log so far.
+    pub(super) fn learn_confirmed(&mut self, confirmed: u64) {
+        self.confirmed = self.confirmed.max(confirmed.min(self.log.last().index));
+    }
+
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_append(
         &mut self,
         now: Instant,
@@ -218,6 +264,7 @@ impl<S: Replicated> Repl<S> {
         epoch: u64,
         prev: LogPos,
         entries: Vec<Entry>,
+        confirmed: u64,
     ) {
         if !self.accept_from_primary(now, from, epoch) || self.pending_fork.is_some() {
             return;
@@ -246,6 +293,7 @@ impl<S: Replicated> Repl<S> {
             self.log.push(e.clone());
             fresh.push(e);
         }
+        self.learn_confirmed(confirmed);
         if let Some(first) = fresh.first().map(|e| e.pos.index) {
             self.out.push_back(ReplOutput::Persist {
                 from_index: first,
@@ -255,6 +303,14 @@ impl<S: Replicated> Repl<S> {
     }
 
     pub(super) fn on_forward_reply(&mut self, fwd: u64, index: u64, outcome: Outcome) {
+        if let Some(key) = self.resubmit_sent.remove(&fwd) {
+            // The primary holds the re-submitted op (or refused it as a
+            // conflict, which it recorded): ours can go.
+            if self.resubmit.remove(&key).is_some() {
+                self.resubmit_dirty = true;
+            }
+            return;
+        }
         let Some(tag) = self.fwd_pending.remove(&fwd) else {
             return;
         };
@@ -276,15 +332,17 @@ impl<S: Replicated> Repl<S> {
         // Caught up once our log holds everything the primary reported; then
         // it stays so (entries in flight are normal under load) until a new
         // epoch, a gap (`request_catch_up`) or a snapshot resets it.
+        // Only after this epoch's `CatchUp`: before it, a divergent suffix
+        // as long as the primary's log would pass for being caught up.
         let was = self.caught_up;
-        let holds_all = self.primary_last > 0 && self.log.last().index >= self.primary_last;
+        let holds_all = self.catch_up_seen
+            && self.primary_last > 0
+            && self.log.last().index >= self.primary_last;
         self.caught_up = was || holds_all;
         if self.caught_up && !was {
             if let Some(primary) = self.primary() {
                 self.event(ReplEvent::InSync { primary });
-                while let Some(op) = self.resubmit.pop_front() {
-                    self.send(primary, ReplMsg::Resubmit { fwd: 0, op });
-                }
+                self.send_resubmits(primary);
             }
         }
     }

@@ -22,6 +22,28 @@
 //! - Reachability is "connected": the driver reports connections opening and
 //!   closing; a primary that stops heartbeating is also given up after
 //!   `primary_timeout`.
+//! - **Re-submission is durable and acknowledged.** A joiner's divergent
+//!   client ops are written to disk ([`ReplOutput::PersistResubmit`]) before
+//!   its log is replaced, re-sent to every primary it becomes in sync with,
+//!   and dropped only when the primary answered (`ForwardReply` with the
+//!   same `fwd`: applied, found applied already, or a recorded conflict).
+//!   A joiner that becomes primary itself re-submits them to itself. The
+//!   primary finds an op it already holds by its request origin in its log
+//!   (every entry after the confirmed point is kept in memory) or in the
+//!   stored outcomes, so a re-submitted request never applies twice.
+//! - **Confirmed point.** The primary tells backups the highest index every
+//!   tracker of the group holds (`confirmed` in heartbeats and appends).
+//!   Entries up to it can never become divergent; entries after it are not
+//!   compacted away (up to `unconfirmed_keep_max`), so divergent ops are
+//!   always still in some log to be re-submitted.
+//! - **Snapshots carry their history** (`snapshot.rs`): the epoch runs (a log
+//!   that starts at a snapshot still knows the epochs before it, so fork
+//!   points stay exact) and the unconfirmed tail of entries (a tracker that
+//!   installs a snapshot, or restarts from one, still holds every entry that
+//!   could turn out divergent).
+//! - A backup counts itself in sync only after the current primary's
+//!   `CatchUp` in this epoch (before it, its log may hold a divergent suffix
+//!   as long as the primary's).
 //!
 //! The machine is generic over the replicated state ([`Replicated`]), so it
 //! is tested here with a toy state and used with the tracker's real one.
@@ -29,6 +51,7 @@
 mod backup;
 mod log;
 mod primary;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -38,8 +61,8 @@ use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use p2p_proto::{
-    ClientRequest, DecodeError, Entry, LogPos, Op, OpKind, Origin, Outcome, ReplMsg, Sha1Hash,
-    Text, TrackerError, TrackerId, TrackerStatus,
+    ClientRequest, DecodeError, Entry, EpochStart, LogPos, Op, OpKind, Origin, Outcome, ReplMsg,
+    Sha1Hash, Text, TrackerError, TrackerId, TrackerStatus,
 };
 
 use crate::time::{Duration, Instant};
@@ -90,6 +113,10 @@ pub struct ReplConfig {
     pub snapshot_every: u64,
     /// Entries kept in memory behind a snapshot, for cheap catch-up.
     pub log_keep: u64,
+    /// Entries past the confirmed point kept in memory at most (while a
+    /// tracker of the group is away): past this, the oldest are compacted
+    /// anyway, and if they turn out divergent they are reported `lost`.
+    pub unconfirmed_keep_max: u64,
     /// Budget of one `Append` frame.
     pub append_bytes_max: usize,
     /// Most entries sent to a backup and not yet acked.
@@ -110,6 +137,7 @@ impl ReplConfig {
             ack_timeout: Duration::from_millis(1000),
             snapshot_every: 10_000,
             log_keep: 5_000,
+            unconfirmed_keep_max: 100_000,
             append_bytes_max: 256 * 1024,
             window_entries: 8192,
             bug_skip_one_in_100: false,
@@ -136,13 +164,21 @@ pub enum ReplOutput {
         from_index: u64,
         entries: Vec<Entry>,
     },
-    /// Store a snapshot of the state at `at`. `reset_log`: the whole local
-    /// log is replaced (a snapshot from the primary); otherwise only records
-    /// up to `at` may be dropped (local compaction).
+    /// Store a snapshot of the state at `at` (`data` in the layout of
+    /// [`snapshot::encode_snapshot`]). `reset_log`: the whole local log is
+    /// replaced (a snapshot from the primary); otherwise only records up to
+    /// `at` may be dropped (local compaction).
     PersistSnapshot {
         at: LogPos,
         data: Bytes,
         reset_log: bool,
+    },
+    /// Replace the stored set of ops waiting for re-submission with
+    /// `entries` (the divergent entries they came in). Executed in order
+    /// with the other persist outputs: it is durable before the log
+    /// truncation that follows it.
+    PersistResubmit {
+        entries: Vec<Entry>,
     },
     /// A proposal or forwarded write took effect (or was refused).
     Applied {
@@ -241,6 +277,80 @@ struct Follower {
     acked: u64,
 }
 
+/// Who waits for a re-submitted op to be applied on the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResubmitFrom {
+    /// A backup, answered with `ForwardReply { fwd }`.
+    Peer(TrackerId, u64),
+    /// This tracker's own queue (it became primary with ops pending).
+    Local(Origin),
+}
+
+/// A decoded snapshot: the state at `at`, with the log tail and the epoch
+/// history that travel with it (see [`snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot<S> {
+    pub at: LogPos,
+    /// The tail follows on from here (every tracker holds the log so far).
+    pub base: LogPos,
+    pub history: Vec<EpochStart>,
+    /// Entries `base+1..=at`, already applied in `state`.
+    pub tail: Vec<Entry>,
+    pub state: S,
+}
+
+/// What a tracker found on its disk, for [`Repl::recover`].
+#[derive(Debug)]
+pub struct Durable<S> {
+    /// The last snapshot.
+    pub snapshot: Option<Snapshot<S>>,
+    /// The log records after the snapshot (a torn tail already cut off).
+    pub entries: Vec<Entry>,
+    /// Divergent entries still waiting for re-submission.
+    pub resubmit: Vec<Entry>,
+}
+
+impl<S> Default for Durable<S> {
+    fn default() -> Self {
+        Durable {
+            snapshot: None,
+            entries: Vec::new(),
+            resubmit: Vec::new(),
+        }
+    }
+}
+
+impl<S: Replicated> Snapshot<S> {
+    /// Decodes a snapshot taken at `at` ([`snapshot::encode_snapshot`]
+    /// layout); its tail must end at `at`.
+    pub fn decode(at: LogPos, data: Bytes) -> Result<Self, DecodeError> {
+        let p = snapshot::decode_snapshot(data)?;
+        let end = p.tail.last().map_or(p.base, |e| e.pos);
+        if end != at {
+            return Err(DecodeError::Invalid {
+                field: "snapshot tail",
+                reason: "does not end at the snapshot's position",
+            });
+        }
+        Ok(Snapshot {
+            at,
+            base: p.base,
+            history: p.history,
+            tail: p.tail,
+            state: S::decode_snapshot(p.state)?,
+        })
+    }
+
+    /// The log this snapshot starts: its tail, after its history.
+    fn log(history: &[EpochStart], base: LogPos, tail: Vec<Entry>) -> Log {
+        let mut log = Log::with_history(base, history);
+        for e in tail {
+            log.push(e);
+        }
+        log
+    }
+}
+
 /// A snapshot being received.
 #[derive(Debug)]
 struct SnapshotRx {
@@ -275,34 +385,53 @@ pub struct Repl<S: Replicated> {
     fwd_next: u64,
     fwd_pending: BTreeMap<u64, u64>,
     fwd_done: BTreeMap<u64, Vec<(u64, Outcome)>>,
-    resubmit: VecDeque<Op>,
+    /// Divergent entries whose client ops wait for the primary's answer,
+    /// in log order (keyed by index, then epoch); one per request origin.
+    /// Mirrored on disk by `PersistResubmit`.
+    resubmit: BTreeMap<(u64, u64), Entry>,
+    /// `fwd` of each re-submission sent and not answered yet.
+    resubmit_sent: BTreeMap<u64, (u64, u64)>,
+    /// `resubmit` changed since it was last persisted.
+    resubmit_dirty: bool,
+    /// Got the current primary's `CatchUp` in this epoch.
+    catch_up_seen: bool,
+    /// Every tracker of the group holds our log through here.
+    confirmed: u64,
     conflicts: VecDeque<Conflict>,
     snapshot_at: u64,
     /// A snapshot installed from the primary, acked once it is persisted.
     snapshot_ack: Option<LogPos>,
-    /// Primary: log indices of re-submitted ops not applied yet; one that
-    /// fails when applied is a conflict too.
-    resubmitted_at: BTreeSet<u64>,
+    /// Primary: who waits for the re-submitted op at each log index (one
+    /// that fails when applied is a conflict too).
+    resubmit_waiters: BTreeMap<u64, Vec<ResubmitFrom>>,
 }
 
 impl<S: Replicated> Repl<S> {
     /// A tracker with an empty state and log.
     pub fn new(cfg: ReplConfig, now: Instant) -> Self {
-        Self::recover(cfg, None, Vec::new(), now)
+        Self::recover(cfg, Durable::default(), now)
     }
 
     /// A tracker rebuilt from its disk: the last snapshot, then the log
-    /// records after it (a torn tail already cut off by the storage code).
-    pub fn recover(
-        cfg: ReplConfig,
-        snapshot: Option<(LogPos, S)>,
-        entries: Vec<Entry>,
-        now: Instant,
-    ) -> Self {
-        let (start, state) = snapshot.unwrap_or_default();
+    /// records after it (a torn tail already cut off by the storage code),
+    /// and the ops still waiting for re-submission.
+    pub fn recover(cfg: ReplConfig, disk: Durable<S>, now: Instant) -> Self {
+        let Durable {
+            snapshot,
+            entries,
+            resubmit,
+        } = disk;
+        let (start, log, state) = match snapshot {
+            Some(s) => (
+                s.at,
+                Snapshot::<S>::log(&s.history, s.base, s.tail),
+                s.state,
+            ),
+            None => (LogPos::default(), Log::default(), S::default()),
+        };
         let mut r = Repl {
             state,
-            log: Log::starting_at(start),
+            log,
             epoch: start.epoch,
             role: Role::Backup,
             persisted: start.index,
@@ -322,13 +451,19 @@ impl<S: Replicated> Repl<S> {
             fwd_next: 1,
             fwd_pending: BTreeMap::new(),
             fwd_done: BTreeMap::new(),
-            resubmit: VecDeque::new(),
+            resubmit: BTreeMap::new(),
+            resubmit_sent: BTreeMap::new(),
+            resubmit_dirty: false,
+            catch_up_seen: false,
+            confirmed: 0,
             conflicts: VecDeque::new(),
             snapshot_at: start.index,
             snapshot_ack: None,
-            resubmitted_at: BTreeSet::new(),
+            resubmit_waiters: BTreeMap::new(),
             cfg,
         };
+        r.queue_resubmit(resubmit);
+        r.resubmit_dirty = false;
         for e in entries {
             if e.pos.index != r.log.last().index + 1 || e.pos.epoch < r.log.last().epoch {
                 break; // storage guarantees order; refuse a gap rather than panic
@@ -371,6 +506,14 @@ impl<S: Replicated> Repl<S> {
     }
     pub fn conflicts(&self) -> impl Iterator<Item = &Conflict> {
         self.conflicts.iter()
+    }
+    /// Divergent ops waiting for the primary's answer to their re-submission.
+    pub fn resubmit_pending(&self) -> usize {
+        self.resubmit.len()
+    }
+    /// Every tracker of the group holds our log through this index.
+    pub fn confirmed(&self) -> u64 {
+        self.confirmed
     }
 
     /// May reads be answered from this tracker's state? The primary always;
@@ -477,10 +620,7 @@ impl<S: Replicated> Repl<S> {
 
     /// The index of a logged, not yet applied entry for request `o`.
     fn pending_index_of(&self, o: Origin) -> Option<u64> {
-        self.log
-            .range(self.applied + 1, self.log.last().index)
-            .find(|e| e.op.origin == Some(o))
-            .map(|e| e.pos.index)
+        self.log.index_of(&o).filter(|&i| i > self.applied)
     }
 
     /// Backup: sends a client's write to the primary. The outcome comes back
@@ -608,13 +748,18 @@ impl<S: Replicated> Repl<S> {
                 last,
                 epoch_starts,
             } => self.on_join(now, from, epoch, last, &epoch_starts),
-            ReplMsg::Heartbeat { epoch, last, .. } => self.on_heartbeat(now, from, epoch, last),
+            ReplMsg::Heartbeat {
+                epoch,
+                last,
+                confirmed,
+                ..
+            } => self.on_heartbeat(now, from, epoch, last, confirmed),
             ReplMsg::Append {
                 epoch,
                 prev,
                 entries,
-                ..
-            } => self.on_append(now, from, epoch, prev, entries),
+                confirmed,
+            } => self.on_append(now, from, epoch, prev, entries, confirmed),
             ReplMsg::Ack { epoch, last } => self.on_ack(now, from, epoch, last),
             ReplMsg::CatchUp {
                 epoch,
@@ -634,7 +779,9 @@ impl<S: Replicated> Repl<S> {
                 index,
                 outcome,
             } => self.on_forward_reply(fwd, index, outcome),
-            ReplMsg::Resubmit { op, .. } => self.on_resubmit(now, op),
+            ReplMsg::Resubmit { fwd, op } => {
+                self.on_resubmit(now, ResubmitFrom::Peer(from, fwd), op)
+            }
             ReplMsg::Fatal { reason } => self.event(ReplEvent::PeerError {
                 peer: from,
                 what: reason,
@@ -671,6 +818,7 @@ impl<S: Replicated> Repl<S> {
         // What the old primary's log reached says nothing about the new one's.
         self.primary_last = 0;
         self.mismatch_sent = false;
+        self.catch_up_seen = false;
         self.pending_fork = None;
         self.snapshot_rx = None;
         self.primary_heard = now;
@@ -687,7 +835,9 @@ impl<S: Replicated> Repl<S> {
     fn step_down(&mut self) {
         self.followers.clear();
         self.uncommitted_since.clear();
-        self.resubmitted_at.clear();
+        // Backups re-send their re-submissions to the next primary; ours
+        // stay in `resubmit` and go to it too.
+        self.resubmit_waiters.clear();
         let waiters = std::mem::take(&mut self.waiters);
         for tag in waiters.into_values().flatten() {
             self.out.push_back(ReplOutput::Abandoned { tag });
@@ -713,6 +863,13 @@ impl<S: Replicated> Repl<S> {
         self.event(ReplEvent::BecamePrimary { epoch: self.epoch });
         // The new epoch's first entry makes the epoch durable in the log.
         let _ = self.propose(now, None, OpKind::Noop, None);
+        self.resubmit_sent.clear();
+        let own: Vec<Entry> = self.resubmit.values().cloned().collect();
+        for e in own {
+            if let Some(o) = e.op.origin {
+                self.on_resubmit(now, ResubmitFrom::Local(o), e.op);
+            }
+        }
         let hb = self.heartbeat_msg();
         for p in self.connected.clone() {
             self.send(p, hb.clone());
@@ -749,10 +906,13 @@ impl<S: Replicated> Repl<S> {
             }
             let outcome = self.state.apply(&op);
             self.applied = i;
-            if self.resubmitted_at.remove(&i)
-                && let Err(reason) = &outcome
-            {
-                self.record_conflict(op.clone(), reason.clone());
+            if let Some(waiting) = self.resubmit_waiters.remove(&i) {
+                if let Err(reason) = &outcome {
+                    self.record_conflict(op.clone(), reason.clone());
+                }
+                for from in waiting {
+                    self.resubmit_answered(from, i, outcome.clone());
+                }
             }
             for tag in self.waiters.remove(&i).unwrap_or_default() {
                 self.out.push_back(ReplOutput::Applied {
@@ -785,11 +945,6 @@ impl<S: Replicated> Repl<S> {
         }
         let at = self.pos_of(self.applied);
         self.snapshot_at = at.index;
-        self.out.push_back(ReplOutput::PersistSnapshot {
-            at,
-            data: self.state.encode_snapshot(),
-            reset_log: false,
-        });
         let keep_from = at.index.saturating_sub(self.cfg.log_keep);
         let oldest_needed = self
             .followers
@@ -797,7 +952,36 @@ impl<S: Replicated> Repl<S> {
             .map(|f| f.sent.min(f.acked))
             .min()
             .unwrap_or(keep_from);
-        self.log.compact_through(keep_from.min(oldest_needed));
+        // Entries not every tracker holds may still turn out divergent:
+        // keep them to be re-submitted, within the memory bound.
+        let unconfirmed_floor = self
+            .confirmed
+            .max(at.index.saturating_sub(self.cfg.unconfirmed_keep_max));
+        self.log
+            .compact_through(keep_from.min(oldest_needed).min(unconfirmed_floor));
+        self.out.push_back(ReplOutput::PersistSnapshot {
+            at,
+            data: self.snapshot_bytes(at.index),
+            reset_log: false,
+        });
+    }
+
+    /// The applied state with its history and unconfirmed tail, as stored
+    /// and sent ([`snapshot::encode_snapshot`]).
+    fn snapshot_bytes(&self, at: u64) -> Bytes {
+        debug_assert_eq!(at, self.applied);
+        let base = self
+            .confirmed
+            .max(self.log.start().index)
+            .max(at.saturating_sub(snapshot::SNAPSHOT_TAIL_MAX as u64))
+            .min(at);
+        let tail: Vec<Entry> = self.log.range(base + 1, at).cloned().collect();
+        snapshot::encode_snapshot(
+            self.pos_of(base),
+            &self.log.history(at),
+            &tail,
+            &self.state.encode_snapshot(),
+        )
     }
 
     // ------------------------------------------------------------ helpers
@@ -824,7 +1008,7 @@ impl<S: Replicated> Repl<S> {
             epoch: self.epoch,
             primary: self.cfg.id,
             last: self.pos_of(self.persisted),
-            commit: self.applied,
+            confirmed: self.confirmed,
         }
     }
 
@@ -839,7 +1023,18 @@ impl<S: Replicated> Repl<S> {
     }
 
     fn finish(&mut self, _now: Instant) {
+        if self.resubmit_dirty {
+            self.persist_resubmit();
+        }
         self.check_invariants();
+    }
+
+    /// Writes the re-submission queue as it is now.
+    fn persist_resubmit(&mut self) {
+        self.resubmit_dirty = false;
+        self.out.push_back(ReplOutput::PersistResubmit {
+            entries: self.resubmit.values().cloned().collect(),
+        });
     }
 
     /// Panics if the machine's own invariants are broken.

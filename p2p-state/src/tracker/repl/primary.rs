@@ -3,7 +3,9 @@
 //! forwarded and re-submitted writes.
 
 use p2p_proto::limits::{APPEND_ENTRIES_MAX, SNAPSHOT_CHUNK_LEN_MAX};
-use p2p_proto::{ClientRequest, EpochStart, LogPos, Op, ReplMsg, TrackerError, TrackerId};
+use p2p_proto::{
+    ClientRequest, EpochStart, LogPos, Op, Outcome, ReplMsg, Reply, TrackerError, TrackerId,
+};
 
 use super::*;
 use crate::time::Instant;
@@ -69,7 +71,7 @@ impl<S: Replicated> Repl<S> {
     /// Streams the current applied state to `to`; returns the index it covers.
     pub(super) fn send_snapshot(&mut self, to: TrackerId) -> u64 {
         let at = self.pos_of(self.applied);
-        let data = self.state.encode_snapshot();
+        let data = self.snapshot_bytes(at.index);
         let total = data.len() as u64;
         let mut offset = 0usize;
         loop {
@@ -108,9 +110,26 @@ impl<S: Replicated> Repl<S> {
         {
             f.acked = f.acked.max(last.index);
         }
+        self.update_confirmed();
         self.check_follower_sync(from);
         self.flush_appends();
         self.advance_commit(now);
+    }
+
+    /// Every tracker of the group follows us: what all of them hold is
+    /// confirmed (it can never become divergent).
+    pub(super) fn update_confirmed(&mut self) {
+        let mut lowest = self.persisted;
+        for t in &self.cfg.trackers {
+            if *t == self.cfg.id {
+                continue;
+            }
+            match self.followers.get(t) {
+                Some(f) => lowest = lowest.min(f.acked),
+                None => return,
+            }
+        }
+        self.confirmed = self.confirmed.max(lowest);
     }
 
     /// A follower joins the in-sync set once it holds everything committed;
@@ -159,7 +178,7 @@ impl<S: Replicated> Repl<S> {
                     epoch: self.epoch,
                     prev: self.pos_of(from - 1),
                     entries,
-                    commit: self.applied,
+                    confirmed: self.confirmed,
                 };
                 self.send(p, msg);
                 self.followers.get_mut(&p).expect("follower").sent = end;
@@ -248,28 +267,62 @@ impl<S: Replicated> Repl<S> {
         }
     }
 
-    pub(super) fn on_resubmit(&mut self, now: Instant, op: Op) {
+    /// A divergent op re-submitted by a backup (or from our own queue):
+    /// answered once it is applied here, found applied already, or refused.
+    pub(super) fn on_resubmit(&mut self, now: Instant, from: ResubmitFrom, op: Op) {
         if self.role != Role::Primary {
             return; // the joiner re-sends once it follows the new primary
         }
-        if let Some(recorded) = op.origin.and_then(|o| self.state.recorded(&o)) {
-            // Already applied here (the client retried it here, or a copy
-            // was logged here before the cut). If it failed here, the
-            // divergent success is undone: that is a conflict too.
-            if let Err(reason) = recorded {
-                self.record_conflict(op, reason);
+        let origin = op.origin;
+        if let Some(index) = origin.and_then(|o| self.log.index_of(&o)) {
+            // Logged here already (the client retried it here, another
+            // backup re-submitted it, or it is common history): never twice.
+            if index > self.applied {
+                self.resubmit_waiters.entry(index).or_default().push(from);
+                return;
             }
-            return;
+            let outcome = origin
+                .and_then(|o| self.state.recorded(&o))
+                .unwrap_or(Ok(Reply::Done));
+            if let Err(reason) = &outcome {
+                self.record_conflict(op, reason.clone());
+            }
+            return self.resubmit_answered(from, index, outcome);
+        }
+        if let Some(recorded) = origin.and_then(|o| self.state.recorded(&o)) {
+            // Applied here, in a compacted part of the log. If it failed
+            // here, the divergent success is undone: that is a conflict too.
+            if let Err(reason) = &recorded {
+                self.record_conflict(op, reason.clone());
+            }
+            return self.resubmit_answered(from, 0, recorded);
         }
         match self.state.revalidate(&op) {
             Ok(()) => {
                 // Re-validated against the applied state only: ops proposed
                 // before it may still make it fail (see `apply_through`).
                 if let Ok(index) = self.propose(now, op.origin, op.kind, None) {
-                    self.resubmitted_at.insert(index);
+                    self.resubmit_waiters.entry(index).or_default().push(from);
                 }
             }
-            Err(reason) => self.record_conflict(op, reason),
+            Err(reason) => {
+                self.record_conflict(op, reason.clone());
+                self.resubmit_answered(from, 0, Err(reason));
+            }
+        }
+    }
+
+    /// Tells whoever re-submitted an op that we are done with it (a backup's
+    /// own system op, sent with `fwd` 0, wants no answer).
+    pub(super) fn resubmit_answered(&mut self, from: ResubmitFrom, index: u64, outcome: Outcome) {
+        match from {
+            ResubmitFrom::Peer(_, 0) => {}
+            ResubmitFrom::Peer(to, fwd) => self.reply_forward(to, fwd, index, outcome),
+            ResubmitFrom::Local(origin) => {
+                let before = self.resubmit.len();
+                self.resubmit.retain(|_, e| e.op.origin != Some(origin));
+                self.resubmit_dirty |= self.resubmit.len() != before;
+            }
         }
     }
 

@@ -91,6 +91,19 @@ impl Replicated for Toy {
 struct Disk {
     snapshot: Option<(LogPos, Bytes)>,
     entries: Vec<Entry>,
+    resubmit: Vec<Entry>,
+}
+
+impl Disk {
+    fn recovered(self) -> Durable<Toy> {
+        Durable {
+            snapshot: self
+                .snapshot
+                .map(|(at, b)| Snapshot::decode(at, b).expect("own snapshot decodes")),
+            entries: self.entries,
+            resubmit: self.resubmit,
+        }
+    }
 }
 
 struct Node {
@@ -112,6 +125,8 @@ struct Cluster {
     now: Instant,
     trace: Vec<String>,
     primaries: BTreeMap<u64, TrackerId>,
+    /// Config changes of this cluster (applied again on restarts).
+    tweak: Box<dyn Fn(&mut ReplConfig)>,
 }
 
 fn ids(n: u16) -> Vec<TrackerId> {
@@ -127,7 +142,7 @@ impl Cluster {
         Self::with_cfg(n, |_| {})
     }
 
-    fn with_cfg(n: u16, tweak: impl Fn(&mut ReplConfig)) -> Self {
+    fn with_cfg(n: u16, tweak: impl Fn(&mut ReplConfig) + 'static) -> Self {
         let now = Instant(1_000_000);
         let nodes = (1..=n)
             .map(|i| {
@@ -150,6 +165,7 @@ impl Cluster {
             now,
             trace: vec![],
             primaries: BTreeMap::new(),
+            tweak: Box::new(tweak),
         };
         for a in 1..=n {
             for b in a + 1..=n {
@@ -237,10 +253,9 @@ impl Cluster {
     fn restart(&mut self, id: u16) {
         let n = self.nodes.len() as u16;
         let disk = self.nodes[id as usize - 1].disk.clone();
-        let snap = disk
-            .snapshot
-            .map(|(at, b)| (at, Toy::decode_snapshot(b).expect("own snapshot decodes")));
-        let r = Repl::recover(cfg(id, n), snap, disk.entries, self.now);
+        let mut c = cfg(id, n);
+        (self.tweak)(&mut c);
+        let r = Repl::recover(c, disk.recovered(), self.now);
         self.nodes[id as usize - 1].repl = Some(r);
         self.trace.push(format!("{:?} restart {id}", self.now));
         for o in 1..=n {
@@ -290,6 +305,9 @@ impl Cluster {
                     } else {
                         d.entries.retain(|e| e.pos.index > at.index);
                     }
+                }
+                ReplOutput::PersistResubmit { entries } => {
+                    self.nodes[id as usize - 1].disk.resubmit = entries;
                 }
                 ReplOutput::Applied { tag, outcome, .. } => {
                     self.nodes[id as usize - 1].applied.push((tag, outcome));
@@ -562,10 +580,7 @@ fn restarted_tracker_recovers_from_disk_and_catches_up_by_suffix() {
     assert!(c.get(2).can_serve_reads());
     // Recovery from its own disk alone gives the same state as before.
     let disk = c.nodes[1].disk.clone();
-    let snap = disk
-        .snapshot
-        .map(|(at, b)| (at, Toy::decode_snapshot(b).unwrap()));
-    let r: Repl<Toy> = Repl::recover(cfg(2, 2), snap, disk.entries, c.now);
+    let r: Repl<Toy> = Repl::recover(cfg(2, 2), disk.recovered(), c.now);
     assert_eq!(r.state().digest(), c.get(2).state().digest());
 }
 
@@ -791,4 +806,134 @@ fn epoch_numbers_order_rounds_then_lower_ids() {
     assert_eq!(epoch_primary(b), Some(TrackerId(2)));
     assert_eq!(epoch_round(c), 4);
     assert_eq!(epoch_primary(0), None);
+}
+
+/// Partitions `[1]` from `[2]` until tracker 2 leads a higher epoch, writes
+/// `only1` on tracker 1's side, heals, and steps until tracker 1 replaced
+/// its divergent log (its re-submission may still be on the wire).
+fn diverge_two_trackers() -> Cluster {
+    let mut c = Cluster::new(2);
+    c.run(2000);
+    c.write(1, "common", 1).unwrap();
+    c.run(100);
+    c.partition(&[1]);
+    c.run(3000);
+    assert_eq!(c.get(2).role(), Role::Primary);
+    c.write(1, "only1", 10).unwrap();
+    c.write(2, "only2", 20).unwrap();
+    c.run(100);
+    assert!(c.outcome(1, 10).is_some(), "tracker 1 answered its client");
+    c.heal();
+    let until = c.now + Duration(3000);
+    for _ in 0..10_000 {
+        let diverged = c.nodes[0]
+            .events
+            .iter()
+            .any(|e| matches!(e, ReplEvent::SnapshotInstalled { .. }));
+        if diverged || !c.step(until) {
+            break;
+        }
+    }
+    assert_eq!(c.get(1).resubmit_pending(), 1, "{}", c.tail());
+    assert_eq!(
+        c.nodes[0].disk.resubmit.len(),
+        1,
+        "queued on disk before the log was replaced"
+    );
+    c
+}
+
+#[test]
+fn a_joiner_that_crashes_before_its_resubmission_is_answered_resends_it_after_restart() {
+    let mut c = diverge_two_trackers();
+    // The re-submission dies with the connection.
+    c.crash(1);
+    c.run(500);
+    c.restart(1);
+    c.run(3000);
+    c.assert_converged();
+    assert_eq!(c.names(2), vec!["common", "only1", "only2"], "{}", c.tail());
+    assert_eq!(c.get(1).resubmit_pending(), 0);
+    assert!(
+        c.nodes[0].disk.resubmit.is_empty(),
+        "answered: dropped on disk too"
+    );
+}
+
+#[test]
+fn a_joiner_whose_primary_dies_resubmits_its_queue_to_the_next_one() {
+    let mut c = diverge_two_trackers();
+    c.crash(2);
+    c.run(3000);
+    assert_eq!(c.primary(), Some(1));
+    assert_eq!(c.names(1), vec!["common", "only1", "only2"], "{}", c.tail());
+    assert_eq!(c.get(1).resubmit_pending(), 0);
+    assert!(c.nodes[0].disk.resubmit.is_empty());
+    c.restart(2);
+    c.run(3000);
+    c.assert_converged();
+}
+
+#[test]
+fn an_answered_resubmission_is_not_sent_again() {
+    let mut c = diverge_two_trackers();
+    c.run(3000);
+    c.assert_converged();
+    assert_eq!(c.get(1).resubmit_pending(), 0);
+    // Reconnecting (a new catch-up, in sync again) re-sends nothing.
+    c.disconnect(1, 2);
+    c.connect(1, 2);
+    c.run(2000);
+    let resubmits = c.trace.iter().filter(|l| l.contains("Resubmit")).count();
+    assert_eq!(resubmits, 1, "{}", c.tail());
+}
+
+#[test]
+fn unconfirmed_entries_survive_snapshots_and_restarts() {
+    let mut c = Cluster::with_cfg(2, |cfg| {
+        cfg.snapshot_every = 5;
+        cfg.log_keep = 1;
+    });
+    c.run(2000);
+    c.write(1, "common", 1).unwrap();
+    c.run(200);
+    let confirmed = c.get(1).confirmed();
+    assert!(confirmed >= 2, "both trackers hold the start: {confirmed}");
+    c.crash(2);
+    for i in 0..12 {
+        c.write(1, &format!("n{i}"), 100 + i).unwrap();
+        c.run(50);
+    }
+    let origin = |id: u64| Origin {
+        client: ClientId([1; 16]),
+        id: RequestId(id),
+    };
+    // Tracker 1 snapshotted, but kept every entry tracker 2 does not hold.
+    assert!(c.nodes[0].disk.snapshot.is_some());
+    assert_eq!(c.get(1).confirmed(), confirmed);
+    assert!(c.get(1).log().start().index <= confirmed);
+    assert!(c.get(1).log().index_of(&origin(100)).is_some());
+    // ... and so does its disk: the snapshot carries them as its tail.
+    c.crash(1);
+    c.restart(1);
+    assert!(c.get(1).log().start().index <= confirmed);
+    assert!(c.get(1).log().index_of(&origin(100)).is_some());
+    assert_eq!(c.names(1).len(), 13);
+    // Once tracker 2 holds them too, they may go.
+    c.restart(2);
+    c.run(3000);
+    c.assert_converged();
+    for i in 0..6 {
+        c.write(1, &format!("m{i}"), 200 + i).unwrap();
+        c.run(50);
+    }
+    assert!(c.get(1).confirmed() > confirmed);
+    assert!(
+        c.get(1).log().index_of(&origin(100)).is_none(),
+        "start {:?} confirmed {} applied {} primary {:?}",
+        c.get(1).log().start(),
+        c.get(1).confirmed(),
+        c.get(1).applied(),
+        c.primary()
+    );
 }

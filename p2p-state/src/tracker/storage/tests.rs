@@ -2,10 +2,11 @@
 //! flipped bits, and random bytes.
 
 use bytes::BytesMut;
-use p2p_proto::{Entry, LogPos, Op, OpKind, SessionToken};
+use p2p_proto::{Entry, EpochStart, LogPos, Op, OpKind, SessionToken};
 use proptest::prelude::*;
 
 use super::*;
+use crate::tracker::repl::snapshot::encode_snapshot;
 use crate::tracker::state::testkit::{World, addr, group, meta};
 
 fn entry(index: u64) -> Entry {
@@ -138,17 +139,49 @@ fn snapshot_files_round_trip() {
         epoch: 3,
         index: 42,
     };
-    let file = encode_snapshot_file(at, 5, &st.encode_snapshot());
+    let history = vec![
+        EpochStart {
+            epoch: 0,
+            first_index: 0,
+        },
+        EpochStart {
+            epoch: 3,
+            first_index: 1,
+        },
+    ];
+    let base = LogPos {
+        epoch: 3,
+        index: 40,
+    };
+    let tail = [41, 42].map(|i| Entry {
+        pos: LogPos { epoch: 3, index: i },
+        ..entry(i)
+    });
+    let data = encode_snapshot(base, &history, &tail, &st.encode_snapshot());
+    let file = encode_snapshot_file(at, 5, &data);
     let got = decode_snapshot_file(&file).unwrap();
     assert_eq!((got.at, got.epoch), (at, 5));
-    assert_eq!(got.state, st);
-    assert_eq!(got.state.digest(), st.digest());
+    let s = got.snapshot;
+    assert_eq!(
+        (s.base, &s.history, &s.tail[..]),
+        (base, &history, &tail[..])
+    );
+    assert_eq!(s.state, st);
+    assert_eq!(s.state.digest(), st.digest());
+    // A tail that does not end at the snapshot's position is refused.
+    let short = encode_snapshot(base, &history, &tail[..1], &st.encode_snapshot());
+    let file = encode_snapshot_file(at, 5, &short);
+    assert!(matches!(
+        decode_snapshot_file(&file),
+        Err(SnapshotError::State(_))
+    ));
 }
 
 #[test]
 fn snapshot_file_damage_is_detected() {
     let st = busy_state();
-    let file = encode_snapshot_file(LogPos::default(), 1, &st.encode_snapshot()).to_vec();
+    let state = encode_snapshot(LogPos::default(), &[], &[], &st.encode_snapshot());
+    let file = encode_snapshot_file(LogPos::default(), 1, &state).to_vec();
     for cut in 0..file.len() {
         assert!(decode_snapshot_file(&file[..cut]).is_err(), "cut at {cut}");
     }
@@ -161,14 +194,34 @@ fn snapshot_file_damage_is_detected() {
     b[0] = b'x';
     assert_eq!(decode_snapshot_file(&b), Err(SnapshotError::BadMagic));
     let mut b = file.clone();
-    b[9] = 2;
+    b[9] = 9;
     assert_eq!(
         decode_snapshot_file(&b),
-        Err(SnapshotError::BadVersion { found: 2 })
+        Err(SnapshotError::BadVersion { found: 9 })
     );
     let mut b = file;
     b.push(0);
     assert_eq!(decode_snapshot_file(&b), Err(SnapshotError::BadLength));
+}
+
+#[test]
+fn resubmit_files_round_trip_and_a_bad_record_ends_them() {
+    let entries: Vec<Entry> = (1..=3).map(entry).collect();
+    let file = encode_resubmit_file(&entries);
+    let scan = decode_resubmit_file(&file);
+    assert_eq!(scan.entries, entries);
+    assert!(scan.torn.is_none());
+    assert!(
+        decode_resubmit_file(&encode_resubmit_file(&[]))
+            .entries
+            .is_empty()
+    );
+    let mut bad = file.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let scan = decode_resubmit_file(&bad);
+    assert_eq!(scan.entries, entries[..2]);
+    assert!(scan.torn.is_some());
 }
 
 proptest! {
