@@ -10,14 +10,16 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 
 use p2p_proto::{FrameDecoder, TrackerId};
 use p2p_state::tracker::node::Input;
+use p2p_state::tracker::password::PasswordWork;
 use runtime_common::Woke;
 use runtime_common::tracker::{
-    CLOSE_FLUSH_WAIT, Core, Msg, Recovered, TrackerIo, conn_input, recover,
+    CLOSE_FLUSH_WAIT, Core, Msg, Recovered, TrackerIo, conn_input, password_workers, recover,
+    run_password_worker,
 };
 pub use runtime_common::tracker::{
     DriverError, EventSink, TrackerControl, TrackerHandle, TrackerOptions,
@@ -55,6 +57,7 @@ pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, Dri
     let io = Tasks {
         tx: tx.clone(),
         storage: Some(storage),
+        passwords: spawn_password_workers(&tx),
     };
     let core = Core::new(tracker, clock, io, sink);
     let task = exec::spawn(run(core, rx, listener));
@@ -130,6 +133,8 @@ fn spawn_storage(data: DataDir, tx: Tx) -> Storage {
 struct Tasks {
     tx: Tx,
     storage: Option<Storage>,
+    /// Queue of the password workers (they stop when it is dropped).
+    passwords: std_mpsc::Sender<(u64, PasswordWork)>,
 }
 
 impl TrackerIo for Tasks {
@@ -155,6 +160,27 @@ impl TrackerIo for Tasks {
             let _ = tx.send(cmd);
         }
     }
+
+    fn password(&mut self, job: u64, work: PasswordWork) {
+        let _ = self.passwords.send((job, work));
+    }
+}
+
+/// Starts the password workers on the blocking pool; each reports
+/// `PasswordDone` to the machine.
+fn spawn_password_workers(tx: &Tx) -> std_mpsc::Sender<(u64, PasswordWork)> {
+    let (jobs, queue) = std_mpsc::channel();
+    let queue = Arc::new(Mutex::new(queue));
+    for _ in 0..password_workers() {
+        let (queue, tx) = (queue.clone(), tx.clone());
+        smol::unblock(move || {
+            run_password_worker(queue, |job, done| {
+                let _ = tx.try_send(Msg::Input(Input::PasswordDone { job, done }));
+            })
+        })
+        .detach();
+    }
+    jobs
 }
 
 /// A connection is up: start its writer, register it, then start its reader

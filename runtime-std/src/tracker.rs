@@ -12,14 +12,17 @@
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use p2p_proto::{FrameDecoder, TrackerId};
 use p2p_state::tracker::node::Input;
+use p2p_state::tracker::password::PasswordWork;
 use runtime_common::Woke;
 use runtime_common::tracker::{
-    CLOSE_FLUSH_WAIT, Core, Msg, Recovered, TrackerIo, conn_input, recover,
+    CLOSE_FLUSH_WAIT, Core, Msg, Recovered, TrackerIo, conn_input, password_workers, recover,
+    run_password_worker,
 };
 pub use runtime_common::tracker::{
     DriverError, EventSink, TrackerControl, TrackerHandle, TrackerOptions,
@@ -53,6 +56,7 @@ pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, Dri
     let io = Threads {
         tx: tx.clone(),
         storage: Some(storage),
+        passwords: spawn_password_workers(&tx)?,
     };
     let core = Core::new(tracker, clock, io, sink);
     let thread = thread::Builder::new()
@@ -128,6 +132,8 @@ fn spawn_storage(data: DataDir, tx: Tx) -> io::Result<StorageThread> {
 struct Threads {
     tx: Tx,
     storage: Option<StorageThread>,
+    /// Queue of the password workers (they stop when it is dropped).
+    passwords: mpsc::Sender<(u64, PasswordWork)>,
 }
 
 impl TrackerIo for Threads {
@@ -156,6 +162,27 @@ impl TrackerIo for Threads {
             let _ = tx.send(cmd);
         }
     }
+
+    fn password(&mut self, job: u64, work: PasswordWork) {
+        let _ = self.passwords.send((job, work));
+    }
+}
+
+/// Starts the password workers; each reports `PasswordDone` to the machine.
+fn spawn_password_workers(tx: &Tx) -> io::Result<mpsc::Sender<(u64, PasswordWork)>> {
+    let (jobs, queue) = mpsc::channel();
+    let queue = Arc::new(Mutex::new(queue));
+    for k in 0..password_workers() {
+        let (queue, tx) = (queue.clone(), tx.clone());
+        thread::Builder::new()
+            .name(format!("password-{k}"))
+            .spawn(move || {
+                run_password_worker(queue, |job, done| {
+                    let _ = tx.send(Msg::Input(Input::PasswordDone { job, done }));
+                })
+            })?;
+    }
+    Ok(jobs)
 }
 
 /// A connection is up: start its writer, register it, then start its reader

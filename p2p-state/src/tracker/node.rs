@@ -4,9 +4,16 @@
 //! replication ([`Repl`] over [`TrackerState`]) and the console.
 //!
 //! Drivers feed [`Input`]s (connections, raw frames, persistence done,
-//! console lines) and execute [`Output`]s (send, close, dial, persist). The
-//! machine decodes every frame itself, so what happens on bad input (an
-//! error frame, then close) is decided here, not in a driver.
+//! password work done, console lines) and execute [`Output`]s (send, close,
+//! dial, persist, password work). The machine decodes every frame itself,
+//! so what happens on bad input (an error frame, then close) is decided
+//! here, not in a driver.
+//!
+//! Argon2 is slow on purpose, so a login or create_user on the primary
+//! hands its password work to the driver ([`Output::Password`], at most
+//! [`PASSWORD_JOBS_MAX`] at once) and is prepared again, against the state
+//! of that moment, when [`Input::PasswordDone`] comes back; the machine
+//! serves everyone else meanwhile.
 
 use bytes::{Bytes, BytesMut};
 use rand::SeedableRng;
@@ -20,8 +27,9 @@ use p2p_proto::{
     TrackerId, Wire, encode_msg,
 };
 
+use super::password::{PasswordDone, PasswordWork};
 use super::repl::{Durable, Repl, ReplConfig, ReplEvent, ReplOutput, Replicated, Role, Snapshot};
-use super::state::{Prepared, TrackerConfig, TrackerState};
+use super::state::{Prepared, Step, TrackerConfig, TrackerState};
 use crate::time::{Duration, Instant};
 
 /// A connection, numbered by the driver.
@@ -119,6 +127,11 @@ pub enum Input {
     Persisted {
         index: u64,
     },
+    /// The argon2 work of an [`Output::Password`] is done.
+    PasswordDone {
+        job: u64,
+        done: PasswordDone,
+    },
     Console(ConsoleCmd),
 }
 
@@ -175,6 +188,12 @@ pub enum Output {
     /// the other persist outputs; see [`ReplOutput::PersistResubmit`]).
     PersistResubmit {
         entries: Vec<Entry>,
+    },
+    /// Run `work` ([`PasswordWork::run`]) off the machine's thread and
+    /// report [`Input::PasswordDone`] with the same `job`.
+    Password {
+        job: u64,
+        work: PasswordWork,
     },
     Event(TrackerEvent),
 }
@@ -243,6 +262,11 @@ enum Waiter {
     Remote { from: TrackerId, fwd: u64 },
 }
 
+/// Password jobs handed to the driver and not reported yet, at most (a
+/// flood of logins is refused with `LimitReached` past it, rather than
+/// queued without bound).
+pub const PASSWORD_JOBS_MAX: usize = 256;
+
 /// One tracker.
 pub struct Tracker {
     cfg: NodeConfig,
@@ -258,6 +282,9 @@ pub struct Tracker {
     online_sent: BTreeMap<SessionToken, Instant>,
     waiters: BTreeMap<u64, Waiter>,
     next_tag: u64,
+    /// Writes waiting for their argon2 work, by job; answered through the
+    /// waiter once prepared.
+    password_jobs: BTreeMap<u64, (Waiter, ClientRequest)>,
     out: VecDeque<Output>,
 }
 
@@ -297,6 +324,7 @@ impl Tracker {
             online_sent: BTreeMap::new(),
             waiters: BTreeMap::new(),
             next_tag: 1,
+            password_jobs: BTreeMap::new(),
             out: VecDeque::new(),
             cfg,
         };
@@ -367,6 +395,7 @@ impl Tracker {
             Input::BadFraming { conn, error } => self.refuse(now, conn, error.to_string()),
             Input::Closed { conn } => self.on_closed(now, conn),
             Input::Persisted { index } => self.repl.handle_persisted(now, index),
+            Input::PasswordDone { job, done } => self.on_password_done(now, job, done),
             Input::Console(cmd) => self.on_console(cmd),
         }
         self.pump(now);
@@ -645,29 +674,12 @@ impl Tracker {
         let tag = self.next_tag;
         match self.repl.role() {
             Role::Primary => {
-                let prepared = self
-                    .repl
-                    .state()
-                    .prepare(now, &self.cfg.state, &mut self.rng, &req);
-                match prepared {
-                    Err(e) => Some(Err(e)),
-                    Ok(Prepared::Done(outcome)) => Some(outcome),
-                    Ok(Prepared::Op(kind)) => {
-                        let origin = Origin {
-                            client: req.client,
-                            id: req.id,
-                        };
-                        self.next_tag += 1;
-                        self.waiters.insert(tag, Waiter::Local { conn, req });
-                        match self.repl.propose(now, Some(origin), kind, Some(tag)) {
-                            Ok(_) => None,
-                            Err(e) => {
-                                self.waiters.remove(&tag);
-                                Some(Err(e))
-                            }
-                        }
-                    }
-                }
+                let waiter = Waiter::Local {
+                    conn,
+                    req: req.clone(),
+                };
+                self.prepare_step(now, waiter, req, None);
+                None
             }
             Role::Backup => {
                 self.next_tag += 1;
@@ -691,40 +703,86 @@ impl Tracker {
 
     /// Primary: a backup's forwarded write.
     fn on_forwarded(&mut self, now: Instant, from: TrackerId, fwd: u64, req: ClientRequest) {
-        let prepared = self
-            .repl
-            .state()
-            .prepare(now, &self.cfg.state, &mut self.rng, &req);
+        self.prepare_step(now, Waiter::Remote { from, fwd }, req, None);
+    }
+
+    /// Primary: prepares a write and proposes it; a login or create_user
+    /// first hands its argon2 work to the driver, and comes back here with
+    /// the result in `done`.
+    fn prepare_step(
+        &mut self,
+        now: Instant,
+        waiter: Waiter,
+        req: ClientRequest,
+        done: Option<PasswordDone>,
+    ) {
+        if self.repl.role() != Role::Primary {
+            // Stepped down while the password work ran: the client retries.
+            return self.answer(waiter, 0, Err(TrackerError::NotReady));
+        }
+        let step = self.repl.state().prepare_step(
+            now,
+            &self.cfg.state,
+            &mut self.rng,
+            &req,
+            done.as_ref(),
+        );
         let applied = self.repl.applied();
-        match prepared {
-            Err(e) => self.repl.reply_forward(from, fwd, 0, Err(e)),
-            Ok(Prepared::Done(outcome)) => self.repl.reply_forward(from, fwd, applied, outcome),
-            Ok(Prepared::Op(kind)) => {
+        match step {
+            Err(e) => self.answer(waiter, 0, Err(e)),
+            Ok(Step::Ready(Prepared::Done(outcome))) => self.answer(waiter, applied, outcome),
+            Ok(Step::Password(_)) if self.password_jobs.len() >= PASSWORD_JOBS_MAX => {
+                let what = "password checks in progress on this tracker (retry shortly)";
+                self.answer(
+                    waiter,
+                    0,
+                    Err(TrackerError::LimitReached {
+                        what: Text::new(what),
+                    }),
+                )
+            }
+            Ok(Step::Password(work)) => {
+                let job = self.next_tag;
+                self.next_tag += 1;
+                self.password_jobs.insert(job, (waiter, req));
+                self.out.push_back(Output::Password { job, work });
+            }
+            Ok(Step::Ready(Prepared::Op(kind))) => {
                 let tag = self.next_tag;
                 self.next_tag += 1;
                 let origin = Origin {
                     client: req.client,
                     id: req.id,
                 };
-                self.waiters.insert(tag, Waiter::Remote { from, fwd });
+                self.waiters.insert(tag, waiter);
                 if let Err(e) = self.repl.propose(now, Some(origin), kind, Some(tag)) {
-                    self.waiters.remove(&tag);
-                    self.repl.reply_forward(from, fwd, 0, Err(e));
+                    let waiter = self.waiters.remove(&tag).expect("just inserted");
+                    self.answer(waiter, 0, Err(e));
                 }
             }
         }
     }
 
-    fn on_applied(&mut self, tag: u64, index: u64, outcome: Outcome) {
-        match self.waiters.remove(&tag) {
-            Some(Waiter::Local { conn, req }) => {
+    fn on_password_done(&mut self, now: Instant, job: u64, done: PasswordDone) {
+        if let Some((waiter, req)) = self.password_jobs.remove(&job) {
+            self.prepare_step(now, waiter, req, Some(done));
+        }
+    }
+
+    /// Answers a write's waiter: the local client, or the forwarding backup.
+    fn answer(&mut self, waiter: Waiter, index: u64, outcome: Outcome) {
+        match waiter {
+            Waiter::Local { conn, req } => {
                 self.track_login(conn, &outcome);
                 self.respond(conn, &req, outcome);
             }
-            Some(Waiter::Remote { from, fwd }) => {
-                self.repl.reply_forward(from, fwd, index, outcome)
-            }
-            None => {}
+            Waiter::Remote { from, fwd } => self.repl.reply_forward(from, fwd, index, outcome),
+        }
+    }
+
+    fn on_applied(&mut self, tag: u64, index: u64, outcome: Outcome) {
+        if let Some(waiter) = self.waiters.remove(&tag) {
+            self.answer(waiter, index, outcome);
         }
     }
 

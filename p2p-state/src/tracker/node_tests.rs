@@ -44,6 +44,9 @@ struct Net {
     session_events: Vec<(u16, SessionEvent)>,
     next_conn: ConnId,
     now: Instant,
+    /// Password work held back instead of run at once (`Some`), to see the
+    /// tracker serve others meanwhile.
+    held_passwords: Option<Vec<(u16, u64, PasswordWork)>>,
 }
 
 fn addr_of(t: u16) -> SocketAddr {
@@ -76,6 +79,7 @@ impl Net {
             done: vec![],
             session_events: vec![],
             next_conn: 1,
+            held_passwords: None,
             now,
         };
         for i in 1..=n {
@@ -161,6 +165,14 @@ impl Net {
             }
             Output::PersistResubmit { entries } => {
                 self.disks[i as usize - 1].resubmit = entries;
+            }
+            Output::Password { job, work } => {
+                if let Some(held) = self.held_passwords.as_mut() {
+                    return held.push((i, job, work));
+                }
+                let done = work.run();
+                self.pending
+                    .push_back((Owner::Tracker(i), Input::PasswordDone { job, done }));
             }
             Output::Event(e) => self.events.push((i, e)),
         }
@@ -976,4 +988,83 @@ fn a_refused_client_connection_also_goes_offline_after_the_grace() {
         !net.t(1).state().session(&token).unwrap().online,
         "withdrawn after the grace"
     );
+}
+
+#[test]
+fn a_login_waits_for_its_password_check_off_thread_while_others_are_served() {
+    let mut net = setup();
+    let mut a = Client::new(&mut net, 1, 1);
+    let create = Request::CreateUser {
+        user: u("alice"),
+        password: pw("pw"),
+    };
+    assert!(a.call(&mut net, create).is_ok());
+    net.held_passwords = Some(Vec::new());
+    a.send_id(
+        &mut net,
+        10,
+        Request::Login {
+            user: u("alice"),
+            password: pw("pw"),
+        },
+    );
+    net.run(200);
+    assert_eq!(a.response(&net, 10), None, "waits for its password check");
+    let held = net.held_passwords.clone().unwrap();
+    assert!(matches!(held[..], [(1, _, PasswordWork::Verify { .. })]));
+    // Meanwhile the tracker answers everybody else.
+    let mut b = Client::new(&mut net, 2, 1);
+    assert!(b.call(&mut net, Request::Ping).is_ok());
+    // The check comes back: the login goes through.
+    let (t, job, work) = held[0].clone();
+    net.held_passwords = None;
+    net.pending.push_back((
+        Owner::Tracker(t),
+        Input::PasswordDone {
+            job,
+            done: work.run(),
+        },
+    ));
+    net.run(200);
+    assert!(matches!(
+        a.response(&net, 10),
+        Some(Ok(Reply::LoggedIn { .. }))
+    ));
+    // A wrong password comes back refused the same way.
+    let wrong = Request::Login {
+        user: u("alice"),
+        password: pw("nope"),
+    };
+    let mut c = Client::new(&mut net, 3, 2);
+    assert_eq!(c.call(&mut net, wrong), Err(TrackerError::WrongPassword));
+}
+
+#[test]
+fn password_checks_in_flight_are_capped() {
+    let mut net = setup();
+    let mut a = Client::new(&mut net, 1, 1);
+    let create = Request::CreateUser {
+        user: u("alice"),
+        password: pw("pw"),
+    };
+    assert!(a.call(&mut net, create).is_ok());
+    net.held_passwords = Some(Vec::new());
+    let login = Request::Login {
+        user: u("alice"),
+        password: pw("pw"),
+    };
+    let n = PASSWORD_JOBS_MAX as u64;
+    for id in 10..10 + n + 1 {
+        a.send_id(&mut net, id, login.clone());
+    }
+    net.run(200);
+    assert_eq!(
+        net.held_passwords.as_ref().unwrap().len(),
+        PASSWORD_JOBS_MAX
+    );
+    assert!(matches!(
+        a.response(&net, 10 + n),
+        Some(Err(TrackerError::LimitReached { .. }))
+    ));
+    assert_eq!(a.response(&net, 10), None);
 }

@@ -76,6 +76,78 @@ pub fn verify(password: &Password, phc: &str) -> bool {
         .is_ok()
 }
 
+/// Argon2 work a login or create_user needs before it can be prepared.
+/// Argon2 is slow on purpose (tens of milliseconds at production cost), so
+/// the tracker machine hands it to its driver ([`crate::tracker::node::Output::Password`]),
+/// which runs [`PasswordWork::run`] off the machine's thread and reports
+/// the result; the machine goes on serving everyone else meanwhile.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PasswordWork {
+    /// Hash a new password with this salt and cost.
+    Hash {
+        password: Password,
+        salt: [u8; SALT_LEN],
+        m_kib: u32,
+        t: u32,
+        p: u32,
+    },
+    /// Check a password against the stored PHC string.
+    Verify { password: Password, phc: String },
+}
+
+impl std::fmt::Debug for PasswordWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PasswordWork::Hash { m_kib, t, p, .. } => {
+                write!(f, "Hash {{ m_kib: {m_kib}, t: {t}, p: {p}, .. }}")
+            }
+            PasswordWork::Verify { .. } => write!(f, "Verify {{ .. }}"),
+        }
+    }
+}
+
+/// What [`PasswordWork::run`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordDone {
+    Hashed(Result<String, PasswordError>),
+    Verified(bool),
+}
+
+impl PasswordWork {
+    /// The hash for `password` at `cfg`'s cost, with `salt`.
+    pub fn hash(cfg: &TrackerConfig, salt: [u8; SALT_LEN], password: &Password) -> Self {
+        PasswordWork::Hash {
+            password: password.clone(),
+            salt,
+            m_kib: cfg.argon2_m_kib,
+            t: cfg.argon2_t,
+            p: cfg.argon2_p,
+        }
+    }
+
+    /// Does the work (slow: call it off the machine's thread).
+    pub fn run(&self) -> PasswordDone {
+        match self {
+            PasswordWork::Hash {
+                password,
+                salt,
+                m_kib,
+                t,
+                p,
+            } => {
+                let cfg = TrackerConfig {
+                    argon2_m_kib: *m_kib,
+                    argon2_t: *t,
+                    argon2_p: *p,
+                    ..TrackerConfig::test()
+                };
+                PasswordDone::Hashed(hash(&cfg, salt, password))
+            }
+            PasswordWork::Verify { password, phc } => PasswordDone::Verified(verify(password, phc)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

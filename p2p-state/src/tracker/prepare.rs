@@ -4,17 +4,22 @@
 //! against the current state, and every random value the op needs (salt,
 //! session token, seeder key) drawn from the caller's seeded RNG. Nothing
 //! here changes state: a rejection is an `Err` and leaves no trace.
+//!
+//! `create_user` and `login` need argon2 work, which is slow on purpose:
+//! [`TrackerState::prepare_step`] asks for it ([`Step::Password`]) instead
+//! of doing it, and is called again with the result, so the tracker machine
+//! can hand the work to its driver. [`TrackerState::prepare`] does both
+//! steps inline (tests, tools).
 
 use p2p_proto::{
-    ClientRequest, OpKind, Origin, Password, Request, SeederKey, SessionToken, TrackerError,
-    UserName,
+    ClientRequest, OpKind, Origin, Request, SeederKey, SessionToken, TrackerError, UserName,
 };
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 
 use super::check::bad;
-use super::password::{self, SALT_LEN};
-use super::state::{Prepared, TrackerConfig, TrackerState};
+use super::password::{PasswordDone, PasswordWork, SALT_LEN};
+use super::state::{Prepared, Step, TrackerConfig, TrackerState};
 use crate::time::Instant;
 
 impl TrackerState {
@@ -29,25 +34,80 @@ impl TrackerState {
         rng: &mut ChaCha8Rng,
         req: &ClientRequest,
     ) -> Result<Prepared, TrackerError> {
+        match self.prepare_step(now, cfg, rng, req, None)? {
+            Step::Ready(p) => Ok(p),
+            Step::Password(work) => {
+                match self.prepare_step(now, cfg, rng, req, Some(&work.run()))? {
+                    Step::Ready(p) => Ok(p),
+                    Step::Password(_) => Err(bad("password work asked for twice")),
+                }
+            }
+        }
+    }
+
+    /// [`TrackerState::prepare`] in steps: with `done` `None`, a request that
+    /// needs argon2 work answers [`Step::Password`]; call again with the
+    /// work's result (the state may have changed meanwhile: everything is
+    /// checked again).
+    pub fn prepare_step(
+        &self,
+        now: Instant,
+        cfg: &TrackerConfig,
+        rng: &mut ChaCha8Rng,
+        req: &ClientRequest,
+        done: Option<&PasswordDone>,
+    ) -> Result<Step, TrackerError> {
         let origin = Origin {
             client: req.client,
             id: req.id,
         };
         if let Some(stored) = self.stored_outcome(&origin) {
-            return Ok(Prepared::Done(stored.clone()));
+            return Ok(Step::Ready(Prepared::Done(stored.clone())));
         }
         if !req.req.is_write() {
-            return Ok(Prepared::Done(self.read(now, cfg, req)));
+            return Ok(Step::Ready(Prepared::Done(self.read(now, cfg, req))));
         }
-        let kind = match &req.req {
-            Request::CreateUser { user, password } => {
-                self.prepare_create_user(cfg, rng, user, password)?
+        let kind = match (&req.req, done) {
+            (Request::CreateUser { user, password }, None) => {
+                self.user_can_be_created(user)?;
+                let mut salt = [0u8; SALT_LEN];
+                rng.fill_bytes(&mut salt);
+                return Ok(Step::Password(PasswordWork::hash(cfg, salt, password)));
             }
-            Request::Login { user, password } => self.prepare_login(rng, req, user, password)?,
+            (Request::CreateUser { user, .. }, Some(PasswordDone::Hashed(phc))) => {
+                self.user_can_be_created(user)?;
+                let password_hash = phc.clone().map_err(|e| bad(&e.to_string()))?;
+                OpKind::CreateUser {
+                    user: user.clone(),
+                    password_hash,
+                }
+            }
+            (Request::Login { user, password }, None) => {
+                let phc = self.login_target(req, user)?;
+                return Ok(Step::Password(PasswordWork::Verify {
+                    password: password.clone(),
+                    phc,
+                }));
+            }
+            (Request::Login { user, .. }, Some(PasswordDone::Verified(ok))) => {
+                self.login_target(req, user)?;
+                if !ok {
+                    return Err(TrackerError::WrongPassword);
+                }
+                OpKind::Login {
+                    user: user.clone(),
+                    token: self.fresh_token(rng),
+                    seeder_key: SeederKey(random_bytes(rng)),
+                    client: req.client,
+                }
+            }
+            (Request::CreateUser { .. } | Request::Login { .. }, Some(_)) => {
+                return Err(bad("password work of the wrong kind"));
+            }
             _ => self.prepare_in_session(req)?,
         };
         self.check(&kind)?;
-        Ok(Prepared::Op(kind))
+        Ok(Step::Ready(Prepared::Op(kind)))
     }
 
     /// The session a request is made in: `NotLoggedIn` without a token,
@@ -63,31 +123,9 @@ impl TrackerState {
         }
     }
 
-    fn prepare_create_user(
-        &self,
-        cfg: &TrackerConfig,
-        rng: &mut ChaCha8Rng,
-        user: &UserName,
-        password: &Password,
-    ) -> Result<OpKind, TrackerError> {
-        self.user_can_be_created(user)?;
-        let mut salt = [0u8; SALT_LEN];
-        rng.fill_bytes(&mut salt);
-        let password_hash =
-            password::hash(cfg, &salt, password).map_err(|e| bad(&e.to_string()))?;
-        Ok(OpKind::CreateUser {
-            user: user.clone(),
-            password_hash,
-        })
-    }
-
-    fn prepare_login(
-        &self,
-        rng: &mut ChaCha8Rng,
-        req: &ClientRequest,
-        user: &UserName,
-        password: &Password,
-    ) -> Result<OpKind, TrackerError> {
+    /// The stored password hash a login checks, after the checks that need
+    /// no password: not logged in as somebody else, the user exists.
+    fn login_target(&self, req: &ClientRequest, user: &UserName) -> Result<String, TrackerError> {
         let current = req.session.and_then(|t| self.session_user(&t));
         if let Some(other) = current.filter(|u| *u != user) {
             return Err(TrackerError::AlreadyLoggedIn {
@@ -98,15 +136,7 @@ impl TrackerState {
             .users
             .get(user)
             .ok_or_else(|| TrackerError::UnknownUser { user: user.clone() })?;
-        if !password::verify(password, &stored.password_hash) {
-            return Err(TrackerError::WrongPassword);
-        }
-        Ok(OpKind::Login {
-            user: user.clone(),
-            token: self.fresh_token(rng),
-            seeder_key: SeederKey(random_bytes(rng)),
-            client: req.client,
-        })
+        Ok(stored.password_hash.clone())
     }
 
     /// A random token no session holds.

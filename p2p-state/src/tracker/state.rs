@@ -186,6 +186,15 @@ pub struct ClientOutcomes {
     pub by_id: BTreeMap<RequestId, Outcome>,
 }
 
+/// One step of [`TrackerState::prepare_step`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Step {
+    /// Prepared (or answered).
+    Ready(Prepared),
+    /// Run this argon2 work, then prepare again with its result.
+    Password(super::password::PasswordWork),
+}
+
 /// What `prepare` made of a write.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Prepared {

@@ -79,6 +79,13 @@ pub enum EvKind {
     RogueClose {
         id: u64,
     },
+    /// A tracker incarnation's argon2 work is done (it ran "off thread").
+    PasswordDone {
+        tracker: NodeIx,
+        inc: u32,
+        job: u64,
+        done: p2p_state::tracker::password::PasswordDone,
+    },
 }
 
 #[derive(Debug)]

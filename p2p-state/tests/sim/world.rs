@@ -523,6 +523,16 @@ impl World {
             EvKind::DialFailed(who) => self.dial_failed_now(who),
             EvKind::DiskDone { tracker, inc } => self.disk_done(tracker, inc),
             EvKind::RogueClose { id } => self.net.close(self.now, End::R(id)),
+            EvKind::PasswordDone {
+                tracker,
+                inc,
+                job,
+                done,
+            } => {
+                if self.trackers[tracker].inc == inc {
+                    self.tracker_input(tracker, tn::Input::PasswordDone { job, done });
+                }
+            }
         }
     }
 

@@ -77,6 +77,19 @@ impl World {
             tn::Output::PersistResubmit { entries } => {
                 self.disk_write(i, DiskOp::Resubmit { entries })
             }
+            tn::Output::Password { job, work } => {
+                // Argon2 runs beside the machine: its answer comes later,
+                // after other inputs, or never if the tracker crashes first.
+                let at = self.now + Duration(self.rng.random_range(1..=30));
+                let (inc, done) = (self.trackers[i].inc, work.run());
+                let ev = EvKind::PasswordDone {
+                    tracker: i,
+                    inc,
+                    job,
+                    done,
+                };
+                self.net.schedule(at, ev);
+            }
             tn::Output::Event(e) => {
                 trace!(self.trace, self.now.0, "t{} {e:?}", i + 1);
                 self.check.tracker_event(i, &e);
