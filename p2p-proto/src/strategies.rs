@@ -247,6 +247,7 @@ pub fn tracker_error() -> impl Strategy<Value = TrackerError> {
         Just(NotReady),
         text().prop_map(|what| LimitReached { what }),
         text().prop_map(|reason| BadRequest { reason }),
+        file_name().prop_map(|file| FileHashMismatch { file }),
     ]
 }
 

@@ -375,7 +375,6 @@ pub fn format_download(l: &DownloadLine) -> String {
     match &p.state {
         DownloadState::Complete => format!("{head}  {body}  complete"),
         DownloadState::Failed(e) => format!("{head}  {body}  failed: {e}"),
-        DownloadState::Verifying => format!("{head}  {body}  verifying"),
         DownloadState::Downloading => {
             let why = p
                 .waiting_reason

@@ -2,12 +2,20 @@
 //! limits, what a reader reports, cutting a byte stream into frames, the
 //! write queue's byte count and how queued frames are joined into one
 //! write. The drivers add the plumbing (threads or tasks) around them.
+//!
+//! Piece bytes are copied as little as the socket API allows: a reader
+//! reads the body of a large frame straight into that frame's buffer
+//! ([`Deframer`]), and a writer sends piece data from its own buffer with
+//! vectored writes ([`FrameSink::send_parts`], [`Batch`]).
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use p2p_proto::limits::FRAME_HEADER_LEN;
 use p2p_proto::{FrameDecoder, FrameError};
 
 /// A connection's number, unique within the process.
@@ -20,8 +28,12 @@ pub fn next_conn_id() -> ConnId {
     NEXT_CONN.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Bytes read from a socket per `read` call.
+/// Bytes read from a socket per `read` call, when no large frame is
+/// arriving (see [`Deframer`]).
 pub const READ_CHUNK_LEN: usize = 64 * 1024;
+/// A frame with at least this many bytes still to come is read straight
+/// into its own buffer.
+pub const DIRECT_READ_LEN_MIN: usize = 64 * 1024;
 /// Queued frames are joined into writes of at most about this many bytes.
 pub const WRITE_BATCH_LEN_MAX: usize = 1024 * 1024;
 /// Bytes queued for one writer before the connection is cut as stalled.
@@ -47,6 +59,15 @@ pub trait FrameSink: Send + 'static {
     /// Queues one encoded frame. `false` if the writer has gone or its
     /// queue is over [`WRITE_QUEUE_LEN_MAX`] (the connection is then aborted).
     fn send(&self, frame: Bytes) -> bool;
+    /// Queues one frame given as its start and the rest (a piece's
+    /// headers and its data), so the data is written from its own buffer
+    /// without being copied into a frame first.
+    fn send_parts(&self, head: Bytes, body: Bytes) -> bool {
+        let mut frame = BytesMut::with_capacity(head.len() + body.len());
+        frame.extend_from_slice(&head);
+        frame.extend_from_slice(&body);
+        self.send(frame.freeze())
+    }
     /// Sends what is queued, then shuts the socket down (which also ends
     /// its reader).
     fn close(self);
@@ -54,11 +75,23 @@ pub trait FrameSink: Send + 'static {
     fn abort(&self);
 }
 
-/// Cuts a byte stream into frames for a reader.
+/// Cuts a byte stream into frames for a reader, and says where each read
+/// should land ([`Deframer::read_buf`]): small frames arrive in a chunk of
+/// [`READ_CHUNK_LEN`] bytes that can hold many of them and are copied out
+/// of it, while the rest of a large frame (a piece) is read straight into
+/// the frame's own buffer, sized from its header (already checked against
+/// the frame limit), so piece bytes are never copied after the socket.
 #[derive(Debug)]
 pub struct Deframer {
     decoder: FrameDecoder,
+    /// Bytes received and not yet handed out as frames.
     buf: BytesMut,
+    /// Where reads land when no large frame is arriving.
+    chunk: Vec<u8>,
+    /// While a large frame is read in place: `buf` already has the whole
+    /// frame's length (zeros past what arrived) and this many bytes of it
+    /// have arrived.
+    direct: Option<usize>,
 }
 
 impl Deframer {
@@ -66,13 +99,78 @@ impl Deframer {
         Deframer {
             decoder,
             buf: BytesMut::new(),
+            chunk: vec![0; READ_CHUNK_LEN],
+            direct: None,
         }
     }
 
-    /// Takes bytes just read and hands every whole frame to `sink`.
-    /// `false`: stop reading (bad framing, or the sink stopped listening).
-    pub fn feed<F: FnMut(ConnEvent) -> bool>(&mut self, bytes: &[u8], sink: &mut F) -> bool {
-        self.buf.extend_from_slice(bytes);
+    /// Where the next read should put its bytes; then call
+    /// [`Deframer::filled`] with how many it read.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        if self.direct.is_none() {
+            self.direct = self.start_direct();
+        }
+        match self.direct {
+            Some(have) => &mut self.buf[have..],
+            None => &mut self.chunk,
+        }
+    }
+
+    /// `n` bytes were read into [`Deframer::read_buf`]: hands every whole
+    /// frame to `sink`. `false`: stop reading (bad framing, or the sink
+    /// stopped listening).
+    pub fn filled<F: FnMut(ConnEvent) -> bool>(&mut self, n: usize, sink: &mut F) -> bool {
+        match self.direct {
+            Some(have) if have + n < self.buf.len() => {
+                self.direct = Some(have + n);
+                true
+            }
+            Some(_) => {
+                self.direct = None;
+                self.decode_all(sink)
+            }
+            None => {
+                self.buf.extend_from_slice(&self.chunk[..n]);
+                self.decode_all(sink)
+            }
+        }
+    }
+
+    /// Takes `bytes` (however they were read) and hands every whole frame
+    /// to `sink`; the same as reading them into [`Deframer::read_buf`].
+    pub fn feed<F: FnMut(ConnEvent) -> bool>(&mut self, mut bytes: &[u8], sink: &mut F) -> bool {
+        while !bytes.is_empty() {
+            let to = self.read_buf();
+            let n = to.len().min(bytes.len());
+            to[..n].copy_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if !self.filled(n, sink) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// A large frame's header is in `buf` and most of its body is still to
+    /// come: size `buf` for the whole frame and say how much has arrived.
+    /// `None` for small frames, and for a bad header (left for the decoder
+    /// to report).
+    fn start_direct(&mut self) -> Option<usize> {
+        let header = self.buf.get(..FRAME_HEADER_LEN)?;
+        let len = u32::from_be_bytes(header.try_into().ok()?);
+        if len == 0 || len > self.decoder.len_max() {
+            return None;
+        }
+        let need = FRAME_HEADER_LEN + len as usize;
+        let have = self.buf.len();
+        if need.saturating_sub(have) < DIRECT_READ_LEN_MIN {
+            return None;
+        }
+        self.buf.resize(need, 0);
+        Some(have)
+    }
+
+    fn decode_all<F: FnMut(ConnEvent) -> bool>(&mut self, sink: &mut F) -> bool {
         loop {
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(frame)) => {
@@ -91,6 +189,9 @@ impl Deframer {
 
     /// The stream ended: a partial frame left over is bad framing.
     pub fn finish<F: FnMut(ConnEvent) -> bool>(&mut self, sink: &mut F) {
+        if let Some(have) = self.direct.take() {
+            self.buf.truncate(have);
+        }
         if let Err(e) = self.decoder.finish(&self.buf) {
             sink(ConnEvent::BadFraming(e));
         }
@@ -100,6 +201,8 @@ impl Deframer {
 /// What a writer is asked to do.
 #[derive(Debug)]
 pub enum WriterMsg {
+    /// Bytes to write: a whole frame, or a part of one whose other parts
+    /// are queued right next to it.
     Frame(Bytes),
     Close,
 }
@@ -131,6 +234,71 @@ impl QueuedLen {
     }
 }
 
+/// Queued bytes at or above this length are written from their own buffer
+/// (a vectored write); shorter ones are copied together first.
+pub const WRITE_COPY_LEN_MAX: usize = 16 * 1024;
+/// Most buffers handed to one vectored write.
+const WRITE_SLICES_MAX: usize = 64;
+
+/// What a writer sends next: small frames copied into one buffer, large
+/// ones (piece data) kept as they are, in order, for vectored writes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    parts: VecDeque<Bytes>,
+    small: BytesMut,
+    len: usize,
+}
+
+impl Batch {
+    fn push(&mut self, b: Bytes) {
+        self.len += b.len();
+        if b.len() < WRITE_COPY_LEN_MAX {
+            self.small.extend_from_slice(&b);
+            return;
+        }
+        self.seal();
+        self.parts.push_back(b);
+    }
+
+    /// Ends the run of small frames copied so far.
+    fn seal(&mut self) {
+        if !self.small.is_empty() {
+            self.parts.push_back(self.small.split().freeze());
+        }
+    }
+
+    /// Bytes not yet written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The next buffers to write, in order.
+    pub fn slices(&self) -> Vec<IoSlice<'_>> {
+        let parts = self.parts.iter().take(WRITE_SLICES_MAX);
+        parts.map(|b| IoSlice::new(b)).collect()
+    }
+
+    /// `n` bytes of [`Batch::slices`] were written.
+    pub fn advance(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.parts.front_mut() else {
+                return;
+            };
+            if n < front.len() {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.parts.pop_front();
+        }
+    }
+}
+
 /// Joins `first` and whatever else `next` has ready (up to the batch
 /// budget) into `batch`; returns whether a close came and the frame bytes
 /// taken. `next` returns `None` when nothing more is queued, and
@@ -138,24 +306,29 @@ impl QueuedLen {
 pub fn collect_batch(
     first: WriterMsg,
     mut next: impl FnMut() -> Option<WriterMsg>,
-    batch: &mut Vec<u8>,
+    batch: &mut Batch,
 ) -> (bool, usize) {
     let mut len = 0;
     let mut msg = Some(first);
+    let mut closing = false;
     while let Some(m) = msg.take() {
         match m {
             WriterMsg::Frame(f) => {
                 len += f.len();
-                batch.extend_from_slice(&f);
+                batch.push(f);
             }
-            WriterMsg::Close => return (true, len),
+            WriterMsg::Close => {
+                closing = true;
+                break;
+            }
         }
         if batch.len() >= WRITE_BATCH_LEN_MAX {
             break;
         }
         msg = next();
     }
-    (false, len)
+    batch.seal();
+    (closing, len)
 }
 
 #[cfg(test)]
@@ -194,6 +367,73 @@ mod tests {
     }
 
     #[test]
+    fn a_large_frame_is_read_in_place_between_small_ones() {
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&frame(b"small"));
+        stream.extend_from_slice(&frame(&big));
+        stream.extend_from_slice(&frame(b"after"));
+        let mut d = Deframer::new(FrameDecoder::default());
+        let mut got = Vec::new();
+        let mut sink = |e| {
+            got.push(e);
+            true
+        };
+        // The first read holds the small frame and the big one's start.
+        let first = 1000;
+        assert!(d.feed(&stream[..first], &mut sink));
+        // The rest of the big frame goes straight into its own buffer,
+        // however the socket splits it.
+        let mut at = first;
+        let mut landed = Vec::new();
+        let end = 4 + 5 + 4 + big.len();
+        while at < end {
+            let to = d.read_buf();
+            assert!(to.len() >= end - at, "sized for the whole frame");
+            let n = (end - at).min(70_001);
+            to[..n].copy_from_slice(&stream[at..at + n]);
+            landed.push(to.as_ptr() as usize);
+            at += n;
+            assert!(d.filled(n, &mut sink));
+        }
+        assert!(d.feed(&stream[at..], &mut sink));
+        let want: Vec<ConnEvent> = [&b"small"[..], &big, b"after"]
+            .iter()
+            .map(|p| ConnEvent::Frame(Bytes::copy_from_slice(p)))
+            .collect();
+        assert_eq!(got, want);
+        let ConnEvent::Frame(f) = &got[1] else {
+            unreachable!()
+        };
+        let span = f.as_ptr() as usize..f.as_ptr() as usize + f.len();
+        assert!(
+            landed.iter().all(|p| span.contains(p)),
+            "read in place, never copied"
+        );
+    }
+
+    #[test]
+    fn a_stream_cut_inside_a_large_frame_reports_what_arrived() {
+        let big = vec![1u8; 200_000];
+        let f = frame(&big);
+        let mut d = Deframer::new(FrameDecoder::default());
+        let mut got = Vec::new();
+        let mut sink = |e| {
+            got.push(e);
+            true
+        };
+        assert!(d.feed(&f[..150_000], &mut sink));
+        d.finish(&mut sink);
+        assert_eq!(
+            got,
+            vec![ConnEvent::BadFraming(FrameError::Truncated {
+                have: 150_000,
+                need: 200_004
+            })]
+        );
+    }
+
+    #[test]
     fn bad_framing_and_a_truncated_tail_are_reported() {
         let mut d = Deframer::new(FrameDecoder::default());
         let mut got = Vec::new();
@@ -218,6 +458,48 @@ mod tests {
         ));
     }
 
+    /// Writes `batch` out the way a writer does, at most `step` bytes per
+    /// write; returns what was written.
+    fn write_all(batch: &mut Batch, step: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while !batch.is_empty() {
+            let mut n = 0;
+            for s in batch.slices() {
+                let k = s.len().min(step - n);
+                out.extend_from_slice(&s[..k]);
+                n += k;
+                if n == step {
+                    break;
+                }
+            }
+            batch.advance(n);
+        }
+        out
+    }
+
+    #[test]
+    fn large_parts_are_written_from_their_own_buffers_in_order() {
+        let head = Bytes::from_static(b"head");
+        let body = Bytes::from((0..100_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let mut q = vec![
+            WriterMsg::Frame(body.clone()),
+            WriterMsg::Frame(Bytes::from_static(b"tail")),
+        ]
+        .into_iter();
+        let mut batch = Batch::default();
+        let r = collect_batch(WriterMsg::Frame(head), || q.next(), &mut batch);
+        assert_eq!(r, (false, 4 + 100_000 + 4));
+        let slices = batch.slices();
+        assert_eq!(slices.len(), 3);
+        assert_eq!(slices[1].as_ptr(), body.as_ptr(), "not copied");
+        drop(slices);
+        let mut want = b"head".to_vec();
+        want.extend_from_slice(&body);
+        want.extend_from_slice(b"tail");
+        assert_eq!(write_all(&mut batch, 7_777), want, "short writes resume");
+        assert!(batch.is_empty() && batch.slices().is_empty());
+    }
+
     #[test]
     fn a_batch_stops_at_close_or_the_budget() {
         let mut q = vec![
@@ -225,17 +507,16 @@ mod tests {
             WriterMsg::Close,
         ]
         .into_iter();
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         let r = collect_batch(
             WriterMsg::Frame(Bytes::from_static(b"a")),
             || q.next(),
             &mut batch,
         );
         assert_eq!(r, (true, 3));
-        assert_eq!(batch, b"abb");
+        assert_eq!(write_all(&mut batch, usize::MAX), b"abb");
         let big = Bytes::from(vec![0u8; WRITE_BATCH_LEN_MAX]);
         let mut q = std::iter::repeat_with(|| WriterMsg::Frame(Bytes::from_static(b"x")));
-        batch.clear();
         let r = collect_batch(WriterMsg::Frame(big), || q.next(), &mut batch);
         assert_eq!(r, (false, WRITE_BATCH_LEN_MAX));
         let queued = QueuedLen::default();

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use p2p_proto::FrameDecoder;
+use runtime_common::conn::{Batch, Deframer, QueuedLen, WriterMsg, collect_batch};
 pub use runtime_common::conn::{
     ConnEvent, ConnId, DIAL_TIMEOUT, FrameSink, READ_CHUNK_LEN, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT,
     next_conn_id,
 };
-use runtime_common::conn::{Deframer, QueuedLen, WriterMsg, collect_batch};
 use smol::channel::{self, Receiver, Sender, TryRecvError};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -61,13 +61,12 @@ async fn read_loop<F: FnMut(ConnEvent) -> bool>(
     decoder: FrameDecoder,
     sink: &mut F,
 ) {
-    let mut chunk = vec![0u8; READ_CHUNK_LEN];
     let mut frames = Deframer::new(decoder);
     let mut reader = stream;
     loop {
-        match reader.read(&mut chunk).await {
+        match reader.read(frames.read_buf()).await {
             Ok(0) => return frames.finish(sink),
-            Ok(n) if !frames.feed(&chunk[..n], sink) => return,
+            Ok(n) if !frames.filled(n, sink) => return,
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => return,
@@ -105,16 +104,23 @@ impl ConnWriter {
     /// Queues one encoded frame. `false` if the writer has gone or its queue
     /// is over [`WRITE_QUEUE_LEN_MAX`] (the connection is then aborted).
     pub fn send(&self, frame: Bytes) -> bool {
-        let len = frame.len();
+        self.send_parts(frame, Bytes::new())
+    }
+
+    /// Queues one frame given as its start and the rest; the rest is
+    /// written from its own buffer (see [`FrameSink::send_parts`]).
+    pub fn send_parts(&self, head: Bytes, body: Bytes) -> bool {
+        let len = head.len() + body.len();
         if !self.queued.try_add(len) {
             self.abort();
             return false;
         }
-        if self.tx.try_send(WriterMsg::Frame(frame)).is_err() {
+        let sent = self.tx.try_send(WriterMsg::Frame(head)).is_ok()
+            && (body.is_empty() || self.tx.try_send(WriterMsg::Frame(body)).is_ok());
+        if !sent {
             self.queued.sub(len);
-            return false;
         }
-        true
+        sent
     }
 
     /// Bytes queued and not yet written.
@@ -148,6 +154,9 @@ impl FrameSink for ConnWriter {
     fn send(&self, frame: Bytes) -> bool {
         ConnWriter::send(self, frame)
     }
+    fn send_parts(&self, head: Bytes, body: Bytes) -> bool {
+        ConnWriter::send_parts(self, head, body)
+    }
     fn close(self) {
         if let Some(t) = ConnWriter::close(self) {
             t.detach();
@@ -159,7 +168,7 @@ impl FrameSink for ConnWriter {
 }
 
 async fn write_loop(stream: Stream, rx: Receiver<WriterMsg>, queued: QueuedLen) {
-    let mut batch = Vec::new();
+    let mut batch = Batch::default();
     let next = || match rx.try_recv() {
         Ok(m) => Some(m),
         Err(TryRecvError::Empty) => None,
@@ -171,9 +180,8 @@ async fn write_loop(stream: Stream, rx: Receiver<WriterMsg>, queued: QueuedLen) 
             Err(_) => (true, 0),
         };
         if !batch.is_empty() {
-            let r = write_all(&stream, &batch).await;
+            let r = write_all(&stream, &mut batch).await;
             queued.sub(len);
-            batch.clear();
             if r.is_err() {
                 break;
             }
@@ -185,14 +193,26 @@ async fn write_loop(stream: Stream, rx: Receiver<WriterMsg>, queued: QueuedLen) 
     let _ = stream.get_ref().shutdown(Shutdown::Both);
 }
 
-/// Writes `buf`, failing if it takes longer than [`WRITE_TIMEOUT`].
-async fn write_all(stream: &Async<TcpStream>, buf: &[u8]) -> io::Result<()> {
-    let mut writer = stream;
+/// Writes all of `batch` with vectored writes (large parts from their own
+/// buffers), failing if it takes longer than [`WRITE_TIMEOUT`].
+async fn write_all(stream: &Async<TcpStream>, batch: &mut Batch) -> io::Result<()> {
+    let write = async {
+        let mut writer = stream;
+        while !batch.is_empty() {
+            match writer.write_vectored(&batch.slices()).await {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => batch.advance(n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    };
     let late = async {
         Timer::after(WRITE_TIMEOUT).await;
         Err(io::Error::new(ErrorKind::TimedOut, "write timed out"))
     };
-    writer.write_all(buf).or(late).await
+    write.or(late).await
 }
 
 /// Accepts connections on `listener`, handing each (prepared) stream and
@@ -258,6 +278,10 @@ mod tests {
             encode_frame(&vec![i; i as usize * 100], &mut f);
             assert!(w.send(f.freeze()));
         }
+        // A large frame in two parts, its body from its own buffer.
+        let body = Bytes::from(vec![9u8; 500_000]);
+        let head = Bytes::copy_from_slice(&p2p_proto::frame::frame_header(body.len()));
+        assert!(w.send_parts(head, body.clone()));
         exec::join(w.close().unwrap());
         for i in 1..=100u8 {
             assert_eq!(
@@ -265,6 +289,7 @@ mod tests {
                 ConnEvent::Frame(Bytes::from(vec![i; i as usize * 100]))
             );
         }
+        assert_eq!(next(&events), ConnEvent::Frame(body));
         assert_eq!(next(&events), ConnEvent::Closed);
     }
 

@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use p2p_proto::FrameDecoder;
+use runtime_common::conn::{Batch, Deframer, QueuedLen, WriterMsg, collect_batch};
 pub use runtime_common::conn::{
     ConnEvent, ConnId, DIAL_TIMEOUT, FrameSink, READ_CHUNK_LEN, WRITE_BATCH_LEN_MAX,
     WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
 };
-use runtime_common::conn::{Deframer, QueuedLen, WriterMsg, collect_batch};
 
 /// Sets the options every connection gets (no Nagle delay, a write timeout).
 pub fn prepare(stream: &TcpStream) -> io::Result<()> {
@@ -62,12 +62,11 @@ fn read_loop<F: FnMut(ConnEvent) -> bool>(
     decoder: FrameDecoder,
     sink: &mut F,
 ) {
-    let mut chunk = vec![0u8; READ_CHUNK_LEN];
     let mut frames = Deframer::new(decoder);
     loop {
-        match stream.read(&mut chunk) {
+        match stream.read(frames.read_buf()) {
             Ok(0) => return frames.finish(sink),
-            Ok(n) if !frames.feed(&chunk[..n], sink) => return,
+            Ok(n) if !frames.filled(n, sink) => return,
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => return,
@@ -109,16 +108,23 @@ impl ConnWriter {
     /// Queues one encoded frame. `false` if the writer has gone or its queue
     /// is over [`WRITE_QUEUE_LEN_MAX`] (the connection is then aborted).
     pub fn send(&self, frame: Bytes) -> bool {
-        let len = frame.len();
+        self.send_parts(frame, Bytes::new())
+    }
+
+    /// Queues one frame given as its start and the rest; the rest is
+    /// written from its own buffer (see [`FrameSink::send_parts`]).
+    pub fn send_parts(&self, head: Bytes, body: Bytes) -> bool {
+        let len = head.len() + body.len();
         if !self.queued.try_add(len) {
             self.abort();
             return false;
         }
-        if self.tx.send(WriterMsg::Frame(frame)).is_err() {
+        let sent = self.tx.send(WriterMsg::Frame(head)).is_ok()
+            && (body.is_empty() || self.tx.send(WriterMsg::Frame(body)).is_ok());
+        if !sent {
             self.queued.sub(len);
-            return false;
         }
-        true
+        sent
     }
 
     /// Bytes queued and not yet written.
@@ -149,6 +155,9 @@ impl FrameSink for ConnWriter {
     fn send(&self, frame: Bytes) -> bool {
         ConnWriter::send(self, frame)
     }
+    fn send_parts(&self, head: Bytes, body: Bytes) -> bool {
+        ConnWriter::send_parts(self, head, body)
+    }
     fn close(self) {
         drop(ConnWriter::close(self));
     }
@@ -158,7 +167,7 @@ impl FrameSink for ConnWriter {
 }
 
 fn write_loop(mut stream: TcpStream, rx: Receiver<WriterMsg>, queued: &QueuedLen) {
-    let mut batch = Vec::new();
+    let mut batch = Batch::default();
     let next = || match rx.try_recv() {
         Ok(m) => Some(m),
         Err(TryRecvError::Empty) => None,
@@ -170,9 +179,8 @@ fn write_loop(mut stream: TcpStream, rx: Receiver<WriterMsg>, queued: &QueuedLen
             Err(_) => (true, 0),
         };
         if !batch.is_empty() {
-            let r = stream.write_all(&batch);
+            let r = write_batch(&mut stream, &mut batch);
             queued.sub(len);
-            batch.clear();
             if r.is_err() {
                 break;
             }
@@ -183,6 +191,20 @@ fn write_loop(mut stream: TcpStream, rx: Receiver<WriterMsg>, queued: &QueuedLen
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Writes all of `batch` with vectored writes (large parts from their own
+/// buffers).
+fn write_batch(stream: &mut TcpStream, batch: &mut Batch) -> io::Result<()> {
+    while !batch.is_empty() {
+        match stream.write_vectored(&batch.slices()) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => batch.advance(n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A listener thread; [`Listener::stop`] ends it.
@@ -288,6 +310,10 @@ mod tests {
             encode_frame(&vec![i; i as usize * 100], &mut f);
             assert!(w.send(f.freeze()));
         }
+        // A large frame in two parts, its body from its own buffer.
+        let body = Bytes::from(vec![9u8; 500_000]);
+        let head = Bytes::copy_from_slice(&p2p_proto::frame::frame_header(body.len()));
+        assert!(w.send_parts(head, body.clone()));
         let _ = w.close().map(|t| t.join());
         for i in 1..=100u8 {
             assert_eq!(
@@ -295,6 +321,7 @@ mod tests {
                 ConnEvent::Frame(Bytes::from(vec![i; i as usize * 100]))
             );
         }
+        assert_eq!(next(&events), ConnEvent::Frame(body));
         assert_eq!(next(&events), ConnEvent::Closed);
     }
 

@@ -327,6 +327,18 @@ impl Proc {
     }
 
     /// Peak resident set size (VmHWM) in KiB, while the process lives.
+    /// CPU time the process has used so far (user + system, every
+    /// thread), from `/proc/<pid>/stat` (in clock ticks of 1/100 s, the
+    /// Linux `USER_HZ`).
+    pub fn cpu_secs(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // Fields after the parenthesised name: state is field 3, utime 14.
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        let f: Vec<&str> = rest.split(' ').collect();
+        let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
+    }
+
     pub fn peak_rss_kib(&self) -> Res<u64> {
         let path = format!("/proc/{}/status", self.pid());
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;

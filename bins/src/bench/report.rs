@@ -284,7 +284,17 @@ fn download_rows(t: &mut Table, d: &Download) {
             "p2p: start / transfer / finish",
             &phases(runs.first()),
             &phases(warm),
-            "(leecher's write counter; finish = whole-file check + rename)",
+            "(leecher's write counter; finish = rename into place)",
+        );
+        let cpu = |r: Option<&DlRun>| {
+            r.and_then(|r| r.cpu)
+                .map_or("-".into(), |(l, s)| format!("{l:.2} / {s:.2} s"))
+        };
+        t.row(
+            "CPU: leecher / all seeders",
+            &cpu(runs.first()),
+            &cpu(warm),
+            "(CPU seconds, command to completion)",
         );
         t.row(
             "leecher peak RSS (VmHWM)",
@@ -499,6 +509,12 @@ fn dl_run(r: &DlRun) -> J {
             J::Arr(r.served.iter().map(|&n| J::Num(n as f64)).collect()),
         ),
         ("peak_rss_kib", J::Num(r.rss_kib as f64)),
+        (
+            "cpu",
+            r.cpu.map_or(J::Null, |(l, s)| {
+                J::Obj(vec![("leecher_s", J::Num(l)), ("seeders_s", J::Num(s))])
+            }),
+        ),
         (
             "phases",
             r.phases.map_or(J::Null, |p| {

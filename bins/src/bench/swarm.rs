@@ -120,6 +120,10 @@ pub struct DlRun {
     pub rss_kib: u64,
     /// Where the time went, from the leecher's `/proc/<pid>/io`.
     pub phases: Option<Phases>,
+    /// CPU seconds used from `download_file` to the completion note by
+    /// the leecher and by all seeders together (little affected by other
+    /// load on the machine, unlike the times).
+    pub cpu: Option<(f64, f64)>,
 }
 
 /// A download's time split by what the leecher's I/O counters show.
@@ -129,8 +133,8 @@ pub struct Phases {
     pub start: f64,
     /// From the first to the last piece written (all bytes in place).
     pub transfer: f64,
-    /// From the last piece written to the completion note: the whole-file
-    /// check and the rename.
+    /// From the last piece written to the completion note: the rename into
+    /// place (every piece was verified as it came; nothing is re-read).
     pub finish: f64,
 }
 
@@ -138,7 +142,17 @@ pub struct Phases {
 /// few milliseconds until stopped; returns `(seconds since t0, wchar)`.
 struct IoSampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    path: String,
+    /// `wchar` when sampling started (before the download command).
+    base: Option<u64>,
     thread: std::thread::JoinHandle<Vec<(f64, u64)>>,
+}
+
+fn wchar(path: &str) -> Option<u64> {
+    let t = std::fs::read_to_string(path).ok()?;
+    t.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 impl IoSampler {
@@ -146,33 +160,39 @@ impl IoSampler {
         use std::sync::atomic::{AtomicBool, Ordering};
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let path = format!("/proc/{pid}/io");
+        let base = wchar(&path);
+        let p = path.clone();
         let thread = std::thread::spawn(move || {
-            let path = format!("/proc/{pid}/io");
+            let path = p;
             let mut v = Vec::new();
             while !flag.load(Ordering::Relaxed) {
-                let wchar = std::fs::read_to_string(&path).ok().and_then(|t| {
-                    t.lines()
-                        .find_map(|l| l.strip_prefix("wchar:"))
-                        .and_then(|n| n.trim().parse().ok())
-                });
-                if let Some(w) = wchar {
+                if let Some(w) = wchar(&path) {
                     v.push((t0.elapsed().as_secs_f64(), w));
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }
             v
         });
-        IoSampler { stop, thread }
+        IoSampler {
+            stop,
+            path,
+            base,
+            thread,
+        }
     }
 
     /// Phases of a download of `size` bytes that ended at `end` seconds.
     fn finish(self, size: u64, end: f64) -> Option<Phases> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let v = self.thread.join().ok()?;
-        let base = v.first()?.1;
+        let mut v = self.thread.join().ok()?;
+        // The last write may have come after the last sample: one more,
+        // counted at the end (the download is complete by now).
+        v.extend(wchar(&self.path).map(|w| (end, w)));
+        let base = self.base?;
         // The first piece written: wchar up by half a piece at least.
         let first = v.iter().find(|(_, w)| w - base >= 256 * 1024)?.0;
-        let last = v.iter().find(|(_, w)| w - base >= size)?.0;
+        let last = v.iter().find(|(_, w)| w - base >= size)?.0.min(end);
         Some(Phases {
             start: first,
             transfer: last - first,
@@ -295,6 +315,11 @@ impl Swarm {
             std::thread::sleep(Duration::from_millis(100));
         }
         let timeout = Duration::from_secs(120 + size / (20 * 1_000_000));
+        let cpu = |l: &Proc, seeders: &[Proc]| {
+            let s: Option<f64> = seeders.iter().map(Proc::cpu_secs).sum();
+            Some((l.cpu_secs()?, s?))
+        };
+        let cpu0 = cpu(&l, &seeders);
         let t0 = Instant::now();
         let sampler = IoSampler::start(l.pid(), t0);
         l.send(&format!("download_file g {name} {}", dest.display()))?;
@@ -304,6 +329,9 @@ impl Swarm {
             return Err(format!("{}: {}", l.name, note.text));
         }
         let secs = note.at.duration_since(t0).as_secs_f64();
+        let cpu = cpu(&l, &seeders)
+            .zip(cpu0)
+            .map(|((l1, s1), (l0, s0))| (l1 - l0, s1 - s0));
         let phases = sampler.finish(size, secs);
         let waited = l.expect("all downloads ended", timeout)?;
         let wait_secs = waited.at.duration_since(t0).as_secs_f64();
@@ -337,6 +365,7 @@ impl Swarm {
             served,
             rss_kib,
             phases,
+            cpu,
         })
     }
 }

@@ -301,12 +301,13 @@ pub fn reads(addrs: &[String], clients: usize, dur: Duration) -> Res<Load> {
     let mut owner = login(&addrs[0], 0, "r0")?;
     owner.must(Request::CreateGroup { group: g.clone() })?;
     // One file's metadata, so that the listing has something in it.
+    let piece_hashes = vec![Sha1Hash([1; 20]), Sha1Hash([2; 20])];
     let meta = FileMeta {
         name: FileName::new("f.bin").expect("a valid file name"),
         size: 1024 * 1024,
         piece_len: 512 * 1024,
-        piece_hashes: vec![Sha1Hash([1; 20]), Sha1Hash([2; 20])],
-        file_hash: Sha1Hash([3; 20]),
+        file_hash: p2p_state::hash::file_root(1024 * 1024, 512 * 1024, &piece_hashes),
+        piece_hashes,
     };
     owner.must(Request::UploadFile {
         group: g.clone(),

@@ -211,7 +211,7 @@ fn run(args: &Args) -> Result<(), String> {
     let got = hash_of(&dest).map_err(|e| e.to_string())?;
     let mib = args.size as f64;
     println!(
-        "carol: {mib} MiB in {secs:.2} s ({:.0} MiB/s), SHA-1 {} ({})",
+        "carol: {mib} MiB in {secs:.2} s ({:.0} MiB/s), file hash {} ({})",
         mib / secs,
         got,
         if got == data_hash {
@@ -302,12 +302,14 @@ fn progress(c: &ClientHandle, max: Duration) -> Result<(), String> {
     }
 }
 
-/// Writes `len` pseudo-random bytes; returns their SHA-1.
+/// Writes `len` pseudo-random bytes; returns their file hash (the root of
+/// their piece hashes), computed from the bytes as they are generated.
 fn generate(path: &Path, len: u64) -> std::io::Result<p2p_proto::Sha1Hash> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut s = p2p_state::hash::Sha1Stream::new();
+    let mut pieces = Vec::new();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut buf = vec![0u8; 1 << 20];
+    // A whole number of pieces, so each piece is hashed from one buffer.
+    let mut buf = vec![0u8; 2 * PIECE_LEN as usize];
     let mut left = len;
     while left > 0 {
         for chunk in buf.chunks_mut(8) {
@@ -318,11 +320,12 @@ fn generate(path: &Path, len: u64) -> std::io::Result<p2p_proto::Sha1Hash> {
         }
         let n = left.min(buf.len() as u64) as usize;
         f.write_all(&buf[..n])?;
-        s.update(&buf[..n]);
+        let chunks = buf[..n].chunks(PIECE_LEN as usize);
+        pieces.extend(chunks.map(p2p_state::hash::sha1));
         left -= n as u64;
     }
     f.flush()?;
-    Ok(s.finish())
+    Ok(p2p_state::hash::file_root(len, PIECE_LEN, &pieces))
 }
 
 fn hash_of(path: &Path) -> std::io::Result<p2p_proto::Sha1Hash> {

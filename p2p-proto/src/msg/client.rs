@@ -484,6 +484,10 @@ pub enum TrackerError {
     LimitReached { what: Text },
     #[error("bad request: {reason}")]
     BadRequest { reason: Text },
+    #[error(
+        "the file hash of {file} does not match its size, piece size and piece hashes (hash it again with an up-to-date client)"
+    )]
+    FileHashMismatch { file: FileName },
 }
 
 impl Wire for TrackerError {
@@ -564,6 +568,10 @@ impl Wire for TrackerError {
                 w.put_u8(20);
                 reason.encode(w);
             }
+            FileHashMismatch { file } => {
+                w.put_u8(21);
+                file.encode(w);
+            }
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -625,6 +633,9 @@ impl Wire for TrackerError {
             },
             20 => BadRequest {
                 reason: Wire::decode(r)?,
+            },
+            21 => FileHashMismatch {
+                file: Wire::decode(r)?,
             },
             t => return Err(unknown("tracker error", t)),
         })

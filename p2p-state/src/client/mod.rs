@@ -4,3 +4,6 @@
 
 pub mod node;
 pub mod session;
+
+#[cfg(test)]
+mod tests;

@@ -160,10 +160,6 @@ pub enum Input {
         index: u32,
         reason: Text,
     },
-    FileHashed {
-        dl: DlId,
-        hash: Sha1Hash,
-    },
     /// `<dest>.part` was renamed into place.
     Finalized {
         dl: DlId,
@@ -226,9 +222,6 @@ pub enum Output {
         index: u32,
         offset: u64,
         data: Bytes,
-    },
-    HashFile {
-        dl: DlId,
     },
     /// Rename `<dest>.part` into place; answer `Finalized` / `FinalizeFailed`.
     Finalize {
@@ -473,9 +466,6 @@ impl ClientNode {
             Input::WriteFailed { dl, index, reason } => {
                 self.dl_input(now, dl, download::Input::WriteFailed { index, reason })
             }
-            Input::FileHashed { dl, hash } => {
-                self.dl_input(now, dl, download::Input::FileHashed { hash })
-            }
             Input::Finalized { dl } => self.on_finalized(now, dl, None),
             Input::FinalizeFailed { dl, reason } => self.on_finalized(now, dl, Some(reason)),
             Input::PieceRead { conn, index, data } => self.seeder.handle_input(
@@ -573,6 +563,12 @@ impl ClientNode {
             }
             Internal::UserDownload { tag, dl } => match result {
                 Ok(Reply::File(meta)) => {
+                    if let Err(error) = download::check_meta(&meta) {
+                        self.downloads.remove(&dl);
+                        let file = meta.name;
+                        self.done(tag, Err(ClientError::BadMetadata { file, error }));
+                        return;
+                    }
                     let Some(d) = self.downloads.get_mut(&dl) else {
                         return;
                     };
@@ -845,7 +841,6 @@ impl ClientNode {
                     };
                     self.internal_request(now, Internal::GetPeers { dl }, req);
                 }
-                download::Output::HashFile => self.out.push_back(Output::HashFile { dl }),
                 download::Output::Finished(Ok(())) => self.out.push_back(Output::Finalize { dl }),
                 download::Output::Finished(Err(e)) => {
                     let progress = Some(m.progress(now));

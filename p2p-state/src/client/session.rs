@@ -74,6 +74,13 @@ pub enum ClientError {
     NoTracker { tried: String },
     #[error("too many commands in flight (wait for some to finish)")]
     Busy,
+    /// The tracker's metadata for a download does not hold together
+    /// ([`crate::download::check_meta`]); nothing was started.
+    #[error("refusing to download {file}: {error}")]
+    BadMetadata {
+        file: p2p_proto::FileName,
+        error: crate::download::DownloadError,
+    },
 }
 
 /// Connection number: stale events from an old connection are ignored.

@@ -74,8 +74,6 @@ pub(crate) struct Scenario {
     pub resume: Vec<u32>,
     /// The disk fails writing this piece.
     pub write_fail: Option<u32>,
-    /// The whole-file hash comes back wrong (a disk that lies).
-    pub corrupt_disk: bool,
     pub tracker_latency_ms: u64,
     pub disk_latency_ms: u64,
     pub ticket_ttl: Duration,
@@ -99,7 +97,6 @@ impl Scenario {
             cfg: DownloadConfig::default(),
             resume: Vec::new(),
             write_fail: None,
-            corrupt_disk: false,
             tracker_latency_ms: 5,
             disk_latency_ms: 1,
             ticket_ttl: Duration::from_secs(600),
@@ -152,7 +149,6 @@ pub(crate) struct Record {
     pub tracker_asks: Vec<Instant>,
     pub cancels_sent: u32,
     pub disconnects: Vec<(PeerId, String)>,
-    pub hash_requests: u32,
     /// One line per download output, for determinism checks.
     pub trace: Vec<String>,
 }
@@ -183,13 +179,13 @@ pub(crate) struct World {
 pub(crate) fn make_file(rng: &mut ChaCha8Rng, len: usize, piece_len: u32) -> (Bytes, FileMeta) {
     let mut data = vec![0u8; len];
     rng.fill_bytes(&mut data);
-    let piece_hashes = data.chunks(piece_len as usize).map(hash::sha1).collect();
+    let piece_hashes: Vec<_> = data.chunks(piece_len as usize).map(hash::sha1).collect();
     let meta = FileMeta {
         name: FileName::new("data.bin").expect("valid"),
         size: len as u64,
         piece_len,
+        file_hash: hash::file_root(len as u64, piece_len, &piece_hashes),
         piece_hashes,
-        file_hash: hash::sha1(&data),
     };
     (Bytes::from(data), meta)
 }
@@ -383,15 +379,6 @@ impl World {
                 let list = self.listing();
                 let at = later(self.sc.tracker_latency_ms);
                 self.schedule(at, Event::ToDownload(Input::Peers(list)));
-            }
-            Output::HashFile => {
-                self.record.hash_requests += 1;
-                let mut hash = hash::sha1(&self.disk);
-                if self.sc.corrupt_disk {
-                    hash.0[0] ^= 1;
-                }
-                let at = later(self.sc.disk_latency_ms);
-                self.schedule(at, Event::ToDownload(Input::FileHashed { hash }));
             }
             Output::Finished(r) => self.result = Some(r),
         }

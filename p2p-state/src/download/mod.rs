@@ -4,10 +4,16 @@
 //! is in flight. It decides whom to connect to, which piece to ask of whom
 //! (rarest first, random tie-break, weighted by peer speed, adaptive
 //! pipelining, endgame duplicates), verifies every piece's SHA-1 before
-//! writing it, penalises and bans bad peers, re-queues lost requests, asks
-//! the tracker again with backoff when no peer is usable, and checks the
-//! whole-file SHA-1 at the end. It never keeps piece data: verified bytes go
-//! straight out in [`Output::WritePiece`].
+//! writing it, penalises and bans bad peers, re-queues lost requests, and
+//! asks the tracker again with backoff when no peer is usable. It never
+//! keeps piece data: verified bytes go straight out in
+//! [`Output::WritePiece`].
+//!
+//! Before anything else it checks the metadata ([`check_meta`]): the file
+//! hash must be [`file_root`](crate::hash::file_root) of the size, piece
+//! length and piece hashes. Every piece is then verified against a hash
+//! the file hash commits to, so the download is complete when the last
+//! piece is written: the file is never read back whole.
 //!
 //! Files:
 //! - `types.rs`: [`Input`], [`Output`], [`DownloadConfig`], [`DownloadError`];
@@ -44,7 +50,7 @@ pub use types::*;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
-use p2p_proto::{FileMeta, GroupName, PieceSet, Sha1Hash, Text, UserName};
+use p2p_proto::{FileMeta, GroupName, PieceSet, Text, UserName};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -68,6 +74,26 @@ pub struct DownloadStats {
     pub timeouts: u64,
     pub bytes_received: u64,
     pub tracker_asks: u64,
+}
+
+/// Whether `meta` can be downloaded: its numbers agree
+/// ([`FileMeta::validate`]) and its file hash is the
+/// [`file_root`](crate::hash::file_root) of its size, piece length and
+/// piece hashes, so that pieces verified against those hashes make the
+/// file the hash names. A download refuses anything else before it starts.
+pub fn check_meta(meta: &FileMeta) -> Result<(), DownloadError> {
+    if let Err(e) = meta.validate() {
+        let reason = Text::new(e.to_string());
+        return Err(DownloadError::BadMetadata { reason });
+    }
+    let computed = crate::hash::meta_root(meta);
+    if computed != meta.file_hash {
+        return Err(DownloadError::FileHashMismatch {
+            expected: meta.file_hash,
+            computed,
+        });
+    }
+    Ok(())
 }
 
 /// One download. See the module docs.
@@ -159,9 +185,8 @@ impl Download {
     }
 
     fn start(&mut self, now: Instant) {
-        if let Err(e) = self.meta.validate() {
-            let reason = Text::new(e.to_string());
-            self.finish(Err(DownloadError::BadMetadata { reason }));
+        if let Err(e) = check_meta(&self.meta) {
+            self.finish(Err(e));
             return;
         }
         if self.picker.done_count() > 0 {
@@ -199,7 +224,6 @@ impl Download {
             Input::WriteFailed { index, reason } => {
                 self.finish(Err(DownloadError::WriteFailed { index, reason }))
             }
-            Input::FileHashed { hash } => self.on_file_hashed(hash),
         }
         self.pump(now);
         self.debug_check();
@@ -364,21 +388,6 @@ impl Download {
     }
 
     // ------------------------------------------------------------ endings
-
-    fn on_file_hashed(&mut self, hash: Sha1Hash) {
-        if self.state != DownloadState::Verifying {
-            return;
-        }
-        let expected = self.meta.file_hash;
-        if hash == expected {
-            self.finish(Ok(()));
-        } else {
-            self.finish(Err(DownloadError::FileHashMismatch {
-                expected,
-                got: hash,
-            }));
-        }
-    }
 
     /// Ends the download: closes every connection, drops every deadline,
     /// flushes a pending announce on success, and emits `Finished` once.

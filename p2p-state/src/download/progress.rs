@@ -14,9 +14,8 @@ use crate::time::{Duration, Instant};
 pub enum DownloadState {
     /// Fetching pieces.
     Downloading,
-    /// Every piece is written; the whole-file SHA-1 is being checked.
-    Verifying,
-    /// Verified and complete.
+    /// Every piece is verified and written (each against a piece hash
+    /// the file hash commits to, so the file is whole).
     Complete,
     /// Ended without the file.
     Failed(DownloadError),
@@ -142,7 +141,6 @@ impl fmt::Display for Progress {
             .unwrap_or(100);
         match &self.state {
             DownloadState::Downloading => f.write_str("downloading")?,
-            DownloadState::Verifying => f.write_str("verifying")?,
             DownloadState::Complete => f.write_str("complete")?,
             DownloadState::Failed(e) => write!(f, "failed: {e}")?,
         }

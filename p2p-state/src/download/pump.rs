@@ -2,7 +2,7 @@
 //! peers, fill free request slots (weighted random peer, rarest piece,
 //! endgame duplicates), make room for useful peers, and arm the tracker and
 //! stall deadlines. When nothing is left to fetch it closes every
-//! connection and, once every piece is on disk, asks for the file hash.
+//! connection and, once every piece is on disk, completes.
 
 use std::collections::BTreeSet;
 
@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 
 use super::peer::{PeerState, Sent};
 use super::picker::{Picker, PieceState};
-use super::{DisconnectReason, Download, DownloadState, Output, PeerId, Timer};
+use super::{DisconnectReason, Download, Output, PeerId, Timer};
 use crate::time::Instant;
 
 impl Download {
@@ -39,14 +39,16 @@ impl Download {
             .set(Timer::Stall, self.last_progress + self.cfg.no_peer_timeout);
     }
 
-    /// Every piece is verified: drop peers, stop asking; hash when written.
+    /// Every piece is verified: drop peers, stop asking; complete once
+    /// every piece is written. Each piece matched a piece hash that the
+    /// file hash commits to (checked at start), so the file is whole and
+    /// nothing reads it again.
     fn wind_down(&mut self) {
         self.close_all(DisconnectReason::Complete);
         self.timers.clear(Timer::AskTracker);
         self.timers.clear(Timer::Stall);
-        if self.picker.all_done() && self.state == DownloadState::Downloading {
-            self.state = DownloadState::Verifying;
-            self.out.push_back(Output::HashFile);
+        if self.picker.all_done() {
+            self.finish(Ok(()));
         }
     }
 

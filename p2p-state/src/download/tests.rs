@@ -196,34 +196,69 @@ fn inconsistent_metadata_fails_at_once() {
     assert_eq!(d.poll_timeout(), None);
 }
 
-#[test]
-fn complete_only_after_the_file_hash_matches() {
-    let mut r = Rig::new(3, DownloadConfig::default(), PieceSet::full(3));
-    let out = r.drain();
-    assert!(out.contains(&Output::HashFile), "{out:?}");
-    assert!(!out.iter().any(|o| matches!(o, Output::Finished(_))));
-    assert_eq!(r.d.state(), &DownloadState::Verifying);
-    let hash = r.meta.file_hash;
-    let out = r.input(Input::FileHashed { hash });
-    assert!(out.contains(&Output::Finished(Ok(()))));
-    assert_eq!(r.d.state(), &DownloadState::Complete);
+/// Starts a download of `meta` with nothing on disk; its first outputs.
+fn start_with(meta: FileMeta) -> (Download, Vec<Output>) {
+    let n = meta.piece_count();
+    let mut d = Download::new(
+        DownloadConfig::default(),
+        group(),
+        meta,
+        PieceSet::empty(n),
+        1,
+        T0,
+    );
+    let out = std::iter::from_fn(|| d.poll_output()).collect();
+    (d, out)
 }
 
 #[test]
-fn file_hash_mismatch_fails_without_restarting() {
+fn a_file_hash_that_does_not_commit_to_the_pieces_is_refused_at_once() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let (_, good) = make_file(&mut rng, 4096 + 10, 1024);
+    assert_eq!(check_meta(&good), Ok(()));
+    let computed = hash::file_root(good.size, good.piece_len, &good.piece_hashes);
+    // A forged file hash, then a forged piece hash under the real file
+    // hash, then a size that still fits the piece count.
+    let mut forged_root = good.clone();
+    forged_root.file_hash = Sha1Hash([9; 20]);
+    let mut forged_piece = good.clone();
+    forged_piece.piece_hashes[2] = Sha1Hash([9; 20]);
+    let mut other_size = good.clone();
+    other_size.size -= 1;
+    for (meta, want) in [
+        (forged_root, computed),
+        (forged_piece.clone(), hash::meta_root(&forged_piece)),
+        (other_size.clone(), hash::meta_root(&other_size)),
+    ] {
+        let expected = meta.file_hash;
+        let err = DownloadError::FileHashMismatch {
+            expected,
+            computed: want,
+        };
+        assert_eq!(check_meta(&meta), Err(err.clone()));
+        let (d, out) = start_with(meta);
+        assert_eq!(
+            out,
+            vec![Output::Finished(Err(err.clone()))],
+            "nothing else"
+        );
+        assert_eq!(d.poll_timeout(), None);
+        assert_eq!(d.state(), &DownloadState::Failed(err));
+    }
+}
+
+#[test]
+fn complete_as_soon_as_every_piece_is_written() {
+    // Resumed with every piece on disk: complete at once, nothing re-read.
     let mut r = Rig::new(3, DownloadConfig::default(), PieceSet::full(3));
-    r.drain();
-    let out = r.input(Input::FileHashed {
-        hash: Sha1Hash([9; 20]),
-    });
-    assert!(matches!(
-        out.as_slice(),
-        [Output::Finished(Err(
-            DownloadError::FileHashMismatch { .. }
-        ))]
-    ));
-    assert!(r.d.is_finished() && r.d.poll_timeout().is_none());
-    assert!(r.input(Input::Peers(vec![])).is_empty(), "no restart");
+    let out = r.drain();
+    assert_eq!(out.last(), Some(&Output::Finished(Ok(()))), "{out:?}");
+    assert_eq!(r.d.state(), &DownloadState::Complete);
+    assert!(r.d.poll_timeout().is_none());
+    assert!(
+        r.input(Input::Peers(vec![])).is_empty(),
+        "idle once complete"
+    );
 }
 
 #[test]
@@ -518,7 +553,7 @@ fn a_piece_through_msg_is_hashed_by_the_machine() {
         }
     ));
     let out = r.input(Input::PieceWritten { index: 0 });
-    assert!(out.contains(&Output::HashFile), "{out:?}");
+    assert!(out.contains(&Output::Finished(Ok(()))), "{out:?}");
 }
 
 #[test]

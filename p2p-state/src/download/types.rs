@@ -162,8 +162,6 @@ pub enum Input {
     PieceWritten { index: u32 },
     /// A `WritePiece` failed (disk full, permissions...).
     WriteFailed { index: u32, reason: Text },
-    /// The SHA-1 of the whole `.part` file, answering `HashFile`.
-    FileHashed { hash: Sha1Hash },
 }
 
 /// Everything a download asks its driver to do.
@@ -190,8 +188,6 @@ pub enum Output {
     AnnounceHave { pieces: PieceSet },
     /// Ask the tracker for the current peers (GetPeers); answer `Peers`.
     AskTrackerForPeers,
-    /// Every piece is written: hash the whole `.part` file; answer `FileHashed`.
-    HashFile,
     /// The download ended. Emitted once; the machine is idle afterwards.
     Finished(Result<(), DownloadError>),
 }
@@ -233,8 +229,13 @@ pub enum DownloadError {
     },
     #[error("writing piece {index} to disk failed: {reason}")]
     WriteFailed { index: u32, reason: Text },
-    #[error("whole-file SHA-1 mismatch: expected {expected}, got {got}; the .part file is kept")]
-    FileHashMismatch { expected: Sha1Hash, got: Sha1Hash },
+    #[error(
+        "file hash {expected} does not match the size, piece size and piece hashes sent with it (they give {computed})"
+    )]
+    FileHashMismatch {
+        expected: Sha1Hash,
+        computed: Sha1Hash,
+    },
     #[error("download cancelled")]
     Cancelled,
 }

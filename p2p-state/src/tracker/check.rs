@@ -210,6 +210,11 @@ impl TrackerState {
         meta: &FileMeta,
     ) -> Result<(), TrackerError> {
         meta.validate().map_err(|e| bad(&e.to_string()))?;
+        if crate::hash::meta_root(meta) != meta.file_hash {
+            return Err(TrackerError::FileHashMismatch {
+                file: meta.name.clone(),
+            });
+        }
         let g = self.member_group(user, group)?;
         let Some(f) = g.files.get(&meta.name) else {
             return self.room_for_file(g, meta);

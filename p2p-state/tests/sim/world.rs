@@ -717,12 +717,13 @@ pub fn short_cmd(cmd: &Command) -> String {
 
 /// What a driver computes when sharing a file.
 pub fn meta_of(name: &FileName, data: &[u8], piece_len: u32) -> FileMeta {
+    let piece_hashes: Vec<_> = data.chunks(piece_len as usize).map(sha1).collect();
     FileMeta {
         name: name.clone(),
         size: data.len() as u64,
         piece_len,
-        piece_hashes: data.chunks(piece_len as usize).map(sha1).collect(),
-        file_hash: sha1(data),
+        file_hash: p2p_state::hash::file_root(data.len() as u64, piece_len, &piece_hashes),
+        piece_hashes,
     }
 }
 

@@ -7,7 +7,6 @@ use bytes::{Bytes, BytesMut};
 
 use p2p_proto::{PieceSet, Wire};
 use p2p_state::client::node::{self as cn, PeerOut};
-use p2p_state::hash::Sha1Stream;
 use p2p_state::seeder::ShareId;
 use p2p_state::tracker::node as tn;
 use p2p_state::{Duration, Instant};
@@ -45,15 +44,6 @@ impl World {
                 offset,
                 data,
             } => self.write_piece(c, dl, index, offset, data),
-            cn::Output::HashFile { dl } => {
-                let h = &self.clients[c];
-                let mut s = Sha1Stream::new();
-                if let Some((data, _)) = h.dests.get(&dl).and_then(|d| h.disk.parts.get(d)) {
-                    s.update(data);
-                }
-                let hash = s.finish();
-                self.defer_client(c, cn::Input::FileHashed { dl, hash });
-            }
             cn::Output::Finalize { dl } => self.finalize(c, dl),
             cn::Output::ReadPiece {
                 conn,

@@ -2,15 +2,16 @@
 //! file I/O that a driver runs off its machine loop (on worker threads, or
 //! on smol's blocking pool).
 //!
-//! - [`hash_file`]: piece and whole-file SHA-1 of a file to share, on every
-//!   core, reading with `pread`;
+//! - [`hash_file`]: the piece hashes of a file to share, on every core,
+//!   reading whole pieces with `pread`, and its file hash (the root of
+//!   its piece hashes, [`file_root`]);
 //! - [`prepare_dest`]: `<dest>.part` and its record of verified pieces
 //!   (`<dest>.part.pieces`); on resume every piece the record claims is
 //!   re-hashed, so a torn record can cost a piece, never a wrong byte;
 //! - [`Job`] / [`run_job`]: one piece of disk work for the machine
-//!   (prepare, positioned write + record, whole-file hash, rename into
-//!   place, positioned read for the seeder, saving the share table), and
-//!   the input it produces;
+//!   (prepare, positioned write + record, rename into place, positioned
+//!   read for the seeder, saving the share table), and the input it
+//!   produces;
 //! - the share table (`DATA_DIR/shares`): loaded at start, saved after a
 //!   share succeeds.
 
@@ -19,22 +20,24 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use bytes::Bytes;
-use p2p_proto::{FileMeta, GroupName, PieceSet, Text, Wire};
+use p2p_proto::{FileMeta, GroupName, PieceSet, Sha1Hash, Text, Wire};
 use p2p_state::client::node::{self as cn, ClientNode};
-use p2p_state::hash::{Sha1Stream, sha1};
+use p2p_state::hash::{file_root, sha1};
 use p2p_state::seeder::ShareId;
 
-/// Hashes a file in pieces, on every core, reading with `pread`.
+/// Hashes a file to share: every piece's SHA-1, on every core, then the
+/// file hash, [`file_root`] of the size, piece length and piece hashes.
 pub fn hash_file(path: &Path, piece_len: u32) -> io::Result<FileMeta> {
     hash_file_with_progress(path, piece_len, &|_| {})
 }
 
 /// [`hash_file`], calling `progress` with the bytes hashed so far (from the
-/// hashing threads, about once per piece).
+/// hashing threads, once per piece).
 pub fn hash_file_with_progress(
     path: &Path,
     piece_len: u32,
@@ -48,67 +51,72 @@ pub fn hash_file_with_progress(
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let file = File::open(path)?;
     let size = file.metadata()?.len();
-    let n = FileMeta::pieces_for(size, piece_len) as usize;
     if size > p2p_proto::limits::FILE_LEN_MAX {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "file too large to share (12 GiB at most)",
         ));
     }
-    let workers = thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .min(n.max(1));
-    let per = n.div_ceil(workers.max(1)).max(1);
-    let mut piece_hashes = vec![p2p_proto::Sha1Hash::default(); n];
-    let done = std::sync::atomic::AtomicU64::new(0);
-    let done = &done;
-    thread::scope(|s| -> io::Result<()> {
-        let mut jobs = Vec::new();
-        for (w, out) in piece_hashes.chunks_mut(per).enumerate() {
-            let file = &file;
-            jobs.push(s.spawn(move || -> io::Result<()> {
-                let mut buf = vec![0u8; piece_len as usize];
-                for (k, h) in out.iter_mut().enumerate() {
-                    let i = (w * per + k) as u64;
-                    let off = i * piece_len as u64;
-                    let len = (size - off).min(piece_len as u64) as usize;
-                    file.read_exact_at(&mut buf[..len], off)?;
-                    *h = sha1(&buf[..len]);
-                    done.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
-                    progress(done.load(std::sync::atomic::Ordering::Relaxed));
-                }
-                Ok(())
-            }));
-        }
-        for j in jobs {
-            j.join()
-                .map_err(|_| io::Error::other("hashing thread panicked"))??;
-        }
-        Ok(())
-    })?;
-    // The whole-file hash needs the bytes in order: one more pass.
-    let file_hash = hash_whole(&file, size)?;
+    let workers = thread::available_parallelism().map_or(2, |n| n.get());
+    let piece_hashes = hash_pieces(&file, size, piece_len, workers, progress)?;
     Ok(FileMeta {
         name,
         size,
         piece_len,
+        file_hash: file_root(size, piece_len, &piece_hashes),
         piece_hashes,
-        file_hash,
     })
 }
 
-pub fn hash_whole(file: &File, size: u64) -> io::Result<p2p_proto::Sha1Hash> {
-    let mut s = Sha1Stream::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut off = 0u64;
-    while off < size {
-        let len = (size - off).min(buf.len() as u64) as usize;
-        file.read_exact_at(&mut buf[..len], off)?;
-        s.update(&buf[..len]);
-        off += len as u64;
+/// The SHA-1 of every piece of the first `size` bytes of `file`, hashed by
+/// `workers` threads that take the next piece as they finish one (whole
+/// pieces read with `pread`, one piece buffer per thread: memory is
+/// bounded by threads x piece, never by the file).
+pub fn hash_pieces(
+    file: &File,
+    size: u64,
+    piece_len: u32,
+    workers: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> io::Result<Vec<Sha1Hash>> {
+    let n = FileMeta::pieces_for(size, piece_len) as usize;
+    let next = AtomicUsize::new(0);
+    let done = AtomicU64::new(0);
+    let work = || -> io::Result<Vec<(usize, Sha1Hash)>> {
+        let mut buf = vec![0u8; (piece_len as u64).min(size) as usize];
+        let mut out = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                return Ok(out);
+            }
+            let off = i as u64 * u64::from(piece_len);
+            let len = (size - off).min(u64::from(piece_len)) as usize;
+            if let Err(e) = file.read_exact_at(&mut buf[..len], off) {
+                next.store(n, Ordering::Relaxed); // the others stop too
+                return Err(e);
+            }
+            out.push((i, sha1(&buf[..len])));
+            progress(done.fetch_add(len as u64, Ordering::Relaxed) + len as u64);
+        }
+    };
+    let parts = thread::scope(|s| {
+        let threads: Vec<_> = (0..workers.clamp(1, n.max(1)))
+            .map(|_| s.spawn(work))
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))
+            })
+            .collect::<io::Result<Vec<_>>>()
+    })?;
+    let mut hashes = vec![Sha1Hash::default(); n];
+    for (i, h) in parts.into_iter().flatten() {
+        hashes[i] = h;
     }
-    Ok(s.finish())
+    Ok(hashes)
 }
 
 /// A file of this client's shares, re-announced after a restart.
@@ -228,10 +236,6 @@ pub enum Job {
         offset: u64,
         data: Bytes,
     },
-    Hash {
-        dl: u64,
-        file: Arc<File>,
-    },
     Finalize {
         dl: u64,
         part: PathBuf,
@@ -245,10 +249,7 @@ pub enum Job {
         len: u32,
     },
     /// Replaces the share table in `dir` with `text` (see [`shares_text`]).
-    SaveShares {
-        dir: PathBuf,
-        text: String,
-    },
+    SaveShares { dir: PathBuf, text: String },
 }
 
 /// What a finished job tells the machine loop.
@@ -306,13 +307,6 @@ pub fn run_job(job: Job) -> JobDone {
                 },
             })
         }
-        Job::Hash { dl, file } => match file.metadata().and_then(|m| hash_whole(&file, m.len())) {
-            Ok(hash) => JobDone::Input(cn::Input::FileHashed { dl, hash }),
-            Err(e) => JobDone::Input(cn::Input::FinalizeFailed {
-                dl,
-                reason: text(e),
-            }),
-        },
         Job::Finalize { dl, part, dest } => {
             let record = record_path(&part);
             JobDone::Input(match fs::rename(&part, &dest) {
@@ -408,4 +402,65 @@ pub fn prepare_dest(dest: &Path, meta: &FileMeta) -> io::Result<(DlFile, PieceSe
         record: Arc::new(Mutex::new((rec, have.clone()))),
     };
     Ok((dl, have))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The definition, one piece after the other from the bytes in memory.
+    fn sequential(data: &[u8], piece_len: u32) -> (Vec<Sha1Hash>, Sha1Hash) {
+        let pieces: Vec<Sha1Hash> = data.chunks(piece_len as usize).map(sha1).collect();
+        let root = file_root(data.len() as u64, piece_len, &pieces);
+        (pieces, root)
+    }
+
+    fn file_of(dir: &Path, len: usize) -> (PathBuf, Vec<u8>) {
+        let data: Vec<u8> = (0..len as u64)
+            .map(|i| (i.wrapping_mul(0x9e37_79b9) >> 7) as u8)
+            .collect();
+        let path = dir.join(format!("f-{len}.bin"));
+        File::create(&path).unwrap().write_all(&data).unwrap();
+        (path, data)
+    }
+
+    #[test]
+    fn parallel_hashing_matches_the_sequential_definition() {
+        let dir = tempfile::tempdir().unwrap();
+        for piece_len in [1024u32, p2p_proto::limits::PIECE_LEN] {
+            let p = piece_len as usize;
+            for len in [0, 1, p - 1, p, p + 1, 5 * p + 17] {
+                let (path, data) = file_of(dir.path(), len);
+                let (pieces, root) = sequential(&data, piece_len);
+                let file = File::open(&path).unwrap();
+                for workers in [1, 2, 3, 8] {
+                    let got = hash_pieces(&file, len as u64, piece_len, workers, &|_| {}).unwrap();
+                    assert_eq!(got, pieces, "len {len}, piece {p}, {workers} threads");
+                }
+                let meta = hash_file(&path, piece_len).unwrap();
+                assert_eq!(meta.piece_hashes, pieces, "len {len}, piece {p}");
+                assert_eq!(meta.file_hash, root, "len {len}, piece {p}");
+                assert_eq!((meta.size, meta.piece_len), (len as u64, piece_len));
+                meta.validate().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn progress_reaches_the_size_and_a_short_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = file_of(dir.path(), 10 * 1024 + 5);
+        let max = AtomicU64::new(0);
+        hash_file_with_progress(&path, 1024, &|n| {
+            max.fetch_max(n, Ordering::Relaxed);
+        })
+        .unwrap();
+        assert_eq!(max.load(Ordering::Relaxed), 10 * 1024 + 5);
+        // The file is shorter than the size asked for: an error, not a
+        // hash of zeros.
+        let file = File::open(&path).unwrap();
+        let r = hash_pieces(&file, 20 * 1024, 1024, 2, &|_| {});
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
 }

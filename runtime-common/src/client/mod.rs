@@ -105,6 +105,29 @@ pub fn peer_input(conn: u64, ev: ConnEvent) -> cn::Input {
     }
 }
 
+/// Encodes and queues a message for a peer; a piece's data is queued as it
+/// is, behind its headers, so it is never copied into a frame.
+fn send_peer_msg(w: &impl FrameSink, msg: PeerOut) {
+    let mut b = BytesMut::new();
+    match msg {
+        PeerOut::Msg(PeerMsg::Piece { index, data }) => {
+            let len = data.len() as u32;
+            let payload = PeerMsg::PIECE_HEADER_LEN + data.len();
+            b.extend_from_slice(&p2p_proto::frame::frame_header(payload));
+            b.extend_from_slice(&PeerMsg::piece_header(index, len));
+            w.send_parts(b.freeze(), data);
+        }
+        PeerOut::Hello(h) => {
+            p2p_proto::encode_msg(&h, &mut b);
+            w.send(b.freeze());
+        }
+        PeerOut::Msg(m) => {
+            p2p_proto::encode_msg(&m, &mut b);
+            w.send(b.freeze());
+        }
+    }
+}
+
 type SendFn = Box<dyn Fn(HandleMsg) -> bool + Send + Sync>;
 type Join = Box<dyn FnOnce() + Send>;
 
@@ -437,12 +460,7 @@ impl<R: ClientIo> Core<R> {
             cn::Output::PeerConnect { conn, addr } => self.io.connect_peer(conn, addr),
             cn::Output::PeerSend { conn, msg } => {
                 if let Some(w) = self.peers.get(&conn) {
-                    let mut b = BytesMut::new();
-                    match msg {
-                        PeerOut::Hello(h) => p2p_proto::encode_msg(&h, &mut b),
-                        PeerOut::Msg(m) => p2p_proto::encode_msg(&m, &mut b),
-                    }
-                    w.send(b.freeze());
+                    send_peer_msg(w, msg);
                 }
             }
             cn::Output::PeerClose { conn } => {
@@ -476,12 +494,6 @@ impl<R: ClientIo> Core<R> {
                         data,
                     };
                     self.io.disk(job);
-                }
-            }
-            cn::Output::HashFile { dl } => {
-                if let Some(f) = self.dl_files.get(&dl) {
-                    let file = f.file.clone();
-                    self.io.disk(Job::Hash { dl, file });
                 }
             }
             cn::Output::Finalize { dl } => {
@@ -557,5 +569,53 @@ impl<R: ClientIo> Core<R> {
         let f = Arc::new(File::open(path).ok()?);
         self.share_files.insert(share.0, f.clone());
         Some(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::Mutex;
+
+    /// A sink that keeps what it is given, part by part.
+    #[derive(Default)]
+    struct Parts(Mutex<Vec<Bytes>>);
+
+    impl FrameSink for Parts {
+        fn send(&self, frame: Bytes) -> bool {
+            self.0.lock().unwrap().push(frame);
+            true
+        }
+        fn send_parts(&self, head: Bytes, body: Bytes) -> bool {
+            self.0.lock().unwrap().extend([head, body]);
+            true
+        }
+        fn close(self) {}
+        fn abort(&self) {}
+    }
+
+    #[test]
+    fn a_piece_goes_out_as_the_encoder_frames_it_without_copying_its_data() {
+        let data = Bytes::from(vec![5u8; 100_000]);
+        let msg = PeerMsg::Piece {
+            index: 42,
+            data: data.clone(),
+        };
+        let mut want = BytesMut::new();
+        p2p_proto::encode_msg(&msg, &mut want);
+        let sink = Parts::default();
+        send_peer_msg(&sink, PeerOut::Msg(msg));
+        let parts = sink.0.into_inner().unwrap();
+        assert_eq!(parts.concat(), want.to_vec());
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1].as_ptr(), data.as_ptr(), "data queued as it is");
+        // Anything else is one encoded frame.
+        let sink = Parts::default();
+        let other = PeerMsg::Cancel { index: 3 };
+        send_peer_msg(&sink, PeerOut::Msg(other.clone()));
+        let mut want = BytesMut::new();
+        p2p_proto::encode_msg(&other, &mut want);
+        assert_eq!(sink.0.into_inner().unwrap(), vec![want.freeze()]);
     }
 }

@@ -29,14 +29,16 @@ pub fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// A file of `pieces` pieces of 1 KiB whose content is told apart by `tag`.
+/// A file of `pieces` pieces of 1 KiB whose content is told apart by `tag`
+/// (its file hash is the root of its piece hashes, as a client makes it).
 pub fn meta(name: &str, pieces: u32, tag: u8) -> FileMeta {
+    let piece_hashes: Vec<Sha1Hash> = (0..pieces).map(|i| Sha1Hash([tag ^ i as u8; 20])).collect();
     FileMeta {
         name: file(name),
         size: pieces as u64 * 1024,
         piece_len: 1024,
-        piece_hashes: (0..pieces).map(|i| Sha1Hash([tag ^ i as u8; 20])).collect(),
-        file_hash: Sha1Hash([tag; 20]),
+        file_hash: crate::hash::file_root(pieces as u64 * 1024, 1024, &piece_hashes),
+        piece_hashes,
     }
 }
 

@@ -101,10 +101,7 @@ fn upload_new_then_same_content_then_conflict() {
         group: group("g"),
         file: file("f"),
     };
-    w.refused(&mut c, upload("g", meta("f", 3, 2)), conflict.clone());
-    let mut same_hash_other_meta = m.clone();
-    same_hash_other_meta.piece_hashes[0] = Sha1Hash([0xaa; 20]);
-    w.refused(&mut c, upload("g", same_hash_other_meta), conflict);
+    w.refused(&mut c, upload("g", meta("f", 3, 2)), conflict);
     assert_eq!(
         w.run(&mut a, upload("g", m)),
         Ok(Reply::Shared { new_file: false })
@@ -125,6 +122,35 @@ fn upload_needs_a_group_membership_and_valid_metadata() {
         w.run(&mut a, upload("g", bad)),
         Err(TrackerError::BadRequest { .. })
     ));
+}
+
+#[test]
+fn a_file_hash_that_does_not_commit_to_the_pieces_is_refused() {
+    let (mut w, mut a, mut b, _, _) = setup();
+    let mismatch = TrackerError::FileHashMismatch { file: file("f") };
+    let mut forged_root = meta("f", 3, 1);
+    forged_root.file_hash = Sha1Hash([0xaa; 20]);
+    w.refused(&mut a, upload("g", forged_root), mismatch.clone());
+    // Another piece hash under the file hash of the real content: refused
+    // on its own, and also once the real file is shared.
+    let real = meta("f", 3, 1);
+    let mut forged_piece = real.clone();
+    forged_piece.piece_hashes[1] = Sha1Hash([0xaa; 20]);
+    w.refused(&mut a, upload("g", forged_piece.clone()), mismatch.clone());
+    assert_eq!(
+        w.run(&mut a, upload("g", real)),
+        Ok(Reply::Shared { new_file: true })
+    );
+    w.refused(&mut b, upload("g", forged_piece.clone()), mismatch.clone());
+    // An op that carries such metadata (from an old log) changes nothing.
+    let before = w.st.digest();
+    let op = OpKind::ShareFile {
+        user: b.name.clone(),
+        group: group("g"),
+        meta: forged_piece,
+    };
+    assert_eq!(w.system(op), Err(mismatch));
+    assert_eq!(w.st.digest(), before);
 }
 
 #[test]

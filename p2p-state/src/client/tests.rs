@@ -1,0 +1,130 @@
+//! Unit tests of the client machine, fed by hand: a tracker that answers
+//! `download_file`'s metadata request.
+
+use std::net::SocketAddr;
+
+use p2p_proto::{
+    ClientRequest, FileMeta, FileName, FromTracker, GroupName, Hello, Reply, Request, Role,
+    Sha1Hash, Wire,
+};
+
+use super::node::{ClientConfig, ClientNode, Command, CommandOk, Input, Output};
+use super::session::{ClientError, SessionConfig};
+use crate::download::{DownloadConfig, DownloadError};
+use crate::hash;
+use crate::seeder::SeederConfig;
+use crate::time::Instant;
+
+const T0: Instant = Instant(1_000_000);
+
+fn tracker() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
+}
+
+fn drain(n: &mut ClientNode) -> Vec<Output> {
+    std::iter::from_fn(|| n.poll_output()).collect()
+}
+
+/// A file of three 1 KiB pieces whose file hash commits to its pieces.
+fn good_meta() -> FileMeta {
+    let data: Vec<u8> = (0..3 * 1024).map(|i| (i % 251) as u8).collect();
+    let piece_hashes: Vec<Sha1Hash> = data.chunks(1024).map(hash::sha1).collect();
+    FileMeta {
+        name: FileName::new("f.bin").unwrap(),
+        size: data.len() as u64,
+        piece_len: 1024,
+        file_hash: hash::file_root(data.len() as u64, 1024, &piece_hashes),
+        piece_hashes,
+    }
+}
+
+/// A client connected to its tracker that sent `download_file` and got
+/// `meta` back as the file's metadata: the outputs of that answer.
+fn download_with(meta: FileMeta) -> Vec<Output> {
+    let cfg = ClientConfig {
+        session: SessionConfig::new(vec![tracker()], 0),
+        seeder: SeederConfig::default(),
+        download: DownloadConfig::default(),
+        seeder_addr: None,
+    };
+    let mut n = ClientNode::new(cfg, 7, T0);
+    let conn = match drain(&mut n).as_slice() {
+        [Output::TrackerConnect { conn, .. }] => *conn,
+        other => panic!("expected a tracker dial, got {other:?}"),
+    };
+    n.handle_input(T0, Input::TrackerConnected { conn });
+    drain(&mut n);
+    let hello = Hello::new(Role::Server).to_bytes();
+    n.handle_input(
+        T0,
+        Input::TrackerFrame {
+            conn,
+            payload: hello,
+        },
+    );
+    drain(&mut n);
+    let group = GroupName::new("g").unwrap();
+    let cmd = Command::Download {
+        group,
+        file: meta.name.clone(),
+        dest: 1,
+    };
+    n.handle_input(T0, Input::Command { tag: 5, cmd });
+    let id = drain(&mut n)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::TrackerSend { frame, .. } => ClientRequest::from_bytes(frame)
+                .ok()
+                .filter(|r| matches!(r.req, Request::GetFile { .. }))
+                .map(|r| r.id),
+            _ => None,
+        })
+        .expect("a GetFile request");
+    let answer = FromTracker::Response {
+        id,
+        outcome: Ok(Reply::File(meta)),
+    };
+    let payload = answer.to_bytes();
+    n.handle_input(T0, Input::TrackerFrame { conn, payload });
+    drain(&mut n)
+}
+
+#[test]
+fn consistent_metadata_starts_the_download() {
+    let out = download_with(good_meta());
+    assert!(
+        out.iter().any(|o| matches!(o, Output::PrepareDest { .. })),
+        "{out:?}"
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Done {
+            tag: 5,
+            result: Ok(CommandOk::Started { .. })
+        }
+    )));
+}
+
+#[test]
+fn metadata_whose_file_hash_does_not_commit_to_the_pieces_is_refused() {
+    let good = good_meta();
+    let mut forged = good.clone();
+    forged.piece_hashes[1] = Sha1Hash([0xaa; 20]);
+    let out = download_with(forged.clone());
+    let want = ClientError::BadMetadata {
+        file: good.name.clone(),
+        error: DownloadError::FileHashMismatch {
+            expected: good.file_hash,
+            computed: hash::meta_root(&forged),
+        },
+    };
+    assert_eq!(
+        out,
+        vec![Output::Done {
+            tag: 5,
+            result: Err(want.clone())
+        }],
+        "refused before any file is touched"
+    );
+    assert!(want.to_string().contains("does not match"), "{want}");
+}
