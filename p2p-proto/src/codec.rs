@@ -117,6 +117,13 @@ impl Reader {
     pub fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
         Ok(self.array::<1>(field)?[0])
     }
+    /// The next byte, left unread.
+    pub fn peek_u8(&self, field: &'static str) -> Result<u8, DecodeError> {
+        self.buf
+            .first()
+            .copied()
+            .ok_or(DecodeError::UnexpectedEnd { field })
+    }
     pub fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.array(field)?))
     }

@@ -11,7 +11,7 @@ use crate::types::TrackerId;
 /// Identifies our protocol on the wire.
 pub const MAGIC: [u8; 4] = *b"P2PG";
 /// Bumped on every incompatible change (including a smaller limit).
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Who opened the connection, which fixes the message channel that follows.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -109,7 +109,8 @@ mod tests {
             })
         );
         let msg = Hello::from_bytes(h.to_bytes()).unwrap_err().to_string();
-        assert!(msg.contains("version 2"), "{msg}");
+        let theirs = format!("version {}", PROTOCOL_VERSION + 1);
+        assert!(msg.contains(&theirs), "{msg}");
     }
 
     #[test]

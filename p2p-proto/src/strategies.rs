@@ -266,7 +266,22 @@ pub fn from_tracker() -> impl Strategy<Value = FromTracker> {
     ]
 }
 
+/// Any op kind, a conflict record (of a plain op) now and then.
 pub fn op_kind() -> impl Strategy<Value = OpKind> {
+    prop_oneof![
+        9 => plain_op_kind(),
+        1 => (plain_op(), tracker_error()).prop_map(|(op, reason)| OpKind::RecordConflict {
+            op: Box::new(op),
+            reason
+        }),
+    ]
+}
+
+fn plain_op() -> impl Strategy<Value = Op> {
+    op_with(plain_op_kind())
+}
+
+fn plain_op_kind() -> impl Strategy<Value = OpKind> {
     use OpKind::*;
     let tok = || any::<[u8; 16]>().prop_map(SessionToken);
     prop_oneof![
@@ -314,10 +329,14 @@ pub fn op_kind() -> impl Strategy<Value = OpKind> {
 }
 
 pub fn op() -> impl Strategy<Value = Op> {
+    op_with(op_kind())
+}
+
+fn op_with(kind: impl Strategy<Value = OpKind>) -> impl Strategy<Value = Op> {
     (
         any::<u64>(),
         option::of((any::<[u8; 16]>(), any::<u64>())),
-        op_kind(),
+        kind,
     )
         .prop_map(|(at_ms, o, kind)| Op {
             at_ms,

@@ -8,7 +8,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use std::net::SocketAddr;
 
-use super::client::{ClientRequest, Outcome};
+use super::client::{ClientRequest, Outcome, TrackerError};
 use super::{Text, tag, unknown};
 use crate::codec::{DecodeError, Reader, Wire, put_blob, put_list, put_option, put_string};
 use crate::limits::{
@@ -133,6 +133,14 @@ pub enum OpKind {
         group: GroupName,
         file: FileName,
     },
+    /// A divergent client op that no longer applies after a partition
+    /// healed, and why: kept in the replicated conflict log (the tracker
+    /// console's `conflicts`). `op` is never itself a `RecordConflict` (the
+    /// decoder refuses nesting, so decoding is never recursive).
+    RecordConflict {
+        op: Box<Op>,
+        reason: TrackerError,
+    },
 }
 
 impl Wire for OpKind {
@@ -228,6 +236,11 @@ impl Wire for OpKind {
                 group.encode(w);
                 file.encode(w);
             }
+            RecordConflict { op, reason } => {
+                w.put_u8(16);
+                op.encode(w);
+                reason.encode(w);
+            }
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -294,6 +307,27 @@ impl Wire for OpKind {
                 group: Wire::decode(r)?,
                 file: Wire::decode(r)?,
             },
+            16 => {
+                // One level only: peek at the inner op's kind tag (after its
+                // time and origin) before decoding it.
+                let at_ms = r.u64("op time")?;
+                let origin = r.option("op origin")?;
+                if r.peek_u8("op")? == 16 {
+                    return Err(DecodeError::Invalid {
+                        field: "conflict record",
+                        reason: "holds another conflict record",
+                    });
+                }
+                let kind = Wire::decode(r)?;
+                RecordConflict {
+                    op: Box::new(Op {
+                        at_ms,
+                        origin,
+                        kind,
+                    }),
+                    reason: Wire::decode(r)?,
+                }
+            }
             t => return Err(unknown("op", t)),
         })
     }

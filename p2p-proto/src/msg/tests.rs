@@ -279,3 +279,38 @@ fn tracker_errors_read_as_advice() {
         "not a member of group g1 (ask the owner to accept your join request)"
     );
 }
+
+#[test]
+fn a_conflict_record_inside_a_conflict_record_is_refused() {
+    use crate::{Op, OpKind, TrackerError, Wire};
+    let plain = Op {
+        at_ms: 1,
+        origin: None,
+        kind: OpKind::Noop,
+    };
+    let once = OpKind::RecordConflict {
+        op: Box::new(plain),
+        reason: TrackerError::NotReady,
+    };
+    assert_eq!(OpKind::from_bytes(once.to_bytes()).unwrap(), once);
+    let twice = OpKind::RecordConflict {
+        op: Box::new(Op {
+            at_ms: 2,
+            origin: None,
+            kind: once,
+        }),
+        reason: TrackerError::NotReady,
+    };
+    assert!(matches!(
+        OpKind::from_bytes(twice.to_bytes()),
+        Err(crate::DecodeError::Invalid { .. })
+    ));
+    // Deep nesting is refused at the second level, never recursed into.
+    let mut deep = bytes::BytesMut::new();
+    for _ in 0..100_000 {
+        bytes::BufMut::put_u8(&mut deep, 16);
+        bytes::BufMut::put_u64(&mut deep, 0);
+        bytes::BufMut::put_u8(&mut deep, 0);
+    }
+    assert!(OpKind::from_bytes(deep.freeze()).is_err());
+}

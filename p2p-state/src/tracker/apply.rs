@@ -13,8 +13,8 @@ use p2p_proto::{
     SeederKey, SessionToken, UserName,
 };
 
-use super::limits::{OUTCOME_CLIENTS_MAX, OUTCOMES_PER_CLIENT_MAX};
-use super::state::{Group, Session, SharedFile, TrackerState, User};
+use super::limits::{CONFLICTS_MAX, OUTCOME_CLIENTS_MAX, OUTCOMES_PER_CLIENT_MAX};
+use super::state::{Conflict, Group, Session, SharedFile, TrackerState, User};
 
 impl TrackerState {
     /// Applies `op` and returns its outcome (stored under `op.origin`). An op
@@ -63,6 +63,7 @@ impl TrackerState {
             RegisterSeeder { token, addr } => {
                 self.sessions.get_mut(token).expect("checked").addr = Some(*addr);
             }
+            RecordConflict { op, reason } => self.record_conflict(at_ms, op, reason),
             _ => return self.mutate_group(kind),
         }
         Reply::Done
@@ -205,6 +206,22 @@ impl TrackerState {
             .entry(user.clone())
             .or_insert_with(|| PieceSet::empty(p.len()))
             .union_with(p);
+    }
+
+    /// Adds to the conflict log: once per request (a second record of the
+    /// same request, re-submitted by two trackers, changes nothing).
+    fn record_conflict(&mut self, at_ms: u64, op: &Op, reason: &p2p_proto::TrackerError) {
+        if op.origin.is_some() && self.conflicts.iter().any(|c| c.op.origin == op.origin) {
+            return;
+        }
+        if self.conflicts.len() >= CONFLICTS_MAX {
+            self.conflicts.pop_front();
+        }
+        self.conflicts.push_back(Conflict {
+            op: op.clone(),
+            reason: reason.clone(),
+            at_ms,
+        });
     }
 
     /// Stores `outcome` under `origin`, keeping the bounds of `limits.rs`.

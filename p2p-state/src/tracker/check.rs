@@ -28,7 +28,7 @@ impl TrackerState {
     pub(super) fn check(&self, kind: &OpKind) -> Result<(), TrackerError> {
         use OpKind::*;
         match kind {
-            Noop => Ok(()),
+            Noop | RecordConflict { .. } => Ok(()),
             CreateUser {
                 user,
                 password_hash,

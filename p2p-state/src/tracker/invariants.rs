@@ -102,6 +102,10 @@ impl TrackerState {
 
     fn outcomes_violation(&self) -> Check {
         ensure(
+            self.conflicts.len() <= super::limits::CONFLICTS_MAX,
+            "more conflict records than the limit",
+        )?;
+        ensure(
             self.outcomes.len() <= OUTCOME_CLIENTS_MAX,
             "outcomes kept for more clients than the limit",
         )?;

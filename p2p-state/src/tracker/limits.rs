@@ -39,6 +39,9 @@ pub const ARGON2_M_KIB_MAX: u32 = 1024 * 1024;
 pub const ARGON2_T_MAX: u32 = 64;
 /// Highest argon2 parallelism a stored password hash may ask for.
 pub const ARGON2_P_MAX: u32 = 16;
+/// Conflict records kept (the oldest dropped first), for the console's
+/// `conflicts`.
+pub const CONFLICTS_MAX: usize = 1000;
 /// Peers in one `get_peers` reply (the wire limit).
 pub const PEERS_PER_REPLY: usize = PEERS_PER_REPLY_MAX;
 

@@ -928,6 +928,7 @@ impl Tracker {
             ConsoleCmd::Conflicts => {
                 let mut v: Vec<String> = self
                     .repl
+                    .state()
                     .conflicts()
                     .map(|c| {
                         format!(

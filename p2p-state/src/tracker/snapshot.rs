@@ -23,17 +23,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 use p2p_proto::codec::{put_bool, put_option, put_string};
 use p2p_proto::limits::PASSWORD_HASH_LEN_MAX;
 use p2p_proto::{
-    ClientId, DecodeError, FileMeta, GroupName, Outcome, PieceSet, Reader, RequestId, SessionToken,
-    UserName, Wire,
+    ClientId, DecodeError, FileMeta, GroupName, Op, OpKind, Outcome, PieceSet, Reader, RequestId,
+    SessionToken, TrackerError, UserName, Wire,
 };
 
 use super::apply::hashes_in;
 use super::limits;
 use super::password;
-use super::state::{ClientOutcomes, Group, Session, SharedFile, TrackerState, User};
+use super::state::{ClientOutcomes, Conflict, Group, Session, SharedFile, TrackerState, User};
 
 /// Version of the state encoding (first byte of every snapshot).
-pub const STATE_FORMAT_VERSION: u8 = 1;
+pub const STATE_FORMAT_VERSION: u8 = 2;
 
 fn invalid(reason: &'static str) -> DecodeError {
     DecodeError::Invalid {
@@ -76,6 +76,12 @@ impl TrackerState {
                 o.encode(&mut w);
             }
         }
+        put_len(&mut w, self.conflicts.len());
+        for c in &self.conflicts {
+            c.op.encode(&mut w);
+            c.reason.encode(&mut w);
+            w.put_u64(c.at_ms);
+        }
         w.freeze()
     }
 
@@ -97,6 +103,22 @@ impl TrackerState {
             outcomes: sorted_map(&mut r, "outcomes", limits::OUTCOME_CLIENTS_MAX, 28, |r| {
                 Ok((ClientId::decode(r)?, decode_outcomes(r)?))
             })?,
+            conflicts: {
+                let n = r.count("conflicts", limits::CONFLICTS_MAX, Op::MIN_LEN + 9)?;
+                let mut v = std::collections::VecDeque::with_capacity(n);
+                for _ in 0..n {
+                    let op = Op::decode(&mut r)?;
+                    if matches!(op.kind, OpKind::RecordConflict { .. }) {
+                        return Err(invalid("a conflict record in the conflict log"));
+                    }
+                    v.push_back(Conflict {
+                        op,
+                        reason: TrackerError::decode(&mut r)?,
+                        at_ms: r.u64("conflict time")?,
+                    });
+                }
+                v
+            },
             ..TrackerState::default()
         };
         r.finish()?;

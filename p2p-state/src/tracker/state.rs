@@ -195,6 +195,15 @@ pub enum Step {
     Password(super::password::PasswordWork),
 }
 
+/// A divergent client op that no longer applied after a partition healed.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Conflict {
+    pub op: Op,
+    pub reason: p2p_proto::TrackerError,
+    /// Op time of the record.
+    pub at_ms: u64,
+}
+
 /// What `prepare` made of a write.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Prepared {
@@ -213,6 +222,9 @@ pub struct TrackerState {
     pub(super) sessions: BTreeMap<SessionToken, Session>,
     pub(super) groups: BTreeMap<GroupName, Group>,
     pub(super) outcomes: BTreeMap<ClientId, ClientOutcomes>,
+    /// Divergent client ops that no longer applied after a partition
+    /// healed, oldest first (at most [`super::limits::CONFLICTS_MAX`]).
+    pub(super) conflicts: std::collections::VecDeque<Conflict>,
     /// Derived (not encoded): user -> that user's session token.
     pub(super) user_sessions: BTreeMap<UserName, SessionToken>,
     /// Derived (not encoded): piece hashes held across all files.
@@ -273,6 +285,11 @@ impl TrackerState {
 
     pub fn groups(&self) -> impl Iterator<Item = (&GroupName, &Group)> {
         self.groups.iter()
+    }
+
+    /// The conflict log, oldest first.
+    pub fn conflicts(&self) -> impl Iterator<Item = &Conflict> {
+        self.conflicts.iter()
     }
 
     /// The stored outcome of a request, if it was applied and is still kept.

@@ -290,7 +290,7 @@ fn bounded(w: &World) -> Result<(), String> {
     }
     for t in w.trackers.iter().filter_map(|t| t.m.as_ref()) {
         t.check_invariants();
-        if t.repl().conflicts().count() > p2p_state::tracker::repl::CONFLICTS_MAX {
+        if t.state().conflicts().count() > p2p_state::tracker::limits::CONFLICTS_MAX {
             return Err("unbounded: conflict log".into());
         }
     }

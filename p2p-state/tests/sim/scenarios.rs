@@ -280,7 +280,7 @@ fn resubmitted_ops_survive_a_crash_of_the_joiner() {
     w.restart_tracker(0);
     w.run(5000);
     let t2 = w.trackers[1].m.as_ref().unwrap();
-    let conflicts = t2.repl().conflicts().count();
+    let conflicts = t2.state().conflicts().count();
     assert!(
         t2.state().user(&u("alice")).is_some() || conflicts > 0,
         "alice was created (answered Ok) and is gone, with no conflict recorded\n{}",
@@ -366,7 +366,7 @@ fn a_resubmitted_op_that_fails_when_applied_is_a_recorded_conflict() {
         .group(&g("g"))
         .is_some_and(|gr| gr.pending.contains_key(&u("carol")));
     let conflict = t2
-        .repl()
+        .state()
         .conflicts()
         .any(|c| matches!(&c.op.kind, OpKind::RequestJoin { user, .. } if *user == u("carol")));
     assert!(
@@ -481,7 +481,7 @@ fn a_request_that_failed_on_the_winner_is_a_recorded_conflict() {
         Some(u("carol"))
     );
     let conflict = t1
-        .repl()
+        .state()
         .conflicts()
         .any(|c| matches!(&c.op.kind, OpKind::CreateGroup { owner, .. } if *owner == u("alice")));
     assert!(

@@ -219,14 +219,14 @@ impl<S: Replicated> Repl<S> {
         });
     }
 
-    /// Adds the client ops of `entries` to the re-submission queue (one per
-    /// request origin).
+    /// Adds the client ops of `entries`, and the conflict records of client
+    /// ops, to the re-submission queue (one of each per request origin).
     pub(super) fn queue_resubmit(&mut self, entries: Vec<Entry>) {
-        let mut known: BTreeSet<Origin> =
-            self.resubmit.values().filter_map(|e| e.op.origin).collect();
+        let mut known: BTreeSet<(bool, Origin)> =
+            self.resubmit.values().filter_map(resubmit_key).collect();
         for e in entries {
-            if let Some(o) = e.op.origin
-                && known.insert(o)
+            if let Some(k) = resubmit_key(&e)
+                && known.insert(k)
             {
                 self.resubmit.insert((e.pos.index, e.pos.epoch), e);
                 self.resubmit_dirty = true;
@@ -345,5 +345,16 @@ impl<S: Replicated> Repl<S> {
                 self.send_resubmits(primary);
             }
         }
+    }
+}
+
+/// What makes a divergent entry worth re-submitting, and tells copies
+/// apart: a client's request (`false`, its origin), or the conflict record
+/// of one (`true`, the request's origin). System ops are decided afresh by
+/// the new primary.
+fn resubmit_key(e: &Entry) -> Option<(bool, Origin)> {
+    match &e.op.kind {
+        OpKind::RecordConflict { op, .. } => op.origin.map(|o| (true, o)),
+        _ => e.op.origin.map(|o| (false, o)),
     }
 }

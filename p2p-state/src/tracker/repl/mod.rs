@@ -22,6 +22,12 @@
 //! - Reachability is "connected": the driver reports connections opening and
 //!   closing; a primary that stops heartbeating is also given up after
 //!   `primary_timeout`.
+//! - **Conflicts are replicated.** A divergent op that no longer applies is
+//!   logged as an `OpKind::RecordConflict` entry, so the conflict log is
+//!   part of the replicated, durable state (console `conflicts` on any
+//!   tracker); its re-submitter is answered once that entry is applied, and
+//!   a conflict record that itself ends up in a divergent log is
+//!   re-submitted like a client op.
 //! - **Re-submission is durable and acknowledged.** A joiner's divergent
 //!   client ops are written to disk ([`ReplOutput::PersistResubmit`]) before
 //!   its log is replaced, re-sent to every primary it becomes in sync with,
@@ -83,8 +89,6 @@ pub trait Replicated: Default {
 
 /// Largest snapshot accepted from a primary.
 pub const SNAPSHOT_LEN_MAX: u64 = 1 << 30;
-/// Most conflicts remembered for the console (oldest dropped first).
-pub const CONFLICTS_MAX: usize = 1000;
 
 /// Builds an epoch number from a round and the primary that starts it.
 pub fn make_epoch(round: u64, primary: TrackerId) -> u64 {
@@ -243,13 +247,6 @@ pub enum ReplEvent {
     },
 }
 
-/// A recorded conflict from a partition heal.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Conflict {
-    pub op: Op,
-    pub reason: TrackerError,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
     Heartbeat,
@@ -282,8 +279,9 @@ struct Follower {
 enum ResubmitFrom {
     /// A backup, answered with `ForwardReply { fwd }`.
     Peer(TrackerId, u64),
-    /// This tracker's own queue (it became primary with ops pending).
-    Local(Origin),
+    /// This tracker's own queue (it became primary with ops pending): the
+    /// entry's key there.
+    Local((u64, u64)),
 }
 
 /// A decoded snapshot: the state at `at`, with the log tail and the epoch
@@ -397,7 +395,10 @@ pub struct Repl<S: Replicated> {
     catch_up_seen: bool,
     /// Every tracker of the group holds our log through here.
     confirmed: u64,
-    conflicts: VecDeque<Conflict>,
+    /// Primary: re-submitted ops that failed when applied, to be logged as
+    /// conflict records (with who waits for them) once `apply_through` is
+    /// done.
+    conflicts_due: Vec<(Op, TrackerError, Vec<ResubmitFrom>)>,
     snapshot_at: u64,
     /// A snapshot installed from the primary, acked once it is persisted.
     snapshot_ack: Option<LogPos>,
@@ -456,7 +457,7 @@ impl<S: Replicated> Repl<S> {
             resubmit_dirty: false,
             catch_up_seen: false,
             confirmed: 0,
-            conflicts: VecDeque::new(),
+            conflicts_due: Vec::new(),
             snapshot_at: start.index,
             snapshot_ack: None,
             resubmit_waiters: BTreeMap::new(),
@@ -503,9 +504,6 @@ impl<S: Replicated> Repl<S> {
     }
     pub fn log(&self) -> &Log {
         &self.log
-    }
-    pub fn conflicts(&self) -> impl Iterator<Item = &Conflict> {
-        self.conflicts.iter()
     }
     /// Divergent ops waiting for the primary's answer to their re-submission.
     pub fn resubmit_pending(&self) -> usize {
@@ -838,6 +836,7 @@ impl<S: Replicated> Repl<S> {
         // Backups re-send their re-submissions to the next primary; ours
         // stay in `resubmit` and go to it too.
         self.resubmit_waiters.clear();
+        self.conflicts_due.clear();
         let waiters = std::mem::take(&mut self.waiters);
         for tag in waiters.into_values().flatten() {
             self.out.push_back(ReplOutput::Abandoned { tag });
@@ -864,11 +863,13 @@ impl<S: Replicated> Repl<S> {
         // The new epoch's first entry makes the epoch durable in the log.
         let _ = self.propose(now, None, OpKind::Noop, None);
         self.resubmit_sent.clear();
-        let own: Vec<Entry> = self.resubmit.values().cloned().collect();
-        for e in own {
-            if let Some(o) = e.op.origin {
-                self.on_resubmit(now, ResubmitFrom::Local(o), e.op);
-            }
+        let own: Vec<((u64, u64), Op)> = self
+            .resubmit
+            .iter()
+            .map(|(k, e)| (*k, e.op.clone()))
+            .collect();
+        for (key, op) in own {
+            self.on_resubmit(now, ResubmitFrom::Local(key), op);
         }
         let hb = self.heartbeat_msg();
         for p in self.connected.clone() {
@@ -907,11 +908,16 @@ impl<S: Replicated> Repl<S> {
             let outcome = self.state.apply(&op);
             self.applied = i;
             if let Some(waiting) = self.resubmit_waiters.remove(&i) {
-                if let Err(reason) = &outcome {
-                    self.record_conflict(op.clone(), reason.clone());
-                }
-                for from in waiting {
-                    self.resubmit_answered(from, i, outcome.clone());
+                match &outcome {
+                    // Answered once the conflict record is applied.
+                    Err(reason) => self
+                        .conflicts_due
+                        .push((op.clone(), reason.clone(), waiting)),
+                    Ok(_) => {
+                        for from in waiting {
+                            self.resubmit_answered(from, i, outcome.clone());
+                        }
+                    }
                 }
             }
             for tag in self.waiters.remove(&i).unwrap_or_default() {

@@ -204,6 +204,9 @@ impl<S: Replicated> Repl<S> {
             return;
         }
         self.apply_through(commit);
+        for (op, reason, waiting) in std::mem::take(&mut self.conflicts_due) {
+            self.conflict_then_answer(now, op, reason, waiting);
+        }
         while self
             .uncommitted_since
             .front()
@@ -273,6 +276,14 @@ impl<S: Replicated> Repl<S> {
         if self.role != Role::Primary {
             return; // the joiner re-sends once it follows the new primary
         }
+        if let OpKind::RecordConflict { .. } = op.kind {
+            // A conflict record from a divergent log: logged again (applying
+            // a second record of the same request changes nothing).
+            if let Ok(index) = self.propose(now, None, op.kind, None) {
+                self.resubmit_waiters.entry(index).or_default().push(from);
+            }
+            return;
+        }
         let origin = op.origin;
         if let Some(index) = origin.and_then(|o| self.log.index_of(&o)) {
             // Logged here already (the client retried it here, another
@@ -284,18 +295,18 @@ impl<S: Replicated> Repl<S> {
             let outcome = origin
                 .and_then(|o| self.state.recorded(&o))
                 .unwrap_or(Ok(Reply::Done));
-            if let Err(reason) = &outcome {
-                self.record_conflict(op, reason.clone());
-            }
-            return self.resubmit_answered(from, index, outcome);
+            return match outcome {
+                Err(reason) => self.conflict_then_answer(now, op, reason, vec![from]),
+                ok => self.resubmit_answered(from, index, ok),
+            };
         }
         if let Some(recorded) = origin.and_then(|o| self.state.recorded(&o)) {
             // Applied here, in a compacted part of the log. If it failed
             // here, the divergent success is undone: that is a conflict too.
-            if let Err(reason) = &recorded {
-                self.record_conflict(op, reason.clone());
-            }
-            return self.resubmit_answered(from, 0, recorded);
+            return match recorded {
+                Err(reason) => self.conflict_then_answer(now, op, reason, vec![from]),
+                ok => self.resubmit_answered(from, 0, ok),
+            };
         }
         match self.state.revalidate(&op) {
             Ok(()) => {
@@ -305,10 +316,34 @@ impl<S: Replicated> Repl<S> {
                     self.resubmit_waiters.entry(index).or_default().push(from);
                 }
             }
-            Err(reason) => {
-                self.record_conflict(op, reason.clone());
-                self.resubmit_answered(from, 0, Err(reason));
-            }
+            Err(reason) => self.conflict_then_answer(now, op, reason, vec![from]),
+        }
+    }
+
+    /// Logs a conflict record for `op` (a `RecordConflict` entry, so the
+    /// conflict log is replicated and durable); `waiting` re-submitters
+    /// are answered once it is applied.
+    pub(super) fn conflict_then_answer(
+        &mut self,
+        now: Instant,
+        op: Op,
+        reason: TrackerError,
+        waiting: Vec<ResubmitFrom>,
+    ) {
+        self.event(ReplEvent::Conflict {
+            op: op.clone(),
+            reason: reason.clone(),
+        });
+        let record = OpKind::RecordConflict {
+            op: Box::new(op),
+            reason: reason.clone(),
+        };
+        // Not primary (cannot happen here): the re-submitters ask the next.
+        if let Ok(index) = self.propose(now, None, record, None) {
+            self.resubmit_waiters
+                .entry(index)
+                .or_default()
+                .extend(waiting);
         }
     }
 
@@ -318,25 +353,9 @@ impl<S: Replicated> Repl<S> {
         match from {
             ResubmitFrom::Peer(_, 0) => {}
             ResubmitFrom::Peer(to, fwd) => self.reply_forward(to, fwd, index, outcome),
-            ResubmitFrom::Local(origin) => {
-                let before = self.resubmit.len();
-                self.resubmit.retain(|_, e| e.op.origin != Some(origin));
-                self.resubmit_dirty |= self.resubmit.len() != before;
+            ResubmitFrom::Local(key) => {
+                self.resubmit_dirty |= self.resubmit.remove(&key).is_some();
             }
         }
-    }
-
-    pub(super) fn record_conflict(&mut self, op: Op, reason: TrackerError) {
-        if op.origin.is_some() && self.conflicts.iter().any(|c| c.op.origin == op.origin) {
-            return; // the same request, re-submitted by another backup
-        }
-        if self.conflicts.len() >= CONFLICTS_MAX {
-            self.conflicts.pop_front();
-        }
-        self.conflicts.push_back(Conflict {
-            op: op.clone(),
-            reason: reason.clone(),
-        });
-        self.event(ReplEvent::Conflict { op, reason });
     }
 }

@@ -16,6 +16,8 @@ pub(crate) struct Toy {
     names: BTreeSet<String>,
     recorded: BTreeMap<Origin, Outcome>,
     applied: u64,
+    /// Conflict records applied (request, reason), once per request.
+    conflicts: Vec<(Op, TrackerError)>,
 }
 
 impl Replicated for Toy {
@@ -30,6 +32,12 @@ impl Replicated for Toy {
                         group: group.clone(),
                     })
                 }
+            }
+            OpKind::RecordConflict { op, reason } => {
+                if !self.conflicts.iter().any(|(o, _)| o.origin == op.origin) {
+                    self.conflicts.push(((**op).clone(), reason.clone()));
+                }
+                Ok(p2p_proto::Reply::Done)
             }
             _ => Ok(p2p_proto::Reply::Done),
         };
@@ -53,6 +61,11 @@ impl Replicated for Toy {
             o.encode(&mut w);
             out.encode(&mut w);
         }
+        w.put_u32(self.conflicts.len() as u32);
+        for (op, reason) in &self.conflicts {
+            op.encode(&mut w);
+            reason.encode(&mut w);
+        }
         w.freeze()
     }
     fn decode_snapshot(b: Bytes) -> Result<Self, DecodeError> {
@@ -68,6 +81,10 @@ impl Replicated for Toy {
         for _ in 0..r.count("recorded", 1 << 20, 26)? {
             let o = Origin::decode(&mut r)?;
             t.recorded.insert(o, Outcome::decode(&mut r)?);
+        }
+        for _ in 0..r.count("conflicts", 1 << 20, 11)? {
+            let op = Op::decode(&mut r)?;
+            t.conflicts.push((op, TrackerError::decode(&mut r)?));
         }
         r.finish()?;
         Ok(t)
@@ -644,12 +661,11 @@ fn partition_heal_resubmits_divergent_ops_and_records_conflicts() {
     // its "dup" is a recorded conflict.
     assert_eq!(c.primary(), Some(2));
     assert_eq!(c.names(1), vec!["common", "dup", "only1", "only2"]);
-    let conflicts: Vec<_> = c.get(2).conflicts().collect();
+    let conflicts = &c.get(2).state().conflicts;
     assert_eq!(conflicts.len(), 1, "{}", c.tail());
-    assert!(matches!(
-        conflicts[0].reason,
-        TrackerError::GroupExists { .. }
-    ));
+    assert!(matches!(conflicts[0].1, TrackerError::GroupExists { .. }));
+    // Replicated: tracker 1 holds the same conflict log.
+    assert_eq!(&c.get(1).state().conflicts, conflicts);
     assert!(c.nodes[0].events.iter().any(|e| matches!(
         e,
         ReplEvent::Diverged {
@@ -686,7 +702,7 @@ fn retried_resubmission_is_not_applied_twice() {
     c.heal();
     c.run(3000);
     c.assert_converged();
-    assert_eq!(c.get(2).conflicts().count(), 0);
+    assert_eq!(c.get(2).state().conflicts.len(), 0);
     assert_eq!(c.get(2).state().applied, c.get(1).state().applied);
     let creates = c
         .get(2)

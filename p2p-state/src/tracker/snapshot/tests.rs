@@ -85,6 +85,7 @@ fn keys_out_of_order_are_refused() {
         w.put_u32(0); // sessions
         w.put_u32(0); // groups
         w.put_u32(0); // outcomes
+        w.put_u32(0); // conflicts
         w.freeze()
     };
     assert!(TrackerState::decode_snapshot(users(["a", "b"])).is_ok());
@@ -134,5 +135,43 @@ fn a_state_breaking_an_invariant_is_refused() {
 fn check_invariants_panics_on_a_broken_state() {
     let mut st = busy();
     st.groups.get_mut(&group("g")).unwrap().owner = user("carol");
+    st.check_invariants();
+}
+
+#[test]
+fn conflict_records_round_trip_once_per_request_and_are_bounded() {
+    use p2p_proto::{ClientId, Op, OpKind, Origin, RequestId, TrackerError};
+    let record = |id: u64| Op {
+        at_ms: id,
+        origin: None,
+        kind: OpKind::RecordConflict {
+            op: Box::new(Op {
+                at_ms: 1,
+                origin: Some(Origin {
+                    client: ClientId([7; 16]),
+                    id: RequestId(id),
+                }),
+                kind: OpKind::Noop,
+            }),
+            reason: TrackerError::NotReady,
+        },
+    };
+    let mut st = TrackerState::default();
+    assert!(st.apply(&record(1)).is_ok());
+    assert!(st.apply(&record(1)).is_ok());
+    assert_eq!(st.conflicts().count(), 1, "one record per request");
+    let back = TrackerState::decode_snapshot(st.encode_snapshot()).unwrap();
+    assert_eq!(back, st);
+    for id in 2..=(crate::tracker::limits::CONFLICTS_MAX as u64 + 5) {
+        assert!(st.apply(&record(id)).is_ok());
+    }
+    assert_eq!(
+        st.conflicts().count(),
+        crate::tracker::limits::CONFLICTS_MAX
+    );
+    assert_eq!(
+        st.conflicts().next().unwrap().op.origin.unwrap().id,
+        RequestId(6)
+    );
     st.check_invariants();
 }
