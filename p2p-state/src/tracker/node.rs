@@ -54,6 +54,11 @@ impl Replicated for TrackerState {
     fn recorded(&self, origin: &Origin) -> Option<Outcome> {
         self.stored_outcome(origin).cloned()
     }
+    fn conflict_of(&self, origin: &Origin) -> Option<TrackerError> {
+        self.conflicts()
+            .find(|c| c.op.origin.as_ref() == Some(origin))
+            .map(|c| c.reason.clone())
+    }
 }
 
 /// Most client connections one tracker holds.

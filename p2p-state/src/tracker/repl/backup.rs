@@ -107,7 +107,14 @@ impl<S: Replicated> Repl<S> {
         // off with its connection): stop waiting for it, take appends.
         self.pending_fork = None;
         self.snapshot_rx = None;
-        if self.log.last().index > fork {
+        // Entries past the fork written in the current epoch are the
+        // primary's own, appended since we asked: not divergent.
+        let epoch = self.epoch;
+        let foreign = self
+            .log
+            .range(fork + 1, self.log.last().index)
+            .any(|e| e.pos.epoch != epoch);
+        if foreign || (self.log.last().index > fork && fork < self.log.start().index) {
             // The primary thinks we hold nothing divergent; we disagree.
             self.event(ReplEvent::PeerError {
                 peer: from,

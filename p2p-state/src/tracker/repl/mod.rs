@@ -85,6 +85,9 @@ pub trait Replicated: Default {
     fn revalidate(&self, op: &Op) -> Result<(), TrackerError>;
     /// The stored outcome of a request already applied, if any.
     fn recorded(&self, origin: &Origin) -> Option<Outcome>;
+    /// The reason a conflict record for request `origin` holds, if the
+    /// conflict log has one.
+    fn conflict_of(&self, origin: &Origin) -> Option<TrackerError>;
 }
 
 /// Largest snapshot accepted from a primary.
@@ -885,7 +888,10 @@ impl<S: Replicated> Repl<S> {
         let alive = self.primary().is_some_and(|p| self.connected.contains(&p))
             && now.saturating_since(self.primary_heard) < self.cfg.primary_timeout;
         let lowest = self.connected.iter().copied().chain([self.cfg.id]).min();
-        if !alive && lowest == Some(self.cfg.id) && self.pending_fork.is_none() {
+        if !alive && lowest == Some(self.cfg.id) {
+            // A snapshot we were waiting for will not come from a dead
+            // primary; our own log and state are untouched until one is
+            // installed, so leading with them loses nothing.
             self.become_primary(now);
             return;
         }

@@ -330,6 +330,28 @@ impl<S: Replicated> Repl<S> {
         reason: TrackerError,
         waiting: Vec<ResubmitFrom>,
     ) {
+        if let Some(o) = op.origin {
+            // Recorded already (a re-sent re-submission): answer from the
+            // log, or wait for the record still on its way.
+            if let Some(reason) = self.state.conflict_of(&o) {
+                for from in waiting {
+                    self.resubmit_answered(from, 0, Err(reason.clone()));
+                }
+                return;
+            }
+            let pending = self
+                .log
+                .range(self.applied + 1, self.log.last().index)
+                .find(|e| matches!(&e.op.kind, OpKind::RecordConflict { op, .. } if op.origin == Some(o)))
+                .map(|e| e.pos.index);
+            if let Some(index) = pending {
+                self.resubmit_waiters
+                    .entry(index)
+                    .or_default()
+                    .extend(waiting);
+                return;
+            }
+        }
         self.event(ReplEvent::Conflict {
             op: op.clone(),
             reason: reason.clone(),

@@ -102,6 +102,12 @@ impl Replicated for Toy {
     fn recorded(&self, origin: &Origin) -> Option<Outcome> {
         self.recorded.get(origin).cloned()
     }
+    fn conflict_of(&self, origin: &Origin) -> Option<TrackerError> {
+        self.conflicts
+            .iter()
+            .find(|(op, _)| op.origin.as_ref() == Some(origin))
+            .map(|(_, r)| r.clone())
+    }
 }
 
 #[derive(Default, Clone)]
@@ -952,4 +958,32 @@ fn unconfirmed_entries_survive_snapshots_and_restarts() {
         c.get(1).applied(),
         c.primary()
     );
+}
+
+#[test]
+fn a_backup_waiting_for_a_snapshot_takes_over_when_the_primary_dies() {
+    let mut c = Cluster::new(2);
+    c.run(2000);
+    c.partition(&[1]);
+    c.run(3000);
+    c.write(1, "only1", 10).unwrap();
+    c.run(100);
+    c.heal();
+    // Deliver until tracker 1 has been told a snapshot is coming, then the
+    // primary dies before sending it.
+    let until = c.now + Duration(3000);
+    for _ in 0..10_000 {
+        let told = c
+            .trace
+            .iter()
+            .any(|l| l.contains("2->1 CatchUp") && l.contains("snapshot: true"));
+        if told || !c.step(until) {
+            break;
+        }
+    }
+    assert!(c.get(1).pending_fork.is_some(), "{}", c.tail());
+    c.crash(2);
+    c.run(3000);
+    assert_eq!(c.primary(), Some(1), "{}", c.tail());
+    assert_eq!(c.names(1), vec!["only1"]);
 }
