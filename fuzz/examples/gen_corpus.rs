@@ -67,6 +67,20 @@ fn main() -> io::Result<()> {
 
     write_hellos(&root)?;
     write_frames(&root, &mut runner(5))?;
+    write_tracker_inputs(&root)?;
+    Ok(())
+}
+
+/// The `tracker_input` target: a valid session, and cuts of it.
+fn write_tracker_inputs(root: &Path) -> io::Result<()> {
+    let dir = clean_dir(root, "tracker_input")?;
+    let sample = p2p_state::fuzzing::tracker_input_sample();
+    let mut n = 0;
+    for cut in [sample.len(), sample.len() / 2, sample.len() / 4, 3] {
+        fs::write(dir.join(format!("session-{cut}")), &sample[..cut])?;
+        n += 1;
+    }
+    println!("tracker_input: {n} files");
     Ok(())
 }
 

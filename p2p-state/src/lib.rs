@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod download;
+pub mod fuzzing;
 pub mod hash;
 pub mod seeder;
 pub mod ticket;
