@@ -469,6 +469,20 @@ impl Client {
             })
     }
 
+    /// Creates user `user` and logs in as it (both must succeed).
+    fn sign_up(&mut self, net: &mut Net, user: &str, password: &str) {
+        let create = Request::CreateUser {
+            user: u(user),
+            password: pw(password),
+        };
+        assert!(self.call(net, create).is_ok(), "create_user {user}");
+        let login = Request::Login {
+            user: u(user),
+            password: pw(password),
+        };
+        assert!(self.call(net, login).is_ok(), "login {user}");
+    }
+
     /// Sends a request and runs the network until it is answered.
     fn call(&mut self, net: &mut Net, req: Request) -> Outcome {
         let id = self.next;
@@ -607,22 +621,7 @@ fn user_flow_on_the_primary_and_the_backup_converges() {
 fn client_fails_over_without_logging_in_again() {
     let mut net = setup();
     let mut a = Client::new(&mut net, 1, 1);
-    a.call(
-        &mut net,
-        Request::CreateUser {
-            user: u("alice"),
-            password: pw("pw"),
-        },
-    )
-    .unwrap();
-    a.call(
-        &mut net,
-        Request::Login {
-            user: u("alice"),
-            password: pw("pw"),
-        },
-    )
-    .unwrap();
+    a.sign_up(&mut net, "alice", "pw");
     net.crash(1);
     a.move_to(&mut net, 2);
     // Until tracker 2 has taken over, writes get NotReady; the client retries.
@@ -642,22 +641,7 @@ fn client_fails_over_without_logging_in_again() {
 fn a_retried_write_after_failover_is_applied_once() {
     let mut net = setup();
     let mut a = Client::new(&mut net, 1, 1);
-    a.call(
-        &mut net,
-        Request::CreateUser {
-            user: u("alice"),
-            password: pw("pw"),
-        },
-    )
-    .unwrap();
-    a.call(
-        &mut net,
-        Request::Login {
-            user: u("alice"),
-            password: pw("pw"),
-        },
-    )
-    .unwrap();
+    a.sign_up(&mut net, "alice", "pw");
     // Sent, applied and replicated, but the answer is lost with tracker 1.
     a.send_id(&mut net, 77, Request::CreateGroup { group: g("once") });
     net.run(200);
@@ -772,22 +756,7 @@ fn wrong_version_gets_our_hello_then_close() {
 fn a_dropped_client_goes_offline_after_the_grace_and_back_on_return() {
     let mut net = setup();
     let mut a = Client::new(&mut net, 1, 2);
-    a.call(
-        &mut net,
-        Request::CreateUser {
-            user: u("alice"),
-            password: pw("pw"),
-        },
-    )
-    .unwrap();
-    a.call(
-        &mut net,
-        Request::Login {
-            user: u("alice"),
-            password: pw("pw"),
-        },
-    )
-    .unwrap();
+    a.sign_up(&mut net, "alice", "pw");
     let token = a.token.unwrap();
     net.close(a.conn);
     net.settle();
@@ -962,22 +931,7 @@ fn session_rides_out_an_election_with_not_ready_retries() {
 fn a_refused_client_connection_also_goes_offline_after_the_grace() {
     let mut net = setup();
     let mut a = Client::new(&mut net, 1, 1);
-    a.call(
-        &mut net,
-        Request::CreateUser {
-            user: u("alice"),
-            password: pw("pw"),
-        },
-    )
-    .unwrap();
-    a.call(
-        &mut net,
-        Request::Login {
-            user: u("alice"),
-            password: pw("pw"),
-        },
-    )
-    .unwrap();
+    a.sign_up(&mut net, "alice", "pw");
     let token = a.token.unwrap();
     assert!(net.t(1).state().session(&token).unwrap().online);
     // The client's connection then breaks the protocol and is refused.
