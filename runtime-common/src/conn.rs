@@ -5,8 +5,10 @@
 //!
 //! Piece bytes are copied as little as the socket API allows: a reader
 //! reads the body of a large frame straight into that frame's buffer
-//! ([`Deframer`]), and a writer sends piece data from its own buffer with
-//! vectored writes ([`FrameSink::send_parts`], [`Batch`]).
+//! ([`Deframer`]; a pooled buffer from [`crate::buffers`], placed so the
+//! piece's data is aligned for `O_DIRECT`), and a writer sends piece data
+//! from its own buffer with vectored writes ([`FrameSink::send_parts`],
+//! [`Batch`]).
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -16,7 +18,9 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use p2p_proto::limits::FRAME_HEADER_LEN;
-use p2p_proto::{FrameDecoder, FrameError};
+use p2p_proto::{FrameDecoder, FrameError, PeerMsg};
+
+use crate::buffers::{self, DIRECT_ALIGN};
 
 /// A connection's number, unique within the process.
 pub type ConnId = u64;
@@ -34,6 +38,10 @@ pub const READ_CHUNK_LEN: usize = 64 * 1024;
 /// A frame with at least this many bytes still to come is read straight
 /// into its own buffer.
 pub const DIRECT_READ_LEN_MIN: usize = 64 * 1024;
+/// The byte of a large frame placed on a [`DIRECT_ALIGN`] boundary: large
+/// frames are pieces, and this is where a piece's data begins, so the
+/// disk can write it with `O_DIRECT` as it is.
+pub const LARGE_FRAME_ALIGN_AT: usize = FRAME_HEADER_LEN + PeerMsg::PIECE_HEADER_LEN;
 /// Queued frames are joined into writes of at most about this many bytes.
 pub const WRITE_BATCH_LEN_MAX: usize = 1024 * 1024;
 /// Bytes queued for one writer before the connection is cut as stalled.
@@ -79,8 +87,8 @@ pub trait FrameSink: Send + 'static {
 /// should land ([`Deframer::read_buf`]): small frames arrive in a chunk of
 /// [`READ_CHUNK_LEN`] bytes that can hold many of them and are copied out
 /// of it, while the rest of a large frame (a piece) is read straight into
-/// the frame's own buffer, sized from its header (already checked against
-/// the frame limit), so piece bytes are never copied after the socket.
+/// a pooled buffer sized from its header (already checked against the
+/// frame limit), so piece bytes are never copied after the socket.
 #[derive(Debug)]
 pub struct Deframer {
     decoder: FrameDecoder,
@@ -88,10 +96,18 @@ pub struct Deframer {
     buf: BytesMut,
     /// Where reads land when no large frame is arriving.
     chunk: Vec<u8>,
-    /// While a large frame is read in place: `buf` already has the whole
-    /// frame's length (zeros past what arrived) and this many bytes of it
-    /// have arrived.
-    direct: Option<usize>,
+    /// The large frame being read in place, if any.
+    direct: Option<Direct>,
+}
+
+/// A large frame arriving in its own buffer: the frame (header included)
+/// goes to `buf[start..start + need]`, and `have` bytes of it are there.
+#[derive(Debug)]
+struct Direct {
+    buf: Vec<u8>,
+    start: usize,
+    have: usize,
+    need: usize,
 }
 
 impl Deframer {
@@ -110,8 +126,8 @@ impl Deframer {
         if self.direct.is_none() {
             self.direct = self.start_direct();
         }
-        match self.direct {
-            Some(have) => &mut self.buf[have..],
+        match &mut self.direct {
+            Some(d) => &mut d.buf[d.start + d.have..d.start + d.need],
             None => &mut self.chunk,
         }
     }
@@ -120,14 +136,15 @@ impl Deframer {
     /// frame to `sink`. `false`: stop reading (bad framing, or the sink
     /// stopped listening).
     pub fn filled<F: FnMut(ConnEvent) -> bool>(&mut self, n: usize, sink: &mut F) -> bool {
-        match self.direct {
-            Some(have) if have + n < self.buf.len() => {
-                self.direct = Some(have + n);
+        match self.direct.take() {
+            Some(mut d) if d.have + n < d.need => {
+                d.have += n;
+                self.direct = Some(d);
                 true
             }
-            Some(_) => {
-                self.direct = None;
-                self.decode_all(sink)
+            Some(d) => {
+                let payload = d.start + FRAME_HEADER_LEN..d.start + d.need;
+                sink(ConnEvent::Frame(buffers::freeze(d.buf, payload)))
             }
             None => {
                 self.buf.extend_from_slice(&self.chunk[..n]);
@@ -151,11 +168,12 @@ impl Deframer {
         true
     }
 
-    /// A large frame's header is in `buf` and most of its body is still to
-    /// come: size `buf` for the whole frame and say how much has arrived.
-    /// `None` for small frames, and for a bad header (left for the decoder
-    /// to report).
-    fn start_direct(&mut self) -> Option<usize> {
+    /// A large frame's header is in `buf` (and nothing after that frame:
+    /// whole frames were handed out) and most of its body is still to
+    /// come: move what arrived into a buffer of its own, placed so that
+    /// byte [`LARGE_FRAME_ALIGN_AT`] is aligned. `None` for small frames,
+    /// and for a bad header (left for the decoder to report).
+    fn start_direct(&mut self) -> Option<Direct> {
         let header = self.buf.get(..FRAME_HEADER_LEN)?;
         let len = u32::from_be_bytes(header.try_into().ok()?);
         if len == 0 || len > self.decoder.len_max() {
@@ -166,8 +184,16 @@ impl Deframer {
         if need.saturating_sub(have) < DIRECT_READ_LEN_MIN {
             return None;
         }
-        self.buf.resize(need, 0);
-        Some(have)
+        let mut buf = buffers::take(need + DIRECT_ALIGN);
+        let start = buffers::aligned_start(&buf, LARGE_FRAME_ALIGN_AT);
+        buf[start..start + have].copy_from_slice(&self.buf);
+        self.buf.clear();
+        Some(Direct {
+            buf,
+            start,
+            have,
+            need,
+        })
     }
 
     fn decode_all<F: FnMut(ConnEvent) -> bool>(&mut self, sink: &mut F) -> bool {
@@ -189,8 +215,12 @@ impl Deframer {
 
     /// The stream ended: a partial frame left over is bad framing.
     pub fn finish<F: FnMut(ConnEvent) -> bool>(&mut self, sink: &mut F) {
-        if let Some(have) = self.direct.take() {
-            self.buf.truncate(have);
+        if let Some(d) = self.direct.take() {
+            sink(ConnEvent::BadFraming(FrameError::Truncated {
+                have: d.have,
+                need: d.need,
+            }));
+            return;
         }
         if let Err(e) = self.decoder.finish(&self.buf) {
             sink(ConnEvent::BadFraming(e));
@@ -409,6 +439,12 @@ mod tests {
         assert!(
             landed.iter().all(|p| span.contains(p)),
             "read in place, never copied"
+        );
+        let data = &f[LARGE_FRAME_ALIGN_AT - FRAME_HEADER_LEN..];
+        assert_eq!(
+            data.as_ptr().align_offset(DIRECT_ALIGN),
+            0,
+            "a piece's data lands aligned for O_DIRECT"
         );
     }
 

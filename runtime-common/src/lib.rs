@@ -1,6 +1,7 @@
 //! What every driver shares, so it lives once: nothing here owns a thread,
 //! a socket or an executor.
 //!
+//! - [`buffers`]: pooled piece buffers, aligned for `O_DIRECT`;
 //! - [`clock`]: milliseconds since the Unix epoch, never going backwards;
 //! - [`tracker_info`]: parsing `tracker_info.txt`;
 //! - [`cli`]: the client's command language and the text it prints;
@@ -8,6 +9,7 @@
 //!   recovery) and the group-committing storage loop a driver runs on a
 //!   blocking thread.
 
+pub mod buffers;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -59,6 +59,56 @@ pub fn warm_page_cache(path: &Path) -> Res<()> {
     }
 }
 
+/// How fresh the machine's free memory is when a timed download starts.
+///
+/// On a VM with free page reporting (this project's machines: Firecracker
+/// guests, `page_reporting` in the kernel log) the guest hands free memory
+/// back to the host about two seconds after it is freed, and the next
+/// touch of each page then costs a fault in the host. Writing a file into
+/// the page cache is where a download touches fresh memory, so the same
+/// 1 GiB buffered write takes about 1.7 s on memory that has sat free and
+/// 0.25 s on memory a deleted file freed a moment ago. Left to chance,
+/// that alone moved a figure by 4x between runs; every contender of a run
+/// now starts from the same state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Memory {
+    /// Free memory has been handed back: wait [`COLD_SETTLE`] first.
+    Cold,
+    /// Free memory was just used: write and delete a scratch file a
+    /// quarter larger than the download first.
+    Warm,
+}
+
+/// How long free memory sits before a cold run (the kernel reports free
+/// pages two seconds after they are freed).
+pub const COLD_SETTLE: Duration = Duration::from_secs(4);
+
+/// Brings free memory into `state` before a timed run that writes `bytes`
+/// to disk; the scratch file of a warm start goes in `dir`.
+pub fn prepare_memory(state: Memory, dir: &Path, bytes: u64) -> Res<()> {
+    match state {
+        Memory::Cold => std::thread::sleep(COLD_SETTLE),
+        Memory::Warm => {
+            let path = dir.join("warm-memory.scratch");
+            let r = write_scratch(&path, bytes + bytes / 4);
+            let _ = std::fs::remove_file(&path);
+            r.map_err(|e| format!("warming memory with {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_scratch(path: &Path, mut left: u64) -> std::io::Result<()> {
+    let mut f = File::create(path)?;
+    let buf = vec![1u8; MIB as usize];
+    while left > 0 {
+        let n = left.min(MIB) as usize;
+        f.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
 /// `name` on PATH (or in the sbin directories root's PATH may lack).
 pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();

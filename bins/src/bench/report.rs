@@ -1,8 +1,8 @@
 //! The figures, the table a person reads and the JSON a script reads.
 //!
 //! Every timed figure keeps all its runs: the first run is reported on its
-//! own (fresh processes and, on this VM, memory that was freed a moment
-//! ago and is slow to reuse), then the median of the warm runs after it.
+//! own (fresh processes and, for the download, cold memory: see
+//! `baseline::Memory`), then the median of the warm runs after it.
 
 use std::fmt::Write as _;
 
@@ -170,9 +170,12 @@ impl Report {
     pub fn table(&self) -> String {
         let mut t = Table { out: String::new() };
         let runs = if self.warm_runs == 0 {
-            "first run only".to_string()
+            "first run only (downloads on cold memory)".to_string()
         } else {
-            format!("first run, then the median of {} warm runs", self.warm_runs)
+            format!(
+                "first run (downloads on cold memory), then the median of {} warm runs (warm memory)",
+                self.warm_runs
+            )
         };
         let _ = writeln!(
             t.out,

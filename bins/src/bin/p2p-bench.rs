@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 
-use bench::baseline::{self, MIB, Nginx};
+use bench::baseline::{self, MIB, Memory, Nginx};
 use bench::proc::{self, Res, WorkDir};
 use bench::report::{Download, Fig, Hashing, Report, RuntimeReport, Tracker};
 use bench::swarm::{self, Bins, Swarm};
@@ -289,7 +289,12 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
     let mut bare = Ok(Vec::new());
     for k in 0..cx.runs {
         eprintln!("p2p-bench: [{}] download, run {}", sw.bins.runtime, k + 1);
+        // The first run of each contender starts on cold memory, the
+        // others on warm memory (see `baseline::Memory`).
+        let state = if k == 0 { Memory::Cold } else { Memory::Warm };
+        let prepare = || baseline::prepare_memory(state, dir.path(), cx.size);
         if let (Ok(c), Ok(n), Ok(_)) = (&cx.tools.curl, cx.nginx, &curl) {
+            prepare()?;
             let r = baseline::curl(c, n.port, &name, &dest);
             let r = r.and_then(|s| match std::fs::metadata(&dest).map(|m| m.len()) {
                 Ok(len) if len == cx.size => Ok(s),
@@ -298,9 +303,11 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
             let _ = std::fs::remove_file(&dest);
             push_run(&mut curl, r);
         }
+        prepare()?;
         push_run(&mut bare, baseline::bare_copy(cx.file, &dest));
         let _ = std::fs::remove_file(&dest);
         if let Ok(v) = &mut p2p {
+            prepare()?;
             match sw.download(&name, cx.size, &dest) {
                 Ok(r) => v.push(r),
                 Err(e) => p2p = Err(e),

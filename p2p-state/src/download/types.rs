@@ -73,8 +73,12 @@ pub struct DownloadConfig {
 pub const MAX_PARALLEL_DEFAULT: usize = 16;
 /// Default most requests in flight per peer (the seeder's default limit).
 pub const PER_PEER_MAX_DEFAULT: usize = 8;
-/// Default fewest requests the adaptive window keeps per peer.
-pub const PER_PEER_MIN_DEFAULT: usize = 2;
+/// Default fewest requests the adaptive window keeps per peer. Latency is
+/// measured in whole milliseconds, so on a fast link (loopback, a LAN) the
+/// window falls to this floor; with 2 a seeder sat idle between pieces
+/// while the leecher hashed one and asked for the next (1 GiB from two
+/// seeders on loopback: 1.26 s with 2, 1.01-1.07 s with 4).
+pub const PER_PEER_MIN_DEFAULT: usize = 4;
 /// Default most connections per download.
 pub const PEERS_MAX_DEFAULT: usize = 8;
 /// Default most peers remembered per download.

@@ -488,6 +488,7 @@ impl<R: ClientIo> Core<R> {
                     let job = Job::Write {
                         dl,
                         file: f.file.clone(),
+                        direct: f.direct.clone(),
                         record: f.record.clone(),
                         index,
                         offset,
