@@ -6,12 +6,16 @@
 //! Piece bytes are copied as little as the socket API allows: a reader
 //! reads the body of a large frame straight into that frame's buffer
 //! ([`Deframer`]; a pooled buffer from [`crate::buffers`], placed so the
-//! piece's data is aligned for `O_DIRECT`), and a writer sends piece data
-//! from its own buffer with vectored writes ([`FrameSink::send_parts`],
-//! [`Batch`]).
+//! piece's data is aligned for `O_DIRECT`), and a writer sends a piece
+//! served from disk straight from the file with `sendfile`
+//! ([`FrameSink::send_file`], [`FileRange`]), other large data from its
+//! own buffer with vectored writes ([`FrameSink::send_parts`], [`Batch`]).
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::fs::File;
+use std::io::{self, IoSlice};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -75,6 +79,25 @@ pub trait FrameSink: Send + 'static {
         frame.extend_from_slice(&head);
         frame.extend_from_slice(&body);
         self.send(frame.freeze())
+    }
+    /// Queues one frame given as its start and a range of a file (a piece
+    /// served from disk): the runtimes' writers send the file's bytes with
+    /// `sendfile`, never through memory. This default reads them on the
+    /// caller's thread and sends them as [`FrameSink::send_parts`] (for
+    /// sinks that are not sockets); a short file aborts the connection,
+    /// as a writer does when the file ends early.
+    fn send_file(&self, head: Bytes, range: FileRange) -> bool {
+        let mut buf = buffers::take(range.len);
+        match range
+            .file
+            .read_exact_at(&mut buf[..range.len], range.offset)
+        {
+            Ok(()) => self.send_parts(head, buffers::freeze(buf, 0..range.len)),
+            Err(_) => {
+                self.abort();
+                false
+            }
+        }
     }
     /// Sends what is queued, then shuts the socket down (which also ends
     /// its reader).
@@ -234,7 +257,25 @@ pub enum WriterMsg {
     /// Bytes to write: a whole frame, or a part of one whose other parts
     /// are queued right next to it.
     Frame(Bytes),
+    /// A part of a frame that is a range of a file, sent with `sendfile`.
+    File(FileRange),
     Close,
+}
+
+/// `len` bytes at `offset` of `file`, to be sent as they are.
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    pub file: Arc<File>,
+    pub offset: u64,
+    pub len: usize,
+}
+
+/// Sends the start of `range` on `out` with `sendfile` (from the page
+/// cache to the socket, no copy through this process); returns how many
+/// bytes went. `Ok(0)` for a non-empty range means the file ended early.
+pub fn send_file_range(out: impl AsFd, range: &FileRange) -> io::Result<usize> {
+    let mut offset = range.offset;
+    rustix::fs::sendfile(out, &*range.file, Some(&mut offset), range.len).map_err(io::Error::from)
 }
 
 /// Bytes queued for a writer and not yet written, counted by the sending
@@ -270,13 +311,20 @@ pub const WRITE_COPY_LEN_MAX: usize = 16 * 1024;
 /// Most buffers handed to one vectored write.
 const WRITE_SLICES_MAX: usize = 64;
 
-/// What a writer sends next: small frames copied into one buffer, large
-/// ones (piece data) kept as they are, in order, for vectored writes.
+/// What a writer sends next, in order: small frames copied into one
+/// buffer, large ones (piece data) kept as they are for vectored writes,
+/// and file ranges for `sendfile`.
 #[derive(Debug, Default)]
 pub struct Batch {
-    parts: VecDeque<Bytes>,
+    parts: VecDeque<Part>,
     small: BytesMut,
     len: usize,
+}
+
+#[derive(Debug)]
+enum Part {
+    Mem(Bytes),
+    File(FileRange),
 }
 
 impl Batch {
@@ -287,13 +335,21 @@ impl Batch {
             return;
         }
         self.seal();
-        self.parts.push_back(b);
+        self.parts.push_back(Part::Mem(b));
+    }
+
+    fn push_file(&mut self, r: FileRange) {
+        self.len += r.len;
+        self.seal();
+        if r.len > 0 {
+            self.parts.push_back(Part::File(r));
+        }
     }
 
     /// Ends the run of small frames copied so far.
     fn seal(&mut self) {
         if !self.small.is_empty() {
-            self.parts.push_back(self.small.split().freeze());
+            self.parts.push_back(Part::Mem(self.small.split().freeze()));
         }
     }
 
@@ -306,24 +362,48 @@ impl Batch {
         self.len == 0
     }
 
-    /// The next buffers to write, in order.
+    /// The next buffers to write, in order, up to the next file range
+    /// (empty when one is first: see [`Batch::front_file`]).
     pub fn slices(&self) -> Vec<IoSlice<'_>> {
         let parts = self.parts.iter().take(WRITE_SLICES_MAX);
-        parts.map(|b| IoSlice::new(b)).collect()
+        parts
+            .map_while(|p| match p {
+                Part::Mem(b) => Some(IoSlice::new(b)),
+                Part::File(_) => None,
+            })
+            .collect()
     }
 
-    /// `n` bytes of [`Batch::slices`] were written.
+    /// The file range to send next, if that is what comes first.
+    pub fn front_file(&self) -> Option<&FileRange> {
+        match self.parts.front() {
+            Some(Part::File(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// `n` bytes of [`Batch::slices`] or of [`Batch::front_file`] were
+    /// written.
     pub fn advance(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
             let Some(front) = self.parts.front_mut() else {
                 return;
             };
-            if n < front.len() {
-                front.advance(n);
-                return;
-            }
-            n -= front.len();
+            let left = match front {
+                Part::Mem(b) if n < b.len() => {
+                    b.advance(n);
+                    return;
+                }
+                Part::File(r) if n < r.len => {
+                    r.offset += n as u64;
+                    r.len -= n;
+                    return;
+                }
+                Part::Mem(b) => b.len(),
+                Part::File(r) => r.len,
+            };
+            n -= left;
             self.parts.pop_front();
         }
     }
@@ -346,6 +426,10 @@ pub fn collect_batch(
             WriterMsg::Frame(f) => {
                 len += f.len();
                 batch.push(f);
+            }
+            WriterMsg::File(r) => {
+                len += r.len;
+                batch.push_file(r);
             }
             WriterMsg::Close => {
                 closing = true;
@@ -534,6 +618,68 @@ mod tests {
         want.extend_from_slice(b"tail");
         assert_eq!(write_all(&mut batch, 7_777), want, "short writes resume");
         assert!(batch.is_empty() && batch.slices().is_empty());
+    }
+
+    /// File ranges go out with `sendfile` in their place among the
+    /// frames, resuming after short sends; a file that ends early is a
+    /// send of 0 bytes, which the writers treat as an error.
+    #[test]
+    fn file_ranges_are_sent_in_order_and_resume() {
+        use std::io::{Read, Seek, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let src_path = dir.path().join("share.bin");
+        let src: Vec<u8> = (0..300_000u32).map(|i| (i % 249) as u8).collect();
+        File::create(&src_path).unwrap().write_all(&src).unwrap();
+        let file = Arc::new(File::open(&src_path).unwrap());
+        let range = |offset: u64, len: usize| FileRange {
+            file: file.clone(),
+            offset,
+            len,
+        };
+        let mut q = vec![
+            WriterMsg::File(range(10, 200_000)),
+            WriterMsg::Frame(Bytes::from_static(b"mid")),
+            WriterMsg::File(range(250_000, 50_000)),
+        ]
+        .into_iter();
+        let mut batch = Batch::default();
+        let r = collect_batch(
+            WriterMsg::Frame(Bytes::from_static(b"head")),
+            || q.next(),
+            &mut batch,
+        );
+        assert_eq!(r, (false, 4 + 200_000 + 3 + 50_000));
+        // Write it all to a file: vectored writes for bytes, sendfile for
+        // ranges, at most 65,536 bytes a call.
+        let mut out = tempfile::tempfile().unwrap();
+        while !batch.is_empty() {
+            let n = match batch.front_file() {
+                Some(f) => {
+                    let part = FileRange {
+                        len: f.len.min(65_536),
+                        ..f.clone()
+                    };
+                    send_file_range(&out, &part).unwrap()
+                }
+                None => {
+                    let slices = batch.slices();
+                    assert!(!slices.is_empty());
+                    out.write_vectored(&slices).unwrap()
+                }
+            };
+            assert!(n > 0);
+            batch.advance(n);
+        }
+        let mut got = Vec::new();
+        out.rewind().unwrap();
+        out.read_to_end(&mut got).unwrap();
+        let mut want = b"head".to_vec();
+        want.extend_from_slice(&src[10..200_010]);
+        want.extend_from_slice(b"mid");
+        want.extend_from_slice(&src[250_000..]);
+        assert_eq!(got, want);
+        // Past the end of the file: nothing to send.
+        assert_eq!(send_file_range(&out, &range(300_000, 10)).unwrap(), 0);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! TCP connections as tasks: a reader task per socket that cuts the byte
 //! stream into frames ([`Deframer`]), a writer task per socket fed by a
-//! channel of encoded frames (joined into batched writes with
-//! [`collect_batch`]), an accept loop, and dialing with a timeout.
+//! channel of encoded frames and file ranges (joined into batched writes
+//! with [`collect_batch`]; ranges sent with `sendfile`), an accept loop,
+//! and dialing with a timeout.
 //!
 //! The same contract as runtime-std's `conn`: nothing here knows a
 //! protocol; readers hand [`ConnEvent`]s to a sink the driver supplies and
@@ -14,7 +15,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use p2p_proto::FrameDecoder;
-use runtime_common::conn::{Batch, Deframer, QueuedLen, WriterMsg, collect_batch};
+use runtime_common::conn::{
+    Batch, Deframer, FileRange, QueuedLen, WriterMsg, collect_batch, send_file_range,
+};
 pub use runtime_common::conn::{
     ConnEvent, ConnId, DIAL_TIMEOUT, FrameSink, READ_CHUNK_LEN, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT,
     next_conn_id,
@@ -123,6 +126,22 @@ impl ConnWriter {
         sent
     }
 
+    /// Queues one frame given as its start and a range of a file, which
+    /// the writer sends with `sendfile` (see [`FrameSink::send_file`]).
+    pub fn send_file(&self, head: Bytes, range: FileRange) -> bool {
+        let len = head.len() + range.len;
+        if !self.queued.try_add(len) {
+            self.abort();
+            return false;
+        }
+        let sent = self.tx.try_send(WriterMsg::Frame(head)).is_ok()
+            && self.tx.try_send(WriterMsg::File(range)).is_ok();
+        if !sent {
+            self.queued.sub(len);
+        }
+        sent
+    }
+
     /// Bytes queued and not yet written.
     pub fn queued_len(&self) -> usize {
         self.queued.get()
@@ -156,6 +175,9 @@ impl FrameSink for ConnWriter {
     }
     fn send_parts(&self, head: Bytes, body: Bytes) -> bool {
         ConnWriter::send_parts(self, head, body)
+    }
+    fn send_file(&self, head: Bytes, range: FileRange) -> bool {
+        ConnWriter::send_file(self, head, range)
     }
     fn close(self) {
         if let Some(t) = ConnWriter::close(self) {
@@ -193,13 +215,21 @@ async fn write_loop(stream: Stream, rx: Receiver<WriterMsg>, queued: QueuedLen) 
     let _ = stream.get_ref().shutdown(Shutdown::Both);
 }
 
-/// Writes all of `batch` with vectored writes (large parts from their own
-/// buffers), failing if it takes longer than [`WRITE_TIMEOUT`].
+/// Writes all of `batch`: vectored writes (large parts from their own
+/// buffers), `sendfile` for file ranges (on this thread: the disk job
+/// that checked the range also started its read-ahead, so the pages are
+/// usually cached by now), failing if it takes longer than
+/// [`WRITE_TIMEOUT`]. A file that ends early fails the connection
+/// (`WriteZero`): its frame cannot be finished.
 async fn write_all(stream: &Async<TcpStream>, batch: &mut Batch) -> io::Result<()> {
     let write = async {
         let mut writer = stream;
         while !batch.is_empty() {
-            match writer.write_vectored(&batch.slices()).await {
+            let sent = match batch.front_file() {
+                Some(range) => stream.write_with(|s| send_file_range(s, range)).await,
+                None => writer.write_vectored(&batch.slices()).await,
+            };
+            match sent {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(n) => batch.advance(n),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -1,6 +1,7 @@
 //! TCP connections on threads: a reader thread per socket that cuts the byte
 //! stream into frames, a writer thread per socket fed by a channel of
-//! encoded frames, a listener thread, and dialing with a timeout.
+//! encoded frames and file ranges (sent with `sendfile`), a listener
+//! thread, and dialing with a timeout.
 //!
 //! Nothing here knows a protocol: readers hand [`ConnEvent`]s to a sink the
 //! driver supplies (which wraps them into its machine's input), writers take
@@ -17,7 +18,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use p2p_proto::FrameDecoder;
-use runtime_common::conn::{Batch, Deframer, QueuedLen, WriterMsg, collect_batch};
+use runtime_common::conn::{
+    Batch, Deframer, FileRange, QueuedLen, WriterMsg, collect_batch, send_file_range,
+};
 pub use runtime_common::conn::{
     ConnEvent, ConnId, DIAL_TIMEOUT, FrameSink, READ_CHUNK_LEN, WRITE_BATCH_LEN_MAX,
     WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
@@ -127,6 +130,22 @@ impl ConnWriter {
         sent
     }
 
+    /// Queues one frame given as its start and a range of a file, which
+    /// the writer sends with `sendfile` (see [`FrameSink::send_file`]).
+    pub fn send_file(&self, head: Bytes, range: FileRange) -> bool {
+        let len = head.len() + range.len;
+        if !self.queued.try_add(len) {
+            self.abort();
+            return false;
+        }
+        let sent = self.tx.send(WriterMsg::Frame(head)).is_ok()
+            && self.tx.send(WriterMsg::File(range)).is_ok();
+        if !sent {
+            self.queued.sub(len);
+        }
+        sent
+    }
+
     /// Bytes queued and not yet written.
     pub fn queued_len(&self) -> usize {
         self.queued.get()
@@ -157,6 +176,9 @@ impl FrameSink for ConnWriter {
     }
     fn send_parts(&self, head: Bytes, body: Bytes) -> bool {
         ConnWriter::send_parts(self, head, body)
+    }
+    fn send_file(&self, head: Bytes, range: FileRange) -> bool {
+        ConnWriter::send_file(self, head, range)
     }
     fn close(self) {
         drop(ConnWriter::close(self));
@@ -193,11 +215,16 @@ fn write_loop(mut stream: TcpStream, rx: Receiver<WriterMsg>, queued: &QueuedLen
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-/// Writes all of `batch` with vectored writes (large parts from their own
-/// buffers).
+/// Writes all of `batch`: vectored writes (large parts from their own
+/// buffers), `sendfile` for file ranges. A file that ends early fails the
+/// connection (`WriteZero`): its frame cannot be finished.
 fn write_batch(stream: &mut TcpStream, batch: &mut Batch) -> io::Result<()> {
     while !batch.is_empty() {
-        match stream.write_vectored(&batch.slices()) {
+        let sent = match batch.front_file() {
+            Some(range) => send_file_range(&*stream, range),
+            None => stream.write_vectored(&batch.slices()),
+        };
+        match sent {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => batch.advance(n),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -173,6 +173,13 @@ pub enum Input {
         index: u32,
         data: Bytes,
     },
+    /// A `ReadPiece` answered without reading: the file holds the piece,
+    /// and the driver sends it from the file when told to
+    /// (`PeerOut::PieceFromFile`).
+    PieceInFile {
+        conn: u64,
+        index: u32,
+    },
     ReadFailed {
         conn: u64,
         index: u32,
@@ -184,6 +191,15 @@ pub enum Input {
 pub enum PeerOut {
     Hello(Hello),
     Msg(PeerMsg),
+    /// `PeerMsg::Piece { index, data }` whose data is the `len` bytes at
+    /// `offset` of `share`'s file: the driver sends them from the file
+    /// (`sendfile`), never through memory.
+    PieceFromFile {
+        share: ShareId,
+        index: u32,
+        offset: u64,
+        len: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -474,6 +490,13 @@ impl ClientNode {
                     conn: ConnId(conn),
                     index,
                     data,
+                },
+            ),
+            Input::PieceInFile { conn, index } => self.seeder.handle_input(
+                now,
+                seeder::Input::PieceInFile {
+                    conn: ConnId(conn),
+                    index,
                 },
             ),
             Input::ReadFailed { conn, index } => self.seeder.handle_input(
@@ -986,6 +1009,21 @@ impl ClientNode {
                         index,
                         offset,
                         len,
+                    }),
+                    seeder::Output::SendPieceFromFile {
+                        conn,
+                        share,
+                        index,
+                        offset,
+                        len,
+                    } => self.out.push_back(Output::PeerSend {
+                        conn: conn.0,
+                        msg: PeerOut::PieceFromFile {
+                            share,
+                            index,
+                            offset,
+                            len,
+                        },
                     }),
                     seeder::Output::Close { conn, .. } => self.drop_peer(conn.0),
                 }

@@ -507,11 +507,28 @@ impl World {
                 len,
                 ..
             } => {
+                // Odd pieces go the way of real drivers (sent from the
+                // file), even ones through memory: both paths are run.
+                let at = self.now + Duration(self.sc.disk_latency_ms);
+                let input = if index % 2 == 1 {
+                    seeder::Input::PieceInFile { conn, index }
+                } else {
+                    let (o, n) = (offset as usize, len as usize);
+                    let data = self.file.slice(o..o + n);
+                    seeder::Input::PieceRead { conn, index, data }
+                };
+                self.schedule(at, Event::ToSeeder(i, input));
+            }
+            seeder::Output::SendPieceFromFile {
+                conn,
+                index,
+                offset,
+                len,
+                ..
+            } => {
                 let (o, n) = (offset as usize, len as usize);
                 let data = self.file.slice(o..o + n);
-                let at = self.now + Duration(self.sc.disk_latency_ms);
-                let input = seeder::Input::PieceRead { conn, index, data };
-                self.schedule(at, Event::ToSeeder(i, input));
+                self.seeder_sends(i, conn, PeerMsg::Piece { index, data });
             }
             seeder::Output::Close { conn, .. } => self.seeder_closes(i, conn),
         }

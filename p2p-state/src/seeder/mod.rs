@@ -21,6 +21,14 @@
 //! request queue), `tests.rs`.
 
 mod conn;
+/// How the driver answered a `ReadPiece`.
+enum Read {
+    Bytes(bytes::Bytes),
+    /// The driver sends the piece from the file itself.
+    InFile,
+    Failed,
+}
+
 #[cfg(test)]
 mod tests;
 mod types;
@@ -216,8 +224,9 @@ impl Seeder {
             Input::Closed { conn } => {
                 self.forget(conn);
             }
-            Input::PieceRead { conn, index, data } => self.on_read(conn, index, Some(data)),
-            Input::ReadFailed { conn, index } => self.on_read(conn, index, None),
+            Input::PieceRead { conn, index, data } => self.on_read(conn, index, Read::Bytes(data)),
+            Input::PieceInFile { conn, index } => self.on_read(conn, index, Read::InFile),
+            Input::ReadFailed { conn, index } => self.on_read(conn, index, Read::Failed),
         }
         self.dispatch_reads();
         self.debug_check();
@@ -365,7 +374,7 @@ impl Seeder {
     }
 
     /// A disk read finished (`data`) or failed (`None`).
-    fn on_read(&mut self, conn: ConnId, index: u32, data: Option<bytes::Bytes>) {
+    fn on_read(&mut self, conn: ConnId, index: u32, read: Read) {
         if !self.reads.remove(&(conn, index)) {
             return; // not a read we asked for: a driver bug, nothing to do
         }
@@ -376,15 +385,32 @@ impl Seeder {
             return; // cancelled
         }
         let share = c.share().expect("reads only for open connections");
-        let want = self.shares[&share].piece_size(index) as usize;
-        match data {
-            Some(data) if data.len() == want => {
-                c.served.add(want);
-                let user = c.downloader().expect("open").clone();
-                self.stats.served.add(want);
-                self.served_by_user.entry(user).or_default().add(want);
-                self.send(conn, PeerMsg::Piece { index, data });
-            }
+        let meta = &self.shares[&share];
+        let offset = u64::from(index) * u64::from(meta.piece_len);
+        let want = meta.piece_size(index);
+        let ok = match &read {
+            Read::Bytes(data) => data.len() == want as usize,
+            Read::InFile => true,
+            Read::Failed => false,
+        };
+        if ok {
+            c.served.add(want as usize);
+            let user = c.downloader().expect("open").clone();
+            self.stats.served.add(want as usize);
+            self.served_by_user
+                .entry(user)
+                .or_default()
+                .add(want as usize);
+        }
+        match read {
+            Read::Bytes(data) if ok => self.send(conn, PeerMsg::Piece { index, data }),
+            Read::InFile => self.out.push_back(Output::SendPieceFromFile {
+                conn,
+                share,
+                index,
+                offset,
+                len: want,
+            }),
             _ => {
                 self.stats.read_failures += 1;
                 let reason = RejectReason::NoSuchPiece { index };

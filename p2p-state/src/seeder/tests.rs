@@ -488,6 +488,36 @@ fn cancel_drops_a_queued_request_and_a_read_in_progress() {
     assert_eq!(r.s.stats().served.pieces, 0);
 }
 
+/// A piece the driver sends from the file itself: the machine says where
+/// it is, counts it served, and says nothing for a cancelled one.
+#[test]
+fn a_piece_in_the_file_is_sent_from_the_file() {
+    let mut r = Rig::new();
+    let conn = r.open();
+    assert_eq!(reads(&r.msg(conn, PeerMsg::Request { index: 9 })), vec![9]);
+    let out = r.input(Input::PieceInFile { conn, index: 9 });
+    assert_eq!(
+        out,
+        vec![Output::SendPieceFromFile {
+            conn,
+            share: SHARE,
+            index: 9,
+            offset: 9 * 1024,
+            len: 1024 - 100,
+        }]
+    );
+    assert_eq!(r.s.stats().served.pieces, 1);
+    assert_eq!(r.s.stats().served.bytes, 924);
+    assert_eq!(r.s.reads_in_flight(), 0);
+    // Cancelled while the driver looked: nothing is sent or counted.
+    assert_eq!(reads(&r.msg(conn, PeerMsg::Request { index: 2 })), vec![2]);
+    assert!(r.msg(conn, PeerMsg::Cancel { index: 2 }).is_empty());
+    assert!(r.input(Input::PieceInFile { conn, index: 2 }).is_empty());
+    assert_eq!(r.s.stats().served.pieces, 1);
+    // An answer for a read never asked for is ignored.
+    assert!(r.input(Input::PieceInFile { conn, index: 5 }).is_empty());
+}
+
 #[test]
 fn a_failed_read_is_reported_as_a_missing_piece() {
     let mut r = Rig::new();

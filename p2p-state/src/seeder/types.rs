@@ -94,12 +94,17 @@ pub enum Input {
     /// The connection closed (not after our own `Close`).
     Closed { conn: ConnId },
     /// A `ReadPiece` finished. Every `ReadPiece` gets exactly one answer,
-    /// `PieceRead` or `ReadFailed`, even if the connection closed meanwhile.
+    /// `PieceRead`, `PieceInFile` or `ReadFailed`, even if the connection
+    /// closed meanwhile.
     PieceRead {
         conn: ConnId,
         index: u32,
         data: Bytes,
     },
+    /// A `ReadPiece` the driver answers without reading: the file holds
+    /// the piece's bytes, and the driver will send them from the file
+    /// itself (`sendfile`), when told to by `SendPieceFromFile`.
+    PieceInFile { conn: ConnId, index: u32 },
     /// A `ReadPiece` failed (file gone, short read...).
     ReadFailed { conn: ConnId, index: u32 },
 }
@@ -112,6 +117,17 @@ pub enum Output {
     /// Read `len` bytes at `offset` of the file registered as `share`, then
     /// answer `PieceRead`/`ReadFailed` for `(conn, index)`.
     ReadPiece {
+        conn: ConnId,
+        share: ShareId,
+        index: u32,
+        offset: u64,
+        len: u32,
+    },
+    /// Send `Piece { index, data }` on `conn`, the data being the `len`
+    /// bytes at `offset` of the file registered as `share` (after a
+    /// `PieceInFile`): the driver frames it and sends the bytes straight
+    /// from the file, in order with every other `Send` on `conn`.
+    SendPieceFromFile {
         conn: ConnId,
         share: ShareId,
         index: u32,

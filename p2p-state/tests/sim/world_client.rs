@@ -114,8 +114,30 @@ impl World {
 
     fn peer_send(&mut self, c: NodeIx, conn: u64, msg: PeerOut) {
         let mut b = BytesMut::new();
+        let inc = self.clients[c].inc;
         match &msg {
             PeerOut::Hello(h) => p2p_proto::encode_msg(h, &mut b),
+            &PeerOut::PieceFromFile {
+                share,
+                index,
+                offset,
+                len,
+            } => {
+                // What `sendfile` does: the bytes come from the file now.
+                // If it is gone or short, the driver cuts the connection
+                // (the header may be out already).
+                let Some(data) = self.piece_bytes(c, share, index, offset, len, true) else {
+                    return self.net.close(self.now, End::P(c, inc, conn));
+                };
+                if conn < cn::OUTBOUND {
+                    self.check.piece_sent(c, conn, index);
+                }
+                let piece = p2p_proto::PeerMsg::Piece {
+                    index,
+                    data: Bytes::from(data),
+                };
+                p2p_proto::encode_msg(&piece, &mut b)
+            }
             PeerOut::Msg(m) => {
                 if let (p2p_proto::PeerMsg::Piece { index, .. }, true) = (m, conn < cn::OUTBOUND) {
                     self.check.piece_sent(c, conn, *index);
@@ -123,7 +145,6 @@ impl World {
                 p2p_proto::encode_msg(m, &mut b)
             }
         }
-        let inc = self.clients[c].inc;
         self.net.write(self.now, End::P(c, inc, conn), b.freeze());
     }
 
@@ -185,53 +206,80 @@ impl World {
         self.defer_client(c, cn::Input::Finalized { dl });
     }
 
+    /// A seeder read: answered with the bytes (`PieceRead`) or, for every
+    /// other piece, the way the real drivers answer (`PieceInFile`: the
+    /// bytes are taken from the file when the piece is sent), so the
+    /// simulation runs both paths.
     fn read_piece(&mut self, c: NodeIx, conn: u64, share: ShareId, index: u32, off: u64, len: u32) {
-        let h = &self.clients[c];
-        let (registered, src) = if share.0 >= cn::OUTBOUND {
-            let dl = share.0 & !cn::OUTBOUND;
-            let dest = h.dests.get(&dl).copied().unwrap_or(u64::MAX);
-            let reg = h
-                .metas
-                .get(&dl)
-                .zip(h.dest_group.get(&dest))
-                .map(|(m, g)| (g.clone(), m.clone()));
-            let src = h.disk.parts.get(&dest).map(|p| &p.0[..]).or(h
-                .disk
-                .finished
-                .get(&dest)
-                .map(|b| &b[..]));
-            (reg, src)
-        } else {
-            let src = h.disk.shared.get(&share.0).map(|b| &b[..]);
-            (h.shares.get(&share.0).cloned(), src)
-        };
-        let data = match src {
-            Some(f) if (off + u64::from(len)) as usize <= f.len() => {
-                Some(f[off as usize..(off + u64::from(len)) as usize].to_vec())
-            }
-            _ => None,
-        };
-        let corrupt = h.corrupt;
+        let registered = self.share_registration(c, share);
         self.check.read_piece(c, conn, registered.as_ref(), index);
-        let input = match data {
-            Some(mut d) => {
-                if let Some(salt) = corrupt
-                    && !d.is_empty()
-                    && crate::swarm::child_seed(salt, index) % 3 == 0
-                {
-                    d[0] ^= 0xff;
-                    self.check.stats.corrupt_reads += 1;
-                    trace!(self.trace, self.now.0, "c{c} serves piece {index} corrupt");
-                }
-                cn::Input::PieceRead {
-                    conn,
-                    index,
-                    data: Bytes::from(d),
-                }
-            }
+        let in_file = (conn + u64::from(index)) % 2 == 1;
+        let input = match self.piece_bytes(c, share, index, off, len, !in_file) {
+            Some(_) if in_file => cn::Input::PieceInFile { conn, index },
+            Some(d) => cn::Input::PieceRead {
+                conn,
+                index,
+                data: Bytes::from(d),
+            },
             None => cn::Input::ReadFailed { conn, index },
         };
         self.defer_client(c, input);
+    }
+
+    /// The group and metadata `share` was registered with, if any.
+    fn share_registration(
+        &self,
+        c: NodeIx,
+        share: ShareId,
+    ) -> Option<(p2p_proto::GroupName, p2p_proto::FileMeta)> {
+        let h = &self.clients[c];
+        if share.0 >= cn::OUTBOUND {
+            let dl = share.0 & !cn::OUTBOUND;
+            let dest = h.dests.get(&dl).copied().unwrap_or(u64::MAX);
+            h.metas
+                .get(&dl)
+                .zip(h.dest_group.get(&dest))
+                .map(|(m, g)| (g.clone(), m.clone()))
+        } else {
+            h.shares.get(&share.0).cloned()
+        }
+    }
+
+    /// `len` bytes at `off` of `share`'s file on the client's disk (with
+    /// `damage`, a corrupt seeder flips a byte of some pieces); `None` if
+    /// the file is gone or short.
+    fn piece_bytes(
+        &mut self,
+        c: NodeIx,
+        share: ShareId,
+        index: u32,
+        off: u64,
+        len: u32,
+        damage: bool,
+    ) -> Option<Vec<u8>> {
+        let h = &self.clients[c];
+        let src = if share.0 >= cn::OUTBOUND {
+            let dl = share.0 & !cn::OUTBOUND;
+            let dest = h.dests.get(&dl).copied().unwrap_or(u64::MAX);
+            h.disk
+                .parts
+                .get(&dest)
+                .map(|p| &p.0[..])
+                .or(h.disk.finished.get(&dest).map(|b| &b[..]))
+        } else {
+            h.disk.shared.get(&share.0).map(|b| &b[..])
+        };
+        let end = (off + u64::from(len)) as usize;
+        let mut d = src.filter(|f| end <= f.len())?[off as usize..end].to_vec();
+        if let Some(salt) = h.corrupt.filter(|_| damage)
+            && !d.is_empty()
+            && crate::swarm::child_seed(salt, index) % 3 == 0
+        {
+            d[0] ^= 0xff;
+            self.check.stats.corrupt_reads += 1;
+            trace!(self.trace, self.now.0, "c{c} serves piece {index} corrupt");
+        }
+        Some(d)
     }
 
     // ------------------------------------------------------------ rogues

@@ -9,9 +9,9 @@
 //!   (`<dest>.part.pieces`); on resume every piece the record claims is
 //!   re-hashed, so a torn record can cost a piece, never a wrong byte;
 //! - [`Job`] / [`run_job`]: one piece of disk work for the machine
-//!   (prepare, positioned write + record, rename into place, positioned
-//!   read for the seeder, saving the share table), and the input it
-//!   produces;
+//!   (prepare, positioned write + record, rename into place, checking a
+//!   piece to serve is in its file and starting its read-ahead, saving the
+//!   share table), and the input it produces;
 //! - [`write_piece`]: whole pieces go to the part file with `O_DIRECT`
 //!   where the file system allows it, straight from the piece's buffer to
 //!   the device, so a download does not fill the page cache with a copy
@@ -255,7 +255,9 @@ pub enum Job {
         part: PathBuf,
         dest: PathBuf,
     },
-    Read {
+    /// A piece to serve: the file must hold its bytes; the connection's
+    /// writer then sends them with `sendfile`.
+    Serve {
         conn: u64,
         file: Arc<File>,
         index: u32,
@@ -335,24 +337,16 @@ pub fn run_job(job: Job) -> JobDone {
                 },
             })
         }
-        Job::Read {
+        Job::Serve {
             conn,
             file,
             index,
             offset,
             len,
-        } => {
-            let len = len as usize;
-            let mut buf = buffers::take(len);
-            JobDone::Input(match file.read_exact_at(&mut buf[..len], offset) {
-                Ok(()) => cn::Input::PieceRead {
-                    conn,
-                    index,
-                    data: buffers::freeze(buf, 0..len),
-                },
-                Err(_) => cn::Input::ReadFailed { conn, index },
-            })
-        }
+        } => JobDone::Input(match check_serve(&file, offset, len) {
+            Ok(()) => cn::Input::PieceInFile { conn, index },
+            Err(_) => cn::Input::ReadFailed { conn, index },
+        }),
         Job::SaveShares { dir, text } => {
             save_shares(&dir, &text);
             JobDone::Nothing
@@ -408,6 +402,20 @@ fn open_direct(path: &Path) -> Option<File> {
         .custom_flags(libc::O_DIRECT)
         .open(path)
         .ok()
+}
+
+/// Checks that `file` holds `len` bytes at `offset`, and asks the kernel
+/// to start reading them into the page cache (`posix_fadvise` WILLNEED),
+/// so the `sendfile` that follows rarely waits for the disk (on smol it
+/// runs on an executor thread).
+fn check_serve(file: &File, offset: u64, len: u32) -> io::Result<()> {
+    let end = offset + u64::from(len);
+    if file.metadata()?.len() < end {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let len = std::num::NonZeroU64::new(u64::from(len));
+    rustix::fs::fadvise(file, offset, len, rustix::fs::Advice::WillNeed)?;
+    Ok(())
 }
 
 pub fn part_path(dest: &Path) -> PathBuf {
@@ -563,6 +571,37 @@ mod tests {
         // The short tail.
         write_piece(&dl.file, direct, &data[3 * piece..], (3 * piece) as u64).unwrap();
         assert_eq!(fs::read(&dl.part).unwrap(), data);
+    }
+
+    /// A piece to serve is checked against the file's length (a file
+    /// that shrank since it was shared is a failed read, never a short
+    /// piece); the bytes themselves go later, with `sendfile`.
+    #[test]
+    fn serving_checks_the_file_holds_the_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = file_of(dir.path(), 10_000);
+        let file = Arc::new(File::open(&path).unwrap());
+        let serve = |offset: u64, len: u32| {
+            let job = Job::Serve {
+                conn: 3,
+                file: file.clone(),
+                index: 1,
+                offset,
+                len,
+            };
+            match run_job(job) {
+                JobDone::Input(i) => i,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(matches!(
+            serve(5_000, 5_000),
+            cn::Input::PieceInFile { conn: 3, index: 1 }
+        ));
+        assert!(matches!(
+            serve(5_000, 5_001),
+            cn::Input::ReadFailed { conn: 3, index: 1 }
+        ));
     }
 
     #[test]

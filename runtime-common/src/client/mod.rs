@@ -7,8 +7,10 @@
 //!
 //! Piece data is hashed where it is read (the connection's reader, see
 //! [`peer_input`]), so verification never runs on the machine loop;
-//! written with `pwrite` at its offset in `<dest>.part`; served with
-//! `pread` from the shared file (see [`disk`]).
+//! written at its offset in `<dest>.part` (with `O_DIRECT` where it can
+//! be); served straight from the shared file with `sendfile` by the
+//! connection's writer, once a disk job has checked the file holds the
+//! piece (see [`disk`]).
 
 pub mod disk;
 
@@ -105,17 +107,39 @@ pub fn peer_input(conn: u64, ev: ConnEvent) -> cn::Input {
     }
 }
 
+/// A piece frame's headers (frame length, message tag, index, length).
+fn piece_head(index: u32, len: usize) -> bytes::Bytes {
+    let mut b = BytesMut::new();
+    b.extend_from_slice(&p2p_proto::frame::frame_header(
+        PeerMsg::PIECE_HEADER_LEN + len,
+    ));
+    b.extend_from_slice(&PeerMsg::piece_header(index, len as u32));
+    b.freeze()
+}
+
 /// Encodes and queues a message for a peer; a piece's data is queued as it
-/// is, behind its headers, so it is never copied into a frame.
-fn send_peer_msg(w: &impl FrameSink, msg: PeerOut) {
+/// is, behind its headers, so it is never copied into a frame, and a piece
+/// in a file (`file`: the share's file, when the message is one) goes
+/// straight from the file.
+fn send_peer_msg(w: &impl FrameSink, msg: PeerOut, file: Option<Arc<File>>) {
     let mut b = BytesMut::new();
     match msg {
         PeerOut::Msg(PeerMsg::Piece { index, data }) => {
-            let len = data.len() as u32;
-            let payload = PeerMsg::PIECE_HEADER_LEN + data.len();
-            b.extend_from_slice(&p2p_proto::frame::frame_header(payload));
-            b.extend_from_slice(&PeerMsg::piece_header(index, len));
-            w.send_parts(b.freeze(), data);
+            w.send_parts(piece_head(index, data.len()), data);
+        }
+        PeerOut::PieceFromFile {
+            index, offset, len, ..
+        } => {
+            let len = len as usize;
+            match file {
+                Some(file) => {
+                    let range = crate::conn::FileRange { file, offset, len };
+                    w.send_file(piece_head(index, len), range);
+                }
+                // The share is gone since its check: nothing can follow
+                // on this connection that the peer would understand.
+                None => w.abort(),
+            }
         }
         PeerOut::Hello(h) => {
             p2p_proto::encode_msg(&h, &mut b);
@@ -459,8 +483,12 @@ impl<R: ClientIo> Core<R> {
             }
             cn::Output::PeerConnect { conn, addr } => self.io.connect_peer(conn, addr),
             cn::Output::PeerSend { conn, msg } => {
+                let file = match &msg {
+                    PeerOut::PieceFromFile { share, .. } => self.piece_source(*share),
+                    _ => None,
+                };
                 if let Some(w) = self.peers.get(&conn) {
-                    send_peer_msg(w, msg);
+                    send_peer_msg(w, msg, file);
                 }
             }
             cn::Output::PeerClose { conn } => {
@@ -513,7 +541,7 @@ impl<R: ClientIo> Core<R> {
                 offset,
                 len,
             } => match self.piece_source(share) {
-                Some(file) => self.io.disk(Job::Read {
+                Some(file) => self.io.disk(Job::Serve {
                     conn,
                     file,
                     index,
@@ -606,7 +634,7 @@ mod tests {
         let mut want = BytesMut::new();
         p2p_proto::encode_msg(&msg, &mut want);
         let sink = Parts::default();
-        send_peer_msg(&sink, PeerOut::Msg(msg));
+        send_peer_msg(&sink, PeerOut::Msg(msg), None);
         let parts = sink.0.into_inner().unwrap();
         assert_eq!(parts.concat(), want.to_vec());
         assert_eq!(parts.len(), 2);
@@ -614,9 +642,39 @@ mod tests {
         // Anything else is one encoded frame.
         let sink = Parts::default();
         let other = PeerMsg::Cancel { index: 3 };
-        send_peer_msg(&sink, PeerOut::Msg(other.clone()));
+        send_peer_msg(&sink, PeerOut::Msg(other.clone()), None);
         let mut want = BytesMut::new();
         p2p_proto::encode_msg(&other, &mut want);
         assert_eq!(sink.0.into_inner().unwrap(), vec![want.freeze()]);
+    }
+
+    /// A piece in a file goes out framed exactly as the encoder frames
+    /// the same piece from memory (this sink reads it; the runtimes'
+    /// writers `sendfile` it).
+    #[test]
+    fn a_piece_from_a_file_is_framed_like_one_from_memory() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("share.bin");
+        let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 241) as u8).collect();
+        File::create(&path).unwrap().write_all(&bytes).unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        let (offset, len) = (1_000u64, 30_000u32);
+        let msg = PeerOut::PieceFromFile {
+            share: ShareId(1),
+            index: 7,
+            offset,
+            len,
+        };
+        let sink = Parts::default();
+        send_peer_msg(&sink, msg.clone(), Some(file));
+        let data = Bytes::copy_from_slice(&bytes[1_000..31_000]);
+        let mut want = BytesMut::new();
+        p2p_proto::encode_msg(&PeerMsg::Piece { index: 7, data }, &mut want);
+        assert_eq!(sink.0.into_inner().unwrap().concat(), want.to_vec());
+        // The file is gone: nothing is sent.
+        let sink = Parts::default();
+        send_peer_msg(&sink, msg, None);
+        assert!(sink.0.into_inner().unwrap().is_empty());
     }
 }
