@@ -298,8 +298,20 @@ impl Swarm {
     }
 
     fn client(&self, name: &str, tracker: usize, listen: &str, rt: Rt) -> Proc {
+        self.client_with(name, tracker, listen, rt, &[])
+    }
+
+    /// [`Swarm::client`] with `extra` arguments.
+    fn client_with(
+        &self,
+        name: &str,
+        tracker: usize,
+        listen: &str,
+        rt: Rt,
+        extra: &[&str],
+    ) -> Proc {
         let data = self.dir.path().join(format!("data-{name}"));
-        let args = [
+        let mut args = vec![
             self.trackers[tracker].as_str(),
             self.info.to_str().unwrap(),
             "--listen",
@@ -309,6 +321,7 @@ impl Swarm {
             "--runtime",
             rt.arg(),
         ];
+        args.extend_from_slice(extra);
         Proc::spawn(name, env!("CARGO_BIN_EXE_client"), &args, self.dir.path())
     }
 }
@@ -657,7 +670,8 @@ fn seeder_refuses_garbage_and_requests_without_a_ticket(mix: Mix) {
 /// kill -9 of a downloading client, restart with the same data directory,
 /// log in, the same download_file: it completes byte-exact, and the seeder
 /// served about the file once (the pieces written before the kill were
-/// not fetched again).
+/// not fetched again). The restarted client writes through the page cache
+/// (`--buffered-writes`) into a part file begun with `O_DIRECT`.
 fn client_killed_mid_download_resumes_after_restart(mix: Mix) {
     let s = Swarm::start(mix);
     let src = s.dir.path().join("src");
@@ -688,7 +702,13 @@ fn client_killed_mid_download_resumes_after_restart(mix: Mix) {
     }
     let part_pieces = std::fs::read(s.dir.path().join("k.bin.part.pieces")).unwrap_or_default();
     eprintln!("killed with a record of {} bytes", part_pieces.len());
-    let mut b = s.leecher("bob", 1);
+    let mut b = s.client_with(
+        "bob",
+        1,
+        "127.0.0.1:0",
+        mix.leechers,
+        &["--buffered-writes"],
+    );
     b.run("login bob pw", "logged in");
     b.run(
         &format!("download_file g k.bin {}", dest.display()),

@@ -108,6 +108,7 @@ fn run(args: &Args) -> Result<(), String> {
             listen: "127.0.0.1:0".parse().unwrap(),
             max_parallel: None,
             data_dir: root.join(format!("client-{name}")),
+            direct_io: true,
         };
         let c = args.runtime.start_client(opts).map_err(|e| e.to_string())?;
         println!(

@@ -240,6 +240,8 @@ pub enum Job {
         dl: u64,
         dest: PathBuf,
         meta: FileMeta,
+        /// Also open the part file with `O_DIRECT` (see [`write_piece`]).
+        direct_io: bool,
     },
     Write {
         dl: u64,
@@ -289,7 +291,12 @@ fn text(e: impl std::fmt::Display) -> Text {
 /// Runs one job (blocking file I/O).
 pub fn run_job(job: Job) -> JobDone {
     match job {
-        Job::Prepare { dl, dest, meta } => match prepare_dest(&dest, &meta) {
+        Job::Prepare {
+            dl,
+            dest,
+            meta,
+            direct_io,
+        } => match prepare_dest(&dest, &meta, direct_io) {
             Ok((file, have)) => JobDone::Prepared {
                 dl,
                 file: Box::new(file),
@@ -431,8 +438,13 @@ pub fn record_path(part: &Path) -> PathBuf {
 }
 
 /// Opens or creates `<dest>.part` and its record; re-hashes every piece the
-/// record claims, keeping only those that verify.
-pub fn prepare_dest(dest: &Path, meta: &FileMeta) -> io::Result<(DlFile, PieceSet)> {
+/// record claims, keeping only those that verify. With `direct_io`, also
+/// opens the part file with `O_DIRECT` where the file system allows it.
+pub fn prepare_dest(
+    dest: &Path,
+    meta: &FileMeta,
+    direct_io: bool,
+) -> io::Result<(DlFile, PieceSet)> {
     let part = part_path(dest);
     let file = OpenOptions::new()
         .read(true)
@@ -471,7 +483,10 @@ pub fn prepare_dest(dest: &Path, meta: &FileMeta) -> io::Result<(DlFile, PieceSe
     rec.write_all_at(&have.to_bytes(), 0)?;
     let dl = DlFile {
         file: Arc::new(file),
-        direct: open_direct(&part).map(Arc::new),
+        direct: direct_io
+            .then(|| open_direct(&part))
+            .flatten()
+            .map(Arc::new),
         part,
         dest: dest.to_path_buf(),
         record: Arc::new(Mutex::new((rec, have.clone()))),
@@ -541,8 +556,11 @@ mod tests {
             piece_hashes: pieces,
         };
         let dest = dir.path().join("f.bin");
-        let (dl, have) = prepare_dest(&dest, &meta).unwrap();
+        let (dl, have) = prepare_dest(&dest, &meta, true).unwrap();
         assert!(have.is_empty());
+        // Asked not to, it never opens the file with O_DIRECT.
+        let (buffered, _) = prepare_dest(&dir.path().join("g.bin"), &meta, false).unwrap();
+        assert!(buffered.direct.is_none());
         // Where the file system has O_DIRECT (ext4, xfs, btrfs: the CI
         // machine's /tmp), it is used.
         if dl.direct.is_none() {

@@ -50,6 +50,11 @@ pub struct ClientOptions {
     pub max_parallel: Option<usize>,
     /// Holds the table of shared files.
     pub data_dir: PathBuf,
+    /// Write downloaded pieces with `O_DIRECT` where the file system
+    /// allows it (see [`disk::write_piece`]); `false` writes through the
+    /// page cache (a finished file is then cached, at the cost of a copy
+    /// per byte).
+    pub direct_io: bool,
 }
 
 /// What the CLI asks for between commands.
@@ -238,6 +243,7 @@ pub struct Prepared {
     node: ClientNode,
     clock: Clock,
     data_dir: PathBuf,
+    direct_io: bool,
     events: Sender<ClientEvent>,
     handle: HandleParts,
 }
@@ -281,6 +287,7 @@ pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
         node,
         clock,
         data_dir: opts.data_dir,
+        direct_io: opts.direct_io,
         events,
         handle,
     };
@@ -334,6 +341,7 @@ pub struct Core<R: ClientIo> {
     share_files: BTreeMap<u64, Arc<File>>,
     events: Sender<ClientEvent>,
     data_dir: PathBuf,
+    direct_io: bool,
     /// The share table as last saved.
     saved_shares: String,
     /// Inputs the driver itself produced while executing outputs (a
@@ -358,6 +366,7 @@ impl<R: ClientIo> Core<R> {
             share_files: BTreeMap::new(),
             events: p.events,
             data_dir: p.data_dir,
+            direct_io: p.direct_io,
             saved_shares: String::new(),
             later: VecDeque::new(),
         };
@@ -499,7 +508,12 @@ impl<R: ClientIo> Core<R> {
             cn::Output::PrepareDest { dl, dest, meta } => {
                 let path = self.paths.lock().expect("paths").dests.get(&dest).cloned();
                 match path {
-                    Some(dest) => self.io.disk(Job::Prepare { dl, dest, meta }),
+                    Some(dest) => self.io.disk(Job::Prepare {
+                        dl,
+                        dest,
+                        meta,
+                        direct_io: self.direct_io,
+                    }),
                     None => self.later.push_back(cn::Input::DestFailed {
                         dl,
                         reason: Text::new("unknown destination"),
