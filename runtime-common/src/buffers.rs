@@ -56,6 +56,16 @@ pub fn aligned_start(buf: &[u8], at: usize) -> usize {
     target.align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN - 1)
 }
 
+/// Returns a buffer from [`take`] that was not frozen (kept if the pool
+/// has room).
+pub fn give_back(buf: Vec<u8>) {
+    if let Ok(mut p) = POOL.lock()
+        && p.len() < POOL_BUFFERS_MAX
+    {
+        p.push(buf);
+    }
+}
+
 /// Buffers in the pool now.
 pub fn pooled() -> usize {
     POOL.lock().map_or(0, |p| p.len())
@@ -72,12 +82,7 @@ impl AsRef<[u8]> for Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.0);
-        if let Ok(mut p) = POOL.lock()
-            && p.len() < POOL_BUFFERS_MAX
-        {
-            p.push(buf);
-        }
+        give_back(std::mem::take(&mut self.0));
     }
 }
 

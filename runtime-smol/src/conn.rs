@@ -114,28 +114,26 @@ impl ConnWriter {
     /// written from its own buffer (see [`FrameSink::send_parts`]).
     pub fn send_parts(&self, head: Bytes, body: Bytes) -> bool {
         let len = head.len() + body.len();
-        if !self.queued.try_add(len) {
-            self.abort();
-            return false;
-        }
-        let sent = self.tx.try_send(WriterMsg::Frame(head)).is_ok()
-            && (body.is_empty() || self.tx.try_send(WriterMsg::Frame(body)).is_ok());
-        if !sent {
-            self.queued.sub(len);
-        }
-        sent
+        let body = (!body.is_empty()).then_some(WriterMsg::Frame(body));
+        self.queue(len, WriterMsg::Frame(head), body)
     }
 
     /// Queues one frame given as its start and a range of a file, which
     /// the writer sends with `sendfile` (see [`FrameSink::send_file`]).
     pub fn send_file(&self, head: Bytes, range: FileRange) -> bool {
         let len = head.len() + range.len;
+        self.queue(len, WriterMsg::Frame(head), Some(WriterMsg::File(range)))
+    }
+
+    /// Queues the parts of one frame, `len` bytes in all; over the queue
+    /// limit the connection is aborted instead.
+    fn queue(&self, len: usize, first: WriterMsg, rest: Option<WriterMsg>) -> bool {
         if !self.queued.try_add(len) {
             self.abort();
             return false;
         }
-        let sent = self.tx.try_send(WriterMsg::Frame(head)).is_ok()
-            && self.tx.try_send(WriterMsg::File(range)).is_ok();
+        let sent =
+            self.tx.try_send(first).is_ok() && rest.is_none_or(|m| self.tx.try_send(m).is_ok());
         if !sent {
             self.queued.sub(len);
         }

@@ -22,7 +22,6 @@
 //! - the share table (`DATA_DIR/shares`): loaded at start, saved after a
 //!   share succeeds.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -361,15 +360,10 @@ pub fn run_job(job: Job) -> JobDone {
     }
 }
 
-thread_local! {
-    /// A disk thread's aligned copy of a piece whose buffer is not aligned.
-    static ALIGNED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Writes `data` at `offset` of a part file: through `direct` (the file
 /// opened with `O_DIRECT`) when offset and length are multiples of
 /// [`DIRECT_ALIGN`] (every whole piece; a buffer that is not aligned is
-/// copied into an aligned one first), otherwise, or if the direct write
+/// copied into an aligned pooled one first), otherwise, or if the direct write
 /// is refused as invalid, through the ordinary `file`.
 pub fn write_piece(file: &File, direct: Option<&File>, data: &[u8], offset: u64) -> io::Result<()> {
     let fits = data.len() % DIRECT_ALIGN == 0 && offset % DIRECT_ALIGN as u64 == 0;
@@ -377,11 +371,12 @@ pub fn write_piece(file: &File, direct: Option<&File>, data: &[u8], offset: u64)
         let r = if data.as_ptr().align_offset(DIRECT_ALIGN) == 0 {
             d.write_all_at(data, offset)
         } else {
-            ALIGNED.with_borrow_mut(|buf| {
-                let aligned = aligned_slice(buf, data.len());
-                aligned.copy_from_slice(data);
-                d.write_all_at(aligned, offset)
-            })
+            let mut buf = buffers::take(data.len() + DIRECT_ALIGN);
+            let at = buffers::aligned_start(&buf, 0);
+            buf[at..at + data.len()].copy_from_slice(data);
+            let r = d.write_all_at(&buf[at..at + data.len()], offset);
+            buffers::give_back(buf);
+            r
         };
         match r {
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => {}
@@ -389,16 +384,6 @@ pub fn write_piece(file: &File, direct: Option<&File>, data: &[u8], offset: u64)
         }
     }
     file.write_all_at(data, offset)
-}
-
-/// `len` bytes of `buf` starting at an address aligned to
-/// [`DIRECT_ALIGN`] (`buf` grows once to the largest piece seen).
-fn aligned_slice(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
-    if buf.len() < len + DIRECT_ALIGN {
-        *buf = vec![0; len + DIRECT_ALIGN];
-    }
-    let at = buffers::aligned_start(buf, 0);
-    &mut buf[at..at + len]
 }
 
 /// `path` opened for writing with `O_DIRECT`; `None` where the file
