@@ -131,16 +131,16 @@ impl Switch {
         let unicast = dst[0] & 1 == 0;
         match self.macs.get(&dst).copied().filter(|_| unicast) {
             Some(to) if to == from => {}
-            Some(to) => self.to_host(at, to, frame),
+            Some(to) => self.send_down(at, to, frame),
             None => {
                 for to in (0..self.ports.len()).filter(|&p| p != from) {
-                    self.to_host(at, to, frame.clone());
+                    self.send_down(at, to, frame.clone());
                 }
             }
         }
     }
 
-    fn to_host(&mut self, at: Instant, to: usize, frame: Vec<u8>) {
+    fn send_down(&mut self, at: Instant, to: usize, frame: Vec<u8>) {
         if let Fate::Arrives(t) = self.ports[to].down.offer(at, frame.len(), &mut self.rng) {
             self.push(t, Hop::AtHost(to), frame);
         }
