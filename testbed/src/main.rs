@@ -223,6 +223,14 @@ fn command(sw: &mut Switch, line: &str, write_errors: &[u64]) -> Result<Flow, St
 }
 
 fn print_stats(sw: &Switch, write_errors: &[u64]) {
+    let l = sw.lateness;
+    say(&format!(
+        "switch frames={} late={} max_late_us={} runts={}",
+        l.frames,
+        l.late,
+        l.max.as_micros(),
+        sw.runts
+    ));
     for (p, we) in sw.ports.iter().zip(write_errors) {
         let (u, d) = (p.up.stats, p.down.stats);
         say(&format!(
