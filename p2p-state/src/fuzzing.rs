@@ -9,6 +9,7 @@
 //! request handling, preparation and apply paths.
 
 use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use p2p_proto::{
@@ -50,6 +51,7 @@ fn run_tracker(data: &[u8]) -> Tracker {
     let peer = SocketAddr::from(([127, 0, 0, 1], 9000));
     for conn in 1..=CONNS {
         t.handle_input(now, Input::Accepted { conn, addr: peer });
+        drain(&mut t, now);
     }
     let mut rest = data;
     for _ in 0..STEPS_MAX {
@@ -64,6 +66,7 @@ fn run_tracker(data: &[u8]) -> Tracker {
         if conn == 0 {
             let c = 1 + u64::from(payload.first().copied().unwrap_or(0)) % CONNS;
             t.handle_input(now, Input::Closed { conn: c });
+            drain(&mut t, now);
             t.handle_input(
                 now,
                 Input::Accepted {
@@ -75,6 +78,7 @@ fn run_tracker(data: &[u8]) -> Tracker {
             let payload = Bytes::copy_from_slice(payload);
             t.handle_input(now, Input::Frame { conn, payload });
         }
+        drain(&mut t, now);
         t.handle_timeout(now);
         drain(&mut t, now);
         t.check_invariants();
@@ -84,10 +88,15 @@ fn run_tracker(data: &[u8]) -> Tracker {
 }
 
 /// Executes what the machine asks of its driver, as a driver would: disk
-/// writes are done at once, password work runs inline.
+/// writes are done at once, password work runs inline. The machine's
+/// outputs are taken out before each output is executed, since executing
+/// one may feed the machine (the single-mutation rule).
 fn drain(t: &mut Tracker, now: Instant) {
+    let mut outs = VecDeque::new();
     for _ in 0..10_000 {
-        let Some(o) = t.poll_output() else { return };
+        // Outputs queued by the last feed go behind the ones still here.
+        outs.extend(crate::machine::drain(t));
+        let Some(o) = outs.pop_front() else { return };
         match o {
             Output::Persist {
                 from_index,

@@ -8,10 +8,12 @@ pub mod client;
 pub mod download;
 pub mod fuzzing;
 pub mod hash;
+pub mod machine;
 pub mod seeder;
 pub mod ticket;
 pub mod time;
 pub mod timer;
 pub mod tracker;
 
+pub use machine::Machine;
 pub use time::{Duration, Instant};

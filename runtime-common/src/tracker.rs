@@ -315,7 +315,7 @@ impl<R: TrackerIo> Core<R> {
 
     /// When the loop must wake up if nothing arrives.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.tracker.poll_timeout()
+        self.tracker.poll_timeout().map(|(t, _)| t)
     }
 
     /// One turn of the loop: the message that woke it (`None`: the wait
@@ -329,7 +329,10 @@ impl<R: TrackerIo> Core<R> {
             return Some(stop);
         }
         let now = self.clock.now();
-        if self.tracker.poll_timeout().is_some_and(|d| d <= now) {
+        if let Some((d, why)) = self.tracker.poll_timeout()
+            && d <= now
+        {
+            tracing::trace!("deadline: {why:?}");
             self.tracker.handle_timeout(now);
             self.drain();
         }

@@ -14,7 +14,7 @@
 //! their paths); a download's partial file is share `OUTBOUND | download`.
 
 use bytes::Bytes;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use p2p_proto::{
@@ -23,10 +23,12 @@ use p2p_proto::{
 };
 
 use super::session::{
-    ClientError, ClientSession, CommandTag, SessionConfig, SessionConn, SessionEvent, SessionOutput,
+    self, ClientError, ClientSession, CommandTag, SessionConfig, SessionConn, SessionEvent,
+    SessionInput, SessionOutput,
 };
 use crate::download::{self, Download, DownloadConfig, DownloadState, PeerId, Progress};
 use crate::seeder::{self, ConnId, Seeder, SeederConfig, ShareId};
+use crate::machine::{Child, Outbox, impl_machine};
 use crate::time::Instant;
 
 /// Ids at or above this are the machine's own (outbound connections,
@@ -87,15 +89,56 @@ pub struct DownloadLine {
     pub error: Option<Text>,
 }
 
-impl DownloadLine {
-    /// `[D]`, `[C]` or `[F]`.
-    pub fn mark(&self) -> &'static str {
-        match (&self.error, self.progress.as_ref().map(|p| &p.state)) {
-            (Some(_), _) | (_, Some(DownloadState::Failed(_))) => "[F]",
-            (_, Some(DownloadState::Complete)) => "[C]",
-            _ => "[D]",
+/// Where a download stands, as `show_downloads` marks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadMark {
+    /// `[D]`: getting the metadata, preparing or fetching pieces.
+    Downloading,
+    /// `[C]`: every piece verified and written.
+    Complete,
+    /// `[F]`: ended without the file.
+    Failed,
+}
+
+impl DownloadMark {
+    fn of(error: Option<&Text>, state: Option<&DownloadState>) -> Self {
+        match (error, state) {
+            (Some(_), _) | (_, Some(DownloadState::Failed(_))) => DownloadMark::Failed,
+            (_, Some(DownloadState::Complete)) => DownloadMark::Complete,
+            _ => DownloadMark::Downloading,
         }
     }
+
+    /// `[D]`, `[C]` or `[F]`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DownloadMark::Downloading => "[D]",
+            DownloadMark::Complete => "[C]",
+            DownloadMark::Failed => "[F]",
+        }
+    }
+}
+
+impl DownloadLine {
+    pub fn state(&self) -> DownloadMark {
+        DownloadMark::of(
+            self.error.as_ref(),
+            self.progress.as_ref().map(|p| &p.state),
+        )
+    }
+
+    /// `[D]`, `[C]` or `[F]`.
+    pub fn mark(&self) -> &'static str {
+        self.state().as_str()
+    }
+}
+
+/// Why a client asks to be woken up ([`ClientNode::poll_timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientTimer {
+    Session(session::Timer),
+    Seeder(seeder::Timer),
+    Download(DlId, download::Timer),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -292,7 +335,7 @@ enum Internal {
 enum DlState {
     Meta,
     Preparing(FileMeta),
-    Running(Box<Download>),
+    Running(Box<Child<Download>>),
     Ended(Option<Progress>, Option<Text>),
 }
 
@@ -324,8 +367,8 @@ enum PeerConn {
 
 pub struct ClientNode {
     cfg: ClientConfig,
-    session: ClientSession,
-    seeder: Seeder,
+    session: Child<ClientSession>,
+    seeder: Child<Seeder>,
     downloads: BTreeMap<DlId, Dl>,
     /// Uploaded shares, re-announced after each login / resume.
     shares: BTreeMap<ShareId, (GroupName, FileMeta)>,
@@ -335,17 +378,19 @@ pub struct ClientNode {
     next_conn: u64,
     next_dl: DlId,
     seed: u64,
-    out: VecDeque<Output>,
+    /// When the machine was made (shares loaded at start-up are added then).
+    started: Instant,
+    out: Outbox<Output>,
 }
 
 impl ClientNode {
     pub fn new(cfg: ClientConfig, seed: u64, now: Instant) -> Self {
         let session = ClientSession::new(cfg.session.clone(), seed, now);
-        let seeder = Seeder::new(cfg.seeder.clone(), seed ^ 0x5eed);
+        let seeder = Seeder::new(cfg.seeder.clone(), now);
         let mut n = ClientNode {
             cfg,
-            session,
-            seeder,
+            session: Child::new(session),
+            seeder: Child::new(seeder),
             downloads: BTreeMap::new(),
             shares: BTreeMap::new(),
             conns: BTreeMap::new(),
@@ -354,7 +399,8 @@ impl ClientNode {
             next_conn: OUTBOUND,
             next_dl: 1,
             seed,
-            out: VecDeque::new(),
+            started: now,
+            out: Outbox::new(),
         };
         n.pump(now);
         n
@@ -362,11 +408,14 @@ impl ClientNode {
 
     /// Registers a file shared in an earlier run (from the driver's share
     /// table): served at once, announced to the tracker at the next login.
+    /// Part of start-up (before the first input); it queues no output.
     pub fn add_local_share(&mut self, share: ShareId, group: GroupName, meta: FileMeta) -> bool {
         let full = PieceSet::full(meta.piece_count());
+        let now = self.started;
         if self
             .seeder
-            .add_share(share, group.clone(), &meta, full)
+            .feed()
+            .add_share(now, share, group.clone(), &meta, full)
             .is_err()
         {
             return false;
@@ -383,36 +432,56 @@ impl ClientNode {
     // ------------------------------------------------------------ getters
 
     pub fn session(&self) -> &ClientSession {
-        &self.session
+        self.session.get()
     }
     pub fn seeder(&self) -> &Seeder {
-        &self.seeder
+        self.seeder.get()
     }
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let dls = self.downloads.values().filter_map(|d| match &d.state {
-            DlState::Running(m) => m.poll_timeout(),
+    /// The soonest deadline of the session, the seeder and the downloads,
+    /// and whose it is (on a tie, the first in that order).
+    pub fn poll_timeout(&self) -> Option<(Instant, ClientTimer)> {
+        let session = self
+            .session
+            .get()
+            .poll_timeout()
+            .map(|(t, k)| (t, ClientTimer::Session(k)));
+        let seeder = self
+            .seeder
+            .get()
+            .poll_timeout()
+            .map(|(t, k)| (t, ClientTimer::Seeder(k)));
+        let dls = self.downloads.iter().filter_map(|(&dl, d)| match &d.state {
+            DlState::Running(m) => m
+                .get()
+                .poll_timeout()
+                .map(|(t, k)| (t, ClientTimer::Download(dl, k))),
             _ => None,
         });
-        [self.session.poll_timeout(), self.seeder.poll_timeout()]
+        session
             .into_iter()
-            .flatten()
+            .chain(seeder)
             .chain(dls)
-            .min()
+            .min_by_key(|(t, _)| *t)
     }
 
     /// Every download ended (for `wait_downloads`); failures listed.
     pub fn downloads_ended(&self) -> (bool, Vec<String>) {
         let mut all = true;
         let mut failed = Vec::new();
-        for line in self.download_lines(Instant(0)) {
-            match line.mark() {
-                "[D]" => all = false,
-                "[F]" => failed.push(format!("[{}] {}", line.group, line.file)),
-                _ => {}
+        for d in self.downloads.values() {
+            let mark = match &d.state {
+                DlState::Meta | DlState::Preparing(_) => DownloadMark::Downloading,
+                DlState::Running(m) => DownloadMark::of(None, Some(m.get().state())),
+                DlState::Ended(p, e) => DownloadMark::of(e.as_ref(), p.as_ref().map(|p| &p.state)),
+            };
+            match mark {
+                DownloadMark::Downloading => all = false,
+                DownloadMark::Failed => failed.push(format!("[{}] {}", d.group, d.file)),
+                DownloadMark::Complete => {}
             }
         }
         (all, failed)
@@ -424,7 +493,7 @@ impl ClientNode {
             .map(|(&dl, d)| {
                 let (progress, error) = match &d.state {
                     DlState::Meta | DlState::Preparing(_) => (None, None),
-                    DlState::Running(m) => (Some(m.progress(now)), None),
+                    DlState::Running(m) => (Some(m.get().progress(now)), None),
                     DlState::Ended(p, e) => (p.clone(), e.clone()),
                 };
                 DownloadLine {
@@ -441,12 +510,19 @@ impl ClientNode {
     // ------------------------------------------------------------ inputs
 
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.out.check_drained("client");
         match input {
             Input::Command { tag, cmd } => self.on_command(now, tag, cmd),
-            Input::TrackerConnected { conn } => self.session.handle_connected(now, conn),
-            Input::TrackerConnectFailed { conn } => self.session.handle_connect_failed(now, conn),
-            Input::TrackerFrame { conn, payload } => self.session.handle_frame(now, conn, payload),
-            Input::TrackerClosed { conn } => self.session.handle_closed(now, conn),
+            Input::TrackerConnected { conn } => {
+                self.session_input(now, SessionInput::Connected { conn })
+            }
+            Input::TrackerConnectFailed { conn } => {
+                self.session_input(now, SessionInput::ConnectFailed { conn })
+            }
+            Input::TrackerFrame { conn, payload } => {
+                self.session_input(now, SessionInput::Frame { conn, payload })
+            }
+            Input::TrackerClosed { conn } => self.session_input(now, SessionInput::Closed { conn }),
             Input::PeerAccepted { conn } => {
                 self.conns.insert(conn, PeerConn::InHello);
             }
@@ -474,9 +550,12 @@ impl ClientNode {
             }
             Input::PeerClosed { conn } => self.on_peer_gone(now, conn, false),
             Input::DestReady { dl, have } => self.on_dest_ready(now, dl, have),
-            Input::DestFailed { dl, reason } => self.end_download(dl, None, Some(reason)),
+            Input::DestFailed { dl, reason } => self.end_download(now, dl, None, Some(reason)),
             Input::PieceWritten { dl, index } => {
-                let _ = self.seeder.add_piece(ShareId(OUTBOUND | dl), index);
+                let _ = self
+                    .seeder
+                    .feed()
+                    .add_piece(now, ShareId(OUTBOUND | dl), index);
                 self.dl_input(now, dl, download::Input::PieceWritten { index });
             }
             Input::WriteFailed { dl, index, reason } => {
@@ -484,7 +563,7 @@ impl ClientNode {
             }
             Input::Finalized { dl } => self.on_finalized(now, dl, None),
             Input::FinalizeFailed { dl, reason } => self.on_finalized(now, dl, Some(reason)),
-            Input::PieceRead { conn, index, data } => self.seeder.handle_input(
+            Input::PieceRead { conn, index, data } => self.seeder.feed().handle_input(
                 now,
                 seeder::Input::PieceRead {
                     conn: ConnId(conn),
@@ -492,14 +571,14 @@ impl ClientNode {
                     data,
                 },
             ),
-            Input::PieceInFile { conn, index } => self.seeder.handle_input(
+            Input::PieceInFile { conn, index } => self.seeder.feed().handle_input(
                 now,
                 seeder::Input::PieceInFile {
                     conn: ConnId(conn),
                     index,
                 },
             ),
-            Input::ReadFailed { conn, index } => self.seeder.handle_input(
+            Input::ReadFailed { conn, index } => self.seeder.feed().handle_input(
                 now,
                 seeder::Input::ReadFailed {
                     conn: ConnId(conn),
@@ -511,17 +590,28 @@ impl ClientNode {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.session.poll_timeout().is_some_and(|t| t <= now) {
-            self.session.handle_timeout(now);
+        self.out.check_drained("client");
+        if self
+            .session
+            .get()
+            .poll_timeout()
+            .is_some_and(|(t, _)| t <= now)
+        {
+            self.session.feed().handle_timeout(now);
         }
-        if self.seeder.poll_timeout().is_some_and(|t| t <= now) {
-            self.seeder.handle_timeout(now);
+        if self
+            .seeder
+            .get()
+            .poll_timeout()
+            .is_some_and(|(t, _)| t <= now)
+        {
+            self.seeder.feed().handle_timeout(now);
         }
         for d in self.downloads.values_mut() {
             if let DlState::Running(m) = &mut d.state
-                && m.poll_timeout().is_some_and(|t| t <= now)
+                && m.get().poll_timeout().is_some_and(|(t, _)| t <= now)
             {
-                m.handle_timeout(now);
+                m.feed().handle_timeout(now);
             }
         }
         self.pump(now);
@@ -568,7 +658,11 @@ impl ClientNode {
         let t = self.next_internal;
         self.next_internal += 1;
         self.internal.insert(t, what);
-        self.session.command(now, t, req);
+        self.session_input(now, SessionInput::Command { tag: t, req });
+    }
+
+    fn session_input(&mut self, now: Instant, input: SessionInput) {
+        self.session.feed().handle_input(now, input);
     }
 
     // ------------------------------------------------------------ session results
@@ -580,7 +674,7 @@ impl ClientNode {
         match what {
             Internal::User { tag, cmd } => {
                 if let Ok(reply) = &result {
-                    self.after_success(&cmd, reply);
+                    self.after_success(now, &cmd, reply);
                 }
                 self.done(tag, result.map(CommandOk::Reply));
             }
@@ -627,13 +721,14 @@ impl ClientNode {
     }
 
     /// Local side effects of a user command the tracker accepted.
-    fn after_success(&mut self, cmd: &Command, reply: &Reply) {
+    fn after_success(&mut self, now: Instant, cmd: &Command, reply: &Reply) {
         match (cmd, reply) {
             (Command::Share { group, meta, share }, Reply::Shared { .. }) => {
                 let full = PieceSet::full(meta.piece_count());
                 if self
                     .seeder
-                    .add_share(*share, group.clone(), meta, full)
+                    .feed()
+                    .add_share(now, *share, group.clone(), meta, full)
                     .is_ok()
                 {
                     self.shares.insert(*share, (group.clone(), meta.clone()));
@@ -648,7 +743,7 @@ impl ClientNode {
                     .collect();
                 for id in gone {
                     self.shares.remove(&id);
-                    let _ = self.seeder.remove_share(id);
+                    let _ = self.seeder.feed().remove_share(now, id);
                 }
             }
             (Command::Tracker(Request::LeaveGroup { group }), _) => {
@@ -660,7 +755,7 @@ impl ClientNode {
                     .collect();
                 for id in gone {
                     self.shares.remove(&id);
-                    let _ = self.seeder.remove_share(id);
+                    let _ = self.seeder.feed().remove_share(now, id);
                 }
             }
             _ => {}
@@ -672,11 +767,15 @@ impl ClientNode {
     fn on_session_event(&mut self, now: Instant, e: SessionEvent) {
         match &e {
             SessionEvent::LoggedIn { user, seeder_key } => {
-                self.seeder.set_identity(user.clone(), *seeder_key);
+                self.seeder
+                    .feed()
+                    .set_identity(now, user.clone(), *seeder_key);
                 self.reannounce(now);
             }
             SessionEvent::Resumed { .. } => self.reannounce(now),
-            SessionEvent::LoggedOut | SessionEvent::SessionLost => self.seeder.clear_identity(),
+            SessionEvent::LoggedOut | SessionEvent::SessionLost => {
+                self.seeder.feed().clear_identity(now)
+            }
             _ => {}
         }
         self.out.push_back(Output::Event(ClientEvent::Session(e)));
@@ -702,8 +801,8 @@ impl ClientNode {
             .downloads
             .values()
             .filter_map(|d| match &d.state {
-                DlState::Running(m) if !m.pieces_done().is_empty() => {
-                    Some((d.group.clone(), d.file.clone(), m.pieces_done().clone()))
+                DlState::Running(m) if !m.get().pieces_done().is_empty() => {
+                    Some((d.group.clone(), d.file.clone(), m.get().pieces_done().clone()))
                 }
                 _ => None,
             })
@@ -740,7 +839,7 @@ impl ClientNode {
             seed,
             now,
         );
-        d.state = DlState::Running(Box::new(m));
+        d.state = DlState::Running(Box::new(Child::new(m)));
         let group = d.group.clone();
         let have = if have.len() == meta.piece_count() {
             have
@@ -749,7 +848,8 @@ impl ClientNode {
         };
         let _ = self
             .seeder
-            .add_share(ShareId(OUTBOUND | dl), group, &meta, have);
+            .feed()
+            .add_share(now, ShareId(OUTBOUND | dl), group, &meta, have);
     }
 
     fn dl_input(&mut self, now: Instant, dl: DlId, input: download::Input) {
@@ -758,20 +858,20 @@ impl ClientNode {
             ..
         }) = self.downloads.get_mut(&dl)
         {
-            m.handle_input(now, input);
+            m.feed().handle_input(now, input);
         }
     }
 
     fn on_finalized(&mut self, now: Instant, dl: DlId, error: Option<Text>) {
         let progress = match self.downloads.get(&dl).map(|d| &d.state) {
-            Some(DlState::Running(m)) => Some(m.progress(now)),
+            Some(DlState::Running(m)) => Some(m.get().progress(now)),
             _ => None,
         };
         let result = match &error {
             None => Ok(()),
             Some(e) => Err(e.clone()),
         };
-        self.end_download(dl, progress, error);
+        self.end_download(now, dl, progress, error);
         if let Some(d) = self.downloads.get(&dl) {
             let ev = ClientEvent::DownloadFinished {
                 dl,
@@ -783,7 +883,13 @@ impl ClientNode {
         }
     }
 
-    fn end_download(&mut self, dl: DlId, progress: Option<Progress>, error: Option<Text>) {
+    fn end_download(
+        &mut self,
+        now: Instant,
+        dl: DlId,
+        progress: Option<Progress>,
+        error: Option<Text>,
+    ) {
         let Some(d) = self.downloads.get_mut(&dl) else {
             return;
         };
@@ -795,7 +901,7 @@ impl ClientNode {
             self.out.push_back(Output::PeerClose { conn });
         }
         if error.is_some() {
-            let _ = self.seeder.remove_share(ShareId(OUTBOUND | dl));
+            let _ = self.seeder.feed().remove_share(now, ShareId(OUTBOUND | dl));
         }
     }
 
@@ -811,7 +917,7 @@ impl ClientNode {
             let DlState::Running(m) = &mut d.state else {
                 return any;
             };
-            let Some(o) = m.poll_output() else { return any };
+            let Some(o) = m.poll() else { return any };
             any = true;
             match o {
                 download::Output::Connect { peer, addr } => {
@@ -866,10 +972,10 @@ impl ClientNode {
                 }
                 download::Output::Finished(Ok(())) => self.out.push_back(Output::Finalize { dl }),
                 download::Output::Finished(Err(e)) => {
-                    let progress = Some(m.progress(now));
+                    let progress = Some(m.get().progress(now));
                     let (group, file) = (d.group.clone(), d.file.clone());
                     let reason = Text::new(e.to_string());
-                    self.end_download(dl, progress, Some(reason.clone()));
+                    self.end_download(now, dl, progress, Some(reason.clone()));
                     let ev = ClientEvent::DownloadFinished {
                         dl,
                         group,
@@ -906,12 +1012,13 @@ impl ClientNode {
                     });
                     self.conns.insert(conn, PeerConn::Seeder);
                     self.seeder
+                        .feed()
                         .handle_input(now, seeder::Input::Opened { conn: ConnId(conn) });
                 }
                 _ => self.drop_peer(conn),
             },
             PeerConn::Seeder => match PeerMsg::from_bytes(payload) {
-                Ok(msg) => self.seeder.handle_input(
+                Ok(msg) => self.seeder.feed().handle_input(
                     now,
                     seeder::Input::Msg {
                         conn: ConnId(conn),
@@ -920,6 +1027,7 @@ impl ClientNode {
                 ),
                 Err(_) => {
                     self.seeder
+                        .feed()
                         .handle_input(now, seeder::Input::Closed { conn: ConnId(conn) });
                     self.drop_peer(conn);
                 }
@@ -954,6 +1062,7 @@ impl ClientNode {
             PeerConn::InHello => {}
             PeerConn::Seeder => self
                 .seeder
+                .feed()
                 .handle_input(now, seeder::Input::Closed { conn: ConnId(conn) }),
             PeerConn::OutHello { dl, peer } | PeerConn::Out { dl, peer } => {
                 if let Some(d) = self.downloads.get_mut(&dl) {
@@ -974,7 +1083,7 @@ impl ClientNode {
     fn pump(&mut self, now: Instant) {
         for _ in 0..1000 {
             let mut any = false;
-            while let Some(o) = self.session.poll_output() {
+            while let Some(o) = self.session.poll() {
                 any = true;
                 match o {
                     SessionOutput::Connect { conn, addr } => {
@@ -990,7 +1099,7 @@ impl ClientNode {
                     SessionOutput::Event(e) => self.on_session_event(now, e),
                 }
             }
-            while let Some(o) = self.seeder.poll_output() {
+            while let Some(o) = self.seeder.poll() {
                 any = true;
                 match o {
                     seeder::Output::Send { conn, msg } => self.out.push_back(Output::PeerSend {
@@ -1038,13 +1147,95 @@ impl ClientNode {
                 any |= self.pump_download(now, dl);
             }
             if !any {
+                self.debug_check();
                 return;
             }
         }
         debug_assert!(false, "client machines kept producing output");
     }
 
+    // ------------------------------------------------------------ invariants
+
+    fn debug_check(&self) {
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+    }
+
+    /// Panics if the machine's bookkeeping disagrees with itself, or with
+    /// its sub-machines' (called after every input and timeout in debug
+    /// builds, and by the simulator).
+    pub fn check_invariants(&self) {
+        self.session.get().check_invariants();
+        self.seeder.get().check_invariants();
+        for d in self.downloads.values() {
+            if let DlState::Running(m) = &d.state {
+                m.get().check_invariants();
+            }
+        }
+        if let Err(e) = self.invariant_violation() {
+            panic!("client invariant broken: {e}");
+        }
+    }
+
+    fn invariant_violation(&self) -> Result<(), String> {
+        for (&conn, c) in &self.conns {
+            match *c {
+                PeerConn::InHello | PeerConn::Seeder if conn >= OUTBOUND => {
+                    return Err(format!("inbound connection {conn} in our own id range"));
+                }
+                PeerConn::OutHello { dl, peer } | PeerConn::Out { dl, peer } => {
+                    if conn < OUTBOUND || conn >= self.next_conn {
+                        return Err(format!("outbound connection {conn} not an id we gave"));
+                    }
+                    let d = self.downloads.get(&dl).ok_or(format!(
+                        "connection {conn} belongs to unknown download {dl}"
+                    ))?;
+                    if !matches!(d.state, DlState::Running(_)) {
+                        return Err(format!("connection {conn} of download {dl}, not running"));
+                    }
+                    if d.peers.get(&peer) != Some(&conn) {
+                        return Err(format!("download {dl} does not know its connection {conn}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (&dl, d) in &self.downloads {
+            if dl >= self.next_dl {
+                return Err(format!("download {dl} not an id we gave"));
+            }
+            for (&peer, conn) in &d.peers {
+                match self.conns.get(conn) {
+                    Some(PeerConn::OutHello { dl: x, peer: p } | PeerConn::Out { dl: x, peer: p })
+                        if *x == dl && *p == peer => {}
+                    _ => return Err(format!("download {dl}: connection {conn} is not its peer's")),
+                }
+            }
+        }
+        for (&t, what) in &self.internal {
+            if t >= self.next_internal {
+                return Err(format!("session tag {t} not one we gave"));
+            }
+            if let Internal::UserDownload { dl, .. } = what
+                && !matches!(self.downloads.get(dl).map(|d| &d.state), Some(DlState::Meta))
+            {
+                return Err(format!("download {dl} waits for metadata but is not in that state"));
+            }
+        }
+        if let Some(id) = self
+            .shares
+            .keys()
+            .find(|id| self.seeder.get().share_pieces(**id).is_none())
+        {
+            return Err(format!("share {} announced but not served", id.0));
+        }
+        Ok(())
+    }
+
     fn done(&mut self, tag: CommandTag, result: Result<CommandOk, ClientError>) {
         self.out.push_back(Output::Done { tag, result });
     }
 }
+
+impl_machine!(ClientNode, Input, Output, ClientTimer);

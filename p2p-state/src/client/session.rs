@@ -14,7 +14,7 @@
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -24,7 +24,8 @@ use p2p_proto::{
 };
 
 use crate::time::{Duration, Instant};
-use crate::timer::{TimerKind, TimerTable};
+use crate::machine::{Outbox, impl_machine};
+use crate::timer::TimerTable;
 
 /// A user command's number, chosen by the caller; results carry it back.
 pub type CommandTag = u64;
@@ -86,10 +87,25 @@ pub enum ClientError {
 /// Connection number: stale events from an old connection are ignored.
 pub type SessionConn = u64;
 
+/// What the owner tells the session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionInput {
+    /// Start a user command; its result comes back as
+    /// [`SessionOutput::Done`] with `tag`.
+    Command { tag: CommandTag, req: Request },
+    /// The connection of a [`SessionOutput::Connect`] is up.
+    Connected { conn: SessionConn },
+    ConnectFailed { conn: SessionConn },
+    /// One frame from the tracker.
+    Frame { conn: SessionConn, payload: Bytes },
+    Closed { conn: SessionConn },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionOutput {
-    /// Open a TCP connection to `addr`; answer with `handle_connected` or
-    /// `handle_connect_failed` for `conn`.
+    /// Open a TCP connection to `addr`; answer with
+    /// [`SessionInput::Connected`] or [`SessionInput::ConnectFailed`] for
+    /// `conn`.
     Connect {
         conn: SessionConn,
         addr: SocketAddr,
@@ -135,21 +151,15 @@ pub enum SessionEvent {
     Unreachable,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
+/// The session's deadlines; the key is the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
     Request,
     Ping,
     Reconnect,
     Retry,
 }
 
-impl TimerKind for Timer {
-    const COUNT: usize = 4;
-    const ALL: &'static [Self] = &[Timer::Request, Timer::Ping, Timer::Reconnect, Timer::Retry];
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
@@ -183,7 +193,7 @@ pub struct ClientSession {
     backoff: Duration,
     pending: BTreeMap<RequestId, Pending>,
     timers: TimerTable<Timer>,
-    out: VecDeque<SessionOutput>,
+    out: Outbox<SessionOutput>,
 }
 
 impl ClientSession {
@@ -203,8 +213,8 @@ impl ClientSession {
             failures: 0,
             backoff: cfg.backoff_min,
             pending: BTreeMap::new(),
-            timers: TimerTable::default(),
-            out: VecDeque::new(),
+            timers: TimerTable::new(),
+            out: Outbox::new(),
             cfg,
         };
         s.connect(now);
@@ -235,14 +245,28 @@ impl ClientSession {
     pub fn poll_output(&mut self) -> Option<SessionOutput> {
         self.out.pop_front()
     }
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next().map(|(_, t)| t)
+    pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        self.timers.next()
     }
 
     // ------------------------------------------------------------ commands
 
+    /// Feeds one input (see [`SessionInput`]); drain
+    /// [`ClientSession::poll_output`] afterwards.
+    pub fn handle_input(&mut self, now: Instant, input: SessionInput) {
+        self.out.check_drained("client session");
+        match input {
+            SessionInput::Command { tag, req } => self.command(now, tag, req),
+            SessionInput::Connected { conn } => self.handle_connected(now, conn),
+            SessionInput::ConnectFailed { conn } => self.handle_connect_failed(now, conn),
+            SessionInput::Frame { conn, payload } => self.handle_frame(now, conn, payload),
+            SessionInput::Closed { conn } => self.handle_closed(now, conn),
+        }
+        self.debug_check();
+    }
+
     /// Starts a user command; its result comes back as `Done { tag, .. }`.
-    pub fn command(&mut self, now: Instant, tag: CommandTag, req: Request) {
+    fn command(&mut self, now: Instant, tag: CommandTag, req: Request) {
         if self.in_flight() >= PENDING_MAX {
             self.out.push_back(SessionOutput::Done {
                 tag,
@@ -265,7 +289,7 @@ impl ClientSession {
 
     // ------------------------------------------------------------ inputs
 
-    pub fn handle_connected(&mut self, now: Instant, conn: SessionConn) {
+    fn handle_connected(&mut self, now: Instant, conn: SessionConn) {
         if conn != self.conn || self.link != Link::Connecting {
             return;
         }
@@ -276,20 +300,20 @@ impl ClientSession {
             .set(Timer::Request, now + self.cfg.request_timeout);
     }
 
-    pub fn handle_connect_failed(&mut self, now: Instant, conn: SessionConn) {
+    fn handle_connect_failed(&mut self, now: Instant, conn: SessionConn) {
         if conn == self.conn {
             self.fail_over(now);
         }
     }
 
-    pub fn handle_closed(&mut self, now: Instant, conn: SessionConn) {
+    fn handle_closed(&mut self, now: Instant, conn: SessionConn) {
         if conn == self.conn && self.link != Link::Down {
             self.fail_over(now);
         }
     }
 
     /// One frame from the tracker.
-    pub fn handle_frame(&mut self, now: Instant, conn: SessionConn, payload: Bytes) {
+    fn handle_frame(&mut self, now: Instant, conn: SessionConn, payload: Bytes) {
         if conn != self.conn {
             return;
         }
@@ -310,6 +334,7 @@ impl ClientSession {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.out.check_drained("client session");
         for t in self.timers.expire(now) {
             match t {
                 Timer::Request => self.on_request_timer(now),
@@ -318,6 +343,7 @@ impl ClientSession {
                 Timer::Retry => self.send_pending(now),
             }
         }
+        self.debug_check();
     }
 
     // ------------------------------------------------------------ connection life
@@ -362,8 +388,8 @@ impl ClientSession {
             self.out.push_back(SessionOutput::Close { conn: self.conn });
         }
         self.link = Link::Down;
-        self.timers.stop(Timer::Request);
-        self.timers.stop(Timer::Ping);
+        self.timers.clear(Timer::Request);
+        self.timers.clear(Timer::Ping);
         self.pending.retain(|_, p| p.tag.is_some()); // resume/ping are re-made
         self.failures += 1;
         self.tracker = (self.tracker + 1) % self.cfg.trackers.len();
@@ -448,10 +474,10 @@ impl ClientSession {
             Some(t) => {
                 self.timers
                     .set(Timer::Request, t + self.cfg.request_timeout);
-                self.timers.stop(Timer::Ping);
+                self.timers.clear(Timer::Ping);
             }
             None => {
-                self.timers.stop(Timer::Request);
+                self.timers.clear(Timer::Request);
                 if self.link == Link::Up && self.timers.get(Timer::Ping).is_none() {
                     self.timers.set(Timer::Ping, now + self.cfg.ping_interval);
                 }
@@ -511,7 +537,7 @@ impl ClientSession {
             self.pending.insert(id, p);
             self.timers
                 .set(Timer::Retry, now + self.cfg.not_ready_retry);
-            self.timers.stop(Timer::Request);
+            self.timers.clear(Timer::Request);
             return;
         }
         self.note_session(&p.req, &outcome);
@@ -561,4 +587,50 @@ impl ClientSession {
             self.out.push_back(SessionOutput::Event(e));
         }
     }
+
+    // ------------------------------------------------------------ invariants
+
+    fn debug_check(&self) {
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+    }
+
+    /// Panics if the session's bookkeeping disagrees with itself (called
+    /// after every input and timeout in debug builds, and by the simulator).
+    pub fn check_invariants(&self) {
+        if let Err(e) = self.invariant_violation() {
+            panic!("client session invariant broken: {e}");
+        }
+    }
+
+    fn invariant_violation(&self) -> Result<(), String> {
+        if !self.timers.is_consistent() {
+            return Err("timer table indexes disagree".into());
+        }
+        if self.tracker >= self.cfg.trackers.len() {
+            return Err(format!("tracker index {} out of range", self.tracker));
+        }
+        if self.token.is_some() != self.user.is_some() {
+            return Err("a session token without a user, or the reverse".into());
+        }
+        if self.in_flight() > PENDING_MAX {
+            return Err(format!("{} commands in flight", self.in_flight()));
+        }
+        if let Some(id) = self.pending.keys().next_back()
+            && id.0 >= self.next_id
+        {
+            return Err(format!("pending request {} not below next id", id.0));
+        }
+        let sent = self.pending.values().filter(|p| p.sent.is_some()).count();
+        if sent > 1 {
+            return Err(format!("{sent} requests in flight at once"));
+        }
+        if self.timers.is_set(Timer::Ping) && self.link != Link::Up {
+            return Err(format!("ping armed while the link is {:?}", self.link));
+        }
+        Ok(())
+    }
 }
+
+impl_machine!(ClientSession, SessionInput, SessionOutput, Timer);

@@ -253,10 +253,13 @@ impl World {
         } else {
             key
         };
-        let mut machine = Seeder::new(SeederConfig::default(), rng.random());
-        machine.set_identity(user.clone(), key);
+        // Drawn as when the seeder took a seed, so scenarios stay the same.
+        let _: u64 = rng.random();
+        let now = T0;
+        let mut machine = Seeder::new(SeederConfig::default(), now);
+        machine.set_identity(now, user.clone(), key);
         machine
-            .add_share(SHARE, group.clone(), meta, spec.pieces.clone())
+            .add_share(now, SHARE, group.clone(), meta, spec.pieces.clone())
             .expect("valid share");
         let addr = SocketAddr::from(([10, 0, 0, i as u8 + 1], 7000));
         SimSeeder {
@@ -299,9 +302,9 @@ impl World {
     /// Applies the earliest event or deadline; false if there is none.
     pub fn step(&mut self) -> bool {
         let ev = self.events.peek().map(|Reverse((t, _))| *t);
-        let dl = self.download.poll_timeout();
+        let dl = self.download.poll_timeout().map(|(t, _)| t);
         let sd = (0..self.seeders.len())
-            .filter_map(|i| self.seeders[i].machine.poll_timeout().map(|t| (t, i)))
+            .filter_map(|i| self.seeders[i].machine.poll_timeout().map(|(t, _)| (t, i)))
             .min();
         let next = [ev, dl, sd.map(|(t, _)| t)].into_iter().flatten().min();
         let Some(at) = next else {

@@ -22,7 +22,6 @@
 //! - `recv.rs`: reactions to connection events, messages and pieces;
 //! - `pump.rs`: after each input: connect, fill requests, arm timers;
 //! - `progress.rs`: [`Progress`] and [`WaitingReason`] for `show_downloads`;
-//! - `timer.rs`: the [`TimerTable`](timer::TimerTable) (shared with the seeder);
 //! - `harness.rs` (tests): an in-memory world of one download and N seeders.
 //!
 //! Contract (STYLE.md 2.2): one `handle_*` call, then drain
@@ -34,7 +33,6 @@ mod picker;
 mod progress;
 mod pump;
 mod recv;
-pub mod timer;
 mod types;
 
 #[cfg(test)]
@@ -47,7 +45,7 @@ mod tests;
 pub use progress::{DownloadState, PeerProblem, Progress, WaitingReason};
 pub use types::*;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use p2p_proto::{FileMeta, GroupName, PieceSet, Text, UserName};
@@ -58,7 +56,8 @@ use crate::time::{Duration, Instant};
 use peer::Peer;
 use picker::{Picker, PieceState};
 use progress::RateMeter;
-use timer::TimerTable;
+use crate::machine::{Outbox, impl_machine};
+use crate::timer::TimerTable;
 
 /// Counters for tests, traces and benchmarks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -111,7 +110,7 @@ pub struct Download {
     requests: BTreeMap<u32, Vec<(PeerId, Instant)>>,
     in_flight: usize,
     timers: TimerTable<Timer>,
-    out: VecDeque<Output>,
+    out: Outbox<Output>,
     rate: RateMeter,
     tracker: TrackerContact,
     last_peer_problem: Option<PeerProblem>,
@@ -172,7 +171,7 @@ impl Download {
             requests: BTreeMap::new(),
             in_flight: 0,
             timers: TimerTable::new(),
-            out: VecDeque::new(),
+            out: Outbox::new(),
             rate: RateMeter::new(now),
             last_peer_problem: None,
             last_progress: now,
@@ -204,6 +203,7 @@ impl Download {
 
     /// Feeds one input. Ignored once the download has finished.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.out.check_drained("download");
         if self.is_finished() {
             return;
         }
@@ -231,6 +231,7 @@ impl Download {
 
     /// Fires every deadline at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.out.check_drained("download");
         while !self.is_finished() {
             let Some(timer) = self.timers.pop_expired(now) else {
                 break;
@@ -244,6 +245,7 @@ impl Download {
     /// The user stops the download: every connection is closed and the
     /// download finishes with [`DownloadError::Cancelled`].
     pub fn cancel(&mut self, now: Instant) {
+        self.out.check_drained("download");
         if !self.is_finished() {
             self.finish(Err(DownloadError::Cancelled));
         }
@@ -257,14 +259,9 @@ impl Download {
         self.out.pop_front()
     }
 
-    /// When to call [`Download::handle_timeout`] next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next().map(|(at, _)| at)
-    }
-
-    /// Why the next deadline exists.
-    pub fn timeout_reason(&self) -> Option<Timer> {
-        self.timers.next().map(|(_, k)| k)
+    /// When to call [`Download::handle_timeout`] next, and why.
+    pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        self.timers.next()
     }
 
     // ------------------------------------------------------------ getters
@@ -517,3 +514,5 @@ impl Download {
         }
     }
 }
+
+impl_machine!(Download, Input, Output, Timer);

@@ -57,7 +57,7 @@ impl Rig {
 
     /// Advances to the next deadline and fires it.
     fn fire_next(&mut self) -> Vec<Output> {
-        let at = self.d.poll_timeout().expect("a deadline");
+        let (at, _) = self.d.poll_timeout().expect("a deadline");
         self.now = self.now.max(at);
         self.d.handle_timeout(self.now);
         self.drain()

@@ -35,16 +35,14 @@ mod types;
 
 pub use types::*;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use p2p_proto::{
     FileMeta, FileName, GroupName, PeerMsg, PieceSet, RejectReason, SeederKey, Sha1Hash, Text,
     Ticket, UserName,
 };
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
-use crate::download::timer::TimerTable;
+use crate::machine::{Outbox, impl_machine};
+use crate::timer::TimerTable;
 use crate::ticket::{self, TicketError};
 use crate::time::Instant;
 use conn::{Admit, Conn, ConnState};
@@ -75,8 +73,6 @@ type ShareKey = (GroupName, FileName, Sha1Hash);
 /// The seeder machine. See the module docs.
 pub struct Seeder {
     cfg: SeederConfig,
-    /// Reserved for randomised decisions (none yet); seeded for determinism.
-    _rng: ChaCha8Rng,
     identity: Option<(UserName, SeederKey)>,
     shares: BTreeMap<ShareId, Share>,
     by_key: BTreeMap<ShareKey, ShareId>,
@@ -87,16 +83,17 @@ pub struct Seeder {
     /// Last connection given a read slot (round robin).
     rr_cursor: Option<ConnId>,
     timers: TimerTable<Timer>,
-    out: VecDeque<Output>,
+    out: Outbox<Output>,
     stats: SeederStats,
     served_by_user: BTreeMap<UserName, Served>,
 }
 
 impl Seeder {
-    pub fn new(cfg: SeederConfig, seed: u64) -> Self {
+    /// A seeder with no identity and no shares. It makes no random
+    /// choice (round-robin serves connections fairly), so it takes no seed.
+    pub fn new(cfg: SeederConfig, _now: Instant) -> Self {
         Seeder {
             cfg: cfg.normalized(),
-            _rng: ChaCha8Rng::seed_from_u64(seed),
             identity: None,
             shares: BTreeMap::new(),
             by_key: BTreeMap::new(),
@@ -104,17 +101,22 @@ impl Seeder {
             reads: BTreeSet::new(),
             rr_cursor: None,
             timers: TimerTable::new(),
-            out: VecDeque::new(),
+            out: Outbox::new(),
             stats: SeederStats::default(),
             served_by_user: BTreeMap::new(),
         }
     }
 
     // ------------------------------------------------------------ commands
+    //
+    // The share table and identity are set by `&mut self` commands that
+    // answer at once (quinn's "mutators for app commands"); they are
+    // mutations like inputs: drain `poll_output` after each.
 
     /// Who we are and the key tickets for us are signed with (from login).
     /// A different identity closes every connection opened under the old.
-    pub fn set_identity(&mut self, user: UserName, key: SeederKey) {
+    pub fn set_identity(&mut self, _now: Instant, user: UserName, key: SeederKey) {
+        self.out.check_drained("seeder");
         let same = self
             .identity
             .as_ref()
@@ -127,7 +129,8 @@ impl Seeder {
     }
 
     /// Logout: no ticket verifies any more; every connection is closed.
-    pub fn clear_identity(&mut self) {
+    pub fn clear_identity(&mut self, _now: Instant) {
+        self.out.check_drained("seeder");
         self.close_all(CloseReason::IdentityChanged);
         self.identity = None;
         self.debug_check();
@@ -136,11 +139,13 @@ impl Seeder {
     /// Registers a file to serve, holding the pieces in `have`.
     pub fn add_share(
         &mut self,
+        _now: Instant,
         share: ShareId,
         group: GroupName,
         meta: &FileMeta,
         have: PieceSet,
     ) -> Result<(), ShareError> {
+        self.out.check_drained("seeder");
         if self.shares.contains_key(&share) {
             return Err(ShareError::DuplicateId(share));
         }
@@ -173,7 +178,13 @@ impl Seeder {
 
     /// A piece of `share` is now held (verified by a download): peers
     /// connected for it hear `HavePiece`.
-    pub fn add_piece(&mut self, share: ShareId, index: u32) -> Result<(), ShareError> {
+    pub fn add_piece(
+        &mut self,
+        _now: Instant,
+        share: ShareId,
+        index: u32,
+    ) -> Result<(), ShareError> {
+        self.out.check_drained("seeder");
         let s = self
             .shares
             .get_mut(&share)
@@ -194,7 +205,8 @@ impl Seeder {
     }
 
     /// Stops serving `share`: its connections are refused and closed.
-    pub fn remove_share(&mut self, share: ShareId) -> Result<(), ShareError> {
+    pub fn remove_share(&mut self, _now: Instant, share: ShareId) -> Result<(), ShareError> {
+        self.out.check_drained("seeder");
         let s = self
             .shares
             .remove(&share)
@@ -218,6 +230,7 @@ impl Seeder {
     // ------------------------------------------------------------ inputs
 
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.out.check_drained("seeder");
         match input {
             Input::Opened { conn } => self.on_opened(now, conn),
             Input::Msg { conn, msg } => self.on_msg(now, conn, msg),
@@ -233,6 +246,7 @@ impl Seeder {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.out.check_drained("seeder");
         while let Some(t) = self.timers.pop_expired(now) {
             match t {
                 Timer::Open(conn) => self.close(conn, CloseReason::OpenTimeout),
@@ -483,12 +497,8 @@ impl Seeder {
         self.out.pop_front()
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next().map(|(at, _)| at)
-    }
-
-    pub fn timeout_reason(&self) -> Option<Timer> {
-        self.timers.next().map(|(_, k)| k)
+    pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        self.timers.next()
     }
 
     // ------------------------------------------------------------ getters
@@ -653,3 +663,5 @@ fn reject_all(reason: RejectReason) -> PeerMsg {
         reason,
     }
 }
+
+impl_machine!(Seeder, Input, Output, Timer);

@@ -41,11 +41,11 @@ struct Rig {
 
 impl Rig {
     fn with(cfg: SeederConfig) -> Self {
-        let mut s = Seeder::new(cfg, 5);
-        s.set_identity(user("alice"), KEY);
+        let mut s = Seeder::new(cfg, NOW);
+        s.set_identity(NOW, user("alice"), KEY);
         let mut have = PieceSet::full(10);
         have.remove(7);
-        s.add_share(SHARE, GroupName::new("g").unwrap(), &meta(10), have)
+        s.add_share(NOW, SHARE, GroupName::new("g").unwrap(), &meta(10), have)
             .unwrap();
         Rig {
             s,
@@ -277,7 +277,7 @@ fn a_forged_ticket_is_refused() {
 fn after_logout_no_ticket_opens_and_connections_close() {
     let mut r = Rig::new();
     let old = r.open();
-    r.s.clear_identity();
+    r.s.clear_identity(r.now);
     let out: Vec<_> = std::iter::from_fn(|| r.s.poll_output()).collect();
     assert_eq!(
         out,
@@ -295,7 +295,7 @@ fn after_logout_no_ticket_opens_and_connections_close() {
     );
     assert!(rejected(&out, conn, RejectReason::BadTicket), "{out:?}");
     // Logging in again with the same key: tickets work again.
-    r.s.set_identity(user("alice"), KEY);
+    r.s.set_identity(r.now, user("alice"), KEY);
     r.open();
 }
 
@@ -430,7 +430,10 @@ fn connections_per_user_are_capped() {
 fn a_connection_must_show_its_ticket_in_time() {
     let mut r = Rig::new();
     let conn = r.connect();
-    assert_eq!(r.s.poll_timeout(), Some(NOW + OPEN_TIMEOUT));
+    assert_eq!(
+        r.s.poll_timeout(),
+        Some((NOW + OPEN_TIMEOUT, Timer::Open(conn)))
+    );
     assert!(r.advance(OPEN_TIMEOUT.as_millis() - 1).is_empty());
     let out = r.advance(1);
     assert_eq!(
@@ -639,15 +642,15 @@ fn share_table_commands_check_their_arguments() {
     let g = GroupName::new("g").unwrap();
     let full = PieceSet::full(10);
     assert_eq!(
-        r.s.add_share(SHARE, g.clone(), &meta(10), full.clone()),
+        r.s.add_share(r.now, SHARE, g.clone(), &meta(10), full.clone()),
         Err(ShareError::DuplicateId(SHARE))
     );
     assert_eq!(
-        r.s.add_share(ShareId(1), g.clone(), &meta(10), full),
+        r.s.add_share(r.now, ShareId(1), g.clone(), &meta(10), full),
         Err(ShareError::DuplicateFile(SHARE))
     );
     assert_eq!(
-        r.s.add_share(ShareId(1), g.clone(), &meta(10), PieceSet::full(9)),
+        r.s.add_share(r.now, ShareId(1), g.clone(), &meta(10), PieceSet::full(9)),
         Err(ShareError::WrongPieceCount {
             have: 9,
             expected: 10
@@ -656,18 +659,18 @@ fn share_table_commands_check_their_arguments() {
     let mut bad = meta(10);
     bad.piece_len = 1000;
     assert!(matches!(
-        r.s.add_share(ShareId(1), g, &bad, PieceSet::full(10)),
+        r.s.add_share(r.now, ShareId(1), g, &bad, PieceSet::full(10)),
         Err(ShareError::BadMetadata { .. })
     ));
     assert_eq!(
-        r.s.add_piece(SHARE, 10),
+        r.s.add_piece(r.now, SHARE, 10),
         Err(ShareError::PieceOutOfRange {
             index: 10,
             count: 10
         })
     );
     assert_eq!(
-        r.s.remove_share(ShareId(1)),
+        r.s.remove_share(r.now, ShareId(1)),
         Err(ShareError::UnknownShare(ShareId(1)))
     );
 }
@@ -676,7 +679,7 @@ fn share_table_commands_check_their_arguments() {
 fn a_new_piece_is_announced_and_served() {
     let mut r = Rig::new();
     let conn = r.open();
-    r.s.add_piece(SHARE, 7).unwrap();
+    r.s.add_piece(r.now, SHARE, 7).unwrap();
     let out: Vec<_> = std::iter::from_fn(|| r.s.poll_output()).collect();
     assert_eq!(
         out,
@@ -685,7 +688,7 @@ fn a_new_piece_is_announced_and_served() {
             msg: PeerMsg::HavePiece { index: 7 }
         }]
     );
-    r.s.add_piece(SHARE, 7).unwrap();
+    r.s.add_piece(r.now, SHARE, 7).unwrap();
     assert_eq!(r.s.poll_output(), None, "announced once");
     assert_eq!(reads(&r.msg(conn, PeerMsg::Request { index: 7 })), vec![7]);
 }
@@ -695,7 +698,7 @@ fn removing_a_share_closes_its_connections() {
     let mut r = Rig::new();
     let conn = r.open();
     r.msg(conn, PeerMsg::Request { index: 0 });
-    r.s.remove_share(SHARE).unwrap();
+    r.s.remove_share(r.now, SHARE).unwrap();
     let out: Vec<_> = std::iter::from_fn(|| r.s.poll_output()).collect();
     let why = RejectReason::UnknownFile;
     let msg = PeerMsg::Reject {

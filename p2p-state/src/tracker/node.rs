@@ -18,7 +18,7 @@
 use bytes::{Bytes, BytesMut};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use p2p_proto::{
@@ -28,9 +28,13 @@ use p2p_proto::{
 };
 
 use super::password::{PasswordDone, PasswordWork};
-use super::repl::{Durable, Repl, ReplConfig, ReplEvent, ReplOutput, Replicated, Role, Snapshot};
+use super::repl::{
+    Durable, Repl, ReplConfig, ReplInput, ReplEvent, ReplOutput, ReplTimer, Replicated, Role, Snapshot,
+};
 use super::state::{Prepared, Step, TrackerConfig, TrackerState};
+use crate::machine::{Child, Outbox, impl_machine};
 use crate::time::{Duration, Instant};
+use crate::timer::TimerTable;
 
 /// A connection, numbered by the driver.
 pub type ConnId = u64;
@@ -245,9 +249,9 @@ pub enum TrackerEvent {
 
 #[derive(Debug, Clone, PartialEq)]
 enum ConnKind {
+    /// Hello not seen yet (its deadline is [`NodeTimer::Hello`]).
     AwaitHello {
         dialed: Option<TrackerId>,
-        deadline: Instant,
     },
     Client {
         session: Option<SessionToken>,
@@ -272,25 +276,44 @@ enum Waiter {
 /// queued without bound).
 pub const PASSWORD_JOBS_MAX: usize = 256;
 
+/// The node's own deadlines (replication keeps its own table); the key is
+/// the reason. Expired in key order: hellos, redials, then sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NodeTimer {
+    /// A connection that has not said hello is closed.
+    Hello(ConnId),
+    /// Dial a tracker again (after a failure, with backoff).
+    Redial(TrackerId),
+    /// A session whose connection dropped is shown offline.
+    Offline(SessionToken),
+}
+
+/// Why a tracker asks to be woken up ([`Tracker::poll_timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackerTimer {
+    Repl(ReplTimer),
+    Node(NodeTimer),
+}
+
 /// One tracker.
 pub struct Tracker {
     cfg: NodeConfig,
-    repl: Repl<TrackerState>,
+    repl: Child<Repl<TrackerState>>,
     rng: ChaCha8Rng,
     conns: BTreeMap<ConnId, Conn>,
     tracker_conns: BTreeMap<TrackerId, ConnId>,
-    /// When to dial a tracker again, and the backoff used for it.
-    redial: BTreeMap<TrackerId, Instant>,
+    /// Hello deadlines, redials and sessions going offline.
+    timers: TimerTable<NodeTimer>,
+    /// The backoff of the next redial of a tracker.
     backoff: BTreeMap<TrackerId, Duration>,
     dialing: BTreeSet<TrackerId>,
-    offline_at: BTreeMap<SessionToken, Instant>,
     online_sent: BTreeMap<SessionToken, Instant>,
     waiters: BTreeMap<u64, Waiter>,
     next_tag: u64,
     /// Writes waiting for their argon2 work, by job; answered through the
     /// waiter once prepared.
     password_jobs: BTreeMap<u64, (Waiter, ClientRequest)>,
-    out: VecDeque<Output>,
+    out: Outbox<Output>,
 }
 
 impl Tracker {
@@ -318,19 +341,18 @@ impl Tracker {
         };
         let repl = Repl::recover(cfg.repl.clone(), durable, now);
         let mut t = Tracker {
-            repl,
+            repl: Child::new(repl),
             rng: ChaCha8Rng::seed_from_u64(seed),
             conns: BTreeMap::new(),
             tracker_conns: BTreeMap::new(),
-            redial: BTreeMap::new(),
+            timers: TimerTable::new(),
             backoff: BTreeMap::new(),
             dialing: BTreeSet::new(),
-            offline_at: BTreeMap::new(),
             online_sent: BTreeMap::new(),
             waiters: BTreeMap::new(),
             next_tag: 1,
             password_jobs: BTreeMap::new(),
-            out: VecDeque::new(),
+            out: Outbox::new(),
             cfg,
         };
         let higher: Vec<TrackerId> = t
@@ -352,36 +374,38 @@ impl Tracker {
         self.cfg.id
     }
     pub fn state(&self) -> &TrackerState {
-        self.repl.state()
+        self.repl.get().state()
     }
     pub fn repl(&self) -> &Repl<TrackerState> {
-        &self.repl
+        self.repl.get()
     }
     pub fn is_primary(&self) -> bool {
-        self.repl.role() == Role::Primary
+        self.repl.get().role() == Role::Primary
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let hello = self.conns.values().filter_map(|c| match c.kind {
-            ConnKind::AwaitHello { deadline, .. } => Some(deadline),
-            _ => None,
-        });
-        [self.repl.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .chain(hello)
-            .chain(self.redial.values().copied())
-            .chain(self.offline_at.values().copied())
-            .min()
+    /// The soonest deadline and why; on a tie, replication's (it is
+    /// handled first).
+    pub fn poll_timeout(&self) -> Option<(Instant, TrackerTimer)> {
+        let repl = self
+            .repl
+            .get()
+            .poll_timeout()
+            .map(|(t, k)| (t, TrackerTimer::Repl(k)));
+        let own = self.timers.next().map(|(t, k)| (t, TrackerTimer::Node(k)));
+        match (repl, own) {
+            (Some(r), Some(o)) => Some(if o.0 < r.0 { o } else { r }),
+            (r, o) => r.or(o),
+        }
     }
 
     // ------------------------------------------------------------ inputs
 
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.out.check_drained("tracker");
         match input {
             Input::Accepted { conn, addr } => self.add_conn(now, conn, Some(addr), None),
             Input::Dialed { conn, tracker } => {
@@ -399,7 +423,7 @@ impl Tracker {
             Input::Frame { conn, payload } => self.on_frame(now, conn, payload),
             Input::BadFraming { conn, error } => self.refuse(now, conn, error.to_string()),
             Input::Closed { conn } => self.on_closed(now, conn),
-            Input::Persisted { index } => self.repl.handle_persisted(now, index),
+            Input::Persisted { index } => self.repl.feed().handle_input(now, ReplInput::Persisted(index)),
             Input::PasswordDone { job, done } => self.on_password_done(now, job, done),
             Input::Console(cmd) => self.on_console(cmd),
         }
@@ -407,37 +431,14 @@ impl Tracker {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.repl.handle_timeout(now);
-        let late: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(
-                |(_, c)| matches!(c.kind, ConnKind::AwaitHello { deadline, .. } if deadline <= now),
-            )
-            .map(|(&id, _)| id)
-            .collect();
-        for conn in late {
-            self.refuse(now, conn, "no hello in time".into());
-        }
-        let due: Vec<TrackerId> = self
-            .redial
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in due {
-            self.redial.remove(&id);
-            self.dial(id);
-        }
-        let gone: Vec<SessionToken> = self
-            .offline_at
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(&s, _)| s)
-            .collect();
-        for token in gone {
-            self.offline_at.remove(&token);
-            self.mark_offline(now, token);
+        self.out.check_drained("tracker");
+        self.repl.feed().handle_timeout(now);
+        for t in self.timers.expire(now) {
+            match t {
+                NodeTimer::Hello(conn) => self.refuse(now, conn, "no hello in time".into()),
+                NodeTimer::Redial(id) => self.dial(id),
+                NodeTimer::Offline(token) => self.mark_offline(now, token),
+            }
         }
         self.pump(now);
     }
@@ -451,11 +452,10 @@ impl Tracker {
         addr: Option<SocketAddr>,
         dialed: Option<TrackerId>,
     ) {
-        let kind = ConnKind::AwaitHello {
-            dialed,
-            deadline: now + self.cfg.hello_timeout,
-        };
+        let kind = ConnKind::AwaitHello { dialed };
         self.conns.insert(conn, Conn { addr, kind });
+        self.timers
+            .set(NodeTimer::Hello(conn), now + self.cfg.hello_timeout);
     }
 
     fn on_frame(&mut self, now: Instant, conn: ConnId, payload: Bytes) {
@@ -469,7 +469,7 @@ impl Tracker {
                 Err(e) => self.refuse(now, conn, e.to_string()),
             },
             ConnKind::Tracker(id) => match ReplMsg::from_bytes(payload) {
-                Ok(msg) => self.repl.handle_msg(now, id, msg),
+                Ok(msg) => self.repl.feed().handle_input(now, ReplInput::Msg { from: id, msg }),
                 Err(e) => self.refuse(now, conn, e.to_string()),
             },
         }
@@ -519,35 +519,48 @@ impl Tracker {
     fn tracker_up(&mut self, now: Instant, conn: ConnId, t: TrackerId) {
         if let Some(old) = self.tracker_conns.insert(t, conn) {
             // A newer connection replaces the old one.
-            self.conns.remove(&old);
+            self.forget_conn(old);
             self.out.push_back(Output::Close {
                 conn: old,
                 why: Text::new("replaced by a newer connection"),
             });
-            self.repl.handle_disconnected(now, t);
+            self.repl
+                        .feed()
+                        .handle_input(now, ReplInput::Disconnected(t));
         }
-        self.redial.remove(&t);
+        self.timers.clear(NodeTimer::Redial(t));
         self.backoff.remove(&t);
         self.set_kind(conn, ConnKind::Tracker(t));
         self.event(TrackerEvent::ConnectedToTracker { tracker: t });
-        self.repl.handle_connected(now, t);
+        self.repl
+            .feed()
+            .handle_input(now, ReplInput::Connected(t));
     }
 
     fn set_kind(&mut self, conn: ConnId, kind: ConnKind) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.kind = kind;
+            self.timers.clear(NodeTimer::Hello(conn));
         }
     }
 
+    /// Removes a connection from the table, with its hello deadline.
+    fn forget_conn(&mut self, conn: ConnId) -> Option<Conn> {
+        self.timers.clear(NodeTimer::Hello(conn));
+        self.conns.remove(&conn)
+    }
+
     fn on_closed(&mut self, now: Instant, conn: ConnId) {
-        let Some(c) = self.conns.remove(&conn) else {
+        let Some(c) = self.forget_conn(conn) else {
             return;
         };
         match c.kind {
             ConnKind::Tracker(t) => {
                 if self.tracker_conns.get(&t) == Some(&conn) {
                     self.tracker_conns.remove(&t);
-                    self.repl.handle_disconnected(now, t);
+                    self.repl
+                        .feed()
+                        .handle_input(now, ReplInput::Disconnected(t));
                     self.event(TrackerEvent::DisconnectedFromTracker { tracker: t });
                     if t > self.cfg.id {
                         self.schedule_redial(now, t);
@@ -559,7 +572,8 @@ impl Tracker {
                 if let Some(token) = session
                     && !self.session_attached(token)
                 {
-                    self.offline_at.insert(token, now + self.cfg.offline_grace);
+                    self.timers
+                        .set(NodeTimer::Offline(token), now + self.cfg.offline_grace);
                 }
             }
             ConnKind::AwaitHello { dialed, .. } => {
@@ -589,12 +603,12 @@ impl Tracker {
             None => self.cfg.redial_min,
         };
         self.backoff.insert(t, backoff);
-        self.redial.insert(t, now + backoff);
+        self.timers.set(NodeTimer::Redial(t), now + backoff);
     }
 
     /// Refuses a connection: an error frame where its channel has one, then close.
     fn refuse(&mut self, now: Instant, conn: ConnId, error: String) {
-        let Some(c) = self.conns.remove(&conn) else {
+        let Some(c) = self.forget_conn(conn) else {
             return;
         };
         let reason = Text::new(error.clone());
@@ -610,7 +624,8 @@ impl Tracker {
                 if let Some(token) = session
                     && !self.session_attached(token)
                 {
-                    self.offline_at.insert(token, now + self.cfg.offline_grace);
+                    self.timers
+                        .set(NodeTimer::Offline(token), now + self.cfg.offline_grace);
                 }
             }
             ConnKind::Tracker(t) => {
@@ -623,7 +638,9 @@ impl Tracker {
                 if self.tracker_conns.get(&t) == Some(&conn) {
                     self.tracker_conns.remove(&t);
                     // The driver's Closed will find no connection; tell repl now.
-                    self.repl.handle_disconnected(now, t);
+                    self.repl
+                        .feed()
+                        .handle_input(now, ReplInput::Disconnected(t));
                     // As on a close: the lower id dials again, or nobody does.
                     if t > self.cfg.id {
                         self.schedule_redial(now, t);
@@ -649,10 +666,10 @@ impl Tracker {
     fn on_request(&mut self, now: Instant, conn: ConnId, req: ClientRequest) {
         self.bind_session(now, conn, &req);
         let outcome = match &req.req {
-            Request::Status => Some(Ok(Reply::Status(self.repl.status()))),
+            Request::Status => Some(Ok(Reply::Status(self.repl.get().status()))),
             Request::Resume => Some(self.resume(&req)),
-            r if !r.is_write() => Some(match self.repl.can_serve_reads() {
-                true => self.repl.state().read(now, &self.cfg.state, &req),
+            r if !r.is_write() => Some(match self.repl.get().can_serve_reads() {
+                true => self.repl.get().state().read(now, &self.cfg.state, &req),
                 false => Err(TrackerError::NotReady),
             }),
             _ => self.write(now, conn, req.clone()),
@@ -663,11 +680,11 @@ impl Tracker {
     }
 
     fn resume(&self, req: &ClientRequest) -> Outcome {
-        if !self.repl.can_serve_reads() {
+        if !self.repl.get().can_serve_reads() {
             return Err(TrackerError::NotReady);
         }
         let token = req.session.ok_or(TrackerError::NotLoggedIn)?;
-        match self.repl.state().session_user(&token) {
+        match self.repl.get().state().session_user(&token) {
             Some(user) => Ok(Reply::Resumed { user: user.clone() }),
             None => Err(TrackerError::SessionUnknown),
         }
@@ -677,7 +694,7 @@ impl Tracker {
     /// from a backup. `Some` is an answer now; `None` waits for the log.
     fn write(&mut self, now: Instant, conn: ConnId, req: ClientRequest) -> Option<Outcome> {
         let tag = self.next_tag;
-        match self.repl.role() {
+        match self.repl.get().role() {
             Role::Primary => {
                 let waiter = Waiter::Local {
                     conn,
@@ -688,6 +705,9 @@ impl Tracker {
             }
             Role::Backup => {
                 self.next_tag += 1;
+                if !self.repl.get().can_take_writes() {
+                    return Some(Err(TrackerError::NotReady));
+                }
                 self.waiters.insert(
                     tag,
                     Waiter::Local {
@@ -695,13 +715,10 @@ impl Tracker {
                         req: req.clone(),
                     },
                 );
-                match self.repl.forward(req, tag) {
-                    Ok(()) => None,
-                    Err(e) => {
-                        self.waiters.remove(&tag);
-                        Some(Err(e))
-                    }
-                }
+                self.repl
+                    .feed()
+                    .handle_input(now, ReplInput::Forward { req, tag });
+                None
             }
         }
     }
@@ -721,25 +738,24 @@ impl Tracker {
         req: ClientRequest,
         done: Option<PasswordDone>,
     ) {
-        if self.repl.role() != Role::Primary {
+        if self.repl.get().role() != Role::Primary {
             // Stepped down while the password work ran: the client retries.
-            return self.answer(waiter, 0, Err(TrackerError::NotReady));
+            return self.answer(now, waiter, 0, Err(TrackerError::NotReady));
         }
-        let step = self.repl.state().prepare_step(
+        let step = self.repl.get().state().prepare_step(
             now,
             &self.cfg.state,
             &mut self.rng,
             &req,
             done.as_ref(),
         );
-        let applied = self.repl.applied();
+        let applied = self.repl.get().applied();
         match step {
-            Err(e) => self.answer(waiter, 0, Err(e)),
-            Ok(Step::Ready(Prepared::Done(outcome))) => self.answer(waiter, applied, outcome),
+            Err(e) => self.answer(now, waiter, 0, Err(e)),
+            Ok(Step::Ready(Prepared::Done(outcome))) => self.answer(now, waiter, applied, outcome),
             Ok(Step::Password(_)) if self.password_jobs.len() >= PASSWORD_JOBS_MAX => {
                 let what = "password checks in progress on this tracker (retry shortly)";
-                self.answer(
-                    waiter,
+                self.answer(now, waiter,
                     0,
                     Err(TrackerError::LimitReached {
                         what: Text::new(what),
@@ -760,10 +776,13 @@ impl Tracker {
                     id: req.id,
                 };
                 self.waiters.insert(tag, waiter);
-                if let Err(e) = self.repl.propose(now, Some(origin), kind, Some(tag)) {
-                    let waiter = self.waiters.remove(&tag).expect("just inserted");
-                    self.answer(waiter, 0, Err(e));
-                }
+                // Not the primary any more: `Abandoned` answers the waiter.
+                let input = ReplInput::Propose {
+                    origin: Some(origin),
+                    kind,
+                    tag: Some(tag),
+                };
+                self.repl.feed().handle_input(now, input);
             }
         }
     }
@@ -775,19 +794,27 @@ impl Tracker {
     }
 
     /// Answers a write's waiter: the local client, or the forwarding backup.
-    fn answer(&mut self, waiter: Waiter, index: u64, outcome: Outcome) {
+    fn answer(&mut self, now: Instant, waiter: Waiter, index: u64, outcome: Outcome) {
         match waiter {
             Waiter::Local { conn, req } => {
                 self.track_login(conn, &outcome);
                 self.respond(conn, &req, outcome);
             }
-            Waiter::Remote { from, fwd } => self.repl.reply_forward(from, fwd, index, outcome),
+            Waiter::Remote { from, fwd } => {
+                let input = ReplInput::ReplyForward {
+                    to: from,
+                    fwd,
+                    index,
+                    outcome,
+                };
+                self.repl.feed().handle_input(now, input);
+            }
         }
     }
 
-    fn on_applied(&mut self, tag: u64, index: u64, outcome: Outcome) {
+    fn on_applied(&mut self, now: Instant, tag: u64, index: u64, outcome: Outcome) {
         if let Some(waiter) = self.waiters.remove(&tag) {
-            self.answer(waiter, index, outcome);
+            self.answer(now, waiter, index, outcome);
         }
     }
 
@@ -802,7 +829,7 @@ impl Tracker {
         };
         match outcome {
             Ok(Reply::LoggedIn { token, .. }) => *session = Some(*token),
-            Ok(Reply::Done) if session.is_some_and(|t| self.repl.state().session(&t).is_none()) => {
+            Ok(Reply::Done) if session.is_some_and(|t| self.repl.get().state().session(&t).is_none()) => {
                 *session = None
             }
             _ => {}
@@ -828,7 +855,7 @@ impl Tracker {
     /// the state shows offline is brought back online.
     fn bind_session(&mut self, now: Instant, conn: ConnId, req: &ClientRequest) {
         let Some(token) = req.session else { return };
-        let Some(s) = self.repl.state().session(&token) else {
+        let Some(s) = self.repl.get().state().session(&token) else {
             return;
         };
         let offline = !s.online;
@@ -839,12 +866,12 @@ impl Tracker {
         {
             *session = Some(token);
         }
-        self.offline_at.remove(&token);
+        self.timers.clear(NodeTimer::Offline(token));
         let recently = self
             .online_sent
             .get(&token)
             .is_some_and(|&t| now.saturating_since(t) < Duration::from_secs(1));
-        if offline && !recently && self.repl.can_take_writes() {
+        if offline && !recently && self.repl.get().can_take_writes() {
             self.online_sent.insert(token, now);
             self.submit_system(
                 now,
@@ -866,7 +893,7 @@ impl Tracker {
     }
 
     fn mark_offline(&mut self, now: Instant, token: SessionToken) {
-        let online = self.repl.state().session(&token).is_some_and(|s| s.online);
+        let online = self.repl.get().state().session(&token).is_some_and(|s| s.online);
         if online && !self.session_attached(token) {
             self.submit_system(
                 now,
@@ -881,9 +908,14 @@ impl Tracker {
     /// An op the tracker itself decides on: proposed here on the primary,
     /// sent to the primary (as a re-submission, re-validated there) otherwise.
     fn submit_system(&mut self, now: Instant, kind: OpKind) {
-        match (self.repl.role(), self.repl.primary()) {
+        match (self.repl.get().role(), self.repl.get().primary()) {
             (Role::Primary, _) => {
-                let _ = self.repl.propose(now, None, kind, None);
+                let input = ReplInput::Propose {
+                    origin: None,
+                    kind,
+                    tag: None,
+                };
+                self.repl.feed().handle_input(now, input);
             }
             (Role::Backup, Some(p)) => {
                 if let Some(&conn) = self.tracker_conns.get(&p) {
@@ -904,7 +936,7 @@ impl Tracker {
     fn on_console(&mut self, cmd: ConsoleCmd) {
         let lines = match cmd {
             ConsoleCmd::Status => {
-                let s = self.repl.status();
+                let s = self.repl.get().status();
                 let role = if self.is_primary() {
                     "primary"
                 } else {
@@ -933,6 +965,7 @@ impl Tracker {
             ConsoleCmd::Conflicts => {
                 let mut v: Vec<String> = self
                     .repl
+                    .get()
                     .state()
                     .conflicts()
                     .map(|c| {
@@ -955,7 +988,7 @@ impl Tracker {
 
     /// Moves the replication machine's outputs into ours.
     fn pump(&mut self, now: Instant) {
-        while let Some(o) = self.repl.poll_output() {
+        while let Some(o) = self.repl.poll() {
             match o {
                 ReplOutput::Send { to, msg } => {
                     if let Some(&conn) = self.tracker_conns.get(&to) {
@@ -985,9 +1018,9 @@ impl Tracker {
                     tag,
                     index,
                     outcome,
-                } => self.on_applied(tag, index, outcome),
+                } => self.on_applied(now, tag, index, outcome),
                 ReplOutput::Abandoned { tag } => {
-                    self.on_applied(tag, 0, Err(TrackerError::NotReady))
+                    self.on_applied(now, tag, 0, Err(TrackerError::NotReady))
                 }
                 ReplOutput::Forwarded { from, fwd, req } => self.on_forwarded(now, from, fwd, req),
                 ReplOutput::Event(e) => self.event(TrackerEvent::Repl(e)),
@@ -1015,7 +1048,7 @@ impl Tracker {
         if !cfg!(debug_assertions) {
             return;
         }
-        self.repl.check_invariants();
+        self.repl.get().check_invariants();
         for (t, conn) in &self.tracker_conns {
             assert_eq!(
                 self.conns.get(conn).map(|c| &c.kind),
@@ -1025,6 +1058,8 @@ impl Tracker {
         }
     }
 }
+
+impl_machine!(Tracker, Input, Output, TrackerTimer);
 
 #[cfg(test)]
 #[path = "node_tests.rs"]

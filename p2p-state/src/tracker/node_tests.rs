@@ -14,6 +14,7 @@ use p2p_proto::{
 
 use super::*;
 use crate::client::session::*;
+use crate::machine::drain;
 use crate::time::{Duration, Instant};
 use crate::tracker::state::TrackerConfig;
 
@@ -203,7 +204,8 @@ impl Net {
                 Owner::Session(k) => {
                     let sc = self.session_conn(k, to);
                     let now = self.now;
-                    self.sessions[k as usize].handle_frame(now, sc, payload);
+                    self.sessions[k as usize]
+                        .handle_input(now, SessionInput::Frame { conn: sc, payload });
                     self.drain_session(k);
                 }
                 Owner::Client(_) => {
@@ -230,7 +232,7 @@ impl Net {
             Some((Owner::Session(k), _)) => {
                 let sc = self.session_conn(k, other);
                 let now = self.now;
-                self.sessions[k as usize].handle_closed(now, sc);
+                self.sessions[k as usize].handle_input(now, SessionInput::Closed { conn: sc });
                 self.drain_session(k);
             }
             _ => {}
@@ -257,14 +259,26 @@ impl Net {
     }
 
     fn drain_session(&mut self, k: u16) {
-        while let Some(o) = self.sessions[k as usize].poll_output() {
+        // The session's outputs are taken out before each is executed:
+        // executing one may feed it again (the single-mutation rule).
+        let mut outs = VecDeque::new();
+        loop {
+            outs.extend(drain(&mut self.sessions[k as usize]));
+            let Some(o) = outs.pop_front() else { return };
+            self.session_output(k, o);
+        }
+    }
+
+    fn session_output(&mut self, k: u16, o: SessionOutput) {
+        {
             match o {
                 SessionOutput::Connect { conn, addr } => {
                     let t = addr.port() - 7000;
                     let now = self.now;
                     if self.trackers[t as usize - 1].is_none() {
-                        self.sessions[k as usize].handle_connect_failed(now, conn);
-                        continue;
+                        self.sessions[k as usize]
+                            .handle_input(now, SessionInput::ConnectFailed { conn });
+                        return;
                     }
                     let (c, s) = self.pair(Owner::Session(k), Owner::Tracker(t));
                     self.session_ends.insert((k, conn), c);
@@ -275,7 +289,7 @@ impl Net {
                             addr: addr_of(100 + k),
                         },
                     ));
-                    self.sessions[k as usize].handle_connected(now, conn);
+                    self.sessions[k as usize].handle_input(now, SessionInput::Connected { conn });
                 }
                 SessionOutput::Send { conn, frame } => {
                     if let Some(&end) = self.session_ends.get(&(k, conn)) {
@@ -297,7 +311,7 @@ impl Net {
 
     fn command(&mut self, k: u16, tag: CommandTag, req: Request) {
         let now = self.now;
-        self.sessions[k as usize].command(now, tag, req);
+        self.sessions[k as usize].handle_input(now, SessionInput::Command { tag, req });
         self.drain_session(k);
     }
 
@@ -335,12 +349,12 @@ impl Net {
                 self.trackers[i as usize - 1]
                     .as_ref()
                     .and_then(|t| t.poll_timeout())
-                    .map(|t| (t, Owner::Tracker(i)))
+                    .map(|(t, _)| (t, Owner::Tracker(i)))
             });
             let sessions = (0..self.sessions.len() as u16).filter_map(|k| {
                 self.sessions[k as usize]
                     .poll_timeout()
-                    .map(|t| (t, Owner::Session(k)))
+                    .map(|(t, _)| (t, Owner::Session(k)))
             });
             let next = trackers.chain(sessions).min();
             match next {

@@ -275,6 +275,8 @@ fn bounded(w: &World) -> Result<(), String> {
     }
     for (c, h) in w.clients.iter().enumerate() {
         let Some(m) = h.m.as_ref() else { continue };
+        // The client's own bookkeeping, its session's, seeder's and downloads'.
+        m.check_invariants();
         let s = m.seeder();
         if m.session().in_flight() > PENDING_MAX
             || s.connections() > CONNS_MAX

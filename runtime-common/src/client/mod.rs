@@ -381,7 +381,7 @@ impl<R: ClientIo> Core<R> {
 
     /// When the loop must wake up if nothing arrives.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.node.poll_timeout()
+        self.node.poll_timeout().map(|(t, _)| t)
     }
 
     /// One turn of the loop: the event that woke it (`None`: the wait timed
@@ -396,7 +396,10 @@ impl<R: ClientIo> Core<R> {
             self.drain();
         }
         let now = self.clock.now();
-        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+        if let Some((t, why)) = self.node.poll_timeout()
+            && t <= now
+        {
+            tracing::trace!("deadline: {why:?}");
             self.node.handle_timeout(now);
             self.drain();
         }

@@ -62,6 +62,7 @@ pub mod snapshot;
 mod tests;
 
 pub use log::{Log, fork_point};
+pub use Timer as ReplTimer;
 
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -72,7 +73,8 @@ use p2p_proto::{
 };
 
 use crate::time::{Duration, Instant};
-use crate::timer::{TimerKind, TimerTable};
+use crate::machine::Outbox;
+use crate::timer::TimerTable;
 
 /// The state a [`Repl`] keeps identical on every tracker.
 pub trait Replicated: Default {
@@ -158,6 +160,44 @@ pub enum Role {
     Backup,
 }
 
+/// What the owner tells the replication machine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplInput {
+    /// A connection to this peer tracker is up.
+    Connected(TrackerId),
+    /// The connection to this peer tracker is gone.
+    Disconnected(TrackerId),
+    /// The driver made the log durable through this index.
+    Persisted(u64),
+    Msg {
+        from: TrackerId,
+        msg: ReplMsg,
+    },
+    /// Primary: sequence a new op; `tag` comes back in
+    /// [`ReplOutput::Applied`] once it is applied everywhere in sync, or in
+    /// [`ReplOutput::Abandoned`] if this tracker is not the primary.
+    Propose {
+        origin: Option<Origin>,
+        kind: OpKind,
+        tag: Option<u64>,
+    },
+    /// Backup: send a client's write to the primary. The outcome comes
+    /// back as [`ReplOutput::Applied`] with `tag` once this tracker applied
+    /// it ([`ReplOutput::Abandoned`] if it cannot be forwarded: check
+    /// [`Repl::can_take_writes`] first).
+    Forward {
+        req: ClientRequest,
+        tag: u64,
+    },
+    /// Primary: answer a forwarded write (`index` 0 for a rejection).
+    ReplyForward {
+        to: TrackerId,
+        fwd: u64,
+        index: u64,
+        outcome: Outcome,
+    },
+}
+
 /// What the replication machine asks its owner to do or know.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReplOutput {
@@ -166,7 +206,7 @@ pub enum ReplOutput {
         msg: ReplMsg,
     },
     /// Make the on-disk log end at `from_index - 1`, then append `entries`;
-    /// report completion with [`Repl::handle_persisted`].
+    /// report completion with [`ReplInput::Persisted`].
     Persist {
         from_index: u64,
         entries: Vec<Entry>,
@@ -199,7 +239,7 @@ pub enum ReplOutput {
         tag: u64,
     },
     /// Primary only: a backup forwarded a client's write; prepare it and
-    /// [`Repl::propose`] it, or [`Repl::reply_forward`] a rejection.
+    /// [`ReplInput::Propose`] it, or [`ReplInput::ReplyForward`] a rejection.
     Forwarded {
         from: TrackerId,
         fwd: u64,
@@ -250,20 +290,14 @@ pub enum ReplEvent {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
+/// Replication's deadlines; the key is the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
     Heartbeat,
     PrimaryTimeout,
     AckTimeout,
 }
 
-impl TimerKind for Timer {
-    const COUNT: usize = 3;
-    const ALL: &'static [Self] = &[Timer::Heartbeat, Timer::PrimaryTimeout, Timer::AckTimeout];
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// A backup as the primary sees it.
 #[derive(Debug, Clone)]
@@ -371,7 +405,7 @@ pub struct Repl<S: Replicated> {
     applied: u64,
     connected: BTreeSet<TrackerId>,
     timers: TimerTable<Timer>,
-    out: VecDeque<ReplOutput>,
+    out: Outbox<ReplOutput>,
     // primary side
     followers: BTreeMap<TrackerId, Follower>,
     waiters: BTreeMap<u64, Vec<u64>>,
@@ -441,8 +475,8 @@ impl<S: Replicated> Repl<S> {
             persisted: start.index,
             applied: start.index,
             connected: BTreeSet::new(),
-            timers: TimerTable::default(),
-            out: VecDeque::new(),
+            timers: TimerTable::new(),
+            out: Outbox::new(),
             followers: BTreeMap::new(),
             waiters: BTreeMap::new(),
             uncommitted_since: VecDeque::new(),
@@ -554,24 +588,45 @@ impl<S: Replicated> Repl<S> {
         self.out.pop_front()
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next().map(|(_, t)| t)
-    }
-
-    /// Why the next wake-up is due (for traces).
-    pub fn timeout_reason(&self) -> Option<&'static str> {
-        self.timers.next().map(|(k, _)| match k {
-            Timer::Heartbeat => "heartbeat",
-            Timer::PrimaryTimeout => "primary timeout",
-            Timer::AckTimeout => "ack timeout",
-        })
+    pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        self.timers.next()
     }
 
     // ------------------------------------------------------------ commands
 
+    /// Feeds one input (see [`ReplInput`]); drain [`Repl::poll_output`]
+    /// afterwards.
+    pub fn handle_input(&mut self, now: Instant, input: ReplInput) {
+        self.out.check_drained("replication");
+        match input {
+            ReplInput::Connected(peer) => self.handle_connected(now, peer),
+            ReplInput::Disconnected(peer) => self.handle_disconnected(now, peer),
+            ReplInput::Persisted(index) => self.handle_persisted(now, index),
+            ReplInput::Msg { from, msg } => self.handle_msg(now, from, msg),
+            ReplInput::Propose { origin, kind, tag } => {
+                if self.propose(now, origin, kind, tag).is_err()
+                    && let Some(tag) = tag
+                {
+                    self.out.push_back(ReplOutput::Abandoned { tag });
+                }
+            }
+            ReplInput::Forward { req, tag } => {
+                if self.forward(req, tag).is_err() {
+                    self.out.push_back(ReplOutput::Abandoned { tag });
+                }
+            }
+            ReplInput::ReplyForward {
+                to,
+                fwd,
+                index,
+                outcome,
+            } => self.reply_forward(to, fwd, index, outcome),
+        }
+    }
+
     /// Primary: sequences a new op. Returns its index; `tag` comes back in
     /// [`ReplOutput::Applied`] once it is applied everywhere in sync.
-    pub fn propose(
+    fn propose(
         &mut self,
         now: Instant,
         origin: Option<Origin>,
@@ -626,7 +681,7 @@ impl<S: Replicated> Repl<S> {
 
     /// Backup: sends a client's write to the primary. The outcome comes back
     /// as [`ReplOutput::Applied`] with `tag` once this tracker applied it.
-    pub fn forward(&mut self, req: ClientRequest, tag: u64) -> Result<(), TrackerError> {
+    fn forward(&mut self, req: ClientRequest, tag: u64) -> Result<(), TrackerError> {
         let primary = match (self.role, self.primary()) {
             (Role::Backup, Some(p)) if self.can_take_writes() => p,
             _ => return Err(TrackerError::NotReady),
@@ -639,7 +694,7 @@ impl<S: Replicated> Repl<S> {
     }
 
     /// Primary: answers a forwarded write (`index` 0 for a rejection).
-    pub fn reply_forward(&mut self, to: TrackerId, fwd: u64, index: u64, outcome: Outcome) {
+    fn reply_forward(&mut self, to: TrackerId, fwd: u64, index: u64, outcome: Outcome) {
         self.send(
             to,
             ReplMsg::ForwardReply {
@@ -652,7 +707,7 @@ impl<S: Replicated> Repl<S> {
 
     // ------------------------------------------------------------ inputs
 
-    pub fn handle_connected(&mut self, now: Instant, peer: TrackerId) {
+    fn handle_connected(&mut self, now: Instant, peer: TrackerId) {
         self.connected.insert(peer);
         self.send(peer, self.join_msg());
         if self.role == Role::Primary {
@@ -661,7 +716,7 @@ impl<S: Replicated> Repl<S> {
         self.finish(now);
     }
 
-    pub fn handle_disconnected(&mut self, now: Instant, peer: TrackerId) {
+    fn handle_disconnected(&mut self, now: Instant, peer: TrackerId) {
         self.connected.remove(&peer);
         if let Some(f) = self.followers.remove(&peer)
             && f.in_sync
@@ -688,7 +743,7 @@ impl<S: Replicated> Repl<S> {
     }
 
     /// The driver made the log durable through `index`.
-    pub fn handle_persisted(&mut self, now: Instant, index: u64) {
+    fn handle_persisted(&mut self, now: Instant, index: u64) {
         let index = index.min(self.log.last().index);
         if let Some(at) = self.snapshot_ack
             && index >= at.index
@@ -733,7 +788,7 @@ impl<S: Replicated> Repl<S> {
         self.finish(now);
     }
 
-    pub fn handle_msg(&mut self, now: Instant, from: TrackerId, msg: ReplMsg) {
+    fn handle_msg(&mut self, now: Instant, from: TrackerId, msg: ReplMsg) {
         if !self.connected.contains(&from) {
             return; // queued before a disconnect the driver already reported
         }
@@ -792,6 +847,7 @@ impl<S: Replicated> Repl<S> {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.out.check_drained("replication");
         for t in self.timers.expire(now) {
             match t {
                 Timer::Heartbeat => self.on_heartbeat_timer(now),
@@ -823,8 +879,8 @@ impl<S: Replicated> Repl<S> {
         self.pending_fork = None;
         self.snapshot_rx = None;
         self.primary_heard = now;
-        self.timers.stop(Timer::Heartbeat);
-        self.timers.stop(Timer::AckTimeout);
+        self.timers.clear(Timer::Heartbeat);
+        self.timers.clear(Timer::AckTimeout);
         self.timers
             .set(Timer::PrimaryTimeout, now + self.cfg.primary_timeout);
         if let Some(primary) = epoch_primary(epoch) {
@@ -861,7 +917,7 @@ impl<S: Replicated> Repl<S> {
         self.caught_up = true;
         self.pending_fork = None;
         self.snapshot_rx = None;
-        self.timers.stop(Timer::PrimaryTimeout);
+        self.timers.clear(Timer::PrimaryTimeout);
         self.event(ReplEvent::BecamePrimary { epoch: self.epoch });
         // The new epoch's first entry makes the epoch durable in the log.
         let _ = self.propose(now, None, OpKind::Noop, None);
@@ -1081,5 +1137,26 @@ impl<S: Replicated> Repl<S> {
             assert!(self.followers.is_empty(), "backup with followers");
             assert!(self.waiters.is_empty(), "backup with proposal waiters");
         }
+    }
+}
+
+impl<S: Replicated> crate::machine::Machine for Repl<S> {
+    type Input = ReplInput;
+    type Output = ReplOutput;
+    type Reason = Timer;
+    fn handle_input(&mut self, now: Instant, input: ReplInput) {
+        Repl::handle_input(self, now, input)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Repl::handle_timeout(self, now)
+    }
+    fn poll_output(&mut self) -> Option<ReplOutput> {
+        Repl::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        Repl::poll_timeout(self)
+    }
+    fn check_invariants(&self) {
+        Repl::check_invariants(self)
     }
 }

@@ -218,7 +218,7 @@ impl<S: Replicated> Repl<S> {
             Some(&(_, since)) => self
                 .timers
                 .set(Timer::AckTimeout, since + self.cfg.ack_timeout),
-            None => self.timers.stop(Timer::AckTimeout),
+            None => self.timers.clear(Timer::AckTimeout),
         }
         let _ = now;
     }

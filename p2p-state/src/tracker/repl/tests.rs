@@ -221,9 +221,11 @@ impl Cluster {
             return;
         }
         let now = self.now;
-        self.node(a).handle_connected(now, TrackerId(b));
+        self.node(a)
+            .handle_input(now, ReplInput::Connected(TrackerId(b)));
         self.drain(a);
-        self.node(b).handle_connected(now, TrackerId(a));
+        self.node(b)
+            .handle_input(now, ReplInput::Connected(TrackerId(a)));
         self.drain(b);
     }
 
@@ -236,7 +238,8 @@ impl Cluster {
         let now = self.now;
         for (x, y) in [(a, b), (b, a)] {
             if self.is_up(x) {
-                self.node(x).handle_disconnected(now, TrackerId(y));
+                self.node(x)
+                    .handle_input(now, ReplInput::Disconnected(TrackerId(y)));
                 self.drain(x);
             }
         }
@@ -291,10 +294,19 @@ impl Cluster {
     /// Executes a node's outputs: sends go on the wire, persistence is
     /// instant, events are recorded.
     fn drain(&mut self, id: u16) {
+        // The node's outputs are taken out before each is executed:
+        // persisting feeds the node again (the single-mutation rule).
+        let mut outs = VecDeque::new();
         loop {
-            let Some(out) = self.node(id).poll_output() else {
-                break;
-            };
+            outs.extend(crate::machine::drain(self.node(id)));
+            let Some(out) = outs.pop_front() else { break };
+            self.execute(id, out);
+        }
+        self.answer_forwards(id);
+    }
+
+    fn execute(&mut self, id: u16, out: ReplOutput) {
+        {
             match out {
                 ReplOutput::Send { to, msg } => {
                     let key = (id.min(to.0), id.max(to.0));
@@ -314,7 +326,8 @@ impl Cluster {
                         .unwrap_or(from_index - 1);
                     d.entries.extend(entries);
                     let now = self.now;
-                    self.node(id).handle_persisted(now, last);
+                    self.node(id)
+                        .handle_input(now, ReplInput::Persisted(last));
                 }
                 ReplOutput::PersistSnapshot {
                     at,
@@ -349,17 +362,30 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    fn answer_forwards(&mut self, id: u16) {
         // The primary side of a forwarded write: prepare = propose as is.
         let fwds = std::mem::take(&mut self.nodes[id as usize - 1].forwarded);
         for (from, fwd, req) in fwds {
             let now = self.now;
             let (origin, kind) = toy_op(&req);
             let tag = (from.0 as u64) << 32 | fwd;
-            let r = self.node(id).propose(now, Some(origin), kind, Some(tag));
-            if r.is_err() {
-                self.node(id)
-                    .reply_forward(from, fwd, 0, Err(TrackerError::NotReady));
-            }
+            let input = if self.get(id).role() == Role::Primary {
+                ReplInput::Propose {
+                    origin: Some(origin),
+                    kind,
+                    tag: Some(tag),
+                }
+            } else {
+                ReplInput::ReplyForward {
+                    to: from,
+                    fwd,
+                    index: 0,
+                    outcome: Err(TrackerError::NotReady),
+                }
+            };
+            self.node(id).handle_input(now, input);
             self.drain(id);
         }
         // Answer forwarded writes whose op applied here.
@@ -368,7 +394,14 @@ impl Cluster {
             if tag >> 32 != 0 && self.get(id).role() == Role::Primary {
                 let (to, fwd) = (TrackerId((tag >> 32) as u16), tag & 0xffff_ffff);
                 let index = self.get(id).applied();
-                self.node(id).reply_forward(to, fwd, index, outcome);
+                let input = ReplInput::ReplyForward {
+                    to,
+                    fwd,
+                    index,
+                    outcome,
+                };
+                let now = self.now;
+                self.node(id).handle_input(now, input);
                 self.drain(id);
             } else {
                 self.nodes[id as usize - 1].applied.push((tag, outcome));
@@ -384,13 +417,14 @@ impl Cluster {
             self.trace
                 .push(format!("{:?} {a}->{b} {}", self.now, short(&msg)));
             let now = self.now;
-            self.node(b).handle_msg(now, TrackerId(a), msg);
+            let from = TrackerId(a);
+            self.node(b).handle_input(now, ReplInput::Msg { from, msg });
             self.drain(b);
             return true;
         }
         let next = (1..=self.nodes.len() as u16)
             .filter(|&i| self.is_up(i))
-            .filter_map(|i| self.get(i).poll_timeout().map(|t| (t, i)))
+            .filter_map(|i| self.get(i).poll_timeout().map(|(t, _)| (t, i)))
             .min();
         match next {
             Some((t, i)) if t <= until => {
@@ -445,11 +479,15 @@ impl Cluster {
         let now = self.now;
         let r = if self.get(at).role() == Role::Primary {
             let (origin, kind) = toy_op(&req);
-            self.node(at)
-                .propose(now, Some(origin), kind, Some(id))
-                .map(|_| ())
+            let tag = Some(id);
+            let input = ReplInput::Propose { origin: Some(origin), kind, tag };
+            self.node(at).handle_input(now, input);
+            Ok(())
+        } else if self.get(at).can_take_writes() {
+            self.node(at).handle_input(now, ReplInput::Forward { req, tag: id });
+            Ok(())
         } else {
-            self.node(at).forward(req, id)
+            Err(TrackerError::NotReady)
         };
         self.drain(at);
         r
@@ -700,9 +738,13 @@ fn retried_resubmission_is_not_applied_twice() {
     };
     let (origin, kind) = toy_op(&req);
     let now = c.now;
-    c.node(2)
-        .propose(now, Some(origin), kind, Some(10))
-        .unwrap();
+    assert_eq!(c.get(2).role(), Role::Primary);
+    let input = ReplInput::Propose {
+        origin: Some(origin),
+        kind,
+        tag: Some(10),
+    };
+    c.node(2).handle_input(now, input);
     c.drain(2);
     c.run(100);
     c.heal();

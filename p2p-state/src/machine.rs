@@ -1,0 +1,175 @@
+//! The contract every machine follows ([`Machine`]), and the two helpers
+//! that hold machines to it: [`Outbox`], an output queue with the
+//! single-mutation guard, and [`Child`], a sub-machine inside a parent.
+//!
+//! A driver (or a parent machine, or a test, or the simulation) runs a
+//! machine like this, and only like this:
+//!
+//! ```text
+//! loop {
+//!     wait for the first of: an input, m.poll_timeout()
+//!     m.handle_input(now, input)   or   m.handle_timeout(now)
+//!     while let Some(o) = m.poll_output() { execute(o) }   // drain, always
+//! }
+//! ```
+//!
+//! **Single-mutation rule** (str0m's): after every mutation (an input, a
+//! timeout, or one of the few `&mut self` commands a machine offers) the
+//! caller drains `poll_output` until `None` before the next mutation.
+//! In debug builds a machine fed with outputs still queued panics
+//! ([`Outbox::check_drained`]): an output left behind would otherwise be
+//! executed late, after effects of inputs that came after it.
+//!
+//! Time never goes backwards across calls. `poll_timeout` is the soonest
+//! deadline with its reason (the key of the machine's
+//! [`TimerTable`](crate::timer::TimerTable)); `handle_timeout(now)` runs
+//! every deadline due at `now` and is harmless when none is.
+//! `check_invariants` panics if the machine's bookkeeping disagrees with
+//! itself; machines call it after every mutation in debug builds, and the
+//! simulation calls it from outside.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use crate::time::Instant;
+
+/// A sans-IO state machine: inputs and time in, outputs and a deadline out.
+pub trait Machine {
+    /// Everything the driver tells the machine (besides time passing).
+    type Input;
+    /// Everything the machine asks its driver to do.
+    type Output;
+    /// Why the machine asks to be woken up (its timer key).
+    type Reason: Copy + fmt::Debug;
+
+    /// One input at `now`. Drain [`Machine::poll_output`] afterwards.
+    fn handle_input(&mut self, now: Instant, input: Self::Input);
+    /// Runs every deadline due at `now`. Drain afterwards.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The next output, oldest first; `None` when drained.
+    fn poll_output(&mut self) -> Option<Self::Output>;
+    /// The soonest deadline and its reason; `None` when nothing is due.
+    fn poll_timeout(&self) -> Option<(Instant, Self::Reason)>;
+    /// Panics if the machine's bookkeeping disagrees with itself.
+    fn check_invariants(&self);
+}
+
+/// Takes every queued output of `m` (for callers that must feed the
+/// machine again while executing them, which the rule forbids doing
+/// while outputs are still queued).
+pub fn drain<M: Machine + ?Sized>(m: &mut M) -> Vec<M::Output> {
+    std::iter::from_fn(|| m.poll_output()).collect()
+}
+
+/// A machine's queue of outputs, with the single-mutation guard.
+#[derive(Debug, Clone)]
+pub struct Outbox<T> {
+    q: VecDeque<T>,
+}
+
+impl<T> Default for Outbox<T> {
+    fn default() -> Self {
+        Outbox { q: VecDeque::new() }
+    }
+}
+
+impl<T> Outbox<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn push_back(&mut self, o: T) {
+        self.q.push_back(o);
+    }
+    pub fn pop_front(&mut self) -> Option<T> {
+        self.q.pop_front()
+    }
+    pub fn len(&self) -> usize {
+        self.q.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    /// The guard: called at the start of every mutation of `machine`.
+    /// Panics in debug builds if outputs of an earlier mutation are still
+    /// queued (the caller broke the single-mutation rule).
+    #[track_caller]
+    pub fn check_drained(&self, machine: &str) {
+        if cfg!(debug_assertions) && !self.q.is_empty() {
+            panic!(
+                "{machine} fed while {} of its outputs were not drained: \
+                 drain poll_output() until None after every input, timeout \
+                 or command (the single-mutation rule, p2p-state machine.rs)",
+                self.q.len()
+            );
+        }
+    }
+}
+
+/// A sub-machine owned by a parent machine. The parent feeds it only
+/// through [`Child::feed`], which first moves the child's undrained
+/// outputs to a queue of the parent's, so the child is drained before
+/// every mutation even when the parent feeds it while executing its
+/// outputs; [`Child::poll`] returns the moved outputs first, so the order
+/// is exactly the child's.
+#[derive(Debug)]
+pub struct Child<M: Machine> {
+    m: M,
+    taken: VecDeque<M::Output>,
+}
+
+impl<M: Machine> Child<M> {
+    pub fn new(m: M) -> Self {
+        Child {
+            m,
+            taken: VecDeque::new(),
+        }
+    }
+    /// The child, to read.
+    pub fn get(&self) -> &M {
+        &self.m
+    }
+    /// The child, drained, to feed one input, timeout or command.
+    pub fn feed(&mut self) -> &mut M {
+        while let Some(o) = self.m.poll_output() {
+            self.taken.push_back(o);
+        }
+        &mut self.m
+    }
+    /// The child's next output.
+    pub fn poll(&mut self) -> Option<M::Output> {
+        self.taken.pop_front().or_else(|| self.m.poll_output())
+    }
+    /// Outputs taken out of the child and not polled yet.
+    pub fn has_taken(&self) -> bool {
+        !self.taken.is_empty()
+    }
+}
+
+/// Implements [`Machine`] for a type whose inherent methods already follow
+/// the contract (callers need not import the trait).
+macro_rules! impl_machine {
+    ($t:ty, $input:ty, $output:ty, $reason:ty) => {
+        impl $crate::machine::Machine for $t {
+            type Input = $input;
+            type Output = $output;
+            type Reason = $reason;
+            fn handle_input(&mut self, now: $crate::time::Instant, input: $input) {
+                <$t>::handle_input(self, now, input)
+            }
+            fn handle_timeout(&mut self, now: $crate::time::Instant) {
+                <$t>::handle_timeout(self, now)
+            }
+            fn poll_output(&mut self) -> Option<$output> {
+                <$t>::poll_output(self)
+            }
+            fn poll_timeout(&self) -> Option<($crate::time::Instant, $reason)> {
+                <$t>::poll_timeout(self)
+            }
+            fn check_invariants(&self) {
+                <$t>::check_invariants(self)
+            }
+        }
+    };
+}
+pub(crate) use impl_machine;
