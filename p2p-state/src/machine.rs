@@ -173,3 +173,65 @@ macro_rules! impl_machine {
     };
 }
 pub(crate) use impl_machine;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Echoes each input as an output; counts its mutations.
+    #[derive(Default)]
+    struct Echo {
+        out: Outbox<u32>,
+    }
+
+    impl Machine for Echo {
+        type Input = u32;
+        type Output = u32;
+        type Reason = ();
+        fn handle_input(&mut self, _now: Instant, input: u32) {
+            self.out.check_drained("echo");
+            self.out.push_back(input);
+            self.out.push_back(input + 100);
+        }
+        fn handle_timeout(&mut self, _now: Instant) {
+            self.out.check_drained("echo");
+        }
+        fn poll_output(&mut self) -> Option<u32> {
+            self.out.pop_front()
+        }
+        fn poll_timeout(&self) -> Option<(Instant, ())> {
+            None
+        }
+        fn check_invariants(&self) {}
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "echo fed while 2 of its outputs were not drained")]
+    fn feeding_an_undrained_machine_panics() {
+        let mut m = Echo::default();
+        m.handle_input(Instant(0), 1);
+        m.handle_input(Instant(0), 2);
+    }
+
+    #[test]
+    fn a_drained_machine_takes_the_next_input() {
+        let mut m = Echo::default();
+        m.handle_input(Instant(0), 1);
+        assert_eq!(drain(&mut m), vec![1, 101]);
+        m.handle_input(Instant(0), 2);
+        m.handle_timeout(Instant(0));
+    }
+
+    #[test]
+    fn a_child_fed_mid_drain_keeps_its_output_order() {
+        let mut c = Child::new(Echo::default());
+        c.feed().handle_input(Instant(0), 1);
+        assert_eq!(c.poll(), Some(1));
+        // Fed again while 101 is still queued: 101 comes out first.
+        c.feed().handle_input(Instant(0), 2);
+        assert!(c.has_taken());
+        let rest: Vec<u32> = std::iter::from_fn(|| c.poll()).collect();
+        assert_eq!(rest, vec![101, 2, 102]);
+    }
+}

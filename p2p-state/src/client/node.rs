@@ -27,8 +27,8 @@ use super::session::{
     SessionInput, SessionOutput,
 };
 use crate::download::{self, Download, DownloadConfig, DownloadState, PeerId, Progress};
-use crate::seeder::{self, ConnId, Seeder, SeederConfig, ShareId};
 use crate::machine::{Child, Outbox, impl_machine};
+use crate::seeder::{self, ConnId, Seeder, SeederConfig, ShareId};
 use crate::time::Instant;
 
 /// Ids at or above this are the machine's own (outbound connections,
@@ -801,9 +801,11 @@ impl ClientNode {
             .downloads
             .values()
             .filter_map(|d| match &d.state {
-                DlState::Running(m) if !m.get().pieces_done().is_empty() => {
-                    Some((d.group.clone(), d.file.clone(), m.get().pieces_done().clone()))
-                }
+                DlState::Running(m) if !m.get().pieces_done().is_empty() => Some((
+                    d.group.clone(),
+                    d.file.clone(),
+                    m.get().pieces_done().clone(),
+                )),
                 _ => None,
             })
             .collect();
@@ -1207,9 +1209,14 @@ impl ClientNode {
             }
             for (&peer, conn) in &d.peers {
                 match self.conns.get(conn) {
-                    Some(PeerConn::OutHello { dl: x, peer: p } | PeerConn::Out { dl: x, peer: p })
-                        if *x == dl && *p == peer => {}
-                    _ => return Err(format!("download {dl}: connection {conn} is not its peer's")),
+                    Some(
+                        PeerConn::OutHello { dl: x, peer: p } | PeerConn::Out { dl: x, peer: p },
+                    ) if *x == dl && *p == peer => {}
+                    _ => {
+                        return Err(format!(
+                            "download {dl}: connection {conn} is not its peer's"
+                        ));
+                    }
                 }
             }
         }
@@ -1218,9 +1225,14 @@ impl ClientNode {
                 return Err(format!("session tag {t} not one we gave"));
             }
             if let Internal::UserDownload { dl, .. } = what
-                && !matches!(self.downloads.get(dl).map(|d| &d.state), Some(DlState::Meta))
+                && !matches!(
+                    self.downloads.get(dl).map(|d| &d.state),
+                    Some(DlState::Meta)
+                )
             {
-                return Err(format!("download {dl} waits for metadata but is not in that state"));
+                return Err(format!(
+                    "download {dl} waits for metadata but is not in that state"
+                ));
             }
         }
         if let Some(id) = self

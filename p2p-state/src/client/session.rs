@@ -23,8 +23,8 @@ use p2p_proto::{
     SeederKey, SessionToken, Text, TrackerError, UserName, Wire,
 };
 
-use crate::time::{Duration, Instant};
 use crate::machine::{Outbox, impl_machine};
+use crate::time::{Duration, Instant};
 use crate::timer::TimerTable;
 
 /// A user command's number, chosen by the caller; results carry it back.
@@ -92,13 +92,25 @@ pub type SessionConn = u64;
 pub enum SessionInput {
     /// Start a user command; its result comes back as
     /// [`SessionOutput::Done`] with `tag`.
-    Command { tag: CommandTag, req: Request },
+    Command {
+        tag: CommandTag,
+        req: Request,
+    },
     /// The connection of a [`SessionOutput::Connect`] is up.
-    Connected { conn: SessionConn },
-    ConnectFailed { conn: SessionConn },
+    Connected {
+        conn: SessionConn,
+    },
+    ConnectFailed {
+        conn: SessionConn,
+    },
     /// One frame from the tracker.
-    Frame { conn: SessionConn, payload: Bytes },
-    Closed { conn: SessionConn },
+    Frame {
+        conn: SessionConn,
+        payload: Bytes,
+    },
+    Closed {
+        conn: SessionConn,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -159,7 +171,6 @@ pub enum Timer {
     Reconnect,
     Retry,
 }
-
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {

@@ -52,12 +52,12 @@ use p2p_proto::{FileMeta, GroupName, PieceSet, Text, UserName};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::machine::{Outbox, impl_machine};
 use crate::time::{Duration, Instant};
+use crate::timer::TimerTable;
 use peer::Peer;
 use picker::{Picker, PieceState};
 use progress::RateMeter;
-use crate::machine::{Outbox, impl_machine};
-use crate::timer::TimerTable;
 
 /// Counters for tests, traces and benchmarks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -37,15 +37,15 @@ pub use types::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::machine::{Outbox, impl_machine};
+use crate::ticket::{self, TicketError};
+use crate::time::Instant;
+use crate::timer::TimerTable;
+use conn::{Admit, Conn, ConnState};
 use p2p_proto::{
     FileMeta, FileName, GroupName, PeerMsg, PieceSet, RejectReason, SeederKey, Sha1Hash, Text,
     Ticket, UserName,
 };
-use crate::machine::{Outbox, impl_machine};
-use crate::timer::TimerTable;
-use crate::ticket::{self, TicketError};
-use crate::time::Instant;
-use conn::{Admit, Conn, ConnState};
 
 /// A file we serve, as registered by the driver.
 #[derive(Clone, Debug)]

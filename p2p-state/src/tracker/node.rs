@@ -29,7 +29,8 @@ use p2p_proto::{
 
 use super::password::{PasswordDone, PasswordWork};
 use super::repl::{
-    Durable, Repl, ReplConfig, ReplInput, ReplEvent, ReplOutput, ReplTimer, Replicated, Role, Snapshot,
+    Durable, Repl, ReplConfig, ReplEvent, ReplInput, ReplOutput, ReplTimer, Replicated, Role,
+    Snapshot,
 };
 use super::state::{Prepared, Step, TrackerConfig, TrackerState};
 use crate::machine::{Child, Outbox, impl_machine};
@@ -423,7 +424,10 @@ impl Tracker {
             Input::Frame { conn, payload } => self.on_frame(now, conn, payload),
             Input::BadFraming { conn, error } => self.refuse(now, conn, error.to_string()),
             Input::Closed { conn } => self.on_closed(now, conn),
-            Input::Persisted { index } => self.repl.feed().handle_input(now, ReplInput::Persisted(index)),
+            Input::Persisted { index } => self
+                .repl
+                .feed()
+                .handle_input(now, ReplInput::Persisted(index)),
             Input::PasswordDone { job, done } => self.on_password_done(now, job, done),
             Input::Console(cmd) => self.on_console(cmd),
         }
@@ -469,7 +473,10 @@ impl Tracker {
                 Err(e) => self.refuse(now, conn, e.to_string()),
             },
             ConnKind::Tracker(id) => match ReplMsg::from_bytes(payload) {
-                Ok(msg) => self.repl.feed().handle_input(now, ReplInput::Msg { from: id, msg }),
+                Ok(msg) => self
+                    .repl
+                    .feed()
+                    .handle_input(now, ReplInput::Msg { from: id, msg }),
                 Err(e) => self.refuse(now, conn, e.to_string()),
             },
         }
@@ -525,16 +532,14 @@ impl Tracker {
                 why: Text::new("replaced by a newer connection"),
             });
             self.repl
-                        .feed()
-                        .handle_input(now, ReplInput::Disconnected(t));
+                .feed()
+                .handle_input(now, ReplInput::Disconnected(t));
         }
         self.timers.clear(NodeTimer::Redial(t));
         self.backoff.remove(&t);
         self.set_kind(conn, ConnKind::Tracker(t));
         self.event(TrackerEvent::ConnectedToTracker { tracker: t });
-        self.repl
-            .feed()
-            .handle_input(now, ReplInput::Connected(t));
+        self.repl.feed().handle_input(now, ReplInput::Connected(t));
     }
 
     fn set_kind(&mut self, conn: ConnId, kind: ConnKind) {
@@ -755,7 +760,9 @@ impl Tracker {
             Ok(Step::Ready(Prepared::Done(outcome))) => self.answer(now, waiter, applied, outcome),
             Ok(Step::Password(_)) if self.password_jobs.len() >= PASSWORD_JOBS_MAX => {
                 let what = "password checks in progress on this tracker (retry shortly)";
-                self.answer(now, waiter,
+                self.answer(
+                    now,
+                    waiter,
                     0,
                     Err(TrackerError::LimitReached {
                         what: Text::new(what),
@@ -829,7 +836,9 @@ impl Tracker {
         };
         match outcome {
             Ok(Reply::LoggedIn { token, .. }) => *session = Some(*token),
-            Ok(Reply::Done) if session.is_some_and(|t| self.repl.get().state().session(&t).is_none()) => {
+            Ok(Reply::Done)
+                if session.is_some_and(|t| self.repl.get().state().session(&t).is_none()) =>
+            {
                 *session = None
             }
             _ => {}
@@ -893,7 +902,12 @@ impl Tracker {
     }
 
     fn mark_offline(&mut self, now: Instant, token: SessionToken) {
-        let online = self.repl.get().state().session(&token).is_some_and(|s| s.online);
+        let online = self
+            .repl
+            .get()
+            .state()
+            .session(&token)
+            .is_some_and(|s| s.online);
         if online && !self.session_attached(token) {
             self.submit_system(
                 now,

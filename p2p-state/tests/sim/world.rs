@@ -335,7 +335,9 @@ impl World {
                 h.wake =
                     h.m.as_ref()
                         .and_then(|m| m.poll_timeout())
-                        .map_or(u64::MAX, |(d, _)| d.0.saturating_sub(h.skew_ms).max(self.now.0));
+                        .map_or(u64::MAX, |(d, _)| {
+                            d.0.saturating_sub(h.skew_ms).max(self.now.0)
+                        });
                 return;
             };
             self.client_output(c, o);

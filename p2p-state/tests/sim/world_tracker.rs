@@ -30,7 +30,9 @@ impl World {
                 t.wake =
                     t.m.as_ref()
                         .and_then(|m| m.poll_timeout())
-                        .map_or(u64::MAX, |(d, _)| d.0.saturating_sub(t.skew_ms).max(self.now.0));
+                        .map_or(u64::MAX, |(d, _)| {
+                            d.0.saturating_sub(t.skew_ms).max(self.now.0)
+                        });
                 return;
             };
             self.tracker_output(i, o);

@@ -61,8 +61,8 @@ pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
-pub use log::{Log, fork_point};
 pub use Timer as ReplTimer;
+pub use log::{Log, fork_point};
 
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -72,8 +72,8 @@ use p2p_proto::{
     Sha1Hash, Text, TrackerError, TrackerId, TrackerStatus,
 };
 
-use crate::time::{Duration, Instant};
 use crate::machine::Outbox;
+use crate::time::{Duration, Instant};
 use crate::timer::TimerTable;
 
 /// The state a [`Repl`] keeps identical on every tracker.
@@ -297,7 +297,6 @@ pub enum Timer {
     PrimaryTimeout,
     AckTimeout,
 }
-
 
 /// A backup as the primary sees it.
 #[derive(Debug, Clone)]

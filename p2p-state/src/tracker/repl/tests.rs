@@ -326,8 +326,7 @@ impl Cluster {
                         .unwrap_or(from_index - 1);
                     d.entries.extend(entries);
                     let now = self.now;
-                    self.node(id)
-                        .handle_input(now, ReplInput::Persisted(last));
+                    self.node(id).handle_input(now, ReplInput::Persisted(last));
                 }
                 ReplOutput::PersistSnapshot {
                     at,
@@ -480,11 +479,16 @@ impl Cluster {
         let r = if self.get(at).role() == Role::Primary {
             let (origin, kind) = toy_op(&req);
             let tag = Some(id);
-            let input = ReplInput::Propose { origin: Some(origin), kind, tag };
+            let input = ReplInput::Propose {
+                origin: Some(origin),
+                kind,
+                tag,
+            };
             self.node(at).handle_input(now, input);
             Ok(())
         } else if self.get(at).can_take_writes() {
-            self.node(at).handle_input(now, ReplInput::Forward { req, tag: id });
+            self.node(at)
+                .handle_input(now, ReplInput::Forward { req, tag: id });
             Ok(())
         } else {
             Err(TrackerError::NotReady)
