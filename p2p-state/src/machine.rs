@@ -220,7 +220,9 @@ mod tests {
         m.handle_input(Instant(0), 1);
         assert_eq!(drain(&mut m), vec![1, 101]);
         m.handle_input(Instant(0), 2);
+        assert_eq!(drain(&mut m), vec![2, 102]);
         m.handle_timeout(Instant(0));
+        assert!(m.poll_output().is_none());
     }
 
     #[test]
