@@ -236,4 +236,108 @@ mod tests {
         let rest: Vec<u32> = std::iter::from_fn(|| c.poll()).collect();
         assert_eq!(rest, vec![101, 2, 102]);
     }
+
+    // Every machine's entry points are guarded: each is fed once, not
+    // drained, and fed again.
+
+    use std::net::SocketAddr;
+
+    use p2p_proto::{PeerMsg, TrackerId};
+
+    use crate::client::node::{self as cn, ClientConfig, ClientNode};
+    use crate::client::session::{ClientSession, SessionConfig, SessionInput};
+    use crate::download::DownloadConfig;
+    use crate::seeder::{self, ConnId, Seeder, SeederConfig};
+    use crate::tracker::node::{self as tn, NodeConfig, Tracker};
+    use crate::tracker::repl::{Repl, ReplConfig, ReplInput};
+    use crate::tracker::state::{TrackerConfig, TrackerState};
+
+    const T0: Instant = Instant(1_700_000_000_000);
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "tracker fed while")]
+    fn tracker_is_guarded() {
+        // Tracker 1 dials tracker 2 at once: that output stays queued.
+        let trackers = vec![(TrackerId(1), addr(7001)), (TrackerId(2), addr(7002))];
+        let cfg = NodeConfig::new(TrackerId(1), trackers, TrackerConfig::test());
+        let mut t = Tracker::new(cfg, 1, T0);
+        t.handle_timeout(T0);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "replication fed while")]
+    fn replication_is_guarded() {
+        let mut r = Repl::<TrackerState>::new(ReplConfig::new(TrackerId(1), vec![]), T0);
+        r.handle_input(T0, ReplInput::Connected(TrackerId(2)));
+        r.handle_timeout(T0);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "client session fed while")]
+    fn session_is_guarded() {
+        // A new session asks to connect at once.
+        let mut s = ClientSession::new(SessionConfig::new(vec![addr(7001)], 0), 1, T0);
+        s.handle_input(T0, SessionInput::ConnectFailed { conn: 1 });
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "client fed while")]
+    fn client_is_guarded() {
+        let cfg = ClientConfig {
+            session: SessionConfig::new(vec![addr(7001)], 0),
+            seeder: SeederConfig::default(),
+            download: DownloadConfig::default(),
+            seeder_addr: None,
+        };
+        let mut n = ClientNode::new(cfg, 1, T0);
+        n.handle_timeout(T0);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "seeder fed while")]
+    fn seeder_is_guarded() {
+        let mut s = Seeder::new(SeederConfig::default(), T0);
+        let conn = ConnId(1);
+        s.handle_input(T0, seeder::Input::Opened { conn });
+        // A request before the ticket is refused: a reject and a close.
+        let msg = PeerMsg::Request { index: 0 };
+        s.handle_input(T0, seeder::Input::Msg { conn, msg });
+        s.handle_timeout(T0);
+    }
+
+    #[test]
+    fn guarded_machines_run_when_drained() {
+        let trackers = vec![(TrackerId(1), addr(7001)), (TrackerId(2), addr(7002))];
+        let cfg = NodeConfig::new(TrackerId(1), trackers, TrackerConfig::test());
+        let mut t = Tracker::new(cfg, 1, T0);
+        assert!(!drain(&mut t).is_empty());
+        t.handle_input(
+            T0,
+            tn::Input::DialFailed {
+                tracker: TrackerId(2),
+            },
+        );
+        drain(&mut t);
+        t.handle_timeout(T0);
+        let cfg = ClientConfig {
+            session: SessionConfig::new(vec![addr(7001)], 0),
+            seeder: SeederConfig::default(),
+            download: DownloadConfig::default(),
+            seeder_addr: None,
+        };
+        let mut n = ClientNode::new(cfg, 1, T0);
+        assert!(!drain(&mut n).is_empty());
+        n.handle_input(T0, cn::Input::TrackerConnectFailed { conn: 1 });
+        drain(&mut n);
+        n.handle_timeout(T0);
+    }
 }

@@ -176,6 +176,15 @@ fn first_output_asks_the_tracker() {
 }
 
 #[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "download fed while 1 of its outputs")]
+fn feeding_before_draining_panics() {
+    let mut r = Rig::fresh(4);
+    // `AskTrackerForPeers` is still queued.
+    r.d.handle_timeout(r.now);
+}
+
+#[test]
 fn inconsistent_metadata_fails_at_once() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let (_, mut meta) = make_file(&mut rng, 4096, 1024);
