@@ -1,4 +1,4 @@
-//! The tracker driver's runtime-free half (STYLE 2.3): options, errors,
+//! The tracker driver's runtime-free half (docs/STYLE.md §2.3): options, errors,
 //! the handle the binaries hold, and [`Core`], which owns the [`Tracker`]
 //! machine and executes its outputs. A runtime supplies the plumbing
 //! through [`TrackerIo`] (a writer per connection, dialing, the storage

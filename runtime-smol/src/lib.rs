@@ -1,5 +1,5 @@
 //! Driver on smol / async-io: the same machines as runtime-std, with the
-//! same public shape, on an async executor (STYLE 2.3).
+//! same public shape, on an async executor (docs/STYLE.md §2.3).
 //!
 //! - [`exec`]: the process-wide executor, driven by a few threads, and the
 //!   wait every machine loop does (its channel raced against a timer);

@@ -1,4 +1,4 @@
-//! The tracker driver on smol (STYLE 2.3): one task owns the [`Core`]
+//! The tracker driver on smol (docs/STYLE.md §2.3): one task owns the [`Core`]
 //! (the [`Tracker`](p2p_state::tracker::node::Tracker) and the execution
 //! of its outputs, shared with runtime-std) and races its channel against
 //! `Timer::at(deadline)`, then hands what arrived to [`Core::turn`].

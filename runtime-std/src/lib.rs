@@ -1,5 +1,5 @@
 //! Driver on `std::net` and threads: feeds the p2p-state machines and
-//! executes their outputs (STYLE 2.3).
+//! executes their outputs (docs/STYLE.md §2.3).
 //!
 //! - [`conn`]: per-connection reader and writer threads, listener, dialing
 //!   (protocol-free, shared with the client driver);

@@ -1,4 +1,4 @@
-//! The tracker driver on threads (STYLE 2.3): one machine thread owns the
+//! The tracker driver on threads (docs/STYLE.md §2.3): one machine thread owns the
 //! [`Core`] (the [`Tracker`](p2p_state::tracker::node::Tracker) and the
 //! execution of its outputs, shared with every runtime), waits on a
 //! channel with `recv_timeout(deadline - now)`, and hands what arrived to

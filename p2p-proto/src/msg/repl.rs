@@ -1,5 +1,5 @@
 //! Tracker ↔ tracker replication ([`ReplMsg`]) and the replicated op
-//! ([`Op`]). The protocol is described in `shared/REPLICATION.md`; the
+//! ([`Op`]). The protocol is described in `docs/REPLICATION.md`; the
 //! machine that speaks it lives in `p2p-state::tracker`.
 //!
 //! An op carries every value `apply` needs (salted hashes, tokens, keys,

@@ -24,7 +24,7 @@
 //! - `progress.rs`: [`Progress`] and [`WaitingReason`] for `show_downloads`;
 //! - `harness.rs` (tests): an in-memory world of one download and N seeders.
 //!
-//! Contract (STYLE.md 2.2): one `handle_*` call, then drain
+//! Contract (docs/STYLE.md §2.2): one `handle_*` call, then drain
 //! [`Download::poll_output`] until `None`, then read
 //! [`Download::poll_timeout`]. `now` never goes backwards.
 

@@ -1,4 +1,4 @@
-//! Checkers, outside the machines (STYLE 2.4): they watch what the world
+//! Checkers, outside the machines (docs/STYLE.md §2.4): they watch what the world
 //! executes and hold the oracles the final checks compare against.
 //!
 //! While a run goes (every effect, as it happens):

@@ -6,7 +6,7 @@
 //! (send, close, dial, persist, read and write pieces), turns their results
 //! into inputs, and lets the checker ([`Checker`]) watch every effect.
 //!
-//! One mutation, then drain (STYLE 3.3): an input goes in, the machine's
+//! One mutation, then drain (docs/STYLE.md §3.3): an input goes in, the machine's
 //! outputs are drained and executed; results of those outputs (a dial that
 //! connected, a write that finished) are queued in `inbox` and fed only
 //! after the drain, in order.

@@ -3,7 +3,7 @@
 //! snapshot, and after a partition the higher epoch wins while the loser's
 //! divergent client ops are re-submitted (or recorded as conflicts).
 //!
-//! The protocol is `shared/REPLICATION.md`; what this module changes or adds:
+//! The protocol is `docs/REPLICATION.md`; its main points, as implemented here:
 //! - **Epochs name their primary.** `epoch = round << 16 | (0xffff - id)`, so
 //!   two trackers can never start the same epoch ("at most one primary per
 //!   epoch" holds by construction), a higher round wins, and at an equal
