@@ -5,7 +5,7 @@
 //! - [`msg`]: every message, one enum per channel (client↔tracker,
 //!   tracker↔tracker, peer↔peer), with a hand-written canonical encoding;
 //! - [`types`]: validated names, ids, hashes, piece sets, metadata, tickets;
-//! - [`limits`]: every bound a peer controls;
+//! - [`limits`]: every bound the wire format puts on a peer;
 //! - [`codec`]: the [`Wire`] trait and the bounds-checked [`Reader`].
 //!
 //! No I/O and no state: this crate turns bytes into values and back, and

@@ -1,4 +1,6 @@
-//! Every bound a peer can push against, in one place, units last.
+//! The wire format's bounds, units last: every length and count a peer
+//! can put in a message. (Bounds that belong to one machine or driver live
+//! beside it; ARCHITECTURE.md, "Limits", lists where.)
 //!
 //! Decoders check these *before* allocating. Changing one is a protocol
 //! change: bump [`crate::PROTOCOL_VERSION`] when a limit shrinks.
