@@ -581,7 +581,7 @@ impl World {
             return None;
         }
         let every = f.corrupt_every.map(|n| n.max(1));
-        if every.is_none_or(|n| s.sent_pieces % n != 0) {
+        if every.is_none_or(|n| !s.sent_pieces.is_multiple_of(n)) {
             return Some(data);
         }
         let mut v = data.to_vec();

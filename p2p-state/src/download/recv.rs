@@ -285,11 +285,11 @@ impl Download {
             p.busy_cap = Some(p.busy_cap.map_or(cap, |c| c.min(cap)));
             return;
         }
-        if let PeerState::Ready { pieces } = &mut p.state {
-            if pieces.contains(index) {
-                pieces.remove(index);
-                self.picker.sub_avail(index);
-            }
+        if let PeerState::Ready { pieces } = &mut p.state
+            && pieces.contains(index)
+        {
+            pieces.remove(index);
+            self.picker.sub_avail(index);
         }
     }
 

@@ -273,7 +273,7 @@ impl World {
         let mut d = src.filter(|f| end <= f.len())?[off as usize..end].to_vec();
         if let Some(salt) = h.corrupt.filter(|_| damage)
             && !d.is_empty()
-            && crate::swarm::child_seed(salt, index) % 3 == 0
+            && crate::swarm::child_seed(salt, index).is_multiple_of(3)
         {
             d[0] ^= 0xff;
             self.check.stats.corrupt_reads += 1;

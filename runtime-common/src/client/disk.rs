@@ -366,7 +366,8 @@ pub fn run_job(job: Job) -> JobDone {
 /// copied into an aligned pooled one first), otherwise, or if the direct write
 /// is refused as invalid, through the ordinary `file`.
 pub fn write_piece(file: &File, direct: Option<&File>, data: &[u8], offset: u64) -> io::Result<()> {
-    let fits = data.len() % DIRECT_ALIGN == 0 && offset % DIRECT_ALIGN as u64 == 0;
+    let fits =
+        data.len().is_multiple_of(DIRECT_ALIGN) && offset.is_multiple_of(DIRECT_ALIGN as u64);
     if let Some(d) = direct.filter(|_| fits && !data.is_empty()) {
         let r = if data.as_ptr().align_offset(DIRECT_ALIGN) == 0 {
             d.write_all_at(data, offset)

@@ -346,11 +346,12 @@ impl<S: Replicated> Repl<S> {
             && self.primary_last > 0
             && self.log.last().index >= self.primary_last;
         self.caught_up = was || holds_all;
-        if self.caught_up && !was {
-            if let Some(primary) = self.primary() {
-                self.event(ReplEvent::InSync { primary });
-                self.send_resubmits(primary);
-            }
+        if self.caught_up
+            && !was
+            && let Some(primary) = self.primary()
+        {
+            self.event(ReplEvent::InSync { primary });
+            self.send_resubmits(primary);
         }
     }
 }

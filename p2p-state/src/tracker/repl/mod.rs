@@ -962,7 +962,7 @@ impl<S: Replicated> Repl<S> {
             let Some(entry) = self.log.get(i) else { break };
             let op = entry.op.clone();
             // planted bug (test switch)
-            if self.cfg.bug_skip_one_in_100 && self.role == Role::Backup && i % 100 == 0 {
+            if self.cfg.bug_skip_one_in_100 && self.role == Role::Backup && i.is_multiple_of(100) {
                 self.applied = i;
                 continue;
             }
