@@ -195,6 +195,7 @@ on_both_runtimes!(
     interrupted_download_resumes_with_only_the_missing_pieces,
     seeder_refuses_garbage_and_requests_without_a_ticket,
     client_killed_mid_download_resumes_after_restart,
+    planted_symlinks_and_existing_files_are_never_written_through,
 );
 
 mod mixed {
@@ -724,4 +725,58 @@ fn client_killed_mid_download_resumes_after_restart(mix: Mix) {
         served <= pieces + 32,
         "resume fetched {served} pieces of {pieces} (finished before kill: {finished_before})"
     );
+}
+
+/// A shared download directory with traps: symbolic links planted as
+/// `<dest>.part` and as `<dest>.part.pieces`, pointing at a victim's file.
+/// Each download fails saying what it refused, and the victim keeps every
+/// byte; an existing destination is not replaced without `--force`, and
+/// is with it.
+fn planted_symlinks_and_existing_files_are_never_written_through(mix: Mix) {
+    let s = Swarm::start(mix);
+    let src = s.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let data = random_file(&src.join("t.bin"), 3 * 512 * 1024 + 9, 21);
+    let (mut a, mut b) = two_members(&s, 0, 1);
+    a.run(
+        &format!("upload_file g {}", src.join("t.bin").display()),
+        "sharing",
+    );
+    a.run("serve", "serving");
+    let shared = s.dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let victim = s.dir.path().join("victim.bashrc");
+    std::fs::write(&victim, b"export SAFE=1\n").unwrap();
+    for (dest, trap) in [("t1.bin", "t1.bin.part"), ("t2.bin", "t2.bin.part.pieces")] {
+        std::os::unix::fs::symlink(&victim, shared.join(trap)).unwrap();
+        b.run(
+            &format!("download_file g t.bin {}", shared.join(dest).display()),
+            "in the background",
+        );
+        b.send("wait_downloads 60");
+        b.expect("downloads failed", 60);
+        b.send("show_downloads");
+        let line = b.expect(&format!("{trap} is a symbolic link"), 30);
+        assert!(line.contains("refusing"), "{line}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"export SAFE=1\n");
+        assert!(!shared.join(dest).exists());
+    }
+    // An existing file is kept, then replaced when asked to.
+    let dest = shared.join("t3.bin");
+    std::fs::write(&dest, b"mine").unwrap();
+    b.run(
+        &format!("download_file g t.bin {}", dest.display()),
+        "already exists; add --force",
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), b"mine");
+    b.run(
+        &format!("download_file g t.bin {} --force", dest.display()),
+        "in the background",
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read(&dest).unwrap() != data {
+        assert!(Instant::now() < deadline, "--force download did not land");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"export SAFE=1\n");
 }

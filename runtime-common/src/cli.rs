@@ -26,6 +26,9 @@ pub enum CliCommand {
         group: GroupName,
         file: FileName,
         dest: PathBuf,
+        /// Replace an existing file at `dest` (`--force`); without it an
+        /// existing file is never overwritten.
+        force: bool,
     },
     ShowDownloads,
     WaitDownloads {
@@ -52,7 +55,7 @@ pub const USAGE: &[(&str, &str)] = &[
     ("reject_request", "<group> <user>"),
     ("upload_file", "<group> <path>"),
     ("list_files", "<group>"),
-    ("download_file", "<group> <file_name> <dest>"),
+    ("download_file", "<group> <file_name> <dest> [--force]"),
     ("show_downloads", ""),
     ("stop_share", "<group> <file_name>"),
     ("wait_downloads", "[seconds]"),
@@ -172,11 +175,16 @@ pub fn parse_line(line: &str) -> Result<CliCommand, String> {
             })
         }
         "download_file" => {
-            want(3)?;
+            let force = a.contains(&"--force");
+            let a: Vec<&str> = a.iter().copied().filter(|w| *w != "--force").collect();
+            if a.len() != 3 {
+                return Err(usage(cmd));
+            }
             CliCommand::Download {
                 group: group(a[0])?,
                 file: file(a[1])?,
                 dest: PathBuf::from(a[2]),
+                force,
             }
         }
         "show_downloads" => {
@@ -240,7 +248,9 @@ pub fn format_ok(cmd: &CliCommand, ok: &CommandOk) -> String {
     match ok {
         CommandOk::Reply(r) => format_reply(cmd, r),
         CommandOk::Started { .. } => match cmd {
-            CliCommand::Download { group, file, dest } => format!(
+            CliCommand::Download {
+                group, file, dest, ..
+            } => format!(
                 "downloading [{group}] {file} to {} in the background (show_downloads shows progress)",
                 dest.display()
             ),
@@ -413,6 +423,30 @@ mod tests {
             parse_line("wait_downloads 30").unwrap(),
             CliCommand::WaitDownloads { seconds: Some(30) }
         );
+    }
+
+    /// `--force` (anywhere after the command) is the only way to replace
+    /// an existing destination file.
+    #[test]
+    fn download_force_is_explicit() {
+        let parse = |l: &str| match parse_line(l).unwrap() {
+            CliCommand::Download { dest, force, .. } => (dest, force),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(parse("download_file g f.txt /tmp"), ("/tmp".into(), false));
+        assert_eq!(
+            parse("download_file g f.txt /tmp --force"),
+            ("/tmp".into(), true)
+        );
+        assert_eq!(
+            parse("download_file --force g f.txt /tmp"),
+            ("/tmp".into(), true)
+        );
+        assert_eq!(
+            parse_line("download_file g f.txt").unwrap_err(),
+            "usage: download_file <group> <file_name> <dest> [--force]"
+        );
+        assert!(parse_line("download_file g f.txt /tmp x --force").is_err());
     }
 
     #[test]

@@ -279,9 +279,20 @@ fn execute(handle: &ClientHandle, line: &str) -> Result<Flow, String> {
                 share,
             }
         }
-        CliCommand::Download { group, file, dest } => {
+        CliCommand::Download {
+            group,
+            file,
+            dest,
+            force,
+        } => {
             let dest = resolve_dest(dest, file.as_str())?;
-            let id = handle.dest_id(&dest);
+            if !force && std::fs::symlink_metadata(&dest).is_ok() {
+                return Err(format!(
+                    "{}: the file already exists; add --force to replace it, or choose another destination",
+                    dest.display()
+                ));
+            }
+            let id = handle.dest_id(&dest, *force);
             Command::Download {
                 group: group.clone(),
                 file: file.clone(),
@@ -291,10 +302,16 @@ fn execute(handle: &ClientHandle, line: &str) -> Result<Flow, String> {
     };
     let ok = handle.run(machine_cmd).map_err(|e| e.to_string())?;
     let cmd = match cmd {
-        CliCommand::Download { group, file, dest } => CliCommand::Download {
+        CliCommand::Download {
+            group,
+            file,
+            dest,
+            force,
+        } => CliCommand::Download {
             dest: resolve_dest(&dest, file.as_str()).unwrap_or(dest),
             group,
             file,
+            force,
         },
         other => other,
     };

@@ -197,7 +197,7 @@ fn run(args: &Args) -> Result<(), String> {
 
     step("carol downloads it from both");
     let dest = root.join("carol-demo.bin");
-    let dest_id = carol.dest_id(&dest);
+    let dest_id = carol.dest_id(&dest, false);
     let file = FileName::new("demo.bin").unwrap();
     let t = Instant::now();
     carol

@@ -23,9 +23,11 @@
 //!   share succeeds.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +38,7 @@ use p2p_proto::{FileMeta, GroupName, PieceSet, Sha1Hash, Text, Wire};
 use p2p_state::client::node::{self as cn, ClientNode};
 use p2p_state::hash::{file_root, sha1};
 use p2p_state::seeder::ShareId;
+use rustix::fs::{AtFlags, FallocateFlags, Mode, OFlags, RenameFlags};
 
 use crate::buffers::{self, DIRECT_ALIGN};
 
@@ -136,7 +139,9 @@ const SHARES_FILE: &str = "shares";
 #[derive(Debug, Default)]
 pub struct Paths {
     pub shares: BTreeMap<u64, (PathBuf, GroupName)>,
-    pub dests: BTreeMap<u64, PathBuf>,
+    /// Each destination, and whether an existing file there may be
+    /// replaced (`download_file ... --force`).
+    pub dests: BTreeMap<u64, (PathBuf, bool)>,
     pub next: u64,
 }
 
@@ -229,6 +234,8 @@ pub struct DlFile {
     pub direct: Option<Arc<File>>,
     pub part: PathBuf,
     pub dest: PathBuf,
+    /// The directory it is written in, held open (see [`DestDir`]).
+    pub dir: Arc<DestDir>,
     pub record: Arc<Mutex<(File, PieceSet)>>,
 }
 
@@ -241,6 +248,8 @@ pub enum Job {
         meta: FileMeta,
         /// Also open the part file with `O_DIRECT` (see [`write_piece`]).
         direct_io: bool,
+        /// Replace an existing destination file.
+        overwrite: bool,
     },
     Write {
         dl: u64,
@@ -253,8 +262,7 @@ pub enum Job {
     },
     Finalize {
         dl: u64,
-        part: PathBuf,
-        dest: PathBuf,
+        dir: Arc<DestDir>,
     },
     /// A piece to serve: the file must hold its bytes; the connection's
     /// writer then sends them with `sendfile`.
@@ -266,7 +274,10 @@ pub enum Job {
         len: u32,
     },
     /// Replaces the share table in `dir` with `text` (see [`shares_text`]).
-    SaveShares { dir: PathBuf, text: String },
+    SaveShares {
+        dir: PathBuf,
+        text: String,
+    },
 }
 
 /// What a finished job tells the machine loop.
@@ -295,7 +306,8 @@ pub fn run_job(job: Job) -> JobDone {
             dest,
             meta,
             direct_io,
-        } => match prepare_dest(&dest, &meta, direct_io) {
+            overwrite,
+        } => match prepare_dest(&dest, &meta, direct_io, overwrite) {
             Ok((file, have)) => JobDone::Prepared {
                 dl,
                 file: Box::new(file),
@@ -303,7 +315,7 @@ pub fn run_job(job: Job) -> JobDone {
             },
             Err(e) => JobDone::Input(cn::Input::DestFailed {
                 dl,
-                reason: text(format!("{}: {e}", dest.display())),
+                reason: text(e),
             }),
         },
         Job::Write {
@@ -330,19 +342,13 @@ pub fn run_job(job: Job) -> JobDone {
                 },
             })
         }
-        Job::Finalize { dl, part, dest } => {
-            let record = record_path(&part);
-            JobDone::Input(match fs::rename(&part, &dest) {
-                Ok(()) => {
-                    let _ = fs::remove_file(record);
-                    cn::Input::Finalized { dl }
-                }
-                Err(e) => cn::Input::FinalizeFailed {
-                    dl,
-                    reason: text(e),
-                },
-            })
-        }
+        Job::Finalize { dl, dir } => JobDone::Input(match dir.finalize() {
+            Ok(()) => cn::Input::Finalized { dl },
+            Err(e) => cn::Input::FinalizeFailed {
+                dl,
+                reason: text(e),
+            },
+        }),
         Job::Serve {
             conn,
             file,
@@ -387,16 +393,6 @@ pub fn write_piece(file: &File, direct: Option<&File>, data: &[u8], offset: u64)
     file.write_all_at(data, offset)
 }
 
-/// `path` opened for writing with `O_DIRECT`; `None` where the file
-/// system refuses it (tmpfs before Linux 6.6, some FUSE file systems).
-fn open_direct(path: &Path) -> Option<File> {
-    OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-        .ok()
-}
-
 /// Checks that `file` holds `len` bytes at `offset`, and asks the kernel
 /// to start reading them into the page cache (`posix_fadvise` WILLNEED),
 /// so the `sendfile` that follows rarely waits for the disk (on smol it
@@ -423,34 +419,306 @@ pub fn record_path(part: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Opens or creates `<dest>.part` and its record; re-hashes every piece the
-/// record claims, keeping only those that verify. With `direct_io`, also
-/// opens the part file with `O_DIRECT` where the file system allows it.
+/// Why a download's destination could not be prepared or put in place.
+/// The text says what happened and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DestError {
+    #[error(
+        "{} already exists; add --force to replace it, or choose another destination",
+        path.display()
+    )]
+    Exists { path: PathBuf },
+    #[error(
+        "{} is {kind}, not a regular file; refusing to write through it (remove it, or choose another destination)",
+        path.display()
+    )]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error(
+        "{} has other hard links; refusing to write into it (remove it, or choose another destination)",
+        path.display()
+    )]
+    Linked { path: PathBuf },
+    #[error(
+        "{} belongs to another user; refusing to write into it (remove it, or choose another destination)",
+        path.display()
+    )]
+    NotOwned { path: PathBuf },
+    #[error(
+        "not enough free space in {}: the file needs {} more, {} are free; free some space or choose another destination",
+        dir.display(),
+        crate::cli::bytes(*need),
+        crate::cli::bytes(*free)
+    )]
+    NoSpace { dir: PathBuf, need: u64, free: u64 },
+    #[error("{} has no file name; name the file to write", path.display())]
+    NoName { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl DestError {
+    fn io(path: &Path, e: impl Into<io::Error>) -> Self {
+        DestError::Io {
+            path: path.to_path_buf(),
+            source: e.into(),
+        }
+    }
+}
+
+/// The directory a download is written in, held open: every file of the
+/// download (`<name>.part`, `<name>.part.pieces`, `<name>`) is opened,
+/// renamed and removed relative to it, never by a path that a planted
+/// symbolic link could redirect.
+#[derive(Debug)]
+pub struct DestDir {
+    fd: OwnedFd,
+    /// The directory's path, for messages.
+    path: PathBuf,
+    /// The destination's file name.
+    name: OsString,
+    /// Replace an existing destination file (`download_file ... --force`).
+    overwrite: bool,
+}
+
+impl DestDir {
+    /// Opens the directory of `dest`.
+    pub fn open(dest: &Path, overwrite: bool) -> Result<Self, DestError> {
+        let name = dest
+            .file_name()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| DestError::NoName {
+                path: dest.to_path_buf(),
+            })?
+            .to_owned();
+        let path = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd =
+            rustix::fs::open(&path, flags, Mode::empty()).map_err(|e| DestError::io(&path, e))?;
+        Ok(DestDir {
+            fd,
+            path,
+            name,
+            overwrite,
+        })
+    }
+
+    fn named(&self, suffix: &str) -> OsString {
+        let mut n = self.name.clone();
+        n.push(suffix);
+        n
+    }
+
+    fn shown(&self, name: &OsStr) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Refuses an existing destination unless asked to replace it, and
+    /// never replaces a directory.
+    fn check_dest(&self) -> Result<(), DestError> {
+        let path = self.shown(&self.name);
+        match rustix::fs::statat(&self.fd, self.name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(DestError::io(&path, e)),
+            Ok(st) => {
+                let kind = rustix::fs::FileType::from_raw_mode(st.st_mode as _);
+                if kind == rustix::fs::FileType::Directory {
+                    Err(DestError::NotRegular {
+                        path,
+                        kind: "a directory",
+                    })
+                } else if self.overwrite {
+                    Ok(())
+                } else {
+                    Err(DestError::Exists { path })
+                }
+            }
+        }
+    }
+
+    /// Creates `name` in the directory (`O_CREAT | O_EXCL | O_NOFOLLOW`),
+    /// or reopens it if it exists, only if it is a regular file of this
+    /// user's with no other links (`O_NOFOLLOW`, then checked on the open
+    /// descriptor). `true` with the file when it was created.
+    fn open_file(&self, name: &OsStr) -> Result<(File, bool), DestError> {
+        let path = self.shown(name);
+        // O_NONBLOCK: opening a planted FIFO must not wait for a writer
+        // (cleared again below on the regular file this must be).
+        let flags =
+            OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK;
+        let create = flags | OFlags::CREATE | OFlags::EXCL;
+        let (fd, created) =
+            match rustix::fs::openat(&self.fd, name, create, Mode::from_raw_mode(0o666)) {
+                Ok(fd) => (fd, true),
+                Err(rustix::io::Errno::EXIST) => {
+                    match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
+                        Ok(fd) => (fd, false),
+                        Err(rustix::io::Errno::LOOP) => {
+                            return Err(DestError::NotRegular {
+                                path,
+                                kind: "a symbolic link",
+                            });
+                        }
+                        Err(rustix::io::Errno::ISDIR) => {
+                            return Err(DestError::NotRegular {
+                                path,
+                                kind: "a directory",
+                            });
+                        }
+                        Err(rustix::io::Errno::NXIO) => {
+                            return Err(DestError::NotRegular {
+                                path,
+                                kind: "a socket or device",
+                            });
+                        }
+                        Err(e) => return Err(DestError::io(&path, e)),
+                    }
+                }
+                Err(e) => return Err(DestError::io(&path, e)),
+            };
+        let file = File::from(fd);
+        let meta = file.metadata().map_err(|e| DestError::io(&path, e))?;
+        let ft = meta.file_type();
+        if !ft.is_file() {
+            let kind = if ft.is_fifo() {
+                "a FIFO"
+            } else if ft.is_dir() {
+                "a directory"
+            } else {
+                "a socket or device"
+            };
+            return Err(DestError::NotRegular { path, kind });
+        }
+        if meta.nlink() > 1 {
+            return Err(DestError::Linked { path });
+        }
+        if meta.uid() != rustix::process::geteuid().as_raw() {
+            return Err(DestError::NotOwned { path });
+        }
+        let fl = rustix::fs::fcntl_getfl(&file).map_err(|e| DestError::io(&path, e))?;
+        rustix::fs::fcntl_setfl(&file, fl - OFlags::NONBLOCK)
+            .map_err(|e| DestError::io(&path, e))?;
+        Ok((file, created))
+    }
+
+    /// The part file opened again with `O_DIRECT` (and `O_NOFOLLOW`),
+    /// only if it is still the very file `file` is; `None` where the
+    /// file system refuses `O_DIRECT` (tmpfs before Linux 6.6, some FUSE
+    /// file systems).
+    fn open_direct(&self, name: &OsStr, file: &File) -> Option<File> {
+        let flags = OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::DIRECT;
+        let direct = File::from(rustix::fs::openat(&self.fd, name, flags, Mode::empty()).ok()?);
+        let (a, b) = (file.metadata().ok()?, direct.metadata().ok()?);
+        ((a.dev(), a.ino()) == (b.dev(), b.ino())).then_some(direct)
+    }
+
+    /// Sets the part file's length to `size`, allocating its blocks up
+    /// front (`fallocate`), after checking the file system has room for
+    /// what is not allocated yet: a full disk is reported before anything
+    /// is fetched. File systems without `fallocate` get a sparse file.
+    fn allocate(&self, file: &File, size: u64) -> Result<(), DestError> {
+        let part = self.shown(&self.named(".part"));
+        let meta = file.metadata().map_err(|e| DestError::io(&part, e))?;
+        let need = size.saturating_sub(meta.blocks().saturating_mul(512));
+        let vfs = rustix::fs::fstatvfs(&self.fd).map_err(|e| DestError::io(&self.path, e))?;
+        let free = (vfs.f_bavail as u64).saturating_mul(vfs.f_frsize as u64);
+        check_space(&self.path, need, free)?;
+        if meta.len() > size {
+            file.set_len(size).map_err(|e| DestError::io(&part, e))?;
+        }
+        if size == 0 {
+            return Ok(());
+        }
+        match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, size) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::NOSPC) => Err(DestError::NoSpace {
+                dir: self.path.clone(),
+                need,
+                free,
+            }),
+            Err(_) if meta.len() == size => Ok(()),
+            Err(_) => file.set_len(size).map_err(|e| DestError::io(&part, e)),
+        }
+    }
+
+    /// Puts the finished part file in place: renamed within the directory
+    /// (a rename never follows a link), never over an existing file unless
+    /// asked to (`RENAME_NOREPLACE`, or a check just before on file
+    /// systems without it); then removes the piece record.
+    pub fn finalize(&self) -> Result<(), DestError> {
+        let part = self.named(".part");
+        let dest = self.name.as_os_str();
+        let r = if self.overwrite {
+            rustix::fs::renameat(&self.fd, &part, &self.fd, dest)
+        } else {
+            match rustix::fs::renameat_with(&self.fd, &part, &self.fd, dest, RenameFlags::NOREPLACE)
+            {
+                Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                    self.check_dest()?;
+                    rustix::fs::renameat(&self.fd, &part, &self.fd, dest)
+                }
+                r => r,
+            }
+        };
+        match r {
+            Ok(()) => {}
+            Err(rustix::io::Errno::EXIST) => {
+                return Err(DestError::Exists {
+                    path: self.shown(dest),
+                });
+            }
+            Err(e) => return Err(DestError::io(&self.shown(&part), e)),
+        }
+        let _ = rustix::fs::unlinkat(&self.fd, self.named(".part.pieces"), AtFlags::empty());
+        Ok(())
+    }
+}
+
+/// The free-space rule: a download starts only if the file system has at
+/// least the bytes the part file still lacks (`need <= free`).
+fn check_space(dir: &Path, need: u64, free: u64) -> Result<(), DestError> {
+    if need > free {
+        return Err(DestError::NoSpace {
+            dir: dir.to_path_buf(),
+            need,
+            free,
+        });
+    }
+    Ok(())
+}
+
+/// Opens or creates `<dest>.part` and its record, both relative to the
+/// destination's directory and never through a symbolic link or into a
+/// file that is not this user's own regular file (see
+/// [`DestDir::open_file`]); refuses an existing destination unless
+/// `overwrite`; checks free space and allocates the part file; re-hashes
+/// every piece the record claims, keeping only those that verify. With
+/// `direct_io`, also opens the part file with `O_DIRECT` where the file
+/// system allows it.
 pub fn prepare_dest(
     dest: &Path,
     meta: &FileMeta,
     direct_io: bool,
-) -> io::Result<(DlFile, PieceSet)> {
-    let part = part_path(dest);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&part)?;
-    if file.metadata()?.len() != meta.size {
-        file.set_len(meta.size)?;
+    overwrite: bool,
+) -> Result<(DlFile, PieceSet), DestError> {
+    let dir = DestDir::open(dest, overwrite)?;
+    dir.check_dest()?;
+    let part_name = dir.named(".part");
+    let part = dir.shown(&part_name);
+    let rec_name = dir.named(".part.pieces");
+    let rec_path = dir.shown(&rec_name);
+    let (file, fresh) = dir.open_file(&part_name)?;
+    let (mut rec, _) = dir.open_file(&rec_name)?;
+    dir.allocate(&file, meta.size)?;
+    let mut claimed_bytes = Vec::new();
+    if !fresh {
+        rec.read_to_end(&mut claimed_bytes)
+            .map_err(|e| DestError::io(&rec_path, e))?;
     }
-    let rec_path = record_path(&part);
-    let rec = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&rec_path)?;
-    let claimed = fs::read(&rec_path)
+    let claimed = PieceSet::from_bytes(Bytes::from(claimed_bytes))
         .ok()
-        .and_then(|b| PieceSet::from_bytes(Bytes::from(b)).ok())
         .filter(|s| s.len() == meta.piece_count())
         .unwrap_or_else(|| PieceSet::empty(meta.piece_count()));
     let mut have = PieceSet::empty(meta.piece_count());
@@ -465,16 +733,19 @@ pub fn prepare_dest(
             have.insert(i);
         }
     }
-    rec.set_len(0)?;
-    rec.write_all_at(&have.to_bytes(), 0)?;
+    rec.set_len(0).map_err(|e| DestError::io(&rec_path, e))?;
+    rec.write_all_at(&have.to_bytes(), 0)
+        .map_err(|e| DestError::io(&rec_path, e))?;
+    let direct = direct_io
+        .then(|| dir.open_direct(&part_name, &file))
+        .flatten()
+        .map(Arc::new);
     let dl = DlFile {
         file: Arc::new(file),
-        direct: direct_io
-            .then(|| open_direct(&part))
-            .flatten()
-            .map(Arc::new),
+        direct,
         part,
         dest: dest.to_path_buf(),
+        dir: Arc::new(dir),
         record: Arc::new(Mutex::new((rec, have.clone()))),
     };
     Ok((dl, have))
@@ -542,10 +813,10 @@ mod tests {
             piece_hashes: pieces,
         };
         let dest = dir.path().join("f.bin");
-        let (dl, have) = prepare_dest(&dest, &meta, true).unwrap();
+        let (dl, have) = prepare_dest(&dest, &meta, true, false).unwrap();
         assert!(have.is_empty());
         // Asked not to, it never opens the file with O_DIRECT.
-        let (buffered, _) = prepare_dest(&dir.path().join("g.bin"), &meta, false).unwrap();
+        let (buffered, _) = prepare_dest(&dir.path().join("g.bin"), &meta, false, false).unwrap();
         assert!(buffered.direct.is_none());
         // Where the file system has O_DIRECT (ext4, xfs, btrfs: the CI
         // machine's /tmp), it is used.
@@ -575,6 +846,164 @@ mod tests {
         // The short tail.
         write_piece(&dl.file, direct, &data[3 * piece..], (3 * piece) as u64).unwrap();
         assert_eq!(fs::read(&dl.part).unwrap(), data);
+    }
+
+    /// A small file's metadata (pieces of 1 KiB).
+    fn meta_of(data: &[u8]) -> FileMeta {
+        let pieces: Vec<Sha1Hash> = data.chunks(1024).map(sha1).collect();
+        FileMeta {
+            name: p2p_proto::FileName::new("f.bin").unwrap(),
+            size: data.len() as u64,
+            piece_len: 1024,
+            file_hash: file_root(data.len() as u64, 1024, &pieces),
+            piece_hashes: pieces,
+        }
+    }
+
+    /// A symbolic link planted as `<dest>.part` or `<dest>.part.pieces`
+    /// (pointing at a victim file) is refused with an error that names it;
+    /// the victim keeps every byte.
+    #[test]
+    fn planted_symlinks_are_refused_and_the_victim_is_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta_of(&[7u8; 5000]);
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious bytes").unwrap();
+        for suffix in [".part", ".part.pieces"] {
+            let dest = dir.path().join(format!("d{}.bin", suffix.len()));
+            let trap = PathBuf::from(format!("{}{suffix}", dest.display()));
+            std::os::unix::fs::symlink(&victim, &trap).unwrap();
+            let err = prepare_dest(&dest, &meta, false, false).unwrap_err();
+            assert!(
+                matches!(&err, DestError::NotRegular { path, kind: "a symbolic link" } if *path == trap),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("refusing"), "{err}");
+            assert_eq!(fs::read(&victim).unwrap(), b"precious bytes");
+        }
+    }
+
+    /// A FIFO (opening it must not hang), a directory, a file with another
+    /// hard link: none is written into.
+    #[test]
+    fn part_files_that_are_not_plain_files_of_ours_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta_of(&[7u8; 5000]);
+        let d = rustix::fs::open(dir.path(), OFlags::DIRECTORY, Mode::empty()).unwrap();
+        rustix::fs::mknodat(
+            &d,
+            "fifo.bin.part",
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let err = prepare_dest(&dir.path().join("fifo.bin"), &meta, false, false).unwrap_err();
+        assert!(
+            matches!(err, DestError::NotRegular { kind: "a FIFO", .. }),
+            "{err:?}"
+        );
+        fs::create_dir(dir.path().join("dir.bin.part")).unwrap();
+        let err = prepare_dest(&dir.path().join("dir.bin"), &meta, false, false).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DestError::NotRegular {
+                    kind: "a directory",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        fs::hard_link(&victim, dir.path().join("hl.bin.part")).unwrap();
+        let err = prepare_dest(&dir.path().join("hl.bin"), &meta, false, false).unwrap_err();
+        assert!(matches!(err, DestError::Linked { .. }), "{err:?}");
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    }
+
+    /// An existing destination is kept unless asked to replace it, both
+    /// when the download starts and when it is put in place; a part file
+    /// left by an earlier run (a regular file of ours) is resumed.
+    #[test]
+    fn an_existing_destination_is_replaced_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        let meta = meta_of(&data);
+        let dest = dir.path().join("f.bin");
+        fs::write(&dest, b"mine").unwrap();
+        let err = prepare_dest(&dest, &meta, false, false).unwrap_err();
+        assert!(
+            matches!(&err, DestError::Exists { path } if *path == dest),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("--force"), "{err}");
+        assert!(!part_path(&dest).exists(), "nothing created");
+        // Started while the destination was free; someone puts a file
+        // there before the end: it is kept, the download fails.
+        fs::remove_file(&dest).unwrap();
+        let (dl, _) = prepare_dest(&dest, &meta, false, false).unwrap();
+        dl.file.write_all_at(&data, 0).unwrap();
+        fs::write(&dest, b"mine").unwrap();
+        assert!(matches!(dl.dir.finalize(), Err(DestError::Exists { .. })));
+        assert_eq!(fs::read(&dest).unwrap(), b"mine");
+        // Resumed (the part file is reopened) with --force: replaced.
+        let (dl, _) = prepare_dest(&dest, &meta, false, true).unwrap();
+        assert_eq!(
+            fs::read(&dl.part).unwrap(),
+            data,
+            "the part file was resumed"
+        );
+        dl.dir.finalize().unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), data);
+        assert!(!part_path(&dest).exists());
+        assert!(!record_path(&part_path(&dest)).exists());
+        // A directory is never replaced.
+        fs::create_dir(dir.path().join("d.bin")).unwrap();
+        let err = prepare_dest(&dir.path().join("d.bin"), &meta, false, true).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DestError::NotRegular {
+                    kind: "a directory",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    /// The part file gets its full length up front, and the free-space
+    /// rule holds at its bound: exactly the free space is enough, one
+    /// byte more is refused with a message saying what to do.
+    #[test]
+    fn space_is_checked_and_allocated_before_fetching() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta_of(&[1u8; 5000]);
+        let (dl, _) = prepare_dest(&dir.path().join("f.bin"), &meta, false, false).unwrap();
+        assert_eq!(dl.file.metadata().unwrap().len(), 5000);
+        assert!(check_space(dir.path(), 1000, 1000).is_ok());
+        let err = check_space(dir.path(), 1001, 1000).unwrap_err();
+        assert!(matches!(
+            err,
+            DestError::NoSpace {
+                need: 1001,
+                free: 1000,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("free some space"), "{err}");
+        // A file larger than the file system's free space is refused
+        // before anything is written.
+        let vfs = rustix::fs::statvfs(dir.path()).unwrap();
+        let free = (vfs.f_bavail as u64).saturating_mul(vfs.f_frsize as u64);
+        let mut huge = meta.clone();
+        huge.size = free + (1 << 30);
+        let dest = dir.path().join("huge.bin");
+        let err = prepare_dest(&dest, &huge, false, false).unwrap_err();
+        assert!(matches!(err, DestError::NoSpace { .. }), "{err:?}");
+        assert_eq!(fs::metadata(part_path(&dest)).unwrap().len(), 0);
     }
 
     /// A piece to serve is checked against the file's length (a file

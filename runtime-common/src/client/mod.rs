@@ -212,11 +212,12 @@ impl ClientHandle {
         ShareId(id)
     }
 
-    /// Registers a download destination: returns its id.
-    pub fn dest_id(&self, path: &Path) -> u64 {
+    /// Registers a download destination: returns its id. An existing
+    /// file at `path` is replaced only with `overwrite`.
+    pub fn dest_id(&self, path: &Path, overwrite: bool) -> u64 {
         let mut p = self.paths.lock().expect("paths");
         let id = p.next_id();
-        p.dests.insert(id, path.to_path_buf());
+        p.dests.insert(id, (path.to_path_buf(), overwrite));
         id
     }
 
@@ -511,11 +512,12 @@ impl<R: ClientIo> Core<R> {
             cn::Output::PrepareDest { dl, dest, meta } => {
                 let path = self.paths.lock().expect("paths").dests.get(&dest).cloned();
                 match path {
-                    Some(dest) => self.io.disk(Job::Prepare {
+                    Some((dest, overwrite)) => self.io.disk(Job::Prepare {
                         dl,
                         dest,
                         meta,
                         direct_io: self.direct_io,
+                        overwrite,
                     }),
                     None => self.later.push_back(cn::Input::DestFailed {
                         dl,
@@ -546,8 +548,7 @@ impl<R: ClientIo> Core<R> {
                 if let Some(f) = self.dl_files.get(&dl) {
                     self.io.disk(Job::Finalize {
                         dl,
-                        part: f.part.clone(),
-                        dest: f.dest.clone(),
+                        dir: f.dir.clone(),
                     });
                 }
             }
