@@ -68,6 +68,24 @@ fn main() -> io::Result<()> {
     write_hellos(&root)?;
     write_frames(&root, &mut runner(5))?;
     write_tracker_inputs(&root)?;
+    write_share_tables(&root)?;
+    Ok(())
+}
+
+/// The `share_table` target: a table body with a newline and a tab in a
+/// path (the body fuzzing reaches past the checksum), the whole table,
+/// and cuts of the body.
+fn write_share_tables(root: &Path) -> io::Result<()> {
+    let dir = clean_dir(root, "share_table")?;
+    let body = p2p_state::fuzzing::share_table_sample();
+    let whole = p2p_state::client::shares::seal(&body);
+    fs::write(dir.join("table"), &whole)?;
+    let mut n = 1;
+    for cut in [body.len(), body.len() / 2, 4] {
+        fs::write(dir.join(format!("body-{cut}")), &body[..cut])?;
+        n += 1;
+    }
+    println!("share_table: {n} files");
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 pub mod node;
 pub mod session;
+pub mod shares;
 
 #[cfg(test)]
 mod tests;

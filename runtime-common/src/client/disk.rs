@@ -19,14 +19,17 @@
 //!   largest cost of a download: see ARCHITECTURE.md); anything that does
 //!   not fit the alignment rules, and file systems without `O_DIRECT`,
 //!   take the ordinary buffered write;
-//! - the share table (`DATA_DIR/shares`): loaded at start, saved after a
-//!   share succeeds.
+//! - the share table (`DATA_DIR/shares`, format in
+//!   [`p2p_state::client::shares`]): loaded at start (a damaged one is set
+//!   aside as `shares.damaged`, never half-read), saved after a share
+//!   succeeds.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -36,6 +39,7 @@ use std::thread;
 use bytes::Bytes;
 use p2p_proto::{FileMeta, GroupName, PieceSet, Sha1Hash, Text, Wire};
 use p2p_state::client::node::{self as cn, ClientNode};
+use p2p_state::client::shares::{self, ShareEntry};
 use p2p_state::hash::{file_root, sha1};
 use p2p_state::seeder::ShareId;
 use rustix::fs::{AtFlags, FallocateFlags, Mode, OFlags, RenameFlags};
@@ -162,26 +166,46 @@ impl Paths {
     }
 }
 
-/// The share table on disk: one line per share, `group \t path \t meta hex`.
-pub fn load_shares(dir: &Path, node: &mut ClientNode, paths: &Arc<Mutex<Paths>>) {
-    let Ok(text) = fs::read_to_string(dir.join(SHARES_FILE)) else {
-        return;
+/// Loads the share table (format: [`shares`]) and registers each share
+/// whose file still has its size. A table that cannot be trusted whole
+/// (damaged, or from an older version) is not half-read: it is renamed to
+/// `shares.damaged`, a warning says so and what to do, and its path is
+/// returned.
+pub fn load_shares(
+    dir: &Path,
+    node: &mut ClientNode,
+    paths: &Arc<Mutex<Paths>>,
+) -> Option<PathBuf> {
+    let table = dir.join(SHARES_FILE);
+    let bytes = match fs::read(&table) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!("cannot read the share table {}: {e}", table.display());
+            return None;
+        }
+    };
+    let entries = match shares::decode(&bytes) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let aside = dir.join(format!("{SHARES_FILE}.damaged"));
+            let moved = fs::rename(&table, &aside);
+            tracing::warn!(
+                "the share table {} was not read: {e}; {}; nothing is shared until you run upload_file again",
+                table.display(),
+                match moved {
+                    Ok(()) => format!("it was set aside as {}", aside.display()),
+                    Err(e) => format!("it could not be set aside ({e})"),
+                },
+            );
+            return Some(aside);
+        }
     };
     let mut p = paths.lock().expect("paths");
-    for line in text.lines() {
-        let mut parts = line.splitn(3, '\t');
-        let (Some(g), Some(path), Some(hex)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let (Ok(group), Some(bytes)) = (GroupName::new(g), unhex(hex)) else {
-            continue;
-        };
-        let Ok(meta) = FileMeta::from_bytes(Bytes::from(bytes)) else {
-            continue;
-        };
-        let path = PathBuf::from(path);
+    for e in entries {
+        let path = PathBuf::from(OsString::from_vec(e.path));
         // A file that changed since it was shared is not served.
-        if fs::metadata(&path).map(|m| m.len()).ok() != Some(meta.size) {
+        if fs::metadata(&path).map(|m| m.len()).ok() != Some(e.meta.size) {
             tracing::warn!(
                 "{} changed since it was shared; not serving it",
                 path.display()
@@ -189,40 +213,39 @@ pub fn load_shares(dir: &Path, node: &mut ClientNode, paths: &Arc<Mutex<Paths>>)
             continue;
         }
         let id = p.next_id();
-        if node.add_local_share(ShareId(id), group.clone(), meta) {
-            p.shares.insert(id, (path, group));
+        if node.add_local_share(ShareId(id), e.group.clone(), e.meta) {
+            p.shares.insert(id, (path, e.group));
         }
     }
+    None
 }
 
-/// The share table's text: every share the machine holds whose path is
+/// The share table's bytes: every share the machine holds whose path is
 /// known.
-pub fn shares_text(node: &ClientNode, paths: &Mutex<Paths>) -> String {
+pub fn shares_bytes(node: &ClientNode, paths: &Mutex<Paths>) -> Vec<u8> {
     let p = paths.lock().expect("paths");
-    let mut out = String::new();
-    for (id, (group, meta)) in node.shares() {
-        if let Some((path, _)) = p.shares.get(&id.0) {
-            let hex: String = meta.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
-            out.push_str(&format!("{group}\t{}\t{hex}\n", path.display()));
-        }
-    }
-    out
+    let entries: Vec<ShareEntry> = node
+        .shares()
+        .filter_map(|(id, (group, meta))| {
+            let (path, _) = p.shares.get(&id.0)?;
+            Some(ShareEntry {
+                group: group.clone(),
+                path: path.as_os_str().as_bytes().to_vec(),
+                meta: meta.clone(),
+            })
+        })
+        .collect();
+    shares::encode(&entries)
 }
 
-fn save_shares(dir: &Path, text: &str) {
+fn save_shares(dir: &Path, bytes: &[u8]) {
     let tmp = dir.join(format!("{SHARES_FILE}.tmp"));
-    if fs::write(&tmp, text)
-        .and_then(|_| fs::rename(&tmp, dir.join(SHARES_FILE)))
-        .is_err()
-    {
-        tracing::warn!("could not save the share table in {}", dir.display());
+    if let Err(e) = fs::write(&tmp, bytes).and_then(|_| fs::rename(&tmp, dir.join(SHARES_FILE))) {
+        tracing::warn!(
+            "could not save the share table in {}: {e}; shares will not be re-announced after a restart",
+            dir.display()
+        );
     }
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
 }
 
 /// An open download destination.
@@ -273,10 +296,10 @@ pub enum Job {
         offset: u64,
         len: u32,
     },
-    /// Replaces the share table in `dir` with `text` (see [`shares_text`]).
+    /// Replaces the share table in `dir` with `bytes` (see [`shares_bytes`]).
     SaveShares {
         dir: PathBuf,
-        text: String,
+        bytes: Vec<u8>,
     },
 }
 
@@ -359,8 +382,8 @@ pub fn run_job(job: Job) -> JobDone {
             Ok(()) => cn::Input::PieceInFile { conn, index },
             Err(_) => cn::Input::ReadFailed { conn, index },
         }),
-        Job::SaveShares { dir, text } => {
-            save_shares(&dir, &text);
+        Job::SaveShares { dir, bytes } => {
+            save_shares(&dir, &bytes);
             JobDone::Nothing
         }
     }
@@ -1004,6 +1027,80 @@ mod tests {
         let err = prepare_dest(&dest, &huge, false, false).unwrap_err();
         assert!(matches!(err, DestError::NoSpace { .. }), "{err:?}");
         assert_eq!(fs::metadata(part_path(&dest)).unwrap().len(), 0);
+    }
+
+    fn node() -> ClientNode {
+        use p2p_state::client::node::ClientConfig;
+        use p2p_state::client::session::SessionConfig;
+        let addr = "127.0.0.1:9".parse().unwrap();
+        let cfg = ClientConfig {
+            session: SessionConfig::new(vec![addr], 0),
+            seeder: Default::default(),
+            download: Default::default(),
+            seeder_addr: None,
+        };
+        ClientNode::new(cfg, 1, p2p_state::Instant(0))
+    }
+
+    /// A shared file whose name holds a newline and a tab (what forged a
+    /// second record in the old line format) is saved and loaded back
+    /// with its exact path, and nothing else appears.
+    #[test]
+    fn share_table_round_trips_any_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![5u8; 3000];
+        let path = dir.path().join("evil\ng1\trel.bin\t00");
+        fs::write(&path, &data).unwrap();
+        let mut meta = hash_file(&path, 1024).unwrap_or_else(|_| meta_of(&data));
+        meta.name = p2p_proto::FileName::new("evil.bin").unwrap();
+        let (mut a, paths) = (node(), Arc::new(Mutex::new(Paths::new())));
+        let group = GroupName::new("g1").unwrap();
+        assert!(a.add_local_share(ShareId(7), group.clone(), meta.clone()));
+        paths
+            .lock()
+            .unwrap()
+            .shares
+            .insert(7, (path.clone(), group.clone()));
+        save_shares(dir.path(), &shares_bytes(&a, &paths));
+        let (mut b, paths) = (node(), Arc::new(Mutex::new(Paths::new())));
+        assert_eq!(load_shares(dir.path(), &mut b, &paths), None);
+        let loaded: Vec<_> = paths.lock().unwrap().shares.values().cloned().collect();
+        assert_eq!(loaded, vec![(path, group)]);
+        assert_eq!(b.shares().count(), 1);
+    }
+
+    /// A damaged table, and one in the old line format, are set aside as
+    /// `shares.damaged` and nothing in them is trusted.
+    #[test]
+    fn a_damaged_share_table_is_set_aside_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![5u8; 3000];
+        let path = dir.path().join("a.bin");
+        fs::write(&path, &data).unwrap();
+        let meta = hash_file(&path, 1024).unwrap();
+        let (mut a, paths) = (node(), Arc::new(Mutex::new(Paths::new())));
+        let group = GroupName::new("g1").unwrap();
+        assert!(a.add_local_share(ShareId(7), group.clone(), meta.clone()));
+        paths
+            .lock()
+            .unwrap()
+            .shares
+            .insert(7, (path.clone(), group));
+        let mut good = shares_bytes(&a, &paths);
+        let last = good.len() - 1;
+        good[last] ^= 1;
+        let hex: String = meta.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let old = format!("g1\t{}\t{hex}\n", path.display()).into_bytes();
+        for table in [good, old] {
+            fs::write(dir.path().join(SHARES_FILE), &table).unwrap();
+            let (mut b, paths) = (node(), Arc::new(Mutex::new(Paths::new())));
+            let aside = load_shares(dir.path(), &mut b, &paths).expect("set aside");
+            assert_eq!(aside, dir.path().join("shares.damaged"));
+            assert_eq!(fs::read(&aside).unwrap(), table, "kept as it was");
+            assert!(!dir.path().join(SHARES_FILE).exists());
+            assert!(paths.lock().unwrap().shares.is_empty());
+            assert_eq!(b.shares().count(), 0);
+        }
     }
 
     /// A piece to serve is checked against the file's length (a file

@@ -344,7 +344,7 @@ pub struct Core<R: ClientIo> {
     data_dir: PathBuf,
     direct_io: bool,
     /// The share table as last saved.
-    saved_shares: String,
+    saved_shares: Vec<u8>,
     /// Inputs the driver itself produced while executing outputs (a
     /// failure it can tell at once); fed after the drain.
     later: VecDeque<cn::Input>,
@@ -368,10 +368,10 @@ impl<R: ClientIo> Core<R> {
             events: p.events,
             data_dir: p.data_dir,
             direct_io: p.direct_io,
-            saved_shares: String::new(),
+            saved_shares: Vec::new(),
             later: VecDeque::new(),
         };
-        core.saved_shares = disk::shares_text(&core.node, &core.paths);
+        core.saved_shares = disk::shares_bytes(&core.node, &core.paths);
         core.drain();
         (core, p.handle)
     }
@@ -585,11 +585,11 @@ impl<R: ClientIo> Core<R> {
 
     /// Writes the share table (off the loop) if it changed.
     fn save_shares(&mut self) {
-        let text = disk::shares_text(&self.node, &self.paths);
-        if text != self.saved_shares {
-            self.saved_shares = text.clone();
+        let bytes = disk::shares_bytes(&self.node, &self.paths);
+        if bytes != self.saved_shares {
+            self.saved_shares = bytes.clone();
             let dir = self.data_dir.clone();
-            self.io.disk(Job::SaveShares { dir, text });
+            self.io.disk(Job::SaveShares { dir, bytes });
         }
     }
 
