@@ -19,9 +19,7 @@ fn name_str(spaces: bool) -> impl Strategy<Value = String> {
     } else {
         "[a-zA-Z0-9_é][a-zA-Z0-9_.é-]{0,20}"
     };
-    re.prop_filter("valid name", |s| {
-        !s.contains("..") && s != "." && s.len() <= 64
-    })
+    re.prop_filter("valid name", |s| s != ".." && s != "." && s.len() <= 64)
 }
 
 pub fn user() -> impl Strategy<Value = UserName> {
@@ -248,6 +246,9 @@ pub fn tracker_error() -> impl Strategy<Value = TrackerError> {
         text().prop_map(|what| LimitReached { what }),
         text().prop_map(|reason| BadRequest { reason }),
         file_name().prop_map(|file| FileHashMismatch { file }),
+        (user(), user()).prop_map(|(user, existing)| UserTooSimilar { user, existing }),
+        (group(), group()).prop_map(|(group, existing)| GroupTooSimilar { group, existing }),
+        (file_name(), file_name()).prop_map(|(file, existing)| FileTooSimilar { file, existing }),
     ]
 }
 

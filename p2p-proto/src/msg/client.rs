@@ -488,6 +488,17 @@ pub enum TrackerError {
         "the file hash of {file} does not match its size, piece size and piece hashes (hash it again with an up-to-date client)"
     )]
     FileHashMismatch { file: FileName },
+    #[error("user name {user} looks like the existing user {existing} (pick a name that does not)")]
+    UserTooSimilar { user: UserName, existing: UserName },
+    #[error(
+        "group name {group} looks like the existing group {existing} (pick a name that does not, or join_group {existing})"
+    )]
+    GroupTooSimilar {
+        group: GroupName,
+        existing: GroupName,
+    },
+    #[error("file name {file} looks like {existing}, already in that group (rename your file)")]
+    FileTooSimilar { file: FileName, existing: FileName },
 }
 
 impl Wire for TrackerError {
@@ -572,6 +583,21 @@ impl Wire for TrackerError {
                 w.put_u8(21);
                 file.encode(w);
             }
+            UserTooSimilar { user, existing } => {
+                w.put_u8(22);
+                user.encode(w);
+                existing.encode(w);
+            }
+            GroupTooSimilar { group, existing } => {
+                w.put_u8(23);
+                group.encode(w);
+                existing.encode(w);
+            }
+            FileTooSimilar { file, existing } => {
+                w.put_u8(24);
+                file.encode(w);
+                existing.encode(w);
+            }
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -636,6 +662,18 @@ impl Wire for TrackerError {
             },
             21 => FileHashMismatch {
                 file: Wire::decode(r)?,
+            },
+            22 => UserTooSimilar {
+                user: Wire::decode(r)?,
+                existing: Wire::decode(r)?,
+            },
+            23 => GroupTooSimilar {
+                group: Wire::decode(r)?,
+                existing: Wire::decode(r)?,
+            },
+            24 => FileTooSimilar {
+                file: Wire::decode(r)?,
+                existing: Wire::decode(r)?,
             },
             t => return Err(unknown("tracker error", t)),
         })

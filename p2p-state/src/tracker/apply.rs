@@ -45,6 +45,9 @@ impl TrackerState {
             } => {
                 let password_hash = password_hash.clone();
                 self.users.insert(user.clone(), User { password_hash });
+                self.user_skeletons
+                    .entry(super::names::skeleton(user.as_str()))
+                    .or_insert_with(|| user.clone());
             }
             Login {
                 user,

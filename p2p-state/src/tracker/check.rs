@@ -9,6 +9,7 @@
 use p2p_proto::{FileMeta, FileName, GroupName, OpKind, PieceSet, TrackerError, UserName};
 
 use super::limits::{self, what};
+use super::names;
 use super::password;
 use super::state::{Group, SharedFile, TrackerState};
 
@@ -157,6 +158,12 @@ impl TrackerState {
         if self.users.contains_key(user) {
             return Err(TrackerError::UserExists { user: user.clone() });
         }
+        if let Some(existing) = self.user_skeletons.get(&names::skeleton(user.as_str())) {
+            return Err(TrackerError::UserTooSimilar {
+                user: user.clone(),
+                existing: existing.clone(),
+            });
+        }
         match self.users.len() >= limits::USERS_MAX {
             true => Err(limit(what::USERS)),
             false => Ok(()),
@@ -168,6 +175,12 @@ impl TrackerState {
         if self.groups.contains_key(group) {
             return Err(TrackerError::GroupExists {
                 group: group.clone(),
+            });
+        }
+        if let Some(existing) = names::lookalike(group.as_str(), self.groups.keys()) {
+            return Err(TrackerError::GroupTooSimilar {
+                group: group.clone(),
+                existing: existing.clone(),
             });
         }
         match self.groups.len() >= limits::GROUPS_MAX {
@@ -217,6 +230,12 @@ impl TrackerState {
         }
         let g = self.member_group(user, group)?;
         let Some(f) = g.files.get(&meta.name) else {
+            if let Some(existing) = names::lookalike(meta.name.as_str(), g.files.keys()) {
+                return Err(TrackerError::FileTooSimilar {
+                    file: meta.name.clone(),
+                    existing: existing.clone(),
+                });
+            }
             return self.room_for_file(g, meta);
         };
         if f.meta != *meta {

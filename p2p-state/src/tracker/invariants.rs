@@ -33,6 +33,14 @@ impl TrackerState {
             self.groups.len() <= GROUPS_MAX,
             "more groups than the limit",
         )?;
+        ensure(
+            self.user_skeletons.len() <= self.users.len()
+                && self
+                    .user_skeletons
+                    .values()
+                    .all(|u| self.users.contains_key(u)),
+            "user-name skeleton index names an unknown user",
+        )?;
         self.sessions_violation()?;
         for g in self.groups.values() {
             self.group_violation(g)?;

@@ -12,6 +12,7 @@ pub mod apply;
 pub mod check;
 pub mod invariants;
 pub mod limits;
+pub mod names;
 pub mod password;
 pub mod prepare;
 pub mod read;

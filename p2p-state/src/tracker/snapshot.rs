@@ -127,9 +127,14 @@ impl TrackerState {
         Ok(st)
     }
 
-    /// Recomputes what is not encoded: the user -> session index and the
-    /// piece-hash total.
+    /// Recomputes what is not encoded: the user -> session index, the
+    /// piece-hash total and the user-name skeletons.
     fn rebuild_derived(&mut self) -> Result<(), DecodeError> {
+        for user in self.users.keys() {
+            self.user_skeletons
+                .entry(super::names::skeleton(user.as_str()))
+                .or_insert_with(|| user.clone());
+        }
         for (token, s) in &self.sessions {
             if self.user_sessions.insert(s.user.clone(), *token).is_some() {
                 return Err(invalid("two sessions for one user"));

@@ -229,6 +229,10 @@ pub struct TrackerState {
     pub(super) user_sessions: BTreeMap<UserName, SessionToken>,
     /// Derived (not encoded): piece hashes held across all files.
     pub(super) piece_hashes: u64,
+    /// Derived (not encoded): user-name skeleton -> the user that has it
+    /// (see `names.rs`), so a lookalike name is found without
+    /// comparing against every user.
+    pub(super) user_skeletons: BTreeMap<String, UserName>,
 }
 
 impl TrackerState {
@@ -317,5 +321,7 @@ mod tests;
 mod tests_files;
 #[cfg(test)]
 mod tests_groups;
+#[cfg(test)]
+mod tests_names;
 #[cfg(test)]
 mod tests_prop;
