@@ -227,7 +227,7 @@ pub fn tracker_error() -> impl Strategy<Value = TrackerError> {
     prop_oneof![
         user().prop_map(|user| UserExists { user }),
         user().prop_map(|user| UnknownUser { user }),
-        Just(WrongPassword),
+        Just(WrongUserOrPassword),
         Just(NotLoggedIn),
         user().prop_map(|user| AlreadyLoggedIn { user }),
         Just(SessionUnknown),

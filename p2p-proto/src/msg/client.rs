@@ -446,8 +446,10 @@ pub enum TrackerError {
     UserExists { user: UserName },
     #[error("no user named {user} (create_user first)")]
     UnknownUser { user: UserName },
-    #[error("wrong password")]
-    WrongPassword,
+    /// A login with an unknown user or a wrong password: one answer, so
+    /// an answer does not tell which user names exist.
+    #[error("wrong user name or password (check both; create_user if you have no account)")]
+    WrongUserOrPassword,
     #[error("not logged in (login first)")]
     NotLoggedIn,
     #[error("already logged in as {user} (logout first)")]
@@ -514,7 +516,7 @@ impl Wire for TrackerError {
                 w.put_u8(2);
                 user.encode(w);
             }
-            WrongPassword => w.put_u8(3),
+            WrongUserOrPassword => w.put_u8(3),
             NotLoggedIn => w.put_u8(4),
             AlreadyLoggedIn { user } => {
                 w.put_u8(5);
@@ -609,7 +611,7 @@ impl Wire for TrackerError {
             2 => UnknownUser {
                 user: Wire::decode(r)?,
             },
-            3 => WrongPassword,
+            3 => WrongUserOrPassword,
             4 => NotLoggedIn,
             5 => AlreadyLoggedIn {
                 user: Wire::decode(r)?,

@@ -1004,7 +1004,10 @@ fn a_login_waits_for_its_password_check_off_thread_while_others_are_served() {
         password: pw("nope"),
     };
     let mut c = Client::new(&mut net, 3, 2);
-    assert_eq!(c.call(&mut net, wrong), Err(TrackerError::WrongPassword));
+    assert_eq!(
+        c.call(&mut net, wrong),
+        Err(TrackerError::WrongUserOrPassword)
+    );
 }
 
 #[test]

@@ -62,6 +62,19 @@ pub fn check_phc(phc: &str) -> Result<(), PasswordError> {
     Ok(())
 }
 
+/// The hash an unknown user's login is checked against: argon2id at the
+/// configured cost (what every account created under this configuration
+/// has), so a login for a name that does not exist costs as much as one
+/// with a wrong password and its answer comes as late. Its salt and hash
+/// are zeros: no password matches it in practice, and the caller refuses
+/// the login whatever the check says.
+pub fn dummy_phc(cfg: &TrackerConfig) -> String {
+    let (m, t, p) = (cfg.argon2_m_kib, cfg.argon2_t, cfg.argon2_p);
+    // Unpadded base64 of 16 zero bytes (salt) and 32 zero bytes (hash).
+    let (salt, hash) = ("A".repeat(22), "A".repeat(43));
+    format!("$argon2id$v=19$m={m},t={t},p={p}${salt}${hash}")
+}
+
 /// True if `password` matches the stored PHC string. An unusable stored
 /// hash matches nothing.
 pub fn verify(password: &Password, phc: &str) -> bool {
@@ -181,6 +194,26 @@ mod tests {
         let h = hash(&TrackerConfig::production(), &[3; SALT_LEN], &pw("pw")).unwrap();
         assert!(h.contains("m=19456,t=2,p=1"), "{h}");
         assert!(verify(&pw("pw"), &h));
+    }
+
+    /// The hash an unknown user's login is checked against is a usable
+    /// argon2id hash at exactly the cost of a real one (so the check
+    /// really runs, as long), and matches no password.
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        for cfg in [TrackerConfig::test(), TrackerConfig::production()] {
+            let dummy = dummy_phc(&cfg);
+            let real = hash(&cfg, &[3; SALT_LEN], &pw("pw")).unwrap();
+            check_phc(&dummy).unwrap();
+            let params = |h: &str| Params::try_from(&PasswordHash::new(h).unwrap()).unwrap();
+            assert_eq!(params(&dummy), params(&real), "{dummy} vs {real}");
+            let lens = |h: &str| {
+                let p = PasswordHash::new(h).unwrap();
+                (p.salt.unwrap().len(), p.hash.unwrap().len())
+            };
+            assert_eq!(lens(&dummy), lens(&real));
+            assert!(!verify(&pw("pw"), &dummy));
+        }
     }
 
     #[test]

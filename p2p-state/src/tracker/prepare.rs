@@ -83,16 +83,17 @@ impl TrackerState {
                 }
             }
             (Request::Login { user, password }, None) => {
-                let phc = self.login_target(req, user)?;
+                let phc = self
+                    .login_target(req, user)?
+                    .unwrap_or_else(|| super::password::dummy_phc(cfg));
                 return Ok(Step::Password(PasswordWork::Verify {
                     password: password.clone(),
                     phc,
                 }));
             }
             (Request::Login { user, .. }, Some(PasswordDone::Verified(ok))) => {
-                self.login_target(req, user)?;
-                if !ok {
-                    return Err(TrackerError::WrongPassword);
+                if self.login_target(req, user)?.is_none() || !ok {
+                    return Err(TrackerError::WrongUserOrPassword);
                 }
                 OpKind::Login {
                     user: user.clone(),
@@ -123,20 +124,22 @@ impl TrackerState {
         }
     }
 
-    /// The stored password hash a login checks, after the checks that need
-    /// no password: not logged in as somebody else, the user exists.
-    fn login_target(&self, req: &ClientRequest, user: &UserName) -> Result<String, TrackerError> {
+    /// The stored password hash a login checks (`None`: no such user; the
+    /// login then checks the password against [`password::dummy_phc`] at
+    /// the same cost and answers as for a wrong password), after the check
+    /// that needs no password: not logged in as somebody else.
+    fn login_target(
+        &self,
+        req: &ClientRequest,
+        user: &UserName,
+    ) -> Result<Option<String>, TrackerError> {
         let current = req.session.and_then(|t| self.session_user(&t));
         if let Some(other) = current.filter(|u| *u != user) {
             return Err(TrackerError::AlreadyLoggedIn {
                 user: other.clone(),
             });
         }
-        let stored = self
-            .users
-            .get(user)
-            .ok_or_else(|| TrackerError::UnknownUser { user: user.clone() })?;
-        Ok(stored.password_hash.clone())
+        Ok(self.users.get(user).map(|u| u.password_hash.clone()))
     }
 
     /// A random token no session holds.

@@ -58,8 +58,14 @@ fn login_opens_an_online_session_with_a_fresh_token_and_key() {
     assert_eq!(w.st.sessions().count(), 1);
 }
 
+/// An unknown user and a wrong password get one answer, and both cost a
+/// password check at the configured cost (the unknown user's against the
+/// dummy hash), so neither the answer nor its timing tells which names
+/// exist.
 #[test]
-fn login_errors_unknown_user_and_wrong_password() {
+fn login_unknown_user_and_wrong_password_look_the_same() {
+    use crate::tracker::password::{PasswordWork, dummy_phc};
+    use crate::tracker::state::Step;
     let mut w = World::new();
     let mut a = w.login_new("alice", 1);
     let mut n = Actor::new("nobody", 2);
@@ -67,15 +73,23 @@ fn login_errors_unknown_user_and_wrong_password() {
         user: user(u),
         password: pw(p),
     };
-    w.refused(
-        &mut n,
-        login("nobody", "x"),
-        TrackerError::UnknownUser {
-            user: user("nobody"),
-        },
-    );
+    let both = TrackerError::WrongUserOrPassword;
+    assert!(both.to_string().starts_with("wrong user name or password"));
+    w.refused(&mut n, login("nobody", "x"), both.clone());
     a.token = None;
-    w.refused(&mut a, login("alice", "wrong"), TrackerError::WrongPassword);
+    w.refused(&mut a, login("alice", "wrong"), both);
+    let work = |st: &TrackerState, req: &p2p_proto::ClientRequest| {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        match st.prepare_step(w.now, &w.cfg, &mut rng, req, None) {
+            Ok(Step::Password(PasswordWork::Verify { phc, .. })) => phc,
+            other => panic!("no password check: {other:?}"),
+        }
+    };
+    let unknown = work(&w.st, &n.req(login("nobody", "x")));
+    let known = work(&w.st, &a.req(login("alice", "wrong")));
+    assert_eq!(unknown, dummy_phc(&w.cfg));
+    let cost = |h: &str| h.split('$').nth(3).unwrap().to_string();
+    assert_eq!(cost(&unknown), cost(&known));
 }
 
 #[test]
