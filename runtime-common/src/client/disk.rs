@@ -614,10 +614,12 @@ impl DestDir {
             };
             return Err(DestError::NotRegular { path, kind });
         }
-        if meta.nlink() > 1 {
+        // A file this call created is ours whatever the file system says
+        // its owner is (root on NFS with root_squash).
+        if !created && meta.nlink() > 1 {
             return Err(DestError::Linked { path });
         }
-        if meta.uid() != rustix::process::geteuid().as_raw() {
+        if !created && meta.uid() != rustix::process::geteuid().as_raw() {
             return Err(DestError::NotOwned { path });
         }
         let fl = rustix::fs::fcntl_getfl(&file).map_err(|e| DestError::io(&path, e))?;
@@ -944,6 +946,17 @@ mod tests {
         let err = prepare_dest(&dir.path().join("hl.bin"), &meta, false, false).unwrap_err();
         assert!(matches!(err, DestError::Linked { .. }), "{err:?}");
         assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        // Another user's file (only root can make one here).
+        let theirs = dir.path().join("theirs.bin.part");
+        fs::write(&theirs, b"planted").unwrap();
+        if std::os::unix::fs::chown(&theirs, Some(54321), None).is_ok() {
+            let err =
+                prepare_dest(&dir.path().join("theirs.bin"), &meta, false, false).unwrap_err();
+            assert!(matches!(err, DestError::NotOwned { .. }), "{err:?}");
+            assert_eq!(fs::read(&theirs).unwrap(), b"planted");
+        } else {
+            eprintln!("note: not root; another user's part file not tried");
+        }
     }
 
     /// An existing destination is kept unless asked to replace it, both
