@@ -4,6 +4,12 @@
 //! from its disk), a clock jumping forward, and rogue peers that send a
 //! tracker or a seeder garbage, broken frames, or forged tickets.
 //!
+//! Silent loss (issue 17): a share of partitions are silent (traffic across
+//! black-holed one way or both, no connection closes) and a share of
+//! crashes are vanishings (nobody hears a close). The scheduler notes when
+//! a fault last changed what trackers and each client can reach, for the
+//! liveness checks that count their bounds from there (`run.rs`).
+//!
 //! `heal_all` ends the safety phase: the partition heals, every crashed node
 //! restarts, no new fault comes.
 
@@ -18,7 +24,7 @@ use p2p_proto::{
 };
 use p2p_state::Instant;
 
-use crate::net::{Host, NodeIx};
+use crate::net::{End, Hole, Host, NodeIx};
 use crate::swarm::{FaultWeights, Swarm};
 use crate::world::World;
 use crate::world_client::{RogueTarget, frame_of};
@@ -35,8 +41,17 @@ pub struct Faults {
     next_at: u64,
     restarts: BTreeSet<(u64, Host)>,
     heal_at: Option<u64>,
+    silent_pct: u32,
+    vanish_pct: u32,
     pub counts: BTreeMap<&'static str, u64>,
     enabled: bool,
+    /// When a fault last changed what the trackers can reach (a tracker
+    /// down or back, a partition or its heal, a tracker connection lost, a
+    /// tracker's clock jumping).
+    pub trackers_changed: u64,
+    /// The same for each client (its crash or restart, its session
+    /// connection lost, its clock jumping).
+    pub client_changed: BTreeMap<NodeIx, u64>,
 }
 
 impl Faults {
@@ -53,8 +68,28 @@ impl Faults {
             next_at: now.0.saturating_add(first),
             restarts: BTreeSet::new(),
             heal_at: None,
+            silent_pct: s.silent_pct,
+            vanish_pct: s.vanish_pct,
             counts: BTreeMap::new(),
             enabled,
+            trackers_changed: now.0,
+            client_changed: BTreeMap::new(),
+        }
+    }
+
+    /// When the last fault touching client `c` or the trackers happened.
+    pub fn changed_for(&self, c: NodeIx) -> u64 {
+        let own = self.client_changed.get(&c).copied().unwrap_or(0);
+        own.max(self.trackers_changed)
+    }
+
+    fn touched(&mut self, h: Host, now: u64) {
+        match h {
+            Host::Tracker(_) => self.trackers_changed = now,
+            Host::Client(c) => {
+                self.client_changed.insert(c, now);
+            }
+            Host::Rogue => {}
         }
     }
 
@@ -78,6 +113,7 @@ impl Faults {
         if self.heal_at.is_some_and(|t| t <= now) {
             self.heal_at = None;
             w.net.heal();
+            self.trackers_changed = now;
             trace!(w.trace, now, "HEAL");
             return;
         }
@@ -86,6 +122,7 @@ impl Faults {
         {
             self.restarts.pop_first();
             restart(w, host);
+            self.touched(host, now);
             return;
         }
         if self.enabled && self.next_at <= now {
@@ -99,8 +136,10 @@ impl Faults {
         self.enabled = false;
         self.heal_at = None;
         w.net.heal();
+        self.trackers_changed = w.now.0;
         for (_, host) in std::mem::take(&mut self.restarts) {
             restart(w, host);
+            self.touched(host, w.now.0);
         }
         trace!(w.trace, w.now.0, "HEAL ALL (quiet phase)");
     }
@@ -146,6 +185,13 @@ impl Faults {
         }
         let e = ends[self.rng.random_range(0..ends.len())];
         trace!(w.trace, w.now.0, "DROP {e:?}");
+        for end in [Some(e), w.net.peer_of(e)].into_iter().flatten() {
+            match end {
+                End::T(..) => self.trackers_changed = w.now.0,
+                End::S(c, ..) => self.touched(Host::Client(c), w.now.0),
+                _ => {}
+            }
+        }
         w.net.kill(w.now, e);
         self.count("conn drop");
     }
@@ -186,6 +232,18 @@ impl Faults {
             .rng
             .random_range(self.partition_ms.0..=self.partition_ms.1);
         self.heal_at = Some(w.now.0 + ms);
+        self.trackers_changed = w.now.0;
+        if self.silent_pct > 0 && self.rng.random_range(0..100) < self.silent_pct {
+            let hole = [Hole::Both, Hole::Out, Hole::In][self.rng.random_range(0..3)];
+            trace!(
+                w.trace,
+                w.now.0, "SILENT PARTITION {hole:?} {side:?} for {ms}ms"
+            );
+            w.net
+                .partition_silent(side, hole, w.now + p2p_state::Duration(ms));
+            self.count("silent partition");
+            return;
+        }
         trace!(w.trace, w.now.0, "PARTITION {side:?} for {ms}ms");
         w.net.partition(w.now, side);
         self.count("partition");
@@ -214,17 +272,22 @@ impl Faults {
             return;
         }
         let h = up[self.rng.random_range(0..up.len())];
-        match h {
-            Host::Tracker(i) => w.crash_tracker(i),
-            Host::Client(c) => w.crash_client(c),
-            Host::Rogue => return,
+        let vanish = self.vanish_pct > 0 && self.rng.random_range(0..100) < self.vanish_pct;
+        match (h, vanish) {
+            (Host::Tracker(i), false) => w.crash_tracker(i),
+            (Host::Client(c), false) => w.crash_client(c),
+            (Host::Tracker(i), true) => w.vanish_tracker(i),
+            (Host::Client(c), true) => w.vanish_client(c),
+            (Host::Rogue, _) => return,
         }
+        self.touched(h, w.now.0);
         let ms = self.rng.random_range(self.down_ms.0..=self.down_ms.1);
         self.restarts.insert((w.now.0 + ms, h));
-        self.count(if tracker {
-            "tracker crash"
-        } else {
-            "client crash"
+        self.count(match (tracker, vanish) {
+            (true, false) => "tracker crash",
+            (false, false) => "client crash",
+            (true, true) => "tracker vanished",
+            (false, true) => "client vanished",
         });
     }
 
@@ -244,6 +307,7 @@ impl Faults {
         let ms = self.rng.random_range(1..=5000).min(SKEW_MS_MAX - skew);
         if ms > 0 {
             w.jump_clock(h, ms);
+            self.touched(h, w.now.0);
             self.count("clock jump");
         }
     }

@@ -3,6 +3,14 @@
 //! queue ordered by `(time, seq)`, partitions that cut any set of hosts from
 //! the rest, and connection loss.
 //!
+//! Silent loss (issue 17) comes in two shapes, neither with a close event:
+//! a *silent partition* black-holes traffic across it in one or both
+//! directions (what is written is held, as TCP retransmits it, and arrives
+//! after the heal; a connection attempt across times out), and a *vanished
+//! host* (power lost, cable pulled) takes its ends with it while its peers
+//! hear nothing: what they write goes nowhere, until the host is back and
+//! answers their next segment with a reset.
+//!
 //! Bytes are delivered in order within a connection and may overtake each
 //! other across connections. A graceful close delivers what was written
 //! before it, then `Closed`; an abortive one (a drop, a partition, a crash)
@@ -123,6 +131,32 @@ struct Link {
     dead: bool,
     /// The peer closed its end: what we write goes nowhere.
     peer_open: bool,
+    /// The peer's host vanished: writes go nowhere, nothing is heard.
+    orphan: bool,
+    /// Written to since it became an orphan (a retransmission is pending).
+    orphan_wrote: bool,
+    /// The peer's host is back: the next write is answered with a reset.
+    rst: bool,
+}
+
+/// Which way a silent partition loses traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hole {
+    /// Nothing crosses.
+    Both,
+    /// Nothing leaves the cut side; what comes in arrives.
+    Out,
+    /// Nothing reaches the cut side; what it sends arrives.
+    In,
+}
+
+/// A silent partition: `side` cut from the rest, traffic across held.
+#[derive(Debug, Clone)]
+struct Silent {
+    side: BTreeSet<Host>,
+    hole: Hole,
+    /// Held bytes are delivered from here on (the heal).
+    until: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -157,6 +191,10 @@ pub struct Net {
     next_conn: u64,
     /// Hosts cut off from the rest (symmetric); `None` when healed.
     cut: Option<BTreeSet<Host>>,
+    /// A silent partition; `None` when healed.
+    silent: Option<Silent>,
+    /// Hosts that vanished and are not back.
+    dark: BTreeSet<Host>,
     pub stats: NetStats,
 }
 
@@ -178,6 +216,8 @@ impl Net {
             seq: 0,
             next_conn: 1,
             cut: None,
+            silent: None,
+            dark: BTreeSet::new(),
             stats: NetStats::default(),
         }
     }
@@ -197,7 +237,14 @@ impl Net {
         self.rng.random_range(self.detect_ms.0..=self.detect_ms.1)
     }
 
+    /// Can `a` and `b` open a connection (both directions pass)?
     pub fn reachable(&self, a: Host, b: Host) -> bool {
+        if self.dark.contains(&a) || self.dark.contains(&b) {
+            return false;
+        }
+        if self.held_until(a, b).is_some() || self.held_until(b, a).is_some() {
+            return false;
+        }
         match &self.cut {
             None => true,
             _ if a == Host::Rogue || b == Host::Rogue => true,
@@ -205,8 +252,39 @@ impl Net {
         }
     }
 
+    /// Does what `a` sends reach `b` now (no cut, no hole that way)?
+    pub fn passes(&self, a: Host, b: Host) -> bool {
+        let cut = match &self.cut {
+            Some(cut) if a != Host::Rogue && b != Host::Rogue => {
+                cut.contains(&a) != cut.contains(&b)
+            }
+            _ => false,
+        };
+        !cut && self.held_until(a, b).is_none() && !self.dark.contains(&b)
+    }
+
+    /// Until when traffic from `a` to `b` is black-holed, if it is.
+    fn held_until(&self, a: Host, b: Host) -> Option<u64> {
+        let s = self.silent.as_ref()?;
+        if a == Host::Rogue || b == Host::Rogue {
+            return None;
+        }
+        let (ia, ib) = (s.side.contains(&a), s.side.contains(&b));
+        let held = match s.hole {
+            Hole::Both => ia != ib,
+            Hole::Out => ia && !ib,
+            Hole::In => !ia && ib,
+        };
+        held.then_some(s.until)
+    }
+
     pub fn is_partitioned(&self) -> bool {
-        self.cut.is_some()
+        self.cut.is_some() || self.silent.is_some()
+    }
+
+    /// Has `host` vanished (and is not back yet)?
+    pub fn is_dark(&self, host: Host) -> bool {
+        self.dark.contains(&host)
     }
 
     /// Opens a connection between `a` and `b`.
@@ -230,6 +308,9 @@ impl Net {
                     busy_until: 0,
                     dead: false,
                     peer_open: true,
+                    orphan: false,
+                    orphan_wrote: false,
+                    rst: false,
                 },
             );
         }
@@ -270,6 +351,10 @@ impl Net {
 
     /// Bytes written at `from` reach the other end later, in order.
     pub fn write(&mut self, now: Instant, from: End, bytes: Bytes) {
+        let held = self
+            .links
+            .get(&from)
+            .and_then(|l| self.held_until(from.host(), l.peer.host()));
         let Some(l) = self.links.get_mut(&from) else {
             self.stats.dropped_bytes += bytes.len() as u64;
             return;
@@ -278,12 +363,29 @@ impl Net {
             self.stats.dropped_bytes += bytes.len() as u64;
             return;
         }
+        if l.rst {
+            // The vanished host is back and knows no such connection.
+            l.dead = true;
+            let at = now + p2p_state::Duration(2 * l.lat_ms);
+            self.stats.dropped_bytes += bytes.len() as u64;
+            self.push(at, EvKind::Closed { to: from });
+            return;
+        }
+        if l.orphan {
+            l.orphan_wrote = true;
+            self.stats.dropped_bytes += bytes.len() as u64;
+            return;
+        }
         let n = bytes.len() as u64;
         let transfer = n.checked_div(l.bytes_per_ms).unwrap_or(0);
         let start = l.busy_until.max(now.0);
         l.busy_until = start + transfer;
         let to = l.peer;
-        let at = Instant(l.busy_until + l.lat_ms);
+        let mut at = Instant(l.busy_until + l.lat_ms);
+        if let Some(until) = held {
+            // Black-holed: TCP retransmits it after the heal.
+            at = at.max(Instant(until + l.lat_ms));
+        }
         let at = at.max(self.last_at.get(&to).copied().unwrap_or(Instant(0)));
         self.last_at.insert(to, at);
         self.stats.writes += 1;
@@ -328,8 +430,11 @@ impl Net {
             return;
         }
         p.peer_open = false;
-        let at = (now + p2p_state::Duration(lat))
-            .max(self.last_at.get(&peer).copied().unwrap_or(Instant(0)));
+        let mut at = now + p2p_state::Duration(lat);
+        if let Some(until) = self.held_until(from.host(), peer.host()) {
+            at = at.max(Instant(until + lat));
+        }
+        let at = at.max(self.last_at.get(&peer).copied().unwrap_or(Instant(0)));
         self.push(at, EvKind::Closed { to: peer });
     }
 
@@ -375,6 +480,64 @@ impl Net {
         }
     }
 
+    /// `host` vanishes without a word: its ends are gone, its peers hear
+    /// nothing and what they write is lost (until it is back: see
+    /// [`Net::host_back`]); connection attempts to it time out.
+    pub fn vanish_host(&mut self, host: Host) {
+        let ends: Vec<End> = self
+            .links
+            .keys()
+            .copied()
+            .filter(|e| e.host() == host)
+            .collect();
+        for e in ends {
+            let l = self.links.remove(&e).expect("listed");
+            self.bufs.remove(&e);
+            self.last_at.remove(&e);
+            if let Some(p) = self.links.get_mut(&l.peer) {
+                p.orphan = true;
+            }
+        }
+        self.dark.insert(host);
+    }
+
+    /// A vanished `host` runs again: a peer still holding a connection to
+    /// it is reset, soon if it has data waiting for retransmission, else at
+    /// its next write.
+    pub fn host_back(&mut self, now: Instant, host: Host) {
+        if !self.dark.remove(&host) {
+            return;
+        }
+        let mut due = Vec::new();
+        for (e, l) in self.links.iter_mut() {
+            if l.orphan && !l.dead && l.peer.host() == host {
+                l.orphan = false;
+                l.rst = true;
+                if l.orphan_wrote {
+                    l.dead = true;
+                    due.push((*e, l.lat_ms));
+                }
+            }
+        }
+        for (e, lat) in due {
+            let d = self.detect_delay();
+            self.push(
+                now + p2p_state::Duration(2 * lat + d),
+                EvKind::Closed { to: e },
+            );
+        }
+    }
+
+    /// Black-holes traffic between `side` and the rest (per `hole`) until
+    /// `until`: no connection breaks, nobody hears a close.
+    pub fn partition_silent(&mut self, side: BTreeSet<Host>, hole: Hole, until: Instant) {
+        self.silent = Some(Silent {
+            side,
+            hole,
+            until: until.0,
+        });
+    }
+
     /// Cuts `side` from every other host (symmetric); links across break.
     pub fn partition(&mut self, now: Instant, side: BTreeSet<Host>) {
         self.cut = Some(side);
@@ -391,6 +554,7 @@ impl Net {
 
     pub fn heal(&mut self) {
         self.cut = None;
+        self.silent = None;
     }
 
     pub fn peek_at(&self) -> Option<Instant> {

@@ -2,17 +2,25 @@
 //! quiet phase (everything healed and restarted, the system must settle),
 //! then the final checks. Returns the run's figures, or a failure with the
 //! seed, the step, what broke and the trace's last lines.
+//!
+//! Liveness is checked while faults run too, not only after the heal
+//! (issue 17): [`TAKEOVER_MS_MAX`] after the last fault that changed what
+//! the trackers reach, every live tracker is a primary or follows a live
+//! primary whose traffic reaches it (nobody follows a dead or silent
+//! primary); and a client never fails a command with "no tracker
+//! reachable" [`SWITCH_MS_MAX`] after the last fault that touched it or the
+//! trackers while a serving tracker is reachable from it.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use p2p_state::client::session::PENDING_MAX;
+use p2p_state::client::session::{ClientError, PENDING_MAX};
 use p2p_state::seeder::{CONNS_MAX, READS_MAX};
 use p2p_state::tracker::repl::Role;
 use p2p_state::{Duration, Instant};
 
 use crate::faults::Faults;
-use crate::net::{IN_FLIGHT_BYTES_MAX, QUEUE_LEN_MAX};
+use crate::net::{Host, IN_FLIGHT_BYTES_MAX, NodeIx, QUEUE_LEN_MAX};
 use crate::swarm::{Bugs, Swarm};
 use crate::workload::Workload;
 use crate::world::{T0, World};
@@ -21,6 +29,17 @@ use crate::world::{T0, World};
 const STEPS_MAX: u64 = 30_000_000;
 /// How often the cheap periodic checks run (simulated ms).
 const PROBE_MS: u64 = 1000;
+/// Liveness bound on the trackers, counted from the last fault that
+/// changed what they reach: by then every live tracker leads or follows a
+/// live primary it hears. The README's takeover bound (about 1.2 s with
+/// the default timers) plus the simulated network's slow links, dial
+/// timeouts and redial backoff.
+pub const TAKEOVER_MS_MAX: u64 = 8_000;
+/// Liveness bound on clients, counted from the last fault that touched
+/// the client or the trackers: by then no command fails with "no tracker
+/// reachable" while a tracker that serves is reachable. The README's
+/// client switch bound times the trackers a round may try, plus margin.
+pub const SWITCH_MS_MAX: u64 = 15_000;
 
 #[derive(Clone, Debug, Default)]
 pub struct RunOpts {
@@ -248,8 +267,10 @@ fn one(
             w.advance(t);
             *probe = t + Duration(PROBE_MS);
             bounded(w)?;
+            takeover(w, faults)?;
         }
     }
+    switched(w, faults)?;
     load.collect(w);
     if w.steps > STEPS_MAX {
         return Err(format!("livelock: {STEPS_MAX} steps"));
@@ -294,6 +315,87 @@ fn bounded(w: &World) -> Result<(), String> {
         t.check_invariants();
         if t.state().conflicts().count() > p2p_state::tracker::limits::CONFLICTS_MAX {
             return Err("unbounded: conflict log".into());
+        }
+    }
+    Ok(())
+}
+
+/// Is tracker `i` serving: a primary, or following a live primary (in
+/// its epoch) whose traffic reaches it? Why not, if not.
+fn serving(w: &World, i: NodeIx) -> Result<(), String> {
+    let Some(m) = w.trackers[i].m.as_ref() else {
+        return Err("is down".into());
+    };
+    if m.is_primary() {
+        return Ok(());
+    }
+    let epoch = m.repl().epoch();
+    let Some(p) = m.repl().primary() else {
+        return Err("knows no primary".into());
+    };
+    let j = usize::from(p.0) - 1;
+    let why = match w.trackers.get(j).and_then(|t| t.m.as_ref()) {
+        None => "which is down",
+        Some(pm) if !pm.is_primary() || pm.repl().epoch() != epoch => {
+            "which is not primary in that epoch"
+        }
+        Some(_) if !w.net.passes(Host::Tracker(j), Host::Tracker(i)) => {
+            "whose traffic does not reach it"
+        }
+        Some(_) => return Ok(()),
+    };
+    Err(format!("follows t{} in epoch {epoch:#x}, {why}", j + 1))
+}
+
+/// Nobody follows a dead or silent primary for long (issue 17).
+fn takeover(w: &World, faults: &Faults) -> Result<(), String> {
+    let since = w.now.0.saturating_sub(faults.trackers_changed);
+    if since < TAKEOVER_MS_MAX {
+        return Ok(());
+    }
+    for i in 0..w.trackers.len() {
+        if w.trackers[i].m.is_none() {
+            continue;
+        }
+        if let Err(why) = serving(w, i) {
+            return Err(format!(
+                "liveness: t{} {why}, {} ms after the last fault that changed what trackers \
+                 reach (bound {TAKEOVER_MS_MAX} ms)",
+                i + 1,
+                since
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// No command fails with "no tracker reachable" while a serving tracker
+/// is reachable and no fault touched the client or the trackers for long.
+fn switched(w: &World, faults: &Faults) -> Result<(), String> {
+    for (c, h) in w.clients.iter().enumerate() {
+        for (tag, r) in &h.done {
+            if !matches!(r, Err(ClientError::NoTracker { .. })) {
+                continue;
+            }
+            let since = w.now.0.saturating_sub(faults.changed_for(c));
+            if since < SWITCH_MS_MAX {
+                continue;
+            }
+            let up = (0..w.trackers.len()).find(|&j| {
+                let reads = w.trackers[j]
+                    .m
+                    .as_ref()
+                    .is_some_and(|m| m.repl().can_serve_reads());
+                reads && serving(w, j).is_ok() && w.net.reachable(Host::Client(c), Host::Tracker(j))
+            });
+            if let Some(j) = up {
+                return Err(format!(
+                    "liveness: c{c} command #{tag} failed with \"no tracker reachable\" while t{} \
+                     served and was reachable, {since} ms after the last fault that touched \
+                     it or the trackers (bound {SWITCH_MS_MAX} ms)",
+                    j + 1
+                ));
+            }
         }
     }
     Ok(())

@@ -587,3 +587,87 @@ fn a_primary_elected_with_an_entry_on_its_way_to_disk() {
         w.tail()
     );
 }
+
+/// Seed 276 found it (issue 17): tracker 1, the primary, vanished without
+/// a close (host lost, cable pulled). Tracker 2 still counted its socket to
+/// tracker 1 as connected, and a backup takes over only if it is the lowest
+/// id among connected trackers: it followed the dead primary for as long
+/// as tracker 1 was away, and clients got "no tracker reachable". Fixed:
+/// trackers heartbeat each other and a peer not heard from within the peer
+/// timeout counts as gone (repl `on_heartbeat_timer`); clients fail over on
+/// their own request deadlines.
+#[test]
+fn a_vanished_primary_is_replaced_within_the_bound() {
+    let mut w = World::new(29, 2, 2);
+    w.run(3000);
+    assert!(w.trackers[0].m.as_ref().unwrap().is_primary());
+    user(&mut w, 0, "alice");
+    user(&mut w, 1, "bob");
+    ok(w.cmd(0, t(Request::CreateGroup { group: g("before") })));
+    let on_t1 = w.clients[0].m.as_ref().unwrap().session().tracker() == w.trackers[0].addr;
+    assert!(on_t1, "alice's client must be on t1, the one to vanish");
+    w.vanish_tracker(0);
+    // Takeover bound: primary timeout + heartbeat, plus a round trip.
+    let t0 = w.now;
+    let took_over = w.run_until(1500, |w| w.trackers[1].m.as_ref().unwrap().is_primary());
+    assert!(
+        took_over,
+        "t2 did not take over within 1.5 s of t1 vanishing\n{}",
+        w.tail()
+    );
+    // Alice's client is still on the silent t1: it switches, still logged in.
+    let r = w.cmd(0, t(Request::CreateGroup { group: g("during") }));
+    assert!(r.is_ok(), "{r:?}\n{}", w.tail());
+    let took = w.now.0 - t0.0;
+    assert!(took <= 6000, "the write took {took} ms after t1 vanished");
+    ok(w.cmd(1, t(Request::CreateGroup { group: g("bobs") })));
+    // t1 comes back: it rejoins as a backup, and nothing acknowledged is lost.
+    w.restart_tracker(0);
+    let rejoined = w.run_until(15_000, |w| {
+        let (a, b) = (
+            w.trackers[0].m.as_ref().unwrap(),
+            w.trackers[1].m.as_ref().unwrap(),
+        );
+        b.is_primary() && a.repl().can_serve_reads() && a.repl().last() == b.repl().last()
+    });
+    assert!(rejoined, "t1 did not rejoin as a backup\n{}", w.tail());
+    for group in ["before", "during", "bobs"] {
+        for tr in &w.trackers {
+            let st = tr.m.as_ref().unwrap().state();
+            assert!(st.group(&g(group)).is_some(), "group {group} lost");
+        }
+    }
+}
+
+/// The primary's traffic is black-holed one way (it hears the others, they
+/// hear nothing from it, nobody hears a close): the backup takes over
+/// within the bound, and after the heal the two agree on one primary.
+#[test]
+fn a_primary_heard_by_nobody_is_replaced() {
+    use crate::net::{Hole, Host};
+    let mut w = World::new(31, 2, 1);
+    w.run(3000);
+    assert!(w.trackers[0].m.as_ref().unwrap().is_primary());
+    let side = [Host::Tracker(0)].into_iter().collect();
+    let heal = w.now + p2p_state::Duration(10_000);
+    w.net.partition_silent(side, Hole::Out, heal);
+    let took_over = w.run_until(1500, |w| w.trackers[1].m.as_ref().unwrap().is_primary());
+    assert!(
+        took_over,
+        "t2 did not take over from a silent t1\n{}",
+        w.tail()
+    );
+    w.run(10_000);
+    w.net.heal();
+    w.run(10_000);
+    let st: Vec<_> = w
+        .trackers
+        .iter()
+        .map(|t| t.m.as_ref().unwrap().repl().status())
+        .collect();
+    assert!(
+        st[0].primary == st[1].primary && st[0].last == st[1].last && st[0].in_sync,
+        "the trackers did not settle on one primary after the heal: {st:?}\n{}",
+        w.tail()
+    );
+}

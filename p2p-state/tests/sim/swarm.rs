@@ -68,6 +68,10 @@ pub struct Swarm {
     pub faults: FaultWeights,
     pub partition_ms: (u64, u64),
     pub down_ms: (u64, u64),
+    /// Percent of partitions that are silent (traffic black-holed, no
+    /// close event), and of crashes where the host vanishes silently.
+    pub silent_pct: u32,
+    pub vanish_pct: u32,
     /// Clients that serve corrupt bytes for some pieces.
     pub corrupt: Vec<usize>,
     /// Actions each client's user takes in the safety phase.
@@ -86,6 +90,15 @@ pub struct Swarm {
 
 fn range(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> u64 {
     rng.random_range(lo..=hi)
+}
+
+/// A percentage that is zero in about a third of the runs.
+fn pct(rng: &mut ChaCha8Rng) -> u32 {
+    if rng.random_ratio(1, 3) {
+        0
+    } else {
+        rng.random_range(10..=100)
+    }
 }
 
 /// A weight that is zero in about a third of the runs.
@@ -151,6 +164,8 @@ impl Swarm {
             faults,
             partition_ms: (500, range(&mut rng, 500, 20_000)),
             down_ms: (100, range(&mut rng, 100, 15_000)),
+            silent_pct: 0,
+            vanish_pct: 0,
             corrupt,
             actions: (2, range(&mut rng, 4, 30) as u32),
             think_ms: (10, range(&mut rng, 50, 3000)),
@@ -164,6 +179,10 @@ impl Swarm {
             bugs: Bugs::default(),
         };
         s.draw_child_seeds(&mut rng);
+        // Drawn last, so the draws above (and seeds found before silent
+        // loss existed) keep their scenario where these are zero.
+        s.silent_pct = pct(&mut rng);
+        s.vanish_pct = pct(&mut rng);
         s
     }
 
@@ -185,6 +204,8 @@ impl Swarm {
             faults: FaultWeights::default(),
             partition_ms: (0, 0),
             down_ms: (0, 0),
+            silent_pct: 0,
+            vanish_pct: 0,
             corrupt: Vec::new(),
             actions: (0, 0),
             think_ms: (10, 100),
@@ -217,7 +238,7 @@ impl Swarm {
         format!(
             "{} trackers, {} clients, latency {:?} ms, slow {}%, chop {}%, disk {:?} ms, \
              faults every {:?} ms (drop {} part {} tcrash {} ccrash {} clock {} rogue-t {} rogue-s {}), \
-             corrupt seeders {:?}, actions {:?}",
+             silent partitions {}%, vanishing hosts {}%, corrupt seeders {:?}, actions {:?}",
             self.trackers,
             self.clients,
             self.latency_ms,
@@ -232,6 +253,8 @@ impl Swarm {
             f.clock_jump,
             f.rogue_tracker,
             f.rogue_seeder,
+            self.silent_pct,
+            self.vanish_pct,
             self.corrupt,
             self.actions,
         )

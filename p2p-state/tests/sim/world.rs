@@ -282,22 +282,48 @@ impl World {
     }
 
     pub fn crash_tracker(&mut self, i: NodeIx) {
+        self.stop_tracker(i);
+        self.net.drop_host(self.now, Host::Tracker(i));
+        trace!(self.trace, self.now.0, "CRASH t{}", i + 1);
+    }
+
+    /// Tracker `i`'s host vanishes (power lost, cable pulled): its peers
+    /// hear nothing at all.
+    pub fn vanish_tracker(&mut self, i: NodeIx) {
+        self.stop_tracker(i);
+        self.net.vanish_host(Host::Tracker(i));
+        trace!(self.trace, self.now.0, "VANISH t{}", i + 1);
+    }
+
+    fn stop_tracker(&mut self, i: NodeIx) {
         let t = &mut self.trackers[i];
         t.m = None;
         t.pending_disk.clear(); // not yet durable: lost
         t.inc += 1;
         t.wake = u64::MAX;
-        self.net.drop_host(self.now, Host::Tracker(i));
-        trace!(self.trace, self.now.0, "CRASH t{}", i + 1);
     }
 
     pub fn restart_tracker(&mut self, i: NodeIx) {
         trace!(self.trace, self.now.0, "RESTART t{}", i + 1);
+        self.net.host_back(self.now, Host::Tracker(i));
         self.start_tracker(i);
         self.flush();
     }
 
+    /// Client `c`'s host vanishes: its peers and trackers hear nothing.
+    pub fn vanish_client(&mut self, c: NodeIx) {
+        self.stop_client(c);
+        self.net.vanish_host(Host::Client(c));
+        trace!(self.trace, self.now.0, "VANISH c{c}");
+    }
+
     pub fn crash_client(&mut self, c: NodeIx) {
+        self.stop_client(c);
+        self.net.drop_host(self.now, Host::Client(c));
+        trace!(self.trace, self.now.0, "CRASH c{c}");
+    }
+
+    fn stop_client(&mut self, c: NodeIx) {
         let h = &mut self.clients[c];
         h.m = None;
         h.inc += 1;
@@ -307,13 +333,12 @@ impl World {
         h.identity = None;
         h.done.clear();
         h.events.clear();
-        self.net.drop_host(self.now, Host::Client(c));
         self.check.client_crashed(c);
-        trace!(self.trace, self.now.0, "CRASH c{c}");
     }
 
     pub fn restart_client(&mut self, c: NodeIx) {
         trace!(self.trace, self.now.0, "RESTART c{c}");
+        self.net.host_back(self.now, Host::Client(c));
         self.start_client(c);
         self.flush();
     }

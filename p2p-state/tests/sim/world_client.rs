@@ -85,7 +85,8 @@ impl World {
         let up = j.is_some_and(|j| self.trackers[j].m.is_some());
         let reach = j.is_some_and(|j| self.net.reachable(Host::Client(c), Host::Tracker(j)));
         let (Some(j), true, true) = (j, up, reach) else {
-            self.dial_failed_later(up && !reach, Dialer::Session(c, inc, conn));
+            let dark = j.is_some_and(|j| self.net.is_dark(Host::Tracker(j)));
+            self.dial_failed_later((up || dark) && !reach, Dialer::Session(c, inc, conn));
             return;
         };
         let tconn = self.net.fresh_conn();
@@ -101,7 +102,8 @@ impl World {
         let up = k.is_some_and(|k| self.clients[k].m.is_some());
         let reach = k.is_some_and(|k| self.net.reachable(Host::Client(c), Host::Client(k)));
         let (Some(k), true, true) = (k, up, reach) else {
-            self.dial_failed_later(up && !reach, Dialer::Peer(c, inc, conn));
+            let dark = k.is_some_and(|k| self.net.is_dark(Host::Client(k)));
+            self.dial_failed_later((up || dark) && !reach, Dialer::Peer(c, inc, conn));
             return;
         };
         let pconn = self.net.fresh_conn();
