@@ -419,6 +419,7 @@ pub fn repl_msg() -> impl Strategy<Value = ReplMsg> {
             outcome
         }),
         (any::<u64>(), op()).prop_map(|(fwd, op)| Resubmit { fwd, op }),
+        any::<u64>().prop_map(|epoch| Alive { epoch }),
         text().prop_map(|reason| Fatal { reason }),
         (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(epoch, fork, snapshot)| CatchUp {
             epoch,

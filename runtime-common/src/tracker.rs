@@ -511,6 +511,9 @@ fn log_repl(e: &ReplEvent) {
         ReplEvent::PeerOutOfSync { peer, why } => {
             tracing::warn!("tracker {peer} is out of sync: {why}")
         }
+        ReplEvent::PeerSilent { peer, silent_ms } => tracing::warn!(
+            "no word from tracker {peer} for {silent_ms} ms: treating it as gone (closing its connection)"
+        ),
         ReplEvent::SnapshotInstalled { at } => {
             tracing::info!(
                 "installed the primary's snapshot at {}:{}",

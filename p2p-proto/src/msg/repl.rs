@@ -445,6 +445,10 @@ pub enum ReplMsg {
     Resubmit { fwd: u64, op: Op },
     /// The connection broke the protocol and is being closed.
     Fatal { reason: Text },
+    /// Backup → every tracker it is connected to, every heartbeat
+    /// interval: still here. A tracker not heard from (any message) within
+    /// the peer timeout counts as gone, however its connection looks.
+    Alive { epoch: u64 },
 }
 
 impl Wire for ReplMsg {
@@ -553,6 +557,10 @@ impl Wire for ReplMsg {
                 w.put_u64(*fork);
                 crate::codec::put_bool(w, *snapshot);
             }
+            Alive { epoch } => {
+                w.put_u8(12);
+                w.put_u64(*epoch);
+            }
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -613,6 +621,9 @@ impl Wire for ReplMsg {
                 epoch: r.u64("epoch")?,
                 fork: r.u64("fork")?,
                 snapshot: r.bool("snapshot")?,
+            },
+            12 => Alive {
+                epoch: r.u64("epoch")?,
             },
             t => return Err(unknown("replication message", t)),
         })

@@ -589,6 +589,25 @@ impl Tracker {
         }
     }
 
+    /// The replication machine gave up on tracker `t`, silent past the
+    /// peer timeout (already counted as disconnected there): close its
+    /// connection without waiting for TCP to notice, and redial as after
+    /// a close (the lower id dials).
+    fn drop_silent_tracker(&mut self, now: Instant, t: TrackerId) {
+        let Some(conn) = self.tracker_conns.remove(&t) else {
+            return;
+        };
+        self.conns.remove(&conn);
+        self.out.push_back(Output::Close {
+            conn,
+            why: Text::new(format!("tracker {t} silent past the peer timeout")),
+        });
+        self.event(TrackerEvent::DisconnectedFromTracker { tracker: t });
+        if t > self.cfg.id {
+            self.schedule_redial(now, t);
+        }
+    }
+
     fn dial(&mut self, t: TrackerId) {
         let hello_pending = self
             .conns
@@ -1037,6 +1056,7 @@ impl Tracker {
                     self.on_applied(now, tag, 0, Err(TrackerError::NotReady))
                 }
                 ReplOutput::Forwarded { from, fwd, req } => self.on_forwarded(now, from, fwd, req),
+                ReplOutput::PeerSilent { peer } => self.drop_silent_tracker(now, peer),
                 ReplOutput::Event(e) => self.event(TrackerEvent::Repl(e)),
             }
         }

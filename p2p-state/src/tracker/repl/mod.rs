@@ -19,9 +19,18 @@
 //!   answered only after every in-sync backup acked. Backups apply an entry
 //!   as soon as it is persisted, so a client that fails over reads its own
 //!   writes.
-//! - Reachability is "connected": the driver reports connections opening and
-//!   closing; a primary that stops heartbeating is also given up after
-//!   `primary_timeout`.
+//! - **Reachability is "heard from", not "connected"** (issue 17). A host
+//!   that vanishes (power lost, cable pulled) sends no close, and TCP may
+//!   take many minutes to report its socket dead. So every tracker sends
+//!   something to every connected peer each `heartbeat` (the primary its
+//!   heartbeat, a backup [`ReplMsg::Alive`]), and a peer not heard from
+//!   within `peer_timeout` counts as disconnected at once
+//!   ([`ReplOutput::PeerSilent`]: the owner closes that connection and
+//!   redials as after a close). A backup whose primary went silent takes
+//!   over right then if it is the lowest id among the trackers it still
+//!   hears. Bounds with the defaults: a silent peer is given up within
+//!   `peer_timeout + heartbeat` (1.2 s) of the last message it sent, and a
+//!   silent primary is replaced within that bound too.
 //! - **Conflicts are replicated.** A divergent op that no longer applies is
 //!   logged as an `OpKind::RecordConflict` entry, so the conflict log is
 //!   part of the replicated, durable state (console `conflicts` on any
@@ -115,8 +124,14 @@ pub struct ReplConfig {
     pub id: TrackerId,
     /// Every tracker of the group, this one included.
     pub trackers: Vec<TrackerId>,
+    /// Every tracker sends to every peer this often (primary: heartbeat,
+    /// backup: alive), and checks who went silent.
     pub heartbeat: Duration,
+    /// A backup that hears nothing from its primary this long gives it up.
     pub primary_timeout: Duration,
+    /// A peer tracker not heard from this long counts as gone, whatever
+    /// its connection looks like (detection bound: this plus `heartbeat`).
+    pub peer_timeout: Duration,
     pub ack_timeout: Duration,
     /// Write a snapshot every this many applied ops.
     pub snapshot_every: u64,
@@ -143,6 +158,7 @@ impl ReplConfig {
             trackers,
             heartbeat: Duration::from_millis(200),
             primary_timeout: Duration::from_millis(1000),
+            peer_timeout: Duration::from_millis(1000),
             ack_timeout: Duration::from_millis(1000),
             snapshot_every: 10_000,
             log_keep: 5_000,
@@ -245,6 +261,12 @@ pub enum ReplOutput {
         fwd: u64,
         req: ClientRequest,
     },
+    /// `peer` said nothing for longer than the peer timeout: it counts as
+    /// disconnected already; close its connection (redial as after a
+    /// close) and report a new one with [`ReplInput::Connected`].
+    PeerSilent {
+        peer: TrackerId,
+    },
     Event(ReplEvent),
 }
 
@@ -267,6 +289,12 @@ pub enum ReplEvent {
     PeerOutOfSync {
         peer: TrackerId,
         why: &'static str,
+    },
+    /// Nothing from `peer` for `silent_ms` (past the peer timeout): it
+    /// counts as gone.
+    PeerSilent {
+        peer: TrackerId,
+        silent_ms: u64,
     },
     SnapshotInstalled {
         at: LogPos,
@@ -403,6 +431,8 @@ pub struct Repl<S: Replicated> {
     persisted: u64,
     applied: u64,
     connected: BTreeSet<TrackerId>,
+    /// When each connected peer was last heard from (any message).
+    heard: BTreeMap<TrackerId, Instant>,
     timers: TimerTable<Timer>,
     out: Outbox<ReplOutput>,
     // primary side
@@ -474,6 +504,7 @@ impl<S: Replicated> Repl<S> {
             persisted: start.index,
             applied: start.index,
             connected: BTreeSet::new(),
+            heard: BTreeMap::new(),
             timers: TimerTable::new(),
             out: Outbox::new(),
             followers: BTreeMap::new(),
@@ -512,6 +543,7 @@ impl<S: Replicated> Repl<S> {
         r.apply_through(r.persisted);
         r.timers
             .set(Timer::PrimaryTimeout, now + r.cfg.primary_timeout);
+        r.timers.set(Timer::Heartbeat, now + r.cfg.heartbeat);
         r
     }
 
@@ -708,6 +740,7 @@ impl<S: Replicated> Repl<S> {
 
     fn handle_connected(&mut self, now: Instant, peer: TrackerId) {
         self.connected.insert(peer);
+        self.heard.insert(peer, now);
         self.send(peer, self.join_msg());
         if self.role == Role::Primary {
             self.send(peer, self.heartbeat_msg());
@@ -716,7 +749,13 @@ impl<S: Replicated> Repl<S> {
     }
 
     fn handle_disconnected(&mut self, now: Instant, peer: TrackerId) {
+        self.disconnect(now, peer);
+        self.finish(now);
+    }
+
+    fn disconnect(&mut self, now: Instant, peer: TrackerId) {
         self.connected.remove(&peer);
+        self.heard.remove(&peer);
         if let Some(f) = self.followers.remove(&peer)
             && f.in_sync
         {
@@ -738,7 +777,33 @@ impl<S: Replicated> Repl<S> {
             self.abandon_forwards();
         }
         self.advance_commit(now);
-        self.finish(now);
+    }
+
+    /// Peers not heard from within the peer timeout count as gone now;
+    /// if our primary is among them, the election runs at once.
+    fn drop_silent(&mut self, now: Instant) {
+        if self.drop_silent_peers(now) {
+            self.on_primary_timeout(now);
+        }
+    }
+
+    /// Counts peers silent past the peer timeout as disconnected (their
+    /// connections to be closed). True if our primary was one of them.
+    fn drop_silent_peers(&mut self, now: Instant) -> bool {
+        let silent: Vec<(TrackerId, u64)> = self
+            .heard
+            .iter()
+            .map(|(&p, &t)| (p, now.saturating_since(t).0))
+            .filter(|&(_, ms)| ms >= self.cfg.peer_timeout.0)
+            .collect();
+        let mut lost_primary = false;
+        for (peer, silent_ms) in silent {
+            lost_primary |= self.role == Role::Backup && self.primary() == Some(peer);
+            self.disconnect(now, peer);
+            self.out.push_back(ReplOutput::PeerSilent { peer });
+            self.event(ReplEvent::PeerSilent { peer, silent_ms });
+        }
+        lost_primary
     }
 
     /// The driver made the log durable through `index`.
@@ -791,6 +856,7 @@ impl<S: Replicated> Repl<S> {
         if !self.connected.contains(&from) {
             return; // queued before a disconnect the driver already reported
         }
+        self.heard.insert(from, now);
         match msg {
             ReplMsg::Join {
                 epoch,
@@ -841,6 +907,7 @@ impl<S: Replicated> Repl<S> {
                 peer: from,
                 what: reason,
             }),
+            ReplMsg::Alive { .. } => {} // heard: that is all it says
         }
         self.finish(now);
     }
@@ -878,7 +945,6 @@ impl<S: Replicated> Repl<S> {
         self.pending_fork = None;
         self.snapshot_rx = None;
         self.primary_heard = now;
-        self.timers.clear(Timer::Heartbeat);
         self.timers.clear(Timer::AckTimeout);
         self.timers
             .set(Timer::PrimaryTimeout, now + self.cfg.primary_timeout);
@@ -940,6 +1006,8 @@ impl<S: Replicated> Repl<S> {
         if self.role == Role::Primary {
             return;
         }
+        // A peer gone silent must not count as reachable in the election.
+        self.drop_silent_peers(now);
         let alive = self.primary().is_some_and(|p| self.connected.contains(&p))
             && now.saturating_since(self.primary_heard) < self.cfg.primary_timeout;
         let lowest = self.connected.iter().copied().chain([self.cfg.id]).min();

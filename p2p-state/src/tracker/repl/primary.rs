@@ -251,15 +251,19 @@ impl<S: Replicated> Repl<S> {
         self.advance_commit(now);
     }
 
+    /// Every heartbeat, on every tracker: tell each peer we are here (the
+    /// primary's heartbeat, a backup's `Alive`), then give up on peers
+    /// silent past the peer timeout.
     pub(super) fn on_heartbeat_timer(&mut self, now: Instant) {
-        if self.role != Role::Primary {
-            return;
-        }
-        let hb = self.heartbeat_msg();
+        let msg = match self.role {
+            Role::Primary => self.heartbeat_msg(),
+            Role::Backup => ReplMsg::Alive { epoch: self.epoch },
+        };
         for p in self.connected.clone() {
-            self.send(p, hb.clone());
+            self.send(p, msg.clone());
         }
         self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat);
+        self.drop_silent(now);
     }
 
     pub(super) fn on_forward(&mut self, from: TrackerId, fwd: u64, req: ClientRequest) {
