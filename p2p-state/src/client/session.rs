@@ -11,6 +11,14 @@
 //! is retried a few times, then left for the next. When no tracker answers,
 //! pending commands fail with [`ClientError::NoTracker`] and the session
 //! keeps trying in the background with exponential backoff.
+//!
+//! Failure detection is the session's own, never the OS's (issue 17: a
+//! tracker host that vanishes sends no close): a connection attempt and the
+//! tracker's hello must each complete within `request_timeout`, a request
+//! must be answered within it, and an idle session pings every
+//! `ping_interval`. So a silent tracker is left within `ping_interval +
+//! request_timeout` (4 s with the defaults) of the last answer, for the
+//! next tracker, where the session resumes by token (still logged in).
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -197,6 +205,9 @@ pub struct ClientSession {
     token: Option<SessionToken>,
     user: Option<UserName>,
     link: Link,
+    /// While connecting or waiting for the tracker's hello: give up on
+    /// this tracker at this time (our own deadline, not the OS's).
+    handshake_by: Instant,
     conn: SessionConn,
     tracker: usize,
     /// Trackers tried since the last one that worked.
@@ -219,6 +230,7 @@ impl ClientSession {
             token: None,
             user: None,
             link: Link::Down,
+            handshake_by: now,
             conn: 0,
             tracker,
             failures: 0,
@@ -307,8 +319,8 @@ impl ClientSession {
         self.link = Link::AwaitHello;
         let frame = Hello::new(Role::Client).to_bytes();
         self.out.push_back(SessionOutput::Send { conn, frame });
-        self.timers
-            .set(Timer::Request, now + self.cfg.request_timeout);
+        self.handshake_by = now + self.cfg.request_timeout;
+        self.arm_request_timer(now);
     }
 
     fn handle_connect_failed(&mut self, now: Instant, conn: SessionConn) {
@@ -359,7 +371,7 @@ impl ClientSession {
 
     // ------------------------------------------------------------ connection life
 
-    fn connect(&mut self, _now: Instant) {
+    fn connect(&mut self, now: Instant) {
         self.conn += 1;
         self.link = Link::Connecting;
         let addr = self.cfg.trackers[self.tracker];
@@ -367,6 +379,9 @@ impl ClientSession {
             conn: self.conn,
             addr,
         });
+        // A tracker host that vanished may never refuse: our deadline.
+        self.handshake_by = now + self.cfg.request_timeout;
+        self.arm_request_timer(now);
     }
 
     fn on_up(&mut self, now: Instant) {
@@ -481,6 +496,20 @@ impl ClientSession {
     }
 
     fn arm_request_timer(&mut self, now: Instant) {
+        match self.link {
+            Link::Connecting | Link::AwaitHello => {
+                // The handshake's deadline holds whatever waits meanwhile.
+                self.timers.set(Timer::Request, self.handshake_by);
+                self.timers.clear(Timer::Ping);
+                return;
+            }
+            Link::Down => {
+                self.timers.clear(Timer::Request);
+                self.timers.clear(Timer::Ping);
+                return;
+            }
+            Link::Up => {}
+        }
         match self.pending.values().filter_map(|p| p.sent).min() {
             Some(t) => {
                 self.timers
@@ -500,7 +529,7 @@ impl ClientSession {
         let oldest = self.pending.values().filter_map(|p| p.sent).min();
         let stalled = match self.link {
             Link::Up => oldest.is_some_and(|t| now.saturating_since(t) >= self.cfg.request_timeout),
-            Link::AwaitHello | Link::Connecting => true,
+            Link::AwaitHello | Link::Connecting => now >= self.handshake_by,
             Link::Down => false,
         };
         if stalled {
@@ -645,3 +674,7 @@ impl ClientSession {
 }
 
 impl_machine!(ClientSession, SessionInput, SessionOutput, Timer);
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -81,6 +81,7 @@ impl World {
 
     fn connect_tracker(&mut self, c: NodeIx, conn: u64, addr: std::net::SocketAddr) {
         let inc = self.clients[c].inc;
+        trace!(self.trace, self.now.0, "c{c} dials {addr} (conn {conn})");
         let j = self.trackers.iter().position(|t| t.addr == addr);
         let up = j.is_some_and(|j| self.trackers[j].m.is_some());
         let reach = j.is_some_and(|j| self.net.reachable(Host::Client(c), Host::Tracker(j)));
