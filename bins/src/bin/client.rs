@@ -58,6 +58,15 @@ struct Args {
     /// but a finished file is not left in the cache).
     #[arg(long)]
     buffered_writes: bool,
+    /// A tracker request unanswered this long (or a connection to it not
+    /// made) counts as the tracker lost: the client moves to the next one
+    /// in tracker_info, still logged in.
+    #[arg(long, value_name = "MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_ms: u64,
+    /// With no command running, ping the tracker this often, so a tracker
+    /// that went silent is noticed within ping + request timeout.
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    ping_interval_ms: u64,
     /// Which driver runs the client.
     #[arg(long, value_enum, default_value = "std")]
     runtime: Runtime,
@@ -119,6 +128,8 @@ fn run(args: Args) -> Result<bool, String> {
         max_parallel: args.max_parallel,
         data_dir: args.data_dir.unwrap_or_else(default_data_dir),
         direct_io: !args.buffered_writes,
+        request_timeout: Some(p2p_state::Duration::from_millis(args.request_timeout_ms)),
+        ping_interval: Some(p2p_state::Duration::from_millis(args.ping_interval_ms)),
     };
     let history = opts.data_dir.join("history");
     let mut handle = args

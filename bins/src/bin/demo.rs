@@ -109,6 +109,8 @@ fn run(args: &Args) -> Result<(), String> {
             max_parallel: None,
             data_dir: root.join(format!("client-{name}")),
             direct_io: true,
+            request_timeout: None,
+            ping_interval: None,
         };
         let c = args.runtime.start_client(opts).map_err(|e| e.to_string())?;
         println!(

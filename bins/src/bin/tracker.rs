@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use std::thread;
 
 use clap::{Parser, ValueEnum};
+use p2p_state::Duration;
 use p2p_state::tracker::node::{ConsoleCmd, NodeConfig, TrackerEvent};
 use p2p_state::tracker::state::TrackerConfig;
 use runtime::Runtime;
@@ -56,6 +57,16 @@ struct Args {
     /// overrides RUST_LOG [default: RUST_LOG, else info].
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Send to every other tracker this often (the primary's heartbeat, a
+    /// backup's alive message).
+    #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    heartbeat_ms: u64,
+    /// A tracker not heard from this long counts as gone (its connection is
+    /// closed and redialled); a backup whose primary went silent this long
+    /// takes over if it is the lowest id it still hears. Must be above the
+    /// heartbeat.
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    peer_timeout_ms: u64,
     /// Password-hash cost (`test` is for tests only).
     #[arg(long, value_enum, default_value = "production", hide = true)]
     argon2: Argon2Cost,
@@ -93,6 +104,13 @@ fn init_logging(level: Option<&str>) -> Result<(), tracing_subscriber::filter::P
 }
 
 fn run(args: Args) -> Result<(), String> {
+    if args.peer_timeout_ms <= args.heartbeat_ms {
+        return Err(format!(
+            "--peer-timeout-ms {} must be above --heartbeat-ms {} (else a tracker is given up \
+             between two of its messages); raise the timeout or lower the heartbeat",
+            args.peer_timeout_ms, args.heartbeat_ms
+        ));
+    }
     let info = TrackerInfo::read(&args.tracker_info)
         .map_err(|e| format!("{}: {e}", args.tracker_info.display()))?;
     let (id, addr) = info
@@ -107,8 +125,12 @@ fn run(args: Args) -> Result<(), String> {
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| PathBuf::from(format!("tracker-{}-data", args.n)));
+    let mut node = NodeConfig::new(id, info.trackers(), state);
+    node.repl.heartbeat = Duration::from_millis(args.heartbeat_ms);
+    node.repl.peer_timeout = Duration::from_millis(args.peer_timeout_ms);
+    node.repl.primary_timeout = Duration::from_millis(args.peer_timeout_ms);
     let opts = TrackerOptions {
-        node: NodeConfig::new(id, info.trackers(), state),
+        node,
         data_dir,
         listener,
         seed: None,

@@ -55,6 +55,11 @@ pub struct ClientOptions {
     /// page cache (a finished file is then cached, at the cost of a copy
     /// per byte).
     pub direct_io: bool,
+    /// A tracker request unanswered this long (and a connection or hello
+    /// not done) moves the session to the next tracker [default 3 s].
+    pub request_timeout: Option<p2p_state::Duration>,
+    /// An idle session pings its tracker this often [default 1 s].
+    pub ping_interval: Option<p2p_state::Duration>,
 }
 
 /// What the CLI asks for between commands.
@@ -268,8 +273,15 @@ pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
     if let Some(n) = opts.max_parallel {
         download.max_parallel = n.max(1);
     }
+    let mut session = SessionConfig::new(opts.trackers.clone(), opts.first);
+    if let Some(t) = opts.request_timeout {
+        session.request_timeout = t;
+    }
+    if let Some(t) = opts.ping_interval {
+        session.ping_interval = t;
+    }
     let cfg = ClientConfig {
-        session: SessionConfig::new(opts.trackers.clone(), opts.first),
+        session,
         seeder: SeederConfig::default(),
         download,
         seeder_addr: Some(seeder_addr),
