@@ -3,7 +3,7 @@
 //! with instant disks, crashes and restarts.
 
 use bytes::BytesMut;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use p2p_proto::{
@@ -48,6 +48,8 @@ struct Net {
     /// Password work held back instead of run at once (`Some`), to see the
     /// tracker serve others meanwhile.
     held_passwords: Option<Vec<(u16, u64, PasswordWork)>>,
+    /// Ends whose writes are black-holed (no close is ever heard).
+    muted: BTreeSet<ConnId>,
 }
 
 fn addr_of(t: u16) -> SocketAddr {
@@ -81,6 +83,7 @@ impl Net {
             session_events: vec![],
             next_conn: 1,
             held_passwords: None,
+            muted: BTreeSet::new(),
             now,
         };
         for i in 1..=n {
@@ -181,6 +184,9 @@ impl Net {
 
     /// Bytes written on end `from` arrive at the other end.
     fn deliver(&mut self, from: ConnId, bytes: BytesMut) {
+        if self.muted.contains(&from) {
+            return;
+        }
         let Some(&(_, to)) = self.ends.get(&from) else {
             return;
         };
@@ -222,6 +228,10 @@ impl Net {
     }
 
     fn close(&mut self, end: ConnId) {
+        if self.muted.contains(&end) {
+            self.ends.remove(&end); // the close is black-holed too
+            return;
+        }
         let Some((_, other)) = self.ends.remove(&end) else {
             return;
         };
@@ -1038,4 +1048,52 @@ fn password_checks_in_flight_are_capped() {
         Some(Err(TrackerError::LimitReached { .. }))
     ));
     assert_eq!(a.response(&net, 10), None);
+}
+
+/// Issue 17: the link between the trackers goes silent (no close). Each
+/// gives the other up on its own deadline, closes that connection and the
+/// lower id redials; the backup becomes primary meanwhile.
+#[test]
+fn trackers_close_and_redial_a_silent_peer_and_the_backup_takes_over() {
+    let mut net = setup();
+    net.run(2000);
+    assert!(net.t(1).is_primary());
+    let tracker_ends: Vec<ConnId> = net
+        .ends
+        .iter()
+        .filter(|(_, (o, other))| {
+            matches!(o, Owner::Tracker(_))
+                && matches!(net.ends.get(other), Some((Owner::Tracker(_), _)))
+        })
+        .map(|(e, _)| *e)
+        .collect();
+    assert_eq!(tracker_ends.len(), 2, "one connection between the trackers");
+    net.muted.extend(tracker_ends);
+    net.events.clear();
+    net.run(1500);
+    assert!(net.t(2).is_primary(), "t2 did not take over a silent t1");
+    for (i, peer) in [(1, 2), (2, 1)] {
+        let gone = TrackerEvent::DisconnectedFromTracker {
+            tracker: TrackerId(peer),
+        };
+        assert!(
+            net.events.iter().any(|(t, e)| *t == i && *e == gone),
+            "t{i} did not drop the silent t{peer}: {:?}",
+            net.events
+        );
+    }
+    // The lower id dials again, over a fresh connection that works.
+    net.run(3000);
+    let back = TrackerEvent::ConnectedToTracker {
+        tracker: TrackerId(2),
+    };
+    assert!(
+        net.events.iter().any(|(t, e)| *t == 1 && *e == back),
+        "t1 never redialled t2: {:?}",
+        net.events
+    );
+    net.run(3000);
+    assert_eq!(net.digests()[0], net.digests()[1]);
+    let primaries = (1..=2).filter(|&i| net.t(i).is_primary()).count();
+    assert_eq!(primaries, 1);
 }

@@ -46,8 +46,8 @@ pub struct Faults {
     pub counts: BTreeMap<&'static str, u64>,
     enabled: bool,
     /// When a fault last changed what the trackers can reach (a tracker
-    /// down or back, a partition or its heal, a tracker connection lost, a
-    /// tracker's clock jumping).
+    /// down or back, a partition or its heal, a tracker connection lost or
+    /// replaced by an impostor's, a tracker's clock jumping).
     pub trackers_changed: u64,
     /// The same for each client (its crash or restart, its session
     /// connection lost, its clock jumping).
@@ -319,6 +319,9 @@ impl Faults {
         let script = tracker_script(&mut self.rng, w.trackers.len());
         let hold = self.rng.random_range(0..=5000);
         if w.rogue_connect(RogueTarget::Tracker(j), script, hold) {
+            // An impostor's tracker hello replaces the real connection
+            // (trackers do not authenticate each other): seed 4699.
+            self.trackers_changed = w.now.0;
             self.count("rogue to tracker");
         }
     }
