@@ -1190,6 +1190,10 @@ impl<S: Replicated> Repl<S> {
             self.log.start().index <= self.applied,
             "compacted unapplied entries"
         );
+        assert!(
+            self.heard.keys().eq(self.connected.iter()),
+            "a connected peer without a last-heard time, or the reverse"
+        );
         if self.role == Role::Primary {
             assert_eq!(
                 epoch_primary(self.epoch),
