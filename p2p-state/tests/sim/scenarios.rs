@@ -671,3 +671,55 @@ fn a_primary_heard_by_nobody_is_replaced() {
         w.tail()
     );
 }
+
+/// Issue 17, peers: a seeder's host vanishes mid-download (no close). Only
+/// the requests in flight to it are lost; each is re-asked from the other
+/// seeder at its request deadline, and the download ends byte-exact soon
+/// after (the deadline is at least `request_timeout_min`, 5 s).
+#[test]
+fn a_seeder_vanishing_mid_download_costs_only_its_requests_in_flight() {
+    let mut w = World::new(37, 2, 3);
+    w.run(3000);
+    user(&mut w, 0, "alice");
+    user(&mut w, 1, "bob");
+    user(&mut w, 2, "carol");
+    ok(w.cmd(0, t(Request::CreateGroup { group: g("g") })));
+    for c in [1, 2] {
+        ok(w.cmd(c, t(Request::JoinGroup { group: g("g") })));
+        let user = u(["", "bob", "carol"][c]);
+        ok(w.cmd(
+            0,
+            t(Request::AcceptRequest {
+                group: g("g"),
+                user,
+            }),
+        ));
+    }
+    let data = random_bytes(11, 2 * 1024 * 1024);
+    ok(w.share(0, "g", "f", &data, 1024));
+    ok(w.share(1, "g", "f", &data, 1024));
+    ok(w.cmd(
+        2,
+        Command::Download {
+            group: g("g"),
+            file: FileName::new("f").unwrap(),
+            dest: 1,
+        },
+    ));
+    w.run(20);
+    assert!(
+        !w.clients[2].disk.finished.contains_key(&1),
+        "the seeder must vanish mid-download"
+    );
+    w.vanish_client(1);
+    let t0 = w.now;
+    let done = w.run_until(60_000, |w| w.clients[2].disk.finished.contains_key(&1));
+    assert!(done, "download did not finish\n{}", w.tail());
+    assert_eq!(w.clients[2].disk.finished[&1], data, "byte-exact");
+    let took = w.now.0 - t0.0;
+    let bound = w.download_cfg.request_timeout_min.as_millis() + 5_000;
+    assert!(
+        took <= bound,
+        "{took} ms after the seeder vanished (bound {bound} ms)"
+    );
+}
