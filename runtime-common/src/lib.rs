@@ -4,6 +4,7 @@
 //! - [`buffers`]: pooled piece buffers, aligned for `O_DIRECT`;
 //! - [`clock`]: milliseconds since the Unix epoch, never going backwards;
 //! - [`tracker_info`]: parsing `tracker_info.txt`;
+//! - [`listen`]: where a tracker listens (its line, or `--listen`);
 //! - [`cli`]: the client's command language and the text it prints;
 //! - [`storage`]: the tracker's data directory (op log, snapshots,
 //!   recovery) and the group-committing storage loop a driver runs on a
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod conn;
+pub mod listen;
 pub mod storage;
 pub mod tracker;
 pub mod tracker_info;

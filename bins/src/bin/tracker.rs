@@ -1,7 +1,10 @@
 //! `tracker <tracker_info.txt> <n>`: tracker number n of the replicated
 //! group (line n of the file, counted from 1).
 //!
-//! It listens on line n's address, connects to the other trackers (printing
+//! It listens on line n's address when that is an address of this host,
+//! else (behind a 1:1 NAT) on every interface at that line's port;
+//! `--listen ADDR` chooses exactly. The line stays the address clients and
+//! peer trackers dial. It connects to the other trackers (printing
 //! `Connected to peer tracker <id>` on stdout for each, as the seed did),
 //! keeps its op log and snapshots in `--data-dir` and recovers from them on
 //! restart. Console on stdin: `quit`, `status`, `conflicts`; end of input
@@ -14,7 +17,7 @@
 //! cost, for tests only (default `production`).
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread;
@@ -25,6 +28,7 @@ use p2p_state::tracker::node::{ConsoleCmd, NodeConfig, TrackerEvent};
 use p2p_state::tracker::state::TrackerConfig;
 use runtime::Runtime;
 use runtime_common::TrackerInfo;
+use runtime_common::listen::{ListenChoice, tracker_listen};
 use runtime_common::tracker::{EventSink, TrackerControl, TrackerOptions};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::EnvFilter;
@@ -50,6 +54,11 @@ struct Args {
     /// Where the op log and snapshots live [default: ./tracker-<n>-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Where to listen, when the address clients dial (this tracker's line)
+    /// is not an address of this host, or to pin it [default: the line's
+    /// address if local, else all interfaces at its port].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
     /// Which driver runs the tracker.
     #[arg(long, value_enum, default_value = "std")]
     runtime: Runtime,
@@ -116,8 +125,16 @@ fn run(args: Args) -> Result<(), String> {
     let (id, addr) = info
         .get(args.n)
         .map_err(|e| format!("{}: {e}", args.tracker_info.display()))?;
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| format!("tracker {id} cannot listen on {addr}: {e}"))?;
+    let (listener, how) = tracker_listen(addr, args.listen, TcpListener::bind)
+        .map_err(|e| format!("tracker {id}: {e}"))?;
+    if how == ListenChoice::AllInterfaces {
+        tracing::info!(
+            "{addr} (line {}) is not an address of this host: listening on every \
+             interface at port {}; clients keep dialing {addr} (--listen ADDR to choose)",
+            args.n,
+            addr.port()
+        );
+    }
     let state = match args.argon2 {
         Argon2Cost::Test => TrackerConfig::test(),
         Argon2Cost::Production => TrackerConfig::production(),
