@@ -687,7 +687,8 @@ impl Tracker {
 
     // ------------------------------------------------------------ requests
 
-    fn on_request(&mut self, now: Instant, conn: ConnId, req: ClientRequest) {
+    fn on_request(&mut self, now: Instant, conn: ConnId, mut req: ClientRequest) {
+        self.observe_seeder_ip(conn, &mut req);
         self.bind_session(now, conn, &req);
         let outcome = match &req.req {
             Request::Status => Some(Ok(Reply::Status(self.repl.get().status()))),
@@ -700,6 +701,20 @@ impl Tracker {
         };
         if let Some(outcome) = outcome {
             self.respond(conn, &req, outcome);
+        }
+    }
+
+    /// A seeder address is the IP this tracker sees the client's
+    /// connection come from, with the port the client states: a client
+    /// cannot name another host (issue 16 §10), and one that does not know
+    /// its own address (NAT, a late network, an unspecified bind) is still
+    /// reachable where its tracker connection came from. Done where the
+    /// connection is seen, before a backup forwards the write.
+    fn observe_seeder_ip(&self, conn: ConnId, req: &mut ClientRequest) {
+        if let Request::RegisterSeeder { addr } = &mut req.req
+            && let Some(seen) = self.conns.get(&conn).and_then(|c| c.addr)
+        {
+            addr.set_ip(seen.ip().to_canonical());
         }
     }
 

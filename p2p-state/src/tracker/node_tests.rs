@@ -419,14 +419,14 @@ impl Net {
 
     /// A client connection to tracker `t`, hello done.
     fn connect_client(&mut self, client: u16, t: u16) -> ConnId {
+        self.connect_client_from(client, t, SocketAddr::from(([127, 0, 0, 1], 9000 + client)))
+    }
+
+    /// A client connection to tracker `t` the tracker sees come from `addr`.
+    fn connect_client_from(&mut self, client: u16, t: u16, addr: SocketAddr) -> ConnId {
         let (c, s) = self.pair(Owner::Client(client), Owner::Tracker(t));
-        self.pending.push_back((
-            Owner::Tracker(t),
-            Input::Accepted {
-                conn: s,
-                addr: SocketAddr::from(([127, 0, 0, 1], 9000 + client)),
-            },
-        ));
+        self.pending
+            .push_back((Owner::Tracker(t), Input::Accepted { conn: s, addr }));
         self.settle();
         let mut b = BytesMut::new();
         encode_msg(&Hello::new(WireRole::Client), &mut b);
@@ -798,6 +798,43 @@ fn a_dropped_client_goes_offline_after_the_grace_and_back_on_return() {
     );
     let d = net.digests();
     assert_eq!(d[0], d[1]);
+}
+
+#[test]
+fn a_seeder_address_is_the_observed_ip_with_the_stated_port() {
+    let mut net = setup();
+    // Through the backup (the write is forwarded) and on the primary.
+    for (id, t, seen, stated) in [
+        (1, 2, "10.1.2.3:50000", "127.0.0.1:7001"),
+        (2, 1, "[::ffff:10.9.9.9]:50001", "0.0.0.0:7002"),
+        (3, 1, "[2001:db8::5]:50002", "192.0.2.77:7003"),
+    ] {
+        let seen: SocketAddr = seen.parse().unwrap();
+        let conn = net.connect_client_from(id, t, seen);
+        let mut c = Client {
+            id,
+            conn,
+            client: ClientId([id as u8; 16]),
+            token: None,
+            next: 1,
+        };
+        c.sign_up(&mut net, &format!("user{id}"), "pw");
+        let stated: SocketAddr = stated.parse().unwrap();
+        assert!(
+            c.call(&mut net, Request::RegisterSeeder { addr: stated })
+                .is_ok()
+        );
+        net.run(500);
+        let want = SocketAddr::new(seen.ip().to_canonical(), stated.port());
+        let token = c.token.unwrap();
+        for t in 1..=2 {
+            assert_eq!(
+                net.t(t).state().session(&token).unwrap().addr,
+                Some(want),
+                "tracker {t}, client {id}"
+            );
+        }
+    }
 }
 
 #[test]
