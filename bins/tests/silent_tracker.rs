@@ -10,13 +10,11 @@
 //! reaches tracker 1 through another. Every process is killed on drop,
 //! every wait has a deadline, every proxy thread stops with the test.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,82 +25,8 @@ const TAKEOVER_MAX: Duration = Duration::from_secs(5);
 /// the README's switch (request timeout 3 s, then connect and resume).
 const SWITCH_MAX: Duration = Duration::from_secs(10);
 
-/// A child process killed on drop, its stdout and stderr lines collected.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    name: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn spawn(name: &str, bin: &str, args: &[&str], dir: &Path) -> Proc {
-        let mut child = Command::new(bin)
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        for (stream, tag) in [
-            (Box::new(out) as Box<dyn Read + Send>, ""),
-            (Box::new(err), "stderr: "),
-        ] {
-            let tx = tx.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(format!("{tag}{line}")).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        Proc {
-            child,
-            lines: rx,
-            seen: vec![],
-            name: name.into(),
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").expect("write to client");
-        stdin.flush().unwrap();
-    }
-
-    /// Waits up to `limit` for a line containing `want`.
-    fn expect(&mut self, want: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(want) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!(
-                    "{}: no line with {want:?} within {limit:?}; saw:\n{}",
-                    self.name,
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-}
+mod common;
+use common::Proc;
 
 /// A TCP proxy to `target` that can be frozen: from then on it forwards
 /// nothing either way and closes nothing (new connections are accepted
@@ -245,10 +169,10 @@ fn a_silent_tracker_host_is_replaced_and_the_client_carries_on(rt: &str) {
     let mut p1 = tracker(d, &info1, 1, rt);
     let mut p2 = tracker(d, &info2, 2, rt);
     let boot = Duration::from_secs(20);
-    p1.expect("Connected to peer tracker 2", boot);
-    p2.expect("Connected to peer tracker 1", boot);
+    p1.expect_within("Connected to peer tracker 2", boot);
+    p2.expect_within("Connected to peer tracker 1", boot);
     // Both elect in round 1 at worst; the lower id wins it.
-    p2.expect("following primary 1", boot);
+    p2.expect_within("following primary 1", boot);
 
     let data = d.join("alice-data");
     let first = to_t1.addr.to_string();
@@ -265,17 +189,17 @@ fn a_silent_tracker_host_is_replaced_and_the_client_carries_on(rt: &str) {
     let mut c = Proc::spawn("alice", env!("CARGO_BIN_EXE_client"), &args, d);
     let step = Duration::from_secs(30);
     c.send("create_user alice pw");
-    c.expect("user alice created", step);
+    c.expect_within("user alice created", step);
     c.send("login alice pw");
-    c.expect("logged in as", step);
+    c.expect_within("logged in as", step);
     c.send("create_group before");
-    c.expect("group before created", step);
+    c.expect_within("group before created", step);
 
     // Tracker 1's host goes silent: its process runs on, nothing gets through.
     to_t2.freeze();
     to_t1.freeze();
     let t0 = Instant::now();
-    p2.expect("became primary", TAKEOVER_MAX);
+    p2.expect_within("became primary", TAKEOVER_MAX);
     let took = t0.elapsed();
     assert!(
         p2.seen.iter().any(|l| l.contains("no word from tracker 1")),
@@ -283,7 +207,7 @@ fn a_silent_tracker_host_is_replaced_and_the_client_carries_on(rt: &str) {
         p2.seen
     );
     c.send("create_group during");
-    c.expect("group during created", SWITCH_MAX);
+    c.expect_within("group during created", SWITCH_MAX);
     let switched = t0.elapsed();
     assert!(
         c.seen.iter().any(|l| l.contains("switched to")),
@@ -291,7 +215,7 @@ fn a_silent_tracker_host_is_replaced_and_the_client_carries_on(rt: &str) {
         c.seen
     );
     c.send("list_groups");
-    c.expect("during", step);
+    c.expect_within("during", step);
     assert!(
         !c.seen.iter().any(|l| l.starts_with("error")),
         "a command failed: {:?}",

@@ -12,105 +12,13 @@
 //! Every process is killed when the test ends (a Drop guard); every wait
 //! has a deadline.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-/// A child process killed on drop.
-struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    name: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn spawn(name: &str, bin: &str, args: &[&str], dir: &Path) -> Proc {
-        let mut child = Command::new(bin)
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        for (stream, tag) in [
-            (Box::new(out) as Box<dyn std::io::Read + Send>, ""),
-            (Box::new(err), "stderr: "),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(format!("{tag}{line}")).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        let stdin = child.stdin.take();
-        Proc {
-            child,
-            stdin,
-            lines: rx,
-            seen: vec![],
-            name: name.into(),
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").expect("write to client");
-        stdin.flush().unwrap();
-    }
-
-    /// Waits for a line containing `want` (stdout or stderr).
-    fn expect(&mut self, want: &str, secs: u64) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(want) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!(
-                    "{}: no line with {want:?} in {secs} s; saw:\n{}",
-                    self.name,
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Sends a command and waits for the line that answers it.
-    fn run(&mut self, line: &str, want: &str) -> String {
-        self.send(line);
-        self.expect(want, 30)
-    }
-
-    fn signal_term(&self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-    }
-}
+mod common;
+use common::Proc;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
