@@ -84,16 +84,19 @@ pub fn ticket() -> impl Strategy<Value = Ticket> {
         file_name(),
         sha1(),
         user(),
+        (any::<[u8; 32]>(), any::<[u8; 32]>()),
         any::<u64>(),
         any::<[u8; 32]>(),
     )
         .prop_map(
-            |(downloader, group, file, file_hash, seeder, expires_ms, mac)| Ticket {
+            |(downloader, group, file, file_hash, seeder, (dk, sk), expires_ms, mac)| Ticket {
                 downloader,
                 group,
                 file,
                 file_hash,
                 seeder,
+                downloader_key: KeyId(dk),
+                seeder_key: KeyId(sk),
                 expires_ms,
                 mac: Mac(mac),
             },

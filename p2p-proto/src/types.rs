@@ -301,6 +301,46 @@ bytes_type!(
 bytes_type!(
     /// A ticket's MAC (HMAC-SHA256).
     Mac, 32, "mac", redact: false);
+bytes_type!(
+    /// A node's identity: the SHA-256 of its public key (the DER
+    /// SubjectPublicKeyInfo its TLS handshake presents as a raw public
+    /// key, RFC 7250). Every tracker and client has one. Its text form,
+    /// the *fingerprint*, is 64 hex digits ([`fmt::Display`],
+    /// [`KeyId::from_fingerprint`]).
+    KeyId, 32, "key id", redact: false);
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Why a text is not a key fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a key fingerprint (64 hex digits, as `--fingerprint` prints it)")]
+pub struct FingerprintError {
+    pub text: String,
+}
+
+impl KeyId {
+    /// Parses a fingerprint: exactly 64 hex digits, either case.
+    pub fn from_fingerprint(text: &str) -> Result<KeyId, FingerprintError> {
+        let err = || FingerprintError {
+            text: text.chars().take(80).collect(),
+        };
+        let digits = text.as_bytes();
+        if digits.len() != 64 {
+            return Err(err());
+        }
+        let mut key = [0u8; 32];
+        for (i, pair) in digits.chunks_exact(2).enumerate() {
+            let hi = (pair[0] as char).to_digit(16).ok_or_else(err)?;
+            let lo = (pair[1] as char).to_digit(16).ok_or_else(err)?;
+            key[i] = (hi * 16 + lo) as u8;
+        }
+        Ok(KeyId(key))
+    }
+}
 
 impl fmt::Display for Sha1Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -583,6 +623,9 @@ impl Wire for FileMeta {
 
 /// Permission, issued by the tracker, for `downloader` to fetch pieces of one
 /// file from `seeder` until `expires_ms` (milliseconds since the Unix epoch).
+/// It names both ends' keys: the seeder serves only a TLS peer whose key is
+/// `downloader_key`, and the downloader talks only to a seeder whose key is
+/// `seeder_key`, so a sniffed or leaked ticket is worthless to anyone else.
 /// `mac` is HMAC-SHA256 under the seeder's [`SeederKey`] over
 /// [`Ticket::signed_bytes`]; p2p-state computes and verifies it.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -592,6 +635,8 @@ pub struct Ticket {
     pub file: FileName,
     pub file_hash: Sha1Hash,
     pub seeder: UserName,
+    pub downloader_key: KeyId,
+    pub seeder_key: KeyId,
     pub expires_ms: u64,
     pub mac: Mac,
 }
@@ -600,25 +645,29 @@ impl Ticket {
     /// The bytes the MAC covers: every field but the MAC, in wire order.
     pub fn signed_bytes(&self) -> BytesMut {
         let mut w = BytesMut::with_capacity(160);
-        w.put_slice(b"p2p-share ticket v1");
+        w.put_slice(b"p2p-share ticket v2");
         self.downloader.encode(&mut w);
         self.group.encode(&mut w);
         self.file.encode(&mut w);
         self.file_hash.encode(&mut w);
         self.seeder.encode(&mut w);
+        self.downloader_key.encode(&mut w);
+        self.seeder_key.encode(&mut w);
         w.put_u64(self.expires_ms);
         w
     }
 }
 
 impl Wire for Ticket {
-    const MIN_LEN: usize = 3 * 4 + 20 + 8 + 32;
+    const MIN_LEN: usize = 3 * 4 + 20 + 2 * 32 + 8 + 32;
     fn encode(&self, w: &mut BytesMut) {
         self.downloader.encode(w);
         self.group.encode(w);
         self.file.encode(w);
         self.file_hash.encode(w);
         self.seeder.encode(w);
+        self.downloader_key.encode(w);
+        self.seeder_key.encode(w);
         w.put_u64(self.expires_ms);
         self.mac.encode(w);
     }
@@ -629,6 +678,8 @@ impl Wire for Ticket {
             file: FileName::decode(r)?,
             file_hash: Sha1Hash::decode(r)?,
             seeder: UserName::decode(r)?,
+            downloader_key: KeyId::decode(r)?,
+            seeder_key: KeyId::decode(r)?,
             expires_ms: r.u64("ticket expiry")?,
             mac: Mac::decode(r)?,
         })
@@ -729,6 +780,35 @@ impl Wire for FileSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fingerprint_is_64_hex_digits_and_parses_back() {
+        let key = KeyId(core::array::from_fn(|i| (i * 7 + 1) as u8));
+        let text = key.to_string();
+        assert_eq!(text.len(), 64);
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(KeyId::from_fingerprint(&text), Ok(key));
+        assert_eq!(KeyId::from_fingerprint(&text.to_uppercase()), Ok(key));
+    }
+
+    #[test]
+    fn a_fingerprint_of_the_wrong_length_or_with_non_hex_is_refused() {
+        let good = "ab".repeat(32);
+        for bad in [
+            String::new(),
+            good[..63].to_string(),
+            format!("{good}0"),
+            format!("{}zz", &good[..62]),
+            format!("{}é", &good[..62]),
+            format!(" {}", &good[..63]),
+        ] {
+            let err = KeyId::from_fingerprint(&bad).unwrap_err();
+            assert!(err.to_string().contains("64 hex digits"), "{err}");
+        }
+    }
 
     #[test]
     fn names_reject_paths_control_and_spaces() {

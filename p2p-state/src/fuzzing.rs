@@ -16,8 +16,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    ClientId, ClientRequest, GroupName, Hello, Password, Request, RequestId, Role, TrackerId,
-    UserName, Wire, encode_msg,
+    ClientId, ClientRequest, GroupName, Hello, KeyId, Password, Request, RequestId, Role,
+    TrackerId, UserName, Wire, encode_msg,
 };
 
 use crate::time::{Duration, Instant};
@@ -53,7 +53,15 @@ fn run_tracker(data: &[u8]) -> Tracker {
     drain(&mut t, now);
     let peer = SocketAddr::from(([127, 0, 0, 1], 9000));
     for conn in 1..=CONNS {
-        t.handle_input(now, Input::Accepted { conn, addr: peer });
+        let key = KeyId([conn as u8; 32]);
+        t.handle_input(
+            now,
+            Input::Accepted {
+                conn,
+                addr: peer,
+                peer: key,
+            },
+        );
         drain(&mut t, now);
     }
     let mut rest = data;
@@ -75,6 +83,7 @@ fn run_tracker(data: &[u8]) -> Tracker {
                 Input::Accepted {
                     conn: c,
                     addr: peer,
+                    peer: KeyId([c as u8; 32]),
                 },
             );
         } else {

@@ -44,7 +44,7 @@ pub fn verify(key: &SeederKey, t: &Ticket, now: Instant) -> Result<(), TicketErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2p_proto::{FileName, GroupName, Sha1Hash, UserName};
+    use p2p_proto::{FileName, GroupName, KeyId, Sha1Hash, UserName};
 
     fn ticket() -> Ticket {
         Ticket {
@@ -53,6 +53,8 @@ mod tests {
             file: FileName::new("a.bin").unwrap(),
             file_hash: Sha1Hash([7; 20]),
             seeder: UserName::new("alice").unwrap(),
+            downloader_key: KeyId([0x44; 32]),
+            seeder_key: KeyId([0x53; 32]),
             expires_ms: 10_000,
             mac: Mac::default(),
         }

@@ -451,6 +451,10 @@ impl<R: TrackerIo> Core<R> {
             }),
             Output::PersistResubmit { entries } => self.io.store(StorageCmd::Resubmit { entries }),
             Output::Password { job, work } => self.io.password(job, work),
+            // Issue 15 in flight: kept in the data directory's known_trackers.
+            Output::PinTracker { tracker, key } => {
+                tracing::warn!(tracker = tracker.0, %key, "tracker pinned on first contact")
+            }
             Output::Event(e) => {
                 self.log_event(&e);
                 (self.sink)(&e);

@@ -52,6 +52,7 @@ pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, Dri
         opened(&accept_tx, stream, peer, |conn| Input::Accepted {
             conn,
             addr: peer,
+            peer: p2p_proto::KeyId::default(), // issue 15 in flight: TLS
         });
     })?;
     let io = Tasks {
@@ -144,7 +145,11 @@ impl TrackerIo for Tasks {
         let tx = self.tx.clone();
         exec::spawn(async move {
             match dial(addr, DIAL_TIMEOUT).await {
-                Ok(stream) => opened(&tx, stream, addr, |conn| Input::Dialed { conn, tracker }),
+                Ok(stream) => opened(&tx, stream, addr, |conn| Input::Dialed {
+                    conn,
+                    tracker,
+                    peer: p2p_proto::KeyId::default(), // issue 15 in flight: TLS
+                }),
                 Err(e) => {
                     tracing::debug!("tracker {tracker} at {addr} unreachable: {e}");
                     let _ = tx.try_send(Msg::Input(Input::DialFailed { tracker }));

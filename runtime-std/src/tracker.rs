@@ -51,6 +51,7 @@ pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, Dri
         opened(accept_tx.clone(), stream, peer, |conn| Input::Accepted {
             conn,
             addr: peer,
+            peer: p2p_proto::KeyId::default(), // issue 15 in flight: TLS
         });
     })?;
     let io = Threads {
@@ -144,7 +145,11 @@ impl TrackerIo for Threads {
         let spawned = thread::Builder::new()
             .name(format!("dial-{tracker}"))
             .spawn(move || match dial(addr, DIAL_TIMEOUT) {
-                Ok(stream) => opened(tx, stream, addr, |conn| Input::Dialed { conn, tracker }),
+                Ok(stream) => opened(tx, stream, addr, |conn| Input::Dialed {
+                    conn,
+                    tracker,
+                    peer: p2p_proto::KeyId::default(), // issue 15 in flight: TLS
+                }),
                 Err(e) => {
                     tracing::debug!("tracker {tracker} at {addr} unreachable: {e}");
                     let _ = tx.send(Msg::Input(Input::DialFailed { tracker }));

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    FileMeta, FileName, GroupName, Hello, PeerMsg, PieceSet, Reply, Request, Role, Sha1Hash, Text,
-    Wire,
+    FileMeta, FileName, GroupName, Hello, KeyId, PeerMsg, PieceSet, Reply, Request, Role, Sha1Hash,
+    Text, Wire,
 };
 
 use super::session::{
@@ -147,8 +147,11 @@ pub enum Input {
         tag: CommandTag,
         cmd: Command,
     },
+    /// The tracker connection is up and its TLS handshake done; `peer` is
+    /// the key the tracker proved it holds.
     TrackerConnected {
         conn: SessionConn,
+        peer: KeyId,
     },
     TrackerConnectFailed {
         conn: SessionConn,
@@ -160,13 +163,16 @@ pub enum Input {
     TrackerClosed {
         conn: SessionConn,
     },
-    /// A peer connected to our seeder port.
+    /// A peer connected to our seeder port and proved it holds `peer`.
     PeerAccepted {
         conn: u64,
+        peer: KeyId,
     },
-    /// An outbound connection asked for by `PeerConnect` is up / failed.
+    /// An outbound connection asked for by `PeerConnect` is up, TLS done
+    /// (`peer` is the seeder's proven key) / failed.
     PeerConnected {
         conn: u64,
+        peer: KeyId,
     },
     PeerConnectFailed {
         conn: u64,
@@ -268,6 +274,13 @@ pub enum Output {
     },
     PeerClose {
         conn: u64,
+    },
+    /// Tracker `index` (in `tracker_info.txt` order) was not pinned and
+    /// proved `key` on first contact: the driver keeps the pin (the data
+    /// directory's `known_trackers`) and tells the user.
+    PinTracker {
+        index: usize,
+        key: KeyId,
     },
     /// Open or create `<dest>.part` for `meta`, load its piece record;
     /// answer `DestReady` / `DestFailed`.
@@ -513,8 +526,8 @@ impl ClientNode {
         self.out.check_drained("client");
         match input {
             Input::Command { tag, cmd } => self.on_command(now, tag, cmd),
-            Input::TrackerConnected { conn } => {
-                self.session_input(now, SessionInput::Connected { conn })
+            Input::TrackerConnected { conn, peer } => {
+                self.session_input(now, SessionInput::Connected { conn, peer })
             }
             Input::TrackerConnectFailed { conn } => {
                 self.session_input(now, SessionInput::ConnectFailed { conn })
@@ -523,10 +536,10 @@ impl ClientNode {
                 self.session_input(now, SessionInput::Frame { conn, payload })
             }
             Input::TrackerClosed { conn } => self.session_input(now, SessionInput::Closed { conn }),
-            Input::PeerAccepted { conn } => {
+            Input::PeerAccepted { conn, peer: _ } => {
                 self.conns.insert(conn, PeerConn::InHello);
             }
-            Input::PeerConnected { conn } => self.on_peer_connected(conn),
+            Input::PeerConnected { conn, peer: _ } => self.on_peer_connected(conn),
             Input::PeerConnectFailed { conn } => self.on_peer_gone(now, conn, true),
             Input::PeerFrame { conn, payload } => self.on_peer_frame(now, conn, payload),
             Input::PeerPiece {

@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use p2p_proto::{
-    ClientId, ClientRequest, FromTracker, Hello, Outcome, Reply, Request, RequestId, Role,
+    ClientId, ClientRequest, FromTracker, Hello, KeyId, Outcome, Reply, Request, RequestId, Role,
     SeederKey, SessionToken, Text, TrackerError, UserName, Wire,
 };
 
@@ -57,11 +57,17 @@ pub struct SessionConfig {
     pub not_ready_max: u32,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// The key each tracker must present, by position in `trackers`:
+    /// pinned in `tracker_info.txt` or learned on first contact (kept in
+    /// the data directory's `known_trackers`); `None` is not pinned yet.
+    pub tracker_keys: Vec<Option<KeyId>>,
 }
 
 impl SessionConfig {
     pub fn new(trackers: Vec<SocketAddr>, first: usize) -> Self {
+        let tracker_keys = vec![None; trackers.len()];
         SessionConfig {
+            tracker_keys,
             trackers,
             first,
             request_timeout: Duration::from_secs(3),
@@ -104,9 +110,11 @@ pub enum SessionInput {
         tag: CommandTag,
         req: Request,
     },
-    /// The connection of a [`SessionOutput::Connect`] is up.
+    /// The connection of a [`SessionOutput::Connect`] is up and its TLS
+    /// handshake done; `peer` is the key the tracker proved it holds.
     Connected {
         conn: SessionConn,
+        peer: KeyId,
     },
     ConnectFailed {
         conn: SessionConn,
@@ -280,7 +288,7 @@ impl ClientSession {
         self.out.check_drained("client session");
         match input {
             SessionInput::Command { tag, req } => self.command(now, tag, req),
-            SessionInput::Connected { conn } => self.handle_connected(now, conn),
+            SessionInput::Connected { conn, peer: _ } => self.handle_connected(now, conn),
             SessionInput::ConnectFailed { conn } => self.handle_connect_failed(now, conn),
             SessionInput::Frame { conn, payload } => self.handle_frame(now, conn, payload),
             SessionInput::Closed { conn } => self.handle_closed(now, conn),

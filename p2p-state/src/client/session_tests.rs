@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    ClientRequest, FromTracker, Hello, Reply, Request, Role, SessionToken, UserName, Wire,
+    ClientRequest, FromTracker, Hello, KeyId, Reply, Request, Role, SessionToken, UserName, Wire,
 };
 
 use super::*;
@@ -78,7 +78,8 @@ impl H {
     /// Connects and hears the tracker's hello on the last attempt.
     fn up(&mut self) -> SessionConn {
         let (conn, _) = self.last_connect().expect("a dial");
-        self.input(SessionInput::Connected { conn });
+        let peer = KeyId([0x54; 32]);
+        self.input(SessionInput::Connected { conn, peer });
         let payload = Hello::new(Role::Server).to_bytes();
         self.input(SessionInput::Frame { conn, payload });
         conn
@@ -168,7 +169,8 @@ fn a_request_unanswered_by_its_deadline_moves_to_the_next_tracker_still_logged_i
 fn a_tracker_that_never_says_hello_is_left_at_the_deadline() {
     let mut h = H::new();
     let (conn, _) = h.last_connect().unwrap();
-    h.input(SessionInput::Connected { conn });
+    let peer = KeyId([0x54; 32]);
+    h.input(SessionInput::Connected { conn, peer });
     let deadline = h.now + h.cfg().request_timeout;
     h.now = Instant(h.now.0 + 10);
     h.command(1, Request::ListGroups);

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    ClientRequest, FileMeta, FileName, FromTracker, GroupName, Hello, Reply, Request, Role,
+    ClientRequest, FileMeta, FileName, FromTracker, GroupName, Hello, KeyId, Reply, Request, Role,
     Sha1Hash, Wire,
 };
 
@@ -52,7 +52,8 @@ fn download_with(meta: FileMeta) -> Vec<Output> {
         [Output::TrackerConnect { conn, .. }] => *conn,
         other => panic!("expected a tracker dial, got {other:?}"),
     };
-    n.handle_input(T0, Input::TrackerConnected { conn });
+    let peer = KeyId([0x54; 32]);
+    n.handle_input(T0, Input::TrackerConnected { conn, peer });
     drain(&mut n);
     let hello = Hello::new(Role::Server).to_bytes();
     n.handle_input(

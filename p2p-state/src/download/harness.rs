@@ -21,7 +21,8 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    FileMeta, FileName, GroupName, Mac, PeerInfo, PeerMsg, PieceSet, SeederKey, Ticket, UserName,
+    FileMeta, FileName, GroupName, KeyId, Mac, PeerInfo, PeerMsg, PieceSet, SeederKey, Ticket,
+    UserName,
 };
 
 use super::{Download, DownloadConfig, DownloadError, Input, Output, PeerId};
@@ -406,6 +407,8 @@ impl World {
                     file: self.meta.name.clone(),
                     file_hash: self.meta.file_hash,
                     seeder: s.user.clone(),
+                    downloader_key: KeyId([0x44; 32]),
+                    seeder_key: KeyId([0x53; 32]),
                     expires_ms,
                     mac: Mac::default(),
                 };

@@ -204,7 +204,7 @@ fn ewma(old: Option<u64>, sample: u64, div: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2p_proto::{FileName, GroupName, Mac, Sha1Hash};
+    use p2p_proto::{FileName, GroupName, KeyId, Mac, Sha1Hash};
 
     fn peer() -> Peer {
         let u = UserName::new("s").unwrap();
@@ -214,6 +214,8 @@ mod tests {
             file: FileName::new("f").unwrap(),
             file_hash: Sha1Hash::default(),
             seeder: u.clone(),
+            downloader_key: KeyId([0x44; 32]),
+            seeder_key: KeyId([0x53; 32]),
             expires_ms: 0,
             mac: Mac::default(),
         };

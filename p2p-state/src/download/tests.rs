@@ -7,7 +7,8 @@ use rand_chacha::ChaCha8Rng;
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    FileMeta, GroupName, Mac, PeerInfo, PeerMsg, PieceSet, RejectReason, Sha1Hash, Ticket, UserName,
+    FileMeta, GroupName, KeyId, Mac, PeerInfo, PeerMsg, PieceSet, RejectReason, Sha1Hash, Ticket,
+    UserName,
 };
 
 use super::harness::{T0, make_file};
@@ -75,6 +76,8 @@ impl Rig {
                 file: self.meta.name.clone(),
                 file_hash: self.meta.file_hash,
                 seeder: user,
+                downloader_key: KeyId([0x44; 32]),
+                seeder_key: KeyId([0x53; 32]),
                 expires_ms: (T0 + Duration::from_secs(3600)).as_millis(),
                 mac: Mac::default(),
             },

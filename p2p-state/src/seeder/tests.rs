@@ -6,8 +6,8 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use p2p_proto::{
-    FileMeta, FileName, GroupName, Mac, PeerMsg, PieceSet, RejectReason, SeederKey, Sha1Hash,
-    Ticket, UserName,
+    FileMeta, FileName, GroupName, KeyId, Mac, PeerMsg, PieceSet, RejectReason, SeederKey,
+    Sha1Hash, Ticket, UserName,
 };
 
 use super::*;
@@ -114,6 +114,8 @@ fn ticket_with(f: impl FnOnce(&mut Ticket), key: &SeederKey) -> Ticket {
         file: FileName::new("f.bin").unwrap(),
         file_hash: Sha1Hash([2; 20]),
         seeder: user("alice"),
+        downloader_key: KeyId([0x44; 32]),
+        seeder_key: KeyId([0x53; 32]),
         expires_ms: NOW.as_millis() + 60_000,
         mac: Mac::default(),
     };
@@ -753,7 +755,7 @@ fn peer_msg() -> impl Strategy<Value = PeerMsg> {
 #[derive(Clone, Debug)]
 enum Step {
     Open(u8),
-    Msg(u8, PeerMsg),
+    Msg(u8, Box<PeerMsg>),
     Close(u8),
     ReadDone(bool),
     Tick(u64),
@@ -762,7 +764,7 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         1 => (0u8..4).prop_map(Step::Open),
-        4 => ((0u8..4), peer_msg()).prop_map(|(c, m)| Step::Msg(c, m)),
+        4 => ((0u8..4), peer_msg()).prop_map(|(c, m)| Step::Msg(c, Box::new(m))),
         1 => (0u8..4).prop_map(Step::Close),
         3 => any::<bool>().prop_map(Step::ReadDone),
         1 => (0u64..20_000).prop_map(Step::Tick),
@@ -783,7 +785,7 @@ proptest! {
         for st in steps {
             let out = match st {
                 Step::Open(c) => { fresh += 1; r.input(Input::Opened { conn: ConnId(u64::from(c) + fresh * 10) }) }
-                Step::Msg(c, m) => { let conn = pick(&r, c); r.msg(conn, m) }
+                Step::Msg(c, m) => { let conn = pick(&r, c); r.msg(conn, *m) }
                 Step::Close(c) => { let conn = pick(&r, c); r.input(Input::Closed { conn }) }
                 Step::ReadDone(ok) => match pending_reads.pop_front() {
                     Some((conn, index, len)) if ok => r.input(Input::PieceRead { conn, index, data: Bytes::from(vec![0; len]) }),

@@ -22,8 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    ClientRequest, DecodeError, Entry, FrameError, FromTracker, Hello, LogPos, OpKind, Origin,
-    Outcome, ReplMsg, Reply, Request, Role as WireRole, SessionToken, Text, TrackerError,
+    ClientRequest, DecodeError, Entry, FrameError, FromTracker, Hello, KeyId, LogPos, OpKind,
+    Origin, Outcome, ReplMsg, Reply, Request, Role as WireRole, SessionToken, Text, TrackerError,
     TrackerId, Wire, encode_msg,
 };
 
@@ -83,6 +83,11 @@ pub struct NodeConfig {
     pub hello_timeout: Duration,
     pub redial_min: Duration,
     pub redial_max: Duration,
+    /// The key each tracker must present, by position in `trackers`:
+    /// pinned in `tracker_info.txt` or learned on first contact (then kept
+    /// in the data directory's `known_trackers`); `None` is not pinned yet
+    /// (trust on first use, announced by [`Output::PinTracker`]).
+    pub tracker_keys: Vec<Option<KeyId>>,
 }
 
 impl NodeConfig {
@@ -92,6 +97,7 @@ impl NodeConfig {
         state: TrackerConfig,
     ) -> Self {
         let ids = trackers.iter().map(|(t, _)| *t).collect();
+        let tracker_keys = vec![None; trackers.len()];
         NodeConfig {
             id,
             trackers,
@@ -101,21 +107,26 @@ impl NodeConfig {
             hello_timeout: Duration::from_secs(10),
             redial_min: Duration::from_millis(100),
             redial_max: Duration::from_secs(5),
+            tracker_keys,
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    /// A connection came in.
+    /// A connection came in and its TLS handshake is done; `peer` is the
+    /// key it proved it holds.
     Accepted {
         conn: ConnId,
         addr: SocketAddr,
+        peer: KeyId,
     },
-    /// A connection we asked for (an [`Output::Dial`]) is up.
+    /// A connection we asked for (an [`Output::Dial`]) is up, TLS done;
+    /// `peer` is the key the other end proved it holds.
     Dialed {
         conn: ConnId,
         tracker: TrackerId,
+        peer: KeyId,
     },
     DialFailed {
         tracker: TrackerId,
@@ -205,6 +216,13 @@ pub enum Output {
         job: u64,
         work: PasswordWork,
     },
+    /// Tracker `tracker` was not pinned and proved `key` on first contact:
+    /// the driver keeps the pin (the data directory's `known_trackers`) and
+    /// tells the operator, loudly, how to pin it explicitly.
+    PinTracker {
+        tracker: TrackerId,
+        key: KeyId,
+    },
     Event(TrackerEvent),
 }
 
@@ -263,6 +281,9 @@ enum ConnKind {
 #[derive(Debug, Clone)]
 struct Conn {
     addr: Option<SocketAddr>,
+    /// The key the other end proved in the TLS handshake.
+    #[allow(dead_code)] // issue 15 in flight: the tracker stream checks it
+    key: KeyId,
     kind: ConnKind,
 }
 
@@ -408,10 +429,16 @@ impl Tracker {
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.out.check_drained("tracker");
         match input {
-            Input::Accepted { conn, addr } => self.add_conn(now, conn, Some(addr), None),
-            Input::Dialed { conn, tracker } => {
+            Input::Accepted { conn, addr, peer } => {
+                self.add_conn(now, conn, Some(addr), peer, None)
+            }
+            Input::Dialed {
+                conn,
+                tracker,
+                peer,
+            } => {
                 self.dialing.remove(&tracker);
-                self.add_conn(now, conn, None, Some(tracker));
+                self.add_conn(now, conn, None, peer, Some(tracker));
                 self.send(
                     conn,
                     Outgoing::Hello(Hello::new(WireRole::Tracker(self.cfg.id))),
@@ -454,10 +481,11 @@ impl Tracker {
         now: Instant,
         conn: ConnId,
         addr: Option<SocketAddr>,
+        key: KeyId,
         dialed: Option<TrackerId>,
     ) {
         let kind = ConnKind::AwaitHello { dialed };
-        self.conns.insert(conn, Conn { addr, kind });
+        self.conns.insert(conn, Conn { addr, key, kind });
         self.timers
             .set(NodeTimer::Hello(conn), now + self.cfg.hello_timeout);
     }

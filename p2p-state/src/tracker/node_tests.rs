@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    ClientId, ClientRequest, FrameDecoder, FromTracker, GroupName, Hello, Outcome, Password, Reply,
-    Request, RequestId, Role as WireRole, SessionToken, TrackerError, TrackerId, UserName, Wire,
-    encode_msg,
+    ClientId, ClientRequest, FrameDecoder, FromTracker, GroupName, Hello, KeyId, Outcome, Password,
+    Reply, Request, RequestId, Role as WireRole, SessionToken, TrackerError, TrackerId, UserName,
+    Wire, encode_msg,
 };
 
 use super::*;
@@ -54,6 +54,14 @@ struct Net {
 
 fn addr_of(t: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7000 + t))
+}
+
+/// The TLS key of the node numbered like [`addr_of`]: trackers 1.., clients
+/// and sessions 100 + k.
+fn key_of(t: u16) -> KeyId {
+    let mut k = [0x4b; 32];
+    k[..2].copy_from_slice(&t.to_be_bytes());
+    KeyId(k)
 }
 
 fn node_cfg(id: u16, n: u16) -> NodeConfig {
@@ -135,10 +143,17 @@ impl Net {
                     Input::Accepted {
                         conn: b,
                         addr: addr_of(i),
+                        peer: key_of(i),
                     },
                 ));
-                self.pending
-                    .push_back((Owner::Tracker(i), Input::Dialed { conn: a, tracker }));
+                self.pending.push_back((
+                    Owner::Tracker(i),
+                    Input::Dialed {
+                        conn: a,
+                        tracker,
+                        peer: key_of(target),
+                    },
+                ));
             }
             Output::Persist {
                 from_index,
@@ -178,6 +193,7 @@ impl Net {
                 self.pending
                     .push_back((Owner::Tracker(i), Input::PasswordDone { job, done }));
             }
+            Output::PinTracker { .. } => {}
             Output::Event(e) => self.events.push((i, e)),
         }
     }
@@ -297,9 +313,12 @@ impl Net {
                         Input::Accepted {
                             conn: s,
                             addr: addr_of(100 + k),
+                            peer: key_of(100 + k),
                         },
                     ));
-                    self.sessions[k as usize].handle_input(now, SessionInput::Connected { conn });
+                    let peer = key_of(t);
+                    self.sessions[k as usize]
+                        .handle_input(now, SessionInput::Connected { conn, peer });
                 }
                 SessionOutput::Send { conn, frame } => {
                     if let Some(&end) = self.session_ends.get(&(k, conn)) {
@@ -425,8 +444,15 @@ impl Net {
     /// A client connection to tracker `t` the tracker sees come from `addr`.
     fn connect_client_from(&mut self, client: u16, t: u16, addr: SocketAddr) -> ConnId {
         let (c, s) = self.pair(Owner::Client(client), Owner::Tracker(t));
-        self.pending
-            .push_back((Owner::Tracker(t), Input::Accepted { conn: s, addr }));
+        let peer = key_of(100 + client);
+        self.pending.push_back((
+            Owner::Tracker(t),
+            Input::Accepted {
+                conn: s,
+                addr,
+                peer,
+            },
+        ));
         self.settle();
         let mut b = BytesMut::new();
         encode_msg(&Hello::new(WireRole::Client), &mut b);
@@ -754,6 +780,7 @@ fn wrong_version_gets_our_hello_then_close() {
         Input::Accepted {
             conn: s,
             addr: addr_of(99),
+            peer: key_of(99),
         },
     ));
     net.settle();

@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    ClientRequest, FileName, FileSummary, GroupName, GroupSummary, Mac, Outcome, PeerInfo,
+    ClientRequest, FileName, FileSummary, GroupName, GroupSummary, KeyId, Mac, Outcome, PeerInfo,
     PieceSet, Reply, Request, SeederKey, Ticket, TrackerError, UserName,
 };
 
@@ -145,6 +145,9 @@ impl TrackerState {
             file: file.clone(),
             file_hash: f.meta.file_hash,
             seeder: v.user.clone(),
+            // Issue 15 in flight: the sessions' TLS keys fill these.
+            downloader_key: KeyId::default(),
+            seeder_key: KeyId::default(),
             expires_ms,
             mac: Mac::default(),
         };

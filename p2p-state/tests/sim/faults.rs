@@ -377,6 +377,8 @@ impl Faults {
                 file,
                 file_hash,
                 seeder,
+                downloader_key: crate::world::rogue_key(),
+                seeder_key: crate::world::client_key(k),
                 expires_ms: now + 60_000,
                 mac: Mac::default(),
             };

@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    Entry, FileMeta, FileName, FrameError, GroupName, LogPos, PieceSet, SeederKey, TrackerId,
-    UserName, Wire, encode_frame,
+    Entry, FileMeta, FileName, FrameError, GroupName, KeyId, LogPos, PieceSet, SeederKey,
+    TrackerId, UserName, Wire, encode_frame,
 };
 use p2p_state::client::node::{self as cn, ClientConfig, ClientNode, Command, CommandOk};
 use p2p_state::client::session::{ClientError, SessionConfig};
@@ -143,6 +143,22 @@ pub fn client_addr(i: NodeIx) -> SocketAddr {
 }
 pub fn rogue_addr() -> SocketAddr {
     SocketAddr::from(([10, 9, 9, 9], 6666))
+}
+/// The TLS keys the simulated hosts prove (keys are values here: a host's
+/// key survives its restarts, as the real key file does).
+pub fn tracker_key(i: NodeIx) -> KeyId {
+    node_key(0x54, i)
+}
+pub fn client_key(i: NodeIx) -> KeyId {
+    node_key(0x43, i)
+}
+pub fn rogue_key() -> KeyId {
+    KeyId([0x52; 32])
+}
+fn node_key(kind: u8, i: NodeIx) -> KeyId {
+    let mut k = [kind; 32];
+    k[1..9].copy_from_slice(&(i as u64).to_be_bytes());
+    KeyId(k)
 }
 fn client_of(addr: SocketAddr) -> Option<NodeIx> {
     match addr {

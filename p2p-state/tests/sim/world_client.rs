@@ -37,6 +37,8 @@ impl World {
             cn::Output::PeerConnect { conn, addr } => self.connect_peer(c, conn, addr),
             cn::Output::PeerSend { conn, msg } => self.peer_send(c, conn, msg),
             cn::Output::PeerClose { conn } => self.net.close(self.now, End::P(c, inc, conn)),
+            // Issue 15 in flight: the sim will keep the client's pins on its disk.
+            cn::Output::PinTracker { .. } => {}
             cn::Output::PrepareDest { dl, dest, meta } => self.prepare_dest(c, dl, dest, meta),
             cn::Output::WritePiece {
                 dl,
@@ -93,8 +95,17 @@ impl World {
         let tconn = self.net.fresh_conn();
         self.net.connect(End::S(c, inc, conn), End::T(j, tconn));
         let addr = crate::world::client_addr(c);
-        self.defer_tracker(j, tn::Input::Accepted { conn: tconn, addr });
-        self.defer_client(c, cn::Input::TrackerConnected { conn });
+        let peer = crate::world::client_key(c);
+        self.defer_tracker(
+            j,
+            tn::Input::Accepted {
+                conn: tconn,
+                addr,
+                peer,
+            },
+        );
+        let peer = crate::world::tracker_key(j);
+        self.defer_client(c, cn::Input::TrackerConnected { conn, peer });
     }
 
     fn connect_peer(&mut self, c: NodeIx, conn: u64, addr: std::net::SocketAddr) {
@@ -111,8 +122,10 @@ impl World {
         let kinc = self.clients[k].inc;
         self.net
             .connect(End::P(c, inc, conn), End::P(k, kinc, pconn));
-        self.defer_client(k, cn::Input::PeerAccepted { conn: pconn });
-        self.defer_client(c, cn::Input::PeerConnected { conn });
+        let peer = crate::world::client_key(c);
+        self.defer_client(k, cn::Input::PeerAccepted { conn: pconn, peer });
+        let peer = crate::world::client_key(k);
+        self.defer_client(c, cn::Input::PeerConnected { conn, peer });
     }
 
     fn peer_send(&mut self, c: NodeIx, conn: u64, msg: PeerOut) {
@@ -298,8 +311,15 @@ impl World {
                 }
                 let tconn = self.net.fresh_conn();
                 self.net.connect(End::R(id), End::T(j, tconn));
-                let addr = rogue_addr();
-                self.defer_tracker(j, tn::Input::Accepted { conn: tconn, addr });
+                let (addr, peer) = (rogue_addr(), crate::world::rogue_key());
+                self.defer_tracker(
+                    j,
+                    tn::Input::Accepted {
+                        conn: tconn,
+                        addr,
+                        peer,
+                    },
+                );
             }
             RogueTarget::Seeder(k) => {
                 if self.clients[k].m.is_none() {
@@ -308,7 +328,8 @@ impl World {
                 let pconn = self.net.fresh_conn();
                 let kinc = self.clients[k].inc;
                 self.net.connect(End::R(id), End::P(k, kinc, pconn));
-                self.defer_client(k, cn::Input::PeerAccepted { conn: pconn });
+                let peer = crate::world::rogue_key();
+                self.defer_client(k, cn::Input::PeerAccepted { conn: pconn, peer });
             }
         }
         self.flush();

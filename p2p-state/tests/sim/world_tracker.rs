@@ -92,6 +92,8 @@ impl World {
                 };
                 self.net.schedule(at, ev);
             }
+            // Issue 15 in flight: the sim will keep the tracker's pins on its disk.
+            tn::Output::PinTracker { .. } => {}
             tn::Output::Event(e) => {
                 trace!(self.trace, self.now.0, "t{} {e:?}", i + 1);
                 self.check.tracker_event(i, &e);
@@ -111,8 +113,24 @@ impl World {
         let (a, b) = (self.net.fresh_conn(), self.net.fresh_conn());
         self.net.connect(End::T(i, a), End::T(j, b));
         let addr = tracker_addr(i);
-        self.defer_tracker(j, tn::Input::Accepted { conn: b, addr });
-        self.defer_tracker(i, tn::Input::Dialed { conn: a, tracker });
+        let peer = crate::world::tracker_key(i);
+        self.defer_tracker(
+            j,
+            tn::Input::Accepted {
+                conn: b,
+                addr,
+                peer,
+            },
+        );
+        let peer = crate::world::tracker_key(j);
+        self.defer_tracker(
+            i,
+            tn::Input::Dialed {
+                conn: a,
+                tracker,
+                peer,
+            },
+        );
     }
 
     /// A connection attempt fails: refused soon, or timed out when cut off.

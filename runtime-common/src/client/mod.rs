@@ -425,8 +425,10 @@ impl<R: ClientIo> Core<R> {
             Ev::Input(input) => self.node.handle_input(now, input),
             Ev::TrackerUp { conn, writer } => {
                 self.trackers.insert(conn, writer);
+                // Issue 15 in flight: the TLS handshake's key goes here.
+                let peer = p2p_proto::KeyId::default();
                 self.node
-                    .handle_input(now, cn::Input::TrackerConnected { conn });
+                    .handle_input(now, cn::Input::TrackerConnected { conn, peer });
             }
             Ev::PeerUp {
                 conn,
@@ -434,10 +436,11 @@ impl<R: ClientIo> Core<R> {
                 inbound,
             } => {
                 self.peers.insert(conn, writer);
+                let peer = p2p_proto::KeyId::default(); // issue 15 in flight: TLS
                 let input = if inbound {
-                    cn::Input::PeerAccepted { conn }
+                    cn::Input::PeerAccepted { conn, peer }
                 } else {
-                    cn::Input::PeerConnected { conn }
+                    cn::Input::PeerConnected { conn, peer }
                 };
                 self.node.handle_input(now, input);
             }
@@ -588,6 +591,10 @@ impl<R: ClientIo> Core<R> {
                 if share_ok {
                     self.save_shares();
                 }
+            }
+            // Issue 15 in flight: kept in the data directory's known_trackers.
+            cn::Output::PinTracker { index, key } => {
+                tracing::warn!(index, %key, "tracker pinned on first contact")
             }
             cn::Output::Event(e) => {
                 let _ = self.events.send(e);
