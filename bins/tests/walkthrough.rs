@@ -13,88 +13,11 @@
 //! has a deadline.
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[macro_use]
 mod common;
-use common::Proc;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn random_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(path, &data).unwrap();
-    data
-}
-
-/// A driver, as the binaries' `--runtime` names it.
-#[derive(Clone, Copy, Debug)]
-enum Rt {
-    Std,
-    Smol,
-}
-
-impl Rt {
-    fn arg(self) -> &'static str {
-        match self {
-            Rt::Std => "std",
-            Rt::Smol => "smol",
-        }
-    }
-}
-
-/// Which runtime each role runs on.
-#[derive(Clone, Copy, Debug)]
-struct Mix {
-    trackers: Rt,
-    /// Clients that share files.
-    seeders: Rt,
-    /// Clients that download (and the others).
-    leechers: Rt,
-}
-
-impl Mix {
-    fn all(rt: Rt) -> Mix {
-        Mix {
-            trackers: rt,
-            seeders: rt,
-            leechers: rt,
-        }
-    }
-}
-
-/// Generates `std_runtime::name` and `smol_runtime::name` for each body.
-macro_rules! on_both_runtimes {
-    ($($name:ident),* $(,)?) => {
-        mod std_runtime {
-            $(#[test]
-            fn $name() {
-                super::$name(super::Mix::all(super::Rt::Std))
-            })*
-        }
-        mod smol_runtime {
-            $(#[test]
-            fn $name() {
-                super::$name(super::Mix::all(super::Rt::Smol))
-            })*
-        }
-    };
-}
+use common::{Mix, Proc, Rt, Swarm, free_port, random_file};
 
 on_both_runtimes!(
     seed_walkthrough_two_seeders_one_leecher,
@@ -143,95 +66,6 @@ mod mixed {
             seeders: Rt::Smol,
             leechers: Rt::Std,
         })
-    }
-}
-
-struct Swarm {
-    dir: tempfile::TempDir,
-    info: PathBuf,
-    trackers: Vec<String>,
-    mix: Mix,
-    _procs: Vec<Proc>,
-}
-
-impl Swarm {
-    fn start(mix: Mix) -> Swarm {
-        let dir = tempfile::tempdir().unwrap();
-        let trackers: Vec<String> = (0..2)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
-        let info = dir.path().join("tracker_info.txt");
-        std::fs::write(&info, trackers.join("\n") + "\n").unwrap();
-        let mut procs = Vec::new();
-        for n in 1..=2 {
-            let data = dir.path().join(format!("t{n}"));
-            let args = [
-                "tracker_info.txt",
-                &n.to_string(),
-                "--argon2",
-                "test",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--runtime",
-                mix.trackers.arg(),
-            ];
-            let mut p = Proc::spawn(
-                &format!("tracker{n}"),
-                env!("CARGO_BIN_EXE_tracker"),
-                &args,
-                dir.path(),
-            );
-            drop(p.stdin.take()); // end of input must not stop a tracker
-            procs.push(p);
-        }
-        for p in &mut procs {
-            p.expect("Connected to peer tracker", 20);
-        }
-        Swarm {
-            dir,
-            info,
-            trackers,
-            mix,
-            _procs: procs,
-        }
-    }
-
-    /// A client that shares files (on the seeders' runtime).
-    fn seeder(&self, name: &str, tracker: usize) -> Proc {
-        self.client(name, tracker, "127.0.0.1:0", self.mix.seeders)
-    }
-
-    /// A client that downloads (on the leechers' runtime).
-    fn leecher(&self, name: &str, tracker: usize) -> Proc {
-        self.client(name, tracker, "127.0.0.1:0", self.mix.leechers)
-    }
-
-    fn client(&self, name: &str, tracker: usize, listen: &str, rt: Rt) -> Proc {
-        self.client_with(name, tracker, listen, rt, &[])
-    }
-
-    /// [`Swarm::client`] with `extra` arguments.
-    fn client_with(
-        &self,
-        name: &str,
-        tracker: usize,
-        listen: &str,
-        rt: Rt,
-        extra: &[&str],
-    ) -> Proc {
-        let data = self.dir.path().join(format!("data-{name}"));
-        let mut args = vec![
-            self.trackers[tracker].as_str(),
-            self.info.to_str().unwrap(),
-            "--listen",
-            listen,
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--runtime",
-            rt.arg(),
-        ];
-        args.extend_from_slice(extra);
-        Proc::spawn(name, env!("CARGO_BIN_EXE_client"), &args, self.dir.path())
     }
 }
 
@@ -343,7 +177,7 @@ fn tracker_killed_mid_session_client_carries_on_logged_in(mix: Mix) {
         "in the background",
     );
     // Kill -9 the tracker bob uses (tracker 1) while the download runs.
-    let mut t1 = s._procs.remove(0);
+    let mut t1 = s.procs.remove(0);
     kill9(&mut t1);
     // Bob's next commands work on tracker 2 without logging in again.
     b.run("list_groups", "g  owner alice");

@@ -110,3 +110,7 @@ impl Proc {
             .status();
     }
 }
+
+pub mod swarm;
+#[allow(unused_imports)] // not every test file uses every helper
+pub use swarm::{Mix, Rt, Swarm, free_port, random_file};
