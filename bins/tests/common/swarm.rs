@@ -95,10 +95,18 @@ pub struct Swarm {
 
 impl Swarm {
     pub fn start(mix: Mix) -> Swarm {
+        Swarm::start_after(mix, |_, _| ())
+    }
+
+    /// [`Swarm::start`], calling `before(dir, tracker addresses)` once the
+    /// addresses are chosen and before any process starts (to start a
+    /// capture of their traffic, say).
+    pub fn start_after(mix: Mix, before: impl FnOnce(&Path, &[String])) -> Swarm {
         let dir = tempfile::tempdir().unwrap();
         let trackers: Vec<String> = (0..2)
             .map(|_| format!("127.0.0.1:{}", free_port()))
             .collect();
+        before(dir.path(), &trackers);
         let info = dir.path().join("tracker_info.txt");
         std::fs::write(&info, trackers.join("\n") + "\n").unwrap();
         let mut procs = Vec::new();

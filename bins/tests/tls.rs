@@ -1,0 +1,279 @@
+//! Issue 15 end to end, with the real binaries on 127.0.0.1: every channel
+//! is TLS from its first byte, so a recording of all the traffic of a
+//! walkthrough (tracker↔tracker, client↔tracker, peer↔peer) holds no
+//! password, no plaintext frame and no byte of the shared file.
+//!
+//! The recording is `tcpdump` on the loopback interface, filtered to the
+//! ports of this test's processes (`.ci/run` installs tcpdump; it needs the
+//! capture capability, which root has). Each direction of each TCP
+//! connection is reassembled from the capture and must parse, whole, as a
+//! sequence of TLS records that starts with a handshake record.
+//!
+//! Every process is killed when the test ends (a Drop guard); every wait
+//! has a deadline.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[macro_use]
+mod common;
+use common::{Mix, Proc, Rt, Swarm, free_port, random_file};
+
+on_both_runtimes!(a_recording_of_all_loopback_traffic_holds_no_secret);
+
+/// A `tcpdump` writing the traffic of some ports on `lo` to a file.
+struct Capture {
+    child: Child,
+    file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Capture {
+    /// Starts the capture and waits (10 s at most) until tcpdump listens.
+    fn start(ports: &[u16]) -> Capture {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lo.pcap");
+        let filter = ports
+            .iter()
+            .map(|p| format!("port {p}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let mut child = Command::new("tcpdump")
+            .args([
+                "-i",
+                "lo",
+                "-n",
+                "-s",
+                "0",
+                "-U",
+                "--immediate-mode",
+                "-B",
+                "65536",
+                "-w",
+            ])
+            .arg(&file)
+            .arg(format!("tcp and ({filter})"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump on PATH (.ci/run installs it)");
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) if line.contains("listening on") => break,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("tcpdump did not start listening: {seen:?}"),
+            }
+        }
+        Capture {
+            child,
+            file,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the capture and returns the pcap bytes. tcpdump drops what the
+    /// kernel still buffers when it is interrupted, so first the file must
+    /// stop growing (for 300 ms; 10 s at most).
+    fn stop(mut self) -> Vec<u8> {
+        let size = |f: &PathBuf| std::fs::metadata(f).map_or(0, |m| m.len());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = (size(&self.file), Instant::now());
+        while Instant::now() < deadline && last.1.elapsed() < Duration::from_millis(300) {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = size(&self.file);
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
+        }
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let _ = self.child.wait();
+        std::fs::read(&self.file).expect("the capture file")
+    }
+}
+
+/// One direction of one TCP connection: (source port, destination port).
+type Flow = (u16, u16);
+
+/// Each direction's payload bytes in sequence order, from a pcap file of
+/// Ethernet frames (how Linux records `lo`). Panics on a gap: a capture
+/// that lost bytes proves nothing.
+fn flows(pcap: &[u8]) -> BTreeMap<Flow, Vec<u8>> {
+    assert!(pcap.len() >= 24, "no pcap header");
+    let le = match pcap[..4] {
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
+        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
+        _ => panic!("not a pcap file"),
+    };
+    let u32_at = |b: &[u8], i: usize| {
+        let a = [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    assert_eq!(u32_at(pcap, 20), 1, "link type is not Ethernet");
+    let mut segments: BTreeMap<Flow, Vec<(u32, Vec<u8>)>> = BTreeMap::new();
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let len = u32_at(pcap, at + 8) as usize;
+        let frame = &pcap[at + 16..(at + 16 + len).min(pcap.len())];
+        at += 16 + len;
+        if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
+            continue; // not IPv4
+        }
+        let ip = &frame[14..];
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        // A BIG TCP packet (over 64 KiB, as `lo` sends them) says 0.
+        let total = match usize::from(u16::from_be_bytes([ip[2], ip[3]])) {
+            0 => ip.len(),
+            n => n,
+        };
+        if ip[9] != 6 || total > ip.len() || ihl + 20 > total {
+            continue; // not TCP, or cut short
+        }
+        let tcp = &ip[ihl..total];
+        let src = u16::from_be_bytes([tcp[0], tcp[1]]);
+        let dst = u16::from_be_bytes([tcp[2], tcp[3]]);
+        let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+        let off = usize::from(tcp[12] >> 4) * 4;
+        if off < tcp.len() {
+            segments
+                .entry((src, dst))
+                .or_default()
+                .push((seq, tcp[off..].to_vec()));
+        }
+    }
+    segments
+        .into_iter()
+        .map(|(flow, mut segs)| {
+            let base = segs[0].0;
+            segs.sort_by_key(|(seq, _)| seq.wrapping_sub(base));
+            let mut bytes = Vec::new();
+            for (seq, data) in segs {
+                let rel = seq.wrapping_sub(base) as usize;
+                assert!(rel <= bytes.len(), "{flow:?}: the capture lost bytes");
+                let skip = bytes.len() - rel; // a retransmission overlaps
+                if skip < data.len() {
+                    bytes.extend_from_slice(&data[skip..]);
+                }
+            }
+            (flow, bytes)
+        })
+        .collect()
+}
+
+/// Checks that `bytes` is a whole sequence of TLS records starting with a
+/// handshake record; returns how many records.
+fn tls_records(flow: Flow, bytes: &[u8]) -> usize {
+    let mut at = 0;
+    let mut n = 0;
+    while at < bytes.len() {
+        let h = &bytes[at..];
+        assert!(h.len() >= 5, "{flow:?}: a cut record header at {at}");
+        let (kind, len) = (h[0], usize::from(u16::from_be_bytes([h[3], h[4]])));
+        assert!(
+            (20..=23).contains(&kind) && h[1] == 3 && (1..=3).contains(&h[2]),
+            "{flow:?}: bytes at {at} are not a TLS record: {:02x?}",
+            &h[..h.len().min(16)]
+        );
+        assert!(
+            n > 0 || kind == 22,
+            "{flow:?}: does not start with a handshake"
+        );
+        assert!(len <= 16384 + 256, "{flow:?}: record of {len} bytes");
+        at += 5 + len;
+        n += 1;
+    }
+    assert!(at == bytes.len(), "{flow:?}: the last record is cut");
+    n
+}
+
+fn a_recording_of_all_loopback_traffic_holds_no_secret(mix: Mix) {
+    let (pa, pc) = (free_port(), free_port());
+    let mut capture = None;
+    let s = Swarm::start_after(mix, |_, trackers| {
+        let mut ports: Vec<u16> = trackers
+            .iter()
+            .map(|t| t.rsplit(':').next().unwrap().parse().unwrap())
+            .collect();
+        ports.extend([pa, pc]);
+        capture = Some(Capture::start(&ports));
+    });
+    let capture = capture.unwrap();
+    let file = s.dir.path().join("secret.bin");
+    let data = random_file(&file, 3 * 512 * 1024 + 777, 15);
+    let (pw_a, pw_c) = ("Pw-alice-7f3a9c41", "Pw-carol-0be12d77");
+
+    let listen = |p: u16| format!("127.0.0.1:{p}");
+    let mut a: Proc = s.client("alice", 0, &listen(pa), mix.seeders);
+    let mut c: Proc = s.client("carol", 1, &listen(pc), mix.leechers);
+    a.run(&format!("create_user alice {pw_a}"), "created");
+    a.run(&format!("login alice {pw_a}"), "logged in as");
+    c.run(&format!("create_user carol {pw_c}"), "created");
+    c.run(&format!("login carol {pw_c}"), "logged in as");
+    a.run("create_group g1", "group g1 created");
+    c.run("join_group g1", "join request sent");
+    a.run("accept_request g1 carol", "carol is now a member");
+    a.run(
+        &format!("upload_file g1 {}", file.display()),
+        "sharing secret.bin in g1",
+    );
+    let got = s.dir.path().join("got.bin");
+    c.run(
+        &format!("download_file g1 secret.bin {}", got.display()),
+        "in the background",
+    );
+    c.run("wait_downloads 60", "all downloads ended");
+    assert_eq!(std::fs::read(&got).unwrap(), data, "byte-exact download");
+    c.run("logout", "logged out");
+    drop((a, c, s)); // every process stops before the capture does
+    let pcap = capture.stop();
+
+    let flows = flows(&pcap);
+    let total: usize = flows.values().map(Vec::len).sum();
+    assert!(
+        total > data.len(),
+        "the capture holds {total} bytes, less than the file: it missed the transfer"
+    );
+    for (flow, bytes) in &flows {
+        tls_records(*flow, bytes);
+    }
+    // Tracker↔tracker both ways, each client↔its tracker, carol↔alice.
+    assert!(flows.len() >= 8, "only {} directions seen", flows.len());
+
+    let everything: Vec<u8> = flows.values().flatten().copied().collect();
+    let holds = |needle: &[u8]| everything.windows(needle.len()).any(|w| w == needle);
+    for secret in [pw_a, pw_c, "P2PG"] {
+        assert!(!holds(secret.as_bytes()), "the capture holds {secret:?}");
+    }
+    for i in 0..8 {
+        let at = i * (data.len() - 64) / 7;
+        assert!(
+            !holds(&data[at..at + 64]),
+            "the capture holds the file's bytes at {at}"
+        );
+    }
+}
