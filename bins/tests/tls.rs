@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -23,7 +23,13 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{Mix, Proc, Rt, Swarm, free_port, random_file};
 
-on_both_runtimes!(a_recording_of_all_loopback_traffic_holds_no_secret);
+const TRACKER: &str = env!("CARGO_BIN_EXE_tracker");
+
+on_both_runtimes!(
+    a_recording_of_all_loopback_traffic_holds_no_secret,
+    an_impostor_tracker_is_refused_and_changes_nothing,
+    a_client_with_a_wrong_pin_refuses_the_tracker,
+);
 
 /// A `tcpdump` writing the traffic of some ports on `lo` to a file.
 struct Capture {
@@ -276,4 +282,105 @@ fn a_recording_of_all_loopback_traffic_holds_no_secret(mix: Mix) {
             "the capture holds the file's bytes at {at}"
         );
     }
+}
+
+/// Tracker `n`'s fingerprint, as `tracker --fingerprint` prints it.
+fn fingerprint(s: &Swarm, n: usize) -> String {
+    let data = s.dir.path().join(format!("t{n}"));
+    let out = Command::new(TRACKER)
+        .current_dir(s.dir.path())
+        .args(["tracker_info.txt", &n.to_string(), "--data-dir"])
+        .arg(&data)
+        .arg("--fingerprint")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let fp = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(fp.len(), 64, "a fingerprint is 64 hex digits: {fp:?}");
+    fp
+}
+
+/// A tracker as number `n` of the swarm, with its own data directory.
+fn tracker(s: &Swarm, name: &str, n: usize, data: &Path) -> Proc {
+    let args = [
+        "tracker_info.txt",
+        &n.to_string(),
+        "--argon2",
+        "test",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--runtime",
+        s.mix.trackers.arg(),
+    ];
+    let mut p = Proc::spawn(name, TRACKER, &args, s.dir.path());
+    drop(p.stdin.take());
+    p
+}
+
+/// Tracker 2's host is taken over by an impostor: the same address and
+/// tracker number, but a key of its own. Tracker 1, which pinned the real
+/// tracker 2 on first contact, refuses it both ways (its hello and our
+/// dials), keeps serving alone, and takes the real tracker 2 back.
+fn an_impostor_tracker_is_refused_and_changes_nothing(mix: Mix) {
+    let mut s = Swarm::start(mix);
+    let mut a = s.seeder("alice", 0);
+    a.run("create_user alice pw", "created");
+    a.run("login alice pw", "logged in as");
+    a.run("create_group g1", "group g1 created");
+
+    let mut real2 = s.procs.remove(1);
+    real2.child.kill().unwrap();
+    real2.child.wait().unwrap();
+    let mut impostor = tracker(&s, "impostor", 2, &s.dir.path().join("impostor"));
+    impostor.never_within("Connected to peer tracker", Duration::from_secs(4));
+    let t1 = &mut s.procs[0];
+    t1.expect("pinned", 10);
+    // Tracker 1 still takes writes, alone.
+    a.run("create_group g2", "group g2 created");
+    drop(impostor);
+
+    let mut back = tracker(&s, "tracker2-again", 2, &s.dir.path().join("t2"));
+    back.expect("Connected to peer tracker", 20);
+    let mut b = s.leecher("bob", 1);
+    b.run("create_user bob pw", "created");
+    b.run("login bob pw", "logged in as");
+    // Both groups reached tracker 2 (its catch-up came from tracker 1).
+    b.run("list_groups", "g1");
+    b.run("list_groups", "g2");
+}
+
+/// A client whose tracker_info.txt pins tracker 1 to another key (tracker
+/// 2's) refuses tracker 1 before sending anything, says so with the fix,
+/// and carries on with tracker 2.
+fn a_client_with_a_wrong_pin_refuses_the_tracker(mix: Mix) {
+    let s = Swarm::start(mix);
+    let fp2 = fingerprint(&s, 2);
+    let info = s.dir.path().join("pinned_info.txt");
+    let wrong = format!("{} {fp2}\n{} {fp2}\n", s.trackers[0], s.trackers[1]);
+    std::fs::write(&info, wrong).unwrap();
+    let data = s.dir.path().join("data-alice");
+    let args = [
+        s.trackers[0].as_str(),
+        info.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--runtime",
+        mix.leechers.arg(),
+    ];
+    let mut a = Proc::spawn("alice", env!("CARGO_BIN_EXE_client"), &args, s.dir.path());
+    a.run("create_user alice pw", "created");
+    let refused = a
+        .seen
+        .iter()
+        .find(|l| l.contains("presented key"))
+        .cloned()
+        .unwrap_or_else(|| a.expect("presented key", 10));
+    assert!(refused.contains(&fp2), "names the pinned key: {refused}");
+    assert!(
+        refused.contains(&s.trackers[0]),
+        "names the tracker: {refused}"
+    );
+    a.run("login alice pw", "logged in as");
 }

@@ -97,6 +97,26 @@ impl Proc {
         }
     }
 
+    /// Reads lines for `limit`, panicking if one contains `never`.
+    pub fn never_within(&mut self, never: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    assert!(
+                        !l.contains(never),
+                        "{}: a line with {never:?} appeared: {l}; saw:\n{}",
+                        self.name,
+                        self.seen.join("\n")
+                    );
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Sends a command and waits for the line that answers it.
     pub fn run(&mut self, line: &str, want: &str) -> String {
         self.send(line);
