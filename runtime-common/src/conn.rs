@@ -1,20 +1,21 @@
 //! The protocol-free parts of a connection that every driver shares: ids,
 //! limits, what a reader reports, cutting a byte stream into frames, the
 //! write queue's byte count and how queued frames are joined into one
-//! write. The drivers add the plumbing (threads or tasks) around them.
+//! write. The drivers add the plumbing (threads or tasks) around them;
+//! every byte on the socket is TLS ([`crate::tls::Session`] sits between
+//! these frames and the socket).
 //!
-//! Piece bytes are copied as little as the socket API allows: a reader
-//! reads the body of a large frame straight into that frame's buffer
-//! ([`Deframer`]; a pooled buffer from [`crate::buffers`], placed so the
-//! piece's data is aligned for `O_DIRECT`), and a writer sends a piece
-//! served from disk straight from the file with `sendfile`
-//! ([`FrameSink::send_file`], [`FileRange`]), other large data from its
-//! own buffer with vectored writes ([`FrameSink::send_parts`], [`Batch`]).
+//! Piece bytes are copied as little as TLS allows: a reader decrypts
+//! into the body of a large frame straight from rustls ([`Deframer`]; a
+//! pooled buffer from [`crate::buffers`], placed so the piece's data is
+//! aligned for `O_DIRECT`), and a writer reads a piece served from disk
+//! into a pooled buffer ([`FrameSink::send_file`], [`FileRange`],
+//! [`Batch::load_files`]) and encrypts it from there; other large data is
+//! encrypted from its own buffer ([`FrameSink::send_parts`], [`Batch`]).
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice};
-use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -81,11 +82,12 @@ pub trait FrameSink: Send + 'static {
         self.send(frame.freeze())
     }
     /// Queues one frame given as its start and a range of a file (a piece
-    /// served from disk): the runtimes' writers send the file's bytes with
-    /// `sendfile`, never through memory. This default reads them on the
-    /// caller's thread and sends them as [`FrameSink::send_parts`] (for
-    /// sinks that are not sockets); a short file aborts the connection,
-    /// as a writer does when the file ends early.
+    /// served from disk): the runtimes' writers read the range into a
+    /// pooled buffer when its turn comes ([`Batch::load_files`]) and
+    /// encrypt it from there. This default reads it on the caller's
+    /// thread and sends it as [`FrameSink::send_parts`] (for sinks that
+    /// are not sockets); a short file aborts the connection, as a writer
+    /// does when the file ends early.
     fn send_file(&self, head: Bytes, range: FileRange) -> bool {
         let mut buf = buffers::take(range.len);
         match range
@@ -257,7 +259,8 @@ pub enum WriterMsg {
     /// Bytes to write: a whole frame, or a part of one whose other parts
     /// are queued right next to it.
     Frame(Bytes),
-    /// A part of a frame that is a range of a file, sent with `sendfile`.
+    /// A part of a frame that is a range of a file, read when its turn
+    /// comes.
     File(FileRange),
     Close,
 }
@@ -268,14 +271,6 @@ pub struct FileRange {
     pub file: Arc<File>,
     pub offset: u64,
     pub len: usize,
-}
-
-/// Sends the start of `range` on `out` with `sendfile` (from the page
-/// cache to the socket, no copy through this process); returns how many
-/// bytes went. `Ok(0)` for a non-empty range means the file ended early.
-pub fn send_file_range(out: impl AsFd, range: &FileRange) -> io::Result<usize> {
-    let mut offset = range.offset;
-    rustix::fs::sendfile(out, &*range.file, Some(&mut offset), range.len).map_err(io::Error::from)
 }
 
 /// Bytes queued for a writer and not yet written, counted by the sending
@@ -312,8 +307,8 @@ pub const WRITE_COPY_LEN_MAX: usize = 16 * 1024;
 const WRITE_SLICES_MAX: usize = 64;
 
 /// What a writer sends next, in order: small frames copied into one
-/// buffer, large ones (piece data) kept as they are for vectored writes,
-/// and file ranges for `sendfile`.
+/// buffer, large ones (piece data) kept as they are, and file ranges
+/// (read into memory by [`Batch::load_files`] before they are encrypted).
 #[derive(Debug, Default)]
 pub struct Batch {
     parts: VecDeque<Part>,
@@ -372,6 +367,21 @@ impl Batch {
                 Part::File(_) => None,
             })
             .collect()
+    }
+
+    /// Reads every file range into a pooled buffer of its own, so the
+    /// whole batch is in memory for encryption. A file that ends early is
+    /// an error (`UnexpectedEof`): the frame it belongs to cannot be
+    /// finished, so the connection fails.
+    pub fn load_files(&mut self) -> io::Result<()> {
+        for part in self.parts.iter_mut() {
+            if let Part::File(r) = part {
+                let mut buf = buffers::take(r.len);
+                r.file.read_exact_at(&mut buf[..r.len], r.offset)?;
+                *part = Part::Mem(buffers::freeze(buf, 0..r.len));
+            }
+        }
+        Ok(())
     }
 
     /// The file range to send next, if that is what comes first.
@@ -620,12 +630,12 @@ mod tests {
         assert!(batch.is_empty() && batch.slices().is_empty());
     }
 
-    /// File ranges go out with `sendfile` in their place among the
-    /// frames, resuming after short sends; a file that ends early is a
-    /// send of 0 bytes, which the writers treat as an error.
+    /// File ranges are read into memory in their place among the frames
+    /// (then written like any bytes, resuming after short writes); a file
+    /// that ends early is an error.
     #[test]
-    fn file_ranges_are_sent_in_order_and_resume() {
-        use std::io::{Read, Seek, Write};
+    fn file_ranges_are_loaded_in_order() {
+        use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let src_path = dir.path().join("share.bin");
         let src: Vec<u8> = (0..300_000u32).map(|i| (i % 249) as u8).collect();
@@ -649,37 +659,19 @@ mod tests {
             &mut batch,
         );
         assert_eq!(r, (false, 4 + 200_000 + 3 + 50_000));
-        // Write it all to a file: vectored writes for bytes, sendfile for
-        // ranges, at most 65,536 bytes a call.
-        let mut out = tempfile::tempfile().unwrap();
-        while !batch.is_empty() {
-            let n = match batch.front_file() {
-                Some(f) => {
-                    let part = FileRange {
-                        len: f.len.min(65_536),
-                        ..f.clone()
-                    };
-                    send_file_range(&out, &part).unwrap()
-                }
-                None => {
-                    let slices = batch.slices();
-                    assert!(!slices.is_empty());
-                    out.write_vectored(&slices).unwrap()
-                }
-            };
-            assert!(n > 0);
-            batch.advance(n);
-        }
-        let mut got = Vec::new();
-        out.rewind().unwrap();
-        out.read_to_end(&mut got).unwrap();
+        assert!(batch.slices().len() == 1, "stops at the first file range");
+        batch.load_files().unwrap();
+        assert!(batch.front_file().is_none());
         let mut want = b"head".to_vec();
         want.extend_from_slice(&src[10..200_010]);
         want.extend_from_slice(b"mid");
         want.extend_from_slice(&src[250_000..]);
-        assert_eq!(got, want);
-        // Past the end of the file: nothing to send.
-        assert_eq!(send_file_range(&out, &range(300_000, 10)).unwrap(), 0);
+        assert_eq!(write_all(&mut batch, 65_536), want);
+        // Past the end of the file: the range cannot be filled.
+        let mut q = std::iter::empty();
+        collect_batch(WriterMsg::File(range(299_990, 20)), || q.next(), &mut batch);
+        let e = batch.load_files().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

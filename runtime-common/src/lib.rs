@@ -4,6 +4,8 @@
 //! - [`buffers`]: pooled piece buffers, aligned for `O_DIRECT`;
 //! - [`clock`]: milliseconds since the Unix epoch, never going backwards;
 //! - [`tracker_info`]: parsing `tracker_info.txt`;
+//! - [`tls`]: identities on disk and TLS 1.3 on every connection;
+//! - [`known_trackers`]: tracker keys pinned on first contact;
 //! - [`listen`]: where a tracker listens (its line, or `--listen`);
 //! - [`cli`]: the client's command language and the text it prints;
 //! - [`storage`]: the tracker's data directory (op log, snapshots,
@@ -15,8 +17,11 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod conn;
+pub mod keyid_stub;
+pub mod known_trackers;
 pub mod listen;
 pub mod storage;
+pub mod tls;
 pub mod tracker;
 pub mod tracker_info;
 
