@@ -17,7 +17,6 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod conn;
-pub mod keyid_stub;
 pub mod known_trackers;
 pub mod listen;
 pub mod storage;

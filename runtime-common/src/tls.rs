@@ -49,7 +49,7 @@ use rustls::{
 use sha2::{Digest, Sha256};
 
 use crate::conn::{Batch, ConnEvent, Deframer};
-pub use crate::keyid_stub::KeyId;
+pub use p2p_proto::KeyId;
 
 /// How long a TLS handshake may take, from the TCP connection being up to
 /// both sides having verified each other; a peer that connects and says

@@ -37,6 +37,8 @@ use p2p_state::tracker::repl::{ReplEvent, epoch_primary, epoch_round};
 
 use crate::clock::Clock;
 use crate::conn::{ConnEvent, ConnId, FrameSink};
+use crate::known_trackers::{KnownTrackers, PinError};
+use crate::tls::{Identity, IdentityError, Tls};
 use crate::storage::{DataDir, StorageCmd};
 
 /// Receives every event the tracker reports (after the driver logged it),
@@ -62,6 +64,10 @@ pub struct TrackerOptions {
 pub enum DriverError {
     #[error("data directory {dir}: {source}")]
     DataDir { dir: PathBuf, source: io::Error },
+    #[error("{0}")]
+    Identity(#[from] IdentityError),
+    #[error("{0}")]
+    Pins(#[from] PinError),
     #[error("the state on disk does not decode: {0}")]
     Recover(DecodeError),
     #[error("no OS randomness for the seed: {0}")]
@@ -197,16 +203,25 @@ impl Drop for TrackerHandle {
 /// A tracker recovered from its data directory, ready to run.
 pub struct Recovered {
     pub tracker: Tracker,
+    /// The TLS configurations of this tracker's identity (its data
+    /// directory's `identity.key`).
+    pub tls: Tls,
+    /// The data directory's pinned tracker keys.
+    pub known: KnownTrackers,
     pub data: DataDir,
     pub clock: Clock,
     pub listener: TcpListener,
     pub addr: SocketAddr,
 }
 
-/// Opens the data directory, draws the seed and recovers the machine.
+/// Loads (or makes) the identity, opens the data directory, draws the
+/// seed and recovers the machine.
 pub fn recover(opts: TrackerOptions) -> Result<Recovered, DriverError> {
     let clock = Clock::new();
     let dir = opts.data_dir.clone();
+    // First, so a new data directory is made private (0700).
+    let identity = Identity::load_or_create(&dir)?;
+    let known = KnownTrackers::load(&dir)?;
     let (data, rec) = DataDir::open(&dir).map_err(|source| DriverError::DataDir {
         dir: dir.clone(),
         source,
@@ -239,9 +254,14 @@ pub fn recover(opts: TrackerOptions) -> Result<Recovered, DriverError> {
     let tracker =
         Tracker::recover(opts.node, seed, clock.now(), disk).map_err(DriverError::Recover)?;
     let addr = opts.listener.local_addr()?;
-    tracing::info!("tracker {id} listening on {addr}");
+    tracing::info!(
+        "tracker {id} listening on {addr}, key fingerprint {}",
+        identity.key_id()
+    );
     Ok(Recovered {
         tracker,
+        tls: identity.tls(),
+        known,
         data,
         clock,
         listener: opts.listener,

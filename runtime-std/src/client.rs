@@ -5,8 +5,10 @@
 //! [`Core::turn`]. Connection threads (from [`crate::conn`]) move frames
 //! (piece frames are hashed on their reader thread, so verification uses
 //! every core); a pool of [`DISK_WORKERS`] threads runs the disk
-//! [`Job`]s; a connector thread per dial; the caller (the CLI) sends
-//! commands through the [`ClientHandle`] and waits for answers.
+//! [`Job`]s; a connector thread per dial (TCP, then the TLS handshake),
+//! a handshake thread per accepted peer ([`TlsAcceptor`]); the caller
+//! (the CLI) sends commands through the [`ClientHandle`] and waits for
+//! answers.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -24,7 +26,7 @@ pub use runtime_common::client::{
 };
 use runtime_common::client::{ClientIo, Core, Ev, peer_input, prepare, tracker_input};
 
-use crate::conn::{self, ConnEvent, ConnWriter, Listener};
+use crate::conn::{self, ConnEvent, ConnWriter, KeyId, Listener, Session, Tls, TlsAcceptor};
 use crate::wait::recv_until;
 
 type Tx = Sender<Ev<ConnWriter>>;
@@ -33,25 +35,28 @@ type Tx = Sender<Ev<ConnWriter>>;
 /// the machine thread (which connects to the first tracker).
 pub fn start(opts: ClientOptions) -> io::Result<ClientHandle> {
     let (p, listener) = prepare(opts)?;
+    let tls = p.tls();
     let (tx, rx) = mpsc::channel();
     let accept_tx = tx.clone();
-    let listener = Listener::spawn(listener, move |stream, _peer| {
-        let conn = conn::next_conn_id();
-        let Ok(writer) = ConnWriter::spawn(conn, &stream) else {
-            return;
-        };
-        // Register the connection before its reader can report anything.
-        let _ = accept_tx.send(Ev::PeerUp {
-            conn,
-            writer,
-            inbound: true,
+    let acceptor = TlsAcceptor::new(tls.clone());
+    let listener = Listener::spawn(listener, move |stream, addr| {
+        let tx = accept_tx.clone();
+        acceptor.accept(stream, addr, move |stream, _addr, session| {
+            let conn = conn::next_conn_id();
+            let closed = Ev::Input(cn::Input::PeerClosed { conn });
+            let sink = input_sink(tx.clone(), move |ev| peer_input(conn, ev));
+            let up = |writer, peer| Ev::PeerUp {
+                conn,
+                writer,
+                inbound: true,
+                peer,
+            };
+            // No writer thread: the machine never hears of it.
+            attach(&tx, stream, session, conn, up, sink, None, closed);
         });
-        let sink = input_sink(accept_tx.clone(), move |ev| peer_input(conn, ev));
-        if conn::spawn_reader(conn, stream, FrameDecoder::default(), sink).is_err() {
-            let _ = accept_tx.send(Ev::Input(cn::Input::PeerClosed { conn }));
-        }
     })?;
     let io = Threads {
+        tls,
         tx: tx.clone(),
         disk: DiskPool::start(tx.clone()),
     };
@@ -93,6 +98,7 @@ fn input_sink(
 
 /// The effects threads run for the machine.
 struct Threads {
+    tls: Tls,
     tx: Tx,
     disk: DiskPool,
 }
@@ -101,34 +107,35 @@ impl ClientIo for Threads {
     type Writer = ConnWriter;
 
     fn connect_tracker(&mut self, conn: SessionConn, addr: SocketAddr) {
-        dial(&self.tx, addr, move |tx, res| {
+        dial(&self.tx, &self.tls, addr, move |tx, res| {
             let failed = Ev::Input(cn::Input::TrackerConnectFailed { conn });
             let closed = Ev::Input(cn::Input::TrackerClosed { conn });
-            let Ok((stream, id)) = res else {
+            let Ok((stream, session, id)) = res else {
                 let _ = tx.send(failed);
                 return;
             };
             let sink = input_sink(tx.clone(), move |ev| tracker_input(conn, ev));
-            let up = |writer| Ev::TrackerUp { conn, writer };
-            attach(tx, stream, id, up, sink, failed, closed);
+            let up = |writer, peer| Ev::TrackerUp { conn, writer, peer };
+            attach(tx, stream, session, id, up, sink, Some(failed), closed);
         })
     }
 
     fn connect_peer(&mut self, conn: u64, addr: SocketAddr) {
-        dial(&self.tx, addr, move |tx, res| {
+        dial(&self.tx, &self.tls, addr, move |tx, res| {
             let failed = Ev::Input(cn::Input::PeerConnectFailed { conn });
             let closed = Ev::Input(cn::Input::PeerClosed { conn });
-            let Ok((stream, id)) = res else {
+            let Ok((stream, session, id)) = res else {
                 let _ = tx.send(failed);
                 return;
             };
             let sink = input_sink(tx.clone(), move |ev| peer_input(conn, ev));
-            let up = |writer| Ev::PeerUp {
+            let up = |writer, peer| Ev::PeerUp {
                 conn,
                 writer,
                 inbound: false,
+                peer,
             };
-            attach(tx, stream, id, up, sink, failed, closed);
+            attach(tx, stream, session, id, up, sink, Some(failed), closed);
         })
     }
 
@@ -137,38 +144,50 @@ impl ClientIo for Threads {
     }
 }
 
-/// Connects on a short-lived thread; `then` runs there with the result.
-fn dial<F>(tx: &Tx, addr: SocketAddr, then: F)
+type Dialed = (TcpStream, Arc<Session>, conn::ConnId);
+
+/// Connects and runs the TLS handshake on a short-lived thread; `then`
+/// runs there with the result.
+fn dial<F>(tx: &Tx, tls: &Tls, addr: SocketAddr, then: F)
 where
-    F: FnOnce(&Tx, io::Result<(TcpStream, conn::ConnId)>) + Send + 'static,
+    F: FnOnce(&Tx, io::Result<Dialed>) + Send + 'static,
 {
     let tx = tx.clone();
+    let tls = tls.clone();
     let _ = thread::Builder::new().name("dial".into()).spawn(move || {
-        let r = conn::dial(addr, conn::DIAL_TIMEOUT).map(|s| (s, conn::next_conn_id()));
+        let r = conn::dial_tls(addr, &tls).map(|(s, t)| (s, t, conn::next_conn_id()));
+        if let Err(e) = &r {
+            tracing::debug!("{addr}: {e}");
+        }
         then(&tx, r);
     });
 }
 
-/// Hands a fresh connection to the machine thread: its writer first (so
-/// the machine knows the connection before anything is read from it),
-/// then its reader.
+/// Hands a fresh connection (its handshake done) to the machine thread:
+/// its writer first, with the peer's key (so the machine knows the
+/// connection before anything is read from it), then its reader.
+#[allow(clippy::too_many_arguments)]
 fn attach<S>(
     tx: &Tx,
     stream: TcpStream,
+    session: Arc<Session>,
     id: conn::ConnId,
-    up: impl FnOnce(ConnWriter) -> Ev<ConnWriter>,
+    up: impl FnOnce(ConnWriter, KeyId) -> Ev<ConnWriter>,
     sink: S,
-    failed: Ev<ConnWriter>,
+    failed: Option<Ev<ConnWriter>>,
     closed: Ev<ConnWriter>,
 ) where
     S: FnMut(ConnEvent) -> bool + Send + 'static,
 {
-    let Ok(writer) = ConnWriter::spawn(id, &stream) else {
-        let _ = tx.send(failed);
+    let Ok(writer) = ConnWriter::spawn(id, &stream, session.clone()) else {
+        if let Some(f) = failed {
+            let _ = tx.send(f);
+        }
         return;
     };
-    let _ = tx.send(up(writer));
-    if conn::spawn_reader(id, stream, FrameDecoder::default(), sink).is_err() {
+    let wake = writer.wake_handle();
+    let _ = tx.send(up(writer, session.peer()));
+    if conn::spawn_reader(id, stream, session, wake, FrameDecoder::default(), sink).is_err() {
         let _ = tx.send(closed);
     }
 }

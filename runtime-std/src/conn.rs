@@ -1,6 +1,9 @@
-//! TCP connections on threads: a reader thread per socket that cuts the byte
-//! stream into frames, a writer thread per socket fed by a channel of
-//! encoded frames and file ranges (sent with `sendfile`), a listener
+//! TCP connections on threads, every one TLS 1.3 ([`runtime_common::tls`]):
+//! a handshake first (on the dialing thread, or for an accepted
+//! connection on a thread of its own, [`TlsAcceptor`]), then a reader
+//! thread per socket that decrypts and cuts the plaintext into frames,
+//! a writer thread per socket fed by a channel of encoded frames and file
+//! ranges (read into pooled buffers, encrypted, written), a listener
 //! thread, and dialing with a timeout.
 //!
 //! Nothing here knows a protocol: readers hand [`ConnEvent`]s to a sink the
@@ -11,19 +14,21 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use p2p_proto::FrameDecoder;
-use runtime_common::conn::{
-    Batch, Deframer, FileRange, QueuedLen, WriterMsg, collect_batch, send_file_range,
-};
+use runtime_common::conn::{Batch, Deframer, FileRange, QueuedLen, WriterMsg, collect_batch};
 pub use runtime_common::conn::{
     ConnEvent, ConnId, DIAL_TIMEOUT, FrameSink, READ_CHUNK_LEN, WRITE_BATCH_LEN_MAX,
     WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
+};
+use runtime_common::tls::{Handshake, TLS_READ_CHUNK_LEN};
+pub use runtime_common::tls::{
+    KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, Tls,
 };
 
 /// Sets the options every connection gets (no Nagle delay, a write timeout).
@@ -39,12 +44,132 @@ pub fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// Starts a thread that reads `stream`, decodes frames and hands each event
-/// to `sink`. The sink returns `false` when nobody listens any more, which
-/// stops the reader. Ends with [`ConnEvent::Closed`].
+/// Connects to `addr` and runs the TLS handshake as its client: the
+/// stream and the session, whose [`Session::peer`] is the key the peer
+/// proved it holds.
+pub fn dial_tls(addr: SocketAddr, tls: &Tls) -> io::Result<(TcpStream, Arc<Session>)> {
+    let stream = dial(addr, DIAL_TIMEOUT)?;
+    let session = handshake(&stream, tls.connect(addr), TLS_HANDSHAKE_TIMEOUT)?;
+    Ok((stream, session))
+}
+
+/// Runs `hs` over `stream`, failing with `TimedOut` if it is not done
+/// within `timeout` (a peer that connects and says nothing).
+pub fn handshake(stream: &TcpStream, mut hs: Handshake, timeout: Duration) -> io::Result<Arc<Session>> {
+    let deadline = Instant::now() + timeout;
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| io::Error::new(ErrorKind::TimedOut, "TLS handshake timed out"))
+    };
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut s = stream;
+    let result = loop {
+        out.clear();
+        hs.output(&mut out);
+        if !out.is_empty() {
+            s.set_write_timeout(Some(left()?))?;
+            s.write_all(&out)?;
+        }
+        if hs.is_done() {
+            break Ok(());
+        }
+        s.set_read_timeout(Some(left()?))?;
+        let n = match s.read(&mut buf) {
+            Ok(0) => break Err(io::Error::from(ErrorKind::UnexpectedEof)),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break Err(io::Error::new(ErrorKind::TimedOut, "TLS handshake timed out"));
+            }
+            Err(e) => break Err(e),
+        };
+        if let Err(e) = hs.input(&buf[..n]) {
+            // Tell the peer why (the alert), if it listens.
+            out.clear();
+            hs.output(&mut out);
+            let _ = s.write_all(&out);
+            break Err(e);
+        }
+    };
+    result?;
+    stream.set_read_timeout(None)?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    hs.finish()
+}
+
+/// Runs the handshakes of accepted connections, each on a thread of its
+/// own so the listener never waits for one, at most
+/// [`TLS_HANDSHAKES_MAX`] at once.
+#[derive(Debug, Clone)]
+pub struct TlsAcceptor {
+    tls: Tls,
+    running: Arc<AtomicUsize>,
+}
+
+impl TlsAcceptor {
+    pub fn new(tls: Tls) -> Self {
+        TlsAcceptor {
+            tls,
+            running: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Handshakes running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Starts the handshake of `stream` (accepted from `addr`); when it
+    /// succeeds, `ready` runs on the handshake's thread. Over the limit,
+    /// or when the handshake fails or times out, the connection is closed.
+    pub fn accept<F>(&self, stream: TcpStream, addr: SocketAddr, ready: F)
+    where
+        F: FnOnce(TcpStream, SocketAddr, Arc<Session>) + Send + 'static,
+    {
+        let running = self.running.clone();
+        if running.fetch_add(1, Ordering::AcqRel) >= TLS_HANDSHAKES_MAX {
+            running.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(
+                "{addr}: {TLS_HANDSHAKES_MAX} TLS handshakes already running; connection closed"
+            );
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        let hs = self.tls.accept();
+        let left = running.clone();
+        let spawned = thread::Builder::new()
+            .name("tls-accept".into())
+            .spawn(move || {
+                let r = handshake(&stream, hs, TLS_HANDSHAKE_TIMEOUT);
+                left.fetch_sub(1, Ordering::AcqRel);
+                match r {
+                    Ok(session) => ready(stream, addr, session),
+                    Err(e) => {
+                        tracing::debug!("{addr}: TLS handshake failed: {e}");
+                        let _ = stream.shutdown(Shutdown::Both);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            running.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!("{addr}: cannot start a handshake thread: {e}");
+        }
+    }
+}
+
+/// Starts a thread that reads `stream`, decrypts it with `session`,
+/// decodes frames and hands each event to `sink`. The sink returns
+/// `false` when nobody listens any more, which stops the reader. `wake`
+/// is the connection's writer (it sends what rustls has to say, such as
+/// a key update). Ends with [`ConnEvent::Closed`].
 pub fn spawn_reader<F>(
     conn: ConnId,
     stream: TcpStream,
+    session: Arc<Session>,
+    wake: WriterWake,
     decoder: FrameDecoder,
     mut sink: F,
 ) -> io::Result<JoinHandle<()>>
@@ -54,7 +179,7 @@ where
     thread::Builder::new()
         .name(format!("conn-{conn}-rd"))
         .spawn(move || {
-            read_loop(stream, decoder, &mut sink);
+            read_loop(stream, &session, &wake, decoder, &mut sink);
             sink(ConnEvent::Closed);
         })
 }
@@ -62,26 +187,62 @@ where
 /// Reads until EOF, an error, bad framing or a sink that stops listening.
 fn read_loop<F: FnMut(ConnEvent) -> bool>(
     mut stream: TcpStream,
+    session: &Session,
+    wake: &WriterWake,
     decoder: FrameDecoder,
     sink: &mut F,
 ) {
     let mut frames = Deframer::new(decoder);
+    let mut events = Vec::new();
+    let mut buf = vec![0u8; TLS_READ_CHUNK_LEN];
+    // What arrived with the handshake's end comes first.
+    let mut early = Some(session.take_early());
+    let mut n = 0;
     loop {
-        match stream.read(frames.read_buf()) {
-            Ok(0) => return frames.finish(sink),
-            Ok(n) if !frames.filled(n, sink) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return,
+        let tls = early.as_deref().unwrap_or(&buf[..n]);
+        let r = session.receive(tls, &mut frames, &mut events);
+        early = None;
+        for e in events.drain(..) {
+            if !sink(e) {
+                return;
+            }
         }
+        match r {
+            Ok(r) if r.stop => return,
+            Ok(r) if r.wants_write => wake.wake(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!("TLS: {e}");
+                return;
+            }
+        }
+        n = loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return frames.finish(sink),
+                Ok(n) => break n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        };
+    }
+}
+
+/// Wakes a connection's writer, so it sends what rustls has queued.
+#[derive(Debug, Clone)]
+pub struct WriterWake(Sender<WriterMsg>);
+
+impl WriterWake {
+    pub fn wake(&self) {
+        // An empty frame: nothing to encrypt, but the writer flushes.
+        let _ = self.0.send(WriterMsg::Frame(Bytes::new()));
     }
 }
 
 /// The sending half of a connection: frames queue to a writer thread.
 ///
 /// [`ConnWriter::close`] (or dropping it) lets the writer send what is
-/// queued, then shuts the socket down, which also ends its reader.
-/// [`ConnWriter::abort`] shuts it down at once.
+/// queued, then ends the TLS stream and shuts the socket down, which also
+/// ends its reader. [`ConnWriter::abort`] shuts it down at once.
 #[derive(Debug)]
 pub struct ConnWriter {
     tx: Sender<WriterMsg>,
@@ -92,20 +253,25 @@ pub struct ConnWriter {
 
 impl ConnWriter {
     /// Starts the writer thread for `stream` (a clone of it is kept to abort).
-    pub fn spawn(conn: ConnId, stream: &TcpStream) -> io::Result<Self> {
+    pub fn spawn(conn: ConnId, stream: &TcpStream, session: Arc<Session>) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let queued = QueuedLen::default();
         let sock = stream.try_clone()?;
         let q = queued.clone();
         let thread = thread::Builder::new()
             .name(format!("conn-{conn}-wr"))
-            .spawn(move || write_loop(sock, rx, &q))?;
+            .spawn(move || write_loop(sock, &session, rx, &q))?;
         Ok(ConnWriter {
             tx,
             queued,
             stream: stream.try_clone()?,
             thread: Some(thread),
         })
+    }
+
+    /// What the connection's reader uses to wake this writer.
+    pub fn wake_handle(&self) -> WriterWake {
+        WriterWake(self.tx.clone())
     }
 
     /// Queues one encoded frame. `false` if the writer has gone or its queue
@@ -185,8 +351,9 @@ impl FrameSink for ConnWriter {
     }
 }
 
-fn write_loop(mut stream: TcpStream, rx: Receiver<WriterMsg>, queued: &QueuedLen) {
+fn write_loop(mut stream: TcpStream, session: &Session, rx: Receiver<WriterMsg>, queued: &QueuedLen) {
     let mut batch = Batch::default();
+    let mut out = Vec::new();
     let next = || match rx.try_recv() {
         Ok(m) => Some(m),
         Err(TryRecvError::Empty) => None,
@@ -197,14 +364,15 @@ fn write_loop(mut stream: TcpStream, rx: Receiver<WriterMsg>, queued: &QueuedLen
             Ok(first) => collect_batch(first, next, &mut batch),
             Err(_) => (true, 0),
         };
-        if !batch.is_empty() {
-            let r = write_batch(&mut stream, &mut batch);
-            queued.sub(len);
-            if r.is_err() {
-                break;
-            }
+        let r = write_batch(&mut stream, session, &mut batch, &mut out);
+        queued.sub(len);
+        if r.is_err() {
+            break;
         }
         if closing {
+            out.clear();
+            session.close(&mut out);
+            let _ = stream.write_all(&out);
             let _ = stream.flush();
             break;
         }
@@ -212,23 +380,24 @@ fn write_loop(mut stream: TcpStream, rx: Receiver<WriterMsg>, queued: &QueuedLen
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-/// Writes all of `batch`: vectored writes (large parts from their own
-/// buffers), `sendfile` for file ranges. A file that ends early fails the
-/// connection (`WriteZero`): its frame cannot be finished.
-fn write_batch(stream: &mut TcpStream, batch: &mut Batch) -> io::Result<()> {
-    while !batch.is_empty() {
-        let sent = match batch.front_file() {
-            Some(range) => send_file_range(&*stream, range),
-            None => stream.write_vectored(&batch.slices()),
-        };
-        match sent {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => batch.advance(n),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// Encrypts and writes all of `batch` (file ranges read into pooled
+/// buffers first), and whatever else rustls has to send. A file that
+/// ends early fails the connection: its frame cannot be finished.
+fn write_batch(
+    stream: &mut TcpStream,
+    session: &Session,
+    batch: &mut Batch,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    batch.load_files()?;
+    loop {
+        out.clear();
+        session.seal(batch, out)?;
+        if out.is_empty() {
+            return Ok(());
         }
+        stream.write_all(out)?;
     }
-    Ok(())
 }
 
 /// A listener thread; [`Listener::stop`] ends it.
@@ -301,22 +470,56 @@ mod tests {
     use super::*;
     use bytes::BytesMut;
     use p2p_proto::{FrameError, encode_frame};
+    use runtime_common::tls::Identity;
+    use std::fs::File;
     use std::time::Instant;
 
-    fn pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = dial(l.local_addr().unwrap(), DIAL_TIMEOUT).unwrap();
-        let (b, _) = l.accept().unwrap();
-        (a, b)
+    fn identity(dir: &tempfile::TempDir, name: &str) -> Identity {
+        Identity::load_or_create(&dir.path().join(name)).unwrap()
     }
 
-    fn reader(stream: TcpStream) -> Receiver<ConnEvent> {
+    /// A connected pair with its TLS done: (client side, server side).
+    struct Pair {
+        a: (TcpStream, Arc<Session>),
+        b: (TcpStream, Arc<Session>),
+        _dir: tempfile::TempDir,
+    }
+
+    fn pair() -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let (ia, ib) = (identity(&dir, "a"), identity(&dir, "b"));
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = ib.tls();
+        let t = thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            prepare(&s).unwrap();
+            let session = handshake(&s, server.accept(), TLS_HANDSHAKE_TIMEOUT).unwrap();
+            (s, session)
+        });
+        let a = dial_tls(addr, &ia.tls()).unwrap();
+        let b = t.join().unwrap();
+        assert_eq!(a.1.peer(), ib.key_id(), "the dialer sees the acceptor's key");
+        assert_eq!(b.1.peer(), ia.key_id(), "the acceptor sees the dialer's key");
+        Pair { a, b, _dir: dir }
+    }
+
+    /// Starts a writer and a reader on one side.
+    fn start(side: (TcpStream, Arc<Session>)) -> (ConnWriter, Receiver<ConnEvent>) {
+        let (stream, session) = side;
+        let w = ConnWriter::spawn(next_conn_id(), &stream, session.clone()).unwrap();
         let (tx, rx) = mpsc::channel();
-        spawn_reader(next_conn_id(), stream, FrameDecoder::default(), move |e| {
-            tx.send(e).is_ok()
-        })
+        let wake = w.wake_handle();
+        spawn_reader(
+            next_conn_id(),
+            stream,
+            session,
+            wake,
+            FrameDecoder::default(),
+            move |e| tx.send(e).is_ok(),
+        )
         .unwrap();
-        rx
+        (w, rx)
     }
 
     fn next(rx: &Receiver<ConnEvent>) -> ConnEvent {
@@ -325,63 +528,139 @@ mod tests {
     }
 
     #[test]
-    fn frames_cross_in_order_and_close_flushes_first() {
-        let (a, b) = pair();
-        let events = reader(b);
-        let w = ConnWriter::spawn(1, &a).unwrap();
+    fn frames_and_a_piece_from_a_file_cross_both_ways_and_close_flushes_first() {
+        let p = pair();
+        let (wa, ra) = start(p.a);
+        let (wb, rb) = start(p.b);
         for i in 1..=100u8 {
             let mut f = BytesMut::new();
             encode_frame(&vec![i; i as usize * 100], &mut f);
-            assert!(w.send(f.freeze()));
+            assert!(wa.send(f.freeze()));
         }
         // A large frame in two parts, its body from its own buffer.
         let body = Bytes::from(vec![9u8; 500_000]);
         let head = Bytes::copy_from_slice(&p2p_proto::frame::frame_header(body.len()));
-        assert!(w.send_parts(head, body.clone()));
-        let _ = w.close().map(|t| t.join());
+        assert!(wa.send_parts(head, body.clone()));
+        // A 512 KiB piece served from a file, the other way.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("share");
+        let piece: Vec<u8> = (0..512 * 1024u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, [&b"abc"[..], &piece].concat()).unwrap();
+        let range = FileRange {
+            file: Arc::new(File::open(&path).unwrap()),
+            offset: 3,
+            len: piece.len(),
+        };
+        let head = Bytes::copy_from_slice(&p2p_proto::frame::frame_header(piece.len()));
+        assert!(wb.send_file(head, range));
+        assert!(next(&ra) == ConnEvent::Frame(Bytes::from(piece)), "the piece");
+        let _ = wa.close().map(|t| t.join());
         for i in 1..=100u8 {
             assert_eq!(
-                next(&events),
+                next(&rb),
                 ConnEvent::Frame(Bytes::from(vec![i; i as usize * 100]))
             );
         }
-        assert_eq!(next(&events), ConnEvent::Frame(body));
-        assert_eq!(next(&events), ConnEvent::Closed);
+        assert_eq!(next(&rb), ConnEvent::Frame(body));
+        assert_eq!(next(&rb), ConnEvent::Closed);
+        assert_eq!(next(&ra), ConnEvent::Closed);
     }
 
     #[test]
     fn a_huge_length_prefix_is_refused_from_the_header_alone() {
-        let (mut a, b) = pair();
-        let events = reader(b);
-        a.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+        let p = pair();
+        let (wa, _ra) = start(p.a);
+        let (_wb, rb) = start(p.b);
+        assert!(wa.send(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff])));
         assert!(matches!(
-            next(&events),
+            next(&rb),
             ConnEvent::BadFraming(FrameError::TooLong { .. })
         ));
-        assert_eq!(next(&events), ConnEvent::Closed);
+        assert_eq!(next(&rb), ConnEvent::Closed);
     }
 
     #[test]
-    fn eof_mid_frame_is_bad_framing_then_closed() {
-        let (mut a, b) = pair();
-        let events = reader(b);
-        a.write_all(&[0, 0, 0, 9, 1, 2]).unwrap();
-        a.shutdown(Shutdown::Write).unwrap();
+    fn a_stream_ended_mid_frame_is_bad_framing_then_closed() {
+        let p = pair();
+        let (wa, _ra) = start(p.a);
+        let (_wb, rb) = start(p.b);
+        assert!(wa.send(Bytes::from_static(&[0, 0, 0, 9, 1, 2])));
+        let _ = wa.close().map(|t| t.join());
         assert!(matches!(
-            next(&events),
+            next(&rb),
             ConnEvent::BadFraming(FrameError::Truncated { .. })
         ));
-        assert_eq!(next(&events), ConnEvent::Closed);
+        assert_eq!(next(&rb), ConnEvent::Closed);
+    }
+
+    #[test]
+    fn plaintext_on_the_socket_closes_the_connection() {
+        let p = pair();
+        let (_wb, rb) = start(p.b);
+        let mut raw = p.a.0;
+        let mut f = BytesMut::new();
+        encode_frame(b"not encrypted", &mut f);
+        raw.write_all(&f).unwrap();
+        assert_eq!(next(&rb), ConnEvent::Closed, "no frame gets through");
     }
 
     #[test]
     fn abort_ends_the_reader_at_once() {
-        let (a, b) = pair();
-        let events = reader(a.try_clone().unwrap());
-        let w = ConnWriter::spawn(2, &a).unwrap();
-        w.abort();
-        assert_eq!(next(&events), ConnEvent::Closed);
-        drop(b);
+        let p = pair();
+        let (wa, ra) = start(p.a);
+        wa.abort();
+        assert_eq!(next(&ra), ConnEvent::Closed);
+        drop(p.b);
+    }
+
+    /// A peer that connects and says nothing is cut when
+    /// [`TLS_HANDSHAKE_TIMEOUT`] runs out, not before.
+    #[test]
+    fn a_silent_peer_is_cut_at_the_handshake_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = identity(&dir, "a").tls();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let t = Instant::now();
+        let e = handshake(&s, tls.accept(), TLS_HANDSHAKE_TIMEOUT).unwrap_err();
+        let took = t.elapsed();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+        assert!(took >= TLS_HANDSHAKE_TIMEOUT, "{took:?}");
+        assert!(took < TLS_HANDSHAKE_TIMEOUT + Duration::from_secs(2), "{took:?}");
+        drop(silent);
+    }
+
+    /// At most [`TLS_HANDSHAKES_MAX`] handshakes run at once; one more
+    /// connection is closed at once, and a slot frees when one ends.
+    #[test]
+    fn handshakes_beyond_the_limit_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let acceptor = TlsAcceptor::new(identity(&dir, "a").tls());
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut silent = Vec::new();
+        for _ in 0..TLS_HANDSHAKES_MAX {
+            silent.push(TcpStream::connect(addr).unwrap());
+            let (s, from) = l.accept().unwrap();
+            acceptor.accept(s, from, |_, _, _| panic!("nobody completes"));
+        }
+        assert_eq!(acceptor.running(), TLS_HANDSHAKES_MAX);
+        let mut extra = TcpStream::connect(addr).unwrap();
+        let (s, from) = l.accept().unwrap();
+        acceptor.accept(s, from, |_, _, _| panic!("refused"));
+        extra
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        assert_eq!(extra.read(&mut [0; 8]).unwrap(), 0, "closed at once");
+        assert_eq!(acceptor.running(), TLS_HANDSHAKES_MAX);
+        // One gives up: its slot frees.
+        drop(silent.pop());
+        let t = Instant::now();
+        while acceptor.running() == TLS_HANDSHAKES_MAX {
+            assert!(t.elapsed() < Duration::from_secs(2), "a slot frees");
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //! channel with `recv_timeout(deadline - now)`, and hands what arrived to
 //! [`Core::turn`].
 //!
-//! Around it: a listener thread; a reader thread (frames → `Frame` /
-//! `BadFraming` / `Closed`) and a writer thread per connection; a
-//! short-lived connector thread per dial; and the storage thread running
-//! [`run_storage`] (group commit, then `Persisted { index }`).
+//! Around it: a listener thread, handing each accepted connection to a
+//! TLS handshake thread ([`TlsAcceptor`]); a reader thread (frames →
+//! `Frame` / `BadFraming` / `Closed`) and a writer thread per connection;
+//! a short-lived connector thread per dial (TCP, then the TLS handshake);
+//! and the storage thread running [`run_storage`] (group commit, then
+//! `Persisted { index }`). The machine hears of a connection only once
+//! its handshake is done, with the peer's key.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -28,7 +31,10 @@ pub use runtime_common::tracker::{
     DriverError, EventSink, TrackerControl, TrackerHandle, TrackerOptions,
 };
 
-use crate::conn::{ConnId, ConnWriter, DIAL_TIMEOUT, Listener, dial, next_conn_id, spawn_reader};
+use crate::conn::{
+    ConnId, ConnWriter, KeyId, Listener, Session, Tls, TlsAcceptor, dial_tls, next_conn_id,
+    spawn_reader,
+};
 use crate::storage::{DataDir, StorageCmd, run_storage};
 use crate::wait::recv_until;
 
@@ -38,6 +44,8 @@ type Tx = Sender<Msg<ConnWriter>>;
 pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, DriverError> {
     let Recovered {
         tracker,
+        tls,
+        known: _,
         data,
         clock,
         listener,
@@ -47,14 +55,17 @@ pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, Dri
     let (tx, rx) = mpsc::channel();
     let storage = spawn_storage(data, tx.clone())?;
     let accept_tx = tx.clone();
-    let listener = Listener::spawn(listener, move |stream, peer| {
-        opened(accept_tx.clone(), stream, peer, |conn| Input::Accepted {
-            conn,
-            addr: peer,
-            peer: p2p_proto::KeyId::default(), // issue 15 in flight: TLS
+    let acceptor = TlsAcceptor::new(tls.clone());
+    let listener = Listener::spawn(listener, move |stream, addr| {
+        let tx = accept_tx.clone();
+        acceptor.accept(stream, addr, move |stream, addr, session| {
+            opened(tx, stream, session, addr, |conn, peer: KeyId| {
+                Input::Accepted { conn, addr, peer }
+            });
         });
     })?;
     let io = Threads {
+        tls,
         tx: tx.clone(),
         storage: Some(storage),
         passwords: spawn_password_workers(&tx)?,
@@ -131,6 +142,7 @@ fn spawn_storage(data: DataDir, tx: Tx) -> io::Result<StorageThread> {
 
 /// The effects threads run for the machine.
 struct Threads {
+    tls: Tls,
     tx: Tx,
     storage: Option<StorageThread>,
     /// Queue of the password workers (they stop when it is dropped).
@@ -142,13 +154,16 @@ impl TrackerIo for Threads {
 
     fn dial(&mut self, tracker: TrackerId, addr: SocketAddr) {
         let tx = self.tx.clone();
+        let tls = self.tls.clone();
         let spawned = thread::Builder::new()
             .name(format!("dial-{tracker}"))
-            .spawn(move || match dial(addr, DIAL_TIMEOUT) {
-                Ok(stream) => opened(tx, stream, addr, |conn| Input::Dialed {
-                    conn,
-                    tracker,
-                    peer: p2p_proto::KeyId::default(), // issue 15 in flight: TLS
+            .spawn(move || match dial_tls(addr, &tls) {
+                Ok((stream, session)) => opened(tx, stream, session, addr, |conn, peer| {
+                    Input::Dialed {
+                        conn,
+                        tracker,
+                        peer,
+                    }
                 }),
                 Err(e) => {
                     tracing::debug!("tracker {tracker} at {addr} unreachable: {e}");
@@ -190,11 +205,20 @@ fn spawn_password_workers(tx: &Tx) -> io::Result<mpsc::Sender<(u64, PasswordWork
     Ok(jobs)
 }
 
-/// A connection is up: start its writer, register it, then start its reader
-/// (in that order, so the machine knows the connection before its frames).
-fn opened(tx: Tx, stream: TcpStream, peer: SocketAddr, input: impl FnOnce(ConnId) -> Input) {
+/// A connection is up and its TLS handshake done: start its writer,
+/// register it, then start its reader (in that order, so the machine knows
+/// the connection before its frames). `input` makes the machine's input
+/// from the connection id and the peer's key.
+fn opened(
+    tx: Tx,
+    stream: TcpStream,
+    session: Arc<Session>,
+    peer: SocketAddr,
+    input: impl FnOnce(ConnId, KeyId) -> Input,
+) {
     let conn = next_conn_id();
-    let writer = match ConnWriter::spawn(conn, &stream) {
+    let key = session.peer();
+    let writer = match ConnWriter::spawn(conn, &stream, session.clone()) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!("{peer}: cannot start a writer thread: {e}");
@@ -202,17 +226,18 @@ fn opened(tx: Tx, stream: TcpStream, peer: SocketAddr, input: impl FnOnce(ConnId
         }
     };
     let abort = stream.try_clone();
+    let wake = writer.wake_handle();
     let msg = Msg::Opened {
         conn,
         peer,
         writer,
-        input: input(conn),
+        input: input(conn, key),
     };
     if tx.send(msg).is_err() {
         return;
     }
     let rx_tx = tx.clone();
-    let r = spawn_reader(conn, stream, FrameDecoder::default(), move |ev| {
+    let r = spawn_reader(conn, stream, session, wake, FrameDecoder::default(), move |ev| {
         rx_tx.send(Msg::Input(conn_input(conn, ev))).is_ok()
     });
     if let Err(e) = r {

@@ -15,7 +15,7 @@
 pub mod disk;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -35,6 +35,8 @@ use p2p_state::seeder::{SeederConfig, ShareId};
 
 use crate::clock::Clock;
 use crate::conn::{ConnEvent, FrameSink};
+use crate::known_trackers::KnownTrackers;
+use crate::tls::{Identity, KeyId, Tls};
 pub use disk::{DlFile, Job, JobDone, Paths, hash_file, hash_file_with_progress, run_job};
 
 /// Disk jobs that run at once (worker threads, or blocking-pool tasks).
@@ -86,8 +88,19 @@ pub enum HandleMsg {
 /// What the machine loop receives.
 pub enum Ev<W> {
     Input(cn::Input),
-    TrackerUp { conn: SessionConn, writer: W },
-    PeerUp { conn: u64, writer: W, inbound: bool },
+    /// A connection is up and its TLS handshake done; `peer` is the key
+    /// the other end proved it holds.
+    TrackerUp {
+        conn: SessionConn,
+        writer: W,
+        peer: KeyId,
+    },
+    PeerUp {
+        conn: u64,
+        writer: W,
+        inbound: bool,
+        peer: KeyId,
+    },
     Handle(HandleMsg),
     Disk(JobDone),
 }
@@ -247,6 +260,8 @@ impl ClientHandle {
 /// what the handle keeps.
 pub struct Prepared {
     node: ClientNode,
+    tls: Tls,
+    known: KnownTrackers,
     clock: Clock,
     data_dir: PathBuf,
     direct_io: bool,
@@ -261,9 +276,18 @@ pub struct HandleParts {
     events: Receiver<ClientEvent>,
 }
 
-/// Binds the seeder port, builds the machine and loads the share table.
+impl Prepared {
+    /// The TLS configurations of the client's identity (built once).
+    pub fn tls(&self) -> Tls {
+        self.tls.clone()
+    }
+}
+
+/// Loads (or makes) the identity in the data directory, binds the seeder
+/// port, builds the machine and loads the share table.
 pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
-    fs::create_dir_all(&opts.data_dir)?;
+    let identity = Identity::load_or_create(&opts.data_dir).map_err(io::Error::other)?;
+    let known = KnownTrackers::load(&opts.data_dir).map_err(io::Error::other)?;
     let listener = TcpListener::bind(opts.listen)?;
     let mut seeder_addr = listener.local_addr()?;
     if seeder_addr.ip().is_unspecified() {
@@ -298,6 +322,8 @@ pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
     };
     let p = Prepared {
         node,
+        tls: identity.tls(),
+        known,
         clock,
         data_dir: opts.data_dir,
         direct_io: opts.direct_io,
@@ -423,10 +449,8 @@ impl<R: ClientIo> Core<R> {
         let now = self.clock.now();
         match ev {
             Ev::Input(input) => self.node.handle_input(now, input),
-            Ev::TrackerUp { conn, writer } => {
+            Ev::TrackerUp { conn, writer, peer } => {
                 self.trackers.insert(conn, writer);
-                // Issue 15 in flight: the TLS handshake's key goes here.
-                let peer = p2p_proto::KeyId::default();
                 self.node
                     .handle_input(now, cn::Input::TrackerConnected { conn, peer });
             }
@@ -434,9 +458,9 @@ impl<R: ClientIo> Core<R> {
                 conn,
                 writer,
                 inbound,
+                peer,
             } => {
                 self.peers.insert(conn, writer);
-                let peer = p2p_proto::KeyId::default(); // issue 15 in flight: TLS
                 let input = if inbound {
                     cn::Input::PeerAccepted { conn, peer }
                 } else {
