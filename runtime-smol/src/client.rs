@@ -24,7 +24,7 @@ use runtime_common::client::{ClientIo, Core, Ev, peer_input, prepare, tracker_in
 use smol::Async;
 use smol::channel::{self, Receiver, Sender};
 
-use crate::conn::{self, ConnEvent, ConnWriter, DIAL_TIMEOUT, next_conn_id};
+use crate::conn::{self, ConnEvent, ConnWriter, KeyId, Session, Tls, TlsAcceptor, next_conn_id};
 use crate::exec::{self, recv_until};
 
 type Tx = Sender<Ev<ConnWriter>>;
@@ -33,18 +33,25 @@ type Tx = Sender<Ev<ConnWriter>>;
 /// the machine task (which connects to the first tracker).
 pub fn start(opts: ClientOptions) -> io::Result<ClientHandle> {
     let (p, listener) = prepare(opts)?;
+    let tls = p.tls();
     let (tx, rx) = channel::unbounded();
     let accept_tx = tx.clone();
-    let listener = conn::spawn_listener(listener, move |stream, _peer| {
-        let conn = next_conn_id();
-        let up = |writer| Ev::PeerUp {
-            conn,
-            writer,
-            inbound: true,
-        };
-        attach(&accept_tx, stream, up, move |ev| peer_input(conn, ev));
+    let acceptor = TlsAcceptor::new(tls.clone());
+    let listener = conn::spawn_listener(listener, move |stream, addr| {
+        let tx = accept_tx.clone();
+        acceptor.accept(stream, addr, move |stream, _addr, session| {
+            let conn = next_conn_id();
+            let up = |writer, peer| Ev::PeerUp {
+                conn,
+                writer,
+                inbound: true,
+                peer,
+            };
+            attach(&tx, stream, session, up, move |ev| peer_input(conn, ev));
+        });
     })?;
     let io = Tasks {
+        tls,
         tx: tx.clone(),
         disk: spawn_disk_workers(tx.clone()),
     };
@@ -74,21 +81,25 @@ async fn run(core: &mut Core<Tasks>, rx: Receiver<Ev<ConnWriter>>) {
     }
 }
 
-/// Hands a fresh connection to the machine task: its writer first (so the
-/// machine knows the connection before anything is read from it), then its
-/// reader, whose events become inputs through `input`.
+/// Hands a fresh connection (its handshake done) to the machine task: its
+/// writer first, with the peer's key (so the machine knows the connection
+/// before anything is read from it), then its reader, whose events become
+/// inputs through `input`.
 fn attach(
     tx: &Tx,
     stream: Async<TcpStream>,
-    up: impl FnOnce(ConnWriter) -> Ev<ConnWriter>,
+    session: Arc<Session>,
+    up: impl FnOnce(ConnWriter, KeyId) -> Ev<ConnWriter>,
     input: impl Fn(ConnEvent) -> cn::Input + Send + 'static,
 ) {
     let stream = Arc::new(stream);
-    if tx.try_send(up(ConnWriter::spawn(stream.clone()))).is_err() {
+    let writer = ConnWriter::spawn(stream.clone(), session.clone());
+    let wake = writer.wake_handle();
+    if tx.try_send(up(writer, session.peer())).is_err() {
         return;
     }
     let tx = tx.clone();
-    conn::spawn_reader(stream, FrameDecoder::default(), move |ev| {
+    conn::spawn_reader(stream, session, wake, FrameDecoder::default(), move |ev| {
         tx.try_send(Ev::Input(input(ev))).is_ok()
     });
 }
@@ -116,25 +127,29 @@ fn spawn_disk_workers(events: Tx) -> Sender<Job> {
 
 /// The effects tasks run for the machine.
 struct Tasks {
+    tls: Tls,
     tx: Tx,
     disk: Sender<Job>,
 }
 
 impl Tasks {
-    /// Connects in a task; then `up` registers the writer and `input`
-    /// wraps the reader's events, or `failed` is reported.
+    /// Connects and runs the TLS handshake in a task; then `up` registers
+    /// the writer and `input` wraps the reader's events, or `failed` is
+    /// reported.
     fn connect(
         &self,
         addr: SocketAddr,
-        up: impl FnOnce(ConnWriter) -> Ev<ConnWriter> + Send + 'static,
+        up: impl FnOnce(ConnWriter, KeyId) -> Ev<ConnWriter> + Send + 'static,
         input: impl Fn(ConnEvent) -> cn::Input + Send + 'static,
         failed: cn::Input,
     ) {
         let tx = self.tx.clone();
+        let tls = self.tls.clone();
         exec::spawn(async move {
-            match conn::dial(addr, DIAL_TIMEOUT).await {
-                Ok(stream) => attach(&tx, stream, up, input),
-                Err(_) => {
+            match conn::dial_tls(addr, &tls).await {
+                Ok((stream, session)) => attach(&tx, stream, session, up, input),
+                Err(e) => {
+                    tracing::debug!("{addr}: {e}");
                     let _ = tx.try_send(Ev::Input(failed));
                 }
             }
@@ -147,16 +162,17 @@ impl ClientIo for Tasks {
     type Writer = ConnWriter;
 
     fn connect_tracker(&mut self, conn: SessionConn, addr: SocketAddr) {
-        let up = move |writer| Ev::TrackerUp { conn, writer };
+        let up = move |writer, peer| Ev::TrackerUp { conn, writer, peer };
         let failed = cn::Input::TrackerConnectFailed { conn };
         self.connect(addr, up, move |ev| tracker_input(conn, ev), failed);
     }
 
     fn connect_peer(&mut self, conn: u64, addr: SocketAddr) {
-        let up = move |writer| Ev::PeerUp {
+        let up = move |writer, peer| Ev::PeerUp {
             conn,
             writer,
             inbound: false,
+            peer,
         };
         let failed = cn::Input::PeerConnectFailed { conn };
         self.connect(addr, up, move |ev| peer_input(conn, ev), failed);

@@ -1,8 +1,11 @@
-//! TCP connections as tasks: a reader task per socket that cuts the byte
-//! stream into frames ([`Deframer`]), a writer task per socket fed by a
-//! channel of encoded frames and file ranges (joined into batched writes
-//! with [`collect_batch`]; ranges sent with `sendfile`), an accept loop,
-//! and dialing with a timeout.
+//! TCP connections as tasks, every one TLS 1.3 ([`runtime_common::tls`]):
+//! a handshake first (in the dialing task, or for an accepted connection
+//! in a task of its own, [`TlsAcceptor`], both within
+//! [`TLS_HANDSHAKE_TIMEOUT`]), then a reader task per socket that
+//! decrypts and cuts the plaintext into frames ([`Deframer`]), a writer
+//! task per socket fed by a channel of encoded frames and file ranges
+//! (joined into batches with [`collect_batch`]; ranges read into pooled
+//! buffers, then encrypted), an accept loop, and dialing with a timeout.
 //!
 //! The same contract as runtime-std's `conn`: nothing here knows a
 //! protocol; readers hand [`ConnEvent`]s to a sink the driver supplies and
@@ -11,17 +14,18 @@
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use p2p_proto::FrameDecoder;
-use runtime_common::conn::{
-    Batch, Deframer, FileRange, QueuedLen, WriterMsg, collect_batch, send_file_range,
-};
+use runtime_common::conn::{Batch, Deframer, FileRange, QueuedLen, WriterMsg, collect_batch};
 pub use runtime_common::conn::{
     ConnEvent, ConnId, DIAL_TIMEOUT, FrameSink, READ_CHUNK_LEN, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT,
     next_conn_id,
 };
+use runtime_common::tls::{Handshake, TLS_READ_CHUNK_LEN};
+pub use runtime_common::tls::{KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, Tls};
 use smol::channel::{self, Receiver, Sender, TryRecvError};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,15 +48,128 @@ pub async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<Async<TcpSt
     Ok(stream)
 }
 
-/// Starts a task that reads `stream`, decodes frames and hands each event
-/// to `sink`. The sink returns `false` when nobody listens any more, which
-/// stops the reader. Ends with [`ConnEvent::Closed`].
-pub fn spawn_reader<F>(stream: Stream, decoder: FrameDecoder, mut sink: F)
-where
+/// Connects to `addr` and runs the TLS handshake as its client: the
+/// stream and the session, whose [`Session::peer`] is the key the peer
+/// proved it holds.
+pub async fn dial_tls(addr: SocketAddr, tls: &Tls) -> io::Result<(Async<TcpStream>, Arc<Session>)> {
+    let stream = dial(addr, DIAL_TIMEOUT).await?;
+    let session = handshake(&stream, tls.connect(addr), TLS_HANDSHAKE_TIMEOUT).await?;
+    Ok((stream, session))
+}
+
+/// Runs `hs` over `stream`, failing with `TimedOut` if it is not done
+/// within `timeout` (a peer that connects and says nothing).
+pub async fn handshake(
+    stream: &Async<TcpStream>,
+    mut hs: Handshake,
+    timeout: Duration,
+) -> io::Result<Arc<Session>> {
+    let run = async {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut s = stream;
+        loop {
+            out.clear();
+            hs.output(&mut out);
+            if !out.is_empty() {
+                s.write_all(&out).await?;
+            }
+            if hs.is_done() {
+                return Ok(());
+            }
+            let n = match s.read(&mut buf).await {
+                Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if let Err(e) = hs.input(&buf[..n]) {
+                // Tell the peer why (the alert), if it listens.
+                out.clear();
+                hs.output(&mut out);
+                let _ = s.write_all(&out).await;
+                return Err(e);
+            }
+        }
+    };
+    let late = async {
+        Timer::after(timeout).await;
+        Err(io::Error::new(ErrorKind::TimedOut, "TLS handshake timed out"))
+    };
+    run.or(late).await?;
+    hs.finish()
+}
+
+/// Runs the handshakes of accepted connections, each in a task of its
+/// own so the accept loop never waits for one, at most
+/// [`TLS_HANDSHAKES_MAX`] at once.
+#[derive(Debug, Clone)]
+pub struct TlsAcceptor {
+    tls: Tls,
+    running: Arc<AtomicUsize>,
+}
+
+impl TlsAcceptor {
+    pub fn new(tls: Tls) -> Self {
+        TlsAcceptor {
+            tls,
+            running: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Handshakes running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Starts the handshake of `stream` (accepted from `addr`); when it
+    /// succeeds, `ready` runs in the handshake's task. Over the limit, or
+    /// when the handshake fails or times out, the connection is closed.
+    pub fn accept<F>(&self, stream: Async<TcpStream>, addr: SocketAddr, ready: F)
+    where
+        F: FnOnce(Async<TcpStream>, SocketAddr, Arc<Session>) + Send + 'static,
+    {
+        let running = self.running.clone();
+        if running.fetch_add(1, Ordering::AcqRel) >= TLS_HANDSHAKES_MAX {
+            running.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(
+                "{addr}: {TLS_HANDSHAKES_MAX} TLS handshakes already running; connection closed"
+            );
+            let _ = stream.get_ref().shutdown(Shutdown::Both);
+            return;
+        }
+        let hs = self.tls.accept();
+        exec::spawn(async move {
+            let r = handshake(&stream, hs, TLS_HANDSHAKE_TIMEOUT).await;
+            running.fetch_sub(1, Ordering::AcqRel);
+            match r {
+                Ok(session) => ready(stream, addr, session),
+                Err(e) => {
+                    tracing::debug!("{addr}: TLS handshake failed: {e}");
+                    let _ = stream.get_ref().shutdown(Shutdown::Both);
+                }
+            }
+        })
+        .detach();
+    }
+}
+
+/// Starts a task that reads `stream`, decrypts it with `session`, decodes
+/// frames and hands each event to `sink`. The sink returns `false` when
+/// nobody listens any more, which stops the reader. `wake` is the
+/// connection's writer (it sends what rustls has to say, such as a key
+/// update). Ends with [`ConnEvent::Closed`].
+pub fn spawn_reader<F>(
+    stream: Stream,
+    session: Arc<Session>,
+    wake: WriterWake,
+    decoder: FrameDecoder,
+    mut sink: F,
+) where
     F: FnMut(ConnEvent) -> bool + Send + 'static,
 {
     exec::spawn(async move {
-        read_loop(&stream, decoder, &mut sink).await;
+        read_loop(&stream, &session, &wake, decoder, &mut sink).await;
         sink(ConnEvent::Closed);
     })
     .detach();
@@ -61,27 +178,63 @@ where
 /// Reads until EOF, an error, bad framing or a sink that stops listening.
 async fn read_loop<F: FnMut(ConnEvent) -> bool>(
     stream: &Async<TcpStream>,
+    session: &Session,
+    wake: &WriterWake,
     decoder: FrameDecoder,
     sink: &mut F,
 ) {
     let mut frames = Deframer::new(decoder);
+    let mut events = Vec::new();
+    let mut buf = vec![0u8; TLS_READ_CHUNK_LEN];
     let mut reader = stream;
+    // What arrived with the handshake's end comes first.
+    let mut early = Some(session.take_early());
+    let mut n = 0;
     loop {
-        match reader.read(frames.read_buf()).await {
-            Ok(0) => return frames.finish(sink),
-            Ok(n) if !frames.filled(n, sink) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return,
+        let tls = early.as_deref().unwrap_or(&buf[..n]);
+        let r = session.receive(tls, &mut frames, &mut events);
+        early = None;
+        for e in events.drain(..) {
+            if !sink(e) {
+                return;
+            }
         }
+        match r {
+            Ok(r) if r.stop => return,
+            Ok(r) if r.wants_write => wake.wake(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!("TLS: {e}");
+                return;
+            }
+        }
+        n = loop {
+            match reader.read(&mut buf).await {
+                Ok(0) => return frames.finish(sink),
+                Ok(n) => break n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        };
+    }
+}
+
+/// Wakes a connection's writer, so it sends what rustls has queued.
+#[derive(Debug, Clone)]
+pub struct WriterWake(Sender<WriterMsg>);
+
+impl WriterWake {
+    pub fn wake(&self) {
+        // An empty frame: nothing to encrypt, but the writer flushes.
+        let _ = self.0.try_send(WriterMsg::Frame(Bytes::new()));
     }
 }
 
 /// The sending half of a connection: frames queue to a writer task.
 ///
 /// [`ConnWriter::close`] (or dropping it) lets the writer send what is
-/// queued, then shuts the socket down, which also ends its reader.
-/// [`ConnWriter::abort`] shuts it down at once.
+/// queued, then ends the TLS stream and shuts the socket down, which also
+/// ends its reader. [`ConnWriter::abort`] shuts it down at once.
 #[derive(Debug)]
 pub struct ConnWriter {
     tx: Sender<WriterMsg>,
@@ -92,16 +245,21 @@ pub struct ConnWriter {
 
 impl ConnWriter {
     /// Starts the writer task for `stream`.
-    pub fn spawn(stream: Stream) -> Self {
+    pub fn spawn(stream: Stream, session: Arc<Session>) -> Self {
         let (tx, rx) = channel::unbounded();
         let queued = QueuedLen::default();
-        let task = exec::spawn(write_loop(stream.clone(), rx, queued.clone()));
+        let task = exec::spawn(write_loop(stream.clone(), session, rx, queued.clone()));
         ConnWriter {
             tx,
             queued,
             stream,
             task: Some(task),
         }
+    }
+
+    /// What the connection's reader uses to wake this writer.
+    pub fn wake_handle(&self) -> WriterWake {
+        WriterWake(self.tx.clone())
     }
 
     /// Queues one encoded frame. `false` if the writer has gone or its queue
@@ -187,8 +345,9 @@ impl FrameSink for ConnWriter {
     }
 }
 
-async fn write_loop(stream: Stream, rx: Receiver<WriterMsg>, queued: QueuedLen) {
+async fn write_loop(stream: Stream, session: Arc<Session>, rx: Receiver<WriterMsg>, queued: QueuedLen) {
     let mut batch = Batch::default();
+    let mut out = Vec::new();
     let next = || match rx.try_recv() {
         Ok(m) => Some(m),
         Err(TryRecvError::Empty) => None,
@@ -199,42 +358,48 @@ async fn write_loop(stream: Stream, rx: Receiver<WriterMsg>, queued: QueuedLen) 
             Ok(first) => collect_batch(first, next, &mut batch),
             Err(_) => (true, 0),
         };
-        if !batch.is_empty() {
-            let r = write_all(&stream, &mut batch).await;
-            queued.sub(len);
-            if r.is_err() {
-                break;
-            }
+        let r = write_batch(&stream, &session, &mut batch, &mut out).await;
+        queued.sub(len);
+        if r.is_err() {
+            break;
         }
         if closing {
+            out.clear();
+            session.close(&mut out);
+            let mut writer = &*stream;
+            let _ = writer.write_all(&out).or(async {
+                Timer::after(WRITE_TIMEOUT).await;
+                Ok(())
+            }).await;
             break;
         }
     }
     let _ = stream.get_ref().shutdown(Shutdown::Both);
 }
 
-/// Writes all of `batch`: vectored writes (large parts from their own
-/// buffers), `sendfile` for file ranges (on this thread: the disk job
-/// that checked the range also started its read-ahead, so the pages are
-/// usually cached by now), failing if it takes longer than
-/// [`WRITE_TIMEOUT`]. A file that ends early fails the connection
-/// (`WriteZero`): its frame cannot be finished.
-async fn write_all(stream: &Async<TcpStream>, batch: &mut Batch) -> io::Result<()> {
+/// Encrypts and writes all of `batch` (file ranges read into pooled
+/// buffers first, on this thread: the disk job that checked the range
+/// also started its read-ahead, so the pages are usually cached by now),
+/// and whatever else rustls has to send, failing if it takes longer than
+/// [`WRITE_TIMEOUT`]. A file that ends early fails the connection: its
+/// frame cannot be finished.
+async fn write_batch(
+    stream: &Async<TcpStream>,
+    session: &Session,
+    batch: &mut Batch,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     let write = async {
+        batch.load_files()?;
         let mut writer = stream;
-        while !batch.is_empty() {
-            let sent = match batch.front_file() {
-                Some(range) => stream.write_with(|s| send_file_range(s, range)).await,
-                None => writer.write_vectored(&batch.slices()).await,
-            };
-            match sent {
-                Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                Ok(n) => batch.advance(n),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        loop {
+            out.clear();
+            session.seal(batch, out)?;
+            if out.is_empty() {
+                return Ok(());
             }
+            writer.write_all(out).await?;
         }
-        Ok(())
     };
     let late = async {
         Timer::after(WRITE_TIMEOUT).await;
@@ -273,22 +438,52 @@ mod tests {
     use super::*;
     use bytes::BytesMut;
     use p2p_proto::{FrameError, encode_frame};
+    use runtime_common::tls::Identity;
+    use std::fs::File;
     use std::sync::mpsc;
+    use std::time::Instant;
 
-    fn pair() -> (Stream, Stream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let a = exec::join(exec::spawn(dial(addr, DIAL_TIMEOUT)))
-            .unwrap()
-            .unwrap();
-        let (b, _) = l.accept().unwrap();
-        (Arc::new(a), Arc::new(Async::new(b).unwrap()))
+    fn identity(dir: &tempfile::TempDir, name: &str) -> Identity {
+        Identity::load_or_create(&dir.path().join(name)).unwrap()
     }
 
-    fn reader(stream: Stream) -> mpsc::Receiver<ConnEvent> {
+    type Side = (Stream, Arc<Session>);
+
+    /// A connected pair with its TLS done: (dialer, acceptor).
+    fn pair() -> (Side, Side, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let (ia, ib) = (identity(&dir, "a"), identity(&dir, "b"));
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (ta, tb) = (ia.tls(), ib.tls());
+        let a = exec::spawn(async move { dial_tls(addr, &ta).await.unwrap() });
+        let (s, _) = l.accept().unwrap();
+        let s = Async::new(s).unwrap();
+        let b = exec::join(exec::spawn(async move {
+            let session = handshake(&s, tb.accept(), TLS_HANDSHAKE_TIMEOUT)
+                .await
+                .unwrap();
+            (s, session)
+        }))
+        .unwrap();
+        let a = exec::join(a).unwrap();
+        assert_eq!(a.1.peer(), ib.key_id(), "the dialer sees the acceptor's key");
+        assert_eq!(b.1.peer(), ia.key_id(), "the acceptor sees the dialer's key");
+        ((Arc::new(a.0), a.1), (Arc::new(b.0), b.1), dir)
+    }
+
+    fn start(side: Side) -> (ConnWriter, mpsc::Receiver<ConnEvent>) {
+        let (stream, session) = side;
+        let w = ConnWriter::spawn(stream.clone(), session.clone());
         let (tx, rx) = mpsc::channel();
-        spawn_reader(stream, FrameDecoder::default(), move |e| tx.send(e).is_ok());
-        rx
+        spawn_reader(
+            stream,
+            session,
+            w.wake_handle(),
+            FrameDecoder::default(),
+            move |e| tx.send(e).is_ok(),
+        );
+        (w, rx)
     }
 
     fn next(rx: &mpsc::Receiver<ConnEvent>) -> ConnEvent {
@@ -297,59 +492,132 @@ mod tests {
     }
 
     #[test]
-    fn frames_cross_in_order_and_close_flushes_first() {
-        let (a, b) = pair();
-        let events = reader(b);
-        let w = ConnWriter::spawn(a);
+    fn frames_and_a_piece_from_a_file_cross_both_ways_and_close_flushes_first() {
+        let (a, b, _dir) = pair();
+        let (wa, ra) = start(a);
+        let (wb, rb) = start(b);
         for i in 1..=100u8 {
             let mut f = BytesMut::new();
             encode_frame(&vec![i; i as usize * 100], &mut f);
-            assert!(w.send(f.freeze()));
+            assert!(wa.send(f.freeze()));
         }
         // A large frame in two parts, its body from its own buffer.
         let body = Bytes::from(vec![9u8; 500_000]);
         let head = Bytes::copy_from_slice(&p2p_proto::frame::frame_header(body.len()));
-        assert!(w.send_parts(head, body.clone()));
-        exec::join(w.close().unwrap());
+        assert!(wa.send_parts(head, body.clone()));
+        // A 512 KiB piece served from a file, the other way.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("share");
+        let piece: Vec<u8> = (0..512 * 1024u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, [&b"abc"[..], &piece].concat()).unwrap();
+        let range = FileRange {
+            file: Arc::new(File::open(&path).unwrap()),
+            offset: 3,
+            len: piece.len(),
+        };
+        let head = Bytes::copy_from_slice(&p2p_proto::frame::frame_header(piece.len()));
+        assert!(wb.send_file(head, range));
+        assert!(next(&ra) == ConnEvent::Frame(Bytes::from(piece)), "the piece");
+        exec::join(wa.close().unwrap());
         for i in 1..=100u8 {
             assert_eq!(
-                next(&events),
+                next(&rb),
                 ConnEvent::Frame(Bytes::from(vec![i; i as usize * 100]))
             );
         }
-        assert_eq!(next(&events), ConnEvent::Frame(body));
-        assert_eq!(next(&events), ConnEvent::Closed);
+        assert_eq!(next(&rb), ConnEvent::Frame(body));
+        assert_eq!(next(&rb), ConnEvent::Closed);
+        assert_eq!(next(&ra), ConnEvent::Closed);
     }
 
     #[test]
-    fn a_huge_length_prefix_is_refused_and_eof_mid_frame_is_bad_framing() {
-        use std::io::Write;
-        let (a, b) = pair();
-        let events = reader(b);
-        a.get_ref().write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+    fn a_huge_length_prefix_is_refused_and_a_stream_ended_mid_frame_is_bad_framing() {
+        let (a, b, _dir) = pair();
+        let (wa, _ra) = start(a);
+        let (_wb, rb) = start(b);
+        assert!(wa.send(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff])));
         assert!(matches!(
-            next(&events),
+            next(&rb),
             ConnEvent::BadFraming(FrameError::TooLong { .. })
         ));
-        assert_eq!(next(&events), ConnEvent::Closed);
-        let (a, b) = pair();
-        let events = reader(b);
-        a.get_ref().write_all(&[0, 0, 0, 9, 1, 2]).unwrap();
-        a.get_ref().shutdown(Shutdown::Write).unwrap();
+        assert_eq!(next(&rb), ConnEvent::Closed);
+        let (a, b, _dir) = pair();
+        let (wa, _ra) = start(a);
+        let (_wb, rb) = start(b);
+        assert!(wa.send(Bytes::from_static(&[0, 0, 0, 9, 1, 2])));
+        exec::join(wa.close().unwrap());
         assert!(matches!(
-            next(&events),
+            next(&rb),
             ConnEvent::BadFraming(FrameError::Truncated { .. })
         ));
-        assert_eq!(next(&events), ConnEvent::Closed);
+        assert_eq!(next(&rb), ConnEvent::Closed);
+    }
+
+    #[test]
+    fn plaintext_on_the_socket_closes_the_connection() {
+        use std::io::Write;
+        let (a, b, _dir) = pair();
+        let (_wb, rb) = start(b);
+        let mut f = BytesMut::new();
+        encode_frame(b"not encrypted", &mut f);
+        a.0.get_ref().write_all(&f).unwrap();
+        assert_eq!(next(&rb), ConnEvent::Closed, "no frame gets through");
     }
 
     #[test]
     fn abort_ends_the_reader_at_once() {
-        let (a, _b) = pair();
-        let events = reader(a.clone());
-        let w = ConnWriter::spawn(a);
-        w.abort();
-        assert_eq!(next(&events), ConnEvent::Closed);
+        let (a, _b, _dir) = pair();
+        let (wa, ra) = start(a);
+        wa.abort();
+        assert_eq!(next(&ra), ConnEvent::Closed);
+    }
+
+    /// A peer that connects and says nothing is cut when
+    /// [`TLS_HANDSHAKE_TIMEOUT`] runs out, not before; meanwhile the
+    /// acceptor counts it against [`TLS_HANDSHAKES_MAX`].
+    #[test]
+    fn a_silent_peer_is_cut_at_the_handshake_timeout() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let acceptor = TlsAcceptor::new(identity(&dir, "a").tls());
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut silent = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, from) = l.accept().unwrap();
+        let t = Instant::now();
+        acceptor.accept(Async::new(s).unwrap(), from, |_, _, _| panic!("silent"));
+        assert_eq!(acceptor.running(), 1);
+        silent
+            .set_read_timeout(Some(TLS_HANDSHAKE_TIMEOUT * 2))
+            .unwrap();
+        assert_eq!(silent.read(&mut [0; 8]).unwrap(), 0, "cut");
+        let took = t.elapsed();
+        assert!(took >= TLS_HANDSHAKE_TIMEOUT, "{took:?}");
+        assert!(took < TLS_HANDSHAKE_TIMEOUT + Duration::from_secs(2), "{took:?}");
+        assert_eq!(acceptor.running(), 0);
+    }
+
+    #[test]
+    fn handshakes_beyond_the_limit_are_refused() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let acceptor = TlsAcceptor::new(identity(&dir, "a").tls());
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut silent = Vec::new();
+        for _ in 0..TLS_HANDSHAKES_MAX {
+            silent.push(TcpStream::connect(addr).unwrap());
+            let (s, from) = l.accept().unwrap();
+            acceptor.accept(Async::new(s).unwrap(), from, |_, _, _| panic!("silent"));
+        }
+        assert_eq!(acceptor.running(), TLS_HANDSHAKES_MAX);
+        let mut extra = TcpStream::connect(addr).unwrap();
+        let (s, from) = l.accept().unwrap();
+        acceptor.accept(Async::new(s).unwrap(), from, |_, _, _| panic!("refused"));
+        extra
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        assert_eq!(extra.read(&mut [0; 8]).unwrap(), 0, "closed at once");
+        assert_eq!(acceptor.running(), TLS_HANDSHAKES_MAX);
     }
 
     #[test]

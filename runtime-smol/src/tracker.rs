@@ -3,8 +3,10 @@
 //! of its outputs, shared with runtime-std) and races its channel against
 //! `Timer::at(deadline)`, then hands what arrived to [`Core::turn`].
 //!
-//! Around it: an accept task; a reader and a writer task per connection; a
-//! task per dial; and the storage loop ([`run_storage`], group commit, then
+//! Around it: an accept task, handing each accepted connection to a TLS
+//! handshake task ([`TlsAcceptor`]); a reader and a writer task per
+//! connection; a task per dial (TCP, then the TLS handshake); and the
+//! storage loop ([`run_storage`], group commit, then
 //! `Persisted { index }`) on smol's blocking pool, so fsyncs never stall
 //! the executor.
 
@@ -29,7 +31,8 @@ use smol::future::FutureExt;
 use smol::{Async, Task, Timer};
 
 use crate::conn::{
-    ConnId, ConnWriter, DIAL_TIMEOUT, dial, next_conn_id, spawn_listener, spawn_reader,
+    ConnId, ConnWriter, KeyId, Session, Tls, TlsAcceptor, dial_tls, next_conn_id, spawn_listener,
+    spawn_reader,
 };
 use crate::exec::{self, recv_until};
 use crate::storage::{DataDir, StorageCmd, run_storage};
@@ -40,6 +43,8 @@ type Tx = Sender<Msg<ConnWriter>>;
 pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, DriverError> {
     let Recovered {
         tracker,
+        tls,
+        known: _,
         data,
         clock,
         listener,
@@ -48,14 +53,17 @@ pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, Dri
     let (tx, rx) = channel::unbounded();
     let storage = spawn_storage(data, tx.clone());
     let accept_tx = tx.clone();
-    let listener = spawn_listener(listener, move |stream, peer| {
-        opened(&accept_tx, stream, peer, |conn| Input::Accepted {
-            conn,
-            addr: peer,
-            peer: p2p_proto::KeyId::default(), // issue 15 in flight: TLS
+    let acceptor = TlsAcceptor::new(tls.clone());
+    let listener = spawn_listener(listener, move |stream, addr| {
+        let tx = accept_tx.clone();
+        acceptor.accept(stream, addr, move |stream, addr, session| {
+            opened(&tx, stream, session, addr, |conn, peer: KeyId| {
+                Input::Accepted { conn, addr, peer }
+            });
         });
     })?;
     let io = Tasks {
+        tls,
         tx: tx.clone(),
         storage: Some(storage),
         passwords: spawn_password_workers(&tx),
@@ -132,6 +140,7 @@ fn spawn_storage(data: DataDir, tx: Tx) -> Storage {
 
 /// The effects tasks run for the machine.
 struct Tasks {
+    tls: Tls,
     tx: Tx,
     storage: Option<Storage>,
     /// Queue of the password workers (they stop when it is dropped).
@@ -143,12 +152,15 @@ impl TrackerIo for Tasks {
 
     fn dial(&mut self, tracker: TrackerId, addr: SocketAddr) {
         let tx = self.tx.clone();
+        let tls = self.tls.clone();
         exec::spawn(async move {
-            match dial(addr, DIAL_TIMEOUT).await {
-                Ok(stream) => opened(&tx, stream, addr, |conn| Input::Dialed {
-                    conn,
-                    tracker,
-                    peer: p2p_proto::KeyId::default(), // issue 15 in flight: TLS
+            match dial_tls(addr, &tls).await {
+                Ok((stream, session)) => opened(&tx, stream, session, addr, |conn, peer| {
+                    Input::Dialed {
+                        conn,
+                        tracker,
+                        peer,
+                    }
                 }),
                 Err(e) => {
                     tracing::debug!("tracker {tracker} at {addr} unreachable: {e}");
@@ -188,28 +200,33 @@ fn spawn_password_workers(tx: &Tx) -> std_mpsc::Sender<(u64, PasswordWork)> {
     jobs
 }
 
-/// A connection is up: start its writer, register it, then start its reader
-/// (in that order, so the machine knows the connection before its frames).
+/// A connection is up and its TLS handshake done: start its writer,
+/// register it, then start its reader (in that order, so the machine knows
+/// the connection before its frames). `input` makes the machine's input
+/// from the connection id and the peer's key.
 fn opened(
     tx: &Tx,
     stream: Async<TcpStream>,
+    session: Arc<Session>,
     peer: SocketAddr,
-    input: impl FnOnce(ConnId) -> Input,
+    input: impl FnOnce(ConnId, KeyId) -> Input,
 ) {
     let conn = next_conn_id();
     let stream = Arc::new(stream);
-    let writer = ConnWriter::spawn(stream.clone());
+    let key = session.peer();
+    let writer = ConnWriter::spawn(stream.clone(), session.clone());
+    let wake = writer.wake_handle();
     let msg = Msg::Opened {
         conn,
         peer,
         writer,
-        input: input(conn),
+        input: input(conn, key),
     };
     if tx.try_send(msg).is_err() {
         return;
     }
     let tx = tx.clone();
-    spawn_reader(stream, FrameDecoder::default(), move |ev| {
+    spawn_reader(stream, session, wake, FrameDecoder::default(), move |ev| {
         tx.try_send(Msg::Input(conn_input(conn, ev))).is_ok()
     });
 }
