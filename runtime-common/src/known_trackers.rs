@@ -47,18 +47,18 @@ pub enum PinError {
         line: usize,
     },
     #[error(
-        "tracker {n} ({addr}) has key {info_key} on line {info_line} of {info_path}, \
-         but {known_path} pinned it to {known_key} on first contact; refusing to \
-         start. If {info_key} is the tracker's real key (check with `tracker \
+        "tracker {n} ({addr}) has key {info_key} on {info_where}, but {known_path} \
+         pinned it to {known_key} on first contact; refusing to start. If \
+         {info_key} is the tracker's real key (check with `tracker \
          <tracker_info.txt> {n} --fingerprint` on its host), delete the {addr} line \
-         of {known_path}; otherwise correct line {info_line} of {info_path}"
+         of {known_path}; otherwise correct {info_where}"
     )]
     Conflict {
         n: usize,
         addr: SocketAddr,
         info_key: KeyId,
-        info_line: usize,
-        info_path: PathBuf,
+        /// Where the other key was given: "line 3 of tracker_info.txt".
+        info_where: String,
         known_key: KeyId,
         known_path: PathBuf,
     },
@@ -179,17 +179,34 @@ pub fn tracker_keys(
     info_path: &Path,
     known: &KnownTrackers,
 ) -> Result<Vec<Option<KeyId>>, PinError> {
-    let mut keys = Vec::new();
-    for (i, (&addr, &line_key)) in info.addrs().iter().zip(info.keys()).enumerate() {
-        let pinned = known.get(addr);
-        keys.push(match (line_key, pinned) {
+    merge_pins(info.addrs(), info.keys(), known, |i| {
+        format!(
+            "line {} of {}",
+            info.line(i).unwrap_or(0),
+            info_path.display()
+        )
+    })
+}
+
+/// `keys` (one per address of `addrs`, as configured) completed with the
+/// pins of `known`; `place(i)` says where key `i` was configured, for the
+/// error when the two disagree.
+pub fn merge_pins(
+    addrs: &[SocketAddr],
+    keys: &[Option<KeyId>],
+    known: &KnownTrackers,
+    place: impl Fn(usize) -> String,
+) -> Result<Vec<Option<KeyId>>, PinError> {
+    let mut out = Vec::new();
+    for (i, &addr) in addrs.iter().enumerate() {
+        let given = keys.get(i).copied().flatten();
+        out.push(match (given, known.get(addr)) {
             (Some(a), Some(b)) if a != b => {
                 return Err(PinError::Conflict {
                     n: i + 1,
                     addr,
                     info_key: a,
-                    info_line: info.line(i).unwrap_or(0),
-                    info_path: info_path.to_path_buf(),
+                    info_where: place(i),
                     known_key: b,
                     known_path: known.path.clone(),
                 });
@@ -198,7 +215,45 @@ pub fn tracker_keys(
             (None, b) => b,
         });
     }
-    Ok(keys)
+    Ok(out)
+}
+
+/// Where a node keeps the pins it learns, and the addresses they belong
+/// to: what a driver needs to execute a `PinTracker` output.
+#[derive(Debug, Clone)]
+pub struct Pinner {
+    known: KnownTrackers,
+    /// Tracker addresses in `tracker_info.txt` order.
+    addrs: Vec<SocketAddr>,
+}
+
+impl Pinner {
+    pub fn new(known: KnownTrackers, addrs: Vec<SocketAddr>) -> Self {
+        Pinner { known, addrs }
+    }
+
+    /// Records that tracker `index` (from 0, in `tracker_info.txt` order)
+    /// proved `key` on first contact, and says so loudly (a warning).
+    pub fn pin(&mut self, index: usize, key: KeyId) {
+        let Some(&addr) = self.addrs.get(index) else {
+            debug_assert!(false, "PinTracker for tracker index {index} out of range");
+            return;
+        };
+        let n = index + 1;
+        match self.known.pin(addr, key) {
+            Ok(()) => tracing::warn!(
+                "pinned tracker {n} ({addr}) to key {key} on first contact (kept in {}); \
+                 to pin explicitly add the fingerprint to its line in tracker_info.txt",
+                self.known.path().display()
+            ),
+            Err(e) => tracing::error!(
+                "pinned tracker {n} ({addr}) to key {key} on first contact, but cannot \
+                 record it in {}: {e}; this run keeps the pin, the next trusts again on \
+                 first contact: add the fingerprint to its line in tracker_info.txt",
+                self.known.path().display()
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -273,7 +328,8 @@ mod tests {
         known.pin(addr(1), KeyId([0xbb; 32])).unwrap();
         let e = tracker_keys(&info, info_path, &known).unwrap_err();
         let msg = e.to_string();
-        assert!(matches!(e, PinError::Conflict { n: 1, info_line: 1, .. }), "{msg}");
+        assert!(matches!(e, PinError::Conflict { n: 1, .. }), "{msg}");
+        assert!(msg.contains("correct line 1 of tracker_info.txt"), "{msg}");
         assert!(msg.contains("tracker_info.txt") && msg.contains("known_trackers"));
         assert!(msg.contains("refusing to start"), "{msg}");
     }

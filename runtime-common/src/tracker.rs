@@ -14,6 +14,8 @@
 //! - `Password` → [`TrackerIo::password`]: argon2 runs on the driver's
 //!   password workers ([`run_password_worker`]), never on the machine's
 //!   thread, which goes on serving while a login is checked;
+//! - `PinTracker` → the data directory's `known_trackers` and a warning
+//!   ([`Pinner::pin`]; a small synced write, once per tracker ever);
 //! - `Event` → a `tracing` line, then the caller's [`EventSink`].
 //!
 //! Inputs for a connection the driver already closed (frames still in the
@@ -37,7 +39,7 @@ use p2p_state::tracker::repl::{ReplEvent, epoch_primary, epoch_round};
 
 use crate::clock::Clock;
 use crate::conn::{ConnEvent, ConnId, FrameSink};
-use crate::known_trackers::{KnownTrackers, PinError};
+use crate::known_trackers::{KnownTrackers, PinError, Pinner, merge_pins};
 use crate::tls::{Identity, IdentityError, Tls};
 use crate::storage::{DataDir, StorageCmd};
 
@@ -206,8 +208,9 @@ pub struct Recovered {
     /// The TLS configurations of this tracker's identity (its data
     /// directory's `identity.key`).
     pub tls: Tls,
-    /// The data directory's pinned tracker keys.
-    pub known: KnownTrackers,
+    /// Where pins learned on first contact go (the data directory's
+    /// `known_trackers`, already merged into the machine's config).
+    pub pins: Pinner,
     pub data: DataDir,
     pub clock: Clock,
     pub listener: TcpListener,
@@ -222,6 +225,11 @@ pub fn recover(opts: TrackerOptions) -> Result<Recovered, DriverError> {
     // First, so a new data directory is made private (0700).
     let identity = Identity::load_or_create(&dir)?;
     let known = KnownTrackers::load(&dir)?;
+    let mut node = opts.node;
+    let addrs: Vec<SocketAddr> = node.trackers.iter().map(|(_, a)| *a).collect();
+    node.tracker_keys = merge_pins(&addrs, &node.tracker_keys, &known, |i| {
+        format!("tracker {}'s configured key", i + 1)
+    })?;
     let (data, rec) = DataDir::open(&dir).map_err(|source| DriverError::DataDir {
         dir: dir.clone(),
         source,
@@ -230,7 +238,7 @@ pub fn recover(opts: TrackerOptions) -> Result<Recovered, DriverError> {
         Some(s) => s,
         None => getrandom::u64().map_err(DriverError::Seed)?,
     };
-    let id = opts.node.id;
+    let id = node.id;
     tracing::info!(
         "tracker {id}: data in {}: {}, {} log entries",
         dir.display(),
@@ -252,7 +260,7 @@ pub fn recover(opts: TrackerOptions) -> Result<Recovered, DriverError> {
         resubmit: rec.resubmit,
     };
     let tracker =
-        Tracker::recover(opts.node, seed, clock.now(), disk).map_err(DriverError::Recover)?;
+        Tracker::recover(node, seed, clock.now(), disk).map_err(DriverError::Recover)?;
     let addr = opts.listener.local_addr()?;
     tracing::info!(
         "tracker {id} listening on {addr}, key fingerprint {}",
@@ -261,7 +269,7 @@ pub fn recover(opts: TrackerOptions) -> Result<Recovered, DriverError> {
     Ok(Recovered {
         tracker,
         tls: identity.tls(),
-        known,
+        pins: Pinner::new(known, addrs),
         data,
         clock,
         listener: opts.listener,
@@ -309,6 +317,7 @@ struct Conn<W> {
 /// The machine and what the driver knows beside it.
 pub struct Core<R: TrackerIo> {
     tracker: Tracker,
+    pins: Pinner,
     clock: Clock,
     conns: BTreeMap<ConnId, Conn<R::Writer>>,
     io: R,
@@ -317,9 +326,10 @@ pub struct Core<R: TrackerIo> {
 
 impl<R: TrackerIo> Core<R> {
     /// Runs the machine's first outputs (dials to the other trackers).
-    pub fn new(tracker: Tracker, clock: Clock, io: R, sink: EventSink) -> Self {
+    pub fn new(tracker: Tracker, pins: Pinner, clock: Clock, io: R, sink: EventSink) -> Self {
         let mut core = Core {
             tracker,
+            pins,
             clock,
             conns: BTreeMap::new(),
             io,
@@ -471,9 +481,8 @@ impl<R: TrackerIo> Core<R> {
             }),
             Output::PersistResubmit { entries } => self.io.store(StorageCmd::Resubmit { entries }),
             Output::Password { job, work } => self.io.password(job, work),
-            // Issue 15 in flight: kept in the data directory's known_trackers.
             Output::PinTracker { tracker, key } => {
-                tracing::warn!(tracker = tracker.0, %key, "tracker pinned on first contact")
+                self.pins.pin(usize::from(tracker.0).saturating_sub(1), key)
             }
             Output::Event(e) => {
                 self.log_event(&e);

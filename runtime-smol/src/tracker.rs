@@ -44,7 +44,7 @@ pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, Dri
     let Recovered {
         tracker,
         tls,
-        known: _,
+        pins,
         data,
         clock,
         listener,
@@ -68,7 +68,7 @@ pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, Dri
         storage: Some(storage),
         passwords: spawn_password_workers(&tx),
     };
-    let core = Core::new(tracker, clock, io, sink);
+    let core = Core::new(tracker, pins, clock, io, sink);
     let task = exec::spawn(run(core, rx, listener));
     let control = TrackerControl::new(move |c| tx.try_send(c.into()).is_ok());
     Ok(TrackerHandle::new(control, addr, move || {

@@ -45,7 +45,7 @@ pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, Dri
     let Recovered {
         tracker,
         tls,
-        known: _,
+        pins,
         data,
         clock,
         listener,
@@ -70,7 +70,7 @@ pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, Dri
         storage: Some(storage),
         passwords: spawn_password_workers(&tx)?,
     };
-    let core = Core::new(tracker, clock, io, sink);
+    let core = Core::new(tracker, pins, clock, io, sink);
     let thread = thread::Builder::new()
         .name(format!("tracker-{id}"))
         .spawn(move || run(core, rx, listener))?;

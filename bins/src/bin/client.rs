@@ -12,6 +12,13 @@
 //! stderr as one line starting `error:`; at `exit` or end of input the exit
 //! status is 1 if any command failed, else 0. Nothing is waited for at
 //! exit: use `wait_downloads` or `serve`.
+//!
+//! Every connection is TLS 1.3: the client's key is `identity.key` in its
+//! data directory (made on first start); it prints `fingerprint: <hex>`
+//! at start (on stderr when not interactive), and `--fingerprint` prints
+//! the fingerprint alone and exits. A tracker whose tracker_info.txt line
+//! has no fingerprint is pinned on first contact in the data directory's
+//! `known_trackers`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -29,6 +36,7 @@ use runtime::Runtime;
 use runtime_common::TrackerInfo;
 use runtime_common::cli::{self, CliCommand};
 use runtime_common::client::{self, ClientHandle, ClientOptions};
+use runtime_common::tls::Identity;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::EnvFilter;
 
@@ -70,6 +78,10 @@ struct Args {
     /// Which driver runs the client.
     #[arg(long, value_enum, default_value = "std")]
     runtime: Runtime,
+    /// Print this client's key fingerprint (making the key if needed) and
+    /// exit.
+    #[arg(long)]
+    fingerprint: bool,
     /// Log filter for stderr; overrides RUST_LOG [default: RUST_LOG, else warn].
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -110,11 +122,19 @@ fn default_data_dir() -> PathBuf {
 fn run(args: Args) -> Result<bool, String> {
     let info = TrackerInfo::read(&args.tracker_info)
         .map_err(|e| format!("{}: {e}", args.tracker_info.display()))?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let identity = Identity::load_or_create(&data_dir).map_err(|e| e.to_string())?;
+    if args.fingerprint {
+        println!("{}", identity.key_id());
+        return Ok(true);
+    }
     let mut trackers = info.addrs().to_vec();
+    let mut tracker_keys = info.keys().to_vec();
     let first = match trackers.iter().position(|a| *a == args.tracker) {
         Some(i) => i,
         None => {
             trackers.insert(0, args.tracker);
+            tracker_keys.insert(0, None);
             0
         }
     };
@@ -123,10 +143,11 @@ fn run(args: Args) -> Result<bool, String> {
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let opts = ClientOptions {
         trackers,
+        tracker_keys,
         first,
         listen,
         max_parallel: args.max_parallel,
-        data_dir: args.data_dir.unwrap_or_else(default_data_dir),
+        data_dir,
         direct_io: !args.buffered_writes,
         request_timeout: Some(p2p_state::Duration::from_millis(args.request_timeout_ms)),
         ping_interval: Some(p2p_state::Duration::from_millis(args.ping_interval_ms)),
@@ -138,12 +159,15 @@ fn run(args: Args) -> Result<bool, String> {
         .map_err(|e| format!("cannot start the client: {e}"))?;
     let events = handle.take_events();
     let ok = if std::io::stdin().is_terminal() {
+        println!("fingerprint: {}", identity.key_id());
         println!(
             "p2p-share client; seeder on {}; type help for commands",
             handle.seeder_addr()
         );
         interactive_loop(&handle, events, &history)?
     } else {
+        // Not on stdout: scripts read command results there.
+        eprintln!("fingerprint: {}", identity.key_id());
         print_events(events, |line| eprintln!("{line}"));
         command_loop(&handle)
     };

@@ -104,6 +104,7 @@ fn run(args: &Args) -> Result<(), String> {
     for (i, name) in names.iter().enumerate() {
         let opts = ClientOptions {
             trackers: addrs.clone(),
+            tracker_keys: Vec::new(),
             first: i % 2,
             listen: "127.0.0.1:0".parse().unwrap(),
             max_parallel: None,

@@ -7,7 +7,12 @@
 //! peer trackers dial. It connects to the other trackers (printing
 //! `Connected to peer tracker <id>` on stdout for each, as the seed did),
 //! keeps its op log and snapshots in `--data-dir` and recovers from them on
-//! restart. Console on stdin: `quit`, `status`, `conflicts`; end of input
+//! restart. Every connection is TLS 1.3: the tracker's key is
+//! `identity.key` in its data directory (made on first start); it prints
+//! `fingerprint: <hex>` at start, and `--fingerprint` prints the
+//! fingerprint alone and exits (what to put on its line of everyone's
+//! tracker_info.txt). Peer trackers whose line has no fingerprint are
+//! pinned on first contact in the data directory's `known_trackers`. Console on stdin: `quit`, `status`, `conflicts`; end of input
 //! does not stop it (run it with `</dev/null` or under a service manager).
 //! SIGINT / SIGTERM shut it down cleanly (a second one exits at once).
 //!
@@ -28,7 +33,9 @@ use p2p_state::tracker::node::{ConsoleCmd, NodeConfig, TrackerEvent};
 use p2p_state::tracker::state::TrackerConfig;
 use runtime::Runtime;
 use runtime_common::TrackerInfo;
+use runtime_common::known_trackers::{KnownTrackers, tracker_keys};
 use runtime_common::listen::{ListenChoice, tracker_listen};
+use runtime_common::tls::Identity;
 use runtime_common::tracker::{EventSink, TrackerControl, TrackerOptions};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::EnvFilter;
@@ -76,6 +83,10 @@ struct Args {
     /// heartbeat.
     #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     peer_timeout_ms: u64,
+    /// Print this tracker's key fingerprint (making the key if needed)
+    /// and exit.
+    #[arg(long)]
+    fingerprint: bool,
     /// Password-hash cost (`test` is for tests only).
     #[arg(long, value_enum, default_value = "production", hide = true)]
     argon2: Argon2Cost,
@@ -125,6 +136,18 @@ fn run(args: Args) -> Result<(), String> {
     let (id, addr) = info
         .get(args.n)
         .map_err(|e| format!("{}: {e}", args.tracker_info.display()))?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("tracker-{}-data", args.n)));
+    let identity = Identity::load_or_create(&data_dir).map_err(|e| e.to_string())?;
+    if args.fingerprint {
+        println!("{}", identity.key_id());
+        return Ok(());
+    }
+    println!("fingerprint: {}", identity.key_id());
+    let known = KnownTrackers::load(&data_dir).map_err(|e| e.to_string())?;
+    let keys = tracker_keys(&info, &args.tracker_info, &known).map_err(|e| e.to_string())?;
     let (listener, how) = tracker_listen(addr, args.listen, TcpListener::bind)
         .map_err(|e| format!("tracker {id}: {e}"))?;
     if how == ListenChoice::AllInterfaces {
@@ -139,10 +162,8 @@ fn run(args: Args) -> Result<(), String> {
         Argon2Cost::Test => TrackerConfig::test(),
         Argon2Cost::Production => TrackerConfig::production(),
     };
-    let data_dir = args
-        .data_dir
-        .unwrap_or_else(|| PathBuf::from(format!("tracker-{}-data", args.n)));
     let mut node = NodeConfig::new(id, info.trackers(), state);
+    node.tracker_keys = keys;
     node.repl.heartbeat = Duration::from_millis(args.heartbeat_ms);
     node.repl.peer_timeout = Duration::from_millis(args.peer_timeout_ms);
     node.repl.primary_timeout = Duration::from_millis(args.peer_timeout_ms);

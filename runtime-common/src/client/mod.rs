@@ -35,7 +35,7 @@ use p2p_state::seeder::{SeederConfig, ShareId};
 
 use crate::clock::Clock;
 use crate::conn::{ConnEvent, FrameSink};
-use crate::known_trackers::KnownTrackers;
+use crate::known_trackers::{KnownTrackers, Pinner, merge_pins};
 use crate::tls::{Identity, KeyId, Tls};
 pub use disk::{DlFile, Job, JobDone, Paths, hash_file, hash_file_with_progress, run_job};
 
@@ -46,6 +46,10 @@ pub const DISK_WORKERS: usize = 2;
 pub struct ClientOptions {
     /// Trackers in `tracker_info.txt` order, and which to try first.
     pub trackers: Vec<SocketAddr>,
+    /// The key each tracker must present, as `tracker_info.txt` pins it
+    /// (same order; missing or `None`: trust on first use). Completed
+    /// with the data directory's `known_trackers`.
+    pub tracker_keys: Vec<Option<KeyId>>,
     pub first: usize,
     /// Where the seeder listens; port 0 picks a free port.
     pub listen: SocketAddr,
@@ -261,7 +265,7 @@ impl ClientHandle {
 pub struct Prepared {
     node: ClientNode,
     tls: Tls,
-    known: KnownTrackers,
+    pins: Pinner,
     clock: Clock,
     data_dir: PathBuf,
     direct_io: bool,
@@ -298,6 +302,10 @@ pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
         download.max_parallel = n.max(1);
     }
     let mut session = SessionConfig::new(opts.trackers.clone(), opts.first);
+    session.tracker_keys = merge_pins(&opts.trackers, &opts.tracker_keys, &known, |i| {
+        format!("tracker {}'s line of tracker_info.txt", i + 1)
+    })
+    .map_err(io::Error::other)?;
     if let Some(t) = opts.request_timeout {
         session.request_timeout = t;
     }
@@ -323,7 +331,7 @@ pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
     let p = Prepared {
         node,
         tls: identity.tls(),
-        known,
+        pins: Pinner::new(known, opts.trackers.clone()),
         clock,
         data_dir: opts.data_dir,
         direct_io: opts.direct_io,
@@ -369,6 +377,7 @@ pub trait ClientIo {
 /// The machine and what the driver knows beside it.
 pub struct Core<R: ClientIo> {
     node: ClientNode,
+    pins: Pinner,
     clock: Clock,
     io: R,
     trackers: BTreeMap<SessionConn, R::Writer>,
@@ -394,6 +403,7 @@ impl<R: ClientIo> Core<R> {
     pub fn new(p: Prepared, io: R) -> (Self, HandleParts) {
         let mut core = Core {
             node: p.node,
+            pins: p.pins,
             clock: p.clock,
             io,
             trackers: BTreeMap::new(),
@@ -616,10 +626,7 @@ impl<R: ClientIo> Core<R> {
                     self.save_shares();
                 }
             }
-            // Issue 15 in flight: kept in the data directory's known_trackers.
-            cn::Output::PinTracker { index, key } => {
-                tracing::warn!(index, %key, "tracker pinned on first contact")
-            }
+            cn::Output::PinTracker { index, key } => self.pins.pin(index, key),
             cn::Output::Event(e) => {
                 let _ = self.events.send(e);
             }
