@@ -1,5 +1,5 @@
 //! The `tracker` binary end to end: real processes on 127.0.0.1 (free ports
-//! found by binding port 0), a raw TCP client speaking the protocol, kill -9
+//! found by binding port 0), a raw TLS client speaking the protocol, kill -9
 //! and restart with the same data directory, bad bytes, and the console.
 //! Every process is killed by a Drop guard; every wait is bounded.
 //!
@@ -27,6 +27,27 @@ use p2p_proto::{
 
 /// Longest any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(20);
+
+/// The raw clients' TLS identity (one for the whole test process, so a
+/// client moved to another tracker keeps its key).
+fn test_tls() -> &'static runtime_common::tls::Tls {
+    static TLS: std::sync::OnceLock<runtime_common::tls::Tls> = std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        runtime_common::tls::Identity::load_or_create(dir.path())
+            .unwrap()
+            .tls()
+    })
+}
+
+type TlsStream = runtime_common::tls::ClientStream;
+
+/// Connects (retrying while the tracker starts) and runs the TLS handshake.
+fn connect_tls(addr: SocketAddr) -> TlsStream {
+    let s = connect_retrying(addr);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    test_tls().connect_blocking(s).expect("TLS handshake").0
+}
 
 fn free_addrs(n: usize) -> Vec<SocketAddr> {
     let ls: Vec<TcpListener> = (0..n)
@@ -243,7 +264,7 @@ fn nanos() -> u128 {
 
 /// A client speaking the protocol by hand: hello, then requests.
 struct RawClient {
-    stream: TcpStream,
+    stream: TlsStream,
     dec: FrameDecoder,
     buf: BytesMut,
     client: ClientId,
@@ -253,10 +274,7 @@ struct RawClient {
 
 impl RawClient {
     fn connect(addr: SocketAddr, client: u8) -> Self {
-        let stream = connect_retrying(addr);
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let stream = connect_tls(addr);
         let mut c = RawClient {
             stream,
             dec: FrameDecoder::default(),
@@ -408,14 +426,20 @@ fn seed_line(p: &Proc, peer: usize) {
     p.wait_line(&want, |l| l == want);
 }
 
-fn wait_closed(s: &mut TcpStream) {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+fn wait_closed(s: &mut impl Read) {
     let mut buf = [0u8; 4096];
     loop {
         match s.read(&mut buf) {
             Ok(0) => return,
             Ok(_) => continue, // a hello or an error frame, then the close
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof
+                ) =>
+            {
+                return;
+            }
             Err(e) => panic!("connection not closed: {e}"),
         }
     }
@@ -521,17 +545,19 @@ fn garbage_and_a_4gib_length_prefix_close_only_that_connection(rt: Rt) {
     ));
     wait_closed(&mut bad.stream);
 
-    // Without a hello: a 4 GiB length prefix, and plain text.
-    let mut huge = connect_retrying(c.addrs[0]);
-    let huge_addr = huge.local_addr().unwrap();
+    // Without a hello, inside TLS: a 4 GiB length prefix.
+    let mut huge = connect_tls(c.addrs[0]);
+    let huge_addr = huge.sock.local_addr().unwrap();
     huge.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
     wait_closed(&mut huge);
+    t.wait_stderr(&format!("rejected input from {huge_addr}"));
+    t.wait_stderr("exceeds the limit");
+    // Plain text (no TLS at all): cut in the handshake.
     let mut text = connect_retrying(c.addrs[0]);
+    text.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     text.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     wait_closed(&mut text);
-    t.wait_stderr(&format!("rejected input from {huge_addr}"));
-    t.wait_stderr("exceeds the limit");
 
     // The good client was never disturbed.
     assert_eq!(

@@ -51,7 +51,8 @@ fn start(rt: Runtime, dir: &Path) -> (TrackerHandle, Receiver<TrackerEvent>) {
 }
 
 struct Client {
-    s: TcpStream,
+    s: runtime_common::tls::ClientStream,
+    _id: tempfile::TempDir,
     dec: FrameDecoder,
     buf: BytesMut,
     next: u64,
@@ -61,8 +62,14 @@ impl Client {
     fn connect(addr: SocketAddr) -> Self {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let id = tempfile::tempdir().unwrap();
+        let tls = runtime_common::tls::Identity::load_or_create(id.path())
+            .unwrap()
+            .tls();
+        let s = tls.connect_blocking(s).unwrap().0;
         let mut c = Client {
             s,
+            _id: id,
             dec: FrameDecoder::default(),
             buf: BytesMut::new(),
             next: 1,

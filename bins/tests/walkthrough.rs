@@ -308,8 +308,8 @@ fn interrupted_download_resumes_with_only_the_missing_pieces(mix: Mix) {
 }
 
 /// Raw TCP to a client's seeder port: garbage and a 4 GiB length prefix are
-/// cut off, a request without a ticket is refused, and the seeder keeps
-/// serving a proper downloader.
+/// cut off (they are not TLS), a request without a ticket (inside TLS) is
+/// refused, and the seeder keeps serving a proper downloader.
 fn seeder_refuses_garbage_and_requests_without_a_ticket(mix: Mix) {
     use p2p_proto::{FrameDecoder, Hello, PeerMsg, RejectReason, Role, Wire, encode_msg};
     use std::io::Read;
@@ -352,8 +352,13 @@ fn seeder_refuses_garbage_and_requests_without_a_ticket(mix: Mix) {
     let mut g2 = connect();
     g2.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
     assert!(closed(g2));
-    // A proper hello, then a request without a ticket: refused, then closed.
-    let mut c = connect();
+    // Inside TLS, a proper hello, then a request without a ticket:
+    // refused, then closed.
+    let id = tempfile::tempdir().unwrap();
+    let tls = runtime_common::tls::Identity::load_or_create(id.path())
+        .unwrap()
+        .tls();
+    let mut c = tls.connect_blocking(connect()).unwrap().0;
     let mut out = bytes::BytesMut::new();
     encode_msg(&Hello::new(Role::Peer), &mut out);
     encode_msg(&PeerMsg::Request { index: 0 }, &mut out);

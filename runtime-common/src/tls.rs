@@ -337,6 +337,34 @@ impl Tls {
     }
 }
 
+/// A blocking TLS client stream, for tests and tools that speak the
+/// protocol by hand (the runtimes use [`Handshake`] and [`Session`]).
+pub type ClientStream = rustls::StreamOwned<ClientConnection, std::net::TcpStream>;
+
+impl Tls {
+    /// Runs the client handshake on `stream` (blocking, bounded by the
+    /// stream's own timeouts): the stream to read and write plaintext
+    /// through, and the key the server proved it holds.
+    pub fn connect_blocking(
+        &self,
+        mut stream: std::net::TcpStream,
+    ) -> io::Result<(ClientStream, KeyId)> {
+        let name = ServerName::IpAddress(stream.peer_addr()?.ip().into());
+        let mut conn = ClientConnection::new(self.client.clone(), name).map_err(tls_err)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut stream)?;
+        }
+        while conn.wants_write() {
+            conn.write_tls(&mut stream)?;
+        }
+        let peer = match conn.peer_certificates() {
+            Some([spki]) => key_id_of(spki.as_ref()),
+            _ => return Err(io::Error::new(ErrorKind::InvalidData, "no raw public key")),
+        };
+        Ok((rustls::StreamOwned::new(conn, stream), peer))
+    }
+}
+
 /// Accepts any raw public key whose handshake signature verifies: which
 /// key is acceptable is the state machines' decision, not the TLS layer's.
 #[derive(Debug)]
