@@ -641,6 +641,75 @@ fn bad_command_lines_are_clear_errors(rt: Rt) {
     assert!(!Path::new(&c.data_dir(1)).exists());
 }
 
+/// `--fingerprint` makes the key (0600) and prints its fingerprint; the
+/// tracker prints the same at start; tracker_info.txt lines carry
+/// fingerprints (a bad one is an error naming its line); a pin in
+/// known_trackers that disagrees with tracker_info.txt stops the start
+/// with an error naming both files.
+#[test]
+fn fingerprints_are_printed_and_conflicting_pins_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Cluster::new(2, Rt::Std);
+    let run = |info: &Path, extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tracker"))
+            .arg(info)
+            .arg("1")
+            .arg("--data-dir")
+            .arg(c.data_dir(1))
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, fp, err) = run(&c.info, &["--fingerprint"]);
+    assert_eq!(code, Some(0), "{err}");
+    let fp = fp.trim().to_string();
+    assert!(
+        fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{fp:?}"
+    );
+    let key = c.data_dir(1).join("identity.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(run(&c.info, &["--fingerprint"]).1.trim(), fp, "the same key");
+
+    // Started, it says which key it is.
+    let t = c.start(1, false);
+    t.wait_line("fingerprint line", |l| l == format!("fingerprint: {fp}"));
+    drop(t);
+
+    // Tracker 2 pinned to one key in tracker_info.txt, another in known_trackers.
+    let (a, b) = ("ab".repeat(32), "cd".repeat(32));
+    let info = c.dir.path().join("pinned.txt");
+    std::fs::write(&info, format!("{}\n{} {a}\n", c.addrs[0], c.addrs[1])).unwrap();
+    std::fs::write(
+        c.data_dir(1).join("known_trackers"),
+        format!("{} {b}\n", c.addrs[1]),
+    )
+    .unwrap();
+    let (code, _, err) = run(&info, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("refusing to start"), "{err}");
+    assert!(err.contains("known_trackers") && err.contains("line 2 of"), "{err}");
+
+    // A fingerprint that is not one.
+    std::fs::write(&info, format!("{}\n{} 12ab\n", c.addrs[0], c.addrs[1])).unwrap();
+    let (code, _, err) = run(&info, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("line 2: \"12ab\" is not a key fingerprint"), "{err}");
+
+    // A key file others can read is refused, with the fix.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = run(&c.info, &["--fingerprint"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("chmod 600 {}", key.display())), "{err}");
+}
+
 mod mixed {
     use super::{Cluster, Rt, failover_then_restart, write_listed_on_the_other};
 
