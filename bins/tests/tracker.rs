@@ -554,7 +554,8 @@ fn garbage_and_a_4gib_length_prefix_close_only_that_connection(rt: Rt) {
     t.wait_stderr("exceeds the limit");
     // Plain text (no TLS at all): cut in the handshake.
     let mut text = connect_retrying(c.addrs[0]);
-    text.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    text.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     text.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     wait_closed(&mut text);
@@ -676,7 +677,11 @@ fn fingerprints_are_printed_and_conflicting_pins_refused() {
     let key = c.data_dir(1).join("identity.key");
     let mode = std::fs::metadata(&key).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    assert_eq!(run(&c.info, &["--fingerprint"]).1.trim(), fp, "the same key");
+    assert_eq!(
+        run(&c.info, &["--fingerprint"]).1.trim(),
+        fp,
+        "the same key"
+    );
 
     // Started, it says which key it is.
     let t = c.start(1, false);
@@ -695,19 +700,28 @@ fn fingerprints_are_printed_and_conflicting_pins_refused() {
     let (code, _, err) = run(&info, &[]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("refusing to start"), "{err}");
-    assert!(err.contains("known_trackers") && err.contains("line 2 of"), "{err}");
+    assert!(
+        err.contains("known_trackers") && err.contains("line 2 of"),
+        "{err}"
+    );
 
     // A fingerprint that is not one.
     std::fs::write(&info, format!("{}\n{} 12ab\n", c.addrs[0], c.addrs[1])).unwrap();
     let (code, _, err) = run(&info, &[]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("line 2: \"12ab\" is not a key fingerprint"), "{err}");
+    assert!(
+        err.contains("line 2: \"12ab\" is not a key fingerprint"),
+        "{err}"
+    );
 
     // A key file others can read is refused, with the fix.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (code, _, err) = run(&c.info, &["--fingerprint"]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains(&format!("chmod 600 {}", key.display())), "{err}");
+    assert!(
+        err.contains(&format!("chmod 600 {}", key.display())),
+        "{err}"
+    );
 }
 
 mod mixed {

@@ -46,22 +46,28 @@ pub enum PinError {
         first: usize,
         line: usize,
     },
-    #[error(
-        "tracker {n} ({addr}) has key {info_key} on {info_where}, but {known_path} \
-         pinned it to {known_key} on first contact; refusing to start. If \
-         {info_key} is the tracker's real key (check with `tracker \
-         <tracker_info.txt> {n} --fingerprint` on its host), delete the {addr} line \
-         of {known_path}; otherwise correct {info_where}"
-    )]
-    Conflict {
-        n: usize,
-        addr: SocketAddr,
-        info_key: KeyId,
-        /// Where the other key was given: "line 3 of tracker_info.txt".
-        info_where: String,
-        known_key: KeyId,
-        known_path: PathBuf,
-    },
+    #[error("{0}")]
+    Conflict(Box<PinConflict>),
+}
+
+/// A tracker pinned to one key in the configuration (`tracker_info.txt`)
+/// and to another in `known_trackers`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "tracker {n} ({addr}) has key {info_key} on {info_where}, but {known_path} \
+     pinned it to {known_key} on first contact; refusing to start. If \
+     {info_key} is the tracker's real key (check with `tracker \
+     <tracker_info.txt> {n} --fingerprint` on its host), delete the {addr} line \
+     of {known_path}; otherwise correct {info_where}"
+)]
+pub struct PinConflict {
+    pub n: usize,
+    pub addr: SocketAddr,
+    pub info_key: KeyId,
+    /// Where the other key was given: "line 3 of tracker_info.txt".
+    pub info_where: String,
+    pub known_key: KeyId,
+    pub known_path: PathBuf,
 }
 
 /// The pins of one data directory.
@@ -202,14 +208,14 @@ pub fn merge_pins(
         let given = keys.get(i).copied().flatten();
         out.push(match (given, known.get(addr)) {
             (Some(a), Some(b)) if a != b => {
-                return Err(PinError::Conflict {
+                return Err(PinError::Conflict(Box::new(PinConflict {
                     n: i + 1,
                     addr,
                     info_key: a,
                     info_where: place(i),
                     known_key: b,
                     known_path: known.path.clone(),
-                });
+                })));
             }
             (Some(a), _) => Some(a),
             (None, b) => b,
@@ -303,7 +309,14 @@ mod tests {
         .unwrap();
         let e = KnownTrackers::load(dir.path()).unwrap_err();
         assert!(
-            matches!(e, PinError::Twice { first: 2, line: 3, .. }),
+            matches!(
+                e,
+                PinError::Twice {
+                    first: 2,
+                    line: 3,
+                    ..
+                }
+            ),
             "{e}"
         );
     }
@@ -312,10 +325,8 @@ mod tests {
     fn tracker_info_and_pins_merge_and_a_conflict_names_both_files() {
         let dir = tempfile::tempdir().unwrap();
         let a = "aa".repeat(32);
-        let info = TrackerInfo::parse(&format!(
-            "127.0.0.1:1 {a}\n127.0.0.1:2\n127.0.0.1:3\n"
-        ))
-        .unwrap();
+        let info =
+            TrackerInfo::parse(&format!("127.0.0.1:1 {a}\n127.0.0.1:2\n127.0.0.1:3\n")).unwrap();
         let info_path = Path::new("tracker_info.txt");
         let mut known = KnownTrackers::load(dir.path()).unwrap();
         known.pin(addr(2), KeyId([0xcc; 32])).unwrap();
@@ -328,7 +339,7 @@ mod tests {
         known.pin(addr(1), KeyId([0xbb; 32])).unwrap();
         let e = tracker_keys(&info, info_path, &known).unwrap_err();
         let msg = e.to_string();
-        assert!(matches!(e, PinError::Conflict { n: 1, .. }), "{msg}");
+        assert!(matches!(&e, PinError::Conflict(c) if c.n == 1), "{msg}");
         assert!(msg.contains("correct line 1 of tracker_info.txt"), "{msg}");
         assert!(msg.contains("tracker_info.txt") && msg.contains("known_trackers"));
         assert!(msg.contains("refusing to start"), "{msg}");

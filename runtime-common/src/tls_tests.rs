@@ -37,7 +37,8 @@ fn a_key_others_can_read_is_refused_with_the_fix() {
         let e = Identity::load_or_create(dir.path()).unwrap_err();
         assert!(matches!(e, IdentityError::TooOpen { .. }), "{e}");
         assert!(
-            e.to_string().contains(&format!("chmod 600 {}", path.display())),
+            e.to_string()
+                .contains(&format!("chmod 600 {}", path.display())),
             "{e}"
         );
     }

@@ -40,8 +40,8 @@ use p2p_state::tracker::repl::{ReplEvent, epoch_primary, epoch_round};
 use crate::clock::Clock;
 use crate::conn::{ConnEvent, ConnId, FrameSink};
 use crate::known_trackers::{KnownTrackers, PinError, Pinner, merge_pins};
-use crate::tls::{Identity, IdentityError, Tls};
 use crate::storage::{DataDir, StorageCmd};
+use crate::tls::{Identity, IdentityError, Tls};
 
 /// Receives every event the tracker reports (after the driver logged it),
 /// on the machine's thread or task: keep it quick.
@@ -259,8 +259,7 @@ pub fn recover(opts: TrackerOptions) -> Result<Recovered, DriverError> {
         entries: rec.entries,
         resubmit: rec.resubmit,
     };
-    let tracker =
-        Tracker::recover(node, seed, clock.now(), disk).map_err(DriverError::Recover)?;
+    let tracker = Tracker::recover(node, seed, clock.now(), disk).map_err(DriverError::Recover)?;
     let addr = opts.listener.local_addr()?;
     tracing::info!(
         "tracker {id} listening on {addr}, key fingerprint {}",

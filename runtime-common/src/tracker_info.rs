@@ -214,8 +214,7 @@ mod tests {
     #[test]
     fn a_bad_fingerprint_is_named_by_line() {
         for bad in ["abc", &"g".repeat(64), &"a".repeat(63), &"a".repeat(65)] {
-            let e = TrackerInfo::parse(&format!("127.0.0.1:1\n\n127.0.0.1:2 {bad}\n"))
-                .unwrap_err();
+            let e = TrackerInfo::parse(&format!("127.0.0.1:1\n\n127.0.0.1:2 {bad}\n")).unwrap_err();
             assert!(
                 matches!(&e, TrackerInfoError::BadFingerprint { line: 3, text } if text == bad),
                 "{e}"
@@ -223,9 +222,11 @@ mod tests {
             assert!(e.to_string().starts_with("line 3: "), "{e}");
             assert!(e.to_string().contains("--fingerprint"), "{e}");
         }
-        let e = TrackerInfo::parse(&format!("127.0.0.1:1 {} extra\n", "a".repeat(64)))
-            .unwrap_err();
-        assert!(matches!(e, TrackerInfoError::ExtraText { line: 1, .. }), "{e}");
+        let e = TrackerInfo::parse(&format!("127.0.0.1:1 {} extra\n", "a".repeat(64))).unwrap_err();
+        assert!(
+            matches!(e, TrackerInfoError::ExtraText { line: 1, .. }),
+            "{e}"
+        );
     }
 
     #[test]

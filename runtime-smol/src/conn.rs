@@ -94,7 +94,10 @@ pub async fn handshake(
     };
     let late = async {
         Timer::after(timeout).await;
-        Err(io::Error::new(ErrorKind::TimedOut, "TLS handshake timed out"))
+        Err(io::Error::new(
+            ErrorKind::TimedOut,
+            "TLS handshake timed out",
+        ))
     };
     run.or(late).await?;
     hs.finish()
@@ -345,7 +348,12 @@ impl FrameSink for ConnWriter {
     }
 }
 
-async fn write_loop(stream: Stream, session: Arc<Session>, rx: Receiver<WriterMsg>, queued: QueuedLen) {
+async fn write_loop(
+    stream: Stream,
+    session: Arc<Session>,
+    rx: Receiver<WriterMsg>,
+    queued: QueuedLen,
+) {
     let mut batch = Batch::default();
     let mut out = Vec::new();
     let next = || match rx.try_recv() {
@@ -367,10 +375,13 @@ async fn write_loop(stream: Stream, session: Arc<Session>, rx: Receiver<WriterMs
             out.clear();
             session.close(&mut out);
             let mut writer = &*stream;
-            let _ = writer.write_all(&out).or(async {
-                Timer::after(WRITE_TIMEOUT).await;
-                Ok(())
-            }).await;
+            let _ = writer
+                .write_all(&out)
+                .or(async {
+                    Timer::after(WRITE_TIMEOUT).await;
+                    Ok(())
+                })
+                .await;
             break;
         }
     }
@@ -467,8 +478,16 @@ mod tests {
         }))
         .unwrap();
         let a = exec::join(a).unwrap();
-        assert_eq!(a.1.peer(), ib.key_id(), "the dialer sees the acceptor's key");
-        assert_eq!(b.1.peer(), ia.key_id(), "the acceptor sees the dialer's key");
+        assert_eq!(
+            a.1.peer(),
+            ib.key_id(),
+            "the dialer sees the acceptor's key"
+        );
+        assert_eq!(
+            b.1.peer(),
+            ia.key_id(),
+            "the acceptor sees the dialer's key"
+        );
         ((Arc::new(a.0), a.1), (Arc::new(b.0), b.1), dir)
     }
 
@@ -517,7 +536,10 @@ mod tests {
         };
         let head = Bytes::copy_from_slice(&p2p_proto::frame::frame_header(piece.len()));
         assert!(wb.send_file(head, range));
-        assert!(next(&ra) == ConnEvent::Frame(Bytes::from(piece)), "the piece");
+        assert!(
+            next(&ra) == ConnEvent::Frame(Bytes::from(piece)),
+            "the piece"
+        );
         exec::join(wa.close().unwrap());
         for i in 1..=100u8 {
             assert_eq!(
@@ -592,7 +614,10 @@ mod tests {
         assert_eq!(silent.read(&mut [0; 8]).unwrap(), 0, "cut");
         let took = t.elapsed();
         assert!(took >= TLS_HANDSHAKE_TIMEOUT, "{took:?}");
-        assert!(took < TLS_HANDSHAKE_TIMEOUT + Duration::from_secs(2), "{took:?}");
+        assert!(
+            took < TLS_HANDSHAKE_TIMEOUT + Duration::from_secs(2),
+            "{took:?}"
+        );
         assert_eq!(acceptor.running(), 0);
     }
 

@@ -155,13 +155,13 @@ impl TrackerIo for Tasks {
         let tls = self.tls.clone();
         exec::spawn(async move {
             match dial_tls(addr, &tls).await {
-                Ok((stream, session)) => opened(&tx, stream, session, addr, |conn, peer| {
-                    Input::Dialed {
+                Ok((stream, session)) => {
+                    opened(&tx, stream, session, addr, |conn, peer| Input::Dialed {
                         conn,
                         tracker,
                         peer,
-                    }
-                }),
+                    })
+                }
                 Err(e) => {
                     tracing::debug!("tracker {tracker} at {addr} unreachable: {e}");
                     let _ = tx.try_send(Msg::Input(Input::DialFailed { tracker }));

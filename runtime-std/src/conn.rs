@@ -27,9 +27,7 @@ pub use runtime_common::conn::{
     WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
 };
 use runtime_common::tls::{Handshake, TLS_READ_CHUNK_LEN};
-pub use runtime_common::tls::{
-    KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, Tls,
-};
+pub use runtime_common::tls::{KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, Tls};
 
 /// Sets the options every connection gets (no Nagle delay, a write timeout).
 pub fn prepare(stream: &TcpStream) -> io::Result<()> {
@@ -55,7 +53,11 @@ pub fn dial_tls(addr: SocketAddr, tls: &Tls) -> io::Result<(TcpStream, Arc<Sessi
 
 /// Runs `hs` over `stream`, failing with `TimedOut` if it is not done
 /// within `timeout` (a peer that connects and says nothing).
-pub fn handshake(stream: &TcpStream, mut hs: Handshake, timeout: Duration) -> io::Result<Arc<Session>> {
+pub fn handshake(
+    stream: &TcpStream,
+    mut hs: Handshake,
+    timeout: Duration,
+) -> io::Result<Arc<Session>> {
     let deadline = Instant::now() + timeout;
     let left = || {
         deadline
@@ -82,7 +84,10 @@ pub fn handshake(stream: &TcpStream, mut hs: Handshake, timeout: Duration) -> io
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                break Err(io::Error::new(ErrorKind::TimedOut, "TLS handshake timed out"));
+                break Err(io::Error::new(
+                    ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ));
             }
             Err(e) => break Err(e),
         };
@@ -351,7 +356,12 @@ impl FrameSink for ConnWriter {
     }
 }
 
-fn write_loop(mut stream: TcpStream, session: &Session, rx: Receiver<WriterMsg>, queued: &QueuedLen) {
+fn write_loop(
+    mut stream: TcpStream,
+    session: &Session,
+    rx: Receiver<WriterMsg>,
+    queued: &QueuedLen,
+) {
     let mut batch = Batch::default();
     let mut out = Vec::new();
     let next = || match rx.try_recv() {
@@ -499,8 +509,16 @@ mod tests {
         });
         let a = dial_tls(addr, &ia.tls()).unwrap();
         let b = t.join().unwrap();
-        assert_eq!(a.1.peer(), ib.key_id(), "the dialer sees the acceptor's key");
-        assert_eq!(b.1.peer(), ia.key_id(), "the acceptor sees the dialer's key");
+        assert_eq!(
+            a.1.peer(),
+            ib.key_id(),
+            "the dialer sees the acceptor's key"
+        );
+        assert_eq!(
+            b.1.peer(),
+            ia.key_id(),
+            "the acceptor sees the dialer's key"
+        );
         Pair { a, b, _dir: dir }
     }
 
@@ -553,7 +571,10 @@ mod tests {
         };
         let head = Bytes::copy_from_slice(&p2p_proto::frame::frame_header(piece.len()));
         assert!(wb.send_file(head, range));
-        assert!(next(&ra) == ConnEvent::Frame(Bytes::from(piece)), "the piece");
+        assert!(
+            next(&ra) == ConnEvent::Frame(Bytes::from(piece)),
+            "the piece"
+        );
         let _ = wa.close().map(|t| t.join());
         for i in 1..=100u8 {
             assert_eq!(
@@ -627,7 +648,10 @@ mod tests {
         let took = t.elapsed();
         assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
         assert!(took >= TLS_HANDSHAKE_TIMEOUT, "{took:?}");
-        assert!(took < TLS_HANDSHAKE_TIMEOUT + Duration::from_secs(2), "{took:?}");
+        assert!(
+            took < TLS_HANDSHAKE_TIMEOUT + Duration::from_secs(2),
+            "{took:?}"
+        );
         drop(silent);
     }
 

@@ -158,13 +158,13 @@ impl TrackerIo for Threads {
         let spawned = thread::Builder::new()
             .name(format!("dial-{tracker}"))
             .spawn(move || match dial_tls(addr, &tls) {
-                Ok((stream, session)) => opened(tx, stream, session, addr, |conn, peer| {
-                    Input::Dialed {
+                Ok((stream, session)) => {
+                    opened(tx, stream, session, addr, |conn, peer| Input::Dialed {
                         conn,
                         tracker,
                         peer,
-                    }
-                }),
+                    })
+                }
                 Err(e) => {
                     tracing::debug!("tracker {tracker} at {addr} unreachable: {e}");
                     let _ = tx.send(Msg::Input(Input::DialFailed { tracker }));
@@ -237,9 +237,14 @@ fn opened(
         return;
     }
     let rx_tx = tx.clone();
-    let r = spawn_reader(conn, stream, session, wake, FrameDecoder::default(), move |ev| {
-        rx_tx.send(Msg::Input(conn_input(conn, ev))).is_ok()
-    });
+    let r = spawn_reader(
+        conn,
+        stream,
+        session,
+        wake,
+        FrameDecoder::default(),
+        move |ev| rx_tx.send(Msg::Input(conn_input(conn, ev))).is_ok(),
+    );
     if let Err(e) = r {
         tracing::warn!("{peer}: cannot start a reader thread: {e}");
         if let Ok(s) = abort {
