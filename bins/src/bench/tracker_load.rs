@@ -1,11 +1,12 @@
-//! Tracker request rate and latency: C raw TCP connections speaking the
+//! Tracker request rate and latency: C raw TLS connections speaking the
 //! client protocol (hello, then `ClientRequest` frames; `FromTracker`
 //! answers), one request in flight each, spread over two replicating
 //! trackers. Latency is from the request's write to its response's decode.
+//! All connections present one identity, made in a temporary directory.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Barrier;
+use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -15,11 +16,26 @@ use p2p_proto::{
     UserName, Wire, encode_msg,
 };
 
+use runtime_common::tls::{ClientStream, Identity, Tls};
+
 use super::proc::Res;
+
+/// The load's TLS identity (one for the process, made in a temporary
+/// directory that is gone once the key is loaded).
+fn tls() -> Res<&'static Tls> {
+    static TLS: OnceLock<Result<Tls, String>> = OnceLock::new();
+    TLS.get_or_init(|| {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let id = Identity::load_or_create(dir.path()).map_err(|e| e.to_string())?;
+        Ok(id.tls())
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
 
 /// One client connection to a tracker.
 pub struct Conn {
-    s: TcpStream,
+    s: ClientStream,
     dec: FrameDecoder,
     buf: BytesMut,
     out: BytesMut,
@@ -36,6 +52,9 @@ impl Conn {
         s.set_nodelay(true).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(60)))
             .map_err(|e| e.to_string())?;
+        let (s, _) = tls()?
+            .connect_blocking(s)
+            .map_err(|e| format!("{addr}: TLS: {e}"))?;
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&n.to_be_bytes());
         id[8..].copy_from_slice(&u64::from(std::process::id()).to_be_bytes());
