@@ -291,6 +291,21 @@ mod tests {
     }
 
     #[test]
+    fn a_pin_tracker_output_lands_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let known = KnownTrackers::load(dir.path()).unwrap();
+        let mut pinner = Pinner::new(known, vec![addr(1), addr(2)]);
+        pinner.pin(1, KeyId([7; 32]));
+        let again = KnownTrackers::load(dir.path()).unwrap();
+        assert_eq!(
+            again.get(addr(2)),
+            Some(KeyId([7; 32])),
+            "tracker 2 = index 1"
+        );
+        assert_eq!(again.get(addr(1)), None);
+    }
+
+    #[test]
     fn bad_lines_and_double_pins_are_refused_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(KNOWN_TRACKERS_FILE);

@@ -57,8 +57,10 @@ pub use p2p_proto::KeyId;
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most handshakes a listener runs at once; a connection accepted beyond
 /// that is closed at once (each waiting handshake holds a thread on the
-/// std runtime and a socket on both).
-pub const TLS_HANDSHAKES_MAX: usize = 64;
+/// std runtime and a socket on both). Handshakes take milliseconds, so
+/// this bounds peers that connect and stall, while leaving room for a
+/// crowd of clients failing over to this tracker at the same moment.
+pub const TLS_HANDSHAKES_MAX: usize = 256;
 /// The writer encrypts about this many bytes before writing them out.
 pub const TLS_WRITE_CHUNK_LEN: usize = 256 * 1024;
 /// Ciphertext read from a socket per `read` call.
