@@ -8,6 +8,8 @@
 //! - [`known_trackers`]: tracker keys pinned on first contact;
 //! - [`listen`]: where a tracker listens (its line, or `--listen`);
 //! - [`cli`]: the client's command language and the text it prints;
+//! - [`private`]: data directories that hold secrets (0700, files 0600,
+//!   loose modes tightened at start);
 //! - [`storage`]: the tracker's data directory (op log, snapshots,
 //!   recovery) and the group-committing storage loop a driver runs on a
 //!   blocking thread.
@@ -19,6 +21,7 @@ pub mod clock;
 pub mod conn;
 pub mod known_trackers;
 pub mod listen;
+pub mod private;
 pub mod storage;
 pub mod tls;
 pub mod tracker;

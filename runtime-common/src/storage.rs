@@ -22,6 +22,10 @@
 //!   file, and keeps the records that follow the snapshot without a gap;
 //!   then the re-submission queue (what of it reads, with a warning if a
 //!   record is bad).
+//! - **Modes**: the directory is 0700 and every file in it, temporary
+//!   files included, 0600 (they hold password hashes, session tokens and
+//!   seeder keys); looser ones found at start are tightened with a warning
+//!   ([`crate::private`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -29,6 +33,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 
+use crate::private;
 use bytes::{Bytes, BytesMut};
 use p2p_proto::{Entry, LogPos};
 use p2p_state::tracker::storage::{
@@ -86,18 +91,16 @@ pub struct DataDir {
 impl DataDir {
     /// Opens (creating if needed) `dir` and reads what it holds.
     pub fn open(dir: &Path) -> io::Result<(DataDir, Recovered)> {
-        fs::create_dir_all(dir)?;
+        private::open_dir(
+            dir,
+            "the tracker's state (password hashes, session tokens, seeder keys)",
+        )?;
         for tmp in [LOG_TMP, SNAPSHOT_TMP, RESUBMIT_TMP] {
             let _ = fs::remove_file(dir.join(tmp));
         }
         let mut rec = Recovered::default();
         let base = read_snapshot(dir, &mut rec)?;
-        let mut log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(LOG))?;
+        let mut log = private::open_rw(&dir.join(LOG))?;
         let mut buf = Vec::new();
         log.read_to_end(&mut buf)?;
         let scan = decode_log(&buf);
@@ -133,7 +136,7 @@ impl DataDir {
                 rec.dropped,
                 base.index
             );
-            fs::write(d.path(LOG_BAD), &buf[..scan.valid_len])?;
+            private::write(&d.path(LOG_BAD), &buf[..scan.valid_len])?;
             d.replace_log(&buf[start as usize..end as usize])?;
         }
         d.records = run
@@ -332,7 +335,7 @@ fn follow_on(base: LogPos, entries: &[Entry]) -> Range<usize> {
 
 /// Writes `bytes` to `tmp`, fsyncs it, renames it to `name`, fsyncs `dir`.
 fn write_durably(dir: &Path, tmp: &str, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let mut f = File::create(dir.join(tmp))?;
+    let mut f = private::create(&dir.join(tmp))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);

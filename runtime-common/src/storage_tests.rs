@@ -1,11 +1,12 @@
 //! The data directory on a real file system: appends and reopen, torn
 //! tails, replaced suffixes, snapshots with and without a log reset, a crash
 //! between the snapshot and log renames, a corrupt snapshot, and the
-//! storage thread's group commit.
+//! storage thread's group commit; the modes of the directory and its files.
 
 use super::*;
 use p2p_proto::{Op, OpKind};
 use p2p_state::tracker::state::TrackerState;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -217,4 +218,100 @@ fn the_storage_thread_batches_and_reports_the_highest_index() {
     t.join().unwrap().unwrap();
     let (_, rec) = DataDir::open(tmp.path()).unwrap();
     assert_eq!(rec.entries.len(), 50);
+}
+
+/// Every file's mode in `dir` (none may be missing from the check).
+fn modes(dir: &Path) -> Vec<(String, u32)> {
+    let mut v: Vec<(String, u32)> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, private::mode_of(&e.path()).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Fills `dir` with every kind of file the tracker keeps: log, snapshot,
+/// re-submission queue, and a set-aside `log.bad`.
+fn every_file(dir: &Path) {
+    let (mut d, _) = DataDir::open(dir).unwrap();
+    d.append(1, &entries(1, 1..=5)).unwrap();
+    d.sync().unwrap();
+    let at = LogPos { epoch: 1, index: 3 };
+    d.write_snapshot(at, &state_bytes(at), false).unwrap();
+    d.write_resubmit(&entries(1, 6..=6)).unwrap();
+    drop(d);
+    // A log that does not follow on from the snapshot: set aside.
+    private::write(&dir.join("log"), &{
+        let mut b = BytesMut::new();
+        for e in entries(1, 1..=5) {
+            encode_record(&e, &mut b);
+        }
+        b
+    })
+    .unwrap();
+    let (_, rec) = DataDir::open(dir).unwrap();
+    assert!(rec.dropped > 0 && dir.join("log.bad").exists());
+}
+
+/// The files hold password hashes, tokens and seeder keys: with the usual
+/// umask (022, which leaves files 0644), the directory is still 0700 and
+/// every file in it 0600, those made by a rename from a temporary file
+/// included.
+#[test]
+fn a_new_data_dir_and_every_file_in_it_are_owner_only() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tracker-1");
+    every_file(&dir);
+    assert_eq!(private::mode_of(&dir).unwrap(), 0o700);
+    let m = modes(&dir);
+    let names: Vec<&str> = m.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["log", "log.bad", "resubmit", "snapshot"]);
+    for (name, mode) in m {
+        assert_eq!(mode, 0o600, "{name}");
+    }
+}
+
+/// A directory left 0755 with 0644 files (by an older version, or by
+/// hand) is tightened when the tracker opens it, and still recovers.
+#[test]
+fn loose_modes_found_at_start_are_tightened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    every_file(dir);
+    for (name, _) in modes(dir) {
+        fs::set_permissions(dir.join(name), fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let (d, rec) = DataDir::open(dir).unwrap();
+    assert_eq!(private::mode_of(dir).unwrap(), 0o700);
+    for (name, mode) in modes(dir) {
+        assert_eq!(mode, 0o600, "{name}");
+    }
+    assert_eq!(d.last_index(), 5);
+    assert_eq!(indices(&rec.entries), [4, 5]);
+    assert_eq!(indices(&rec.resubmit), [6]);
+}
+
+/// A temporary file that others could read (left there while the tracker
+/// runs) is made 0600 before the secrets go in, so the renamed file is too.
+#[test]
+fn a_loose_temporary_file_is_tightened_before_it_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut d, _) = DataDir::open(tmp.path()).unwrap();
+    d.append(1, &entries(1, 1..=3)).unwrap();
+    for t in ["snapshot.tmp", "log.tmp", "resubmit.tmp"] {
+        fs::write(tmp.path().join(t), b"stale").unwrap();
+        fs::set_permissions(tmp.path().join(t), fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    let at = LogPos { epoch: 1, index: 2 };
+    d.write_snapshot(at, &state_bytes(at), false).unwrap();
+    d.write_resubmit(&entries(1, 4..=4)).unwrap();
+    for f in ["snapshot", "log", "resubmit"] {
+        assert_eq!(private::mode_of(&tmp.path().join(f)).unwrap(), 0o600, "{f}");
+    }
 }
