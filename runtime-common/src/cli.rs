@@ -5,6 +5,11 @@
 //! Command names and argument orders are the seed's. Arguments are split
 //! like a shell does (`shell-words`), so a file name with spaces can be
 //! quoted: `download_file g1 "my file.txt" ~/Downloads`.
+//!
+//! Passwords: `login <user>` and `create_user <user>` without the password
+//! parse as [`CliCommand::AskPassword`] (the interactive client asks for it
+//! without echo, a script gets [`no_password_error`]); a line for which
+//! [`carries_password`] holds is never kept in a history.
 
 use std::path::PathBuf;
 
@@ -30,6 +35,13 @@ pub enum CliCommand {
         /// existing file is never overwritten.
         force: bool,
     },
+    /// `login <user>` or `create_user <user>` typed without the password:
+    /// it is asked for without echo, then [`with_password`] makes the
+    /// request.
+    AskPassword {
+        user: UserName,
+        create: bool,
+    },
     ShowDownloads,
     WaitDownloads {
         seconds: Option<u64>,
@@ -43,8 +55,8 @@ pub enum CliCommand {
 
 /// Every command with its arguments, for `help` and error messages.
 pub const USAGE: &[(&str, &str)] = &[
-    ("create_user", "<user> <password>"),
-    ("login", "<user> <password>"),
+    ("create_user", "<user> [password]"),
+    ("login", "<user> [password]"),
     ("logout", ""),
     ("create_group", "<group>"),
     ("join_group", "<group>"),
@@ -90,23 +102,19 @@ pub fn parse_line(line: &str) -> Result<CliCommand, String> {
     let user = |s: &str| UserName::new(s).map_err(|e| e.to_string());
     let group = |s: &str| GroupName::new(s).map_err(|e| e.to_string());
     let file = |s: &str| FileName::new(s).map_err(|e| e.to_string());
-    let password = |s: &str| Password::new(s).map_err(|e| e.to_string());
     use Request::*;
     let t = CliCommand::Tracker;
     Ok(match cmd.as_str() {
-        "create_user" => {
-            want(2)?;
-            t(CreateUser {
-                user: user(a[0])?,
-                password: password(a[1])?,
-            })
-        }
-        "login" => {
-            want(2)?;
-            t(Login {
-                user: user(a[0])?,
-                password: password(a[1])?,
-            })
+        "create_user" | "login" => {
+            let create = cmd == "create_user";
+            match a.as_slice() {
+                [u] => CliCommand::AskPassword {
+                    user: user(u)?,
+                    create,
+                },
+                [u, p] => with_password(user(u)?, create, p)?,
+                _ => return Err(usage(cmd)),
+            }
         }
         "logout" => {
             want(0)?;
@@ -218,12 +226,56 @@ pub fn parse_line(line: &str) -> Result<CliCommand, String> {
     })
 }
 
+/// The request of `login` (`create: false`) or `create_user` with the
+/// password given.
+pub fn with_password(user: UserName, create: bool, password: &str) -> Result<CliCommand, String> {
+    let password = Password::new(password).map_err(|e| e.to_string())?;
+    Ok(CliCommand::Tracker(match create {
+        true => Request::CreateUser { user, password },
+        false => Request::Login { user, password },
+    }))
+}
+
+/// What a script that left the password out is told.
+pub fn no_password_error(create: bool) -> String {
+    let cmd = if create { "create_user" } else { "login" };
+    format!(
+        "{cmd}: no password given, and the input is not a terminal to ask for one; {}",
+        usage(cmd)
+    )
+}
+
+/// Whether `line` may hold a password, so that it must not be kept in a
+/// history: two or more arguments follow a first word that is `login` or
+/// `create_user` (in any case, with `-` for `_` or without it, quoted or
+/// not), or that is no command at all (a mistyped `login`). Errs on the
+/// side of forgetting a line: one that cannot be split like a shell is
+/// split at white space.
+pub fn carries_password(line: &str) -> bool {
+    let words = shell_words::split(line)
+        .unwrap_or_else(|_| line.split_whitespace().map(str::to_owned).collect());
+    let Some((cmd, args)) = words.split_first() else {
+        return false;
+    };
+    let plain = |c: &str| -> String {
+        c.chars()
+            .filter(|c| !matches!(c, '_' | '-' | '"' | '\'' | '\\'))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let cmd = plain(cmd);
+    let known = USAGE.iter().any(|(c, _)| plain(c) == cmd) || cmd == "quit";
+    let secret = matches!(cmd.as_str(), "login" | "createuser") || !known;
+    secret && args.iter().filter(|a| !a.trim().is_empty()).count() >= 2
+}
+
 /// The help text.
 pub fn help() -> String {
     let mut s = String::from("commands:\n");
     for (c, args) in USAGE {
         s.push_str(&format!("  {c} {args}\n"));
     }
+    s.push_str("  (typed without the password, login and create_user ask for it without echo)\n");
     s
 }
 
@@ -462,8 +514,12 @@ mod tests {
     #[test]
     fn errors_say_what_to_do() {
         assert_eq!(
-            parse_line("login alice").unwrap_err(),
-            "usage: login <user> <password>"
+            parse_line("login").unwrap_err(),
+            "usage: login <user> [password]"
+        );
+        assert_eq!(
+            parse_line("create_user a b c").unwrap_err(),
+            "usage: create_user <user> [password]"
         );
         assert_eq!(parse_line("logout now").unwrap_err(), "usage: logout");
         assert!(parse_line("fly").unwrap_err().contains("type help"));
@@ -477,6 +533,78 @@ mod tests {
                 .unwrap_err()
                 .contains("not a number")
         );
+    }
+
+    /// Without the password, login and create_user ask for it; with it,
+    /// the request is the same as the seed's one-line form.
+    #[test]
+    fn a_missing_password_is_asked_for() {
+        let alice = UserName::new("alice").unwrap();
+        assert_eq!(
+            parse_line("login alice").unwrap(),
+            CliCommand::AskPassword {
+                user: alice.clone(),
+                create: false
+            }
+        );
+        assert_eq!(
+            parse_line("create_user alice").unwrap(),
+            CliCommand::AskPassword {
+                user: alice.clone(),
+                create: true
+            }
+        );
+        assert_eq!(
+            with_password(alice.clone(), false, "pw").unwrap(),
+            parse_line("login alice pw").unwrap()
+        );
+        assert_eq!(
+            with_password(alice.clone(), true, "pw").unwrap(),
+            parse_line("create_user alice pw").unwrap()
+        );
+        assert!(with_password(alice, false, "").is_err());
+        let e = no_password_error(false);
+        assert!(e.contains("not a terminal") && e.ends_with("usage: login <user> [password]"));
+    }
+
+    /// No spelling of a line with a password may reach a history.
+    #[test]
+    fn lines_with_a_password_are_recognised() {
+        for line in [
+            "login alice s3cret",
+            "  login   alice   s3cret  ",
+            "\tlogin\talice\ts3cret",
+            "LOGIN alice s3cret",
+            "Login alice s3cret",
+            "create_user bob hunter2",
+            "CREATE_USER bob hunter2",
+            "create-user bob hunter2",
+            "createuser bob hunter2",
+            "\"login\" alice s3cret",
+            "login alice \"my secret words\"",
+            "login alice 'unclosed quote",
+            "login alice s3cret extra",
+            "lgoin alice s3cret",
+            "logn alice s3cret",
+        ] {
+            assert!(carries_password(line), "{line:?}");
+        }
+        for line in [
+            "login alice",
+            "login",
+            "create_user bob",
+            "logout",
+            "list_groups",
+            "join_group login",
+            "download_file g login x",
+            "accept_request g alice",
+            "LIST_FILES g",
+            "lgoin alice",
+            "",
+            "   ",
+        ] {
+            assert!(!carries_password(line), "{line:?}");
+        }
     }
 
     #[test]

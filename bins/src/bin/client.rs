@@ -7,11 +7,14 @@
 //!
 //! Interactive (stdin is a terminal): a prompt with line editing and
 //! history; background news (failover, a finished download) is printed
-//! above the prompt. Non-interactive (a file or a pipe): each line runs as
-//! soon as it arrives, in order, no prompt; results on stdout, errors on
-//! stderr as one line starting `error:`; at `exit` or end of input the exit
-//! status is 1 if any command failed, else 0. Nothing is waited for at
-//! exit: use `wait_downloads` or `serve`.
+//! above the prompt. `login <user>` and `create_user <user>` typed without
+//! the password ask for it without echo; a line carrying a password never
+//! enters the history, in memory or in its file (`DATA_DIR/history`,
+//! 0600). Non-interactive (a file or a pipe): each line runs as soon as it
+//! arrives, in order, no prompt; results on stdout, errors on stderr as one
+//! line starting `error:` (a login without its password is one); at `exit`
+//! or end of input the exit status is 1 if any command failed, else 0.
+//! Nothing is waited for at exit: use `wait_downloads` or `serve`.
 //!
 //! Every connection is TLS 1.3: the client's key is `identity.key` in its
 //! data directory (made on first start); it prints `fingerprint: <hex>`
@@ -37,6 +40,7 @@ use runtime_common::TrackerInfo;
 use runtime_common::cli::{self, CliCommand};
 use runtime_common::client::{self, ClientHandle, ClientOptions};
 use runtime_common::tls::Identity;
+use rustyline::history::{DefaultHistory, History};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::EnvFilter;
 
@@ -200,7 +204,7 @@ fn interactive_loop(
     use rustyline::error::ReadlineError;
     let mut rl =
         rustyline::DefaultEditor::new().map_err(|e| format!("cannot open the terminal: {e}"))?;
-    let _ = rl.load_history(history);
+    load_history(rl.history_mut(), history);
     match rl.create_external_printer() {
         Ok(mut printer) => print_events(events, move |line| {
             let _ = printer.print(line);
@@ -211,10 +215,8 @@ fn interactive_loop(
     loop {
         match rl.readline("> ") {
             Ok(line) => {
-                if !line.trim().is_empty() {
-                    let _ = rl.add_history_entry(line.as_str());
-                }
-                match execute(handle, &line) {
+                remember(rl.history_mut(), &line);
+                match execute(handle, &line, true) {
                     Ok(Flow::Exit) => break,
                     Ok(Flow::Continue) => {}
                     Err(e) => {
@@ -227,8 +229,68 @@ fn interactive_loop(
             Err(_) => break,
         }
     }
-    let _ = rl.save_history(history);
+    save_history(rl.history_mut(), history);
     Ok(all_ok)
+}
+
+/// Adds a typed line to the history, unless it is blank or may carry a
+/// password ([`cli::carries_password`]).
+fn remember(h: &mut DefaultHistory, line: &str) {
+    if !line.trim().is_empty() && !cli::carries_password(line) {
+        let _ = h.add(line);
+    }
+}
+
+/// Loads the history file without the lines that may carry a password
+/// (older versions kept them); if it had any, it is rewritten at once
+/// without them.
+fn load_history(h: &mut DefaultHistory, path: &Path) {
+    if h.load(path).is_err() {
+        return;
+    }
+    let lines: Vec<String> = h.iter().cloned().collect();
+    if !lines.iter().any(|l| cli::carries_password(l)) {
+        return;
+    }
+    let _ = h.clear();
+    for l in &lines {
+        remember(h, l);
+    }
+    match h.is_empty() {
+        true => {
+            let _ = std::fs::remove_file(path);
+        }
+        false => save_history(h, path),
+    }
+}
+
+/// Saves the history file, 0600 (rustyline creates it so; an older,
+/// looser file is tightened too).
+fn save_history(h: &mut DefaultHistory, path: &Path) {
+    if let Err(e) = h.save(path) {
+        eprintln!(
+            "note: could not save the history in {}: {e}",
+            path.display()
+        );
+    }
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = runtime_common::private::restrict(&f);
+    }
+}
+
+/// Asks for a password on the terminal without echo; a new user's twice.
+fn ask_password(user: &p2p_proto::UserName, create: bool) -> Result<String, String> {
+    let err = |e: std::io::Error| format!("cannot read the password from the terminal: {e}");
+    let pw = rpassword::prompt_password(format!("password for {user}: ")).map_err(err)?;
+    if create {
+        let again = rpassword::prompt_password("the same password again: ").map_err(err)?;
+        if again != pw {
+            return Err(
+                "the two passwords differ; nothing was sent (run create_user again)".into(),
+            );
+        }
+    }
+    Ok(pw)
 }
 
 /// The line shown for background news, if any.
@@ -272,7 +334,7 @@ fn command_loop(handle: &ClientHandle) -> bool {
             Ok(0) | Err(_) => return all_ok,
             Ok(_) => {}
         }
-        match execute(handle, &line) {
+        match execute(handle, &line, false) {
             Ok(Flow::Exit) => return all_ok,
             Ok(Flow::Continue) => {}
             Err(e) => {
@@ -288,9 +350,17 @@ enum Flow {
     Exit,
 }
 
-fn execute(handle: &ClientHandle, line: &str) -> Result<Flow, String> {
-    let cmd = cli::parse_line(line)?;
+/// Runs one line; `interactive`: a missing password may be asked for.
+fn execute(handle: &ClientHandle, line: &str, interactive: bool) -> Result<Flow, String> {
+    let cmd = match cli::parse_line(line)? {
+        CliCommand::AskPassword { user, create } if interactive => {
+            let pw = ask_password(&user, create)?;
+            cli::with_password(user, create, &pw)?
+        }
+        cmd => cmd,
+    };
     let machine_cmd = match &cmd {
+        CliCommand::AskPassword { create, .. } => return Err(cli::no_password_error(*create)),
         CliCommand::Nothing => return Ok(Flow::Continue),
         CliCommand::Exit => return Ok(Flow::Exit),
         CliCommand::Help => {
@@ -435,4 +505,82 @@ fn serve(handle: &ClientHandle) -> Result<(), String> {
         let _ = handle.run(Command::Tracker(p2p_proto::Request::Logout));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the history holds in memory.
+    fn lines(h: &DefaultHistory) -> Vec<String> {
+        h.iter().cloned().collect()
+    }
+
+    /// A line with a password never enters the history in memory; the
+    /// same command without it does.
+    #[test]
+    fn lines_with_a_password_are_not_remembered() {
+        let mut h = DefaultHistory::new();
+        for l in [
+            "login alice s3cret",
+            "  LOGIN  alice  s3cret",
+            "create_user bob hunter2",
+            "login alice",
+            "",
+            "list_groups",
+        ] {
+            remember(&mut h, l);
+        }
+        assert_eq!(lines(&h), ["login alice", "list_groups"]);
+    }
+
+    /// A history file an older version wrote, with passwords in it and
+    /// mode 0644, is rewritten without them and 0600 as soon as it is
+    /// loaded; one with nothing else in it is removed.
+    #[test]
+    fn an_old_history_file_loses_its_passwords_at_load() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history");
+        let mut old = DefaultHistory::new();
+        for l in ["list_groups", "login alice s3cret", "join_group g"] {
+            old.add(l).unwrap();
+        }
+        old.save(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut h = DefaultHistory::new();
+        load_history(&mut h, &path);
+        assert_eq!(lines(&h), ["list_groups", "join_group g"]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("join_group g"), "{text}");
+        let mode = runtime_common::private::mode_of(&path).unwrap();
+        assert_eq!(mode, 0o600);
+
+        let mut only = DefaultHistory::new();
+        only.add("create_user bob hunter2").unwrap();
+        only.save(&path).unwrap();
+        let mut h = DefaultHistory::new();
+        load_history(&mut h, &path);
+        assert!(h.is_empty() && !path.exists());
+    }
+
+    /// The history written at exit is 0600 even over a looser file.
+    #[test]
+    fn the_history_file_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut h = DefaultHistory::new();
+        remember(&mut h, "list_groups");
+        save_history(&mut h, &path);
+        assert_eq!(runtime_common::private::mode_of(&path).unwrap(), 0o600);
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("list_groups")
+        );
+    }
 }

@@ -22,7 +22,8 @@
 //! - the share table (`DATA_DIR/shares`, format in
 //!   [`p2p_state::client::shares`]): loaded at start (a damaged one is set
 //!   aside as `shares.damaged`, never half-read), saved after a share
-//!   succeeds.
+//!   succeeds, through a temporary file, both 0600 (the data directory's
+//!   rule, [`crate::private`]).
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -240,7 +241,8 @@ pub fn shares_bytes(node: &ClientNode, paths: &Mutex<Paths>) -> Vec<u8> {
 
 fn save_shares(dir: &Path, bytes: &[u8]) {
     let tmp = dir.join(format!("{SHARES_FILE}.tmp"));
-    if let Err(e) = fs::write(&tmp, bytes).and_then(|_| fs::rename(&tmp, dir.join(SHARES_FILE))) {
+    let written = crate::private::write(&tmp, bytes);
+    if let Err(e) = written.and_then(|_| fs::rename(&tmp, dir.join(SHARES_FILE))) {
         tracing::warn!(
             "could not save the share table in {}: {e}; shares will not be re-announced after a restart",
             dir.display()
@@ -1080,6 +1082,25 @@ mod tests {
         let loaded: Vec<_> = paths.lock().unwrap().shares.values().cloned().collect();
         assert_eq!(loaded, vec![(path, group)]);
         assert_eq!(b.shares().count(), 1);
+    }
+
+    /// The share table (where this client's files are) and its temporary
+    /// file are 0600 with the usual umask, even over a loose stale
+    /// temporary file.
+    #[test]
+    fn the_share_table_is_owner_only() {
+        rustix::process::umask(Mode::from_raw_mode(0o022));
+        let dir = tempfile::tempdir().unwrap();
+        let (a, paths) = (node(), Arc::new(Mutex::new(Paths::new())));
+        save_shares(dir.path(), &shares_bytes(&a, &paths));
+        let mode = |n: &str| crate::private::mode_of(&dir.path().join(n)).unwrap();
+        assert_eq!(mode(SHARES_FILE), 0o600);
+        fs::remove_file(dir.path().join(SHARES_FILE)).unwrap();
+        let tmp = dir.path().join(format!("{SHARES_FILE}.tmp"));
+        fs::write(&tmp, b"stale").unwrap();
+        fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        save_shares(dir.path(), &shares_bytes(&a, &paths));
+        assert_eq!(mode(SHARES_FILE), 0o600);
     }
 
     /// A damaged table, and one in the old line format, are set aside as

@@ -290,6 +290,10 @@ impl Prepared {
 /// Loads (or makes) the identity in the data directory, binds the seeder
 /// port, builds the machine and loads the share table.
 pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
+    crate::private::open_dir(
+        &opts.data_dir,
+        "the client's share table, command history and identity",
+    )?;
     let identity = Identity::load_or_create(&opts.data_dir).map_err(io::Error::other)?;
     let known = KnownTrackers::load(&opts.data_dir).map_err(io::Error::other)?;
     let listener = TcpListener::bind(opts.listen)?;
