@@ -1,6 +1,8 @@
 //! What the p2p figures are compared with, measured in the same run: nginx
-//! serving the file to curl, a bare single-stream loopback copy written
-//! here, `openssl dgst -sha1` and `sha1sum`. Also the test file itself.
+//! serving the file to curl over plain HTTP and over HTTPS (TLS 1.3,
+//! AES-GCM, a self-signed certificate made in the run), a bare
+//! single-stream loopback copy written here, `openssl dgst -sha1` and
+//! `sha1sum`. Also the test file itself.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -161,22 +163,93 @@ pub fn apt_install(packages: &[&str], log: &Path) -> Res<()> {
 }
 
 /// nginx in the foreground, one process, private prefix and config,
-/// serving `root` on a free loopback port. Killed (and its files removed)
-/// when dropped.
+/// serving `root` on a free loopback port over HTTP and, when a
+/// certificate could be made, on another over HTTPS. Killed (and its
+/// files, the key included, removed) when dropped.
 pub struct Nginx {
     pub port: u16,
+    /// The HTTPS side, or why there is none.
+    pub https: Res<Https>,
     _proc: Proc,
     _dir: WorkDir,
 }
 
+/// nginx's HTTPS listener: TLS 1.3 only, AES-128-GCM preferred (the
+/// suite our own channels prefer), no session tickets; its self-signed
+/// certificate, which curl is told to trust.
+#[derive(Clone, Debug)]
+pub struct Https {
+    pub port: u16,
+    pub cert: PathBuf,
+}
+
+/// The TLS 1.3 suites nginx offers, in its order of preference (the
+/// order of our own channels, TLS-CONTRACT.md).
+const TLS13_SUITES: &str =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
+/// Makes a self-signed P-256 certificate for 127.0.0.1 in `dir` with
+/// `openssl req`: (certificate, key) paths.
+pub fn make_cert(openssl: &Path, dir: &Path) -> Res<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new(openssl)
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("openssl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "openssl req failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok((cert, key))
+}
+
 impl Nginx {
-    pub fn start(nginx: &Path, root: &Path, base: &Path) -> Res<Nginx> {
+    /// `openssl`: the tool that makes the HTTPS side's certificate (none:
+    /// no HTTPS side).
+    pub fn start(nginx: &Path, root: &Path, base: &Path, openssl: Res<&Path>) -> Res<Nginx> {
         let dir = WorkDir::new(base, "nginx")?;
         let d = dir.path();
         let port = free_port()?;
         for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
             std::fs::create_dir_all(d.join(sub)).map_err(|e| e.to_string())?;
         }
+        let https = openssl.and_then(|o| {
+            let (cert, key) = make_cert(o, d)?;
+            Ok((free_port()?, cert, key))
+        });
+        let tls_server = match &https {
+            Ok((tls_port, cert, key)) => format!(
+                "\x20 server {{\n\
+                 \x20   listen 127.0.0.1:{tls_port} ssl;\n\
+                 \x20   ssl_certificate {cert};\n\
+                 \x20   ssl_certificate_key {key};\n\
+                 \x20   ssl_protocols TLSv1.3;\n\
+                 \x20   ssl_conf_command Ciphersuites {TLS13_SUITES};\n\
+                 \x20   ssl_prefer_server_ciphers on;\n\
+                 \x20   ssl_session_tickets off;\n\
+                 \x20   root {root};\n\
+                 \x20 }}\n",
+                cert = cert.display(),
+                key = key.display(),
+                root = root.display(),
+            ),
+            Err(_) => String::new(),
+        };
         let conf = format!(
             "daemon off;\n\
              master_process off;\n\
@@ -198,6 +271,7 @@ impl Nginx {
              \x20   listen 127.0.0.1:{port};\n\
              \x20   root {root};\n\
              \x20 }}\n\
+             {tls_server}\
              }}\n",
             d = d.display(),
             root = root.display(),
@@ -236,19 +310,29 @@ impl Nginx {
         }
         Ok(Nginx {
             port,
+            https: https.map(|(port, cert, _)| Https { port, cert }),
             _proc: proc,
             _dir: dir,
         })
     }
 }
 
-/// `curl` fetching `name` from nginx into `dest`: seconds from start to exit.
-pub fn curl(curl: &Path, port: u16, name: &str, dest: &Path) -> Res<f64> {
+/// `curl` fetching `name` from nginx into `dest`, over HTTPS (TLS 1.3,
+/// trusting only nginx's certificate) when `https` is given: seconds from
+/// start to exit.
+pub fn curl(curl: &Path, port: u16, https: Option<&Https>, name: &str, dest: &Path) -> Res<f64> {
+    let mut cmd = Command::new(curl);
+    cmd.args(["-sS", "--fail", "--noproxy", "*", "-o"])
+        .arg(dest);
+    match https {
+        None => cmd.arg(format!("http://127.0.0.1:{port}/{name}")),
+        Some(h) => cmd
+            .args(["--tlsv1.3", "--cacert"])
+            .arg(&h.cert)
+            .arg(format!("https://127.0.0.1:{}/{name}", h.port)),
+    };
     let t0 = Instant::now();
-    let out = Command::new(curl)
-        .args(["-sS", "--fail", "--noproxy", "*", "-o"])
-        .arg(dest)
-        .arg(format!("http://127.0.0.1:{port}/{name}"))
+    let out = cmd
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("curl: {e}"))?;

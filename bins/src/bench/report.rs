@@ -17,7 +17,10 @@ pub struct Download {
     pub size: u64,
     pub seeders: usize,
     pub p2p: Fig<Vec<DlRun>>,
+    /// nginx -> curl over plain HTTP.
     pub curl: Fig<Vec<f64>>,
+    /// nginx -> curl over HTTPS (TLS 1.3, AES-GCM).
+    pub https: Fig<Vec<f64>>,
     pub bare: Fig<Vec<f64>>,
 }
 
@@ -238,18 +241,34 @@ fn download_rows(t: &mut Table, d: &Download) {
         .map(|v| v.iter().map(|r| r.secs).collect())
         .map_err(Clone::clone);
     timed_row(t, "p2p download", d.size, &p2p_times, "");
-    timed_row(t, "nginx -> curl", d.size, &d.curl, "");
+    timed_row(
+        t,
+        "nginx -> curl, https",
+        d.size,
+        &d.https,
+        "(TLS 1.3, AES-GCM)",
+    );
+    timed_row(t, "nginx -> curl, http", d.size, &d.curl, "");
     timed_row(t, "bare loopback copy", d.size, &d.bare, "");
     let (pa, pb) = fw(&p2p_times);
+    let (ha, hb) = fw(&d.https);
     let (ca, cb) = fw(&d.curl);
     let (ba, bb) = fw(&d.bare);
     if p2p_times.is_ok() {
+        if d.https.is_ok() {
+            t.row(
+                "p2p / https curl",
+                &fmt_ratio(ratio(pa, ha)),
+                &fmt_ratio(ratio(pb, hb)),
+                "target <= 0.80x",
+            );
+        }
         if d.curl.is_ok() {
             t.row(
-                "p2p / curl",
+                "p2p / http curl",
                 &fmt_ratio(ratio(pa, ca)),
                 &fmt_ratio(ratio(pb, cb)),
-                "target <= 0.80x",
+                "(plain HTTP: what encryption costs)",
             );
         }
         if d.bare.is_ok() {
@@ -589,6 +608,7 @@ impl Report {
                     .map_err(Clone::clone);
                 let (pa, pb) = fw(&p2p_times);
                 let (ca, cb) = fw(&d.curl);
+                let (ha, hb) = fw(&d.https);
                 let (ba, bb) = fw(&d.bare);
                 o.push((
                     "download",
@@ -604,9 +624,12 @@ impl Report {
                             },
                         ),
                         ("curl", timed(&d.curl)),
+                        ("https_curl", timed(&d.https)),
                         ("bare_copy", timed(&d.bare)),
                         ("ratio_curl_first", opt(ratio(pa, ca))),
                         ("ratio_curl_warm", opt(ratio(pb, cb))),
+                        ("ratio_https_curl_first", opt(ratio(pa, ha))),
+                        ("ratio_https_curl_warm", opt(ratio(pb, hb))),
                         ("ratio_bare_first", opt(ratio(pa, ba))),
                         ("ratio_bare_warm", opt(ratio(pb, bb))),
                     ]),

@@ -3,8 +3,10 @@
 //! same run, and prints a table (plus JSON with `--json`).
 //!
 //! 1. Download: a cached file of random bytes shared by S seeders,
-//!    downloaded to disk by one leecher; against nginx → curl and a bare
-//!    single-stream loopback copy.
+//!    downloaded to disk by one leecher; against nginx → curl over HTTPS
+//!    (TLS 1.3, AES-GCM, a self-signed certificate made in the run with
+//!    `openssl req`) and over plain HTTP, and a bare single-stream
+//!    loopback copy.
 //! 2. Hashing: `upload_file` against `openssl dgst -sha1` and `sha1sum`.
 //! 3. Memory: the leecher's peak RSS for the file and a 4 GiB one.
 //! 4. Tracker: rate and latency of reads and writes from C raw-protocol
@@ -286,6 +288,14 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
         (Ok(_), Ok(_)) => Ok(Vec::new()),
         (Err(e), _) | (_, Err(e)) => Err(format!("skipped: {e}")),
     };
+    let mut https: Fig<Vec<f64>> = match (&curl, cx.nginx) {
+        (Ok(_), Ok(n)) => match &n.https {
+            Ok(_) => Ok(Vec::new()),
+            Err(e) => Err(format!("skipped: {e}")),
+        },
+        (Err(e), _) => Err(e.clone()),
+        (_, Err(e)) => Err(format!("skipped: {e}")),
+    };
     let mut bare = Ok(Vec::new());
     for k in 0..cx.runs {
         eprintln!("p2p-bench: [{}] download, run {}", sw.bins.runtime, k + 1);
@@ -293,15 +303,20 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
         // others on warm memory (see `baseline::Memory`).
         let state = if k == 0 { Memory::Cold } else { Memory::Warm };
         let prepare = || baseline::prepare_memory(state, dir.path(), cx.size);
-        if let (Ok(c), Ok(n), Ok(_)) = (&cx.tools.curl, cx.nginx, &curl) {
-            prepare()?;
-            let r = baseline::curl(c, n.port, &name, &dest);
-            let r = r.and_then(|s| match std::fs::metadata(&dest).map(|m| m.len()) {
-                Ok(len) if len == cx.size => Ok(s),
-                other => Err(format!("curl wrote {other:?} bytes, expected {}", cx.size)),
-            });
-            let _ = std::fs::remove_file(&dest);
-            push_run(&mut curl, r);
+        if let (Ok(c), Ok(n)) = (&cx.tools.curl, cx.nginx) {
+            for (fig, tls) in [(&mut https, n.https.as_ref().ok()), (&mut curl, None)] {
+                if fig.is_err() {
+                    continue;
+                }
+                prepare()?;
+                let r = baseline::curl(c, n.port, tls, &name, &dest);
+                let r = r.and_then(|s| match std::fs::metadata(&dest).map(|m| m.len()) {
+                    Ok(len) if len == cx.size => Ok(s),
+                    other => Err(format!("curl wrote {other:?} bytes, expected {}", cx.size)),
+                });
+                let _ = std::fs::remove_file(&dest);
+                push_run(fig, r);
+            }
         }
         prepare()?;
         push_run(&mut bare, baseline::bare_copy(cx.file, &dest));
@@ -315,7 +330,11 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
         }
         let _ = std::fs::remove_file(&dest);
     }
-    for (what, f) in [("curl", &curl), ("bare copy", &bare)] {
+    for (what, f) in [
+        ("curl", &curl),
+        ("https curl", &https),
+        ("bare copy", &bare),
+    ] {
         if let Err(e) = f
             && !e.starts_with("skipped")
         {
@@ -330,6 +349,7 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
         seeders: cx.args.seeders,
         p2p,
         curl,
+        https,
         bare,
     })
 }
@@ -533,9 +553,16 @@ fn run(args: &Args) -> Res<Report> {
     let tools = tools(args.no_install, &setup.path().join("apt.log"));
     let file = baseline::cached_file(&dirs.cache, args.size)?;
     let nginx = match &tools.nginx {
-        Ok(p) => Nginx::start(p, &dirs.cache, &dirs.bench),
+        Ok(p) => {
+            let openssl = tools.openssl.as_deref().map_err(Clone::clone);
+            Nginx::start(p, &dirs.cache, &dirs.bench, openssl)
+        }
         Err(e) => Err(e.clone()),
     };
+    if let Ok(Err(e)) = nginx.as_ref().map(|n| &n.https) {
+        eprintln!("p2p-bench: nginx https: {e}; the https baseline is skipped");
+        notes.push(format!("nginx -> curl https baseline skipped: {e}"));
+    }
     for (what, r) in [
         ("nginx", nginx.as_ref().map(|_| ())),
         ("curl", tools.curl.as_ref().map(|_| ())),
