@@ -561,7 +561,8 @@ fn log_repl(e: &ReplEvent) {
             "log diverged from the primary's after index {fork}: re-submitting {resubmitting} op(s), {lost} lost"
         ),
         ReplEvent::Conflict { op, reason } => {
-            tracing::warn!("divergent op {:?} no longer applies: {reason}", op.kind)
+            let op = crate::private::op_text(&op.kind);
+            tracing::warn!("divergent op {op} no longer applies: {reason}")
         }
         ReplEvent::PeerError { peer, what } => {
             tracing::warn!("tracker {peer}: {}", what.as_str())
