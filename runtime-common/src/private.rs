@@ -23,8 +23,8 @@ use std::path::Path;
 pub const DIR_MODE: u32 = 0o700;
 /// Mode of every file in a data directory: its owner only.
 pub const FILE_MODE: u32 = 0o600;
-/// The identity key's file name (TLS-CONTRACT.md); left to its loader.
-pub const IDENTITY_KEY: &str = "identity.key";
+/// The identity key's file name; the key is left to its own loader.
+pub use crate::tls::IDENTITY_FILE as IDENTITY_KEY;
 
 /// The permission bits the group and others must not have.
 const GROUP_OTHER: u32 = 0o077;
