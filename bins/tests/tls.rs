@@ -13,7 +13,8 @@
 //! has a deadline.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -23,12 +24,21 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{Mix, Proc, Rt, Swarm, free_port, random_file};
 
+use bytes::BytesMut;
+use p2p_proto::{
+    ClientId, ClientRequest, FileName, FrameDecoder, FromTracker, GroupName, Hello, Outcome,
+    Password, PeerMsg, Reply, Request, RequestId, Role, SessionToken, UserName, Wire, encode_msg,
+};
+use runtime_common::tls::{Identity, Tls};
+
 const TRACKER: &str = env!("CARGO_BIN_EXE_tracker");
 
 on_both_runtimes!(
     a_recording_of_all_loopback_traffic_holds_no_secret,
     an_impostor_tracker_is_refused_and_changes_nothing,
     a_client_with_a_wrong_pin_refuses_the_tracker,
+    a_session_replayed_from_another_key_is_refused,
+    a_ticket_replayed_from_another_key_is_refused,
 );
 
 /// A `tcpdump` writing the traffic of some ports on `lo` to a file.
@@ -383,4 +393,227 @@ fn a_client_with_a_wrong_pin_refuses_the_tracker(mix: Mix) {
         "names the tracker: {refused}"
     );
     a.run("login alice pw", "logged in as");
+}
+
+/// A hand-driven peer of our protocol: TLS with an identity of its own
+/// (so a key of its own), then frames. It plays the attacker who sniffed a
+/// session token or a ticket (in these tests it got them legitimately,
+/// with another key, which is what a sniffer would hold).
+struct Rogue {
+    stream: runtime_common::tls::ClientStream,
+    buf: BytesMut,
+    client: ClientId,
+    next: u64,
+}
+
+/// A key pair of its own, in a directory of its own.
+struct Key {
+    tls: Tls,
+    _dir: tempfile::TempDir,
+}
+
+impl Key {
+    fn new() -> Key {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = Identity::load_or_create(dir.path()).unwrap().tls();
+        Key { tls, _dir: dir }
+    }
+}
+
+impl Rogue {
+    /// Connects to `addr` as `role` with `key`: TLS, then hellos both ways.
+    fn connect(key: &Key, addr: &str, role: Role) -> Rogue {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (stream, _peer) = key.tls.connect_blocking(tcp).unwrap();
+        let mut r = Rogue {
+            stream,
+            buf: BytesMut::new(),
+            // Unique per key (a thief reusing the victim's id is no
+            // better off: outcomes are keyed by the key too).
+            client: ClientId(key.tls.key_id().0[..16].try_into().unwrap()),
+            next: 1,
+        };
+        r.send(&Hello::new(role));
+        let hello: Hello = r.recv().expect("the other end says hello");
+        assert_eq!(hello.role, Role::Server);
+        r
+    }
+
+    fn send<M: Wire>(&mut self, m: &M) {
+        let mut out = BytesMut::new();
+        encode_msg(m, &mut out);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next message; `None` once the other end closed.
+    fn recv<M: Wire>(&mut self) -> Option<M> {
+        let mut dec = FrameDecoder::default();
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            if let Some(f) = dec.decode(&mut self.buf).unwrap() {
+                return Some(M::from_bytes(f).unwrap());
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// One tracker request and its outcome.
+    fn request(&mut self, session: Option<SessionToken>, req: Request) -> Outcome {
+        let id = RequestId(self.next);
+        self.next += 1;
+        self.send(&ClientRequest {
+            client: self.client,
+            id,
+            session,
+            req,
+        });
+        loop {
+            match self.recv::<FromTracker>() {
+                Some(FromTracker::Response { id: got, outcome }) if got == id => return outcome,
+                Some(FromTracker::Response { .. } | FromTracker::Notice { .. }) => {}
+                other => panic!("no answer to request {id:?}: {other:?}"),
+            }
+        }
+    }
+
+    /// Creates `user` and logs in: the session token.
+    fn user(&mut self, user: &str) -> SessionToken {
+        let (user, password) = (UserName::new(user).unwrap(), Password::new("pw").unwrap());
+        let create = Request::CreateUser {
+            user: user.clone(),
+            password: password.clone(),
+        };
+        assert_eq!(self.request(None, create), Ok(Reply::Done));
+        match self.request(None, Request::Login { user, password }) {
+            Ok(Reply::LoggedIn { token, .. }) => token,
+            other => panic!("login: {other:?}"),
+        }
+    }
+}
+
+/// A session token used from another key is refused, on the tracker that
+/// issued it and on the other one, for reads, writes and resume; the key
+/// that logged in keeps using it.
+fn a_session_replayed_from_another_key_is_refused(mix: Mix) {
+    let s = Swarm::start(mix);
+    let (victim_key, thief_key) = (Key::new(), Key::new());
+    let mut victim = Rogue::connect(&victim_key, &s.trackers[0], Role::Client);
+    let token = victim.user("victim");
+    for t in 0..2 {
+        let mut thief = Rogue::connect(&thief_key, &s.trackers[t], Role::Client);
+        for req in [
+            Request::Resume,
+            Request::ListGroups,
+            Request::CreateGroup {
+                group: GroupName::new(&format!("stolen{t}")).unwrap(),
+            },
+            Request::Logout,
+        ] {
+            let got = thief.request(Some(token), req.clone());
+            assert!(
+                got.is_err(),
+                "tracker {t}: {req:?} from another key: {got:?}"
+            );
+        }
+    }
+    // The victim's client id and request id from another key: the stored
+    // outcome of the victim's login (its token) is not handed out.
+    let mut thief = Rogue::connect(&thief_key, &s.trackers[0], Role::Client);
+    (thief.client, thief.next) = (victim.client, 2);
+    let login = Request::Login {
+        user: UserName::new("victim").unwrap(),
+        password: Password::new("not-the-password").unwrap(),
+    };
+    let got = thief.request(None, login);
+    assert!(
+        !matches!(got, Ok(Reply::LoggedIn { .. })),
+        "another key got the victim's stored login outcome: {got:?}"
+    );
+    // Nothing the thief tried took effect: the victim is still logged in,
+    // and no group was made.
+    assert!(matches!(
+        victim.request(Some(token), Request::Resume),
+        Ok(Reply::Resumed { .. })
+    ));
+    match victim.request(Some(token), Request::ListGroups) {
+        Ok(Reply::Groups(g)) => assert!(g.is_empty(), "{g:?}"),
+        other => panic!("list_groups: {other:?}"),
+    }
+}
+
+/// A ticket is worthless from any key but the one it names: the seeder
+/// refuses it from another key and serves the right one.
+fn a_ticket_replayed_from_another_key_is_refused(mix: Mix) {
+    let s = Swarm::start(mix);
+    let file = s.dir.path().join("t.bin");
+    let data = random_file(&file, 512 * 1024 + 99, 7);
+    let mut a = s.seeder("alice", 0);
+    a.run("create_user alice pw", "created");
+    a.run("login alice pw", "logged in as");
+    a.run("create_group g", "group g created");
+    let (bob_key, thief_key) = (Key::new(), Key::new());
+    let mut bob = Rogue::connect(&bob_key, &s.trackers[0], Role::Client);
+    let token = bob.user("bob");
+    let (g, f) = (
+        GroupName::new("g").unwrap(),
+        FileName::new("t.bin").unwrap(),
+    );
+    let join = Request::JoinGroup { group: g.clone() };
+    assert_eq!(bob.request(Some(token), join), Ok(Reply::Done));
+    a.run("accept_request g bob", "now a member");
+    a.run(
+        &format!("upload_file g {}", file.display()),
+        "sharing t.bin",
+    );
+    a.run("serve", "serving");
+    let peers = Request::GetPeers {
+        group: g.clone(),
+        file: f.clone(),
+    };
+    let peer = match bob.request(Some(token), peers) {
+        Ok(Reply::Peers(p)) if p.len() == 1 => p[0].clone(),
+        other => panic!("get_peers: {other:?}"),
+    };
+    let addr = peer.addr.to_string();
+
+    // Another key with bob's ticket: refused, nothing served.
+    let mut thief = Rogue::connect(&thief_key, &addr, Role::Peer);
+    thief.send(&PeerMsg::Open {
+        ticket: peer.ticket.clone(),
+    });
+    thief.send(&PeerMsg::Request { index: 0 });
+    let mut got = Vec::new();
+    while let Some(m) = thief.recv::<PeerMsg>() {
+        got.push(m);
+    }
+    assert!(
+        matches!(got.first(), Some(PeerMsg::Reject { index: None, .. })),
+        "{got:?}"
+    );
+    assert!(!got.iter().any(|m| matches!(m, PeerMsg::Piece { .. })));
+
+    // From the key bob logged in with, the same ticket works.
+    let mut own = Rogue::connect(&bob_key, &addr, Role::Peer);
+    own.send(&PeerMsg::Open {
+        ticket: peer.ticket.clone(),
+    });
+    assert!(matches!(own.recv::<PeerMsg>(), Some(PeerMsg::Have { .. })));
+    own.send(&PeerMsg::Request { index: 0 });
+    loop {
+        match own.recv::<PeerMsg>() {
+            Some(PeerMsg::Piece {
+                index: 0,
+                data: piece,
+            }) => {
+                assert_eq!(&piece[..], &data[..512 * 1024]);
+                break;
+            }
+            Some(PeerMsg::HavePiece { .. }) => {}
+            other => panic!("piece 0 from the right key: {other:?}"),
+        }
+    }
 }
