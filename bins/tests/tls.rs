@@ -509,7 +509,7 @@ fn a_session_replayed_from_another_key_is_refused(mix: Mix) {
             Request::Resume,
             Request::ListGroups,
             Request::CreateGroup {
-                group: GroupName::new(&format!("stolen{t}")).unwrap(),
+                group: GroupName::new(format!("stolen{t}")).unwrap(),
             },
             Request::Logout,
         ] {
