@@ -252,6 +252,7 @@ pub fn tracker_error() -> impl Strategy<Value = TrackerError> {
         (user(), user()).prop_map(|(user, existing)| UserTooSimilar { user, existing }),
         (group(), group()).prop_map(|(group, existing)| GroupTooSimilar { group, existing }),
         (file_name(), file_name()).prop_map(|(file, existing)| FileTooSimilar { file, existing }),
+        Just(SessionKeyMismatch),
     ]
 }
 
@@ -294,14 +295,20 @@ fn plain_op_kind() -> impl Strategy<Value = OpKind> {
             user,
             password_hash
         }),
-        (user(), tok(), any::<[u8; 32]>(), any::<[u8; 16]>()).prop_map(|(user, token, k, c)| {
-            Login {
+        (
+            user(),
+            tok(),
+            any::<[u8; 32]>(),
+            any::<[u8; 16]>(),
+            any::<[u8; 32]>()
+        )
+            .prop_map(|(user, token, k, c, key)| Login {
                 user,
                 token,
                 seeder_key: SeederKey(k),
                 client: ClientId(c),
-            }
-        }),
+                key: KeyId(key),
+            }),
         tok().prop_map(|token| Logout { token }),
         tok().prop_map(|token| ExpireSession { token }),
         (tok(), any::<bool>()).prop_map(|(token, online)| SetOnline { token, online }),
@@ -339,13 +346,14 @@ pub fn op() -> impl Strategy<Value = Op> {
 fn op_with(kind: impl Strategy<Value = OpKind>) -> impl Strategy<Value = Op> {
     (
         any::<u64>(),
-        option::of((any::<[u8; 16]>(), any::<u64>())),
+        option::of((any::<[u8; 16]>(), any::<[u8; 32]>(), any::<u64>())),
         kind,
     )
         .prop_map(|(at_ms, o, kind)| Op {
             at_ms,
-            origin: o.map(|(c, id)| Origin {
+            origin: o.map(|(c, key, id)| Origin {
                 client: ClientId(c),
+                key: KeyId(key),
                 id: RequestId(id),
             }),
             kind,
@@ -415,7 +423,11 @@ pub fn repl_msg() -> impl Strategy<Value = ReplMsg> {
                 total,
                 data: Bytes::from(data)
             }),
-        (any::<u64>(), client_request()).prop_map(|(fwd, req)| Forward { fwd, req }),
+        (any::<u64>(), any::<[u8; 32]>(), client_request()).prop_map(|(fwd, key, req)| Forward {
+            fwd,
+            key: KeyId(key),
+            req
+        }),
         (any::<u64>(), any::<u64>(), outcome()).prop_map(|(fwd, index, outcome)| ForwardReply {
             fwd,
             index,

@@ -517,6 +517,7 @@ impl<R: TrackerIo> Core<R> {
                     .unwrap_or_else(|| self.peer_of(*conn));
                 tracing::warn!(conn = *conn, "rejected input from {peer}: {error}; closing")
             }
+            TrackerEvent::TrackerKeyRefused(r) => tracing::error!("{r}"),
             TrackerEvent::Repl(r) => log_repl(r),
             TrackerEvent::Console(_) => {}
         }

@@ -456,6 +456,10 @@ pub enum TrackerError {
     AlreadyLoggedIn { user: UserName },
     #[error("session expired or ended elsewhere (login again)")]
     SessionUnknown,
+    /// The session was opened by a client with another TLS key: a token
+    /// is only good on the connection of the client that logged in.
+    #[error("this session belongs to another client's key (login again from this client)")]
+    SessionKeyMismatch,
     #[error("group {group} already exists (pick another name, or join_group)")]
     GroupExists { group: GroupName },
     #[error("no group named {group} (list_groups shows them)")]
@@ -600,6 +604,7 @@ impl Wire for TrackerError {
                 file.encode(w);
                 existing.encode(w);
             }
+            SessionKeyMismatch => w.put_u8(25),
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -677,6 +682,7 @@ impl Wire for TrackerError {
                 file: Wire::decode(r)?,
                 existing: Wire::decode(r)?,
             },
+            25 => SessionKeyMismatch,
             t => return Err(unknown("tracker error", t)),
         })
     }

@@ -17,21 +17,27 @@ use crate::limits::{
 use crate::types::*;
 
 /// The request an op answers: a retry of it gets the stored outcome.
+/// `key` is the TLS key of the connection the request came on (the
+/// tracker's, never the client's claim), so only the same client key can
+/// read or pre-empt a stored outcome.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct Origin {
     pub client: ClientId,
+    pub key: KeyId,
     pub id: RequestId,
 }
 
 impl Wire for Origin {
-    const MIN_LEN: usize = 24;
+    const MIN_LEN: usize = 16 + 32 + 8;
     fn encode(&self, w: &mut BytesMut) {
         self.client.encode(w);
+        self.key.encode(w);
         self.id.encode(w);
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(Origin {
             client: Wire::decode(r)?,
+            key: Wire::decode(r)?,
             id: Wire::decode(r)?,
         })
     }
@@ -73,12 +79,15 @@ pub enum OpKind {
         /// An argon2id PHC string (salt and cost inside).
         password_hash: String,
     },
-    /// Opens a session, ending any other session of the same user.
+    /// Opens a session, ending any other session of the same user. `key`
+    /// is the TLS key the client logged in with: the session answers only
+    /// to it.
     Login {
         user: UserName,
         token: SessionToken,
         seeder_key: SeederKey,
         client: ClientId,
+        key: KeyId,
     },
     Logout {
         token: SessionToken,
@@ -162,12 +171,14 @@ impl Wire for OpKind {
                 token,
                 seeder_key,
                 client,
+                key,
             } => {
                 w.put_u8(3);
                 user.encode(w);
                 token.encode(w);
                 seeder_key.encode(w);
                 client.encode(w);
+                key.encode(w);
             }
             Logout { token } => {
                 w.put_u8(4);
@@ -256,6 +267,7 @@ impl Wire for OpKind {
                 token: Wire::decode(r)?,
                 seeder_key: Wire::decode(r)?,
                 client: Wire::decode(r)?,
+                key: Wire::decode(r)?,
             },
             4 => Logout {
                 token: Wire::decode(r)?,
@@ -429,8 +441,14 @@ pub enum ReplMsg {
         total: u64,
         data: Bytes,
     },
-    /// Backup → primary: a client's write, to be sequenced.
-    Forward { fwd: u64, req: ClientRequest },
+    /// Backup → primary: a client's write, to be sequenced. `key` is the
+    /// TLS key of the client's connection to the backup (the primary
+    /// prepares the write as that key's).
+    Forward {
+        fwd: u64,
+        key: KeyId,
+        req: ClientRequest,
+    },
     /// Primary → backup: the outcome, and the log index that carries it.
     ForwardReply {
         fwd: u64,
@@ -523,9 +541,10 @@ impl Wire for ReplMsg {
                 w.put_u64(*total);
                 put_blob(w, data);
             }
-            Forward { fwd, req } => {
+            Forward { fwd, key, req } => {
                 w.put_u8(7);
                 w.put_u64(*fwd);
+                key.encode(w);
                 req.encode(w);
             }
             ForwardReply {
@@ -603,6 +622,7 @@ impl Wire for ReplMsg {
             },
             7 => Forward {
                 fwd: r.u64("forward id")?,
+                key: Wire::decode(r)?,
                 req: Wire::decode(r)?,
             },
             8 => ForwardReply {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use p2p_proto::{
-    ClientId, FileMeta, FileName, GroupName, Op, OpKind, Origin, Outcome, PieceSet, Reply,
+    ClientId, FileMeta, FileName, GroupName, KeyId, Op, OpKind, Origin, Outcome, PieceSet, Reply,
     SeederKey, SessionToken, UserName,
 };
 
@@ -54,7 +54,8 @@ impl TrackerState {
                 token,
                 seeder_key,
                 client,
-            } => return self.login(at_ms, user, *token, *seeder_key, *client),
+                key,
+            } => return self.login(at_ms, user, *token, *seeder_key, (*client, *key)),
             Logout { token } | ExpireSession { token } => self.end_session(token),
             SetOnline { token, online } => {
                 let s = self.sessions.get_mut(token).expect("checked");
@@ -121,7 +122,7 @@ impl TrackerState {
         user: &UserName,
         token: SessionToken,
         seeder_key: SeederKey,
-        client: ClientId,
+        (client, key): (ClientId, KeyId),
     ) -> Reply {
         if let Some(old) = self.user_sessions.get(user).copied() {
             self.end_session(&old);
@@ -129,6 +130,7 @@ impl TrackerState {
         let session = Session {
             user: user.clone(),
             client,
+            key,
             seeder_key,
             online: true,
             addr: None,
@@ -229,11 +231,11 @@ impl TrackerState {
 
     /// Stores `outcome` under `origin`, keeping the bounds of `limits.rs`.
     fn record_outcome(&mut self, origin: Origin, at_ms: u64, outcome: Outcome) {
-        if !self.outcomes.contains_key(&origin.client) && self.outcomes.len() >= OUTCOME_CLIENTS_MAX
-        {
+        let who = (origin.client, origin.key);
+        if !self.outcomes.contains_key(&who) && self.outcomes.len() >= OUTCOME_CLIENTS_MAX {
             self.forget_least_recent_client();
         }
-        let c = self.outcomes.entry(origin.client).or_default();
+        let c = self.outcomes.entry(who).or_default();
         c.last_ms = c.last_ms.max(at_ms);
         c.by_id.insert(origin.id, outcome);
         while c.by_id.len() > OUTCOMES_PER_CLIENT_MAX {

@@ -9,6 +9,15 @@
 //! so what happens on bad input (an error frame, then close) is decided
 //! here, not in a driver.
 //!
+//! Trackers authenticate each other before anything else (`node_auth.rs`):
+//! a peer tracker's connection counts only once the key it proved in the
+//! TLS handshake is the one pinned for the tracker id it claims (pinned in
+//! the config, or learned on first contact and announced with
+//! [`Output::PinTracker`]); any other is closed right after its hello, with
+//! no replication message decoded. Client sessions answer only to the key
+//! that logged in, and expire (`node_auth.rs`: the primary proposes
+//! `ExpireSession` for sessions past their lifetimes).
+//!
 //! Argon2 is slow on purpose, so a login or create_user on the primary
 //! hands its password work to the driver ([`Output::Password`], at most
 //! [`PASSWORD_JOBS_MAX`] at once) and is prepared again, against the state
@@ -88,6 +97,10 @@ pub struct NodeConfig {
     /// in the data directory's `known_trackers`); `None` is not pinned yet
     /// (trust on first use, announced by [`Output::PinTracker`]).
     pub tracker_keys: Vec<Option<KeyId>>,
+    /// Planted bug (test switch): a peer tracker's key is never checked.
+    /// Always false outside the simulator's teeth tests.
+    #[doc(hidden)]
+    pub bug_skip_tracker_key_check: bool,
 }
 
 impl NodeConfig {
@@ -108,6 +121,7 @@ impl NodeConfig {
             redial_min: Duration::from_millis(100),
             redial_max: Duration::from_secs(5),
             tracker_keys,
+            bug_skip_tracker_key_check: false,
         }
     }
 }
@@ -255,6 +269,10 @@ pub enum TrackerEvent {
     ClientGone {
         conn: ConnId,
     },
+    /// A peer tracker connection refused for its key (impostor, or a
+    /// tracker whose key changed); its `Display` tells the operator what
+    /// to do.
+    TrackerKeyRefused(KeyRefused),
     /// A peer sent something we refuse; its connection is being closed.
     BadInput {
         conn: ConnId,
@@ -282,15 +300,21 @@ enum ConnKind {
 struct Conn {
     addr: Option<SocketAddr>,
     /// The key the other end proved in the TLS handshake.
-    #[allow(dead_code)] // issue 15 in flight: the tracker stream checks it
     key: KeyId,
     kind: ConnKind,
 }
 
 #[derive(Debug, Clone)]
 enum Waiter {
-    Local { conn: ConnId, req: ClientRequest },
-    Remote { from: TrackerId, fwd: u64 },
+    Local {
+        conn: ConnId,
+        req: ClientRequest,
+    },
+    /// A backup's forwarded write.
+    Remote {
+        from: TrackerId,
+        fwd: u64,
+    },
 }
 
 /// Password jobs handed to the driver and not reported yet, at most (a
@@ -308,6 +332,9 @@ pub enum NodeTimer {
     Redial(TrackerId),
     /// A session whose connection dropped is shown offline.
     Offline(SessionToken),
+    /// Primary: end the sessions past their lifetimes (every
+    /// [`SESSION_SWEEP`]).
+    SessionSweep,
 }
 
 /// Why a tracker asks to be woken up ([`Tracker::poll_timeout`]).
@@ -332,9 +359,15 @@ pub struct Tracker {
     online_sent: BTreeMap<SessionToken, Instant>,
     waiters: BTreeMap<u64, Waiter>,
     next_tag: u64,
-    /// Writes waiting for their argon2 work, by job; answered through the
-    /// waiter once prepared.
-    password_jobs: BTreeMap<u64, (Waiter, ClientRequest)>,
+    /// Writes waiting for their argon2 work, by job, with the requester's
+    /// key; answered through the waiter once prepared.
+    password_jobs: BTreeMap<u64, (Waiter, ClientRequest, KeyId)>,
+    /// The key of each peer tracker: pinned in the config, or learned on
+    /// first contact (see `node_auth.rs`).
+    pins: BTreeMap<TrackerId, KeyId>,
+    /// `ExpireSession` proposed for these sessions, and when (not proposed
+    /// again while it is on its way).
+    expiring: BTreeMap<SessionToken, Instant>,
     out: Outbox<Output>,
 }
 
@@ -374,9 +407,12 @@ impl Tracker {
             waiters: BTreeMap::new(),
             next_tag: 1,
             password_jobs: BTreeMap::new(),
+            pins: auth::configured_pins(&cfg),
+            expiring: BTreeMap::new(),
             out: Outbox::new(),
             cfg,
         };
+        t.timers.set(NodeTimer::SessionSweep, now + SESSION_SWEEP);
         let higher: Vec<TrackerId> = t
             .cfg
             .trackers
@@ -439,10 +475,13 @@ impl Tracker {
             } => {
                 self.dialing.remove(&tracker);
                 self.add_conn(now, conn, None, peer, Some(tracker));
-                self.send(
-                    conn,
-                    Outgoing::Hello(Hello::new(WireRole::Tracker(self.cfg.id))),
-                );
+                // Not even our hello goes to a tracker with the wrong key.
+                if self.authenticate_tracker(now, conn, tracker) {
+                    self.send(
+                        conn,
+                        Outgoing::Hello(Hello::new(WireRole::Tracker(self.cfg.id))),
+                    );
+                }
             }
             Input::DialFailed { tracker } => {
                 self.dialing.remove(&tracker);
@@ -469,6 +508,7 @@ impl Tracker {
                 NodeTimer::Hello(conn) => self.refuse(now, conn, "no hello in time".into()),
                 NodeTimer::Redial(id) => self.dial(id),
                 NodeTimer::Offline(token) => self.mark_offline(now, token),
+                NodeTimer::SessionSweep => self.sweep_sessions(now),
             }
         }
         self.pump(now);
@@ -540,8 +580,11 @@ impl Tracker {
                 }
             }
             (None, WireRole::Tracker(t)) if t != self.cfg.id && self.knows(t) => {
-                self.send(conn, Outgoing::Hello(Hello::new(WireRole::Server)));
-                self.tracker_up(now, conn, t);
+                // The key first: an impostor learns nothing, not even our hello.
+                if self.authenticate_tracker(now, conn, t) {
+                    self.send(conn, Outgoing::Hello(Hello::new(WireRole::Server)));
+                    self.tracker_up(now, conn, t);
+                }
             }
             (_, role) => self.refuse(now, conn, format!("unexpected role {role:?} in hello")),
         }
@@ -716,16 +759,23 @@ impl Tracker {
     // ------------------------------------------------------------ requests
 
     fn on_request(&mut self, now: Instant, conn: ConnId, mut req: ClientRequest) {
+        let Some(key) = self.conns.get(&conn).map(|c| c.key) else {
+            return;
+        };
         self.observe_seeder_ip(conn, &mut req);
-        self.bind_session(now, conn, &req);
+        self.bind_session(now, conn, &req, key);
         let outcome = match &req.req {
             Request::Status => Some(Ok(Reply::Status(self.repl.get().status()))),
-            Request::Resume => Some(self.resume(&req)),
+            Request::Resume => Some(self.resume(now, &req, key)),
             r if !r.is_write() => Some(match self.repl.get().can_serve_reads() {
-                true => self.repl.get().state().read(now, &self.cfg.state, &req),
+                true => self
+                    .repl
+                    .get()
+                    .state()
+                    .read(now, &self.cfg.state, &req, key),
                 false => Err(TrackerError::NotReady),
             }),
-            _ => self.write(now, conn, req.clone()),
+            _ => self.write(now, conn, req.clone(), key),
         };
         if let Some(outcome) = outcome {
             self.respond(conn, &req, outcome);
@@ -746,20 +796,28 @@ impl Tracker {
         }
     }
 
-    fn resume(&self, req: &ClientRequest) -> Outcome {
+    /// Resumes a session: only on a connection with the key that logged
+    /// in, and only within the session's lifetimes.
+    fn resume(&self, now: Instant, req: &ClientRequest, key: KeyId) -> Outcome {
         if !self.repl.get().can_serve_reads() {
             return Err(TrackerError::NotReady);
         }
-        let token = req.session.ok_or(TrackerError::NotLoggedIn)?;
-        match self.repl.get().state().session_user(&token) {
-            Some(user) => Ok(Reply::Resumed { user: user.clone() }),
-            None => Err(TrackerError::SessionUnknown),
-        }
+        let state = self.repl.get().state();
+        let (_, s) = state.request_session(now, &self.cfg.state, req, key)?;
+        Ok(Reply::Resumed {
+            user: s.user.clone(),
+        })
     }
 
     /// Takes a write: prepared and proposed here on the primary, forwarded
     /// from a backup. `Some` is an answer now; `None` waits for the log.
-    fn write(&mut self, now: Instant, conn: ConnId, req: ClientRequest) -> Option<Outcome> {
+    fn write(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        req: ClientRequest,
+        key: KeyId,
+    ) -> Option<Outcome> {
         let tag = self.next_tag;
         match self.repl.get().role() {
             Role::Primary => {
@@ -767,7 +825,7 @@ impl Tracker {
                     conn,
                     req: req.clone(),
                 };
-                self.prepare_step(now, waiter, req, None);
+                self.prepare_step(now, waiter, req, key, None);
                 None
             }
             Role::Backup => {
@@ -784,15 +842,22 @@ impl Tracker {
                 );
                 self.repl
                     .feed()
-                    .handle_input(now, ReplInput::Forward { req, tag });
+                    .handle_input(now, ReplInput::Forward { req, key, tag });
                 None
             }
         }
     }
 
     /// Primary: a backup's forwarded write.
-    fn on_forwarded(&mut self, now: Instant, from: TrackerId, fwd: u64, req: ClientRequest) {
-        self.prepare_step(now, Waiter::Remote { from, fwd }, req, None);
+    fn on_forwarded(
+        &mut self,
+        now: Instant,
+        from: TrackerId,
+        fwd: u64,
+        req: ClientRequest,
+        key: KeyId,
+    ) {
+        self.prepare_step(now, Waiter::Remote { from, fwd }, req, key, None);
     }
 
     /// Primary: prepares a write and proposes it; a login or create_user
@@ -803,6 +868,7 @@ impl Tracker {
         now: Instant,
         waiter: Waiter,
         req: ClientRequest,
+        key: KeyId,
         done: Option<PasswordDone>,
     ) {
         if self.repl.get().role() != Role::Primary {
@@ -814,6 +880,7 @@ impl Tracker {
             &self.cfg.state,
             &mut self.rng,
             &req,
+            key,
             done.as_ref(),
         );
         let applied = self.repl.get().applied();
@@ -834,7 +901,7 @@ impl Tracker {
             Ok(Step::Password(work)) => {
                 let job = self.next_tag;
                 self.next_tag += 1;
-                self.password_jobs.insert(job, (waiter, req));
+                self.password_jobs.insert(job, (waiter, req, key));
                 self.out.push_back(Output::Password { job, work });
             }
             Ok(Step::Ready(Prepared::Op(kind))) => {
@@ -842,6 +909,7 @@ impl Tracker {
                 self.next_tag += 1;
                 let origin = Origin {
                     client: req.client,
+                    key,
                     id: req.id,
                 };
                 self.waiters.insert(tag, waiter);
@@ -857,8 +925,8 @@ impl Tracker {
     }
 
     fn on_password_done(&mut self, now: Instant, job: u64, done: PasswordDone) {
-        if let Some((waiter, req)) = self.password_jobs.remove(&job) {
-            self.prepare_step(now, waiter, req, Some(done));
+        if let Some((waiter, req, key)) = self.password_jobs.remove(&job) {
+            self.prepare_step(now, waiter, req, key, Some(done));
         }
     }
 
@@ -923,10 +991,11 @@ impl Tracker {
 
     /// A request carrying a live session token attaches that session to this
     /// connection (after a failover, the first request does it); a session
-    /// the state shows offline is brought back online.
-    fn bind_session(&mut self, now: Instant, conn: ConnId, req: &ClientRequest) {
-        let Some(token) = req.session else { return };
-        let Some(s) = self.repl.get().state().session(&token) else {
+    /// the state shows offline is brought back online. Only on a connection
+    /// with the session's key, and only within its lifetimes.
+    fn bind_session(&mut self, now: Instant, conn: ConnId, req: &ClientRequest, key: KeyId) {
+        let state = self.repl.get().state();
+        let Ok((token, s)) = state.request_session(now, &self.cfg.state, req, key) else {
             return;
         };
         let offline = !s.online;
@@ -1098,7 +1167,12 @@ impl Tracker {
                 ReplOutput::Abandoned { tag } => {
                     self.on_applied(now, tag, 0, Err(TrackerError::NotReady))
                 }
-                ReplOutput::Forwarded { from, fwd, req } => self.on_forwarded(now, from, fwd, req),
+                ReplOutput::Forwarded {
+                    from,
+                    fwd,
+                    req,
+                    key,
+                } => self.on_forwarded(now, from, fwd, req, key),
                 ReplOutput::PeerSilent { peer } => self.drop_silent_tracker(now, peer),
                 ReplOutput::Event(e) => self.event(TrackerEvent::Repl(e)),
             }
@@ -1137,6 +1211,10 @@ impl Tracker {
 }
 
 impl_machine!(Tracker, Input, Output, TrackerTimer);
+
+#[path = "node_auth.rs"]
+mod auth;
+pub use auth::{KeyRefused, Mismatch, SESSION_SWEEP};
 
 #[cfg(test)]
 #[path = "node_tests.rs"]

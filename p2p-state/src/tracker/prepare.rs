@@ -12,32 +12,36 @@
 //! steps inline (tests, tools).
 
 use p2p_proto::{
-    ClientRequest, OpKind, Origin, Request, SeederKey, SessionToken, TrackerError, UserName,
+    ClientRequest, KeyId, OpKind, Origin, Request, SeederKey, SessionToken, TrackerError, UserName,
 };
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 
 use super::check::bad;
 use super::password::{PasswordDone, PasswordWork, SALT_LEN};
-use super::state::{Prepared, Step, TrackerConfig, TrackerState};
+use super::state::{Prepared, Session, Step, TrackerConfig, TrackerState};
 use crate::time::Instant;
 
 impl TrackerState {
     /// Validates a write and turns it into an op kind (the caller adds the
-    /// time and `Origin { client, id }`). A request whose origin already has
-    /// a stored outcome is `Done` with that outcome (a retry is never applied
-    /// twice); a read is `Done` with [`TrackerState::read`]'s answer.
+    /// time and `Origin { client, key, id }`). `key` is the TLS key of the
+    /// connection the request came on (the requester's identity; a session
+    /// answers only to the key that logged in). A request whose origin
+    /// already has a stored outcome is `Done` with that outcome (a retry is
+    /// never applied twice); a read is `Done` with [`TrackerState::read`]'s
+    /// answer.
     pub fn prepare(
         &self,
         now: Instant,
         cfg: &TrackerConfig,
         rng: &mut ChaCha8Rng,
         req: &ClientRequest,
+        key: KeyId,
     ) -> Result<Prepared, TrackerError> {
-        match self.prepare_step(now, cfg, rng, req, None)? {
+        match self.prepare_step(now, cfg, rng, req, key, None)? {
             Step::Ready(p) => Ok(p),
             Step::Password(work) => {
-                match self.prepare_step(now, cfg, rng, req, Some(&work.run()))? {
+                match self.prepare_step(now, cfg, rng, req, key, Some(&work.run()))? {
                     Step::Ready(p) => Ok(p),
                     Step::Password(_) => Err(bad("password work asked for twice")),
                 }
@@ -55,17 +59,19 @@ impl TrackerState {
         cfg: &TrackerConfig,
         rng: &mut ChaCha8Rng,
         req: &ClientRequest,
+        key: KeyId,
         done: Option<&PasswordDone>,
     ) -> Result<Step, TrackerError> {
         let origin = Origin {
             client: req.client,
+            key,
             id: req.id,
         };
         if let Some(stored) = self.stored_outcome(&origin) {
             return Ok(Step::Ready(Prepared::Done(stored.clone())));
         }
         if !req.req.is_write() {
-            return Ok(Step::Ready(Prepared::Done(self.read(now, cfg, req))));
+            return Ok(Step::Ready(Prepared::Done(self.read(now, cfg, req, key))));
         }
         let kind = match (&req.req, done) {
             (Request::CreateUser { user, password }, None) => {
@@ -84,7 +90,7 @@ impl TrackerState {
             }
             (Request::Login { user, password }, None) => {
                 let phc = self
-                    .login_target(req, user)?
+                    .login_target(now, cfg, req, key, user)?
                     .unwrap_or_else(|| super::password::dummy_phc(cfg));
                 return Ok(Step::Password(PasswordWork::Verify {
                     password: password.clone(),
@@ -92,7 +98,7 @@ impl TrackerState {
                 }));
             }
             (Request::Login { user, .. }, Some(PasswordDone::Verified(ok))) => {
-                if self.login_target(req, user)?.is_none() || !ok {
+                if self.login_target(now, cfg, req, key, user)?.is_none() || !ok {
                     return Err(TrackerError::WrongUserOrPassword);
                 }
                 OpKind::Login {
@@ -100,40 +106,62 @@ impl TrackerState {
                     token: self.fresh_token(rng),
                     seeder_key: SeederKey(random_bytes(rng)),
                     client: req.client,
+                    key,
                 }
             }
             (Request::CreateUser { .. } | Request::Login { .. }, Some(_)) => {
                 return Err(bad("password work of the wrong kind"));
             }
-            _ => self.prepare_in_session(req)?,
+            _ => self.prepare_in_session(now, cfg, req, key)?,
         };
         self.check(&kind)?;
         Ok(Step::Ready(Prepared::Op(kind)))
     }
 
     /// The session a request is made in: `NotLoggedIn` without a token,
-    /// `SessionUnknown` with a token that names no session.
-    pub(super) fn request_session(
+    /// `SessionUnknown` with a token that names no session or a session
+    /// past one of its lifetimes (refused at once, before the primary's
+    /// `ExpireSession` is applied), `SessionKeyMismatch` on a connection
+    /// whose key is not the one that logged in.
+    pub fn request_session(
         &self,
+        now: Instant,
+        cfg: &TrackerConfig,
         req: &ClientRequest,
-    ) -> Result<(SessionToken, &UserName), TrackerError> {
+        key: KeyId,
+    ) -> Result<(SessionToken, &Session), TrackerError> {
         let token = req.session.ok_or(TrackerError::NotLoggedIn)?;
-        match self.sessions.get(&token) {
-            Some(s) => Ok((token, &s.user)),
-            None => Err(TrackerError::SessionUnknown),
+        let s = self
+            .sessions
+            .get(&token)
+            .ok_or(TrackerError::SessionUnknown)?;
+        if s.key != key {
+            return Err(TrackerError::SessionKeyMismatch);
         }
+        if cfg.session_expired(now, s) {
+            return Err(TrackerError::SessionUnknown);
+        }
+        Ok((token, s))
     }
 
     /// The stored password hash a login checks (`None`: no such user; the
     /// login then checks the password against [`password::dummy_phc`] at
     /// the same cost and answers as for a wrong password), after the check
     /// that needs no password: not logged in as somebody else.
+    /// A token of another key's session, or of one past its lifetime, is
+    /// ignored like a stale one.
     fn login_target(
         &self,
+        now: Instant,
+        cfg: &TrackerConfig,
         req: &ClientRequest,
+        key: KeyId,
         user: &UserName,
     ) -> Result<Option<String>, TrackerError> {
-        let current = req.session.and_then(|t| self.session_user(&t));
+        let current = self
+            .request_session(now, cfg, req, key)
+            .ok()
+            .map(|(_, s)| &s.user);
         if let Some(other) = current.filter(|u| *u != user) {
             return Err(TrackerError::AlreadyLoggedIn {
                 user: other.clone(),
@@ -153,10 +181,16 @@ impl TrackerState {
     }
 
     /// Writes that need a session: the op, after the ownership rule.
-    fn prepare_in_session(&self, req: &ClientRequest) -> Result<OpKind, TrackerError> {
+    fn prepare_in_session(
+        &self,
+        now: Instant,
+        cfg: &TrackerConfig,
+        req: &ClientRequest,
+        key: KeyId,
+    ) -> Result<OpKind, TrackerError> {
         use Request::*;
-        let (token, me) = self.request_session(req)?;
-        let user = me.clone();
+        let (token, me) = self.request_session(now, cfg, req, key)?;
+        let user = me.user.clone();
         Ok(match &req.req {
             Logout => OpKind::Logout { token },
             RegisterSeeder { addr } => OpKind::RegisterSeeder { token, addr: *addr },

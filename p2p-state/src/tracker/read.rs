@@ -1,9 +1,14 @@
 //! `read`: answers the requests that change nothing, from the state alone.
 //!
-//! Every read but `ping` needs a live session. `get_peers` lists the sources
-//! a downloader may use: users other than the asker whose session is online
-//! with a registered seeder address (full seeders and partial holders, with
-//! their pieces), each with a ticket signed under that source's seeder key.
+//! Every read but `ping` needs a live session, on a connection with the key
+//! that logged in. `get_peers` lists the sources a downloader may use: users
+//! other than the asker whose session is online with a registered seeder
+//! address (full seeders and partial holders, with their pieces), each with
+//! a ticket signed under that source's seeder key. A ticket names both
+//! ends' TLS keys (the asker's session key as `downloader_key`, the
+//! source's session key as `seeder_key`) and lives `ticket_ttl_ms`
+//! (minutes: [`super::state::TICKET_LIFETIME_MS`] by default); a user who
+//! logged out, expired or left the group gets none.
 //! With more than `PEERS_PER_REPLY` sources, the reply is a window of them
 //! (in name order, wrapping) that starts at `now` modulo their number, so
 //! repeated asks spread downloaders over every source without randomness.
@@ -26,13 +31,21 @@ struct Visible<'a> {
     pieces: &'a PieceSet,
     addr: SocketAddr,
     key: &'a SeederKey,
+    /// The source's TLS key (its session's).
+    tls: KeyId,
 }
 
 impl TrackerState {
     /// Answers a read-only request. `Status` needs replication facts and is
     /// answered by the tracker machine; here it (and any write) is a
-    /// `BadRequest`.
-    pub fn read(&self, now: Instant, cfg: &TrackerConfig, req: &ClientRequest) -> Outcome {
+    /// `BadRequest`. `key` is the TLS key of the asking connection.
+    pub fn read(
+        &self,
+        now: Instant,
+        cfg: &TrackerConfig,
+        req: &ClientRequest,
+        key: KeyId,
+    ) -> Outcome {
         use Request::*;
         match &req.req {
             Ping => return Ok(Reply::Pong),
@@ -40,7 +53,8 @@ impl TrackerState {
             r if r.is_write() => return Err(bad("a write cannot be answered as a read")),
             _ => {}
         }
-        let (_, user) = self.request_session(req)?;
+        let (_, session) = self.request_session(now, cfg, req, key)?;
+        let user = &session.user;
         match &req.req {
             Resume => Ok(Reply::Resumed { user: user.clone() }),
             ListGroups => Ok(Reply::Groups(self.list_groups(user))),
@@ -55,7 +69,7 @@ impl TrackerState {
             }
             GetPeers { group, file } => {
                 let expires_ms = now.as_millis().saturating_add(cfg.ticket_ttl_ms);
-                self.get_peers(now, expires_ms, user, group, file)
+                self.get_peers(now, expires_ms, (user, session.key), group, file)
                     .map(Reply::Peers)
             }
             _ => Err(bad("not a read")),
@@ -113,6 +127,7 @@ impl TrackerState {
                     pieces,
                     addr: s.serving()?,
                     key: &s.seeder_key,
+                    tls: s.key,
                 })
             })
             .collect()
@@ -122,7 +137,7 @@ impl TrackerState {
         &self,
         now: Instant,
         expires_ms: u64,
-        asker: &UserName,
+        (asker, asker_key): (&UserName, KeyId),
         group: &GroupName,
         file: &FileName,
     ) -> Result<Vec<PeerInfo>, TrackerError> {
@@ -145,9 +160,8 @@ impl TrackerState {
             file: file.clone(),
             file_hash: f.meta.file_hash,
             seeder: v.user.clone(),
-            // Issue 15 in flight: the sessions' TLS keys fill these.
-            downloader_key: KeyId::default(),
-            seeder_key: KeyId::default(),
+            downloader_key: asker_key,
+            seeder_key: v.tls,
             expires_ms,
             mac: Mac::default(),
         };

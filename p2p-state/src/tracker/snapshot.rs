@@ -1,16 +1,16 @@
 //! The canonical encoding of a whole [`TrackerState`]: what a snapshot holds,
 //! what the digest hashes, and what a catching-up tracker receives.
 //!
-//! Layout (primitives as in `p2p_proto::codec`), format version 1:
+//! Layout (primitives as in `p2p_proto::codec`), format version 3:
 //! ```text
 //! u8 version
 //! users:    u32 n, n × (name, string password_hash)
-//! sessions: u32 n, n × (token, user, client, seeder_key, bool online,
+//! sessions: u32 n, n × (token, user, client, key, seeder_key, bool online,
 //!                       option<addr>, u64 login_ms, u64 online_ms)
 //! groups:   u32 n, n × (name, owner, u64 next_seq, members, pending, files)
 //!   members, pending: u32 n, n × (user, u64 seq)
 //!   files:            u32 n, n × (FileMeta, u32 m, m × (user, PieceSet))
-//! outcomes: u32 n, n × (client, u64 last_ms, u32 m, m × (request id, Outcome))
+//! outcomes: u32 n, n × (client, key, u64 last_ms, u32 m, m × (request id, Outcome))
 //! ```
 //! Every map is written in key order, and decoding refuses keys out of
 //! order, counts above the limits and states that break an invariant, so
@@ -23,8 +23,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use p2p_proto::codec::{put_bool, put_option, put_string};
 use p2p_proto::limits::PASSWORD_HASH_LEN_MAX;
 use p2p_proto::{
-    ClientId, DecodeError, FileMeta, GroupName, Op, OpKind, Outcome, PieceSet, Reader, RequestId,
-    SessionToken, TrackerError, UserName, Wire,
+    ClientId, DecodeError, FileMeta, GroupName, KeyId, Op, OpKind, Outcome, PieceSet, Reader,
+    RequestId, SessionToken, TrackerError, UserName, Wire,
 };
 
 use super::apply::hashes_in;
@@ -32,8 +32,9 @@ use super::limits;
 use super::password;
 use super::state::{ClientOutcomes, Conflict, Group, Session, SharedFile, TrackerState, User};
 
-/// Version of the state encoding (first byte of every snapshot).
-pub const STATE_FORMAT_VERSION: u8 = 2;
+/// Version of the state encoding (first byte of every snapshot). 3: sessions
+/// and stored outcomes carry the client's key (issue 15).
+pub const STATE_FORMAT_VERSION: u8 = 3;
 
 fn invalid(reason: &'static str) -> DecodeError {
     DecodeError::Invalid {
@@ -67,8 +68,9 @@ impl TrackerState {
             encode_group(g, &mut w);
         }
         put_len(&mut w, self.outcomes.len());
-        for (client, c) in &self.outcomes {
+        for ((client, key), c) in &self.outcomes {
             client.encode(&mut w);
+            key.encode(&mut w);
             w.put_u64(c.last_ms);
             put_len(&mut w, c.by_id.len());
             for (id, o) in &c.by_id {
@@ -94,14 +96,15 @@ impl TrackerState {
         }
         let mut st = TrackerState {
             users: sorted_map(&mut r, "users", limits::USERS_MAX, 5, decode_user)?,
-            sessions: sorted_map(&mut r, "sessions", limits::USERS_MAX, 80, |r| {
+            sessions: sorted_map(&mut r, "sessions", limits::USERS_MAX, 112, |r| {
                 Ok((SessionToken::decode(r)?, decode_session(r)?))
             })?,
             groups: sorted_map(&mut r, "groups", limits::GROUPS_MAX, 26, |r| {
                 Ok((GroupName::decode(r)?, decode_group(r)?))
             })?,
-            outcomes: sorted_map(&mut r, "outcomes", limits::OUTCOME_CLIENTS_MAX, 28, |r| {
-                Ok((ClientId::decode(r)?, decode_outcomes(r)?))
+            outcomes: sorted_map(&mut r, "outcomes", limits::OUTCOME_CLIENTS_MAX, 60, |r| {
+                let who = (ClientId::decode(r)?, KeyId::decode(r)?);
+                Ok((who, decode_outcomes(r)?))
             })?,
             conflicts: {
                 let n = r.count("conflicts", limits::CONFLICTS_MAX, Op::MIN_LEN + 9)?;
@@ -148,6 +151,7 @@ impl TrackerState {
 fn encode_session(s: &Session, w: &mut BytesMut) {
     s.user.encode(w);
     s.client.encode(w);
+    s.key.encode(w);
     s.seeder_key.encode(w);
     put_bool(w, s.online);
     put_option(w, &s.addr);
@@ -208,6 +212,7 @@ fn decode_session(r: &mut Reader) -> Result<Session, DecodeError> {
     Ok(Session {
         user: Wire::decode(r)?,
         client: Wire::decode(r)?,
+        key: Wire::decode(r)?,
         seeder_key: Wire::decode(r)?,
         online: r.bool("online")?,
         addr: r.option("seeder address")?,

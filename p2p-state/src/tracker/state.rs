@@ -44,10 +44,21 @@
 //!   an owner alone deletes the group with its files and pending requests.
 //!   A user with a pending request who "leaves" cancels the request (reply
 //!   `Done`).
+//! - **Sessions are bound to the client's key.** A login records the TLS
+//!   key of the connection it came on (`Session::key`); resuming the
+//!   session and every request in it must come on a connection with that
+//!   key (`SessionKeyMismatch` otherwise), so a token alone is worth
+//!   nothing to anyone else. `logout` ends the session.
+//! - **Sessions have two lifetimes** ([`TrackerConfig::session_idle_ms`],
+//!   [`TrackerConfig::session_max_ms`]): a session offline (no client
+//!   connection on any tracker) for the idle lifetime, or older than the
+//!   absolute one, is refused at once (`SessionUnknown`) and ended by an
+//!   `ExpireSession` op the primary proposes.
 //! - **Retries**: the outcome of every op with an origin is stored under
-//!   `(client, request id)`. `prepare` answers a stored request from the
+//!   `(client, key, request id)` (the key of the connection it came on). `prepare` answers a stored request from the
 //!   record, and `apply` never applies an origin twice (a duplicate op gets
-//!   the stored outcome). At most [`OUTCOMES_PER_CLIENT_MAX`] outcomes are kept
+//!   the stored outcome); a request on a connection with another key
+//!   never sees or pre-empts them. At most [`OUTCOMES_PER_CLIENT_MAX`] outcomes are kept
 //!   per client (lowest request id evicted) and [`OUTCOME_CLIENTS_MAX`]
 //!   clients (least recently active evicted): dedup is guaranteed within
 //!   those bounds only.
@@ -62,9 +73,11 @@ use std::net::SocketAddr;
 #[cfg(doc)]
 use p2p_proto::Request;
 use p2p_proto::{
-    ClientId, FileMeta, FileName, GroupName, Op, OpKind, Origin, Outcome, PieceSet, RequestId,
-    SeederKey, SessionToken, Sha1Hash, UserName,
+    ClientId, FileMeta, FileName, GroupName, KeyId, Op, OpKind, Origin, Outcome, PieceSet,
+    RequestId, SeederKey, SessionToken, Sha1Hash, UserName,
 };
+
+use crate::time::Instant;
 
 #[cfg(doc)]
 use super::limits::{OUTCOME_CLIENTS_MAX, OUTCOMES_PER_CLIENT_MAX};
@@ -79,19 +92,36 @@ pub struct TrackerConfig {
     pub argon2_t: u32,
     /// argon2id lanes (at least 1; `argon2_m_kib >= 8 * argon2_p`).
     pub argon2_p: u32,
-    /// How long a ticket issued by `get_peers` stays valid.
+    /// How long a ticket issued by `get_peers` stays valid (downloaders
+    /// fetch new ones as needed).
     pub ticket_ttl_ms: u64,
+    /// A session whose client has been offline (connected to no tracker)
+    /// this long is over.
+    pub session_idle_ms: u64,
+    /// A session this old (since its login) is over, online or not.
+    pub session_max_ms: u64,
 }
 
+/// How long a ticket stays valid by default: minutes, so a leaked ticket
+/// is soon worthless (it names the downloader's key anyway).
+pub const TICKET_LIFETIME_MS: u64 = 5 * 60 * 1000;
+/// Default idle lifetime of a session: an hour offline.
+pub const SESSION_IDLE_MS: u64 = 60 * 60 * 1000;
+/// Default absolute lifetime of a session: seven days from login.
+pub const SESSION_MAX_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
 impl TrackerConfig {
-    /// The OWASP-recommended argon2id cost (19 MiB, 2 passes, 1 lane) and
-    /// tickets valid for an hour.
+    /// The OWASP-recommended argon2id cost (19 MiB, 2 passes, 1 lane),
+    /// tickets valid for [`TICKET_LIFETIME_MS`], sessions for
+    /// [`SESSION_IDLE_MS`] offline and [`SESSION_MAX_MS`] in all.
     pub fn production() -> Self {
         TrackerConfig {
             argon2_m_kib: 19 * 1024,
             argon2_t: 2,
             argon2_p: 1,
-            ticket_ttl_ms: 60 * 60 * 1000,
+            ticket_ttl_ms: TICKET_LIFETIME_MS,
+            session_idle_ms: SESSION_IDLE_MS,
+            session_max_ms: SESSION_MAX_MS,
         }
     }
 
@@ -103,7 +133,17 @@ impl TrackerConfig {
             argon2_t: 1,
             argon2_p: 1,
             ticket_ttl_ms: 60 * 1000,
+            session_idle_ms: SESSION_IDLE_MS,
+            session_max_ms: SESSION_MAX_MS,
         }
+    }
+
+    /// Is session `s` past one of its lifetimes at `now`?
+    pub fn session_expired(&self, now: Instant, s: &Session) -> bool {
+        let now = now.as_millis();
+        let too_old = now.saturating_sub(s.login_ms) >= self.session_max_ms;
+        let idle = !s.online && now.saturating_sub(s.online_ms) >= self.session_idle_ms;
+        too_old || idle
     }
 }
 
@@ -120,6 +160,9 @@ pub struct Session {
     pub user: UserName,
     /// The client process that logged in.
     pub client: ClientId,
+    /// The TLS key of that client (also its seeder's): the session answers
+    /// only to connections with this key, and tickets name it.
+    pub key: KeyId,
     /// Tickets for this user's seeder are MACs under this key.
     pub seeder_key: SeederKey,
     /// The client is connected to some tracker (as last reported by an op).
@@ -221,7 +264,8 @@ pub struct TrackerState {
     pub(super) users: BTreeMap<UserName, User>,
     pub(super) sessions: BTreeMap<SessionToken, Session>,
     pub(super) groups: BTreeMap<GroupName, Group>,
-    pub(super) outcomes: BTreeMap<ClientId, ClientOutcomes>,
+    /// Stored outcomes by (client id, client key) of the requests.
+    pub(super) outcomes: BTreeMap<(ClientId, KeyId), ClientOutcomes>,
     /// Divergent client ops that no longer applied after a partition
     /// healed, oldest first (at most [`super::limits::CONFLICTS_MAX`]).
     pub(super) conflicts: std::collections::VecDeque<Conflict>,
@@ -298,7 +342,10 @@ impl TrackerState {
 
     /// The stored outcome of a request, if it was applied and is still kept.
     pub fn stored_outcome(&self, origin: &Origin) -> Option<&Outcome> {
-        self.outcomes.get(&origin.client)?.by_id.get(&origin.id)
+        self.outcomes
+            .get(&(origin.client, origin.key))?
+            .by_id
+            .get(&origin.id)
     }
 
     /// Re-checks an op from a divergent log before it is re-submitted after a

@@ -153,7 +153,7 @@ pub fn decode_record(buf: &[u8]) -> Result<(Entry, usize), TornReason> {
 /// First bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"p2psnap\0";
 /// Version of the snapshot file layout.
-pub const SNAPSHOT_VERSION: u16 = 2;
+pub const SNAPSHOT_VERSION: u16 = 3;
 /// Bytes before the state: magic, version, position, epoch, length, CRC.
 pub const SNAPSHOT_HEADER_LEN: usize = 8 + 2 + 16 + 8 + 8 + 4;
 

@@ -28,8 +28,8 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 
 use p2p_proto::{
-    ClientId, ClientRequest, Entry, FileMeta, FromTracker, GroupName, LogPos, Origin, Request,
-    SeederKey, Sha1Hash, Ticket, UserName, Wire,
+    ClientId, ClientRequest, Entry, FileMeta, FromTracker, GroupName, KeyId, LogPos, Origin,
+    Request, SeederKey, Sha1Hash, Ticket, UserName, Wire,
 };
 use p2p_state::Instant;
 use p2p_state::hash::sha1;
@@ -143,12 +143,17 @@ impl Checker {
         }
     }
 
-    /// A client sent `frame` (a hello or a request) to a tracker.
-    pub fn request_sent(&mut self, client: ClientId, frame: &Bytes) {
+    /// A client (with TLS key `key`) sent `frame` (a hello or a request)
+    /// to a tracker.
+    pub fn request_sent(&mut self, client: ClientId, key: KeyId, frame: &Bytes) {
         if let Ok(r) = ClientRequest::from_bytes(frame.clone())
             && r.req.is_write()
         {
-            let origin = Origin { client, id: r.id };
+            let origin = Origin {
+                client,
+                key,
+                id: r.id,
+            };
             self.writes.entry(origin).or_insert(r.req);
         }
     }
@@ -165,7 +170,8 @@ impl Checker {
         if let Ok(FromTracker::Response { id, outcome: Ok(_) }) =
             FromTracker::from_bytes(payload.clone())
         {
-            let origin = Origin { client, id };
+            let key = crate::world::client_key(c);
+            let origin = Origin { client, key, id };
             if let Some(req) = self.writes.get(&origin)
                 && !self.acked.contains_key(&origin)
             {

@@ -28,7 +28,8 @@ impl World {
             cn::Output::TrackerConnect { conn, addr } => self.connect_tracker(c, conn, addr),
             cn::Output::TrackerSend { conn, frame } => {
                 if let Some(id) = self.client_id(c) {
-                    self.check.request_sent(id, &frame);
+                    let key = crate::world::client_key(c);
+                    self.check.request_sent(id, key, &frame);
                 }
                 self.net
                     .write(self.now, End::S(c, inc, conn), World::framed(&frame));

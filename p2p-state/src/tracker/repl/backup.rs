@@ -43,10 +43,10 @@ impl<S: Replicated> Repl<S> {
             self.send(from, self.join_msg());
             return false;
         }
-        if self.observe_epoch(now, epoch) {
+        if self.observe_epoch(now, from, epoch) {
             self.request_catch_up();
         }
-        if self.role != Role::Backup || self.primary() != Some(from) {
+        if epoch != self.epoch || self.role != Role::Backup || self.primary() != Some(from) {
             return false;
         }
         self.primary_heard = now;
@@ -112,7 +112,7 @@ impl<S: Replicated> Repl<S> {
         let epoch = self.epoch;
         let foreign = self
             .log
-            .range(fork + 1, self.log.last().index)
+            .range(fork.saturating_add(1), self.log.last().index)
             .any(|e| e.pos.epoch != epoch);
         if foreign || (self.log.last().index > fork && fork < self.log.start().index) {
             // The primary thinks we hold nothing divergent; we disagree.
@@ -197,7 +197,7 @@ impl<S: Replicated> Repl<S> {
         // An empty persist after it: its completion (`handle_persisted(at)`)
         // says the snapshot is on disk, and only then is it acked.
         self.out.push_back(ReplOutput::Persist {
-            from_index: at.index + 1,
+            from_index: at.index.saturating_add(1),
             entries: Vec::new(),
         });
         self.snapshot_ack = Some(at);
@@ -282,6 +282,17 @@ impl<S: Replicated> Repl<S> {
         }
         let mut fresh = Vec::new();
         for e in entries {
+            if e.pos.epoch > epoch {
+                // An entry from the future of its own message: refuse all.
+                self.event(ReplEvent::PeerError {
+                    peer: from,
+                    what: Text::new(format!(
+                        "append in epoch {epoch} carries an entry of epoch {}",
+                        e.pos.epoch
+                    )),
+                });
+                return;
+            }
             let i = e.pos.index;
             if i <= self.log.last().index {
                 if self.log.epoch_at(i) != Some(e.pos.epoch) && i > self.log.start().index {

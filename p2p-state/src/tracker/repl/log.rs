@@ -340,6 +340,7 @@ mod tests {
         let mut a = Log::default();
         let o = |id: u64| Origin {
             client: p2p_proto::ClientId([1; 16]),
+            key: p2p_proto::KeyId::default(),
             id: p2p_proto::RequestId(id),
         };
         for i in 1..=4 {

@@ -77,8 +77,8 @@ use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use p2p_proto::{
-    ClientRequest, DecodeError, Entry, EpochStart, LogPos, Op, OpKind, Origin, Outcome, ReplMsg,
-    Sha1Hash, Text, TrackerError, TrackerId, TrackerStatus,
+    ClientRequest, DecodeError, Entry, EpochStart, KeyId, LogPos, Op, OpKind, Origin, Outcome,
+    ReplMsg, Sha1Hash, Text, TrackerError, TrackerId, TrackerStatus,
 };
 
 use crate::machine::Outbox;
@@ -104,9 +104,19 @@ pub trait Replicated: Default {
 /// Largest snapshot accepted from a primary.
 pub const SNAPSHOT_LEN_MAX: u64 = 1 << 30;
 
-/// Builds an epoch number from a round and the primary that starts it.
-pub fn make_epoch(round: u64, primary: TrackerId) -> u64 {
-    (round << 16) | (u16::MAX - primary.0) as u64
+/// The highest round an epoch number can carry.
+pub const ROUND_MAX: u64 = u64::MAX >> 16;
+
+/// Rounds a peer's epoch may be ahead of ours: an epoch further ahead is
+/// refused, not followed (a round is one election, so this is years of
+/// elections a second; far more is a bug or an attack, and following it
+/// would bring the epoch near overflow).
+pub const EPOCH_AHEAD_MAX: u64 = 1 << 20;
+
+/// Builds an epoch number from a round and the primary that starts it;
+/// `None` past [`ROUND_MAX`] (the epoch would not fit).
+pub fn make_epoch(round: u64, primary: TrackerId) -> Option<u64> {
+    (round <= ROUND_MAX).then(|| (round << 16) | (u16::MAX - primary.0) as u64)
 }
 
 /// The round of an epoch.
@@ -201,8 +211,11 @@ pub enum ReplInput {
     /// back as [`ReplOutput::Applied`] with `tag` once this tracker applied
     /// it ([`ReplOutput::Abandoned`] if it cannot be forwarded: check
     /// [`Repl::can_take_writes`] first).
+    /// `key` is the TLS key of the client's connection (the primary
+    /// prepares the write as that key's).
     Forward {
         req: ClientRequest,
+        key: KeyId,
         tag: u64,
     },
     /// Primary: answer a forwarded write (`index` 0 for a rejection).
@@ -256,10 +269,12 @@ pub enum ReplOutput {
     },
     /// Primary only: a backup forwarded a client's write; prepare it and
     /// [`ReplInput::Propose`] it, or [`ReplInput::ReplyForward`] a rejection.
+    /// `key`: the client connection's key, as the backup saw it.
     Forwarded {
         from: TrackerId,
         fwd: u64,
         req: ClientRequest,
+        key: KeyId,
     },
     /// `peer` said nothing for longer than the peer timeout: it counts as
     /// disconnected already; close its connection (redial as after a
@@ -641,8 +656,8 @@ impl<S: Replicated> Repl<S> {
                     self.out.push_back(ReplOutput::Abandoned { tag });
                 }
             }
-            ReplInput::Forward { req, tag } => {
-                if self.forward(req, tag).is_err() {
+            ReplInput::Forward { req, key, tag } => {
+                if self.forward(req, key, tag).is_err() {
                     self.out.push_back(ReplOutput::Abandoned { tag });
                 }
             }
@@ -712,7 +727,7 @@ impl<S: Replicated> Repl<S> {
 
     /// Backup: sends a client's write to the primary. The outcome comes back
     /// as [`ReplOutput::Applied`] with `tag` once this tracker applied it.
-    fn forward(&mut self, req: ClientRequest, tag: u64) -> Result<(), TrackerError> {
+    fn forward(&mut self, req: ClientRequest, key: KeyId, tag: u64) -> Result<(), TrackerError> {
         let primary = match (self.role, self.primary()) {
             (Role::Backup, Some(p)) if self.can_take_writes() => p,
             _ => return Err(TrackerError::NotReady),
@@ -720,7 +735,7 @@ impl<S: Replicated> Repl<S> {
         let fwd = self.fwd_next;
         self.fwd_next += 1;
         self.fwd_pending.insert(fwd, tag);
-        self.send(primary, ReplMsg::Forward { fwd, req });
+        self.send(primary, ReplMsg::Forward { fwd, key, req });
         Ok(())
     }
 
@@ -894,7 +909,7 @@ impl<S: Replicated> Repl<S> {
                 total,
                 data,
             } => self.on_snapshot_chunk(now, from, epoch, at, offset, total, data),
-            ReplMsg::Forward { fwd, req } => self.on_forward(from, fwd, req),
+            ReplMsg::Forward { fwd, key, req } => self.on_forward(from, fwd, key, req),
             ReplMsg::ForwardReply {
                 fwd,
                 index,
@@ -926,9 +941,19 @@ impl<S: Replicated> Repl<S> {
 
     // ------------------------------------------------------------ epochs and roles
 
-    /// Adopts a higher epoch seen in any message. Returns true if it did.
-    fn observe_epoch(&mut self, now: Instant, epoch: u64) -> bool {
+    /// Adopts a higher epoch seen in any message from `from`. Returns true
+    /// if it did. An implausible one ([`Repl::implausible_epoch`]) is
+    /// refused and reported: the caller then ignores the message
+    /// (`epoch > self.epoch` still holds).
+    fn observe_epoch(&mut self, now: Instant, from: TrackerId, epoch: u64) -> bool {
         if epoch <= self.epoch {
+            return false;
+        }
+        if let Some(why) = self.implausible_epoch(epoch) {
+            self.event(ReplEvent::PeerError {
+                peer: from,
+                what: Text::new(format!("epoch {epoch} refused: {why}")),
+            });
             return false;
         }
         if self.role == Role::Primary {
@@ -954,6 +979,22 @@ impl<S: Replicated> Repl<S> {
         true
     }
 
+    /// Why a peer's higher `epoch` cannot be followed: its primary is not a
+    /// tracker of the group, or it is more than [`EPOCH_AHEAD_MAX`] rounds
+    /// ahead of ours.
+    fn implausible_epoch(&self, epoch: u64) -> Option<String> {
+        let primary = epoch_primary(epoch)?;
+        if !self.cfg.trackers.contains(&primary) {
+            return Some(format!(
+                "its primary {primary} is not a tracker of the group"
+            ));
+        }
+        let ahead = epoch_round(epoch).saturating_sub(epoch_round(self.epoch));
+        (ahead > EPOCH_AHEAD_MAX).then(|| {
+            format!("{ahead} rounds ahead of ours (at most {EPOCH_AHEAD_MAX} are believable)")
+        })
+    }
+
     fn step_down(&mut self) {
         self.followers.clear();
         self.uncommitted_since.clear();
@@ -975,8 +1016,20 @@ impl<S: Replicated> Repl<S> {
     }
 
     fn become_primary(&mut self, now: Instant) {
+        let next = epoch_round(self.epoch)
+            .checked_add(1)
+            .and_then(|round| make_epoch(round, self.cfg.id));
+        let Some(epoch) = next else {
+            // Unreachable with plausible epochs: stay a backup, say why.
+            let what = Text::new("epoch rounds exhausted: cannot start a new epoch");
+            self.event(ReplEvent::PeerError {
+                peer: self.cfg.id,
+                what,
+            });
+            return;
+        };
         self.abandon_forwards();
-        self.epoch = make_epoch(epoch_round(self.epoch) + 1, self.cfg.id);
+        self.epoch = epoch;
         self.role = Role::Primary;
         self.followers.clear();
         self.caught_up = true;
@@ -1075,7 +1128,7 @@ impl<S: Replicated> Repl<S> {
     }
 
     fn maybe_snapshot(&mut self) {
-        if self.applied < self.snapshot_at + self.cfg.snapshot_every {
+        if self.applied < self.snapshot_at.saturating_add(self.cfg.snapshot_every) {
             return;
         }
         let at = self.pos_of(self.applied);

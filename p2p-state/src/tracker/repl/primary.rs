@@ -21,12 +21,12 @@ impl<S: Replicated> Repl<S> {
         last: LogPos,
         starts: &[EpochStart],
     ) {
-        if self.observe_epoch(now, epoch) {
+        if self.observe_epoch(now, from, epoch) {
             self.request_catch_up();
             return;
         }
-        if self.role != Role::Primary {
-            return;
+        if self.role != Role::Primary || epoch > self.epoch {
+            return; // a backup, or an epoch refused as implausible
         }
         if epoch < self.epoch {
             self.send(from, self.heartbeat_msg());
@@ -95,7 +95,7 @@ impl<S: Replicated> Repl<S> {
     }
 
     pub(super) fn on_ack(&mut self, now: Instant, from: TrackerId, epoch: u64, last: LogPos) {
-        if self.observe_epoch(now, epoch) {
+        if self.observe_epoch(now, from, epoch) {
             self.request_catch_up();
             return;
         }
@@ -155,7 +155,9 @@ impl<S: Replicated> Repl<S> {
         for p in peers {
             loop {
                 let f = &self.followers[&p];
-                let limit = self.persisted.min(f.acked + self.cfg.window_entries);
+                let limit = self
+                    .persisted
+                    .min(f.acked.saturating_add(self.cfg.window_entries));
                 if f.sent >= limit {
                     break;
                 }
@@ -266,9 +268,14 @@ impl<S: Replicated> Repl<S> {
         self.drop_silent(now);
     }
 
-    pub(super) fn on_forward(&mut self, from: TrackerId, fwd: u64, req: ClientRequest) {
+    pub(super) fn on_forward(&mut self, from: TrackerId, fwd: u64, key: KeyId, req: ClientRequest) {
         if self.role == Role::Primary {
-            self.out.push_back(ReplOutput::Forwarded { from, fwd, req });
+            self.out.push_back(ReplOutput::Forwarded {
+                from,
+                fwd,
+                req,
+                key,
+            });
         } else {
             self.reply_forward(from, fwd, 0, Err(TrackerError::NotReady));
         }

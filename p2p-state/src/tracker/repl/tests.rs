@@ -401,7 +401,7 @@ impl Cluster {
                     self.nodes[id as usize - 1].applied.push((tag, outcome));
                 }
                 ReplOutput::Abandoned { tag } => self.nodes[id as usize - 1].abandoned.push(tag),
-                ReplOutput::Forwarded { from, fwd, req } => {
+                ReplOutput::Forwarded { from, fwd, req, .. } => {
                     self.nodes[id as usize - 1].forwarded.push((from, fwd, req));
                 }
                 ReplOutput::PeerSilent { peer } => self.close_silent(id, peer.0),
@@ -542,8 +542,14 @@ impl Cluster {
             self.node(at).handle_input(now, input);
             Ok(())
         } else if self.get(at).can_take_writes() {
-            self.node(at)
-                .handle_input(now, ReplInput::Forward { req, tag: id });
+            self.node(at).handle_input(
+                now,
+                ReplInput::Forward {
+                    req,
+                    key: p2p_proto::KeyId::default(),
+                    tag: id,
+                },
+            );
             Ok(())
         } else {
             Err(TrackerError::NotReady)
@@ -597,6 +603,7 @@ fn toy_op(req: &ClientRequest) -> (Origin, OpKind) {
     (
         Origin {
             client: req.client,
+            key: p2p_proto::KeyId::default(),
             id: req.id,
         },
         OpKind::CreateGroup {
@@ -922,9 +929,9 @@ proptest! {
 
 #[test]
 fn epoch_numbers_order_rounds_then_lower_ids() {
-    let a = make_epoch(3, TrackerId(1));
-    let b = make_epoch(3, TrackerId(2));
-    let c = make_epoch(4, TrackerId(9));
+    let a = make_epoch(3, TrackerId(1)).unwrap();
+    let b = make_epoch(3, TrackerId(2)).unwrap();
+    let c = make_epoch(4, TrackerId(9)).unwrap();
     assert!(a > b && c > a);
     assert_eq!(epoch_primary(b), Some(TrackerId(2)));
     assert_eq!(epoch_round(c), 4);
@@ -1029,6 +1036,7 @@ fn unconfirmed_entries_survive_snapshots_and_restarts() {
     }
     let origin = |id: u64| Origin {
         client: ClientId([1; 16]),
+        key: p2p_proto::KeyId::default(),
         id: RequestId(id),
     };
     // Tracker 1 snapshotted, but kept every entry tracker 2 does not hold.

@@ -7,6 +7,7 @@ use p2p_proto::{DecodeError, Wire};
 
 use super::STATE_FORMAT_VERSION;
 use crate::tracker::state::TrackerState;
+use crate::tracker::state::testkit::key_of;
 use crate::tracker::state::testkit::*;
 
 fn busy() -> TrackerState {
@@ -149,6 +150,7 @@ fn conflict_records_round_trip_once_per_request_and_are_bounded() {
                 at_ms: 1,
                 origin: Some(Origin {
                     client: ClientId([7; 16]),
+                    key: key_of(ClientId([7; 16])),
                     id: RequestId(id),
                 }),
                 kind: OpKind::Noop,

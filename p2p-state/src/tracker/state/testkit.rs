@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    ClientId, ClientRequest, FileMeta, FileName, GroupName, Op, OpKind, Origin, Outcome, Password,
-    Reply, Request, RequestId, SessionToken, Sha1Hash, TrackerError, UserName,
+    ClientId, ClientRequest, FileMeta, FileName, GroupName, KeyId, Op, OpKind, Origin, Outcome,
+    Password, Reply, Request, RequestId, SessionToken, Sha1Hash, TrackerError, UserName,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -27,6 +27,14 @@ pub fn pw(s: &str) -> Password {
 }
 pub fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The TLS key of the client process `client` (one key per client here;
+/// tests that need another key pass one explicitly).
+pub fn key_of(client: ClientId) -> KeyId {
+    let mut k = [0x6b; 32];
+    k[..16].copy_from_slice(&client.0);
+    KeyId(k)
 }
 
 /// A file of `pieces` pieces of 1 KiB whose content is told apart by `tag`
@@ -94,16 +102,25 @@ impl World {
         }
     }
 
-    /// prepare, then (if accepted) log and apply; checks invariants.
+    /// prepare, then (if accepted) log and apply; checks invariants. The
+    /// request comes on a connection with its client's key ([`key_of`]).
     pub fn send(&mut self, req: &ClientRequest) -> Outcome {
+        self.send_as(req, key_of(req.client))
+    }
+
+    /// [`World::send`] on a connection whose TLS key is `key`.
+    pub fn send_as(&mut self, req: &ClientRequest, key: KeyId) -> Outcome {
         self.now = self.now + crate::time::Duration(10);
-        let prepared = self.st.prepare(self.now, &self.cfg, &mut self.rng, req);
+        let prepared = self
+            .st
+            .prepare(self.now, &self.cfg, &mut self.rng, req, key);
         let out = match prepared {
             Err(e) => Err(e),
             Ok(Prepared::Done(o)) => o,
             Ok(Prepared::Op(kind)) => {
                 let origin = Some(Origin {
                     client: req.client,
+                    key,
                     id: req.id,
                 });
                 self.apply(Op {

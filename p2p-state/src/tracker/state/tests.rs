@@ -80,7 +80,7 @@ fn login_unknown_user_and_wrong_password_look_the_same() {
     w.refused(&mut a, login("alice", "wrong"), both);
     let work = |st: &TrackerState, req: &p2p_proto::ClientRequest| {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        match st.prepare_step(w.now, &w.cfg, &mut rng, req, None) {
+        match st.prepare_step(w.now, &w.cfg, &mut rng, req, key_of(req.client), None) {
             Ok(Step::Password(PasswordWork::Verify { phc, .. })) => phc,
             other => panic!("no password check: {other:?}"),
         }
@@ -117,7 +117,10 @@ fn login_with_another_users_session_is_refused() {
     let mut w = World::new();
     let alice = w.login_new("alice", 1);
     let mut bob = w.login_new("bob", 2);
+    // The client (and key) logged in as alice asks to log in as bob.
     bob.token = alice.token;
+    bob.client = alice.client;
+    bob.next_id = 100;
     let login = Request::Login {
         user: user("bob"),
         password: pw("pw-bob"),
@@ -129,6 +132,18 @@ fn login_with_another_users_session_is_refused() {
             user: user("alice"),
         },
     );
+}
+
+#[test]
+fn login_with_another_keys_session_ignores_it() {
+    let mut w = World::new();
+    let alice = w.login_new("alice", 1);
+    let mut bob = w.login_new("bob", 2);
+    // A token of another client's key is no session of this client: the
+    // login goes ahead as if it were stale, and alice keeps hers.
+    bob.token = alice.token;
+    w.login(&mut bob, pw("pw-bob"));
+    assert!(w.st.session(&alice.token.unwrap()).is_some());
 }
 
 #[test]
@@ -238,11 +253,13 @@ fn read_refuses_a_write_and_prepare_answers_a_read() {
     let mut a = w.login_new("alice", 1);
     let write = a.req(Request::CreateGroup { group: group("g") });
     assert!(matches!(
-        w.st.read(w.now, &w.cfg, &write),
+        w.st.read(w.now, &w.cfg, &write, key_of(write.client)),
         Err(TrackerError::BadRequest { .. })
     ));
     let read = a.req(Request::ListGroups);
-    let p = w.st.prepare(w.now, &w.cfg, &mut w.rng, &read).unwrap();
+    let p =
+        w.st.prepare(w.now, &w.cfg, &mut w.rng, &read, key_of(read.client))
+            .unwrap();
     assert_eq!(p, Prepared::Done(Ok(Reply::Groups(vec![]))));
 }
 
@@ -291,11 +308,14 @@ fn a_duplicate_op_in_the_log_is_applied_once() {
     w.run(&mut a, Request::CreateGroup { group: group("g") })
         .unwrap();
     let leave = a.req(Request::LeaveGroup { group: group("g") });
-    let Ok(Prepared::Op(kind)) = w.st.prepare(w.now, &w.cfg, &mut w.rng, &leave) else {
+    let Ok(Prepared::Op(kind)) =
+        w.st.prepare(w.now, &w.cfg, &mut w.rng, &leave, key_of(leave.client))
+    else {
         panic!("leave not accepted");
     };
     let origin = Some(Origin {
         client: leave.client,
+        key: key_of(leave.client),
         id: leave.id,
     });
     let op = Op {
@@ -326,11 +346,13 @@ fn a_stale_op_changes_nothing_but_its_recorded_outcome() {
     let r2 = a.req(Request::CreateGroup { group: group("g") });
     let mut ops = vec![];
     for r in [&r1, &r2] {
-        let Ok(Prepared::Op(kind)) = w.st.prepare(w.now, &w.cfg, &mut w.rng, r) else {
+        let Ok(Prepared::Op(kind)) = w.st.prepare(w.now, &w.cfg, &mut w.rng, r, key_of(r.client))
+        else {
             panic!("not accepted");
         };
         let origin = Some(Origin {
             client: r.client,
+            key: key_of(r.client),
             id: r.id,
         });
         ops.push(Op {
@@ -443,6 +465,7 @@ fn op_from(client: ClientId, id: u64, at_ms: u64) -> Op {
         at_ms,
         origin: Some(Origin {
             client,
+            key: key_of(client),
             id: RequestId(id),
         }),
         kind: OpKind::Noop,
@@ -460,6 +483,7 @@ fn outcomes_per_client_are_bounded_evicting_the_lowest_request_id() {
     st.check_invariants();
     let origin = |id| Origin {
         client: c,
+        key: key_of(c),
         id: RequestId(id),
     };
     assert!(st.stored_outcome(&origin(1)).is_none(), "lowest id evicted");
@@ -486,6 +510,7 @@ fn outcome_clients_are_bounded_evicting_the_least_recent() {
     let stored = |i| {
         st.stored_outcome(&Origin {
             client: client(i),
+            key: key_of(client(i)),
             id: RequestId(1),
         })
         .is_some()
@@ -511,13 +536,16 @@ fn revalidate_reports_conflicts_and_accepts_known_origins() {
     let mut w = World::new();
     let mut a = w.login_new("alice", 1);
     let r = a.req(Request::CreateGroup { group: group("g") });
-    let Ok(Prepared::Op(kind)) = w.st.prepare(w.now, &w.cfg, &mut w.rng, &r) else {
+    let Ok(Prepared::Op(kind)) =
+        w.st.prepare(w.now, &w.cfg, &mut w.rng, &r, key_of(r.client))
+    else {
         panic!();
     };
     let op = Op {
         at_ms: 1,
         origin: Some(Origin {
             client: r.client,
+            key: key_of(r.client),
             id: r.id,
         }),
         kind,

@@ -309,12 +309,15 @@ fn get_peers_caps_the_reply_and_rotates_over_sources() {
         w.run(&mut s, register(1000 + i as u16)).unwrap();
     }
     let req = a.req(peers("g", "f"));
-    let first = peer_names(&w.st.read(Instant(0), &w.cfg, &req));
+    let first = peer_names(&w.st.read(Instant(0), &w.cfg, &req, key_of(req.client)));
     assert_eq!(first.len(), PEERS_PER_REPLY);
     assert_eq!(first[0], "s000");
-    let later = peer_names(&w.st.read(Instant(5), &w.cfg, &req));
+    let later = peer_names(&w.st.read(Instant(5), &w.cfg, &req, key_of(req.client)));
     assert_eq!(later[0], "s005");
-    let wrapped = peer_names(&w.st.read(Instant(n as u64 - 1), &w.cfg, &req));
+    let wrapped = peer_names(
+        &w.st
+            .read(Instant(n as u64 - 1), &w.cfg, &req, key_of(req.client)),
+    );
     assert_eq!((wrapped[0].as_str(), wrapped[1].as_str()), ("s056", "s000"));
 }
 

@@ -236,13 +236,17 @@ impl Sim {
         let req = request(&self.actors, who, whom, c);
         let req = self.actors[who].req(req);
         let digest = self.w.st.digest();
-        let p = self
-            .w
-            .st
-            .prepare(self.w.now, &self.w.cfg, &mut self.w.rng, &req);
+        let p = self.w.st.prepare(
+            self.w.now,
+            &self.w.cfg,
+            &mut self.w.rng,
+            &req,
+            key_of(req.client),
+        );
         assert_eq!(self.w.st.digest(), digest, "prepare changed the state");
         let origin = Some(Origin {
             client: req.client,
+            key: key_of(req.client),
             id: req.id,
         });
         let at_ms = self.w.now.as_millis();
@@ -314,10 +318,13 @@ impl Sim {
         };
         let (req, first) = self.sent[i].clone();
         let digest = self.w.st.digest();
-        let p = self
-            .w
-            .st
-            .prepare(self.w.now, &self.w.cfg, &mut self.w.rng, &req);
+        let p = self.w.st.prepare(
+            self.w.now,
+            &self.w.cfg,
+            &mut self.w.rng,
+            &req,
+            key_of(req.client),
+        );
         assert_eq!(
             p,
             Ok(Prepared::Done(first)),
