@@ -73,10 +73,19 @@ fn node_cfg(id: u16, n: u16) -> NodeConfig {
 
 impl Net {
     fn new(n: u16) -> Self {
+        Self::new_with(n, |_| {})
+    }
+
+    /// [`Net::new`] with every tracker's config changed by `tweak`.
+    fn new_with(n: u16, tweak: impl Fn(&mut NodeConfig)) -> Self {
         let now = Instant(1_700_000_000_000);
         let mut net = Net {
             trackers: (1..=n)
-                .map(|i| Some(Tracker::new(node_cfg(i, n), i as u64, now)))
+                .map(|i| {
+                    let mut cfg = node_cfg(i, n);
+                    tweak(&mut cfg);
+                    Some(Tracker::new(cfg, i as u64, now))
+                })
                 .collect(),
             disks: vec![Disk::default(); n as usize],
             ends: BTreeMap::new(),
@@ -1161,3 +1170,6 @@ fn trackers_close_and_redial_a_silent_peer_and_the_backup_takes_over() {
     let primaries = (1..=2).filter(|&i| net.t(i).is_primary()).count();
     assert_eq!(primaries, 1);
 }
+
+#[path = "node_auth_tests.rs"]
+mod auth_tests;

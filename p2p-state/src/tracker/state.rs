@@ -369,6 +369,8 @@ mod tests_files;
 #[cfg(test)]
 mod tests_groups;
 #[cfg(test)]
+mod tests_keys;
+#[cfg(test)]
 mod tests_names;
 #[cfg(test)]
 mod tests_prop;

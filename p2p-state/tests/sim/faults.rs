@@ -316,11 +316,15 @@ impl Faults {
 
     fn rogue_tracker(&mut self, w: &mut World) {
         let j = self.rng.random_range(0..w.trackers.len());
-        let script = tracker_script(&mut self.rng, w.trackers.len());
+        let script = match self.rng.random_bool(0.5) {
+            true => crate::rogue_tracker::impostor_script(w, j, &mut self.rng),
+            false => tracker_script(&mut self.rng, w.trackers.len()),
+        };
         let hold = self.rng.random_range(0..=5000);
         if w.rogue_connect(RogueTarget::Tracker(j), script, hold) {
-            // An impostor's tracker hello replaces the real connection
-            // (trackers do not authenticate each other): seed 4699.
+            // An impostor's tracker hello replaced the real connection
+            // before trackers checked keys (seed 4699); with the planted
+            // bug it still does.
             self.trackers_changed = w.now.0;
             self.count("rogue to tracker");
         }

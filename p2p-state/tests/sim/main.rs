@@ -21,6 +21,7 @@ mod trace;
 mod check;
 mod faults;
 mod net;
+mod rogue_tracker;
 mod run;
 mod scenarios;
 mod swarm;
@@ -368,6 +369,15 @@ fn teeth_scheduler_writes_unverified_pieces() {
         ..Bugs::default()
     };
     catch(bugs, 100, &["bad hash"]);
+}
+
+#[test]
+fn teeth_tracker_skips_key_check() {
+    let bugs = Bugs {
+        tracker_skips_key_check: true,
+        ..Bugs::default()
+    };
+    catch(bugs, 100, &["rogue tracker changed"]);
 }
 
 #[test]

@@ -19,6 +19,8 @@ pub struct Bugs {
     pub scheduler_skips_verify: bool,
     /// The seeder serves any `Open`, ticket or not.
     pub seeder_ignores_tickets: bool,
+    /// Trackers accept a peer tracker whatever key it proves.
+    pub tracker_skips_key_check: bool,
 }
 
 /// Relative weights of the fault kinds (0 = never in this run).

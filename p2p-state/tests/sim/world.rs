@@ -84,6 +84,8 @@ pub struct TrackerNode {
     /// an installed snapshot's prefix is copied from a tracker that holds
     /// it); `None` once that could not be done.
     pub hist: Option<Vec<Entry>>,
+    /// Peer tracker keys pinned on first contact (its `known_trackers`).
+    pub pins: BTreeMap<TrackerId, KeyId>,
 }
 
 pub struct ClientHost {
@@ -133,6 +135,7 @@ pub struct World {
     pub download_cfg: DownloadConfig,
     pub seeder_cfg: SeederConfig,
     repl_bug: bool,
+    pub(crate) tracker_auth: crate::rogue_tracker::TrackerAuth,
 }
 
 pub fn tracker_addr(i: NodeIx) -> SocketAddr {
@@ -208,6 +211,10 @@ impl World {
             download_cfg,
             seeder_cfg,
             repl_bug: s.bugs.follower_skips_op,
+            tracker_auth: crate::rogue_tracker::TrackerAuth {
+                explicit_pins: s.faults.rogue_tracker > 0,
+                skip_key_check: s.bugs.tracker_skips_key_check,
+            },
         };
         for (i, &seed) in s.tracker_seeds.iter().enumerate() {
             w.trackers.push(TrackerNode {
@@ -221,6 +228,7 @@ impl World {
                 skew_ms: 0,
                 wake: u64::MAX,
                 hist: Some(Vec::new()),
+                pins: BTreeMap::new(),
             });
         }
         for (c, &seed) in s.client_seeds.iter().enumerate() {
@@ -258,6 +266,8 @@ impl World {
             .collect();
         let mut cfg = NodeConfig::new(TrackerId(i as u16 + 1), list, TrackerConfig::test());
         cfg.repl.bug_skip_one_in_100 = self.repl_bug;
+        cfg.tracker_keys = self.tracker_pins(i);
+        cfg.bug_skip_tracker_key_check = self.tracker_auth.skip_key_check;
         cfg
     }
 
@@ -453,6 +463,9 @@ impl World {
 
     fn feed_frame(&mut self, end: End, payload: Bytes) {
         match end {
+            End::T(i, conn) if matches!(self.net.peer_of(end), Some(End::R(_))) => {
+                self.rogue_frame_to_tracker(i, conn, payload)
+            }
             End::T(i, conn) => self.tracker_input(i, tn::Input::Frame { conn, payload }),
             End::S(c, _, conn) => {
                 if let Some(id) = self.client_id(c) {

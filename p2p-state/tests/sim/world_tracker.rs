@@ -92,8 +92,7 @@ impl World {
                 };
                 self.net.schedule(at, ev);
             }
-            // Issue 15 in flight: the sim will keep the tracker's pins on its disk.
-            tn::Output::PinTracker { .. } => {}
+            tn::Output::PinTracker { tracker, key } => self.tracker_pinned(i, tracker, key),
             tn::Output::Event(e) => {
                 trace!(self.trace, self.now.0, "t{} {e:?}", i + 1);
                 self.check.tracker_event(i, &e);

@@ -69,6 +69,8 @@ mod primary;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_epoch;
 
 pub use Timer as ReplTimer;
 pub use log::{Log, fork_point};
