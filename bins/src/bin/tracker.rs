@@ -90,6 +90,13 @@ struct Args {
     /// Password-hash cost (`test` is for tests only).
     #[arg(long, value_enum, default_value = "production", hide = true)]
     argon2: Argon2Cost,
+    /// A session whose client has been connected to no tracker this long
+    /// is over (the user logs in again).
+    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    session_idle_secs: u64,
+    /// A session this old (since its login) is over, online or not.
+    #[arg(long, value_name = "SECS", default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    session_max_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -158,10 +165,12 @@ fn run(args: Args) -> Result<(), String> {
             addr.port()
         );
     }
-    let state = match args.argon2 {
+    let mut state = match args.argon2 {
         Argon2Cost::Test => TrackerConfig::test(),
         Argon2Cost::Production => TrackerConfig::production(),
     };
+    state.session_idle_ms = args.session_idle_secs.saturating_mul(1000);
+    state.session_max_ms = args.session_max_secs.saturating_mul(1000);
     let mut node = NodeConfig::new(id, info.trackers(), state);
     node.tracker_keys = keys;
     node.repl.heartbeat = Duration::from_millis(args.heartbeat_ms);
