@@ -1206,6 +1206,14 @@ impl Tracker {
                 Some(&ConnKind::Tracker(*t)),
                 "tracker table out of step"
             );
+            // A peer tracker's connection proved the key pinned for it.
+            if !self.cfg.bug_skip_tracker_key_check {
+                assert_eq!(
+                    self.conns.get(conn).map(|c| c.key),
+                    self.pins.get(t).copied(),
+                    "tracker {t} connected without its pinned key"
+                );
+            }
         }
     }
 }

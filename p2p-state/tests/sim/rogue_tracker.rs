@@ -125,7 +125,7 @@ pub fn impostor_script(w: &World, j: NodeIx, rng: &mut ChaCha8Rng) -> Vec<Bytes>
         last: next_pos,
         confirmed: 0,
     };
-    let msgs = vec![
+    let msgs = [
         ReplMsg::Join {
             id,
             epoch: next,

@@ -325,7 +325,7 @@ pub enum ReplEvent {
     },
     /// A divergent op that no longer applies, with why.
     Conflict {
-        op: Op,
+        op: Box<Op>,
         reason: TrackerError,
     },
     /// A peer broke the protocol or sent something unusable.

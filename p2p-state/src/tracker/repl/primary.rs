@@ -364,7 +364,7 @@ impl<S: Replicated> Repl<S> {
             }
         }
         self.event(ReplEvent::Conflict {
-            op: op.clone(),
+            op: Box::new(op.clone()),
             reason: reason.clone(),
         });
         let record = OpKind::RecordConflict {
