@@ -316,10 +316,10 @@ impl Faults {
 
     fn rogue_tracker(&mut self, w: &mut World) {
         let j = self.rng.random_range(0..w.trackers.len());
-        let script = match self.rng.random_bool(0.5) {
-            true => crate::rogue_tracker::impostor_script(w, j, &mut self.rng),
-            false => tracker_script(&mut self.rng, w.trackers.len()),
-        };
+        let script = tracker_script(&mut self.rng, w.trackers.len());
+        // Every other rogue is an impostor with its own random stream, so
+        // the fault stream of a seed is the same either way.
+        let script = crate::rogue_tracker::impostor_or(w, j, script);
         let hold = self.rng.random_range(0..=5000);
         if w.rogue_connect(RogueTarget::Tracker(j), script, hold) {
             // An impostor's tracker hello replaced the real connection

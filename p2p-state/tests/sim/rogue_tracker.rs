@@ -13,7 +13,7 @@
 //! restarts (`TrackerNode::pins`, the data directory's `known_trackers`).
 
 use bytes::Bytes;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use p2p_proto::{
@@ -78,6 +78,15 @@ impl World {
                 i + 1
             ));
         }
+    }
+}
+
+/// Half the time (by the clock, not the fault stream), an impostor's
+/// script for tracker `j` instead of `script`.
+pub fn impostor_or(w: &World, j: NodeIx, script: Vec<Bytes>) -> Vec<Bytes> {
+    match (w.now.0 / 7).is_multiple_of(2) {
+        true => impostor_script(w, j, &mut ChaCha8Rng::seed_from_u64(w.now.0)),
+        false => script,
     }
 }
 
