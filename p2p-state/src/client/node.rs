@@ -1110,6 +1110,9 @@ impl ClientNode {
                     SessionOutput::Close { conn } => {
                         self.out.push_back(Output::TrackerClose { conn })
                     }
+                    SessionOutput::PinTracker { index, key } => {
+                        self.out.push_back(Output::PinTracker { index, key })
+                    }
                     SessionOutput::Done { tag, result } => self.on_session_done(now, tag, result),
                     SessionOutput::Event(e) => self.on_session_event(now, e),
                 }

@@ -146,6 +146,13 @@ pub enum SessionOutput {
     Close {
         conn: SessionConn,
     },
+    /// Tracker `index` was not pinned and proved `key` on first contact
+    /// (trust on first use): keep the pin (the data directory's
+    /// `known_trackers`); the session holds it from now on.
+    PinTracker {
+        index: usize,
+        key: KeyId,
+    },
     /// A command finished.
     Done {
         tag: CommandTag,
@@ -177,6 +184,24 @@ pub enum SessionEvent {
     Notice(Text),
     /// No tracker answers; retrying in the background.
     Unreachable,
+    /// A tracker presented another key than the one pinned for it: the
+    /// connection was closed before anything was sent, and the session
+    /// moved on to the next tracker. Its `Display` is the user's line.
+    TrackerKeyRefused(KeyMismatch),
+}
+
+/// A tracker proved `presented` but `pinned` is the key it must have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "tracker {addr} presented key {presented} but it is pinned to {pinned} \
+     (tracker_info.txt or <data dir>/known_trackers); nothing was sent to it; \
+     if its key really changed, update that line"
+)]
+pub struct KeyMismatch {
+    pub index: usize,
+    pub addr: SocketAddr,
+    pub presented: KeyId,
+    pub pinned: KeyId,
 }
 
 /// The session's deadlines; the key is the reason.
@@ -227,7 +252,9 @@ pub struct ClientSession {
 }
 
 impl ClientSession {
-    pub fn new(cfg: SessionConfig, seed: u64, now: Instant) -> Self {
+    pub fn new(mut cfg: SessionConfig, seed: u64, now: Instant) -> Self {
+        // One pin slot per tracker, whatever the caller filled in.
+        cfg.tracker_keys.resize(cfg.trackers.len(), None);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
@@ -266,6 +293,10 @@ impl ClientSession {
     pub fn tracker(&self) -> SocketAddr {
         self.cfg.trackers[self.tracker]
     }
+    /// The key pinned for tracker `index` (configured or learned), if any.
+    pub fn tracker_key(&self, index: usize) -> Option<KeyId> {
+        self.cfg.tracker_keys.get(index).copied().flatten()
+    }
     pub fn is_up(&self) -> bool {
         self.link == Link::Up
     }
@@ -288,7 +319,7 @@ impl ClientSession {
         self.out.check_drained("client session");
         match input {
             SessionInput::Command { tag, req } => self.command(now, tag, req),
-            SessionInput::Connected { conn, peer: _ } => self.handle_connected(now, conn),
+            SessionInput::Connected { conn, peer } => self.handle_connected(now, conn, peer),
             SessionInput::ConnectFailed { conn } => self.handle_connect_failed(now, conn),
             SessionInput::Frame { conn, payload } => self.handle_frame(now, conn, payload),
             SessionInput::Closed { conn } => self.handle_closed(now, conn),
@@ -320,9 +351,34 @@ impl ClientSession {
 
     // ------------------------------------------------------------ inputs
 
-    fn handle_connected(&mut self, now: Instant, conn: SessionConn) {
+    /// The TLS handshake is done: the tracker proved `peer`. A pinned
+    /// tracker must prove its pin (else close, send nothing, tell the user,
+    /// fail over); an unpinned one is pinned now (trust on first use).
+    fn handle_connected(&mut self, now: Instant, conn: SessionConn, peer: KeyId) {
         if conn != self.conn || self.link != Link::Connecting {
             return;
+        }
+        let index = self.tracker;
+        match self.cfg.tracker_keys[index] {
+            Some(pinned) if pinned != peer => {
+                self.out.push_back(SessionOutput::Close { conn });
+                let m = KeyMismatch {
+                    index,
+                    addr: self.cfg.trackers[index],
+                    presented: peer,
+                    pinned,
+                };
+                self.out
+                    .push_back(SessionOutput::Event(SessionEvent::TrackerKeyRefused(m)));
+                self.fail_over(now);
+                return;
+            }
+            Some(_) => {}
+            None => {
+                self.cfg.tracker_keys[index] = Some(peer);
+                self.out
+                    .push_back(SessionOutput::PinTracker { index, key: peer });
+            }
         }
         self.link = Link::AwaitHello;
         let frame = Hello::new(Role::Client).to_bytes();
@@ -658,6 +714,15 @@ impl ClientSession {
         }
         if self.tracker >= self.cfg.trackers.len() {
             return Err(format!("tracker index {} out of range", self.tracker));
+        }
+        if self.cfg.tracker_keys.len() != self.cfg.trackers.len() {
+            return Err("one pin slot per tracker".into());
+        }
+        if self.link == Link::AwaitHello || self.link == Link::Up {
+            // Nothing is said to a tracker whose key is not its pin.
+            if self.cfg.tracker_keys[self.tracker].is_none() {
+                return Err("talking to a tracker with no pinned key".into());
+            }
         }
         if self.token.is_some() != self.user.is_some() {
             return Err("a session token without a user, or the reverse".into());

@@ -191,3 +191,145 @@ fn a_dial_that_never_completes_is_given_up_at_the_deadline() {
     assert_eq!(h.connects(), 2);
     assert_eq!(h.last_connect().map(|(_, a)| a), Some(addrs()[1]));
 }
+
+// ------------------------------------------------------------ tracker keys (issue 15)
+
+const KEY_A: KeyId = KeyId([0xa1; 32]);
+const KEY_B: KeyId = KeyId([0xb2; 32]);
+
+impl H {
+    fn with_pins(pins: Vec<Option<KeyId>>) -> Self {
+        let mut cfg = SessionConfig::new(addrs(), 0);
+        cfg.tracker_keys = pins;
+        let s = ClientSession::new(cfg, 1, T0);
+        let mut h = H {
+            s,
+            now: T0,
+            out: Vec::new(),
+        };
+        h.drain();
+        h
+    }
+
+    /// Fires deadlines until the session dials again.
+    fn until_dial(&mut self) {
+        let before = self.connects();
+        for _ in 0..100 {
+            if self.connects() > before {
+                return;
+            }
+            let (t, _) = self.s.poll_timeout().expect("a deadline");
+            self.run_until(t);
+        }
+        panic!("the session never dialed again");
+    }
+
+    fn pins_out(&self) -> Vec<(usize, KeyId)> {
+        self.out
+            .iter()
+            .filter_map(|o| match o {
+                SessionOutput::PinTracker { index, key } => Some((*index, *key)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_tracker_with_another_key_than_its_pin_hears_nothing_and_the_session_fails_over() {
+    let mut h = H::with_pins(vec![Some(KEY_A), None]);
+    h.command(1, Request::ListGroups);
+    let (conn, addr) = h.last_connect().unwrap();
+    assert_eq!(addr, addrs()[0]);
+    let from = h.out.len();
+    h.input(SessionInput::Connected { conn, peer: KEY_B });
+    let after = &h.out[from..];
+    assert!(
+        !after
+            .iter()
+            .any(|o| matches!(o, SessionOutput::Send { .. })),
+        "not even a hello to an impostor: {after:?}"
+    );
+    assert!(after.contains(&SessionOutput::Close { conn }));
+    let refused = after.iter().find_map(|o| match o {
+        SessionOutput::Event(SessionEvent::TrackerKeyRefused(m)) => Some(m.clone()),
+        _ => None,
+    });
+    let m = refused.expect("the user is told");
+    let text = m.to_string();
+    for part in [
+        "127.0.0.1:9901",
+        &KEY_B.to_string(),
+        &KEY_A.to_string(),
+        "known_trackers",
+        "update that line",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from {text}");
+    }
+    assert!(h.pins_out().is_empty(), "a pin is never overwritten");
+    assert_eq!(h.s.tracker_key(0), Some(KEY_A));
+    // Failed over to the next tracker, which is trusted on first use.
+    let (conn2, addr2) = h.last_connect().unwrap();
+    assert_eq!(addr2, addrs()[1]);
+    assert_ne!(conn2, conn);
+    let conn2 = h.up();
+    let req = h
+        .sent(0)
+        .pop()
+        .expect("the command went to the next tracker");
+    assert_eq!(req.req, Request::ListGroups);
+    assert_eq!(h.pins_out(), vec![(1, KeyId([0x54; 32]))]);
+    h.answer(conn2, &req, Reply::Groups(vec![]));
+    assert!(h.out.iter().any(|o| matches!(
+        o,
+        SessionOutput::Done {
+            tag: 1,
+            result: Ok(_)
+        }
+    )));
+}
+
+#[test]
+fn an_unpinned_tracker_is_pinned_once_then_held_to_its_key() {
+    let mut h = H::with_pins(vec![None, None]);
+    let (conn, _) = h.last_connect().unwrap();
+    h.input(SessionInput::Connected { conn, peer: KEY_A });
+    assert_eq!(h.pins_out(), vec![(0, KEY_A)]);
+    assert!(
+        h.out
+            .iter()
+            .any(|o| matches!(o, SessionOutput::Send { .. })),
+        "hello sent once the key is pinned"
+    );
+    assert_eq!(h.s.tracker_key(0), Some(KEY_A));
+    // The connection drops; tracker 1 is unreachable; back at tracker 0.
+    h.input(SessionInput::Closed { conn });
+    let (c1, a1) = h.last_connect().unwrap();
+    assert_eq!(a1, addrs()[1]);
+    h.input(SessionInput::ConnectFailed { conn: c1 });
+    h.until_dial();
+    let (c0, a0) = h.last_connect().unwrap();
+    assert_eq!(a0, addrs()[0]);
+    h.input(SessionInput::Connected {
+        conn: c0,
+        peer: KEY_A,
+    });
+    assert_eq!(h.pins_out().len(), 1, "the same key is not pinned again");
+    h.input(SessionInput::Closed { conn: c0 });
+    let (c1, _) = h.last_connect().unwrap();
+    h.input(SessionInput::ConnectFailed { conn: c1 });
+    h.until_dial();
+    let (c0, _) = h.last_connect().unwrap();
+    let from = h.out.len();
+    h.input(SessionInput::Connected {
+        conn: c0,
+        peer: KEY_B,
+    });
+    assert!(
+        h.out[from..]
+            .iter()
+            .any(|o| matches!(o, SessionOutput::Event(SessionEvent::TrackerKeyRefused(_)))),
+        "a key learned on first use is held like a configured one"
+    );
+    assert_eq!(h.pins_out().len(), 1);
+}

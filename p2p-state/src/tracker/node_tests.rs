@@ -343,6 +343,7 @@ impl Net {
                 }
                 SessionOutput::Done { tag, result } => self.done.push((k, tag, result)),
                 SessionOutput::Event(e) => self.session_events.push((k, e)),
+                SessionOutput::PinTracker { .. } => {}
             }
         }
     }
