@@ -454,6 +454,7 @@ pub fn reject_reason() -> impl Strategy<Value = RejectReason> {
         Just(UnknownFile),
         any::<u32>().prop_map(|index| NoSuchPiece { index }),
         Just(Busy),
+        Just(WrongKey),
     ]
 }
 

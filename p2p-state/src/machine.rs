@@ -307,7 +307,8 @@ mod tests {
     fn seeder_is_guarded() {
         let mut s = Seeder::new(SeederConfig::default(), T0);
         let conn = ConnId(1);
-        s.handle_input(T0, seeder::Input::Opened { conn });
+        let peer = p2p_proto::KeyId([1; 32]);
+        s.handle_input(T0, seeder::Input::Opened { conn, peer });
         // A request before the ticket is refused: a reject and a close.
         let msg = PeerMsg::Request { index: 0 };
         s.handle_input(T0, seeder::Input::Msg { conn, msg });

@@ -26,6 +26,10 @@ pub enum RejectReason {
     NoSuchPiece { index: u32 },
     #[error("too many requests in flight (slow down)")]
     Busy,
+    /// The connection's TLS key is not the ticket's `downloader_key`: the
+    /// ticket was issued to another client.
+    #[error("ticket was issued to another client key than this connection's")]
+    WrongKey,
 }
 
 impl Wire for RejectReason {
@@ -43,6 +47,7 @@ impl Wire for RejectReason {
                 w.put_u32(*index);
             }
             Busy => w.put_u8(7),
+            WrongKey => w.put_u8(8),
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -57,6 +62,7 @@ impl Wire for RejectReason {
                 index: r.u32("piece index")?,
             },
             7 => Busy,
+            8 => WrongKey,
             t => return Err(unknown("reject reason", t)),
         })
     }

@@ -363,19 +363,31 @@ struct Dl {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PeerConn {
-    /// Inbound, hello not seen yet.
-    InHello,
+    /// Inbound, hello not seen yet; the peer proved `key`.
+    InHello { key: KeyId },
     /// Inbound, handed to the seeder.
     Seeder,
-    /// Outbound for a download, our hello sent, theirs awaited.
-    OutHello {
-        dl: DlId,
-        peer: PeerId,
-    },
+    /// Outbound for a download's `peer`, at `stage`.
     Out {
         dl: DlId,
         peer: PeerId,
+        stage: OutStage,
     },
+}
+
+/// Where an outbound peer connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutStage {
+    /// `PeerConnect` asked for.
+    Dialing,
+    /// Up and its key handed to the download, which decides whether we
+    /// speak at all: nothing sent yet (our hello goes before its first
+    /// message).
+    Quiet,
+    /// Our hello sent, theirs awaited.
+    Hello,
+    /// Hellos exchanged: frames go to the download.
+    Open,
 }
 
 pub struct ClientNode {
@@ -536,10 +548,10 @@ impl ClientNode {
                 self.session_input(now, SessionInput::Frame { conn, payload })
             }
             Input::TrackerClosed { conn } => self.session_input(now, SessionInput::Closed { conn }),
-            Input::PeerAccepted { conn, peer: _ } => {
-                self.conns.insert(conn, PeerConn::InHello);
+            Input::PeerAccepted { conn, peer } => {
+                self.conns.insert(conn, PeerConn::InHello { key: peer });
             }
-            Input::PeerConnected { conn, peer: _ } => self.on_peer_connected(conn),
+            Input::PeerConnected { conn, peer } => self.on_peer_connected(now, conn, peer),
             Input::PeerConnectFailed { conn } => self.on_peer_gone(now, conn, true),
             Input::PeerFrame { conn, payload } => self.on_peer_frame(now, conn, payload),
             Input::PeerPiece {
@@ -548,7 +560,12 @@ impl ClientNode {
                 data,
                 sha1,
             } => {
-                if let Some(PeerConn::Out { dl, peer }) = self.conns.get(&conn).copied() {
+                if let Some(PeerConn::Out {
+                    dl,
+                    peer,
+                    stage: OutStage::Open,
+                }) = self.conns.get(&conn).copied()
+                {
                     self.dl_input(
                         now,
                         dl,
@@ -939,11 +956,25 @@ impl ClientNode {
                     let conn = self.next_conn;
                     self.next_conn += 1;
                     d.peers.insert(peer, conn);
-                    self.conns.insert(conn, PeerConn::OutHello { dl, peer });
+                    let stage = OutStage::Dialing;
+                    self.conns.insert(conn, PeerConn::Out { dl, peer, stage });
                     self.out.push_back(Output::PeerConnect { conn, addr });
                 }
                 download::Output::Send { peer, msg } => {
                     if let Some(&conn) = d.peers.get(&peer) {
+                        let quiet = PeerConn::Out {
+                            dl,
+                            peer,
+                            stage: OutStage::Quiet,
+                        };
+                        if self.conns.get(&conn) == Some(&quiet) {
+                            let stage = OutStage::Hello;
+                            self.conns.insert(conn, PeerConn::Out { dl, peer, stage });
+                            self.out.push_back(Output::PeerSend {
+                                conn,
+                                msg: PeerOut::Hello(Hello::new(Role::Peer)),
+                            });
+                        }
                         self.out.push_back(Output::PeerSend {
                             conn,
                             msg: PeerOut::Msg(msg),
@@ -1005,12 +1036,19 @@ impl ClientNode {
 
     // ------------------------------------------------------------ peers
 
-    fn on_peer_connected(&mut self, conn: u64) {
-        if let Some(PeerConn::OutHello { .. }) = self.conns.get(&conn) {
-            self.out.push_back(Output::PeerSend {
-                conn,
-                msg: PeerOut::Hello(Hello::new(Role::Peer)),
-            });
+    /// An outbound connection is up and proved `key`: the download
+    /// decides whether it is the seeder the tracker vouched for, before a
+    /// byte is sent (our hello goes out with its first message).
+    fn on_peer_connected(&mut self, now: Instant, conn: u64, key: KeyId) {
+        if let Some(PeerConn::Out {
+            dl,
+            peer,
+            stage: OutStage::Dialing,
+        }) = self.conns.get(&conn).copied()
+        {
+            let stage = OutStage::Quiet;
+            self.conns.insert(conn, PeerConn::Out { dl, peer, stage });
+            self.dl_input(now, dl, download::Input::Connected { peer, key });
         }
     }
 
@@ -1019,16 +1057,17 @@ impl ClientNode {
             return;
         };
         match state {
-            PeerConn::InHello => match Hello::from_bytes(payload) {
+            PeerConn::InHello { key } => match Hello::from_bytes(payload) {
                 Ok(h) if h.role == Role::Peer => {
                     self.out.push_back(Output::PeerSend {
                         conn,
                         msg: PeerOut::Hello(Hello::new(Role::Server)),
                     });
                     self.conns.insert(conn, PeerConn::Seeder);
+                    let (conn, peer) = (ConnId(conn), key);
                     self.seeder
                         .feed()
-                        .handle_input(now, seeder::Input::Opened { conn: ConnId(conn) });
+                        .handle_input(now, seeder::Input::Opened { conn, peer });
                 }
                 _ => self.drop_peer(conn),
             },
@@ -1047,17 +1086,27 @@ impl ClientNode {
                     self.drop_peer(conn);
                 }
             },
-            PeerConn::OutHello { dl, peer } => match Hello::from_bytes(payload) {
+            PeerConn::Out {
+                dl,
+                peer,
+                stage: OutStage::Hello,
+            } => match Hello::from_bytes(payload) {
                 Ok(h) if h.role == Role::Server => {
-                    self.conns.insert(conn, PeerConn::Out { dl, peer });
-                    self.dl_input(now, dl, download::Input::Connected { peer });
+                    let stage = OutStage::Open;
+                    self.conns.insert(conn, PeerConn::Out { dl, peer, stage });
                 }
-                _ => self.on_peer_gone(now, conn, true),
+                _ => self.on_peer_gone(now, conn, false),
             },
-            PeerConn::Out { dl, peer } => match PeerMsg::from_bytes(payload) {
+            PeerConn::Out {
+                dl,
+                peer,
+                stage: OutStage::Open,
+            } => match PeerMsg::from_bytes(payload) {
                 Ok(msg) => self.dl_input(now, dl, download::Input::Msg { peer, msg }),
                 Err(_) => self.on_peer_gone(now, conn, false),
             },
+            // It spoke before we did (or before it was up): not a seeder.
+            PeerConn::Out { .. } => self.on_peer_gone(now, conn, false),
         }
     }
 
@@ -1074,17 +1123,17 @@ impl ClientNode {
         // leaves the socket open until then).
         self.out.push_back(Output::PeerClose { conn });
         match state {
-            PeerConn::InHello => {}
+            PeerConn::InHello { .. } => {}
             PeerConn::Seeder => self
                 .seeder
                 .feed()
                 .handle_input(now, seeder::Input::Closed { conn: ConnId(conn) }),
-            PeerConn::OutHello { dl, peer } | PeerConn::Out { dl, peer } => {
+            PeerConn::Out { dl, peer, stage } => {
                 if let Some(d) = self.downloads.get_mut(&dl) {
                     d.peers.remove(&peer);
                 }
-                let input = match (state, connect_failed) {
-                    (PeerConn::OutHello { .. }, true) => download::Input::ConnectFailed { peer },
+                let input = match (stage, connect_failed) {
+                    (OutStage::Dialing, _) => download::Input::ConnectFailed { peer },
                     _ => download::Input::Closed { peer },
                 };
                 self.dl_input(now, dl, input);
@@ -1199,10 +1248,10 @@ impl ClientNode {
     fn invariant_violation(&self) -> Result<(), String> {
         for (&conn, c) in &self.conns {
             match *c {
-                PeerConn::InHello | PeerConn::Seeder if conn >= OUTBOUND => {
+                PeerConn::InHello { .. } | PeerConn::Seeder if conn >= OUTBOUND => {
                     return Err(format!("inbound connection {conn} in our own id range"));
                 }
-                PeerConn::OutHello { dl, peer } | PeerConn::Out { dl, peer } => {
+                PeerConn::Out { dl, peer, .. } => {
                     if conn < OUTBOUND || conn >= self.next_conn {
                         return Err(format!("outbound connection {conn} not an id we gave"));
                     }
@@ -1225,9 +1274,7 @@ impl ClientNode {
             }
             for (&peer, conn) in &d.peers {
                 match self.conns.get(conn) {
-                    Some(
-                        PeerConn::OutHello { dl: x, peer: p } | PeerConn::Out { dl: x, peer: p },
-                    ) if *x == dl && *p == peer => {}
+                    Some(PeerConn::Out { dl: x, peer: p, .. }) if *x == dl && *p == peer => {}
                     _ => {
                         return Err(format!(
                             "download {dl}: connection {conn} is not its peer's"

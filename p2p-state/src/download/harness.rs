@@ -35,6 +35,18 @@ use crate::time::{Duration, Instant};
 pub(crate) const T0: Instant = Instant(1_700_000_000_000);
 /// The share id every simulated seeder uses for the file.
 const SHARE: ShareId = ShareId(1);
+/// The downloading client's TLS key (the tracker names it in tickets).
+pub(crate) const DOWNLOADER_KEY: KeyId = KeyId([0x44; 32]);
+
+/// Seeder `i`'s TLS key.
+pub(crate) fn seeder_key(i: usize) -> KeyId {
+    let mut k = [0x53; 32];
+    k[1..9].copy_from_slice(&(i as u64).to_be_bytes());
+    KeyId(k)
+}
+
+/// The key an impostor proves.
+pub(crate) const IMPOSTOR_KEY: KeyId = KeyId([0x52; 32]);
 
 /// How one seeder misbehaves (all off by default).
 #[derive(Clone, Debug, Default)]
@@ -51,6 +63,9 @@ pub(crate) struct Faults {
     pub wrong_key: bool,
     /// Not listed and unreachable until this long after the start.
     pub appears_after: Option<Duration>,
+    /// Whoever answers at its address proves another key than the one the
+    /// tracker vouches for (a hijacked address).
+    pub impostor: bool,
 }
 
 /// One simulated seeder.
@@ -407,8 +422,8 @@ impl World {
                     file: self.meta.name.clone(),
                     file_hash: self.meta.file_hash,
                     seeder: s.user.clone(),
-                    downloader_key: KeyId([0x44; 32]),
-                    seeder_key: KeyId([0x53; 32]),
+                    downloader_key: DOWNLOADER_KEY,
+                    seeder_key: seeder_key(i),
                     expires_ms,
                     mac: Mac::default(),
                 };
@@ -443,11 +458,23 @@ impl World {
         };
         self.links.insert(peer, link);
         self.by_conn.insert((i, conn), peer);
+        let peer_key = DOWNLOADER_KEY;
         self.schedule(
             self.now + lat,
-            Event::ToSeeder(i, seeder::Input::Opened { conn }),
+            Event::ToSeeder(
+                i,
+                seeder::Input::Opened {
+                    conn,
+                    peer: peer_key,
+                },
+            ),
         );
-        let ev = Event::ToDownload(Input::Connected { peer });
+        let key = if self.seeders[i].spec.faults.impostor {
+            IMPOSTOR_KEY
+        } else {
+            seeder_key(i)
+        };
+        let ev = Event::ToDownload(Input::Connected { peer, key });
         self.schedule(self.now + lat + lat, ev);
     }
 

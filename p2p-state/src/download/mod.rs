@@ -38,6 +38,8 @@ mod types;
 #[cfg(test)]
 pub(crate) mod harness;
 #[cfg(test)]
+mod identity_tests;
+#[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
 mod tests;
@@ -73,6 +75,11 @@ pub struct DownloadStats {
     pub timeouts: u64,
     pub bytes_received: u64,
     pub tracker_asks: u64,
+    /// Connections dropped because the peer proved another key than the
+    /// one the tracker vouched for.
+    pub wrong_keys: u64,
+    /// Fresh tickets shown on live connections.
+    pub tickets_renewed: u64,
 }
 
 /// Whether `meta` can be downloaded: its numbers agree
@@ -208,9 +215,9 @@ impl Download {
             return;
         }
         match input {
-            Input::Peers(list) => self.on_peers(list),
+            Input::Peers(list) => self.on_peers(now, list),
             Input::PeersUnavailable { reason } => self.on_peers_unavailable(reason),
-            Input::Connected { peer } => self.on_connected(now, peer),
+            Input::Connected { peer, key } => self.on_connected(now, peer, key),
             Input::ConnectFailed { peer } => self.on_connect_failed(peer),
             Input::Msg { peer, msg } => self.on_msg(now, peer, msg),
             Input::Piece {

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use p2p_proto::{PieceSet, Ticket, UserName};
+use p2p_proto::{KeyId, PieceSet, Ticket, UserName};
 
 use super::types::DownloadConfig;
 use crate::time::{Duration, Instant};
@@ -40,6 +40,9 @@ pub(crate) enum PeerState {
     NeedTicket,
     /// Sent too many bad pieces: never used again by this download.
     Banned,
+    /// Proved another key than `vouched` (the ticket's seeder key): not
+    /// dialed again until the tracker vouches for another key.
+    WrongKey { vouched: KeyId },
 }
 
 /// A request in flight to a peer.
@@ -55,6 +58,12 @@ pub(crate) struct Peer {
     pub user: UserName,
     pub addr: SocketAddr,
     pub ticket: Ticket,
+    /// When to fetch a fresh ticket (before `ticket` expires).
+    pub renew_at: Instant,
+    /// The expiry of the ticket shown on the live connection, if any.
+    pub shown_expires_ms: Option<u64>,
+    /// The key the live connection proved (the ticket's seeder key).
+    pub conn_key: Option<KeyId>,
     /// Pieces the tracker says it holds (used before `Have` arrives).
     hint: PieceSet,
     /// The hint held no needed piece when last checked. Needed pieces only
@@ -84,6 +93,9 @@ impl Peer {
         Peer {
             user,
             addr,
+            renew_at: Instant(ticket.expires_ms),
+            shown_expires_ms: None,
+            conn_key: None,
             ticket,
             hint,
             hint_useless: false,
@@ -99,6 +111,16 @@ impl Peer {
             allowance: 0,
             pieces_received: 0,
         }
+    }
+
+    /// A ticket from a listing that arrived `now`: fetch the next one
+    /// `renew_before` ahead of its expiry, or halfway through what is left
+    /// of its life if that is sooner.
+    pub fn set_ticket(&mut self, now: Instant, ticket: Ticket, renew_before: Duration) {
+        let left = ticket.expires_ms.saturating_sub(now.as_millis());
+        let ahead = renew_before.as_millis().min(left / 2);
+        self.renew_at = Instant(ticket.expires_ms - ahead);
+        self.ticket = ticket;
     }
 
     /// A new listing says it holds `hint`.

@@ -33,8 +33,14 @@ impl Download {
         } else {
             self.tracker.backoff
         };
-        self.timers
-            .set(Timer::AskTracker, self.tracker.last_ask + interval);
+        let mut ask = self.tracker.last_ask + interval;
+        if let Some(renew) = self.next_renewal() {
+            // Fresh tickets before a live connection's expires; at most one
+            // ask per `tracker_backoff_min` however short tickets live.
+            let soonest = self.tracker.last_ask + self.cfg.tracker_backoff_min;
+            ask = ask.min(renew.max(soonest));
+        }
+        self.timers.set(Timer::AskTracker, ask);
         self.timers
             .set(Timer::Stall, self.last_progress + self.cfg.no_peer_timeout);
     }
@@ -50,6 +56,16 @@ impl Download {
         if self.picker.all_done() {
             self.finish(Ok(()));
         }
+    }
+
+    /// When the ticket of the first live connection is due for renewal.
+    fn next_renewal(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter(|p| matches!(p.state, PeerState::Opening | PeerState::Ready { .. }))
+            .filter(|p| p.shown_expires_ms.is_some())
+            .map(|p| p.renew_at)
+            .min()
     }
 
     /// Something is in flight or a connection is being set up.

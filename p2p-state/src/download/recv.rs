@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use p2p_proto::{PeerInfo, PeerMsg, PieceSet, RejectReason, Sha1Hash, Text};
+use p2p_proto::{KeyId, PeerInfo, PeerMsg, PieceSet, RejectReason, Sha1Hash, Text};
 
 use super::peer::{Peer, PeerState, Sent};
 use super::{
@@ -17,10 +17,13 @@ use crate::time::Instant;
 impl Download {
     // ------------------------------------------------------------ tracker
 
-    pub(super) fn on_peers(&mut self, list: Vec<PeerInfo>) {
+    pub(super) fn on_peers(&mut self, now: Instant, list: Vec<PeerInfo>) {
         self.tracker.pending = false;
         self.tracker.problem = None;
-        let listed = list.iter().filter(|info| self.learn_peer(info)).count();
+        let listed = list
+            .iter()
+            .filter(|info| self.learn_peer(now, info))
+            .count();
         self.tracker.last_listed = listed;
     }
 
@@ -30,8 +33,10 @@ impl Download {
     }
 
     /// Adds or refreshes one listed peer; true if the entry is a source of
-    /// this file (even one we have banned).
-    fn learn_peer(&mut self, info: &PeerInfo) -> bool {
+    /// this file (even one we have banned). A fresh ticket for a live
+    /// connection is shown on it at once (the seeder then serves it until
+    /// the new expiry).
+    fn learn_peer(&mut self, now: Instant, info: &PeerInfo) -> bool {
         let t = &info.ticket;
         let for_us = t.seeder == info.user
             && t.downloader != info.user
@@ -44,15 +49,21 @@ impl Download {
         }
         let key = (info.user.clone(), info.addr);
         if let Some(id) = self.by_addr.get(&key) {
+            let id = *id;
             let p = self
                 .peers
-                .get_mut(id)
+                .get_mut(&id)
                 .expect("address index points at a peer");
-            p.ticket = info.ticket.clone();
+            p.set_ticket(now, info.ticket.clone(), self.cfg.ticket_renew_before);
             p.set_hint(&info.pieces);
-            if matches!(p.state, PeerState::Failed | PeerState::NeedTicket) {
-                p.state = PeerState::Idle;
+            match p.state {
+                PeerState::Failed | PeerState::NeedTicket => p.state = PeerState::Idle,
+                PeerState::WrongKey { vouched } if vouched != info.ticket.seeder_key => {
+                    p.state = PeerState::Idle
+                }
+                _ => {}
             }
+            self.renew_ticket(id);
             return true;
         }
         if self.peers.len() >= self.cfg.peers_known_max {
@@ -61,14 +72,34 @@ impl Download {
         let id = PeerId(self.next_peer);
         self.next_peer += 1;
         self.by_addr.insert(key, id);
-        let peer = Peer::new(
+        let mut peer = Peer::new(
             info.user.clone(),
             info.addr,
             info.ticket.clone(),
             info.pieces.clone(),
         );
+        peer.set_ticket(now, info.ticket.clone(), self.cfg.ticket_renew_before);
         self.peers.insert(id, peer);
         true
+    }
+
+    /// Shows `id`'s ticket on its live connection if it outlives the one
+    /// shown there (and names the key the connection proved).
+    fn renew_ticket(&mut self, id: PeerId) {
+        let p = &self.peers[&id];
+        let live = matches!(p.state, PeerState::Opening | PeerState::Ready { .. });
+        let Some(shown) = p.shown_expires_ms.filter(|_| live) else {
+            return;
+        };
+        let proven = p.conn_key;
+        if p.ticket.expires_ms <= shown || Some(p.ticket.seeder_key) != proven {
+            return;
+        }
+        let ticket = p.ticket.clone();
+        let p = self.peers.get_mut(&id).expect("known");
+        p.shown_expires_ms = Some(ticket.expires_ms);
+        self.stats.tickets_renewed += 1;
+        self.send(id, PeerMsg::Open { ticket });
     }
 
     pub(super) fn ask_tracker(&mut self, now: Instant) {
@@ -80,14 +111,30 @@ impl Download {
 
     // ------------------------------------------------------------ connections
 
-    pub(super) fn on_connected(&mut self, now: Instant, id: PeerId) {
+    /// The connection is up and proved `key`: only the seeder the tracker
+    /// vouched for hears our ticket; anyone else is dropped at once, with
+    /// nothing sent, and not dialed again unless another key is vouched for.
+    pub(super) fn on_connected(&mut self, now: Instant, id: PeerId, key: KeyId) {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
         if p.state != PeerState::Connecting {
             return;
         }
+        let vouched = p.ticket.seeder_key;
+        if key != vouched {
+            self.stats.wrong_keys += 1;
+            p.penalise(&self.cfg);
+            let reason = DisconnectReason::WrongKey {
+                vouched,
+                presented: key,
+            };
+            self.disconnect(id, reason, PeerState::WrongKey { vouched });
+            return;
+        }
         p.state = PeerState::Opening;
+        p.conn_key = Some(key);
+        p.shown_expires_ms = Some(p.ticket.expires_ms);
         let ticket = p.ticket.clone();
         self.timers.clear(Timer::Connect(id));
         self.timers
@@ -416,6 +463,8 @@ impl Download {
         }
         p.allowance = 0;
         p.last_arrival = None;
+        p.shown_expires_ms = None;
+        p.conn_key = None;
         self.timers.clear(Timer::Connect(id));
         self.timers.clear(Timer::Handshake(id));
         self.last_peer_problem = Some(problem);

@@ -240,15 +240,17 @@ fn spec(pieces: u32) -> impl Strategy<Value = SeederSpec> {
         prop::bool::weighted(0.1),
         prop::bool::weighted(0.1),
         prop::bool::weighted(0.1),
+        prop::bool::weighted(0.1),
     )
         .prop_map(
-            |(corrupt_every, close_after, drop_pieces, unreachable, wrong_key)| Faults {
+            |(corrupt_every, close_after, drop_pieces, unreachable, wrong_key, impostor)| Faults {
                 corrupt_every,
                 close_after,
                 drop_pieces,
                 unreachable,
                 wrong_key,
                 appears_after: None,
+                impostor,
             },
         );
     (
@@ -288,7 +290,8 @@ fn honest_cover(sc: &Scenario) -> bool {
     let mut all = PieceSet::empty(sc.pieces());
     for s in &sc.seeders {
         let f = &s.faults;
-        if f.corrupt_every.is_none() && !f.drop_pieces && !f.unreachable && !f.wrong_key {
+        let bad = f.drop_pieces || f.unreachable || f.wrong_key || f.impostor;
+        if f.corrupt_every.is_none() && !bad {
             all.union_with(&s.pieces);
         }
     }

@@ -16,6 +16,9 @@ use super::*;
 use crate::hash;
 use crate::time::{Duration, Instant};
 
+/// The key every seeder of these tests proves (and the tracker vouches for).
+const SEEDER_KEY: KeyId = KeyId([0x53; 32]);
+
 /// A download of a small random file, driven by hand.
 struct Rig {
     d: Download,
@@ -77,7 +80,7 @@ impl Rig {
                 file_hash: self.meta.file_hash,
                 seeder: user,
                 downloader_key: KeyId([0x44; 32]),
-                seeder_key: KeyId([0x53; 32]),
+                seeder_key: SEEDER_KEY,
                 expires_ms: (T0 + Duration::from_secs(3600)).as_millis(),
                 mac: Mac::default(),
             },
@@ -111,7 +114,10 @@ impl Rig {
         ids.sort();
         let mut after = Vec::new();
         for (&id, (_, pieces)) in ids.iter().zip(peers) {
-            let o = self.input(Input::Connected { peer: id });
+            let o = self.input(Input::Connected {
+                peer: id,
+                key: SEEDER_KEY,
+            });
             assert!(matches!(
                 &o[0],
                 Output::Send {
@@ -451,7 +457,10 @@ fn an_expired_ticket_waits_for_a_fresh_listing() {
     assert_ne!(again[0], ids[0], "a new connection gets a new id");
     // A late event of the old connection does not touch the new one.
     assert!(r.input(Input::Closed { peer: ids[0] }).is_empty());
-    let out = r.input(Input::Connected { peer: again[0] });
+    let out = r.input(Input::Connected {
+        peer: again[0],
+        key: SEEDER_KEY,
+    });
     assert!(matches!(
         &out[..],
         [Output::Send {

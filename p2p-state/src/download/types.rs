@@ -6,7 +6,7 @@ use bytes::Bytes;
 use std::fmt;
 use std::net::SocketAddr;
 
-use p2p_proto::{PeerInfo, PeerMsg, PieceSet, RejectReason, Sha1Hash, Text};
+use p2p_proto::{KeyId, PeerInfo, PeerMsg, PieceSet, RejectReason, Sha1Hash, Text};
 
 use crate::time::Duration;
 
@@ -63,6 +63,10 @@ pub struct DownloadConfig {
     pub peers_refresh: Duration,
     /// Give up after this long without a verified piece.
     pub no_peer_timeout: Duration,
+    /// Ask the tracker for fresh tickets this long before the ticket of an
+    /// open connection expires (at most half the ticket's remaining life
+    /// when it arrived), and show the fresh one on the connection.
+    pub ticket_renew_before: Duration,
     /// Planted bug (test switch): accept pieces without checking their
     /// hash. Always false outside the simulator's teeth tests.
     #[doc(hidden)]
@@ -87,6 +91,9 @@ pub const PEERS_KNOWN_MAX_DEFAULT: usize = 256;
 pub const BAD_PIECES_MAX_DEFAULT: u32 = 3;
 /// Default timeouts in a row before a peer is dropped.
 pub const TIMEOUTS_MAX_DEFAULT: u32 = 3;
+/// Default time before a connection's ticket expires at which a fresh
+/// one is fetched and shown (tickets live minutes).
+pub const TICKET_RENEW_BEFORE_DEFAULT: Duration = Duration::from_secs(30);
 /// Default most peers asked for one piece in endgame.
 pub const ENDGAME_DUP_MAX_DEFAULT: usize = 2;
 
@@ -111,6 +118,7 @@ impl Default for DownloadConfig {
             tracker_backoff_max: Duration::from_secs(30),
             peers_refresh: Duration::from_secs(60),
             no_peer_timeout: Duration::from_secs(5 * 60),
+            ticket_renew_before: TICKET_RENEW_BEFORE_DEFAULT,
             bug_skip_verify: false,
         }
     }
@@ -145,8 +153,11 @@ pub enum Input {
     Peers(Vec<PeerInfo>),
     /// The tracker could not list peers (the reason shows in progress).
     PeersUnavailable { reason: Text },
-    /// The connection asked for by `Connect` is up.
-    Connected { peer: PeerId },
+    /// The connection asked for by `Connect` is up and its TLS handshake
+    /// proved `key`: it must be the key the tracker vouched for (the
+    /// ticket's `seeder_key`), or the connection is closed before anything
+    /// is sent on it.
+    Connected { peer: PeerId, key: KeyId },
     /// The connection asked for by `Connect` could not be made.
     ConnectFailed { peer: PeerId },
     /// A message from a peer. A `PeerMsg::Piece` here is hashed on the
@@ -211,6 +222,10 @@ pub enum DisconnectReason {
     HandshakeTimeout,
     #[error("peer refused: {0}")]
     Refused(RejectReason),
+    #[error(
+        "it proved key {presented}, not the key {vouched} the tracker vouched for; nothing was sent to it"
+    )]
+    WrongKey { vouched: KeyId, presented: KeyId },
     #[error("peer closed with an error: {reason}")]
     PeerFatal { reason: Text },
     #[error("holds no piece still needed (slot given to another peer)")]

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use p2p_proto::UserName;
+use p2p_proto::{KeyId, UserName};
 
 use super::types::{Served, ShareId};
 
@@ -12,10 +12,14 @@ use super::types::{Served, ShareId};
 pub(crate) enum ConnState {
     /// Connected; no `Open` yet.
     AwaitOpen,
-    /// Ticket verified for `share`, issued to `downloader`.
+    /// Ticket verified for `share`, issued to `downloader` (whose key is
+    /// the connection's), valid until `expires_ms`.
     Open {
         share: ShareId,
         downloader: UserName,
+        /// The ticket's `downloader_key` (the connection's key, checked).
+        ticket_key: KeyId,
+        expires_ms: u64,
     },
 }
 
@@ -44,6 +48,8 @@ pub(crate) enum Admit {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Conn {
+    /// The key the peer proved in the TLS handshake.
+    pub key: KeyId,
     pub state: ConnState,
     pub pending: BTreeMap<u32, Req>,
     /// `Queued` pieces in arrival order.
@@ -53,8 +59,9 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new() -> Self {
+    pub fn new(key: KeyId) -> Self {
         Conn {
+            key,
             state: ConnState::AwaitOpen,
             pending: BTreeMap::new(),
             queue: VecDeque::new(),
@@ -163,7 +170,7 @@ mod tests {
 
     #[test]
     fn admit_cancel_read_lifecycle() {
-        let mut c = Conn::new();
+        let mut c = Conn::new(KeyId([1; 32]));
         assert_eq!(c.admit(1, 2), Admit::Queued);
         assert_eq!(c.admit(1, 2), Admit::Duplicate);
         assert_eq!(c.admit(2, 2), Admit::Queued);

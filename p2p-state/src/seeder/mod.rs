@@ -3,9 +3,15 @@
 //!
 //! A connection must start with `Open { ticket }`. The ticket must name us
 //! as seeder, verify under the key the tracker gave us at login, be
-//! unexpired, and name (group, file, file hash) of one of *our* registered
-//! shares: a peer never names a path, and a request resolves to a file only
-//! through this table. Then `Request { index }` of a held piece becomes a
+//! unexpired, be issued to the key the connection proved in its TLS
+//! handshake (`downloader_key`: a ticket sniffed or leaked is worthless to
+//! any other client), and name (group, file, file hash) of one of *our*
+//! registered shares: a peer never names a path, and a request resolves to
+//! a file only through this table. Tickets live minutes: when the one a
+//! connection is served under expires, the connection is refused
+//! (`Expired`) and closed, unless the downloader showed a fresh ticket on
+//! it first (another `Open` for the same file and downloader, checked the
+//! same way; the connection then runs on until that one expires). Then `Request { index }` of a held piece becomes a
 //! `ReadPiece` for the driver and, when the bytes come back, a `Piece`.
 //! Limits (named constants in `types.rs`): connections in total and per
 //! downloading user, requests per connection (`Busy` beyond), disk reads
@@ -13,8 +19,8 @@
 //! to show a ticket, idle time.
 //!
 //! Decisions on peer messages: `HavePiece`/`Have` from a downloader are
-//! allowed and ignored ("either side may announce"); `Piece`, `Reject`, a
-//! second `Open` are protocol violations (`Fatal` + close); a `Request`
+//! allowed and ignored ("either side may announce"); `Piece`, `Reject`, an
+//! `Open` for another file or user are protocol violations (`Fatal` + close); a `Request`
 //! before `Open` is refused with `NoTicket` + close; `Fatal` closes.
 //!
 //! Files: `types.rs` (vocabulary and limits), `conn.rs` (one connection's
@@ -43,8 +49,8 @@ use crate::time::Instant;
 use crate::timer::TimerTable;
 use conn::{Admit, Conn, ConnState};
 use p2p_proto::{
-    FileMeta, FileName, GroupName, PeerMsg, PieceSet, RejectReason, SeederKey, Sha1Hash, Text,
-    Ticket, UserName,
+    FileMeta, FileName, GroupName, KeyId, PeerMsg, PieceSet, RejectReason, SeederKey, Sha1Hash,
+    Text, Ticket, UserName,
 };
 
 /// A file we serve, as registered by the driver.
@@ -232,7 +238,7 @@ impl Seeder {
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.out.check_drained("seeder");
         match input {
-            Input::Opened { conn } => self.on_opened(now, conn),
+            Input::Opened { conn, peer } => self.on_opened(now, conn, peer),
             Input::Msg { conn, msg } => self.on_msg(now, conn, msg),
             Input::Closed { conn } => {
                 self.forget(conn);
@@ -251,13 +257,17 @@ impl Seeder {
             match t {
                 Timer::Open(conn) => self.close(conn, CloseReason::OpenTimeout),
                 Timer::Idle(conn) => self.on_idle(now, conn),
+                Timer::Expire(conn) => {
+                    let why = RejectReason::Expired;
+                    self.reject_conn(conn, why, CloseReason::TicketExpired);
+                }
             }
         }
         self.dispatch_reads();
         self.debug_check();
     }
 
-    fn on_opened(&mut self, now: Instant, conn: ConnId) {
+    fn on_opened(&mut self, now: Instant, conn: ConnId, peer: KeyId) {
         if self.conns.contains_key(&conn) {
             debug_assert!(false, "driver reused {conn}");
             return;
@@ -269,7 +279,7 @@ impl Seeder {
             self.out.push_back(Output::Close { conn, reason });
             return;
         }
-        self.conns.insert(conn, Conn::new());
+        self.conns.insert(conn, Conn::new(peer));
         self.timers
             .set(Timer::Open(conn), now + self.cfg.open_timeout);
     }
@@ -287,7 +297,7 @@ impl Seeder {
             PeerMsg::Request { index } => self.on_request(conn, index),
             PeerMsg::Cancel { index } => self.conn_mut(conn).cancel(index),
             PeerMsg::Have { .. } | PeerMsg::HavePiece { .. } => {}
-            PeerMsg::Open { .. } => self.violation(conn, "a second Open"),
+            PeerMsg::Open { ticket } => self.on_renew(now, conn, &ticket),
             PeerMsg::Piece { .. } => self.violation(conn, "piece data sent to a seeder"),
             PeerMsg::Reject { .. } => self.violation(conn, "Reject sent to a seeder"),
         }
@@ -300,7 +310,8 @@ impl Seeder {
     /// Checks the ticket of an `Open`; on success the connection is bound
     /// to the share and hears which pieces we hold.
     fn on_open(&mut self, now: Instant, conn: ConnId, ticket: &Ticket) {
-        let share = match self.check_ticket(now, ticket) {
+        let key = self.conns[&conn].key;
+        let share = match self.check_ticket(now, ticket, key) {
             Ok(s) => s,
             Err(reason) => {
                 self.stats.conns_refused += 1;
@@ -319,14 +330,48 @@ impl Seeder {
         self.conn_mut(conn).state = ConnState::Open {
             share,
             downloader: ticket.downloader.clone(),
+            ticket_key: ticket.downloader_key,
+            expires_ms: ticket.expires_ms,
         };
         self.timers.clear(Timer::Open(conn));
+        self.timers
+            .set(Timer::Expire(conn), expiry(ticket.expires_ms));
         let pieces = self.shares[&share].have.clone();
         self.send(conn, PeerMsg::Have { pieces });
     }
 
-    /// Which of our shares the ticket opens, or why it opens none.
-    fn check_ticket(&self, now: Instant, t: &Ticket) -> Result<ShareId, RejectReason> {
+    /// A fresh ticket shown on an open connection (before the one it runs
+    /// under expires): checked like the first, and it must be for the same
+    /// file and downloader. The connection then runs until it expires.
+    fn on_renew(&mut self, now: Instant, conn: ConnId, ticket: &Ticket) {
+        let key = self.conns[&conn].key;
+        let share = match self.check_ticket(now, ticket, key) {
+            Ok(s) => s,
+            Err(reason) => {
+                self.stats.conns_refused += 1;
+                return self.refuse(conn, reason);
+            }
+        };
+        let ConnState::Open {
+            share: bound,
+            downloader,
+            expires_ms,
+            ..
+        } = &mut self.conn_mut(conn).state
+        else {
+            unreachable!("on_msg renews open connections only");
+        };
+        if *bound != share || *downloader != ticket.downloader {
+            return self.violation(conn, "an Open for another file or user");
+        }
+        *expires_ms = (*expires_ms).max(ticket.expires_ms);
+        let at = expiry(*expires_ms);
+        self.timers.set(Timer::Expire(conn), at);
+    }
+
+    /// Which of our shares the ticket opens for a connection that proved
+    /// `key`, or why it opens none.
+    fn check_ticket(&self, now: Instant, t: &Ticket, key: KeyId) -> Result<ShareId, RejectReason> {
         // planted bug (test switch)
         if self.cfg.bug_ignore_tickets {
             let key = (t.group.clone(), t.file.clone(), t.file_hash);
@@ -336,16 +381,20 @@ impl Seeder {
                 .copied()
                 .ok_or(RejectReason::UnknownFile);
         }
-        let Some((user, key)) = &self.identity else {
+        let Some((user, seeder_key)) = &self.identity else {
             return Err(RejectReason::BadTicket);
         };
         if t.seeder != *user {
             return Err(RejectReason::WrongParty);
         }
-        ticket::verify(key, t, now).map_err(|e| match e {
+        ticket::verify(seeder_key, t, now).map_err(|e| match e {
             TicketError::BadMac => RejectReason::BadTicket,
             TicketError::Expired => RejectReason::Expired,
         })?;
+        // planted bug (test switch)
+        if t.downloader_key != key && !self.cfg.bug_skip_key_check {
+            return Err(RejectReason::WrongKey);
+        }
         let key = (t.group.clone(), t.file.clone(), t.file_hash);
         self.by_key
             .get(&key)
@@ -579,6 +628,7 @@ impl Seeder {
     fn forget(&mut self, conn: ConnId) -> bool {
         self.timers.clear(Timer::Open(conn));
         self.timers.clear(Timer::Idle(conn));
+        self.timers.clear(Timer::Expire(conn));
         self.conns.remove(&conn).is_some()
     }
 
@@ -636,6 +686,15 @@ impl Seeder {
     }
 
     fn check_conn(&self, id: ConnId, c: &Conn) -> Result<(), String> {
+        if let ConnState::Open { ticket_key, .. } = &c.state {
+            let checked = !self.cfg.bug_skip_key_check && !self.cfg.bug_ignore_tickets;
+            if checked && *ticket_key != c.key {
+                return Err(format!("{id} is served under a ticket of another key"));
+            }
+            if !self.timers.is_set(Timer::Expire(id)) {
+                return Err(format!("{id} is open with no ticket expiry"));
+            }
+        }
         match c.share() {
             None if !self.timers.is_set(Timer::Open(id)) => {
                 return Err(format!("{id} awaits Open without a deadline"));
@@ -655,6 +714,11 @@ impl Seeder {
         }
         Ok(())
     }
+}
+
+/// When a ticket valid through `expires_ms` stops being valid.
+fn expiry(expires_ms: u64) -> Instant {
+    Instant(expires_ms.saturating_add(1))
 }
 
 fn reject_all(reason: RejectReason) -> PeerMsg {

@@ -73,16 +73,22 @@ impl Rig {
         std::iter::from_fn(|| self.s.poll_output()).collect()
     }
 
+    /// A connection from bob's client.
     fn connect(&mut self) -> ConnId {
+        self.connect_as(key_of("bob"))
+    }
+
+    /// A connection whose TLS handshake proved `peer`.
+    fn connect_as(&mut self, peer: KeyId) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
-        assert!(self.input(Input::Opened { conn }).is_empty());
+        assert!(self.input(Input::Opened { conn, peer }).is_empty());
         conn
     }
 
-    /// A connection opened with a valid ticket for `downloader`.
+    /// A connection from `downloader`'s client, opened with a valid ticket.
     fn open_as(&mut self, downloader: &str) -> ConnId {
-        let conn = self.connect();
+        let conn = self.connect_as(key_of(downloader));
         let out = self.msg(
             conn,
             PeerMsg::Open {
@@ -107,6 +113,21 @@ impl Rig {
     }
 }
 
+/// The TLS key of `user`'s client.
+fn key_of(user: &str) -> KeyId {
+    let mut k = [0x44; 32];
+    for (i, b) in user.bytes().take(31).enumerate() {
+        k[i + 1] = b;
+    }
+    KeyId(k)
+}
+
+/// How long the tickets of these tests live (longer than the idle timeout).
+const LIFE_MS: u64 = 600_000;
+
+/// A key no ticket names.
+const ROGUE: KeyId = KeyId([0x52; 32]);
+
 fn ticket_with(f: impl FnOnce(&mut Ticket), key: &SeederKey) -> Ticket {
     let mut t = Ticket {
         downloader: user("bob"),
@@ -114,9 +135,9 @@ fn ticket_with(f: impl FnOnce(&mut Ticket), key: &SeederKey) -> Ticket {
         file: FileName::new("f.bin").unwrap(),
         file_hash: Sha1Hash([2; 20]),
         seeder: user("alice"),
-        downloader_key: KeyId([0x44; 32]),
+        downloader_key: key_of("bob"),
         seeder_key: KeyId([0x53; 32]),
-        expires_ms: NOW.as_millis() + 60_000,
+        expires_ms: NOW.as_millis() + LIFE_MS,
         mac: Mac::default(),
     };
     f(&mut t);
@@ -125,7 +146,13 @@ fn ticket_with(f: impl FnOnce(&mut Ticket), key: &SeederKey) -> Ticket {
 }
 
 fn ticket_for(downloader: &str) -> Ticket {
-    ticket_with(|t| t.downloader = user(downloader), &KEY)
+    ticket_with(
+        |t| {
+            t.downloader = user(downloader);
+            t.downloader_key = key_of(downloader);
+        },
+        &KEY,
+    )
 }
 
 fn rejected(out: &[Output], conn: ConnId, why: RejectReason) -> bool {
@@ -141,6 +168,19 @@ fn rejected(out: &[Output], conn: ConnId, why: RejectReason) -> bool {
             conn,
             reason: CloseReason::Rejected(why),
         },
+    ]
+}
+
+fn rejected_as(out: &[Output], conn: ConnId, why: RejectReason, reason: CloseReason) -> bool {
+    out == [
+        Output::Send {
+            conn,
+            msg: PeerMsg::Reject {
+                index: None,
+                reason: why,
+            },
+        },
+        Output::Close { conn, reason },
     ]
 }
 
@@ -301,6 +341,157 @@ fn after_logout_no_ticket_opens_and_connections_close() {
     r.open();
 }
 
+// ---------------------------------------------------------------- keys and expiry (issue 15)
+
+#[test]
+fn a_ticket_presented_by_another_key_is_refused_and_nothing_is_served() {
+    let mut r = Rig::new();
+    let conn = r.connect_as(ROGUE);
+    let out = r.msg(
+        conn,
+        PeerMsg::Open {
+            ticket: ticket_for("bob"),
+        },
+    );
+    assert!(rejected(&out, conn, RejectReason::WrongKey), "{out:?}");
+    assert!(r.msg(conn, PeerMsg::Request { index: 0 }).is_empty());
+    assert_eq!(r.s.stats().served.pieces, 0);
+    assert_eq!(r.s.stats().conns_refused, 1);
+    // Bob's own client, same ticket: served.
+    let conn = r.connect_as(key_of("bob"));
+    let out = r.msg(
+        conn,
+        PeerMsg::Open {
+            ticket: ticket_for("bob"),
+        },
+    );
+    assert!(matches!(
+        &out[..],
+        [Output::Send {
+            msg: PeerMsg::Have { .. },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn the_planted_bug_skips_the_key_check() {
+    let cfg = SeederConfig {
+        bug_skip_key_check: true,
+        ..SeederConfig::default()
+    };
+    let mut r = Rig::with(cfg);
+    let conn = r.connect_as(ROGUE);
+    let out = r.msg(
+        conn,
+        PeerMsg::Open {
+            ticket: ticket_for("bob"),
+        },
+    );
+    assert!(
+        matches!(
+            &out[..],
+            [Output::Send {
+                msg: PeerMsg::Have { .. },
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+}
+
+/// A connection is served only while its ticket is valid: at expiry it is
+/// refused `Expired` and closed, unless a fresh ticket came first.
+#[test]
+fn an_open_connection_ends_when_its_ticket_expires_unless_renewed() {
+    let mut r = Rig::with(SeederConfig {
+        idle_timeout: Duration::from_secs(24 * 3600),
+        ..SeederConfig::default()
+    });
+    let stale = r.open();
+    let renewed = r.open_as("carol");
+    let life = LIFE_MS;
+    let fresh = ticket_with(
+        |t| {
+            t.downloader = user("carol");
+            t.downloader_key = key_of("carol");
+            t.expires_ms = NOW.as_millis() + 2 * life;
+        },
+        &KEY,
+    );
+    r.advance(life / 2);
+    assert!(r.msg(renewed, PeerMsg::Open { ticket: fresh }).is_empty());
+    assert!(r.msg(stale, PeerMsg::Request { index: 0 }).len() == 1);
+    assert!(r.advance(life / 2).is_empty(), "valid through expires_ms");
+    let out = r.advance(1);
+    assert!(
+        rejected_as(
+            &out,
+            stale,
+            RejectReason::Expired,
+            CloseReason::TicketExpired
+        ),
+        "{out:?}"
+    );
+    assert_eq!(r.s.connections(), 1);
+    assert_eq!(
+        reads(&r.msg(renewed, PeerMsg::Request { index: 1 })),
+        vec![1]
+    );
+    r.input(Input::PieceRead {
+        conn: renewed,
+        index: 1,
+        data: Bytes::from(vec![0; 1024]),
+    });
+    let out = r.advance(life);
+    assert!(
+        rejected_as(
+            &out,
+            renewed,
+            RejectReason::Expired,
+            CloseReason::TicketExpired
+        ),
+        "{out:?}"
+    );
+    assert_eq!(r.s.connections(), 0);
+}
+
+#[test]
+fn a_renewal_is_checked_like_a_first_ticket() {
+    let mut r = Rig::new();
+    // Expired: refused.
+    let conn = r.open();
+    let t = ticket_with(|t| t.expires_ms = NOW.as_millis() - 1, &KEY);
+    let out = r.msg(conn, PeerMsg::Open { ticket: t });
+    assert!(rejected(&out, conn, RejectReason::Expired), "{out:?}");
+    // Issued to another key: refused.
+    let conn = r.open();
+    let out = r.msg(
+        conn,
+        PeerMsg::Open {
+            ticket: ticket_for("carol"),
+        },
+    );
+    assert!(rejected(&out, conn, RejectReason::WrongKey), "{out:?}");
+    // Forged: refused.
+    let conn = r.open();
+    let forged = ticket_with(|_| {}, &SeederKey([4; 32]));
+    let out = r.msg(conn, PeerMsg::Open { ticket: forged });
+    assert!(rejected(&out, conn, RejectReason::BadTicket), "{out:?}");
+    // Valid, for the same user and key but another user name: a violation.
+    let conn = r.open();
+    let other = ticket_with(|t| t.downloader = user("mallory"), &KEY);
+    let out = r.msg(conn, PeerMsg::Open { ticket: other });
+    assert!(matches!(
+        out.last(),
+        Some(Output::Close {
+            reason: CloseReason::ProtocolViolation { .. },
+            ..
+        })
+    ));
+    assert_eq!(r.s.connections(), 0);
+}
+
 // ---------------------------------------------------------------- requests
 
 #[test]
@@ -390,7 +581,10 @@ fn connections_are_capped_in_total() {
         r.connect();
     }
     let conn = ConnId(10_000);
-    let out = r.input(Input::Opened { conn });
+    let out = r.input(Input::Opened {
+        conn,
+        peer: key_of("bob"),
+    });
     assert_eq!(
         out,
         vec![
@@ -586,9 +780,6 @@ fn wrong_messages_close_the_connection() {
         })
     ));
     for bad in [
-        PeerMsg::Open {
-            ticket: ticket_for("bob"),
-        },
         PeerMsg::Piece {
             index: 0,
             data: Bytes::new(),
@@ -782,9 +973,16 @@ proptest! {
         let mut opened = std::collections::BTreeSet::new();
         let mut pending_reads = std::collections::VecDeque::new();
         let mut fresh = 100u64;
+        let mut keys = std::collections::BTreeMap::new();
         for st in steps {
             let out = match st {
-                Step::Open(c) => { fresh += 1; r.input(Input::Opened { conn: ConnId(u64::from(c) + fresh * 10) }) }
+                Step::Open(c) => {
+                    fresh += 1;
+                    let conn = ConnId(u64::from(c) + fresh * 10);
+                    let peer = if c % 2 == 0 { key_of("bob") } else { ROGUE };
+                    keys.insert(conn, peer);
+                    r.input(Input::Opened { conn, peer })
+                }
                 Step::Msg(c, m) => { let conn = pick(&r, c); r.msg(conn, *m) }
                 Step::Close(c) => { let conn = pick(&r, c); r.input(Input::Closed { conn }) }
                 Step::ReadDone(ok) => match pending_reads.pop_front() {
@@ -799,6 +997,7 @@ proptest! {
                     Output::Send { conn, msg: PeerMsg::Have { .. } } => { opened.insert(conn); }
                     Output::Send { conn, msg: PeerMsg::Piece { index, .. } } => {
                         prop_assert!(opened.contains(&conn), "piece to a connection without a valid Open");
+                        prop_assert_eq!(keys.get(&conn), Some(&key_of("bob")), "piece to another key than the ticket's");
                         prop_assert!(index != 7 && index < 10);
                     }
                     Output::ReadPiece { conn, index, len, .. } => {

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use std::fmt;
 
-use p2p_proto::{PeerMsg, RejectReason, Text};
+use p2p_proto::{KeyId, PeerMsg, RejectReason, Text};
 
 use crate::time::Duration;
 
@@ -56,6 +56,11 @@ pub struct SeederConfig {
     /// Always false outside the simulator's teeth tests.
     #[doc(hidden)]
     pub bug_ignore_tickets: bool,
+    /// Planted bug (test switch): serve a valid ticket whoever shows it
+    /// (skip the check that the connection's key is the ticket's
+    /// downloader key). Always false outside the simulator's teeth tests.
+    #[doc(hidden)]
+    pub bug_skip_key_check: bool,
 }
 
 impl Default for SeederConfig {
@@ -69,6 +74,7 @@ impl Default for SeederConfig {
             open_timeout: OPEN_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
             bug_ignore_tickets: false,
+            bug_skip_key_check: false,
         }
     }
 }
@@ -87,8 +93,9 @@ impl SeederConfig {
 /// Everything the driver tells the seeder about connections and disk.
 #[derive(Clone, Debug)]
 pub enum Input {
-    /// A peer connected to our seeder port.
-    Opened { conn: ConnId },
+    /// A peer connected to our seeder port; `peer` is the key it proved in
+    /// the TLS handshake (only a ticket issued to that key opens a file).
+    Opened { conn: ConnId, peer: KeyId },
     /// A decoded message from that peer.
     Msg { conn: ConnId, msg: PeerMsg },
     /// The connection closed (not after our own `Close`).
@@ -152,6 +159,8 @@ pub enum CloseReason {
     TooManyConnections,
     #[error("no ticket shown in time")]
     OpenTimeout,
+    #[error("its ticket expired and no fresh one was shown")]
+    TicketExpired,
     #[error("idle for too long")]
     IdleTimeout,
     #[error("the file is no longer shared")]
@@ -186,6 +195,9 @@ pub enum Timer {
     Open(ConnId),
     /// A connection silent for `idle_timeout`.
     Idle(ConnId),
+    /// The ticket a connection is served under expires (unless a fresh
+    /// one is shown on it first).
+    Expire(ConnId),
 }
 
 impl fmt::Display for Timer {
@@ -193,6 +205,7 @@ impl fmt::Display for Timer {
         match self {
             Timer::Open(c) => write!(f, "{c} must show a ticket"),
             Timer::Idle(c) => write!(f, "{c} idle"),
+            Timer::Expire(c) => write!(f, "{c}'s ticket expires"),
         }
     }
 }
