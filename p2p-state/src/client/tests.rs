@@ -41,6 +41,11 @@ fn good_meta() -> FileMeta {
 /// A client connected to its tracker that sent `download_file` and got
 /// `meta` back as the file's metadata: the outputs of that answer.
 fn download_with(meta: FileMeta) -> Vec<Output> {
+    started_with(meta).0
+}
+
+/// As [`download_with`], with the machine and its tracker connection.
+fn started_with(meta: FileMeta) -> (Vec<Output>, ClientNode, u64) {
     let cfg = ClientConfig {
         session: SessionConfig::new(vec![tracker()], 0),
         seeder: SeederConfig::default(),
@@ -87,7 +92,84 @@ fn download_with(meta: FileMeta) -> Vec<Output> {
     };
     let payload = answer.to_bytes();
     n.handle_input(T0, Input::TrackerFrame { conn, payload });
-    drain(&mut n)
+    (drain(&mut n), n, conn)
+}
+
+/// Answers the first tracker request among `out`.
+fn answer(n: &mut ClientNode, conn: u64, out: &[Output], reply: Reply) -> Vec<Output> {
+    let id = out
+        .iter()
+        .find_map(|o| match o {
+            Output::TrackerSend { frame, .. } => {
+                ClientRequest::from_bytes(frame.clone()).ok().map(|r| r.id)
+            }
+            _ => None,
+        })
+        .expect("a request");
+    let payload = FromTracker::Response {
+        id,
+        outcome: Ok(reply),
+    }
+    .to_bytes();
+    n.handle_input(T0, Input::TrackerFrame { conn, payload });
+    drain(n)
+}
+
+/// The seeder the tracker lists proves another key at its address: the
+/// connection is closed with not a byte sent (no hello, no ticket).
+#[test]
+fn a_seeder_address_answered_by_another_key_hears_nothing() {
+    use p2p_proto::{Mac, PeerInfo, PieceSet, Ticket, UserName};
+    let meta = good_meta();
+    let (out, mut n, tconn) = started_with(meta.clone());
+    let dl = out
+        .iter()
+        .find_map(|o| match o {
+            Output::PrepareDest { dl, .. } => Some(*dl),
+            _ => None,
+        })
+        .expect("prepares the file");
+    n.handle_input(
+        T0,
+        Input::DestReady {
+            dl,
+            have: PieceSet::empty(3),
+        },
+    );
+    let out = drain(&mut n);
+    let seeder = UserName::new("s").unwrap();
+    let vouched = KeyId([0x53; 32]);
+    let info = PeerInfo {
+        user: seeder.clone(),
+        addr: SocketAddr::from(([10, 0, 0, 9], 9000)),
+        pieces: PieceSet::full(3),
+        ticket: Ticket {
+            downloader: UserName::new("d").unwrap(),
+            group: GroupName::new("g").unwrap(),
+            file: meta.name.clone(),
+            file_hash: meta.file_hash,
+            seeder,
+            downloader_key: KeyId([0x44; 32]),
+            seeder_key: vouched,
+            expires_ms: T0.as_millis() + 300_000,
+            mac: Mac::default(),
+        },
+    };
+    let out = answer(&mut n, tconn, &out, Reply::Peers(vec![info]));
+    let conn = out
+        .iter()
+        .find_map(|o| match o {
+            Output::PeerConnect { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .expect("dials the seeder");
+    let peer = KeyId([0x52; 32]);
+    n.handle_input(T0, Input::PeerConnected { conn, peer });
+    let out = drain(&mut n);
+    assert_eq!(out, vec![Output::PeerClose { conn }], "nothing sent");
+    let lines = n.download_lines(T0);
+    let why = lines[0].progress.as_ref().unwrap().to_string();
+    assert!(why.contains(&peer.to_string()), "{why}");
 }
 
 #[test]
