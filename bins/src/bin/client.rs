@@ -306,6 +306,7 @@ fn event_line(e: &ClientEvent) -> Option<String> {
             Some("note: the session ended (logged in elsewhere or expired); login again".into())
         }
         ClientEvent::Session(SessionEvent::Notice(t)) => Some(format!("note: {t}")),
+        ClientEvent::Session(SessionEvent::TrackerKeyRefused(m)) => Some(format!("warning: {m}")),
         ClientEvent::DownloadFinished {
             group,
             file,
