@@ -10,7 +10,9 @@
 //! - a seeder reads and sends a piece only on a connection whose `Open`
 //!   showed a ticket that verifies (MAC under the seeder's key from its
 //!   login, unexpired, naming this seeder), for a share this client
-//!   registered whose group, name and hash the ticket names.
+//!   registered whose group, name and hash the ticket names;
+//! - identities (`check_identity.rs`): that ticket's downloader key is the
+//!   connection's; no session is resumed by another key; pins.
 //!
 //! After the quiet period (`final_checks`):
 //! - all trackers hold the same log end and the same state digest, and one
@@ -106,6 +108,8 @@ pub struct Checker {
     first_outcome: BTreeMap<Origin, (LogPos, Result<(), String>)>,
     replayed: bool,
     pub stats: CheckStats,
+    /// Identity checks (`check_identity.rs`).
+    pub ident: crate::check_identity::Ident,
 }
 
 impl Checker {
@@ -205,9 +209,14 @@ impl Checker {
         if !valid {
             self.stats.tickets_refusable += 1;
         }
-        self.shown
-            .entry((c, conn))
-            .or_insert(Shown { ticket, valid });
+        match self.shown.get(&(c, conn)) {
+            // A fresh ticket shown on an open connection (renewal): the
+            // connection is served under it from now on.
+            Some(s) if s.valid && !valid => {}
+            _ => {
+                self.shown.insert((c, conn), Shown { ticket, valid });
+            }
+        }
     }
 
     pub fn read_piece(
@@ -228,6 +237,9 @@ impl Checker {
                 meta.name
             ));
         };
+        let t = s.ticket.clone();
+        self.served_to_key(c, conn, index, &t);
+        let s = &self.shown[&(c, conn)];
         let t = &s.ticket;
         let matches = t.group == *group && t.file == meta.name && t.file_hash == meta.file_hash;
         if !s.valid || !matches {
@@ -245,6 +257,9 @@ impl Checker {
 
     pub fn piece_sent(&mut self, c: NodeIx, conn: u64, index: u32) {
         self.stats.pieces_served += 1;
+        if let Some(t) = self.shown.get(&(c, conn)).map(|s| s.ticket.clone()) {
+            self.served_to_key(c, conn, index, &t);
+        }
         match self.shown.get(&(c, conn)) {
             Some(s) if s.valid => {}
             Some(s) => {
@@ -261,6 +276,7 @@ impl Checker {
 
     pub fn client_crashed(&mut self, c: NodeIx) {
         self.shown.retain(|(k, _), _| *k != c);
+        self.peers_gone(c);
     }
 
     // ------------------------------------------------------------ downloads

@@ -158,6 +158,8 @@ impl Faults {
             (self.w.clock_jump, 4),
             (self.w.rogue_tracker, 5),
             (self.w.rogue_seeder, 6),
+            (self.w.sniffed_ticket, 7),
+            (self.w.hijack, 8),
         ];
         let mut kind = 0;
         for (weight, k) in kinds {
@@ -174,7 +176,9 @@ impl Faults {
             3 => self.crash(w, false),
             4 => self.jump(w),
             5 => self.rogue_tracker(w),
-            _ => self.rogue_seeder(w),
+            6 => self.rogue_seeder(w),
+            7 => self.sniffed_ticket(w),
+            _ => self.hijack(w),
         }
     }
 
@@ -344,6 +348,28 @@ impl Faults {
         let hold = self.rng.random_range(0..=5000);
         if w.rogue_connect(RogueTarget::Seeder(k), script, hold) {
             self.count("rogue to seeder");
+        }
+    }
+
+    /// A ticket sniffed from a real download, replayed from the rogue's
+    /// own key to the seeder it names (`world_identity.rs`).
+    fn sniffed_ticket(&mut self, w: &mut World) {
+        let pick = self.rng.random();
+        let hold = self.rng.random_range(0..=5000);
+        if w.replay_sniffed(pick, hold) {
+            self.count("sniffed ticket replayed");
+        }
+    }
+
+    /// A client's next dials to a tracker it pinned reach an impostor
+    /// (a hijacked address): refused, the session fails over.
+    fn hijack(&mut self, w: &mut World) {
+        let pick = self.rng.random();
+        let n = self.rng.random_range(1..=3);
+        if w.hijack_next_dials(pick, n) {
+            let c = (pick % w.clients.len() as u64) as usize;
+            self.touched(Host::Client(c), w.now.0);
+            self.count("hijacked tracker address");
         }
     }
 

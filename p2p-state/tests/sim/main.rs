@@ -19,6 +19,7 @@
 #[macro_use]
 mod trace;
 mod check;
+mod check_identity;
 mod faults;
 mod net;
 mod rogue_tracker;
@@ -28,6 +29,7 @@ mod swarm;
 mod workload;
 mod world;
 mod world_client;
+mod world_identity;
 mod world_tracker;
 
 use std::collections::BTreeMap;
@@ -378,6 +380,15 @@ fn teeth_tracker_skips_key_check() {
         ..Bugs::default()
     };
     catch(bugs, 100, &["rogue tracker changed"]);
+}
+
+#[test]
+fn teeth_seeder_skips_the_key_check() {
+    let bugs = Bugs {
+        seeder_skips_key_check: true,
+        ..Bugs::default()
+    };
+    catch(bugs, 100, &["not its ticket's downloader key"]);
 }
 
 #[test]

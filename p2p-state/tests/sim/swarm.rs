@@ -21,6 +21,9 @@ pub struct Bugs {
     pub seeder_ignores_tickets: bool,
     /// Trackers accept a peer tracker whatever key it proves.
     pub tracker_skips_key_check: bool,
+    /// The seeder serves a valid ticket whoever shows it (no check that
+    /// the connection's key is the ticket's downloader key).
+    pub seeder_skips_key_check: bool,
 }
 
 /// Relative weights of the fault kinds (0 = never in this run).
@@ -33,6 +36,11 @@ pub struct FaultWeights {
     pub clock_jump: u32,
     pub rogue_tracker: u32,
     pub rogue_seeder: u32,
+    /// A rogue replays a ticket sniffed from a real download, from its own
+    /// key (`world_identity.rs`).
+    pub sniffed_ticket: u32,
+    /// A client's next dials to a tracker it pinned land at an impostor.
+    pub hijack: u32,
 }
 
 impl FaultWeights {
@@ -44,6 +52,8 @@ impl FaultWeights {
             + self.clock_jump
             + self.rogue_tracker
             + self.rogue_seeder
+            + self.sniffed_ticket
+            + self.hijack
     }
 }
 
@@ -138,6 +148,8 @@ impl Swarm {
                 clock_jump: weight(&mut rng, 4),
                 rogue_tracker: weight(&mut rng, 3),
                 rogue_seeder: weight(&mut rng, 3),
+                sniffed_ticket: 0,
+                hijack: 0,
             }
         };
         let gap_lo = range(&mut rng, 200, 3000);
@@ -185,6 +197,11 @@ impl Swarm {
         // loss existed) keep their scenario where these are zero.
         s.silent_pct = pct(&mut rng);
         s.vanish_pct = pct(&mut rng);
+        // Identity faults (issue 15), drawn after those for the same reason.
+        if !calm {
+            s.faults.sniffed_ticket = weight(&mut rng, 3);
+            s.faults.hijack = weight(&mut rng, 2);
+        }
         s
     }
 
@@ -239,7 +256,8 @@ impl Swarm {
         let f = &self.faults;
         format!(
             "{} trackers, {} clients, latency {:?} ms, slow {}%, chop {}%, disk {:?} ms, \
-             faults every {:?} ms (drop {} part {} tcrash {} ccrash {} clock {} rogue-t {} rogue-s {}), \
+             faults every {:?} ms (drop {} part {} tcrash {} ccrash {} clock {} rogue-t {} rogue-s {} \
+             sniffed {} hijack {}), \
              silent partitions {}%, vanishing hosts {}%, corrupt seeders {:?}, actions {:?}",
             self.trackers,
             self.clients,
@@ -255,6 +273,8 @@ impl Swarm {
             f.clock_jump,
             f.rogue_tracker,
             f.rogue_seeder,
+            f.sniffed_ticket,
+            f.hijack,
             self.silent_pct,
             self.vanish_pct,
             self.corrupt,

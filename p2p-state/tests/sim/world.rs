@@ -108,6 +108,12 @@ pub struct ClientHost {
     /// Serves wrong bytes for some pieces (salt picks which).
     pub corrupt: Option<u64>,
     wake: u64,
+    /// Its `known_trackers` (pins from tracker_info.txt or first use),
+    /// kept across restarts like the file.
+    pub pins: Vec<Option<KeyId>>,
+    /// Its next tracker dials (to a tracker it pinned) that an impostor
+    /// answers.
+    pub hijack_dials: u32,
 }
 
 enum Deferred {
@@ -136,6 +142,10 @@ pub struct World {
     pub seeder_cfg: SeederConfig,
     repl_bug: bool,
     pub(crate) tracker_auth: crate::rogue_tracker::TrackerAuth,
+    /// Tickets seen on seeder connections, for rogues to replay.
+    pub(crate) sniffed: VecDeque<(NodeIx, p2p_proto::Ticket)>,
+    /// Client tracker connections an impostor answered: (client, inc, conn).
+    pub(crate) hijacked: std::collections::BTreeSet<(NodeIx, u32, u64)>,
 }
 
 pub fn tracker_addr(i: NodeIx) -> SocketAddr {
@@ -194,6 +204,7 @@ impl World {
         };
         let seeder_cfg = SeederConfig {
             bug_ignore_tickets: s.bugs.seeder_ignores_tickets,
+            bug_skip_key_check: s.bugs.seeder_skips_key_check,
             ..SeederConfig::default()
         };
         let mut w = World {
@@ -215,6 +226,8 @@ impl World {
                 explicit_pins: s.faults.rogue_tracker > 0,
                 skip_key_check: s.bugs.tracker_skips_key_check,
             },
+            sniffed: VecDeque::new(),
+            hijacked: Default::default(),
         };
         for (i, &seed) in s.tracker_seeds.iter().enumerate() {
             w.trackers.push(TrackerNode {
@@ -248,7 +261,11 @@ impl World {
                 skew_ms: 0,
                 corrupt,
                 wake: u64::MAX,
+                pins: Vec::new(),
+                hijack_dials: 0,
             });
+            let pins = w.initial_pins(seed);
+            w.clients[c].pins = pins;
         }
         for i in 0..w.trackers.len() {
             w.start_tracker(i);
@@ -294,8 +311,10 @@ impl World {
     fn start_client(&mut self, c: NodeIx) {
         let n = self.trackers.len();
         let addrs = (0..n).map(tracker_addr).collect();
+        let mut session = SessionConfig::new(addrs, (c + self.clients[c].inc as usize) % n);
+        session.tracker_keys = self.clients[c].pins.clone();
         let cfg = ClientConfig {
-            session: SessionConfig::new(addrs, (c + self.clients[c].inc as usize) % n),
+            session,
             seeder: self.seeder_cfg.clone(),
             download: self.download_cfg.clone(),
             seeder_addr: Some(client_addr(c)),
@@ -359,6 +378,7 @@ impl World {
         h.identity = None;
         h.done.clear();
         h.events.clear();
+        h.hijack_dials = 0;
         self.check.client_crashed(c);
     }
 
@@ -476,6 +496,7 @@ impl World {
                     let at = self.now.0 - T0.0;
                     self.check.tracker_frame(c, id, by, at, &payload);
                 }
+                self.check.reply_to_key(client_key(c), &payload);
                 self.client_input(c, cn::Input::TrackerFrame { conn, payload });
             }
             End::P(c, _, conn) => {
@@ -494,6 +515,10 @@ impl World {
                 };
                 self.client_input(c, input);
             }
+            // What a rogue hears from a tracker (replies to its replays).
+            End::R(_) if matches!(self.net.peer_of(end), Some(End::T(..))) => {
+                self.check.reply_to_key(rogue_key(), &payload);
+            }
             End::R(_) => {}
         }
     }
@@ -509,6 +534,7 @@ impl World {
         {
             let now = self.cnow(c);
             let identity = self.clients[c].identity.clone();
+            self.sniff(c, ticket.clone());
             self.check.open(c, conn, ticket, identity.as_ref(), now);
         }
     }

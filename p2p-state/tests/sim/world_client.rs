@@ -31,6 +31,7 @@ impl World {
                     let key = crate::world::client_key(c);
                     self.check.request_sent(id, key, &frame);
                 }
+                self.watch_tracker_send(c, conn);
                 self.net
                     .write(self.now, End::S(c, inc, conn), World::framed(&frame));
             }
@@ -38,8 +39,7 @@ impl World {
             cn::Output::PeerConnect { conn, addr } => self.connect_peer(c, conn, addr),
             cn::Output::PeerSend { conn, msg } => self.peer_send(c, conn, msg),
             cn::Output::PeerClose { conn } => self.net.close(self.now, End::P(c, inc, conn)),
-            // Issue 15 in flight: the sim will keep the client's pins on its disk.
-            cn::Output::PinTracker { .. } => {}
+            cn::Output::PinTracker { index, key } => self.pin_tracker(c, index, key),
             cn::Output::PrepareDest { dl, dest, meta } => self.prepare_dest(c, dl, dest, meta),
             cn::Output::WritePiece {
                 dl,
@@ -93,6 +93,9 @@ impl World {
             self.dial_failed_later((up || dark) && !reach, Dialer::Session(c, inc, conn));
             return;
         };
+        if self.hijack_dial(c, conn, j) {
+            return;
+        }
         let tconn = self.net.fresh_conn();
         self.net.connect(End::S(c, inc, conn), End::T(j, tconn));
         let addr = crate::world::client_addr(c);
@@ -124,6 +127,7 @@ impl World {
         self.net
             .connect(End::P(c, inc, conn), End::P(k, kinc, pconn));
         let peer = crate::world::client_key(c);
+        self.check.peer_key(k, pconn, peer);
         self.defer_client(k, cn::Input::PeerAccepted { conn: pconn, peer });
         let peer = crate::world::client_key(k);
         self.defer_client(c, cn::Input::PeerConnected { conn, peer });
@@ -330,6 +334,7 @@ impl World {
                 let kinc = self.clients[k].inc;
                 self.net.connect(End::R(id), End::P(k, kinc, pconn));
                 let peer = crate::world::rogue_key();
+                self.check.peer_key(k, pconn, peer);
                 self.defer_client(k, cn::Input::PeerAccepted { conn: pconn, peer });
             }
         }
