@@ -359,7 +359,8 @@ impl Seeder {
             ..
         } = &mut self.conn_mut(conn).state
         else {
-            unreachable!("on_msg renews open connections only");
+            debug_assert!(false, "on_msg renews open connections only");
+            return;
         };
         if *bound != share || *downloader != ticket.downloader {
             return self.violation(conn, "an Open for another file or user");
