@@ -461,23 +461,32 @@ impl Rogue {
         }
     }
 
-    /// One tracker request and its outcome.
+    /// One tracker request and its outcome; `NotReady` (a tracker still
+    /// electing) is retried with the same id, as the real client does, for
+    /// 10 s at most.
     fn request(&mut self, session: Option<SessionToken>, req: Request) -> Outcome {
         let id = RequestId(self.next);
         self.next += 1;
-        self.send(&ClientRequest {
-            client: self.client,
-            id,
-            session,
-            req,
-        });
-        loop {
-            match self.recv::<FromTracker>() {
-                Some(FromTracker::Response { id: got, outcome }) if got == id => return outcome,
-                Some(FromTracker::Response { .. } | FromTracker::Notice { .. }) => {}
-                other => panic!("no answer to request {id:?}: {other:?}"),
+        for _ in 0..100 {
+            self.send(&ClientRequest {
+                client: self.client,
+                id,
+                session,
+                req: req.clone(),
+            });
+            let outcome = loop {
+                match self.recv::<FromTracker>() {
+                    Some(FromTracker::Response { id: got, outcome }) if got == id => break outcome,
+                    Some(FromTracker::Response { .. } | FromTracker::Notice { .. }) => {}
+                    other => panic!("no answer to request {id:?}: {other:?}"),
+                }
+            };
+            if outcome != Err(p2p_proto::TrackerError::NotReady) {
+                return outcome;
             }
+            std::thread::sleep(Duration::from_millis(100));
         }
+        panic!("request {id:?}: the tracker stayed NotReady for 10 s")
     }
 
     /// Creates `user` and logs in: the session token.
