@@ -291,9 +291,9 @@ fn plain_op_kind() -> impl Strategy<Value = OpKind> {
     let tok = || any::<[u8; 16]>().prop_map(SessionToken);
     prop_oneof![
         Just(Noop),
-        (user(), "[ -~]{0,100}").prop_map(|(user, password_hash)| CreateUser {
+        (user(), "[ -~]{0,100}").prop_map(|(user, hash)| CreateUser {
             user,
-            password_hash
+            password_hash: PasswordHash(hash)
         }),
         (
             user(),

@@ -315,6 +315,18 @@ impl fmt::Display for KeyId {
     }
 }
 
+/// An argon2id PHC string (salt, cost and hash) as the tracker stores it.
+/// Its `Debug` shows nothing of it, so no log line, console text or panic
+/// message carries a password hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(pub String);
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
 /// Why a text is not a key fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{text:?} is not a key fingerprint (64 hex digits, as `--fingerprint` prints it)")]
@@ -780,6 +792,19 @@ impl Wire for FileSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_no_password_hash_and_only_a_prefix_of_tokens() {
+        let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+        let op = crate::OpKind::CreateUser {
+            user: UserName::new("alice").unwrap(),
+            password_hash: PasswordHash(phc.into()),
+        };
+        let text = format!("{op:?}");
+        assert!(text.contains("alice") && !text.contains("argon2"), "{text}");
+        let token = format!("{:?}", SessionToken([0xab; 16]));
+        assert!(!token.contains(&"ab".repeat(16)), "{token}");
+    }
 
     #[test]
     fn a_fingerprint_is_64_hex_digits_and_parses_back() {

@@ -10,9 +10,6 @@
 //!   The identity key ([`IDENTITY_KEY`]) is the exception: it is never
 //!   tightened here, because its loader refuses a key others could read
 //!   (the key may have leaked, so a new one is the fix, not a chmod).
-//!
-//! [`op_text`] is how a log line shows a replicated op: never with the
-//! password hash a `CreateUser` carries.
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io;
@@ -112,15 +109,6 @@ pub fn restrict(f: &File) -> io::Result<()> {
     Ok(())
 }
 
-/// A replicated op for a log line: its debug form (tokens and seeder keys
-/// show a prefix only), but a new user's password hash left out.
-pub fn op_text(kind: &p2p_proto::OpKind) -> String {
-    match kind {
-        p2p_proto::OpKind::CreateUser { user, .. } => format!("CreateUser {{ user: {user}, .. }}"),
-        other => format!("{other:?}"),
-    }
-}
-
 /// The permission bits of `path` (for tests and checks).
 pub fn mode_of(path: &Path) -> io::Result<u32> {
     Ok(fs::symlink_metadata(path)?.mode() & 0o7777)
@@ -172,23 +160,6 @@ mod tests {
         assert_eq!(mode_of(&dir.join("log")).unwrap(), FILE_MODE);
         assert_eq!(mode_of(&dir.join(IDENTITY_KEY)).unwrap(), 0o644);
         assert_eq!(mode_of(&dir.join("x")).unwrap(), 0o400);
-    }
-
-    #[test]
-    fn a_logged_op_shows_no_password_hash() {
-        let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
-        let op = p2p_proto::OpKind::CreateUser {
-            user: p2p_proto::UserName::new("alice").unwrap(),
-            password_hash: phc.into(),
-        };
-        assert!(format!("{op:?}").contains("argon2id"), "the test's premise");
-        let text = op_text(&op);
-        assert_eq!(text, "CreateUser { user: alice, .. }");
-        let op = p2p_proto::OpKind::CreateGroup {
-            owner: p2p_proto::UserName::new("alice").unwrap(),
-            group: p2p_proto::GroupName::new("g1").unwrap(),
-        };
-        assert_eq!(op_text(&op), format!("{op:?}"));
     }
 
     #[test]

@@ -562,8 +562,9 @@ fn log_repl(e: &ReplEvent) {
             "log diverged from the primary's after index {fork}: re-submitting {resubmitting} op(s), {lost} lost"
         ),
         ReplEvent::Conflict { op, reason } => {
-            let op = crate::private::op_text(&op.kind);
-            tracing::warn!("divergent op {op} no longer applies: {reason}")
+            // Debug of an op shows no password hash and only a prefix of a
+            // token or key (p2p_proto::PasswordHash, SessionToken).
+            tracing::warn!("divergent op {:?} no longer applies: {reason}", op.kind)
         }
         ReplEvent::PeerError { peer, what } => {
             tracing::warn!("tracker {peer}: {}", what.as_str())

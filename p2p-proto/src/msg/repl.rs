@@ -77,7 +77,7 @@ pub enum OpKind {
     CreateUser {
         user: UserName,
         /// An argon2id PHC string (salt and cost inside).
-        password_hash: String,
+        password_hash: PasswordHash,
     },
     /// Opens a session, ending any other session of the same user. `key`
     /// is the TLS key the client logged in with: the session answers only
@@ -164,7 +164,7 @@ impl Wire for OpKind {
             } => {
                 w.put_u8(2);
                 user.encode(w);
-                put_string(w, password_hash);
+                put_string(w, &password_hash.0);
             }
             Login {
                 user,
@@ -260,7 +260,7 @@ impl Wire for OpKind {
             1 => Noop,
             2 => CreateUser {
                 user: Wire::decode(r)?,
-                password_hash: r.string("password hash", PASSWORD_HASH_LEN_MAX)?,
+                password_hash: PasswordHash(r.string("password hash", PASSWORD_HASH_LEN_MAX)?),
             },
             3 => Login {
                 user: Wire::decode(r)?,

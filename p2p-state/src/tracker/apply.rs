@@ -43,7 +43,7 @@ impl TrackerState {
                 user,
                 password_hash,
             } => {
-                let password_hash = password_hash.clone();
+                let password_hash = password_hash.0.clone();
                 self.users.insert(user.clone(), User { password_hash });
                 self.user_skeletons
                     .entry(super::names::skeleton(user.as_str()))

@@ -33,7 +33,7 @@ impl TrackerState {
             CreateUser {
                 user,
                 password_hash,
-            } => self.check_create_user(user, password_hash),
+            } => self.check_create_user(user, &password_hash.0),
             Login { user, token, .. } => {
                 self.known_user(user)?;
                 match self.sessions.contains_key(token) {

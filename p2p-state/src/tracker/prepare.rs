@@ -12,7 +12,8 @@
 //! steps inline (tests, tools).
 
 use p2p_proto::{
-    ClientRequest, KeyId, OpKind, Origin, Request, SeederKey, SessionToken, TrackerError, UserName,
+    ClientRequest, KeyId, OpKind, Origin, PasswordHash, Request, SeederKey, SessionToken,
+    TrackerError, UserName,
 };
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
@@ -82,7 +83,7 @@ impl TrackerState {
             }
             (Request::CreateUser { user, .. }, Some(PasswordDone::Hashed(phc))) => {
                 self.user_can_be_created(user)?;
-                let password_hash = phc.clone().map_err(|e| bad(&e.to_string()))?;
+                let password_hash = PasswordHash(phc.clone().map_err(|e| bad(&e.to_string()))?);
                 OpKind::CreateUser {
                     user: user.clone(),
                     password_hash,

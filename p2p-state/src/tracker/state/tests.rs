@@ -414,7 +414,7 @@ fn create_user_op_with_a_junk_hash_is_refused_by_apply() {
     let mut w = World::new();
     let kind = OpKind::CreateUser {
         user: user("mallory"),
-        password_hash: "not-a-phc-string".into(),
+        password_hash: p2p_proto::PasswordHash("not-a-phc-string".into()),
     };
     assert!(matches!(
         w.system(kind),
@@ -430,7 +430,7 @@ fn users_limit() {
     for i in 0..USERS_MAX {
         let kind = OpKind::CreateUser {
             user: user(&format!("u{i}")),
-            password_hash: phc.clone(),
+            password_hash: p2p_proto::PasswordHash(phc.clone()),
         };
         assert!(
             st.apply(&Op {
@@ -455,7 +455,7 @@ fn users_limit() {
     w.refused(&mut a, create, full.clone());
     let kind = OpKind::CreateUser {
         user: user("onemore"),
-        password_hash: phc,
+        password_hash: p2p_proto::PasswordHash(phc),
     };
     assert_eq!(w.system(kind), Err(full));
 }

@@ -434,7 +434,7 @@ fn sources_per_file_limit() {
             &mut w.st,
             OpKind::CreateUser {
                 user: u.clone(),
-                password_hash: phc.clone(),
+                password_hash: p2p_proto::PasswordHash(phc.clone()),
             },
         )
         .unwrap();

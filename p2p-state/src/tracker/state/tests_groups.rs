@@ -304,7 +304,7 @@ fn big_group(w: &mut World, users: usize, members: usize) -> Actor {
                 &mut w.st,
                 OpKind::CreateUser {
                     user: u.clone(),
-                    password_hash: phc.clone()
+                    password_hash: p2p_proto::PasswordHash(phc.clone())
                 }
             )
             .is_ok()

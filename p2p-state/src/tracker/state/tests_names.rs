@@ -30,7 +30,7 @@ fn a_user_name_like_an_existing_one_is_refused_naming_it() {
     // apply refuses the op too (a divergent log cannot sneak one in).
     let op = OpKind::CreateUser {
         user: user("b\u{43e}b"),
-        password_hash: some_phc(),
+        password_hash: p2p_proto::PasswordHash(some_phc()),
     };
     assert_eq!(w.system(op), Err(want));
     // The index is derived: rebuilt from a snapshot, it still refuses.
