@@ -28,6 +28,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -477,6 +478,43 @@ impl ClientCertVerifier for AnyRawKey {
 
     fn requires_raw_public_keys(&self) -> bool {
         true
+    }
+}
+
+/// The handshakes of accepted connections running now, at most
+/// [`TLS_HANDSHAKES_MAX`]; each runtime's acceptor takes a slot before it
+/// starts one, so a crowd of silent peers cannot hold more.
+#[derive(Debug, Clone, Default)]
+pub struct HandshakeSlots(Arc<AtomicUsize>);
+
+/// One running handshake; its slot is free again when this drops (the
+/// handshake ended, or its thread or task could not start).
+#[derive(Debug)]
+pub struct HandshakeSlot(Arc<AtomicUsize>);
+
+impl HandshakeSlots {
+    /// A slot for the handshake of the connection from `addr`; `None`
+    /// (and a warning) when all are taken: the caller closes it.
+    pub fn take(&self, addr: std::net::SocketAddr) -> Option<HandshakeSlot> {
+        if self.0.fetch_add(1, Ordering::AcqRel) >= TLS_HANDSHAKES_MAX {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(
+                "{addr}: {TLS_HANDSHAKES_MAX} TLS handshakes already running; connection closed"
+            );
+            return None;
+        }
+        Some(HandshakeSlot(self.0.clone()))
+    }
+
+    /// Handshakes running now.
+    pub fn running(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -14,7 +14,6 @@
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +23,7 @@ pub use runtime_common::conn::{
     ConnEvent, ConnId, DIAL_TIMEOUT, FrameSink, READ_CHUNK_LEN, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT,
     next_conn_id,
 };
-use runtime_common::tls::{Handshake, TLS_READ_CHUNK_LEN};
+use runtime_common::tls::{Handshake, HandshakeSlots, TLS_READ_CHUNK_LEN};
 pub use runtime_common::tls::{KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, Tls};
 use smol::channel::{self, Receiver, Sender, TryRecvError};
 use smol::future::FutureExt;
@@ -109,20 +108,20 @@ pub async fn handshake(
 #[derive(Debug, Clone)]
 pub struct TlsAcceptor {
     tls: Tls,
-    running: Arc<AtomicUsize>,
+    slots: HandshakeSlots,
 }
 
 impl TlsAcceptor {
     pub fn new(tls: Tls) -> Self {
         TlsAcceptor {
             tls,
-            running: Arc::new(AtomicUsize::new(0)),
+            slots: HandshakeSlots::default(),
         }
     }
 
     /// Handshakes running now.
     pub fn running(&self) -> usize {
-        self.running.load(Ordering::Acquire)
+        self.slots.running()
     }
 
     /// Starts the handshake of `stream` (accepted from `addr`); when it
@@ -132,19 +131,14 @@ impl TlsAcceptor {
     where
         F: FnOnce(Async<TcpStream>, SocketAddr, Arc<Session>) + Send + 'static,
     {
-        let running = self.running.clone();
-        if running.fetch_add(1, Ordering::AcqRel) >= TLS_HANDSHAKES_MAX {
-            running.fetch_sub(1, Ordering::AcqRel);
-            tracing::warn!(
-                "{addr}: {TLS_HANDSHAKES_MAX} TLS handshakes already running; connection closed"
-            );
+        let Some(slot) = self.slots.take(addr) else {
             let _ = stream.get_ref().shutdown(Shutdown::Both);
             return;
-        }
+        };
         let hs = self.tls.accept();
         exec::spawn(async move {
             let r = handshake(&stream, hs, TLS_HANDSHAKE_TIMEOUT).await;
-            running.fetch_sub(1, Ordering::AcqRel);
+            drop(slot);
             match r {
                 Ok(session) => ready(stream, addr, session),
                 Err(e) => {

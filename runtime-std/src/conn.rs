@@ -14,7 +14,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ pub use runtime_common::conn::{
     ConnEvent, ConnId, DIAL_TIMEOUT, FrameSink, READ_CHUNK_LEN, WRITE_BATCH_LEN_MAX,
     WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
 };
-use runtime_common::tls::{Handshake, TLS_READ_CHUNK_LEN};
+use runtime_common::tls::{Handshake, HandshakeSlots, TLS_READ_CHUNK_LEN};
 pub use runtime_common::tls::{KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, Tls};
 
 /// Sets the options every connection gets (no Nagle delay, a write timeout).
@@ -111,20 +111,20 @@ pub fn handshake(
 #[derive(Debug, Clone)]
 pub struct TlsAcceptor {
     tls: Tls,
-    running: Arc<AtomicUsize>,
+    slots: HandshakeSlots,
 }
 
 impl TlsAcceptor {
     pub fn new(tls: Tls) -> Self {
         TlsAcceptor {
             tls,
-            running: Arc::new(AtomicUsize::new(0)),
+            slots: HandshakeSlots::default(),
         }
     }
 
     /// Handshakes running now.
     pub fn running(&self) -> usize {
-        self.running.load(Ordering::Acquire)
+        self.slots.running()
     }
 
     /// Starts the handshake of `stream` (accepted from `addr`); when it
@@ -134,22 +134,16 @@ impl TlsAcceptor {
     where
         F: FnOnce(TcpStream, SocketAddr, Arc<Session>) + Send + 'static,
     {
-        let running = self.running.clone();
-        if running.fetch_add(1, Ordering::AcqRel) >= TLS_HANDSHAKES_MAX {
-            running.fetch_sub(1, Ordering::AcqRel);
-            tracing::warn!(
-                "{addr}: {TLS_HANDSHAKES_MAX} TLS handshakes already running; connection closed"
-            );
+        let Some(slot) = self.slots.take(addr) else {
             let _ = stream.shutdown(Shutdown::Both);
             return;
-        }
+        };
         let hs = self.tls.accept();
-        let left = running.clone();
         let spawned = thread::Builder::new()
             .name("tls-accept".into())
             .spawn(move || {
                 let r = handshake(&stream, hs, TLS_HANDSHAKE_TIMEOUT);
-                left.fetch_sub(1, Ordering::AcqRel);
+                drop(slot);
                 match r {
                     Ok(session) => ready(stream, addr, session),
                     Err(e) => {
@@ -159,7 +153,6 @@ impl TlsAcceptor {
                 }
             });
         if let Err(e) = spawned {
-            running.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!("{addr}: cannot start a handshake thread: {e}");
         }
     }
