@@ -139,22 +139,7 @@ fn write_info(dir: &Path, name: &str, addrs: &[SocketAddr]) -> String {
 
 fn tracker(dir: &Path, info: &str, n: usize, rt: &str) -> Proc {
     let data = dir.join(format!("t{n}"));
-    let args = [
-        info,
-        &n.to_string(),
-        "--argon2",
-        "test",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--runtime",
-        rt,
-    ];
-    Proc::spawn(
-        &format!("tracker{n}"),
-        env!("CARGO_BIN_EXE_tracker"),
-        &args,
-        dir,
-    )
+    common::swarm::spawn_tracker(dir, info, rt, &format!("tracker{n}"), n, &data)
 }
 
 fn a_silent_tracker_host_is_replaced_and_the_client_carries_on(rt: &str) {

@@ -312,19 +312,8 @@ fn fingerprint(s: &Swarm, n: usize) -> String {
 
 /// A tracker as number `n` of the swarm, with its own data directory.
 fn tracker(s: &Swarm, name: &str, n: usize, data: &Path) -> Proc {
-    let args = [
-        "tracker_info.txt",
-        &n.to_string(),
-        "--argon2",
-        "test",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--runtime",
-        s.mix.trackers.arg(),
-    ];
-    let mut p = Proc::spawn(name, TRACKER, &args, s.dir.path());
-    drop(p.stdin.take());
-    p
+    let rt = s.mix.trackers.arg();
+    common::swarm::spawn_tracker(s.dir.path(), "tracker_info.txt", rt, name, n, data)
 }
 
 /// Tracker 2's host is taken over by an impostor: the same address and

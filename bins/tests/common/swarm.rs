@@ -85,6 +85,25 @@ macro_rules! on_both_runtimes {
     };
 }
 
+/// Tracker number `n` of the tracker list `info` (a file in `dir`), on
+/// runtime `rt` (`std` or `smol`), keeping its state (and its key) in
+/// `data`. Its stdin is closed: end of input must not stop a tracker.
+pub fn spawn_tracker(dir: &Path, info: &str, rt: &str, name: &str, n: usize, data: &Path) -> Proc {
+    let args = [
+        info,
+        &n.to_string(),
+        "--argon2",
+        "test",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--runtime",
+        rt,
+    ];
+    let mut p = Proc::spawn(name, env!("CARGO_BIN_EXE_tracker"), &args, dir);
+    drop(p.stdin.take());
+    p
+}
+
 pub struct Swarm {
     pub dir: tempfile::TempDir,
     pub info: PathBuf,
@@ -109,28 +128,13 @@ impl Swarm {
         before(dir.path(), &trackers);
         let info = dir.path().join("tracker_info.txt");
         std::fs::write(&info, trackers.join("\n") + "\n").unwrap();
-        let mut procs = Vec::new();
-        for n in 1..=2 {
-            let data = dir.path().join(format!("t{n}"));
-            let args = [
-                "tracker_info.txt",
-                &n.to_string(),
-                "--argon2",
-                "test",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--runtime",
-                mix.trackers.arg(),
-            ];
-            let mut p = Proc::spawn(
-                &format!("tracker{n}"),
-                env!("CARGO_BIN_EXE_tracker"),
-                &args,
-                dir.path(),
-            );
-            drop(p.stdin.take()); // end of input must not stop a tracker
-            procs.push(p);
-        }
+        let mut procs: Vec<Proc> = (1..=2)
+            .map(|n| {
+                let data = dir.path().join(format!("t{n}"));
+                let (name, rt) = (format!("tracker{n}"), mix.trackers.arg());
+                spawn_tracker(dir.path(), "tracker_info.txt", rt, &name, n, &data)
+            })
+            .collect();
         for p in &mut procs {
             p.expect("Connected to peer tracker", 20);
         }
