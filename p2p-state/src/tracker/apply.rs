@@ -127,6 +127,7 @@ impl TrackerState {
         if let Some(old) = self.user_sessions.get(user).copied() {
             self.end_session(&old);
         }
+        self.withdraw_sources(user);
         let session = Session {
             user: user.clone(),
             client,
@@ -143,6 +144,21 @@ impl TrackerState {
             user: user.clone(),
             token,
             seeder_key,
+        }
+    }
+
+    /// A new session starts with no sources: what the user's previous
+    /// client held says nothing about the client now logging in (it may
+    /// have an empty data folder). The client re-announces its shares and
+    /// partial downloads right after its login.
+    fn withdraw_sources(&mut self, user: &UserName) {
+        for g in self.groups.values_mut() {
+            if !g.members.contains_key(user) {
+                continue;
+            }
+            for f in g.files.values_mut() {
+                f.sources.remove(user);
+            }
         }
     }
 

@@ -25,11 +25,15 @@
 //!   registers a seeder address. A login sent with a valid session of a
 //!   *different* user is refused with `AlreadyLoggedIn`; a stale token on a
 //!   login or create_user is ignored.
-//! - **Sources belong to users, not sessions.** A user's sources (full
-//!   seeders and partial holders) survive logout, expiry and going offline,
-//!   but are listed (`get_peers`) and counted (`list_files`) only while the
-//!   user has a session that is online and has a registered seeder address.
-//!   A new login plus `RegisterSeeder` makes them visible again.
+//! - **Sources belong to a user's current session.** A user's sources (full
+//!   seeders and partial holders) are listed (`get_peers`) and counted
+//!   (`list_files`) only while the user has a session that is online and
+//!   has a registered seeder address; they survive going offline and a
+//!   resume on another tracker (the same client), but a login (a new
+//!   session, maybe from a client with an empty data folder) withdraws
+//!   them all. The client re-announces what it really holds (its share
+//!   table and partial downloads) right after each login, so a user counts
+//!   as a seeder only while a client of theirs announces the file.
 //! - **A file is registered before `RegisterSeeder`** is allowed; it just has
 //!   no visible source until then.
 //! - **A file with no sources left keeps its metadata**, so `list_files`

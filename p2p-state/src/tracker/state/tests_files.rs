@@ -274,19 +274,50 @@ fn offline_logged_out_or_taken_over_sources_are_hidden_until_back() {
     assert_eq!(peer_names(&w.run(&mut b, peers("g", "f"))), ["alice"]);
     w.run(&mut a, Request::Logout).unwrap();
     w.refused(&mut b, peers("g", "f"), no_seeders("g", "f"));
-    // A new login re-activates the user's sources once it has an address.
+    // A new login starts with no sources: registering an address is not
+    // enough, the new client must announce what it holds.
     let mut again = Actor::new("alice", 9);
     w.login(&mut again, pw("pw-alice"));
     w.refused(&mut b, peers("g", "f"), no_seeders("g", "f"));
     w.run(&mut again, register(11)).unwrap();
+    w.refused(&mut b, peers("g", "f"), no_seeders("g", "f"));
+    w.run(&mut again, upload("g", meta("f", 1, 1))).unwrap();
     let Ok(Reply::Peers(list)) = w.run(&mut b, peers("g", "f")) else {
         panic!()
     };
     assert_eq!(list[0].addr, addr(11));
-    // A takeover hides them again until the new session registers.
+    // A takeover hides them again until the new session announces.
     let mut third = Actor::new("alice", 10);
     w.login(&mut third, pw("pw-alice"));
+    w.run(&mut third, register(12)).unwrap();
     w.refused(&mut b, peers("g", "f"), no_seeders("g", "f"));
+}
+
+#[test]
+fn a_new_login_counts_as_a_seeder_only_what_it_announces() {
+    let (mut w, mut a, mut b, _, _) = setup();
+    w.run(&mut a, upload("g", meta("f", 2, 1))).unwrap();
+    w.run(&mut a, register(1)).unwrap();
+    w.run(&mut b, have("g", "f", pieces(2, &[0]))).unwrap();
+    w.run(&mut b, register(2)).unwrap();
+    // Bob logs in again from a client with an empty data folder: it
+    // announces nothing, so he is no longer a holder; alice still is.
+    let mut fresh = Actor::new("bob", 9);
+    w.login(&mut fresh, pw("pw-bob"));
+    w.run(&mut fresh, register(9)).unwrap();
+    assert_eq!(peer_names(&w.run(&mut fresh, peers("g", "f"))), ["alice"]);
+    // The file's metadata stays listed for members.
+    assert!(
+        w.run(
+            &mut fresh,
+            Request::GetFile {
+                group: group("g"),
+                file: file("f"),
+            }
+        )
+        .is_ok()
+    );
+    w.assert_replays();
 }
 
 #[test]
