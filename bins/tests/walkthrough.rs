@@ -80,7 +80,10 @@ fn seed_walkthrough_two_seeders_one_leecher(mix: Mix) {
     let file = file.to_str().unwrap().to_string();
 
     let mut a = s.seeder("alice", 0);
-    let mut b = s.seeder("bob", 1);
+    // bob's seeder listens on every interface (the default): the tracker
+    // records the IP it sees him connect from, and both clients print
+    // the address their tracker recorded.
+    let mut b = s.client("bob", 1, "0.0.0.0:0", s.mix.seeders);
     let mut c = s.leecher("carol", 0);
     let mut m = s.leecher("mallory", 1);
     for (p, u) in [
@@ -91,6 +94,9 @@ fn seed_walkthrough_two_seeders_one_leecher(mix: Mix) {
     ] {
         p.run(&format!("create_user {u} pw"), "created");
         p.run(&format!("login {u} pw"), "logged in as");
+    }
+    for p in [&mut a, &mut b] {
+        p.expect_seen("note: peers reach your seeder at 127.0.0.1:", 10);
     }
     a.run("create_group g1", "group g1 created");
     for p in [&mut b, &mut c, &mut m] {

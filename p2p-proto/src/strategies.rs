@@ -222,6 +222,7 @@ pub fn reply() -> impl Strategy<Value = Reply> {
         (option::of(user()), any::<bool>())
             .prop_map(|(new_owner, deleted)| Left { new_owner, deleted }),
         any::<bool>().prop_map(|new_file| Shared { new_file }),
+        addr().prop_map(|addr| SeederAt { addr }),
     ]
 }
 

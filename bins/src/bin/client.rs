@@ -1,8 +1,9 @@
 //! `client <tracker ip:port> <tracker_info.txt>`: a user's client.
 //!
 //! It talks to that tracker first and fails over to the others in the file.
-//! Its seeder listens on `--listen` (default: the local address that reaches
-//! the tracker, with a free port). Commands are the seed's (`help` lists
+//! Its seeder listens on `--listen` (default: every interface, a free port);
+//! peers dial the IP the tracker sees it connect from, with that port (or
+//! `--advertise-port`), which it prints after each login. Commands are the seed's (`help` lists
 //! them), plus `wait_downloads [seconds]` and `serve` for scripts.
 //!
 //! Interactive (stdin is a terminal): a prompt with line editing and
@@ -54,10 +55,15 @@ struct Args {
     tracker: SocketAddr,
     /// File listing every tracker, one ip:port a line (for failover).
     tracker_info: PathBuf,
-    /// Where this client's seeder listens [default: the local address that
-    /// reaches the tracker, with a free port].
+    /// Where this client's seeder listens [default: every interface, a free
+    /// port]. Peers dial the IP the tracker sees this client connect from,
+    /// with this port.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// The port peers should dial when a router forwards another port to
+    /// the seeder's listening port.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    advertise_port: Option<u16>,
     /// Most piece requests in flight per download.
     #[arg(long, value_name = "N")]
     max_parallel: Option<usize>,
@@ -150,6 +156,7 @@ fn run(args: Args) -> Result<bool, String> {
         tracker_keys,
         first,
         listen,
+        advertise_port: args.advertise_port,
         max_parallel: args.max_parallel,
         data_dir,
         direct_io: !args.buffered_writes,
@@ -165,7 +172,7 @@ fn run(args: Args) -> Result<bool, String> {
     let ok = if std::io::stdin().is_terminal() {
         println!("fingerprint: {}", identity.key_id());
         println!(
-            "p2p-share client; seeder on {}; type help for commands",
+            "p2p-share client; seeder listening on {}; type help for commands",
             handle.seeder_addr()
         );
         interactive_loop(&handle, events, &history)?
@@ -307,6 +314,11 @@ fn event_line(e: &ClientEvent) -> Option<String> {
         }
         ClientEvent::Session(SessionEvent::Notice(t)) => Some(format!("note: {t}")),
         ClientEvent::Session(SessionEvent::TrackerKeyRefused(m)) => Some(format!("warning: {m}")),
+        ClientEvent::SeederAddress(Ok(a)) => Some(format!("note: peers reach your seeder at {a}")),
+        ClientEvent::SeederAddress(Err(e)) => Some(format!(
+            "warning: the tracker did not record your seeder address, so nobody can download \
+             from you: {e}"
+        )),
         ClientEvent::DownloadFinished {
             group,
             file,

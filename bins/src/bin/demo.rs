@@ -107,6 +107,7 @@ fn run(args: &Args) -> Result<(), String> {
             tracker_keys: Vec::new(),
             first: i % 2,
             listen: "127.0.0.1:0".parse().unwrap(),
+            advertise_port: None,
             max_parallel: None,
             data_dir: root.join(format!("client-{name}")),
             direct_io: true,

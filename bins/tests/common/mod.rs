@@ -97,6 +97,15 @@ impl Proc {
         }
     }
 
+    /// Like [`Proc::expect`], but a line already read (while waiting for
+    /// another one: stdout and stderr arrive in either order) counts too.
+    pub fn expect_seen(&mut self, want: &str, secs: u64) -> String {
+        match self.seen.iter().find(|l| l.contains(want)) {
+            Some(l) => l.clone(),
+            None => self.expect(want, secs),
+        }
+    }
+
     /// Reads lines for `limit`, panicking if one contains `never`.
     pub fn never_within(&mut self, never: &str, limit: Duration) {
         let deadline = Instant::now() + limit;

@@ -349,6 +349,11 @@ pub enum Reply {
     Shared {
         new_file: bool,
     },
+    /// `RegisterSeeder`: the address the tracker recorded, which peers
+    /// will dial (the IP it sees the client connect from, the stated port).
+    SeederAt {
+        addr: SocketAddr,
+    },
 }
 
 impl Wire for Reply {
@@ -405,6 +410,10 @@ impl Wire for Reply {
                 w.put_u8(12);
                 crate::codec::put_bool(w, *new_file);
             }
+            SeederAt { addr } => {
+                w.put_u8(13);
+                addr.encode(w);
+            }
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -432,6 +441,9 @@ impl Wire for Reply {
             },
             12 => Shared {
                 new_file: r.bool("new file")?,
+            },
+            13 => SeederAt {
+                addr: Wire::decode(r)?,
             },
             t => return Err(unknown("reply", t)),
         })

@@ -323,6 +323,9 @@ pub enum ClientEvent {
         file: FileName,
         result: Result<(), Text>,
     },
+    /// The tracker recorded where peers reach this client's seeder (after
+    /// each login or resume), or refused to.
+    SeederAddress(Result<std::net::SocketAddr, Text>),
 }
 
 /// The session's own requests, and which download or share they serve.
@@ -746,7 +749,16 @@ impl ClientNode {
                 };
                 self.dl_input(now, dl, input);
             }
-            Internal::RegisterSeeder | Internal::Reannounce | Internal::HavePieces => {}
+            Internal::RegisterSeeder => {
+                let ev = match result {
+                    Ok(Reply::SeederAt { addr }) => Ok(addr),
+                    Ok(other) => Err(Text::new(format!("unexpected reply {other:?}"))),
+                    Err(e) => Err(Text::new(e.to_string())),
+                };
+                self.out
+                    .push_back(Output::Event(ClientEvent::SeederAddress(ev)));
+            }
+            Internal::Reannounce | Internal::HavePieces => {}
         }
     }
 

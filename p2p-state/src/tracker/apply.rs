@@ -66,6 +66,7 @@ impl TrackerState {
             }
             RegisterSeeder { token, addr } => {
                 self.sessions.get_mut(token).expect("checked").addr = Some(*addr);
+                return Reply::SeederAt { addr: *addr };
             }
             RecordConflict { op, reason } => self.record_conflict(at_ms, op, reason),
             _ => return self.mutate_group(kind),

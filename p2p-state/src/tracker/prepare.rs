@@ -194,6 +194,12 @@ impl TrackerState {
         let user = me.user.clone();
         Ok(match &req.req {
             Logout => OpKind::Logout { token },
+            RegisterSeeder { addr } if addr.ip().is_unspecified() || addr.port() == 0 => {
+                return Err(bad(
+                    "a seeder address needs an IP and a port (the tracker did not see where \
+                     the connection came from; start the client with --listen IP:PORT)",
+                ));
+            }
             RegisterSeeder { addr } => OpKind::RegisterSeeder { token, addr: *addr },
             CreateGroup { group } => OpKind::CreateGroup {
                 owner: user,

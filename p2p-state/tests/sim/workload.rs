@@ -271,7 +271,7 @@ impl Workload {
                     false => self.stats.downloads_failed += 1,
                 }
             }
-            ClientEvent::Session(_) => {}
+            ClientEvent::Session(_) | ClientEvent::SeederAddress(_) => {}
         }
     }
 

@@ -53,6 +53,10 @@ pub struct ClientOptions {
     pub first: usize,
     /// Where the seeder listens; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// The port peers dial when it is not the listening one (a router
+    /// forwarding another port to this seeder); the tracker pairs it with
+    /// the IP it sees the client connect from.
+    pub advertise_port: Option<u16>,
     pub max_parallel: Option<usize>,
     /// Holds the table of shared files.
     pub data_dir: PathBuf,
@@ -297,9 +301,11 @@ pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
     let identity = Identity::load_or_create(&opts.data_dir).map_err(io::Error::other)?;
     let known = KnownTrackers::load(&opts.data_dir).map_err(io::Error::other)?;
     let listener = TcpListener::bind(opts.listen)?;
+    // The IP part is only a hint: the tracker records the IP it sees the
+    // client's connection come from (so an unspecified bind is fine).
     let mut seeder_addr = listener.local_addr()?;
-    if seeder_addr.ip().is_unspecified() {
-        seeder_addr.set_ip(advertised_ip(&opts.trackers));
+    if let Some(port) = opts.advertise_port {
+        seeder_addr.set_port(port);
     }
     let mut download = DownloadConfig::default();
     if let Some(n) = opts.max_parallel {
@@ -343,20 +349,6 @@ pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
         handle,
     };
     Ok((p, listener))
-}
-
-/// The local address that reaches the first reachable tracker (what peers
-/// should dial), or loopback.
-fn advertised_ip(trackers: &[SocketAddr]) -> std::net::IpAddr {
-    for t in trackers {
-        if let Ok(s) =
-            std::net::TcpStream::connect_timeout(t, std::time::Duration::from_millis(500))
-            && let Ok(a) = s.local_addr()
-        {
-            return a.ip();
-        }
-    }
-    std::net::Ipv4Addr::LOCALHOST.into()
 }
 
 fn seed() -> u64 {

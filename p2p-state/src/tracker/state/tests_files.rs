@@ -11,6 +11,7 @@ use crate::tracker::limits::{
     FILES_PER_GROUP_MAX, PEERS_PER_REPLY, PIECE_HASHES_TOTAL_MAX, SOURCES_PER_FILE_MAX, what,
 };
 use crate::tracker::state::TrackerState;
+use std::net::SocketAddr;
 
 fn upload(g: &str, m: FileMeta) -> Request {
     Request::UploadFile {
@@ -417,7 +418,21 @@ fn stop_share_removes_the_source_and_keeps_the_metadata() {
 fn register_seeder_sets_the_sessions_address() {
     let (mut w, mut a, ..) = setup();
     w.run(&mut a, register(7)).unwrap();
-    w.run(&mut a, register(8)).unwrap();
+    // The reply names the recorded address (the client prints it).
+    assert_eq!(
+        w.run(&mut a, register(8)),
+        Ok(Reply::SeederAt { addr: addr(8) })
+    );
+    assert_eq!(w.st.session(&a.token.unwrap()).unwrap().addr, Some(addr(8)));
+    // An address nobody can dial is refused and changes nothing.
+    for bad in ["0.0.0.0:7001", "127.0.0.1:0", "[::]:7001"] {
+        let bad: SocketAddr = bad.parse().unwrap();
+        let out = w.run(&mut a, Request::RegisterSeeder { addr: bad });
+        assert!(
+            matches!(out, Err(TrackerError::BadRequest { .. })),
+            "{bad}: {out:?}"
+        );
+    }
     assert_eq!(w.st.session(&a.token.unwrap()).unwrap().addr, Some(addr(8)));
 }
 
