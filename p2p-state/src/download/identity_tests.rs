@@ -215,6 +215,7 @@ fn expired_tickets_are_refused_and_the_download_redials_with_fresh_ones() {
     sc.ticket_ttl = Duration::from_secs(10);
     sc.seeders[0].bytes_per_ms = 1;
     sc.cfg.ticket_renew_before = Duration(0);
+    sc.cfg.peers_refresh_first = Duration::from_secs(3600);
     sc.cfg.peers_refresh = Duration::from_secs(3600);
     let mut w = World::new(sc);
     let r = w.run(500_000).expect("finishes");

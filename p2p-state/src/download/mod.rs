@@ -131,6 +131,9 @@ pub struct Download {
 struct TrackerContact {
     last_ask: Instant,
     backoff: Duration,
+    /// Interval between asks while peers are usable: from
+    /// `peers_refresh_first`, doubled after each ask, up to `peers_refresh`.
+    refresh: Duration,
     /// Asked; no `Peers`/`PeersUnavailable` since.
     pending: bool,
     problem: Option<Text>,
@@ -163,6 +166,7 @@ impl Download {
             tracker: TrackerContact {
                 last_ask: now,
                 backoff: cfg.tracker_backoff_min,
+                refresh: cfg.peers_refresh_first,
                 pending: false,
                 problem: None,
                 last_listed: 0,

@@ -29,7 +29,7 @@ impl Download {
             self.connect_more(now);
         }
         let interval = if self.has_usable_peer() {
-            self.cfg.peers_refresh
+            self.tracker.refresh
         } else {
             self.tracker.backoff
         };

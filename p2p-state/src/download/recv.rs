@@ -104,6 +104,9 @@ impl Download {
 
     pub(super) fn ask_tracker(&mut self, now: Instant) {
         self.tracker.last_ask = now;
+        let doubled = self.tracker.refresh.as_millis().saturating_mul(2);
+        let max = self.cfg.peers_refresh.as_millis();
+        self.tracker.refresh = crate::time::Duration(doubled.min(max));
         self.tracker.pending = true;
         self.stats.tracker_asks += 1;
         self.out.push_back(Output::AskTrackerForPeers);

@@ -497,6 +497,9 @@ fn a_closed_peer_has_its_requests_moved_to_another() {
 fn request_timeouts_cancel_requeue_then_drop_the_peer() {
     let cfg = DownloadConfig {
         max_parallel: 1,
+        // No peer refresh among the deadlines this test fires.
+        peers_refresh_first: Duration::from_secs(3600),
+        peers_refresh: Duration::from_secs(3600),
         ..DownloadConfig::default()
     };
     let mut r = Rig::new(2, cfg, PieceSet::empty(2));
@@ -527,6 +530,9 @@ fn request_timeouts_cancel_requeue_then_drop_the_peer() {
 fn a_late_piece_after_cancel_is_accepted_but_unrequested_ones_are_not() {
     let cfg = DownloadConfig {
         max_parallel: 1,
+        // No peer refresh among the deadlines this test fires.
+        peers_refresh_first: Duration::from_secs(3600),
+        peers_refresh: Duration::from_secs(3600),
         ..DownloadConfig::default()
     };
     let mut r = Rig::new(3, cfg, PieceSet::empty(3));
@@ -650,6 +656,30 @@ fn no_peer_backs_off_and_says_why_then_gives_up() {
             .starts_with("no progress for 300 s: no seeder online"),
         "{e}"
     );
+}
+
+#[test]
+fn peers_are_asked_for_again_soon_at_first_then_less_and_less_often() {
+    // Leechers starting together must meet within seconds: the refresh
+    // while downloading starts at 1 s and doubles up to 60 s.
+    let cfg = DownloadConfig {
+        max_parallel: 1,
+        request_timeout_min: Duration::from_secs(3600),
+        request_timeout_max: Duration::from_secs(3600),
+        ..DownloadConfig::default()
+    };
+    let mut r = Rig::new(2, cfg, PieceSet::empty(2));
+    assert_eq!(r.drain(), vec![Output::AskTrackerForPeers]);
+    r.connect_all(&[(1, PieceSet::full(2))]);
+    let mut asks = vec![];
+    for _ in 0..9 {
+        let out = r.fire_next();
+        if out.contains(&Output::AskTrackerForPeers) {
+            asks.push(r.now.saturating_since(T0).as_millis() / 1000);
+            r.input(Input::Peers(vec![r.info(1, PieceSet::full(2))]));
+        }
+    }
+    assert_eq!(&asks[..8], &[2, 6, 14, 30, 62, 122, 182, 242], "{asks:?}");
 }
 
 #[test]

@@ -59,6 +59,13 @@ pub struct DownloadConfig {
     pub tracker_backoff_min: Duration,
     /// Longest delay between asks while no peer is usable.
     pub tracker_backoff_max: Duration,
+    /// Where the interval between asks for new peers while downloading
+    /// starts: each ask doubles it, up to `peers_refresh` (with the
+    /// defaults, asks 2, 6, 14, 30 and 62 s after the start, then every
+    /// 60 s), so leechers that start together meet within seconds (each
+    /// announces its first pieces after `announce_interval`) without
+    /// asking often for long.
+    pub peers_refresh_first: Duration,
     /// Ask the tracker for new peers this often even while downloading.
     pub peers_refresh: Duration,
     /// Give up after this long without a verified piece.
@@ -116,6 +123,7 @@ impl Default for DownloadConfig {
             announce_interval: Duration::from_secs(1),
             tracker_backoff_min: Duration::from_secs(1),
             tracker_backoff_max: Duration::from_secs(30),
+            peers_refresh_first: Duration::from_secs(1),
             peers_refresh: Duration::from_secs(60),
             no_peer_timeout: Duration::from_secs(5 * 60),
             ticket_renew_before: TICKET_RENEW_BEFORE_DEFAULT,
@@ -142,6 +150,8 @@ impl DownloadConfig {
             Duration(self.tracker_backoff_max.0.max(self.tracker_backoff_min.0));
         self.request_timeout_max =
             Duration(self.request_timeout_max.0.max(self.request_timeout_min.0));
+        self.peers_refresh_first = Duration(self.peers_refresh_first.0.max(1));
+        self.peers_refresh = Duration(self.peers_refresh.0.max(self.peers_refresh_first.0));
         self
     }
 }
