@@ -424,8 +424,8 @@ fn seeder_refuses_garbage_and_requests_without_a_ticket(mix: Mix) {
 /// kill -9 of a downloading client, restart with the same data directory,
 /// log in, the same download_file: it completes byte-exact, and the seeder
 /// served about the file once (the pieces written before the kill were
-/// not fetched again). The restarted client writes through the page cache
-/// (`--buffered-writes`) into a part file begun with `O_DIRECT`.
+/// not fetched again). The restarted client writes with `O_DIRECT`
+/// (`--direct-writes`) into a part file begun through the page cache.
 fn client_killed_mid_download_resumes_after_restart(mix: Mix) {
     let s = Swarm::start(mix);
     let src = s.dir.path().join("src");
@@ -456,13 +456,7 @@ fn client_killed_mid_download_resumes_after_restart(mix: Mix) {
     }
     let part_pieces = std::fs::read(s.dir.path().join("k.bin.part.pieces")).unwrap_or_default();
     eprintln!("killed with a record of {} bytes", part_pieces.len());
-    let mut b = s.client_with(
-        "bob",
-        1,
-        "127.0.0.1:0",
-        mix.leechers,
-        &["--buffered-writes"],
-    );
+    let mut b = s.client_with("bob", 1, "127.0.0.1:0", mix.leechers, &["--direct-writes"]);
     b.run("login bob pw", "logged in");
     b.run(
         &format!("download_file g k.bin {}", dest.display()),

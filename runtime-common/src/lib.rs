@@ -12,7 +12,9 @@
 //!   loose modes tightened at start);
 //! - [`storage`]: the tracker's data directory (op log, snapshots,
 //!   recovery) and the group-committing storage loop a driver runs on a
-//!   blocking thread.
+//!   blocking thread;
+//! - [`trace`]: a client's data-path counters, written to a file every
+//!   10 ms with `client --trace`.
 
 pub mod buffers;
 pub mod cli;
@@ -24,6 +26,7 @@ pub mod listen;
 pub mod private;
 pub mod storage;
 pub mod tls;
+pub mod trace;
 pub mod tracker;
 pub mod tracker_info;
 

@@ -644,6 +644,7 @@ impl Session {
         frames: &mut Deframer,
         events: &mut Vec<ConnEvent>,
     ) -> io::Result<Received> {
+        crate::trace::add(&crate::trace::BYTES_RECEIVED, tls.len() as u64);
         let mut conn = self.lock();
         let mut push = |e| {
             events.push(e);

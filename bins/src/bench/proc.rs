@@ -234,40 +234,75 @@ impl Proc {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.remember(&l.text);
-                    if l.text.contains(want) {
-                        return Ok(l);
-                    }
-                    if l.text.starts_with("stderr: error:") || l.text.starts_with("error:") {
-                        return Err(format!(
-                            "{}: {} (while waiting for {want:?}); last lines:\n    {}",
-                            self.name,
-                            l.text,
-                            self.context()
-                        ));
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(format!(
-                        "{}: no line with {want:?} within {:.0} s; last lines:\n    {}",
-                        self.name,
-                        timeout.as_secs_f64(),
-                        self.context()
-                    ));
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.wait_exit(Duration::from_secs(2)).ok();
-                    return Err(format!(
-                        "{}: exited ({}) while waiting for {want:?}; last lines:\n    {}",
-                        self.name,
-                        status.map_or("status unknown".into(), |s| s.to_string()),
-                        self.context()
-                    ));
-                }
+            let l = self.expect_line(want, left)?;
+            if l.text.contains(want) {
+                return Ok(l);
+            }
+            if l.text.starts_with("stderr: error:") || l.text.starts_with("error:") {
+                return Err(format!(
+                    "{}: {} (while waiting for {want:?}); last lines:\n    {}",
+                    self.name,
+                    l.text,
+                    self.context()
+                ));
             }
         }
+    }
+
+    /// The next line, whatever it says, within `timeout` (`want`: what the
+    /// caller waits for, for the error message).
+    fn expect_line(&mut self, want: &str, timeout: Duration) -> Res<Line> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(l) => {
+                self.remember(&l.text);
+                Ok(l)
+            }
+            Err(RecvTimeoutError::Timeout) => Err(format!(
+                "{}: no line with {want:?} within {:.0} s; last lines:\n    {}",
+                self.name,
+                timeout.as_secs_f64(),
+                self.context()
+            )),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.wait_exit(Duration::from_secs(2)).ok();
+                Err(format!(
+                    "{}: exited ({}) while waiting for {want:?}; last lines:\n    {}",
+                    self.name,
+                    status.map_or("status unknown".into(), |s| s.to_string()),
+                    self.context()
+                ))
+            }
+        }
+    }
+
+    /// Waits for a line containing each of `wants`, in whatever order
+    /// they come (stdout and stderr are read by separate threads, so a
+    /// note on stderr and an answer on stdout may arrive either way
+    /// round): the lines, in the order of `wants`.
+    pub fn expect_each(&mut self, wants: &[&str], timeout: Duration) -> Res<Vec<Line>> {
+        let deadline = Instant::now() + timeout;
+        let mut got: Vec<Option<Line>> = vec![None; wants.len()];
+        while let Some(first) = got.iter().position(Option::is_none) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let l = self.expect_line(wants[first], left)?;
+            match wants
+                .iter()
+                .zip(&got)
+                .position(|(w, g)| g.is_none() && l.text.contains(w))
+            {
+                Some(i) => got[i] = Some(l),
+                None if l.text.starts_with("stderr: error:") || l.text.starts_with("error:") => {
+                    return Err(format!(
+                        "{}: {} (while waiting for {wants:?}); last lines:\n    {}",
+                        self.name,
+                        l.text,
+                        self.context()
+                    ));
+                }
+                None => {}
+            }
+        }
+        Ok(got.into_iter().flatten().collect())
     }
 
     /// Sends a command and waits for its answer line.

@@ -61,7 +61,19 @@ impl Trackers {
 
 /// Starts a client on tracker `which` with its own data directory.
 pub fn client(bins: &Bins, t: &Trackers, which: usize, name: &str, dir: &Path) -> Res<Proc> {
-    let args = vec![
+    client_with(bins, t, which, name, dir, &[])
+}
+
+/// [`client`] with more arguments.
+pub fn client_with(
+    bins: &Bins,
+    t: &Trackers,
+    which: usize,
+    name: &str,
+    dir: &Path,
+    extra: &[String],
+) -> Res<Proc> {
+    let mut args = vec![
         t.addrs[which % t.addrs.len()].clone(),
         t.info.display().to_string(),
         "--listen".into(),
@@ -71,6 +83,7 @@ pub fn client(bins: &Bins, t: &Trackers, which: usize, name: &str, dir: &Path) -
         "--data-dir".into(),
         dir.join(format!("data-{name}")).display().to_string(),
     ];
+    args.extend_from_slice(extra);
     Proc::spawn(
         &format!("client {name} ({})", bins.runtime),
         &bins.client,
@@ -281,15 +294,26 @@ impl Swarm {
 
     /// One download of `name` (size `size`) from every seeder at once, into
     /// `dest`, by a fresh leecher process. The seeders are started for the
-    /// run and stopped after it, which gives pieces served per run.
-    pub fn download(&self, name: &str, size: u64, dest: &Path) -> Res<DlRun> {
+    /// run and stopped after it, which gives pieces served per run. With
+    /// `trace`, the leecher writes its counters there (`client --trace`).
+    pub fn download(&self, name: &str, size: u64, dest: &Path, trace: Option<&Path>) -> Res<DlRun> {
         let mut seeders = Vec::new();
         for i in 1..=self.seeders {
             let mut p = self.seeder(i)?;
             p.run("serve", "serving until interrupted")?;
             seeders.push(p);
         }
-        let mut l = client(&self.bins, &self.trackers, 0, "leech", self.dir.path())?;
+        let extra: Vec<String> = trace
+            .map(|t| vec!["--trace".into(), t.display().to_string()])
+            .unwrap_or_default();
+        let mut l = client_with(
+            &self.bins,
+            &self.trackers,
+            0,
+            "leech",
+            self.dir.path(),
+            &extra,
+        )?;
         l.run("login leech pw", "logged in")?;
         // Every seeder must be listed online before the clock starts.
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -324,7 +348,10 @@ impl Swarm {
         let sampler = IoSampler::start(l.pid(), t0);
         l.send(&format!("download_file g {name} {}", dest.display()))?;
         l.send(&format!("wait_downloads {}", timeout.as_secs()))?;
-        let note = l.expect("note: download of", timeout)?;
+        // The note (stderr) and the answer to `wait_downloads` (stdout)
+        // are read by two threads: either may come first.
+        let lines = l.expect_each(&["note: download of", "all downloads ended"], timeout)?;
+        let (note, waited) = (&lines[0], &lines[1]);
         if !note.text.contains("complete") {
             return Err(format!("{}: {}", l.name, note.text));
         }
@@ -333,7 +360,6 @@ impl Swarm {
             .zip(cpu0)
             .map(|((l1, s1), (l0, s0))| (l1 - l0, s1 - s0));
         let phases = sampler.finish(size, secs);
-        let waited = l.expect("all downloads ended", timeout)?;
         let wait_secs = waited.at.duration_since(t0).as_secs_f64();
         let rss_kib = l.peak_rss_kib()?;
         l.run("logout", "logged out")?;

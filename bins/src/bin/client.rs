@@ -71,10 +71,20 @@ struct Args {
     /// directory under $XDG_DATA_HOME or ~/.local/share].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Write downloads through the page cache instead of with O_DIRECT
-    /// (the default where the file system allows it: no copy per byte,
-    /// but a finished file is not left in the cache).
+    /// Write downloads with O_DIRECT where the file system allows it
+    /// (no copy per byte, but each write waits for the device) instead of
+    /// through the page cache with early writeback (the default; see
+    /// README, "Writing pieces to disk").
     #[arg(long)]
+    direct_writes: bool,
+    /// Write the data path's counters (bytes received, requests sent,
+    /// pieces hashed, queued for and written to disk) to FILE every
+    /// 10 ms, as CSV (what `p2p-bench --trace` plots).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Write downloads through the page cache (the default; kept so
+    /// older scripts still run).
+    #[arg(long, hide = true, conflicts_with = "direct_writes")]
     buffered_writes: bool,
     /// A tracker request unanswered this long (or a connection to it not
     /// made) counts as the tracker lost: the client moves to the next one
@@ -159,10 +169,14 @@ fn run(args: Args) -> Result<bool, String> {
         advertise_port: args.advertise_port,
         max_parallel: args.max_parallel,
         data_dir,
-        direct_io: !args.buffered_writes,
+        direct_io: args.direct_writes && !args.buffered_writes,
         request_timeout: Some(p2p_state::Duration::from_millis(args.request_timeout_ms)),
         ping_interval: Some(p2p_state::Duration::from_millis(args.ping_interval_ms)),
     };
+    if let Some(path) = &args.trace {
+        runtime_common::trace::start(path)
+            .map_err(|e| format!("cannot write the trace {}: {e}", path.display()))?;
+    }
     let history = opts.data_dir.join("history");
     let mut handle = args
         .runtime

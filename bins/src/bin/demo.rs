@@ -110,7 +110,7 @@ fn run(args: &Args) -> Result<(), String> {
             advertise_port: None,
             max_parallel: None,
             data_dir: root.join(format!("client-{name}")),
-            direct_io: true,
+            direct_io: false,
             request_timeout: None,
             ping_interval: None,
         };

@@ -81,6 +81,23 @@ struct Args {
     /// are skipped when missing.
     #[arg(long)]
     no_install: bool,
+    /// Instead of everything else: time the ways the client can write a
+    /// download's pieces (O_DIRECT, page cache, page cache with early
+    /// writeback and dropped pages) on the device under DIR, --size MiB
+    /// each.
+    #[arg(long, value_name = "DIR")]
+    disk_test: Option<PathBuf>,
+    /// The leecher of the first download run (of each runtime) records
+    /// bytes received, requests in flight, pieces hashed and pieces
+    /// waiting for the disk every 10 ms: plotted into FILE (SVG; with
+    /// both runtimes, FILE-std.svg and FILE-smol.svg), the counters kept
+    /// beside it as CSV, a summary in the notes.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Only the download figure (the file is shared untimed; no hashing,
+    /// large-file or tracker figures): for iterating on the data path.
+    #[arg(long)]
+    download_only: bool,
     /// Use the tracker and client beside this binary as they are (by
     /// default they are built first, with the profile of this binary).
     #[arg(long)]
@@ -200,6 +217,9 @@ struct Ctx<'a> {
     size: u64,
     runs: usize,
     errors: &'a mut Vec<String>,
+    /// Where this runtime's trace goes (`--trace`).
+    trace: Option<PathBuf>,
+    notes: &'a mut Vec<String>,
 }
 
 fn file_name(p: &Path) -> String {
@@ -323,9 +343,22 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
         let _ = std::fs::remove_file(&dest);
         if let Ok(v) = &mut p2p {
             prepare()?;
-            match sw.download(&name, cx.size, &dest) {
+            let csv = dir.path().join("trace.csv");
+            let trace = (k == 0 && cx.trace.is_some()).then_some(csv.as_path());
+            match sw.download(&name, cx.size, &dest, trace) {
                 Ok(r) => v.push(r),
                 Err(e) => p2p = Err(e),
+            }
+            if let (Some(out), Some(csv)) = (&cx.trace, trace) {
+                let title = format!(
+                    "p2p download of {} MiB ({}, first run)",
+                    cx.size / MIB,
+                    sw.bins.runtime
+                );
+                match bench::trace::render(csv, out, &title) {
+                    Ok(s) => cx.notes.push(format!("[{}] trace: {s}", sw.bins.runtime)),
+                    Err(e) => cx.errors.push(format!("trace: {e}")),
+                }
             }
         }
         let _ = std::fs::remove_file(&dest);
@@ -369,7 +402,7 @@ fn big_file(cx: &mut Ctx, sw: &Swarm, big: u64) -> Res<swarm::DlRun> {
         "p2p-bench: [{}] memory: downloading the {big} MiB file",
         sw.bins.runtime
     );
-    let r = sw.download(&file_name(&path), big * MIB, &dest);
+    let r = sw.download(&file_name(&path), big * MIB, &dest, None);
     let _ = std::fs::remove_file(&dest);
     r
 }
@@ -457,19 +490,23 @@ fn runtime_section(cx: &mut Ctx, runtime: &str) -> RuntimeReport {
     eprintln!("p2p-bench: [{runtime}] starting trackers and seeders");
     match Swarm::start(&bins, &cx.dirs.bench, cx.args.seeders) {
         Ok(sw) => {
-            let h = hashing(cx, &sw).and_then(|h| {
-                sw.share_everywhere(cx.file, true)?;
-                Ok(h)
-            });
+            let h = if cx.args.download_only {
+                sw.share_everywhere(cx.file, false).map(|()| None)
+            } else {
+                hashing(cx, &sw).and_then(|h| {
+                    sw.share_everywhere(cx.file, true)?;
+                    Ok(Some(h))
+                })
+            };
             match h {
                 Ok(h) => {
-                    r.hashing = Some(h);
+                    r.hashing = h;
                     match download(cx, &sw) {
                         Ok(d) => r.download = Some(d),
                         Err(e) => cx.errors.push(format!("[{runtime}] download: {e}")),
                     }
                     let big = cx.args.big_size;
-                    if !cx.args.quick && big != cx.args.size {
+                    if !cx.args.quick && !cx.args.download_only && big != cx.args.size {
                         let run = big_file(cx, &sw, big);
                         if let Err(e) = &run {
                             cx.errors
@@ -485,9 +522,11 @@ fn runtime_section(cx: &mut Ctx, runtime: &str) -> RuntimeReport {
             .errors
             .push(format!("[{runtime}] starting the swarm: {e}")),
     }
-    match tracker_fig(cx, &bins) {
-        Ok(t) => r.tracker = Some(t),
-        Err(e) => cx.errors.push(format!("[{runtime}] tracker: {e}")),
+    if !cx.args.download_only {
+        match tracker_fig(cx, &bins) {
+            Ok(t) => r.tracker = Some(t),
+            Err(e) => cx.errors.push(format!("[{runtime}] tracker: {e}")),
+        }
     }
     r.load_after = loadavg();
     r.secs = started.elapsed().as_secs_f64();
@@ -503,6 +542,18 @@ fn main() -> ExitCode {
     if let Err(e) = proc::install_signal_cleanup() {
         eprintln!("error: {e}");
         return ExitCode::from(2);
+    }
+    if let Some(dir) = &args.disk_test {
+        return match bench::disk::run(dir, args.size * MIB) {
+            Ok(runs) => {
+                print!("{}", bench::disk::table(dir, args.size * MIB, &runs));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     match run(&args) {
         Ok(report) => {
@@ -590,6 +641,15 @@ fn run(args: &Args) -> Res<Report> {
             size: args.size * MIB,
             runs: 1 + warm_runs,
             errors: &mut errors,
+            trace: args.trace.as_ref().map(|t| {
+                if runtimes.len() > 1 {
+                    let stem = t.file_stem().unwrap_or_default().to_string_lossy();
+                    t.with_file_name(format!("{stem}-{rt}.svg"))
+                } else {
+                    t.clone()
+                }
+            }),
+            notes: &mut notes,
         };
         reports.push(runtime_section(&mut cx, rt));
     }

@@ -12,13 +12,15 @@
 //!   (prepare, positioned write + record, rename into place, checking a
 //!   piece to serve is in its file and starting its read-ahead, saving the
 //!   share table), and the input it produces;
-//! - [`write_piece`]: whole pieces go to the part file with `O_DIRECT`
-//!   where the file system allows it, straight from the piece's buffer to
-//!   the device, so a download does not fill the page cache with a copy
-//!   of every byte (on this project's VMs, fresh page-cache pages are the
-//!   largest cost of a download: see ARCHITECTURE.md); anything that does
-//!   not fit the alignment rules, and file systems without `O_DIRECT`,
-//!   take the ordinary buffered write;
+//! - [`write_piece`]: pieces go to the part file through the page cache,
+//!   each handed to writeback at once and its pages dropped soon after
+//!   ([`CacheTrim`]: the cache holds a few MiB of a download, never the
+//!   whole file, and a write waits for the device only every
+//!   [`CACHE_TRIM_LAG`] pieces), or, when asked (`--direct-writes`), with
+//!   `O_DIRECT` straight from the piece's buffer where the file system
+//!   allows it (anything that does not fit the alignment rules takes the
+//!   buffered write). README, "Writing pieces to disk", has the figures
+//!   that chose the default;
 //! - the share table (`DATA_DIR/shares`, format in
 //!   [`p2p_state::client::shares`]): loaded at start (a damaged one is set
 //!   aside as `shares.damaged`, never half-read), saved after a share
@@ -257,6 +259,9 @@ pub struct DlFile {
     /// The same file opened with `O_DIRECT`, when the file system allows
     /// it (see [`write_piece`]).
     pub direct: Option<Arc<File>>,
+    /// Pieces written through the page cache, whose pages are dropped
+    /// once written back (see [`CacheTrim`]).
+    pub trim: Arc<CacheTrim>,
     pub part: PathBuf,
     pub dest: PathBuf,
     /// The directory it is written in, held open (see [`DestDir`]).
@@ -280,6 +285,7 @@ pub enum Job {
         dl: u64,
         file: Arc<File>,
         direct: Option<Arc<File>>,
+        trim: Arc<CacheTrim>,
         record: Arc<Mutex<(File, PieceSet)>>,
         index: u32,
         offset: u64,
@@ -347,19 +353,24 @@ pub fn run_job(job: Job) -> JobDone {
             dl,
             file,
             direct,
+            trim,
             record,
             index,
             offset,
             data,
         } => {
-            let r = write_piece(&file, direct.as_deref(), &data, offset).and_then(|_| {
-                let mut rec = record.lock().expect("record");
-                rec.1.insert(index);
-                let bytes = rec.1.to_bytes();
-                rec.0.write_all_at(&bytes, 0)
-            });
+            let r =
+                write_piece(&file, direct.as_deref(), Some(&trim), &data, offset).and_then(|_| {
+                    let mut rec = record.lock().expect("record");
+                    rec.1.insert(index);
+                    let bytes = rec.1.to_bytes();
+                    rec.0.write_all_at(&bytes, 0)
+                });
             JobDone::Input(match r {
-                Ok(()) => cn::Input::PieceWritten { dl, index },
+                Ok(()) => {
+                    crate::trace::add(&crate::trace::PIECES_WRITTEN, 1);
+                    cn::Input::PieceWritten { dl, index }
+                }
                 Err(e) => cn::Input::WriteFailed {
                     dl,
                     index,
@@ -391,12 +402,73 @@ pub fn run_job(job: Job) -> JobDone {
     }
 }
 
+/// A download written through the page cache waits for the device
+/// (`fdatasync`) after this many pieces, then drops the pages written
+/// ([`CacheTrim`]): 16 MiB at 512 KiB pieces.
+pub const CACHE_TRIM_LAG: usize = 32;
+
+/// Keeps a download written through the page cache from filling it, and
+/// the device busy from the first piece: each piece written is handed to
+/// the kernel's writeback at once (`posix_fadvise(DONTNEED)` on dirty
+/// pages starts their writeback, and drops those already clean); every
+/// [`CACHE_TRIM_LAG`] pieces, one disk worker waits for the file's
+/// writeback (`fdatasync`, by then mostly done) and drops the file's
+/// clean pages. So the cache holds about [`CACHE_TRIM_LAG`] pieces of a
+/// download whatever its size and whatever the device's speed, and a
+/// slow device slows the writes instead of filling memory. Shared by
+/// the disk workers of one download.
+#[derive(Debug, Default)]
+pub struct CacheTrim {
+    /// Pieces written since the last wait.
+    since: AtomicUsize,
+    /// Held by the worker waiting for writeback (one at a time).
+    waiting: Mutex<()>,
+}
+
+impl CacheTrim {
+    /// `len` bytes at `offset` of `file` were just written through the cache.
+    pub fn written(&self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+        let drop_pages = |off: u64, len: u64| {
+            rustix::fs::fadvise(
+                file,
+                off,
+                std::num::NonZeroU64::new(len),
+                rustix::fs::Advice::DontNeed,
+            )
+        };
+        drop_pages(offset, len)?;
+        if self.since.fetch_add(1, Ordering::AcqRel) + 1 < CACHE_TRIM_LAG {
+            return Ok(());
+        }
+        // Another worker is already waiting: it will catch this too.
+        let Ok(_w) = self.waiting.try_lock() else {
+            return Ok(());
+        };
+        self.since.store(0, Ordering::Release);
+        file.sync_data()?;
+        drop_pages(0, 0)?;
+        Ok(())
+    }
+
+    /// Pieces written since the last wait for the device.
+    pub fn pending(&self) -> usize {
+        self.since.load(Ordering::Acquire)
+    }
+}
+
 /// Writes `data` at `offset` of a part file: through `direct` (the file
 /// opened with `O_DIRECT`) when offset and length are multiples of
 /// [`DIRECT_ALIGN`] (every whole piece; a buffer that is not aligned is
 /// copied into an aligned pooled one first), otherwise, or if the direct write
-/// is refused as invalid, through the ordinary `file`.
-pub fn write_piece(file: &File, direct: Option<&File>, data: &[u8], offset: u64) -> io::Result<()> {
+/// is refused as invalid, through the ordinary `file`, then handed to
+/// `trim` if given (see [`CacheTrim`]).
+pub fn write_piece(
+    file: &File,
+    direct: Option<&File>,
+    trim: Option<&CacheTrim>,
+    data: &[u8],
+    offset: u64,
+) -> io::Result<()> {
     let fits =
         data.len().is_multiple_of(DIRECT_ALIGN) && offset.is_multiple_of(DIRECT_ALIGN as u64);
     if let Some(d) = direct.filter(|_| fits && !data.is_empty()) {
@@ -415,7 +487,11 @@ pub fn write_piece(file: &File, direct: Option<&File>, data: &[u8], offset: u64)
             r => return r,
         }
     }
-    file.write_all_at(data, offset)
+    file.write_all_at(data, offset)?;
+    match trim {
+        Some(t) => t.written(file, offset, data.len() as u64),
+        None => Ok(()),
+    }
 }
 
 /// Checks that `file` holds `len` bytes at `offset`, and asks the kernel
@@ -770,6 +846,7 @@ pub fn prepare_dest(
     let dl = DlFile {
         file: Arc::new(file),
         direct,
+        trim: Arc::default(),
         part,
         dest: dest.to_path_buf(),
         dir: Arc::new(dir),
@@ -860,7 +937,7 @@ mod tests {
         buf[at..at + piece].copy_from_slice(&data[..piece]);
         let aligned = buffers::freeze(buf, at..at + piece);
         assert_eq!(aligned.as_ptr().align_offset(DIRECT_ALIGN), 0);
-        write_piece(&dl.file, direct, &aligned, 0).unwrap();
+        write_piece(&dl.file, direct, None, &aligned, 0).unwrap();
         // Piece 2, then piece 1, from buffers one byte off alignment.
         for i in [2usize, 1] {
             let mut v = vec![0u8; piece + 1];
@@ -868,11 +945,31 @@ mod tests {
             v[off..off + piece].copy_from_slice(&data[i * piece..(i + 1) * piece]);
             let unaligned = &v[off..off + piece];
             assert_ne!(unaligned.as_ptr().align_offset(DIRECT_ALIGN), 0);
-            write_piece(&dl.file, direct, unaligned, (i * piece) as u64).unwrap();
+            write_piece(&dl.file, direct, None, unaligned, (i * piece) as u64).unwrap();
         }
         // The short tail.
-        write_piece(&dl.file, direct, &data[3 * piece..], (3 * piece) as u64).unwrap();
+        let tail = &data[3 * piece..];
+        write_piece(&dl.file, direct, Some(&dl.trim), tail, (3 * piece) as u64).unwrap();
         assert_eq!(fs::read(&dl.part).unwrap(), data);
+    }
+
+    /// Buffered writes handed to a [`CacheTrim`] land byte-exact, and it
+    /// waits for the device every [`CACHE_TRIM_LAG`] pieces.
+    #[test]
+    fn cache_trim_keeps_the_bytes_and_at_most_its_lag() {
+        let dir = tempfile::tempdir().unwrap();
+        let piece = 4096;
+        let n = CACHE_TRIM_LAG + 5;
+        let data: Vec<u8> = (0..n * piece).map(|i| (i % 253) as u8).collect();
+        let path = dir.path().join("f");
+        let file = File::create(&path).unwrap();
+        let trim = CacheTrim::default();
+        for (i, chunk) in data.chunks(piece).enumerate().rev() {
+            write_piece(&file, None, Some(&trim), chunk, (i * piece) as u64).unwrap();
+            assert!(trim.pending() < CACHE_TRIM_LAG);
+        }
+        assert_eq!(trim.pending(), 5, "waited once, after {CACHE_TRIM_LAG}");
+        assert_eq!(fs::read(&path).unwrap(), data);
     }
 
     /// A small file's metadata (pieces of 1 KiB).

@@ -7,8 +7,9 @@
 //!
 //! Piece data is hashed where it is read (the connection's reader, see
 //! [`peer_input`]), so verification never runs on the machine loop;
-//! written at its offset in `<dest>.part` (with `O_DIRECT` where it can
-//! be); served straight from the shared file with `sendfile` by the
+//! written at its offset in `<dest>.part` (through the page cache with
+//! early writeback, [`disk::CacheTrim`], or with `O_DIRECT` if asked);
+//! served straight from the shared file with `sendfile` by the
 //! connection's writer, once a disk job has checked the file holds the
 //! piece (see [`disk`]).
 
@@ -37,7 +38,10 @@ use crate::clock::Clock;
 use crate::conn::{ConnEvent, FrameSink};
 use crate::known_trackers::{KnownTrackers, Pinner, merge_pins};
 use crate::tls::{Identity, KeyId, Tls};
-pub use disk::{DlFile, Job, JobDone, Paths, hash_file, hash_file_with_progress, run_job};
+use crate::trace;
+pub use disk::{
+    CacheTrim, DlFile, Job, JobDone, Paths, hash_file, hash_file_with_progress, run_job,
+};
 
 /// Disk jobs that run at once (worker threads, or blocking-pool tasks).
 pub const DISK_WORKERS: usize = 2;
@@ -61,9 +65,10 @@ pub struct ClientOptions {
     /// Holds the table of shared files.
     pub data_dir: PathBuf,
     /// Write downloaded pieces with `O_DIRECT` where the file system
-    /// allows it (see [`disk::write_piece`]); `false` writes through the
-    /// page cache (a finished file is then cached, at the cost of a copy
-    /// per byte).
+    /// allows it (see [`disk::write_piece`]); `false` (the client's
+    /// default) writes through the page cache with early writeback and
+    /// dropped pages ([`disk::CacheTrim`]), which never waits for the
+    /// device per piece.
     pub direct_io: bool,
     /// A tracker request unanswered this long (and a connection or hello
     /// not done) moves the session to the next tracker [default 3 s].
@@ -126,12 +131,16 @@ pub fn tracker_input(conn: SessionConn, ev: ConnEvent) -> cn::Input {
 pub fn peer_input(conn: u64, ev: ConnEvent) -> cn::Input {
     match ev {
         ConnEvent::Frame(payload) => match PeerMsg::split_piece(&payload) {
-            Some((index, data)) => cn::Input::PeerPiece {
-                conn,
-                index,
-                sha1: sha1(&data),
-                data,
-            },
+            Some((index, data)) => {
+                let sha1 = sha1(&data);
+                trace::add(&trace::PIECES_HASHED, 1);
+                cn::Input::PeerPiece {
+                    conn,
+                    index,
+                    sha1,
+                    data,
+                }
+            }
             None => cn::Input::PeerFrame { conn, payload },
         },
         ConnEvent::BadFraming(_) | ConnEvent::Closed => cn::Input::PeerClosed { conn },
@@ -541,6 +550,9 @@ impl<R: ClientIo> Core<R> {
             }
             cn::Output::PeerConnect { conn, addr } => self.io.connect_peer(conn, addr),
             cn::Output::PeerSend { conn, msg } => {
+                if let PeerOut::Msg(PeerMsg::Request { .. }) = &msg {
+                    trace::add(&trace::REQUESTS_SENT, 1);
+                }
                 let file = match &msg {
                     PeerOut::PieceFromFile { share, .. } => self.piece_source(*share),
                     _ => None,
@@ -577,10 +589,12 @@ impl<R: ClientIo> Core<R> {
                 data,
             } => {
                 if let Some(f) = self.dl_files.get(&dl) {
+                    trace::add(&trace::PIECES_QUEUED, 1);
                     let job = Job::Write {
                         dl,
                         file: f.file.clone(),
                         direct: f.direct.clone(),
+                        trim: f.trim.clone(),
                         record: f.record.clone(),
                         index,
                         offset,
