@@ -47,6 +47,9 @@ fn parse(csv: &str) -> Vec<Row> {
 /// The series plotted, per interval: (ms, MB/s, in flight, hashed, disk queue).
 type Point = (f64, f64, f64, f64, f64);
 
+/// One plot: its name and the series it draws.
+type Panel = (&'static str, fn(&Point) -> f64);
+
 /// The samples from the first byte of piece traffic to the last piece
 /// written (the download), as points.
 fn points(rows: &[Row]) -> Vec<Point> {
@@ -103,7 +106,7 @@ fn svg(p: &[Point], title: &str) -> String {
     const W: f64 = 1000.0;
     const PANEL: f64 = 140.0;
     const LEFT: f64 = 70.0;
-    let panels: [(&str, fn(&Point) -> f64); 4] = [
+    let panels: [Panel; 4] = [
         ("MB/s received", |q| q.1),
         ("requests in flight", |q| q.2),
         ("pieces hashed per 10 ms", |q| q.3),
