@@ -14,7 +14,7 @@ use p2p_proto::{
 };
 
 use super::limits::{CONFLICTS_MAX, OUTCOME_CLIENTS_MAX, OUTCOMES_PER_CLIENT_MAX};
-use super::state::{Conflict, Group, Session, SharedFile, TrackerState, User};
+use super::state::{Conflict, Group, Registered, Session, SharedFile, TrackerState, User};
 
 impl TrackerState {
     /// Applies `op` and returns its outcome (stored under `op.origin`). An op
@@ -198,6 +198,9 @@ impl TrackerState {
             None => {
                 let g = self.groups.remove(group).expect("checked");
                 self.piece_hashes -= hashes_in(&g);
+                for f in g.files.values() {
+                    self.unregister(f);
+                }
                 Reply::Left {
                     new_owner: None,
                     deleted: true,
@@ -215,11 +218,29 @@ impl TrackerState {
         }
         let file = SharedFile {
             meta: meta.clone(),
+            registered_by: user.clone(),
             sources: BTreeMap::from([(user.clone(), full)]),
         };
         g.files.insert(meta.name.clone(), file);
-        self.piece_hashes += meta.piece_hashes.len() as u64;
+        let hashes = meta.piece_hashes.len() as u64;
+        self.piece_hashes += hashes;
+        let r = self.registered.entry(user.clone()).or_default();
+        r.files += 1;
+        r.piece_hashes += hashes;
         Reply::Shared { new_file: true }
+    }
+
+    /// Takes a deleted file off its registrant's quotas.
+    fn unregister(&mut self, f: &SharedFile) {
+        let r = self
+            .registered
+            .get_mut(&f.registered_by)
+            .expect("a file counts against its registrant");
+        r.files -= 1;
+        r.piece_hashes -= f.meta.piece_hashes.len() as u64;
+        if r.files == 0 {
+            self.registered.remove(&f.registered_by);
+        }
     }
 
     fn add_pieces(&mut self, user: &UserName, group: &GroupName, file: &FileName, p: &PieceSet) {
@@ -283,6 +304,19 @@ impl Group {
             files: BTreeMap::new(),
         }
     }
+}
+
+/// What the files of every group hold, by registrant (no zero entries).
+pub(super) fn registered_in<'a>(
+    groups: impl Iterator<Item = &'a Group>,
+) -> BTreeMap<UserName, Registered> {
+    let mut m = BTreeMap::<UserName, Registered>::new();
+    for f in groups.flat_map(|g| g.files.values()) {
+        let r = m.entry(f.registered_by.clone()).or_default();
+        r.files += 1;
+        r.piece_hashes += f.meta.piece_hashes.len() as u64;
+    }
+    m
 }
 
 /// Piece hashes held by the files of `g`.

@@ -4,7 +4,10 @@
 //!
 //! Order of checks, so a user learns no more than they may: the group
 //! exists, then membership, then the file, then the specific conflict, then
-//! limits.
+//! limits: the user's own quotas first (what they can act on), then the
+//! group's and the tracker's. Quotas are counted from the replicated state
+//! (groups owned, requests pending, `TrackerState::registered_by`), so every
+//! tracker decides the same.
 
 use p2p_proto::{FileMeta, FileName, GroupName, OpKind, PieceSet, TrackerError, UserName};
 
@@ -183,6 +186,10 @@ impl TrackerState {
                 existing: existing.clone(),
             });
         }
+        let owned = self.groups.values().filter(|g| g.owner == *owner).count();
+        if owned >= limits::GROUPS_OWNED_PER_USER_MAX {
+            return Err(limit(what::GROUPS_OWNED));
+        }
         match self.groups.len() >= limits::GROUPS_MAX {
             true => Err(limit(what::GROUPS)),
             false => Ok(()),
@@ -198,6 +205,10 @@ impl TrackerState {
         }
         if g.pending.contains_key(user) {
             return Err(TrackerError::AlreadyRequested { group });
+        }
+        let asked = self.groups.values().filter(|g| g.pending.contains_key(user));
+        if asked.count() >= limits::PENDING_PER_USER_MAX {
+            return Err(limit(what::PENDING_USER));
         }
         match g.pending.len() >= limits::PENDING_PER_GROUP_MAX {
             true => Err(limit(what::PENDING)),
@@ -236,7 +247,7 @@ impl TrackerState {
                     existing: existing.clone(),
                 });
             }
-            return self.room_for_file(g, meta);
+            return self.room_for_file(user, g, meta);
         };
         if f.meta != *meta {
             return Err(TrackerError::FileConflict {
@@ -247,11 +258,26 @@ impl TrackerState {
         room_for_source(f, user)
     }
 
-    fn room_for_file(&self, g: &Group, meta: &FileMeta) -> Result<(), TrackerError> {
+    /// Room for a new file registered by `user`: their quotas first, then
+    /// the group's and the tracker's limits.
+    fn room_for_file(
+        &self,
+        user: &UserName,
+        g: &Group,
+        meta: &FileMeta,
+    ) -> Result<(), TrackerError> {
+        let mine = self.registered_by(user);
+        if mine.files >= limits::FILES_PER_USER_MAX {
+            return Err(limit(what::FILES_USER));
+        }
+        let new = meta.piece_hashes.len() as u64;
+        if mine.piece_hashes + new > limits::PIECE_HASHES_PER_USER_MAX {
+            return Err(limit(what::PIECE_HASHES_USER));
+        }
         if g.files.len() >= limits::FILES_PER_GROUP_MAX {
             return Err(limit(what::FILES));
         }
-        let hashes = self.piece_hashes + meta.piece_hashes.len() as u64;
+        let hashes = self.piece_hashes + new;
         match hashes > limits::PIECE_HASHES_TOTAL_MAX {
             true => Err(limit(what::PIECE_HASHES)),
             false => Ok(()),

@@ -9,13 +9,14 @@
 //! - every file is stored under its own name with valid metadata; every
 //!   source is a current member and holds a piece set of the file's length,
 //!   not empty unless the file has no pieces (an empty file);
-//! - the piece-hash total matches the files, and every count is within the
-//!   limits of `limits.rs`; every stored client has one to the limit of
+//! - the piece-hash total and the per-registrant index match the files;
+//!   every file's registrant is a user within the per-user file and
+//!   piece-hash quotas; every count is within the limits of `limits.rs`; every stored client has one to the limit of
 //!   outcomes.
 
 use std::collections::BTreeSet;
 
-use super::apply::hashes_in;
+use super::apply::{hashes_in, registered_in};
 use super::limits::*;
 use super::state::{Group, SharedFile, TrackerState};
 
@@ -51,7 +52,32 @@ impl TrackerState {
             total <= PIECE_HASHES_TOTAL_MAX,
             "more piece hashes than the limit",
         )?;
+        self.registered_violation()?;
         self.outcomes_violation()
+    }
+
+    /// The per-user index matches the files; nobody registered more than
+    /// the per-user quotas (only `ShareFile` adds to them).
+    fn registered_violation(&self) -> Check {
+        ensure(
+            registered_in(self.groups.values()) == self.registered,
+            "registered-files index out of date",
+        )?;
+        for (user, r) in &self.registered {
+            ensure(
+                self.users.contains_key(user),
+                "a file registered by an unknown user",
+            )?;
+            ensure(
+                r.files <= FILES_PER_USER_MAX,
+                "a user registered more files than the quota",
+            )?;
+            ensure(
+                r.piece_hashes <= PIECE_HASHES_PER_USER_MAX,
+                "a user registered more piece hashes than the quota",
+            )?;
+        }
+        Ok(())
     }
 
     fn sessions_violation(&self) -> Check {

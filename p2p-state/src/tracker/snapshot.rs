@@ -1,7 +1,7 @@
 //! The canonical encoding of a whole [`TrackerState`]: what a snapshot holds,
 //! what the digest hashes, and what a catching-up tracker receives.
 //!
-//! Layout (primitives as in `p2p_proto::codec`), format version 3:
+//! Layout (primitives as in `p2p_proto::codec`), format version 4:
 //! ```text
 //! u8 version
 //! users:    u32 n, n × (name, string password_hash)
@@ -9,7 +9,8 @@
 //!                       option<addr>, u64 login_ms, u64 online_ms)
 //! groups:   u32 n, n × (name, owner, u64 next_seq, members, pending, files)
 //!   members, pending: u32 n, n × (user, u64 seq)
-//!   files:            u32 n, n × (FileMeta, u32 m, m × (user, PieceSet))
+//!   files:            u32 n, n × (FileMeta, registered_by,
+//!                                 u32 m, m × (user, PieceSet))
 //! outcomes: u32 n, n × (client, key, u64 last_ms, u32 m, m × (request id, Outcome))
 //! ```
 //! Every map is written in key order, and decoding refuses keys out of
@@ -27,14 +28,15 @@ use p2p_proto::{
     RequestId, SessionToken, TrackerError, UserName, Wire,
 };
 
-use super::apply::hashes_in;
+use super::apply::{hashes_in, registered_in};
 use super::limits;
 use super::password;
 use super::state::{ClientOutcomes, Conflict, Group, Session, SharedFile, TrackerState, User};
 
 /// Version of the state encoding (first byte of every snapshot). 3: sessions
-/// and stored outcomes carry the client's key (issue 15).
-pub const STATE_FORMAT_VERSION: u8 = 3;
+/// and stored outcomes carry the client's key (issue 15). 4: a file names
+/// who registered it, for the per-user quotas (issue 16).
+pub const STATE_FORMAT_VERSION: u8 = 4;
 
 fn invalid(reason: &'static str) -> DecodeError {
     DecodeError::Invalid {
@@ -131,7 +133,8 @@ impl TrackerState {
     }
 
     /// Recomputes what is not encoded: the user -> session index, the
-    /// piece-hash total and the user-name skeletons.
+    /// piece-hash total, what each user registered and the user-name
+    /// skeletons.
     fn rebuild_derived(&mut self) -> Result<(), DecodeError> {
         for user in self.users.keys() {
             self.user_skeletons
@@ -144,6 +147,7 @@ impl TrackerState {
             }
         }
         self.piece_hashes = self.groups.values().map(hashes_in).sum();
+        self.registered = registered_in(self.groups.values());
         Ok(())
     }
 }
@@ -172,6 +176,7 @@ fn encode_group(g: &Group, w: &mut BytesMut) {
     put_len(w, g.files.len());
     for f in g.files.values() {
         f.meta.encode(w);
+        f.registered_by.encode(w);
         put_len(w, f.sources.len());
         for (user, pieces) in &f.sources {
             user.encode(w);
@@ -230,7 +235,7 @@ fn decode_group(r: &mut Reader) -> Result<Group, DecodeError> {
         r,
         "files",
         limits::FILES_PER_GROUP_MAX,
-        FileMeta::MIN_LEN + 4,
+        FileMeta::MIN_LEN + UserName::MIN_LEN + 4,
         |r| {
             let f = decode_file(r)?;
             Ok((f.meta.name.clone(), f))
@@ -257,6 +262,7 @@ fn decode_seqs(
 
 fn decode_file(r: &mut Reader) -> Result<SharedFile, DecodeError> {
     let meta = FileMeta::decode(r)?;
+    let registered_by = UserName::decode(r)?;
     let sources = sorted_map(
         r,
         "sources",
@@ -264,7 +270,11 @@ fn decode_file(r: &mut Reader) -> Result<SharedFile, DecodeError> {
         UserName::MIN_LEN + PieceSet::MIN_LEN,
         |r| Ok((UserName::decode(r)?, PieceSet::decode(r)?)),
     )?;
-    Ok(SharedFile { meta, sources })
+    Ok(SharedFile {
+        meta,
+        registered_by,
+        sources,
+    })
 }
 
 fn decode_outcomes(r: &mut Reader) -> Result<ClientOutcomes, DecodeError> {

@@ -221,8 +221,19 @@ impl Group {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct SharedFile {
     pub meta: FileMeta,
+    /// Who shared it first: the file and its piece hashes count against
+    /// this user's quotas (`FILES_PER_USER_MAX`, `PIECE_HASHES_PER_USER_MAX`)
+    /// for as long as it exists, whoever sources it.
+    pub registered_by: UserName,
     /// User -> pieces held (never empty; full = a full seeder).
     pub sources: BTreeMap<UserName, PieceSet>,
+}
+
+/// What the files one user registered hold (`SharedFile::registered_by`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Registered {
+    pub files: usize,
+    pub piece_hashes: u64,
 }
 
 /// The stored outcomes of one client's recent writes.
@@ -277,6 +288,9 @@ pub struct TrackerState {
     pub(super) user_sessions: BTreeMap<UserName, SessionToken>,
     /// Derived (not encoded): piece hashes held across all files.
     pub(super) piece_hashes: u64,
+    /// Derived (not encoded): user -> what the files that user registered
+    /// hold (users with none are absent), for the per-user quotas.
+    pub(super) registered: BTreeMap<UserName, Registered>,
     /// Derived (not encoded): user-name skeleton -> the user that has it
     /// (see `names.rs`), so a lookalike name is found without
     /// comparing against every user.
@@ -329,6 +343,11 @@ impl TrackerState {
     pub fn user_session(&self, user: &UserName) -> Option<(&SessionToken, &Session)> {
         let token = self.user_sessions.get(user)?;
         self.sessions.get(token).map(|s| (token, s))
+    }
+
+    /// What the files `user` registered hold (zero if none).
+    pub fn registered_by(&self, user: &UserName) -> Registered {
+        self.registered.get(user).copied().unwrap_or_default()
     }
 
     pub fn group(&self, name: &GroupName) -> Option<&Group> {

@@ -208,6 +208,45 @@ impl World {
         }
     }
 
+    /// Registers users `{prefix}0..{prefix}{n-1}` with ops applied directly
+    /// (fast, not logged).
+    pub fn new_users(&mut self, prefix: &str, n: usize) -> Vec<UserName> {
+        let phc = some_phc();
+        let users: Vec<UserName> = (0..n).map(|i| user(&format!("{prefix}{i}"))).collect();
+        for u in &users {
+            let kind = OpKind::CreateUser {
+                user: u.clone(),
+                password_hash: p2p_proto::PasswordHash(phc.clone()),
+            };
+            self.direct(kind);
+        }
+        users
+    }
+
+    /// Registers `n` users (`new_users`) and makes them members of `g`.
+    pub fn new_members(&mut self, g: &str, prefix: &str, n: usize) -> Vec<UserName> {
+        let users = self.new_users(prefix, n);
+        for u in &users {
+            let (user, group) = (u.clone(), group(g));
+            self.direct(OpKind::RequestJoin {
+                user: user.clone(),
+                group: group.clone(),
+            });
+            self.direct(OpKind::AcceptJoin { group, user });
+        }
+        users
+    }
+
+    /// Applies `kind` without an origin, logging nothing; it must succeed.
+    pub fn direct(&mut self, kind: OpKind) -> Reply {
+        let op = Op {
+            at_ms: 1,
+            origin: None,
+            kind,
+        };
+        self.st.apply(&op).expect("a direct op applies")
+    }
+
     /// A fresh state that replays the log gives the same digest.
     pub fn assert_replays(&self) {
         let mut fresh = TrackerState::new();

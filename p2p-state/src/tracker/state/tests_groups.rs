@@ -3,7 +3,10 @@
 use p2p_proto::{GroupSummary, Op, OpKind, Reply, Request, TrackerError};
 
 use super::testkit::*;
-use crate::tracker::limits::{GROUPS_MAX, MEMBERS_PER_GROUP_MAX, PENDING_PER_GROUP_MAX, what};
+use crate::tracker::limits::{
+    GROUPS_MAX, GROUPS_OWNED_PER_USER_MAX, MEMBERS_PER_GROUP_MAX, PENDING_PER_GROUP_MAX,
+    PENDING_PER_USER_MAX, what,
+};
 use crate::tracker::state::TrackerState;
 
 fn join(g: &str) -> Request {
@@ -265,23 +268,77 @@ fn list_groups_shows_every_group_with_the_askers_standing() {
 fn groups_limit() {
     let mut w = World::new();
     let mut a = w.login_new("alice", 1);
+    let owners = w.new_users("u", GROUPS_MAX.div_ceil(GROUPS_OWNED_PER_USER_MAX));
     for i in 0..GROUPS_MAX {
-        let kind = OpKind::CreateGroup {
-            owner: a.name.clone(),
+        w.direct(OpKind::CreateGroup {
+            owner: owners[i / GROUPS_OWNED_PER_USER_MAX].clone(),
             group: group(&format!("g{i}")),
-        };
-        w.st.apply(&Op {
-            at_ms: 1,
-            origin: None,
-            kind,
-        })
-        .unwrap();
+        });
     }
     w.st.check_invariants();
     let create = Request::CreateGroup {
         group: group("more"),
     };
     w.refused(&mut a, create, limit(what::GROUPS));
+}
+
+/// One account cannot exhaust `GROUPS_MAX`: it owns at most
+/// `GROUPS_OWNED_PER_USER_MAX`, and others can still create groups.
+#[test]
+fn groups_owned_per_user_quota() {
+    let mut w = World::new();
+    let mut a = w.login_new("alice", 1);
+    let mut b = w.login_new("bob", 2);
+    for i in 0..GROUPS_OWNED_PER_USER_MAX - 1 {
+        let name = group(&format!("a{i}"));
+        w.direct(OpKind::CreateGroup {
+            owner: a.name.clone(),
+            group: name,
+        });
+    }
+    let create = |g: &str| Request::CreateGroup { group: group(g) };
+    assert_eq!(w.run(&mut a, create("last")), Ok(Reply::Done), "at the bound");
+    w.refused(&mut a, create("more"), limit(what::GROUPS_OWNED));
+    assert_eq!(w.run(&mut b, create("bobs")), Ok(Reply::Done));
+    // Deleting one (the owner alone leaves) makes room again.
+    w.run(&mut a, leave("last")).unwrap();
+    assert_eq!(w.run(&mut a, create("again")), Ok(Reply::Done));
+    // A group handed over is never refused, even past the quota.
+    w.run(&mut a, join("bobs")).unwrap();
+    w.run(&mut b, accept("bobs", &a)).unwrap();
+    w.run(&mut b, leave("bobs")).unwrap();
+    let owned = w.st.groups().filter(|(_, g)| g.owner == a.name).count();
+    assert_eq!(owned, GROUPS_OWNED_PER_USER_MAX + 1);
+    w.refused(&mut a, create("more"), limit(what::GROUPS_OWNED));
+}
+
+/// One account's join requests are bounded across all groups.
+#[test]
+fn pending_per_user_quota() {
+    let mut w = World::new();
+    let mut a = w.login_new("alice", 1);
+    let mut b = w.login_new("bob", 2);
+    let owners = w.new_users("o", 2);
+    for i in 0..=PENDING_PER_USER_MAX {
+        w.direct(OpKind::CreateGroup {
+            owner: owners[i % 2].clone(),
+            group: group(&format!("g{i}")),
+        });
+    }
+    for i in 0..PENDING_PER_USER_MAX - 1 {
+        w.direct(OpKind::RequestJoin {
+            user: a.name.clone(),
+            group: group(&format!("g{i}")),
+        });
+    }
+    let last = format!("g{}", PENDING_PER_USER_MAX - 1);
+    assert_eq!(w.run(&mut a, join(&last)), Ok(Reply::Done), "at the bound");
+    let past = format!("g{PENDING_PER_USER_MAX}");
+    w.refused(&mut a, join(&past), limit(what::PENDING_USER));
+    assert_eq!(w.run(&mut b, join(&past)), Ok(Reply::Done));
+    // Cancelling a request (leave) makes room again.
+    w.run(&mut a, leave("g0")).unwrap();
+    assert_eq!(w.run(&mut a, join(&past)), Ok(Reply::Done));
 }
 
 /// A group "g" owned by alice with `members` extra members (applied
