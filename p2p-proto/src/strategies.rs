@@ -254,6 +254,7 @@ pub fn tracker_error() -> impl Strategy<Value = TrackerError> {
         (group(), group()).prop_map(|(group, existing)| GroupTooSimilar { group, existing }),
         (file_name(), file_name()).prop_map(|(file, existing)| FileTooSimilar { file, existing }),
         Just(SessionKeyMismatch),
+        any::<u64>().prop_map(|retry_after_secs| LoginBackoff { retry_after_secs }),
     ]
 }
 

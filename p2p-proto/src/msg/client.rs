@@ -517,6 +517,12 @@ pub enum TrackerError {
     },
     #[error("file name {file} looks like {existing}, already in that group (rename your file)")]
     FileTooSimilar { file: FileName, existing: FileName },
+    /// Too many failed logins for this user name or from this address:
+    /// refused without a password check until the backoff passes.
+    #[error(
+        "too many failed logins for this user name or from your address: retry in {retry_after_secs} s"
+    )]
+    LoginBackoff { retry_after_secs: u64 },
 }
 
 impl Wire for TrackerError {
@@ -617,6 +623,10 @@ impl Wire for TrackerError {
                 existing.encode(w);
             }
             SessionKeyMismatch => w.put_u8(25),
+            LoginBackoff { retry_after_secs } => {
+                w.put_u8(26);
+                w.put_u64(*retry_after_secs);
+            }
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -695,6 +705,9 @@ impl Wire for TrackerError {
                 existing: Wire::decode(r)?,
             },
             25 => SessionKeyMismatch,
+            26 => LoginBackoff {
+                retry_after_secs: r.u64("retry after")?,
+            },
             t => return Err(unknown("tracker error", t)),
         })
     }

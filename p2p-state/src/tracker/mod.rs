@@ -4,6 +4,7 @@
 //!   deterministic `apply`, digest, snapshots, on-disk record encoding;
 //! - `repl`: the replication machine (primary, backups, catch-up, heal).
 
+pub mod login_guard;
 pub mod node;
 pub mod repl;
 

@@ -20,9 +20,12 @@
 //!
 //! Argon2 is slow on purpose, so a login or create_user on the primary
 //! hands its password work to the driver ([`Output::Password`], at most
-//! [`PASSWORD_JOBS_MAX`] at once) and is prepared again, against the state
+//! [`PASSWORD_RUNNING_MAX`] at once; the rest wait in a queue fair across
+//! sources, `login_guard.rs`) and is prepared again, against the state
 //! of that moment, when [`Input::PasswordDone`] comes back; the machine
-//! serves everyone else meanwhile.
+//! serves everyone else meanwhile. Failed logins back off per user name
+//! and per source address (`login_guard.rs`), checked where the client's
+//! connection is seen, before any password work.
 
 use bytes::{Bytes, BytesMut};
 use rand::SeedableRng;
@@ -36,6 +39,7 @@ use p2p_proto::{
     TrackerId, Wire, encode_msg,
 };
 
+use super::login_guard::{FairQueue, Lane, LoginBackoff, PASSWORD_RUNNING_MAX};
 use super::password::{PasswordDone, PasswordWork};
 use super::repl::{
     Durable, Repl, ReplConfig, ReplEvent, ReplInput, ReplOutput, ReplTimer, Replicated, Role,
@@ -317,10 +321,7 @@ enum Waiter {
     },
 }
 
-/// Password jobs handed to the driver and not reported yet, at most (a
-/// flood of logins is refused with `LimitReached` past it, rather than
-/// queued without bound).
-pub const PASSWORD_JOBS_MAX: usize = 256;
+pub use super::login_guard::{PASSWORD_QUEUE_MAX, PASSWORD_QUEUE_PER_SOURCE_MAX};
 
 /// The node's own deadlines (replication keeps its own table); the key is
 /// the reason. Expired in key order: hellos, redials, then sessions.
@@ -359,9 +360,16 @@ pub struct Tracker {
     online_sent: BTreeMap<SessionToken, Instant>,
     waiters: BTreeMap<u64, Waiter>,
     next_tag: u64,
-    /// Writes waiting for their argon2 work, by job, with the requester's
-    /// key; answered through the waiter once prepared.
+    /// Writes waiting for their argon2 work (queued or running), by job,
+    /// with the requester's key; answered through the waiter once prepared.
     password_jobs: BTreeMap<u64, (Waiter, ClientRequest, KeyId)>,
+    /// Password work not handed to the driver yet, fair across sources.
+    password_queue: FairQueue<(u64, PasswordWork)>,
+    /// Password jobs handed to the driver and not reported yet.
+    passwords_running: usize,
+    /// Failed logins by user name and source address (this tracker's
+    /// connections only; not replicated).
+    logins: LoginBackoff,
     /// The key of each peer tracker: pinned in the config, or learned on
     /// first contact (see `node_auth.rs`).
     pins: BTreeMap<TrackerId, KeyId>,
@@ -407,6 +415,9 @@ impl Tracker {
             waiters: BTreeMap::new(),
             next_tag: 1,
             password_jobs: BTreeMap::new(),
+            password_queue: FairQueue::default(),
+            passwords_running: 0,
+            logins: LoginBackoff::new(),
             pins: auth::configured_pins(&cfg),
             expiring: BTreeMap::new(),
             out: Outbox::new(),
@@ -765,6 +776,9 @@ impl Tracker {
         self.observe_seeder_ip(conn, &mut req);
         self.bind_session(now, conn, &req, key);
         let outcome = match &req.req {
+            Request::Login { user, .. } if let Err(e) = self.login_allowed(now, conn, user) => {
+                Some(Err(e))
+            }
             Request::Status => Some(Ok(Reply::Status(self.repl.get().status()))),
             Request::Resume => Some(self.resume(now, &req, key)),
             r if !r.is_write() => Some(match self.repl.get().can_serve_reads() {
@@ -887,22 +901,17 @@ impl Tracker {
         match step {
             Err(e) => self.answer(now, waiter, 0, Err(e)),
             Ok(Step::Ready(Prepared::Done(outcome))) => self.answer(now, waiter, applied, outcome),
-            Ok(Step::Password(_)) if self.password_jobs.len() >= PASSWORD_JOBS_MAX => {
-                let what = "password checks in progress on this tracker (retry shortly)";
-                self.answer(
-                    now,
-                    waiter,
-                    0,
-                    Err(TrackerError::LimitReached {
-                        what: Text::new(what),
-                    }),
-                )
-            }
             Ok(Step::Password(work)) => {
                 let job = self.next_tag;
-                self.next_tag += 1;
-                self.password_jobs.insert(job, (waiter, req, key));
-                self.out.push_back(Output::Password { job, work });
+                let lane = self.lane(&waiter);
+                match self.password_queue.push(lane, (job, work)) {
+                    Err(full) => self.answer(now, waiter, 0, Err(full.error())),
+                    Ok(()) => {
+                        self.next_tag += 1;
+                        self.password_jobs.insert(job, (waiter, req, key));
+                        self.dispatch_passwords(now);
+                    }
+                }
             }
             Ok(Step::Ready(Prepared::Op(kind))) => {
                 let tag = self.next_tag;
@@ -926,7 +935,81 @@ impl Tracker {
 
     fn on_password_done(&mut self, now: Instant, job: u64, done: PasswordDone) {
         if let Some((waiter, req, key)) = self.password_jobs.remove(&job) {
+            self.passwords_running -= 1;
             self.prepare_step(now, waiter, req, key, Some(done));
+        }
+        self.dispatch_passwords(now);
+    }
+
+    /// Hands queued password work to the driver, round robin across
+    /// sources, while fewer than [`PASSWORD_RUNNING_MAX`] run. A login
+    /// whose name or address started backing off while it waited is
+    /// answered now, without its password check.
+    fn dispatch_passwords(&mut self, now: Instant) {
+        while self.passwords_running < PASSWORD_RUNNING_MAX {
+            let Some((job, work)) = self.password_queue.pop() else {
+                return;
+            };
+            let Some((waiter, req, key)) = self.password_jobs.remove(&job) else {
+                continue;
+            };
+            // Nobody is waiting any more: no argon2 for a closed connection.
+            if let Waiter::Local { conn, .. } = &waiter
+                && !self.conns.contains_key(conn)
+            {
+                continue;
+            }
+            if let (Waiter::Local { conn, .. }, Request::Login { user, .. }) = (&waiter, &req.req)
+                && let Err(e) = self.login_allowed(now, *conn, user)
+            {
+                self.answer(now, waiter, 0, Err(e));
+                continue;
+            }
+            self.password_jobs.insert(job, (waiter, req, key));
+            self.passwords_running += 1;
+            self.out.push_back(Output::Password { job, work });
+        }
+    }
+
+    /// The fairness lane of a write's password work: the client's address
+    /// here, or the backup that forwarded it.
+    fn lane(&self, waiter: &Waiter) -> Lane {
+        match waiter {
+            Waiter::Local { conn, .. } => self.source(*conn).map_or(Lane::Unknown, Lane::Addr),
+            Waiter::Remote { from, .. } => Lane::Tracker(*from),
+        }
+    }
+
+    /// The address a client connection came from.
+    fn source(&self, conn: ConnId) -> Option<std::net::IpAddr> {
+        let addr = self.conns.get(&conn)?.addr?;
+        Some(addr.ip().to_canonical())
+    }
+
+    /// `Ok` unless `user`, or the address of `conn`, is backing off after
+    /// failed logins.
+    fn login_allowed(
+        &self,
+        now: Instant,
+        conn: ConnId,
+        user: &p2p_proto::UserName,
+    ) -> Result<(), TrackerError> {
+        self.logins.check(now, user, self.source(conn))
+    }
+
+    /// Counts a login's outcome towards (or clears) the backoff of its
+    /// user name and source address.
+    fn note_login(&mut self, now: Instant, conn: ConnId, req: &ClientRequest, outcome: &Outcome) {
+        let Request::Login { user, .. } = &req.req else {
+            return;
+        };
+        match outcome {
+            Err(TrackerError::WrongUserOrPassword) => {
+                let source = self.source(conn);
+                self.logins.failed(now, user, source);
+            }
+            Ok(Reply::LoggedIn { .. }) => self.logins.succeeded(user),
+            _ => {}
         }
     }
 
@@ -934,6 +1017,7 @@ impl Tracker {
     fn answer(&mut self, now: Instant, waiter: Waiter, index: u64, outcome: Outcome) {
         match waiter {
             Waiter::Local { conn, req } => {
+                self.note_login(now, conn, &req, &outcome);
                 self.track_login(conn, &outcome);
                 self.respond(conn, &req, outcome);
             }
@@ -1200,6 +1284,13 @@ impl Tracker {
             return;
         }
         self.repl.get().check_invariants();
+        self.password_queue.check_invariants();
+        assert!(self.passwords_running <= PASSWORD_RUNNING_MAX);
+        assert_eq!(
+            self.password_jobs.len(),
+            self.password_queue.len() + self.passwords_running,
+            "password jobs neither queued nor running"
+        );
         for (t, conn) in &self.tracker_conns {
             assert_eq!(
                 self.conns.get(conn).map(|c| &c.kind),

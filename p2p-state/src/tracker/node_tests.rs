@@ -1094,36 +1094,6 @@ fn a_login_waits_for_its_password_check_off_thread_while_others_are_served() {
     );
 }
 
-#[test]
-fn password_checks_in_flight_are_capped() {
-    let mut net = setup();
-    let mut a = Client::new(&mut net, 1, 1);
-    let create = Request::CreateUser {
-        user: u("alice"),
-        password: pw("pw"),
-    };
-    assert!(a.call(&mut net, create).is_ok());
-    net.held_passwords = Some(Vec::new());
-    let login = Request::Login {
-        user: u("alice"),
-        password: pw("pw"),
-    };
-    let n = PASSWORD_JOBS_MAX as u64;
-    for id in 10..10 + n + 1 {
-        a.send_id(&mut net, id, login.clone());
-    }
-    net.run(200);
-    assert_eq!(
-        net.held_passwords.as_ref().unwrap().len(),
-        PASSWORD_JOBS_MAX
-    );
-    assert!(matches!(
-        a.response(&net, 10 + n),
-        Some(Err(TrackerError::LimitReached { .. }))
-    ));
-    assert_eq!(a.response(&net, 10), None);
-}
-
 /// Issue 17: the link between the trackers goes silent (no close). Each
 /// gives the other up on its own deadline, closes that connection and the
 /// lower id redials; the backup becomes primary meanwhile.
@@ -1174,3 +1144,5 @@ fn trackers_close_and_redial_a_silent_peer_and_the_backup_takes_over() {
 
 #[path = "node_auth_tests.rs"]
 mod auth_tests;
+#[path = "node_login_tests.rs"]
+mod login_tests;
