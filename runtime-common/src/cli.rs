@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 
 use p2p_proto::{
-    FileName, FileSummary, GroupName, GroupSummary, Password, Reply, Request, UserName,
+    FileName, FileSummary, GroupName, GroupSummary, Password, Reply, Request, Sha1Hash, UserName,
 };
 use p2p_state::client::node::{CommandOk, DownloadLine};
 use p2p_state::download::DownloadState;
@@ -34,6 +34,9 @@ pub enum CliCommand {
         /// Replace an existing file at `dest` (`--force`); without it an
         /// existing file is never overwritten.
         force: bool,
+        /// The file hash the user expects (`--hash <40 hex digits>`):
+        /// metadata with another is refused before anything is fetched.
+        expected: Option<Sha1Hash>,
     },
     /// `login <user>` or `create_user <user>` typed without the password:
     /// it is asked for without echo, then [`with_password`] makes the
@@ -67,7 +70,10 @@ pub const USAGE: &[(&str, &str)] = &[
     ("reject_request", "<group> <user>"),
     ("upload_file", "<group> <path>"),
     ("list_files", "<group>"),
-    ("download_file", "<group> <file_name> <dest> [--force]"),
+    (
+        "download_file",
+        "<group> <file_name> <dest> [--hash <file_hash>] [--force]",
+    ),
     ("show_downloads", ""),
     ("stop_share", "<group> <file_name>"),
     ("wait_downloads", "[seconds]"),
@@ -75,6 +81,21 @@ pub const USAGE: &[(&str, &str)] = &[
     ("exit", ""),
     ("help", ""),
 ];
+
+/// A file hash as `list_files` prints it: 40 hex digits, either case.
+fn file_hash(text: &str) -> Result<Sha1Hash, String> {
+    let err = || format!("{text:?} is not a file hash (40 hex digits, as list_files shows it)");
+    if text.len() != 40 || !text.is_ascii() {
+        return Err(err());
+    }
+    let mut h = [0u8; 20];
+    for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16).ok_or_else(err)?;
+        let lo = (pair[1] as char).to_digit(16).ok_or_else(err)?;
+        h[i] = (hi * 16 + lo) as u8;
+    }
+    Ok(Sha1Hash(h))
+}
 
 fn usage(cmd: &str) -> String {
     match USAGE.iter().find(|(c, _)| *c == cmd) {
@@ -184,7 +205,16 @@ pub fn parse_line(line: &str) -> Result<CliCommand, String> {
         }
         "download_file" => {
             let force = a.contains(&"--force");
-            let a: Vec<&str> = a.iter().copied().filter(|w| *w != "--force").collect();
+            let mut a: Vec<&str> = a.iter().copied().filter(|w| *w != "--force").collect();
+            let expected = match a.iter().position(|w| *w == "--hash") {
+                None => None,
+                Some(i) if i + 1 < a.len() => {
+                    let h = file_hash(a[i + 1])?;
+                    a.drain(i..i + 2);
+                    Some(h)
+                }
+                Some(_) => return Err(usage(cmd)),
+            };
             if a.len() != 3 {
                 return Err(usage(cmd));
             }
@@ -193,6 +223,7 @@ pub fn parse_line(line: &str) -> Result<CliCommand, String> {
                 file: file(a[1])?,
                 dest: PathBuf::from(a[2]),
                 force,
+                expected,
             }
         }
         "show_downloads" => {
@@ -398,10 +429,11 @@ fn format_files(fs: &[FileSummary]) -> String {
                 String::new()
             };
             format!(
-                "{}  {}  {} seeder(s) online{partial}",
+                "{}  {}  {} seeder(s) online{partial}  hash {}",
                 f.name,
                 bytes(f.size),
-                f.seeders
+                f.seeders,
+                f.file_hash
             )
         })
         .collect::<Vec<_>>()
@@ -496,9 +528,37 @@ mod tests {
         );
         assert_eq!(
             parse_line("download_file g f.txt").unwrap_err(),
-            "usage: download_file <group> <file_name> <dest> [--force]"
+            "usage: download_file <group> <file_name> <dest> [--hash <file_hash>] [--force]"
         );
         assert!(parse_line("download_file g f.txt /tmp x --force").is_err());
+    }
+
+    /// `--hash` takes the 40 hex digits `list_files` shows, anywhere after
+    /// the command; anything else is refused with what a hash looks like.
+    #[test]
+    fn download_takes_an_optional_expected_hash() {
+        let parse = |l: &str| match parse_line(l) {
+            Ok(CliCommand::Download { expected, dest, .. }) => Ok((expected, dest)),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        let hex = "00112233445566778899AABBCCDDEEFF0a1b2c3d";
+        let mut want = [0u8; 20];
+        want[..16].copy_from_slice(&[
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
+        ]);
+        want[16..].copy_from_slice(&[0x0a, 0x1b, 0x2c, 0x3d]);
+        let got = parse(&format!("download_file g f /tmp --hash {hex}")).unwrap();
+        assert_eq!(got, (Some(Sha1Hash(want)), "/tmp".into()));
+        let got = parse(&format!("download_file --hash {hex} g f /tmp --force")).unwrap();
+        assert_eq!(got, (Some(Sha1Hash(want)), "/tmp".into()));
+        assert_eq!(parse("download_file g f /tmp").unwrap().0, None);
+        let short = parse(&format!("download_file g f /tmp --hash {}", &hex[..39]));
+        assert!(short.unwrap_err().contains("40 hex digits"));
+        let bad = parse(&format!("download_file g f /tmp --hash {}g", &hex[..39]));
+        assert!(bad.unwrap_err().contains("not a file hash"));
+        assert!(parse("download_file g f /tmp --hash").is_err());
     }
 
     #[test]

@@ -416,6 +416,7 @@ fn execute(handle: &ClientHandle, line: &str, interactive: bool) -> Result<Flow,
             file,
             dest,
             force,
+            expected,
         } => {
             let dest = resolve_dest(dest, file.as_str())?;
             if !force && std::fs::symlink_metadata(&dest).is_ok() {
@@ -429,6 +430,7 @@ fn execute(handle: &ClientHandle, line: &str, interactive: bool) -> Result<Flow,
                 group: group.clone(),
                 file: file.clone(),
                 dest: id,
+                expected: *expected,
             }
         }
     };
@@ -439,11 +441,13 @@ fn execute(handle: &ClientHandle, line: &str, interactive: bool) -> Result<Flow,
             file,
             dest,
             force,
+            expected,
         } => CliCommand::Download {
             dest: resolve_dest(&dest, file.as_str()).unwrap_or(dest),
             group,
             file,
             force,
+            expected,
         },
         other => other,
     };

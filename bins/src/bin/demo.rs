@@ -209,6 +209,7 @@ fn run(args: &Args) -> Result<(), String> {
             group: g(),
             file,
             dest: dest_id,
+            expected: None,
         })
         .map_err(|e| e.to_string())?;
     progress(carol, Duration::from_secs(600))?;

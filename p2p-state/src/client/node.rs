@@ -58,11 +58,14 @@ pub enum Command {
         meta: FileMeta,
         share: ShareId,
     },
-    /// `download_file`: `dest` is the driver's id for the destination.
+    /// `download_file`: `dest` is the driver's id for the destination;
+    /// `expected`, the file hash the user gave (`--hash`): metadata with
+    /// another is refused before anything is fetched.
     Download {
         group: GroupName,
         file: FileName,
         dest: u64,
+        expected: Option<Sha1Hash>,
     },
     ShowDownloads,
 }
@@ -359,6 +362,8 @@ struct Dl {
     group: GroupName,
     file: FileName,
     dest: u64,
+    /// The file hash the user expects, if they gave one.
+    expected: Option<Sha1Hash>,
     state: DlState,
     /// Our connection ids for the download's peers.
     peers: BTreeMap<PeerId, u64>,
@@ -664,13 +669,19 @@ impl ClientNode {
                 group: group.clone(),
                 meta: meta.clone(),
             },
-            Command::Download { group, file, dest } => {
+            Command::Download {
+                group,
+                file,
+                dest,
+                expected,
+            } => {
                 let dl = self.next_dl;
                 self.next_dl += 1;
                 let d = Dl {
                     group: group.clone(),
                     file: file.clone(),
                     dest: *dest,
+                    expected: *expected,
                     state: DlState::Meta,
                     peers: BTreeMap::new(),
                 };
@@ -713,15 +724,17 @@ impl ClientNode {
             }
             Internal::UserDownload { tag, dl } => match result {
                 Ok(Reply::File(meta)) => {
-                    if let Err(error) = download::check_meta(&meta) {
-                        self.downloads.remove(&dl);
-                        let file = meta.name;
-                        self.done(tag, Err(ClientError::BadMetadata { file, error }));
-                        return;
-                    }
                     let Some(d) = self.downloads.get_mut(&dl) else {
                         return;
                     };
+                    // The metadata of the file asked for (a hostile tracker
+                    // cannot substitute another), checked before any I/O.
+                    if let Err(error) = download::check_meta_for(&meta, &d.file, d.expected) {
+                        let file = d.file.clone();
+                        self.downloads.remove(&dl);
+                        self.done(tag, Err(ClientError::BadMetadata { file, error }));
+                        return;
+                    }
                     d.state = DlState::Preparing(meta.clone());
                     let dest = d.dest;
                     self.out.push_back(Output::PrepareDest { dl, dest, meta });

@@ -46,6 +46,16 @@ fn download_with(meta: FileMeta) -> Vec<Output> {
 
 /// As [`download_with`], with the machine and its tracker connection.
 fn started_with(meta: FileMeta) -> (Vec<Output>, ClientNode, u64) {
+    let file = meta.name.clone();
+    asked_for(file, None, meta)
+}
+
+/// `download_file file [--hash expected]` answered with `meta`.
+fn asked_for(
+    file: FileName,
+    expected: Option<Sha1Hash>,
+    meta: FileMeta,
+) -> (Vec<Output>, ClientNode, u64) {
     let cfg = ClientConfig {
         session: SessionConfig::new(vec![tracker()], 0),
         seeder: SeederConfig::default(),
@@ -72,8 +82,9 @@ fn started_with(meta: FileMeta) -> (Vec<Output>, ClientNode, u64) {
     let group = GroupName::new("g").unwrap();
     let cmd = Command::Download {
         group,
-        file: meta.name.clone(),
+        file,
         dest: 1,
+        expected,
     };
     n.handle_input(T0, Input::Command { tag: 5, cmd });
     let id = drain(&mut n)
@@ -210,4 +221,57 @@ fn metadata_whose_file_hash_does_not_commit_to_the_pieces_is_refused() {
         "refused before any file is touched"
     );
     assert!(want.to_string().contains("does not match"), "{want}");
+}
+
+/// Issue 16 §10: asked for one file, a hostile tracker answers with
+/// another's (valid) metadata; nothing is prepared or fetched.
+#[test]
+fn metadata_of_another_file_is_refused() {
+    let other = good_meta();
+    let asked = FileName::new("report.pdf").unwrap();
+    let (out, ..) = asked_for(asked.clone(), None, other.clone());
+    let want = ClientError::BadMetadata {
+        file: asked.clone(),
+        error: DownloadError::WrongFile {
+            asked,
+            got: other.name.clone(),
+        },
+    };
+    assert_eq!(
+        out,
+        vec![Output::Done {
+            tag: 5,
+            result: Err(want.clone())
+        }],
+        "refused before any file is touched"
+    );
+    assert!(want.to_string().contains("not of report.pdf"), "{want}");
+}
+
+/// `download_file ... --hash H`: metadata with another file hash is
+/// refused before anything is fetched; the right hash starts the download.
+#[test]
+fn an_expected_file_hash_must_match() {
+    let meta = good_meta();
+    let wrong = Sha1Hash([0x11; 20]);
+    let (out, ..) = asked_for(meta.name.clone(), Some(wrong), meta.clone());
+    let want = ClientError::BadMetadata {
+        file: meta.name.clone(),
+        error: DownloadError::NotExpectedHash {
+            expected: wrong,
+            got: meta.file_hash,
+        },
+    };
+    assert_eq!(
+        out,
+        vec![Output::Done {
+            tag: 5,
+            result: Err(want)
+        }]
+    );
+    let (out, ..) = asked_for(meta.name.clone(), Some(meta.file_hash), meta.clone());
+    assert!(
+        out.iter().any(|o| matches!(o, Output::PrepareDest { .. })),
+        "the right hash starts it: {out:?}"
+    );
 }

@@ -50,7 +50,7 @@ pub use types::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use p2p_proto::{FileMeta, GroupName, PieceSet, Text, UserName};
+use p2p_proto::{FileMeta, FileName, GroupName, PieceSet, Sha1Hash, Text, UserName};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -87,6 +87,29 @@ pub struct DownloadStats {
 /// [`file_root`](crate::hash::file_root) of its size, piece length and
 /// piece hashes, so that pieces verified against those hashes make the
 /// file the hash names. A download refuses anything else before it starts.
+/// [`check_meta`], and the metadata is that of the file asked for: named
+/// `asked`, and with file hash `expected` when the user gave one.
+pub fn check_meta_for(
+    meta: &FileMeta,
+    asked: &FileName,
+    expected: Option<Sha1Hash>,
+) -> Result<(), DownloadError> {
+    check_meta(meta)?;
+    if meta.name != *asked {
+        return Err(DownloadError::WrongFile {
+            asked: asked.clone(),
+            got: meta.name.clone(),
+        });
+    }
+    match expected {
+        Some(e) if e != meta.file_hash => Err(DownloadError::NotExpectedHash {
+            expected: e,
+            got: meta.file_hash,
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub fn check_meta(meta: &FileMeta) -> Result<(), DownloadError> {
     if let Err(e) = meta.validate() {
         let reason = Text::new(e.to_string());

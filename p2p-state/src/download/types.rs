@@ -6,7 +6,7 @@ use bytes::Bytes;
 use std::fmt;
 use std::net::SocketAddr;
 
-use p2p_proto::{KeyId, PeerInfo, PeerMsg, PieceSet, RejectReason, Sha1Hash, Text};
+use p2p_proto::{FileName, KeyId, PeerInfo, PeerMsg, PieceSet, RejectReason, Sha1Hash, Text};
 
 use crate::time::Duration;
 
@@ -267,6 +267,17 @@ pub enum DownloadError {
     },
     #[error("download cancelled")]
     Cancelled,
+    /// The tracker answered a request for one file with another's
+    /// metadata (issue 16 §10): a faulty or hostile tracker.
+    #[error(
+        "the tracker sent the metadata of {got}, not of {asked} (it may be faulty or hostile; nothing was fetched)"
+    )]
+    WrongFile { asked: FileName, got: FileName },
+    /// The file's hash is not the one the user gave `download_file`.
+    #[error(
+        "its file hash is {got}, not the {expected} you asked for (check the hash with whoever shared it; nothing was fetched)"
+    )]
+    NotExpectedHash { expected: Sha1Hash, got: Sha1Hash },
 }
 
 /// Every deadline a download keeps; the key is also the reason it fires.

@@ -206,7 +206,10 @@ impl TrackerState {
         if g.pending.contains_key(user) {
             return Err(TrackerError::AlreadyRequested { group });
         }
-        let asked = self.groups.values().filter(|g| g.pending.contains_key(user));
+        let asked = self
+            .groups
+            .values()
+            .filter(|g| g.pending.contains_key(user));
         if asked.count() >= limits::PENDING_PER_USER_MAX {
             return Err(limit(what::PENDING_USER));
         }

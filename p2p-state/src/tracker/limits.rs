@@ -120,7 +120,10 @@ mod tests {
             (what::FILES_USER, FILES_PER_USER_MAX as u64),
             (what::PIECE_HASHES_USER, PIECE_HASHES_PER_USER_MAX),
         ] {
-            assert!(text.contains(&format!(", {n}")), "{text} does not quote {n}");
+            assert!(
+                text.contains(&format!(", {n}")),
+                "{text} does not quote {n}"
+            );
         }
     }
 }

@@ -93,7 +93,8 @@ fn walkthrough_two_seeders_one_leecher() {
             Command::Download {
                 group: g("g1"),
                 file: FileName::new("movie.bin").unwrap(),
-                dest: 1
+                dest: 1,
+                expected: None,
             }
         )
         .is_err()
@@ -105,6 +106,7 @@ fn walkthrough_two_seeders_one_leecher() {
             group: g("g1"),
             file: FileName::new("movie.bin").unwrap(),
             dest: 7,
+            expected: None,
         },
     ));
     assert!(matches!(started, CommandOk::Started { .. }));
@@ -197,6 +199,7 @@ fn tracker_failover_mid_download() {
             group: g("g"),
             file: FileName::new("f").unwrap(),
             dest: 1,
+            expected: None,
         },
     ));
     w.run(30);
@@ -704,6 +707,7 @@ fn a_seeder_vanishing_mid_download_costs_only_its_requests_in_flight() {
             group: g("g"),
             file: FileName::new("f").unwrap(),
             dest: 1,
+            expected: None,
         },
     ));
     w.run(20);

@@ -613,6 +613,7 @@ fn command_of(act: &Act, me: &UserName) -> Command {
             group: g.clone(),
             file: f.clone(),
             dest: *dest,
+            expected: None,
         },
         Act::StopShare(g, f) => t(Request::StopShare {
             group: g.clone(),

@@ -792,7 +792,9 @@ pub fn short_cmd(cmd: &Command) -> String {
             "Share {}/{} {}B/{} share {}",
             group, meta.name, meta.size, meta.piece_len, share.0
         ),
-        Command::Download { group, file, dest } => format!("Download {group}/{file} dest {dest}"),
+        Command::Download {
+            group, file, dest, ..
+        } => format!("Download {group}/{file} dest {dest}"),
         Command::ShowDownloads => "ShowDownloads".into(),
     }
 }

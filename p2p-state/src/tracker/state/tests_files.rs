@@ -567,9 +567,17 @@ fn files_per_user_quota() {
         apply(&mut w.st, kind).unwrap();
     }
     let ok = Ok(Reply::Shared { new_file: true });
-    assert_eq!(w.run(&mut a, upload("g", meta("last", 1, 1))), ok, "at the bound");
+    assert_eq!(
+        w.run(&mut a, upload("g", meta("last", 1, 1))),
+        ok,
+        "at the bound"
+    );
     assert_eq!(w.st.registered_by(&a.name).files, FILES_PER_USER_MAX);
-    w.refused(&mut a, upload("g", meta("more", 1, 1)), limit(what::FILES_USER));
+    w.refused(
+        &mut a,
+        upload("g", meta("more", 1, 1)),
+        limit(what::FILES_USER),
+    );
     assert_eq!(w.run(&mut b, upload("g", meta("bobs", 1, 2))), ok);
     let again = Ok(Reply::Shared { new_file: false });
     assert_eq!(w.run(&mut a, upload("g", meta("bobs", 1, 2))), again);
@@ -598,7 +606,10 @@ fn piece_hashes_per_user_quota() {
     assert_eq!(mine, PIECE_HASHES_PER_USER_MAX, "at the bound");
     let over = limit(what::PIECE_HASHES_USER);
     w.refused(&mut a, upload("g", meta("more", 1, 1)), over);
-    assert!(w.run(&mut b, upload("g", meta("bobs", per_file, 2))).is_ok());
+    assert!(
+        w.run(&mut b, upload("g", meta("bobs", per_file, 2)))
+            .is_ok()
+    );
     assert!(
         w.run(&mut a, upload("g", meta("empty", 0, 1))).is_ok(),
         "no hashes, no hash quota"
@@ -615,7 +626,8 @@ fn registered_files_count_until_their_group_is_deleted() {
     let r = w.st.registered_by(&b.name);
     assert_eq!((r.files, r.piece_hashes), (1, 3), "b registered it");
     assert_eq!(w.st.registered_by(&a.name).files, 0, "a only sources it");
-    w.run(&mut b, Request::LeaveGroup { group: group("g") }).unwrap();
+    w.run(&mut b, Request::LeaveGroup { group: group("g") })
+        .unwrap();
     assert_eq!(w.st.registered_by(&b.name).files, 1, "still counts");
     for x in [&mut a, &mut c] {
         w.run(x, Request::LeaveGroup { group: group("g") }).unwrap();

@@ -297,7 +297,11 @@ fn groups_owned_per_user_quota() {
         });
     }
     let create = |g: &str| Request::CreateGroup { group: group(g) };
-    assert_eq!(w.run(&mut a, create("last")), Ok(Reply::Done), "at the bound");
+    assert_eq!(
+        w.run(&mut a, create("last")),
+        Ok(Reply::Done),
+        "at the bound"
+    );
     w.refused(&mut a, create("more"), limit(what::GROUPS_OWNED));
     assert_eq!(w.run(&mut b, create("bobs")), Ok(Reply::Done));
     // Deleting one (the owner alone leaves) makes room again.
