@@ -95,9 +95,10 @@ pub mod what {
     pub const PENDING_USER: &str = "you have the most pending join requests one user may have \
         (PENDING_PER_USER_MAX, 32); wait for answers or cancel one with leave_group";
     pub const FILES_USER: &str = "you registered the most files one user may \
-        (FILES_PER_USER_MAX, 256)";
+        (FILES_PER_USER_MAX, 256); a file counts until its group is deleted";
     pub const PIECE_HASHES_USER: &str = "the files you registered hold the most piece hashes \
-        one user may (PIECE_HASHES_PER_USER_MAX, 65536, 32 GiB at 512 KiB pieces)";
+        one user may (PIECE_HASHES_PER_USER_MAX, 65536, 32 GiB at 512 KiB pieces); \
+        a file counts until its group is deleted";
 }
 
 #[cfg(test)]
