@@ -18,10 +18,11 @@ use std::fs::File;
 use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use event_listener::{Event, Listener};
 use p2p_proto::limits::FRAME_HEADER_LEN;
 use p2p_proto::{FrameDecoder, FrameError, PeerMsg};
 
@@ -106,6 +107,10 @@ pub trait FrameSink: Send + 'static {
     fn close(self);
     /// Shuts the socket down now, dropping whatever is queued.
     fn abort(&self);
+    /// The machine has handled one frame this connection's reader handed
+    /// over (backpressure, [`QueuedLen`]); sinks that are not sockets
+    /// ignore it.
+    fn frame_handled(&self) {}
 }
 
 /// Cuts a byte stream into frames for a reader, and says where each read
@@ -274,17 +279,53 @@ pub struct FileRange {
 }
 
 /// Bytes queued for a writer and not yet written, counted by the sending
-/// half and the writer together.
+/// half and the writer together; and the connection's backpressure: its
+/// reader hands the machine no new frame while the replies queued pass
+/// [`READ_PAUSE_QUEUE_LEN`] or [`FRAMES_UNHANDLED_MAX`] frames it handed
+/// over are not handled yet ([`QueuedLen::wait_blocking`],
+/// [`QueuedLen::wait`]). A peer that sends requests and never reads the
+/// answers then stops being read (TCP pushes back on it), and what its
+/// connection holds stays bounded: at most [`READ_PAUSE_QUEUE_LEN`] plus
+/// the replies to [`FRAMES_UNHANDLED_MAX`] frames, plus a read chunk.
 #[derive(Debug, Clone, Default)]
-pub struct QueuedLen(Arc<AtomicUsize>);
+pub struct QueuedLen(Arc<Flow>);
+
+#[derive(Debug, Default)]
+struct Flow {
+    /// Bytes queued for the writer.
+    queued: AtomicUsize,
+    /// Frames the reader handed over that the machine has not handled.
+    unhandled: AtomicUsize,
+    /// The writer has ended: a paused reader must not wait for it.
+    ended: AtomicBool,
+    /// Rung when the reader may go on.
+    go: Event,
+}
+
+/// See [`QueuedLen::writer_guard`].
+#[derive(Debug)]
+pub struct WriterGuard(QueuedLen);
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        self.0.writer_ended();
+    }
+}
+
+/// Replies queued for a connection past which its reader pauses (issue 16
+/// §2): the peer must read what it asked for before it is read again.
+pub const READ_PAUSE_QUEUE_LEN: usize = 2 * 1024 * 1024;
+/// Frames a connection's reader hands the machine before it waits for
+/// them to be handled (so their replies are counted before more is read).
+pub const FRAMES_UNHANDLED_MAX: usize = 8;
 
 impl QueuedLen {
     /// Counts `len` more bytes; `false` (and nothing counted) if that
     /// would pass [`WRITE_QUEUE_LEN_MAX`].
     pub fn try_add(&self, len: usize) -> bool {
-        let before = self.0.fetch_add(len, Ordering::Relaxed);
+        let before = self.0.queued.fetch_add(len, Ordering::Relaxed);
         if before + len > WRITE_QUEUE_LEN_MAX {
-            self.0.fetch_sub(len, Ordering::Relaxed);
+            self.0.queued.fetch_sub(len, Ordering::Relaxed);
             return false;
         }
         true
@@ -292,11 +333,71 @@ impl QueuedLen {
 
     /// `len` bytes were written (or will never be).
     pub fn sub(&self, len: usize) {
-        self.0.fetch_sub(len, Ordering::Relaxed);
+        let before = self.0.queued.fetch_sub(len, Ordering::AcqRel);
+        if before >= READ_PAUSE_QUEUE_LEN && before - len < READ_PAUSE_QUEUE_LEN {
+            self.0.go.notify(usize::MAX);
+        }
     }
 
     pub fn get(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        self.0.queued.load(Ordering::Relaxed)
+    }
+
+    /// The reader hands the machine one frame.
+    pub fn frame_read(&self) {
+        self.0.unhandled.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The machine has handled one frame of this connection (and queued
+    /// its replies).
+    pub fn frame_handled(&self) {
+        let before = self.0.unhandled.fetch_sub(1, Ordering::AcqRel);
+        if before == FRAMES_UNHANDLED_MAX {
+            self.0.go.notify(usize::MAX);
+        }
+    }
+
+    /// The writer has ended (the connection is going): a paused reader
+    /// carries on, to find the socket closed.
+    pub fn writer_ended(&self) {
+        self.0.ended.store(true, Ordering::Release);
+        self.0.go.notify(usize::MAX);
+    }
+
+    /// Held by a writer while it runs: when it ends (or its task is
+    /// dropped), [`QueuedLen::writer_ended`].
+    pub fn writer_guard(&self) -> WriterGuard {
+        WriterGuard(self.clone())
+    }
+
+    /// Whether the reader may hand over another frame now.
+    pub fn may_read(&self) -> bool {
+        let f = &self.0;
+        f.ended.load(Ordering::Acquire)
+            || (f.queued.load(Ordering::Acquire) < READ_PAUSE_QUEUE_LEN
+                && f.unhandled.load(Ordering::Acquire) < FRAMES_UNHANDLED_MAX)
+    }
+
+    /// Blocks the calling thread until [`QueuedLen::may_read`].
+    pub fn wait_blocking(&self) {
+        while !self.may_read() {
+            let listener = self.0.go.listen();
+            if self.may_read() {
+                return;
+            }
+            listener.wait();
+        }
+    }
+
+    /// Waits (in a task) until [`QueuedLen::may_read`].
+    pub async fn wait(&self) {
+        while !self.may_read() {
+            let listener = self.0.go.listen();
+            if self.may_read() {
+                return;
+            }
+            listener.await;
+        }
     }
 }
 
@@ -672,6 +773,40 @@ mod tests {
         collect_batch(WriterMsg::File(range(299_990, 20)), || q.next(), &mut batch);
         let e = batch.load_files().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    /// The reader may go on below both bounds, pauses at either, and a
+    /// waiting reader is let go by the writer draining, by the machine
+    /// handling a frame, or by the writer ending.
+    #[test]
+    fn the_reader_pauses_at_either_bound_and_is_let_go() {
+        let q = QueuedLen::default();
+        assert!(q.try_add(READ_PAUSE_QUEUE_LEN - 1));
+        assert!(q.may_read(), "one byte below the queue bound");
+        assert!(q.try_add(1));
+        assert!(!q.may_read(), "at the queue bound");
+        let waiter = {
+            let q = q.clone();
+            std::thread::spawn(move || q.wait_blocking())
+        };
+        q.sub(1);
+        waiter.join().unwrap();
+        for _ in 0..FRAMES_UNHANDLED_MAX - 1 {
+            q.frame_read();
+        }
+        assert!(q.may_read(), "one frame below the bound");
+        q.frame_read();
+        assert!(!q.may_read(), "at the unhandled-frames bound");
+        let waiter = {
+            let q = q.clone();
+            std::thread::spawn(move || q.wait_blocking())
+        };
+        q.frame_handled();
+        waiter.join().unwrap();
+        q.frame_read();
+        assert!(!q.may_read());
+        drop(q.writer_guard());
+        assert!(q.may_read(), "a writer that ended holds nobody back");
     }
 
     #[test]

@@ -389,7 +389,15 @@ impl<R: TrackerIo> Core<R> {
             }
             Msg::Input(input) => {
                 if self.known(&input) {
+                    let frame_of = match &input {
+                        Input::Frame { conn, .. } => Some(*conn),
+                        _ => None,
+                    };
                     self.feed(input);
+                    // Its replies are queued: the reader may go on.
+                    if let Some(c) = frame_of.and_then(|c| self.conns.get(&c)) {
+                        c.writer.frame_handled();
+                    }
                 }
             }
             Msg::StorageFailed(e) => {

@@ -20,8 +20,8 @@ use bytes::Bytes;
 use p2p_proto::FrameDecoder;
 use runtime_common::conn::{Batch, Deframer, FileRange, QueuedLen, WriterMsg, collect_batch};
 pub use runtime_common::conn::{
-    ConnEvent, ConnId, DIAL_TIMEOUT, FrameSink, READ_CHUNK_LEN, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT,
-    next_conn_id,
+    ConnEvent, ConnId, DIAL_TIMEOUT, FRAMES_UNHANDLED_MAX, FrameSink, READ_CHUNK_LEN,
+    READ_PAUSE_QUEUE_LEN, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
 };
 use runtime_common::tls::{Handshake, HandshakeSlots, TLS_READ_CHUNK_LEN};
 pub use runtime_common::tls::{KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, Tls};
@@ -192,6 +192,9 @@ async fn read_loop<F: FnMut(ConnEvent) -> bool>(
         let r = session.receive(tls, &mut frames, &mut events);
         early = None;
         for e in events.drain(..) {
+            if let ConnEvent::Frame(_) = e {
+                wake.before_frame().await;
+            }
             if !sink(e) {
                 return;
             }
@@ -218,12 +221,19 @@ async fn read_loop<F: FnMut(ConnEvent) -> bool>(
 
 /// Wakes a connection's writer, so it sends what rustls has queued.
 #[derive(Debug, Clone)]
-pub struct WriterWake(Sender<WriterMsg>);
+pub struct WriterWake(Sender<WriterMsg>, QueuedLen);
 
 impl WriterWake {
     pub fn wake(&self) {
         // An empty frame: nothing to encrypt, but the writer flushes.
         let _ = self.0.try_send(WriterMsg::Frame(Bytes::new()));
+    }
+
+    /// Waits while the connection's replies are piling up
+    /// ([`QueuedLen`]'s backpressure), then counts one frame handed over.
+    async fn before_frame(&self) {
+        self.1.wait().await;
+        self.1.frame_read();
     }
 }
 
@@ -256,7 +266,7 @@ impl ConnWriter {
 
     /// What the connection's reader uses to wake this writer.
     pub fn wake_handle(&self) -> WriterWake {
-        WriterWake(self.tx.clone())
+        WriterWake(self.tx.clone(), self.queued.clone())
     }
 
     /// Queues one encoded frame. `false` if the writer has gone or its queue
@@ -309,6 +319,7 @@ impl ConnWriter {
 
     /// Shuts the socket down now, dropping whatever is queued.
     pub fn abort(&self) {
+        self.queued.writer_ended();
         let _ = self.stream.get_ref().shutdown(Shutdown::Both);
     }
 }
@@ -340,6 +351,9 @@ impl FrameSink for ConnWriter {
     fn abort(&self) {
         ConnWriter::abort(self)
     }
+    fn frame_handled(&self) {
+        self.queued.frame_handled()
+    }
 }
 
 async fn write_loop(
@@ -348,6 +362,7 @@ async fn write_loop(
     rx: Receiver<WriterMsg>,
     queued: QueuedLen,
 ) {
+    let _ended = queued.writer_guard();
     let mut batch = Batch::default();
     let mut out = Vec::new();
     let next = || match rx.try_recv() {
@@ -489,14 +504,79 @@ mod tests {
         let (stream, session) = side;
         let w = ConnWriter::spawn(stream.clone(), session.clone());
         let (tx, rx) = mpsc::channel();
+        // Frames count as handled once in the channel (no machine here).
+        let q = w.queued.clone();
         spawn_reader(
             stream,
             session,
             w.wake_handle(),
             FrameDecoder::default(),
-            move |e| tx.send(e).is_ok(),
+            move |e| {
+                q.frame_handled();
+                tx.send(e).is_ok()
+            },
         );
         (w, rx)
+    }
+
+    /// Issue 16 §2: a peer that pipelines requests and never reads the
+    /// replies stops being read once [`READ_PAUSE_QUEUE_LEN`] of replies
+    /// are queued (plus the replies of [`FRAMES_UNHANDLED_MAX`] frames),
+    /// and is read again, to the last request, once it drains them.
+    #[test]
+    fn a_peer_that_never_reads_its_replies_stops_being_read() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const REQUESTS: usize = 300;
+        const REPLY_LEN: usize = 64 * 1024;
+        let (a, b, _dir) = pair();
+        let wa = ConnWriter::spawn(a.0.clone(), a.1.clone());
+        let (stream, session) = b;
+        let wb = Arc::new(ConnWriter::spawn(stream.clone(), session.clone()));
+        let handled = Arc::new(AtomicUsize::new(0));
+        let (w, h) = (wb.clone(), handled.clone());
+        // The "machine": every request gets a large reply, then is handled.
+        let wake = wb.wake_handle();
+        spawn_reader(stream, session, wake, FrameDecoder::default(), move |e| {
+            if let ConnEvent::Frame(_) = e {
+                let mut f = BytesMut::new();
+                encode_frame(&vec![7u8; REPLY_LEN], &mut f);
+                assert!(w.send(f.freeze()));
+                h.fetch_add(1, Ordering::SeqCst);
+                w.frame_handled();
+            }
+            true
+        });
+        for _ in 0..REQUESTS {
+            let mut f = BytesMut::new();
+            encode_frame(b"list_groups", &mut f);
+            assert!(wa.send(f.freeze()));
+        }
+        // Wait until the reader has paused: nothing handled for 300 ms.
+        let t = Instant::now();
+        let mut last = (usize::MAX, Instant::now());
+        while last.1.elapsed() < Duration::from_millis(300) {
+            assert!(t.elapsed() < Duration::from_secs(10), "the reader pauses");
+            let now = handled.load(Ordering::SeqCst);
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(last.0 < REQUESTS, "paused before the last request");
+        let bound = READ_PAUSE_QUEUE_LEN + FRAMES_UNHANDLED_MAX * (REPLY_LEN + 4);
+        assert!(wb.queued_len() <= bound, "{} queued", wb.queued_len());
+        assert!(wb.queued_len() >= READ_PAUSE_QUEUE_LEN - REPLY_LEN);
+        // The peer reads its replies: every request gets its answer.
+        let (tx, rx) = mpsc::channel();
+        let (wake, q) = (wa.wake_handle(), wa.queued.clone());
+        spawn_reader(a.0, a.1, wake, FrameDecoder::default(), move |e| {
+            q.frame_handled();
+            tx.send(e).is_ok()
+        });
+        for _ in 0..REQUESTS {
+            assert!(matches!(next(&rx), ConnEvent::Frame(f) if f.len() == REPLY_LEN));
+        }
+        assert_eq!(handled.load(Ordering::SeqCst), REQUESTS);
     }
 
     fn next(rx: &mpsc::Receiver<ConnEvent>) -> ConnEvent {

@@ -23,8 +23,8 @@ use bytes::Bytes;
 use p2p_proto::FrameDecoder;
 use runtime_common::conn::{Batch, Deframer, FileRange, QueuedLen, WriterMsg, collect_batch};
 pub use runtime_common::conn::{
-    ConnEvent, ConnId, DIAL_TIMEOUT, FrameSink, READ_CHUNK_LEN, WRITE_BATCH_LEN_MAX,
-    WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
+    ConnEvent, ConnId, DIAL_TIMEOUT, FRAMES_UNHANDLED_MAX, FrameSink, READ_CHUNK_LEN,
+    READ_PAUSE_QUEUE_LEN, WRITE_BATCH_LEN_MAX, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
 };
 use runtime_common::tls::{Handshake, HandshakeSlots, TLS_READ_CHUNK_LEN};
 pub use runtime_common::tls::{KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, Tls};
@@ -201,6 +201,9 @@ fn read_loop<F: FnMut(ConnEvent) -> bool>(
         let r = session.receive(tls, &mut frames, &mut events);
         early = None;
         for e in events.drain(..) {
+            if let ConnEvent::Frame(_) = e {
+                wake.before_frame();
+            }
             if !sink(e) {
                 return;
             }
@@ -227,12 +230,19 @@ fn read_loop<F: FnMut(ConnEvent) -> bool>(
 
 /// Wakes a connection's writer, so it sends what rustls has queued.
 #[derive(Debug, Clone)]
-pub struct WriterWake(Sender<WriterMsg>);
+pub struct WriterWake(Sender<WriterMsg>, QueuedLen);
 
 impl WriterWake {
     pub fn wake(&self) {
         // An empty frame: nothing to encrypt, but the writer flushes.
         let _ = self.0.send(WriterMsg::Frame(Bytes::new()));
+    }
+
+    /// Waits while the connection's replies are piling up
+    /// ([`QueuedLen`]'s backpressure), then counts one frame handed over.
+    fn before_frame(&self) {
+        self.1.wait_blocking();
+        self.1.frame_read();
     }
 }
 
@@ -269,7 +279,7 @@ impl ConnWriter {
 
     /// What the connection's reader uses to wake this writer.
     pub fn wake_handle(&self) -> WriterWake {
-        WriterWake(self.tx.clone())
+        WriterWake(self.tx.clone(), self.queued.clone())
     }
 
     /// Queues one encoded frame. `false` if the writer has gone or its queue
@@ -321,6 +331,7 @@ impl ConnWriter {
 
     /// Shuts the socket down now, dropping whatever is queued.
     pub fn abort(&self) {
+        self.queued.writer_ended();
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
@@ -347,6 +358,9 @@ impl FrameSink for ConnWriter {
     fn abort(&self) {
         ConnWriter::abort(self)
     }
+    fn frame_handled(&self) {
+        self.queued.frame_handled()
+    }
 }
 
 fn write_loop(
@@ -355,6 +369,7 @@ fn write_loop(
     rx: Receiver<WriterMsg>,
     queued: &QueuedLen,
 ) {
+    let _ended = queued.writer_guard();
     let mut batch = Batch::default();
     let mut out = Vec::new();
     let next = || match rx.try_recv() {
@@ -521,13 +536,18 @@ mod tests {
         let w = ConnWriter::spawn(next_conn_id(), &stream, session.clone()).unwrap();
         let (tx, rx) = mpsc::channel();
         let wake = w.wake_handle();
+        // Frames count as handled once in the channel (no machine here).
+        let q = w.queued.clone();
         spawn_reader(
             next_conn_id(),
             stream,
             session,
             wake,
             FrameDecoder::default(),
-            move |e| tx.send(e).is_ok(),
+            move |e| {
+                q.frame_handled();
+                tx.send(e).is_ok()
+            },
         )
         .unwrap();
         (w, rx)
@@ -578,6 +598,85 @@ mod tests {
         assert_eq!(next(&rb), ConnEvent::Frame(body));
         assert_eq!(next(&rb), ConnEvent::Closed);
         assert_eq!(next(&ra), ConnEvent::Closed);
+    }
+
+    /// Issue 16 §2: a peer that pipelines requests and never reads the
+    /// replies stops being read once [`READ_PAUSE_QUEUE_LEN`] of replies
+    /// are queued (plus the replies of [`FRAMES_UNHANDLED_MAX`] frames),
+    /// and is read again, to the last request, once it drains them.
+    #[test]
+    fn a_peer_that_never_reads_its_replies_stops_being_read() {
+        use std::sync::atomic::AtomicUsize;
+        const REQUESTS: usize = 300;
+        const REPLY_LEN: usize = 64 * 1024;
+        let p = pair();
+        let (wa, ra) = (
+            ConnWriter::spawn(next_conn_id(), &p.a.0, p.a.1.clone()).unwrap(),
+            p.a,
+        );
+        let (stream, session) = p.b;
+        let wb = Arc::new(ConnWriter::spawn(next_conn_id(), &stream, session.clone()).unwrap());
+        let handled = Arc::new(AtomicUsize::new(0));
+        let (w, h) = (wb.clone(), handled.clone());
+        // The "machine": every request gets a large reply, then is handled.
+        let wake = wb.wake_handle();
+        spawn_reader(
+            next_conn_id(),
+            stream,
+            session,
+            wake,
+            FrameDecoder::default(),
+            move |e| {
+                if let ConnEvent::Frame(_) = e {
+                    let mut f = BytesMut::new();
+                    encode_frame(&vec![7u8; REPLY_LEN], &mut f);
+                    assert!(w.send(f.freeze()));
+                    h.fetch_add(1, Ordering::SeqCst);
+                    w.frame_handled();
+                }
+                true
+            },
+        )
+        .unwrap();
+        for _ in 0..REQUESTS {
+            let mut f = BytesMut::new();
+            encode_frame(b"list_groups", &mut f);
+            assert!(wa.send(f.freeze()));
+        }
+        // Wait until the reader has paused: nothing handled for 300 ms.
+        let t = Instant::now();
+        let mut last = (usize::MAX, Instant::now());
+        while last.1.elapsed() < Duration::from_millis(300) {
+            assert!(t.elapsed() < Duration::from_secs(10), "the reader pauses");
+            let now = handled.load(Ordering::SeqCst);
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(last.0 < REQUESTS, "paused before the last request");
+        let bound = READ_PAUSE_QUEUE_LEN + FRAMES_UNHANDLED_MAX * (REPLY_LEN + 4);
+        assert!(wb.queued_len() <= bound, "{} queued", wb.queued_len());
+        assert!(wb.queued_len() >= READ_PAUSE_QUEUE_LEN - REPLY_LEN);
+        // The peer reads its replies: every request gets its answer.
+        let (tx, rx) = mpsc::channel();
+        let (wake, q) = (wa.wake_handle(), wa.queued.clone());
+        spawn_reader(
+            next_conn_id(),
+            ra.0,
+            ra.1,
+            wake,
+            FrameDecoder::default(),
+            move |e| {
+                q.frame_handled();
+                tx.send(e).is_ok()
+            },
+        )
+        .unwrap();
+        for _ in 0..REQUESTS {
+            assert!(matches!(next(&rx), ConnEvent::Frame(f) if f.len() == REPLY_LEN));
+        }
+        assert_eq!(handled.load(Ordering::SeqCst), REQUESTS);
     }
 
     #[test]

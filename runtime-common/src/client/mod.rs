@@ -446,8 +446,24 @@ impl<R: ClientIo> Core<R> {
             if let Ev::Handle(HandleMsg::Stop) = ev {
                 return false;
             }
+            let frame_of = match &ev {
+                Ev::Input(cn::Input::TrackerFrame { conn, .. }) => Some(Err(*conn)),
+                Ev::Input(
+                    cn::Input::PeerFrame { conn, .. } | cn::Input::PeerPiece { conn, .. },
+                ) => Some(Ok(*conn)),
+                _ => None,
+            };
             self.on_event(ev);
             self.drain();
+            // Its replies are queued: the reader may go on.
+            let writer = match frame_of {
+                Some(Ok(peer)) => self.peers.get(&peer),
+                Some(Err(tracker)) => self.trackers.get(&tracker),
+                None => None,
+            };
+            if let Some(w) = writer {
+                w.frame_handled();
+            }
         }
         let now = self.clock.now();
         if let Some((t, why)) = self.node.poll_timeout()
