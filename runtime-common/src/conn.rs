@@ -19,7 +19,7 @@ use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use event_listener::{Event, Listener};
@@ -54,6 +54,11 @@ pub const WRITE_BATCH_LEN_MAX: usize = 1024 * 1024;
 pub const WRITE_QUEUE_LEN_MAX: usize = 256 * 1024 * 1024;
 /// A write that makes no progress for this long fails the connection.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A frame that has started to arrive must be whole within this (issue 16
+/// §1: a peer that sends a frame's first bytes and then trickles or stops
+/// holds a buffer and a connection; it is cut instead). A 516 KiB piece
+/// frame gets it whole over a link of 26 KiB/s.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a dial may take.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -243,6 +248,12 @@ impl Deframer {
         }
     }
 
+    /// Whether part of a frame has arrived and the rest has not (the
+    /// reader's [`FRAME_TIMEOUT`] runs).
+    pub fn in_frame(&self) -> bool {
+        self.direct.is_some() || !self.buf.is_empty()
+    }
+
     /// The stream ended: a partial frame left over is bad framing.
     pub fn finish<F: FnMut(ConnEvent) -> bool>(&mut self, sink: &mut F) {
         if let Some(d) = self.direct.take() {
@@ -256,6 +267,33 @@ impl Deframer {
             sink(ConnEvent::BadFraming(e));
         }
     }
+}
+
+/// A reader's clock for [`FRAME_TIMEOUT`]: started by a frame's first
+/// byte, stopped when no frame is partly in.
+#[derive(Debug, Default)]
+pub struct FrameClock(Option<Instant>);
+
+impl FrameClock {
+    /// The time left for the frame now arriving, `None` if none is;
+    /// [`Duration::ZERO`] once `timeout` has passed (the reader then
+    /// stops, [`frame_timed_out`]).
+    pub fn left(&mut self, frames: &Deframer, timeout: Duration) -> Option<Duration> {
+        if !frames.in_frame() {
+            self.0 = None;
+            return None;
+        }
+        let began = *self.0.get_or_insert_with(Instant::now);
+        Some(timeout.saturating_sub(began.elapsed()))
+    }
+}
+
+/// Says why a reader stopped at its frame deadline.
+pub fn frame_timed_out(timeout: Duration) {
+    tracing::debug!(
+        "a frame was not whole {timeout:?} after its first byte (FRAME_TIMEOUT: \
+         the peer stalled or its link is too slow); connection closed"
+    );
 }
 
 /// What a writer is asked to do.

@@ -18,10 +18,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use p2p_proto::FrameDecoder;
-use runtime_common::conn::{Batch, Deframer, FileRange, QueuedLen, WriterMsg, collect_batch};
+use runtime_common::conn::{
+    Batch, Deframer, FileRange, FrameClock, QueuedLen, WriterMsg, collect_batch, frame_timed_out,
+};
 pub use runtime_common::conn::{
-    ConnEvent, ConnId, DIAL_TIMEOUT, FRAMES_UNHANDLED_MAX, FrameSink, READ_CHUNK_LEN,
-    READ_PAUSE_QUEUE_LEN, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
+    ConnEvent, ConnId, DIAL_TIMEOUT, FRAME_TIMEOUT, FRAMES_UNHANDLED_MAX, FrameSink,
+    READ_CHUNK_LEN, READ_PAUSE_QUEUE_LEN, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
 };
 use runtime_common::tls::{Handshake, HandshakeSlots, TLS_READ_CHUNK_LEN};
 pub use runtime_common::tls::{KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, Tls};
@@ -161,26 +163,43 @@ pub fn spawn_reader<F>(
     session: Arc<Session>,
     wake: WriterWake,
     decoder: FrameDecoder,
+    sink: F,
+) where
+    F: FnMut(ConnEvent) -> bool + Send + 'static,
+{
+    spawn_reader_timed(stream, session, wake, decoder, FRAME_TIMEOUT, sink)
+}
+
+/// [`spawn_reader`] with another frame deadline (tests).
+fn spawn_reader_timed<F>(
+    stream: Stream,
+    session: Arc<Session>,
+    wake: WriterWake,
+    decoder: FrameDecoder,
+    frame_timeout: Duration,
     mut sink: F,
 ) where
     F: FnMut(ConnEvent) -> bool + Send + 'static,
 {
     exec::spawn(async move {
-        read_loop(&stream, &session, &wake, decoder, &mut sink).await;
+        let frames = Deframer::new(decoder);
+        read_loop(&stream, &session, &wake, frames, frame_timeout, &mut sink).await;
         sink(ConnEvent::Closed);
     })
     .detach();
 }
 
-/// Reads until EOF, an error, bad framing or a sink that stops listening.
+/// Reads until EOF, an error, bad framing, a frame not whole within
+/// `frame_timeout` of its first byte, or a sink that stops listening.
 async fn read_loop<F: FnMut(ConnEvent) -> bool>(
     stream: &Async<TcpStream>,
     session: &Session,
     wake: &WriterWake,
-    decoder: FrameDecoder,
+    mut frames: Deframer,
+    frame_timeout: Duration,
     sink: &mut F,
 ) {
-    let mut frames = Deframer::new(decoder);
+    let mut clock = FrameClock::default();
     let mut events = Vec::new();
     let mut buf = vec![0u8; TLS_READ_CHUNK_LEN];
     let mut reader = stream;
@@ -192,8 +211,11 @@ async fn read_loop<F: FnMut(ConnEvent) -> bool>(
         let r = session.receive(tls, &mut frames, &mut events);
         early = None;
         for e in events.drain(..) {
-            if let ConnEvent::Frame(_) = e {
-                wake.before_frame().await;
+            if let ConnEvent::Frame(_) = e
+                && wake.before_frame().await
+            {
+                // Paused by our side: the frame arriving starts afresh.
+                clock = FrameClock::default();
             }
             if !sink(e) {
                 return;
@@ -208,13 +230,33 @@ async fn read_loop<F: FnMut(ConnEvent) -> bool>(
                 return;
             }
         }
-        n = loop {
-            match reader.read(&mut buf).await {
-                Ok(0) => return frames.finish(sink),
-                Ok(n) => break n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return,
+        let left = clock.left(&frames, frame_timeout);
+        if left == Some(Duration::ZERO) {
+            return frame_timed_out(frame_timeout);
+        }
+        let read = async {
+            loop {
+                match reader.read(&mut buf).await {
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    r => return Some(r),
+                }
             }
+        };
+        let r = match left {
+            Some(left) => {
+                read.or(async {
+                    Timer::after(left).await;
+                    None
+                })
+                .await
+            }
+            None => read.await,
+        };
+        n = match r {
+            Some(Ok(0)) => return frames.finish(sink),
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return,
+            None => return frame_timed_out(frame_timeout),
         };
     }
 }
@@ -231,9 +273,12 @@ impl WriterWake {
 
     /// Waits while the connection's replies are piling up
     /// ([`QueuedLen`]'s backpressure), then counts one frame handed over.
-    async fn before_frame(&self) {
+    /// `true` if it had to wait.
+    async fn before_frame(&self) -> bool {
+        let waited = !self.1.may_read();
         self.1.wait().await;
         self.1.frame_read();
+        waited
     }
 }
 
@@ -517,6 +562,43 @@ mod tests {
             },
         );
         (w, rx)
+    }
+
+    /// Issue 16 §1: a frame whose first bytes came must be whole within
+    /// the frame deadline: one trickled in under it is read, one held
+    /// short is cut at the deadline, not before.
+    #[test]
+    fn a_frame_held_short_is_cut_at_the_frame_deadline() {
+        const TIMEOUT: Duration = Duration::from_millis(400);
+        let (a, b, _dir) = pair();
+        let wa = ConnWriter::spawn(a.0.clone(), a.1.clone());
+        let (stream, session) = b;
+        let wb = ConnWriter::spawn(stream.clone(), session.clone());
+        let (tx, rx) = mpsc::channel();
+        let (wake, q) = (wb.wake_handle(), wb.queued.clone());
+        let decoder = FrameDecoder::default();
+        spawn_reader_timed(stream, session, wake, decoder, TIMEOUT, move |e| {
+            q.frame_handled();
+            tx.send(e).is_ok()
+        });
+        let mut f = BytesMut::new();
+        encode_frame(b"0123456789", &mut f);
+        // In three parts over half the deadline: whole in time.
+        for part in [&f[..3], &f[3..9], &f[9..]] {
+            assert!(wa.send(Bytes::copy_from_slice(part)));
+            std::thread::sleep(TIMEOUT / 6);
+        }
+        assert_eq!(
+            next(&rx),
+            ConnEvent::Frame(Bytes::from_static(b"0123456789"))
+        );
+        // Then 8 bytes short of whole, and nothing more.
+        let t = Instant::now();
+        assert!(wa.send(f.split_to(f.len() - 8).freeze()));
+        assert_eq!(next(&rx), ConnEvent::Closed);
+        let took = t.elapsed();
+        assert!(took >= TIMEOUT, "{took:?}");
+        assert!(took < TIMEOUT + Duration::from_secs(2), "{took:?}");
     }
 
     /// Issue 16 §2: a peer that pipelines requests and never reads the

@@ -21,10 +21,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use p2p_proto::FrameDecoder;
-use runtime_common::conn::{Batch, Deframer, FileRange, QueuedLen, WriterMsg, collect_batch};
+use runtime_common::conn::{
+    Batch, Deframer, FileRange, FrameClock, QueuedLen, WriterMsg, collect_batch, frame_timed_out,
+};
 pub use runtime_common::conn::{
-    ConnEvent, ConnId, DIAL_TIMEOUT, FRAMES_UNHANDLED_MAX, FrameSink, READ_CHUNK_LEN,
-    READ_PAUSE_QUEUE_LEN, WRITE_BATCH_LEN_MAX, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
+    ConnEvent, ConnId, DIAL_TIMEOUT, FRAME_TIMEOUT, FRAMES_UNHANDLED_MAX, FrameSink,
+    READ_CHUNK_LEN, READ_PAUSE_QUEUE_LEN, WRITE_BATCH_LEN_MAX, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT,
+    next_conn_id,
 };
 use runtime_common::tls::{Handshake, HandshakeSlots, TLS_READ_CHUNK_LEN};
 pub use runtime_common::tls::{KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, Tls};
@@ -169,6 +172,22 @@ pub fn spawn_reader<F>(
     session: Arc<Session>,
     wake: WriterWake,
     decoder: FrameDecoder,
+    sink: F,
+) -> io::Result<JoinHandle<()>>
+where
+    F: FnMut(ConnEvent) -> bool + Send + 'static,
+{
+    spawn_reader_timed(conn, stream, session, wake, decoder, FRAME_TIMEOUT, sink)
+}
+
+/// [`spawn_reader`] with another frame deadline (tests).
+fn spawn_reader_timed<F>(
+    conn: ConnId,
+    stream: TcpStream,
+    session: Arc<Session>,
+    wake: WriterWake,
+    decoder: FrameDecoder,
+    frame_timeout: Duration,
     mut sink: F,
 ) -> io::Result<JoinHandle<()>>
 where
@@ -177,32 +196,39 @@ where
     thread::Builder::new()
         .name(format!("conn-{conn}-rd"))
         .spawn(move || {
-            read_loop(stream, &session, &wake, decoder, &mut sink);
+            let frames = Deframer::new(decoder);
+            read_loop(stream, &session, &wake, frames, frame_timeout, &mut sink);
             sink(ConnEvent::Closed);
         })
 }
 
-/// Reads until EOF, an error, bad framing or a sink that stops listening.
+/// Reads until EOF, an error, bad framing, a frame not whole within
+/// `frame_timeout` of its first byte, or a sink that stops listening.
 fn read_loop<F: FnMut(ConnEvent) -> bool>(
     mut stream: TcpStream,
     session: &Session,
     wake: &WriterWake,
-    decoder: FrameDecoder,
+    mut frames: Deframer,
+    frame_timeout: Duration,
     sink: &mut F,
 ) {
-    let mut frames = Deframer::new(decoder);
     let mut events = Vec::new();
     let mut buf = vec![0u8; TLS_READ_CHUNK_LEN];
     // What arrived with the handshake's end comes first.
     let mut early = Some(session.take_early());
     let mut n = 0;
+    let mut clock = FrameClock::default();
+    let mut timed = false;
     loop {
         let tls = early.as_deref().unwrap_or(&buf[..n]);
         let r = session.receive(tls, &mut frames, &mut events);
         early = None;
         for e in events.drain(..) {
-            if let ConnEvent::Frame(_) = e {
-                wake.before_frame();
+            if let ConnEvent::Frame(_) = e
+                && wake.before_frame()
+            {
+                // Paused by our side: the frame arriving starts afresh.
+                clock = FrameClock::default();
             }
             if !sink(e) {
                 return;
@@ -217,11 +243,24 @@ fn read_loop<F: FnMut(ConnEvent) -> bool>(
                 return;
             }
         }
+        let left = clock.left(&frames, frame_timeout);
+        if left == Some(Duration::ZERO) {
+            return frame_timed_out(frame_timeout);
+        }
+        // A frame has its deadline; between frames a read may wait.
+        if left.is_some() || timed {
+            let _ = stream.set_read_timeout(left);
+            timed = left.is_some();
+        }
         n = loop {
             match stream.read(&mut buf) {
                 Ok(0) => return frames.finish(sink),
                 Ok(n) => break n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    frame_timed_out(frame_timeout);
+                    return;
+                }
                 Err(_) => return,
             }
         };
@@ -240,9 +279,12 @@ impl WriterWake {
 
     /// Waits while the connection's replies are piling up
     /// ([`QueuedLen`]'s backpressure), then counts one frame handed over.
-    fn before_frame(&self) {
+    /// `true` if it had to wait.
+    fn before_frame(&self) -> bool {
+        let waited = !self.1.may_read();
         self.1.wait_blocking();
         self.1.frame_read();
+        waited
     }
 }
 
@@ -677,6 +719,52 @@ mod tests {
             assert!(matches!(next(&rx), ConnEvent::Frame(f) if f.len() == REPLY_LEN));
         }
         assert_eq!(handled.load(Ordering::SeqCst), REQUESTS);
+    }
+
+    /// Issue 16 §1: a frame whose first bytes came must be whole within
+    /// the frame deadline: one trickled in under it is read, one held
+    /// short is cut at the deadline, not before.
+    #[test]
+    fn a_frame_held_short_is_cut_at_the_frame_deadline() {
+        const TIMEOUT: Duration = Duration::from_millis(400);
+        let p = pair();
+        let wa = ConnWriter::spawn(next_conn_id(), &p.a.0, p.a.1.clone()).unwrap();
+        let (stream, session) = p.b;
+        let wb = ConnWriter::spawn(next_conn_id(), &stream, session.clone()).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let (wake, q) = (wb.wake_handle(), wb.queued.clone());
+        let decoder = FrameDecoder::default();
+        spawn_reader_timed(
+            next_conn_id(),
+            stream,
+            session,
+            wake,
+            decoder,
+            TIMEOUT,
+            move |e| {
+                q.frame_handled();
+                tx.send(e).is_ok()
+            },
+        )
+        .unwrap();
+        let mut f = BytesMut::new();
+        encode_frame(b"0123456789", &mut f);
+        // In three parts over half the deadline: whole in time.
+        for part in [&f[..3], &f[3..9], &f[9..]] {
+            assert!(wa.send(Bytes::copy_from_slice(part)));
+            thread::sleep(TIMEOUT / 6);
+        }
+        assert_eq!(
+            next(&rx),
+            ConnEvent::Frame(Bytes::from_static(b"0123456789"))
+        );
+        // Then 8 bytes short of whole, and nothing more.
+        let t = Instant::now();
+        assert!(wa.send(f.split_to(f.len() - 8).freeze()));
+        assert_eq!(next(&rx), ConnEvent::Closed);
+        let took = t.elapsed();
+        assert!(took >= TIMEOUT, "{took:?}");
+        assert!(took < TIMEOUT + Duration::from_secs(2), "{took:?}");
     }
 
     #[test]
