@@ -21,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod conn;
+pub mod fds;
 pub mod known_trackers;
 pub mod listen;
 pub mod private;

@@ -23,12 +23,13 @@
 //! reader leaves rustls with something to send (an alert, a key update)
 //! it wakes the writer.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
+use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -62,6 +63,9 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// this bounds peers that connect and stall, while leaving room for a
 /// crowd of clients failing over to this tracker at the same moment.
 pub const TLS_HANDSHAKES_MAX: usize = 256;
+/// Most of those from one source address (issue 16 §3): one host that
+/// connects and stalls cannot hold every handshake slot.
+pub const TLS_HANDSHAKES_PER_ADDR_MAX: usize = 16;
 /// The writer encrypts about this many bytes before writing them out.
 pub const TLS_WRITE_CHUNK_LEN: usize = 256 * 1024;
 /// Ciphertext read from a socket per `read` call.
@@ -482,39 +486,66 @@ impl ClientCertVerifier for AnyRawKey {
 }
 
 /// The handshakes of accepted connections running now, at most
-/// [`TLS_HANDSHAKES_MAX`]; each runtime's acceptor takes a slot before it
-/// starts one, so a crowd of silent peers cannot hold more.
+/// [`TLS_HANDSHAKES_MAX`] in all and [`TLS_HANDSHAKES_PER_ADDR_MAX`] from
+/// one address; each runtime's acceptor takes a slot before it starts
+/// one, so a crowd of silent peers cannot hold more, and one host cannot
+/// take them all.
 #[derive(Debug, Clone, Default)]
-pub struct HandshakeSlots(Arc<AtomicUsize>);
+pub struct HandshakeSlots(Arc<Mutex<Slots>>);
+
+#[derive(Debug, Default)]
+struct Slots {
+    running: usize,
+    per_addr: BTreeMap<IpAddr, usize>,
+}
 
 /// One running handshake; its slot is free again when this drops (the
 /// handshake ended, or its thread or task could not start).
 #[derive(Debug)]
-pub struct HandshakeSlot(Arc<AtomicUsize>);
+pub struct HandshakeSlot(Arc<Mutex<Slots>>, IpAddr);
 
 impl HandshakeSlots {
     /// A slot for the handshake of the connection from `addr`; `None`
-    /// (and a warning) when all are taken: the caller closes it.
+    /// (and a warning) when all are taken, or all of its address's: the
+    /// caller closes it.
     pub fn take(&self, addr: std::net::SocketAddr) -> Option<HandshakeSlot> {
-        if self.0.fetch_add(1, Ordering::AcqRel) >= TLS_HANDSHAKES_MAX {
-            self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let from = s.per_addr.get(&addr.ip()).copied().unwrap_or(0);
+        if s.running >= TLS_HANDSHAKES_MAX {
             tracing::warn!(
                 "{addr}: {TLS_HANDSHAKES_MAX} TLS handshakes already running; connection closed"
             );
             return None;
         }
-        Some(HandshakeSlot(self.0.clone()))
+        if from >= TLS_HANDSHAKES_PER_ADDR_MAX {
+            tracing::warn!(
+                "{addr}: {TLS_HANDSHAKES_PER_ADDR_MAX} TLS handshakes from {} already \
+                 running (TLS_HANDSHAKES_PER_ADDR_MAX); connection closed",
+                addr.ip()
+            );
+            return None;
+        }
+        s.running += 1;
+        s.per_addr.insert(addr.ip(), from + 1);
+        Some(HandshakeSlot(self.0.clone(), addr.ip()))
     }
 
     /// Handshakes running now.
     pub fn running(&self) -> usize {
-        self.0.load(Ordering::Acquire)
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).running
     }
 }
 
 impl Drop for HandshakeSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.running -= 1;
+        if let Some(n) = s.per_addr.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_addr.remove(&self.1);
+            }
+        }
     }
 }
 

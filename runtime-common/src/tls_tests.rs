@@ -189,3 +189,22 @@ fn a_plaintext_peer_fails_the_handshake() {
     // A pre-TLS client's first frame (a hello) is not a TLS record.
     assert!(s.input(&frame(b"\x01hello")).is_err());
 }
+
+/// Issue 16 §3: one address holds at most [`TLS_HANDSHAKES_PER_ADDR_MAX`]
+/// handshake slots; one more from it is refused while another address
+/// still gets one, and a slot frees when its handshake ends.
+#[test]
+fn one_address_holds_at_most_its_share_of_handshakes() {
+    let slots = HandshakeSlots::default();
+    let a: std::net::SocketAddr = "10.0.0.1:4000".parse().unwrap();
+    let b: std::net::SocketAddr = "10.0.0.2:4000".parse().unwrap();
+    let mut held: Vec<HandshakeSlot> = (0..TLS_HANDSHAKES_PER_ADDR_MAX)
+        .map(|_| slots.take(a).expect("within the bound"))
+        .collect();
+    assert!(slots.take(a).is_none(), "one past the bound");
+    let other = slots.take(b).expect("another address");
+    assert_eq!(slots.running(), TLS_HANDSHAKES_PER_ADDR_MAX + 1);
+    held.pop();
+    assert!(slots.take(a).is_some(), "a slot freed");
+    drop(other);
+}

@@ -26,7 +26,9 @@ pub use runtime_common::conn::{
     READ_CHUNK_LEN, READ_PAUSE_QUEUE_LEN, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
 };
 use runtime_common::tls::{Handshake, HandshakeSlots, TLS_READ_CHUNK_LEN};
-pub use runtime_common::tls::{KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, Tls};
+pub use runtime_common::tls::{
+    KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, TLS_HANDSHAKES_PER_ADDR_MAX, Tls,
+};
 use smol::channel::{self, Receiver, Sender, TryRecvError};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -777,6 +779,13 @@ mod tests {
         assert_eq!(acceptor.running(), 0);
     }
 
+    /// The `k`th of a crowd of connections, as if from
+    /// [`TLS_HANDSHAKES_PER_ADDR_MAX`] per host.
+    fn spread(k: usize) -> SocketAddr {
+        let host = (k / TLS_HANDSHAKES_PER_ADDR_MAX) as u8;
+        SocketAddr::from(([10, 0, 0, host], 4000))
+    }
+
     #[test]
     fn handshakes_beyond_the_limit_are_refused() {
         use std::io::Read;
@@ -785,14 +794,17 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let mut silent = Vec::new();
-        for _ in 0..TLS_HANDSHAKES_MAX {
+        for k in 0..TLS_HANDSHAKES_MAX {
             silent.push(TcpStream::connect(addr).unwrap());
-            let (s, from) = l.accept().unwrap();
+            let (s, _) = l.accept().unwrap();
+            // As from many hosts, each at its own bound.
+            let from = spread(k);
             acceptor.accept(Async::new(s).unwrap(), from, |_, _, _| panic!("silent"));
         }
         assert_eq!(acceptor.running(), TLS_HANDSHAKES_MAX);
         let mut extra = TcpStream::connect(addr).unwrap();
-        let (s, from) = l.accept().unwrap();
+        let (s, _) = l.accept().unwrap();
+        let from = spread(TLS_HANDSHAKES_MAX + TLS_HANDSHAKES_PER_ADDR_MAX);
         acceptor.accept(Async::new(s).unwrap(), from, |_, _, _| panic!("refused"));
         extra
             .set_read_timeout(Some(Duration::from_secs(2)))

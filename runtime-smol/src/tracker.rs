@@ -39,8 +39,12 @@ use crate::storage::{DataDir, StorageCmd, run_storage};
 
 type Tx = Sender<Msg<ConnWriter>>;
 
+/// Descriptors a connection takes here: one socket shared by its reader and writer.
+const FDS_PER_CONN: u64 = 1;
+
 /// Recovers the tracker from its data directory and starts its tasks.
-pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, DriverError> {
+pub fn start(mut opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, DriverError> {
+    runtime_common::fds::budget_client_conns(&mut opts.node, FDS_PER_CONN);
     let Recovered {
         tracker,
         tls,

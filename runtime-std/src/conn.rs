@@ -30,7 +30,9 @@ pub use runtime_common::conn::{
     next_conn_id,
 };
 use runtime_common::tls::{Handshake, HandshakeSlots, TLS_READ_CHUNK_LEN};
-pub use runtime_common::tls::{KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, Tls};
+pub use runtime_common::tls::{
+    KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, TLS_HANDSHAKES_PER_ADDR_MAX, Tls,
+};
 
 /// Sets the options every connection gets (no Nagle delay, a write timeout).
 pub fn prepare(stream: &TcpStream) -> io::Result<()> {
@@ -835,6 +837,13 @@ mod tests {
         drop(silent);
     }
 
+    /// The `k`th of a crowd of connections, as if from
+    /// [`TLS_HANDSHAKES_PER_ADDR_MAX`] per host.
+    fn spread(k: usize) -> SocketAddr {
+        let host = (k / TLS_HANDSHAKES_PER_ADDR_MAX) as u8;
+        SocketAddr::from(([10, 0, 0, host], 4000))
+    }
+
     /// At most [`TLS_HANDSHAKES_MAX`] handshakes run at once; one more
     /// connection is closed at once, and a slot frees when one ends.
     #[test]
@@ -844,14 +853,17 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let mut silent = Vec::new();
-        for _ in 0..TLS_HANDSHAKES_MAX {
+        for k in 0..TLS_HANDSHAKES_MAX {
             silent.push(TcpStream::connect(addr).unwrap());
-            let (s, from) = l.accept().unwrap();
+            let (s, _) = l.accept().unwrap();
+            // As from many hosts, each at its own bound.
+            let from = spread(k);
             acceptor.accept(s, from, |_, _, _| panic!("nobody completes"));
         }
         assert_eq!(acceptor.running(), TLS_HANDSHAKES_MAX);
         let mut extra = TcpStream::connect(addr).unwrap();
-        let (s, from) = l.accept().unwrap();
+        let (s, _) = l.accept().unwrap();
+        let from = spread(TLS_HANDSHAKES_MAX + TLS_HANDSHAKES_PER_ADDR_MAX);
         acceptor.accept(s, from, |_, _, _| panic!("refused"));
         extra
             .set_read_timeout(Some(Duration::from_secs(2)))

@@ -40,8 +40,12 @@ use crate::wait::recv_until;
 
 type Tx = Sender<Msg<ConnWriter>>;
 
+/// Descriptors a connection takes here: the socket, its writer's clone and the clone kept to abort it.
+const FDS_PER_CONN: u64 = 3;
+
 /// Recovers the tracker from its data directory and starts its threads.
-pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, DriverError> {
+pub fn start(mut opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, DriverError> {
+    runtime_common::fds::budget_client_conns(&mut opts.node, FDS_PER_CONN);
     let Recovered {
         tracker,
         tls,

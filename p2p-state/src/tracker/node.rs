@@ -31,7 +31,7 @@ use bytes::{Bytes, BytesMut};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use p2p_proto::{
     ClientRequest, DecodeError, Entry, FrameError, FromTracker, Hello, KeyId, LogPos, OpKind,
@@ -79,8 +79,18 @@ impl Replicated for TrackerState {
     }
 }
 
-/// Most client connections one tracker holds.
+/// Most client connections one tracker holds (the default of
+/// [`NodeConfig::client_conns_max`]; a driver lowers it to what its
+/// descriptor limit allows).
 pub const CLIENT_CONNS_MAX: usize = 10_000;
+/// Most connections accepted from one source address at once, peer
+/// trackers' included (issue 16 §3: one host cannot take every slot).
+pub const CONNS_PER_ADDR_MAX: usize = 64;
+/// A client connection that sends nothing for this long is closed (issue
+/// 16 §1). Clients ping every second when idle (`SessionConfig`'s
+/// `ping_interval`) and answer-less requests time out in seconds, so only
+/// a silent or stuck peer gets there.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -94,6 +104,14 @@ pub struct NodeConfig {
     pub offline_grace: Duration,
     /// A connection that does not say hello within this is closed.
     pub hello_timeout: Duration,
+    /// A client connection silent this long is closed
+    /// ([`CLIENT_IDLE_TIMEOUT`]).
+    pub client_idle_timeout: Duration,
+    /// Most accepted connections at once, peer trackers' (pinned keys)
+    /// not counted ([`CLIENT_CONNS_MAX`]).
+    pub client_conns_max: usize,
+    /// Most accepted connections from one address ([`CONNS_PER_ADDR_MAX`]).
+    pub conns_per_addr_max: usize,
     pub redial_min: Duration,
     pub redial_max: Duration,
     /// The key each tracker must present, by position in `trackers`:
@@ -122,6 +140,9 @@ impl NodeConfig {
             repl: ReplConfig::new(id, ids),
             offline_grace: Duration::from_secs(5),
             hello_timeout: Duration::from_secs(10),
+            client_idle_timeout: CLIENT_IDLE_TIMEOUT,
+            client_conns_max: CLIENT_CONNS_MAX,
+            conns_per_addr_max: CONNS_PER_ADDR_MAX,
             redial_min: Duration::from_millis(100),
             redial_max: Duration::from_secs(5),
             tracker_keys,
@@ -303,6 +324,10 @@ enum ConnKind {
 #[derive(Debug, Clone)]
 struct Conn {
     addr: Option<SocketAddr>,
+    /// The source address it counts against, if it is capped (accepted,
+    /// not from a pinned tracker key): [`NodeConfig::conns_per_addr_max`],
+    /// [`NodeConfig::client_conns_max`].
+    capped: Option<IpAddr>,
     /// The key the other end proved in the TLS handshake.
     key: KeyId,
     kind: ConnKind,
@@ -329,6 +354,9 @@ pub use super::login_guard::{PASSWORD_QUEUE_MAX, PASSWORD_QUEUE_PER_SOURCE_MAX};
 pub enum NodeTimer {
     /// A connection that has not said hello is closed.
     Hello(ConnId),
+    /// A client connection silent for [`NodeConfig::client_idle_timeout`]
+    /// is closed.
+    Idle(ConnId),
     /// Dial a tracker again (after a failure, with backoff).
     Redial(TrackerId),
     /// A session whose connection dropped is shown offline.
@@ -351,6 +379,9 @@ pub struct Tracker {
     repl: Child<Repl<TrackerState>>,
     rng: ChaCha8Rng,
     conns: BTreeMap<ConnId, Conn>,
+    /// Capped connections open, per source address and in all.
+    per_addr: BTreeMap<IpAddr, usize>,
+    accepted: usize,
     tracker_conns: BTreeMap<TrackerId, ConnId>,
     /// Hello deadlines, redials and sessions going offline.
     timers: TimerTable<NodeTimer>,
@@ -407,6 +438,8 @@ impl Tracker {
             repl: Child::new(repl),
             rng: ChaCha8Rng::seed_from_u64(seed),
             conns: BTreeMap::new(),
+            per_addr: BTreeMap::new(),
+            accepted: 0,
             tracker_conns: BTreeMap::new(),
             timers: TimerTable::new(),
             backoff: BTreeMap::new(),
@@ -517,6 +550,11 @@ impl Tracker {
         for t in self.timers.expire(now) {
             match t {
                 NodeTimer::Hello(conn) => self.refuse(now, conn, "no hello in time".into()),
+                NodeTimer::Idle(conn) => {
+                    let secs = self.cfg.client_idle_timeout.as_millis() / 1000;
+                    let why = format!("silent for {secs} s (a client pings every second)");
+                    self.refuse(now, conn, why)
+                }
                 NodeTimer::Redial(id) => self.dial(id),
                 NodeTimer::Offline(token) => self.mark_offline(now, token),
                 NodeTimer::SessionSweep => self.sweep_sessions(now),
@@ -536,9 +574,41 @@ impl Tracker {
         dialed: Option<TrackerId>,
     ) {
         let kind = ConnKind::AwaitHello { dialed };
-        self.conns.insert(conn, Conn { addr, key, kind });
+        // Accepted connections count against the caps, except a peer
+        // tracker's (its key pinned): a flood never cuts replication.
+        let capped = addr
+            .filter(|_| !self.pins.values().any(|k| *k == key))
+            .map(|a| a.ip());
+        let c = Conn {
+            addr,
+            capped,
+            key,
+            kind,
+        };
+        self.conns.insert(conn, c);
         self.timers
             .set(NodeTimer::Hello(conn), now + self.cfg.hello_timeout);
+        let Some(ip) = capped else {
+            return;
+        };
+        let from = self.per_addr.entry(ip).or_default();
+        *from += 1;
+        let from = *from;
+        self.accepted += 1;
+        let why = if from > self.cfg.conns_per_addr_max {
+            let max = self.cfg.conns_per_addr_max;
+            format!("too many connections from {ip} (at most {max}); close some and retry")
+        } else if self.accepted > self.cfg.client_conns_max {
+            let max = self.cfg.client_conns_max;
+            format!("too many client connections (at most {max}); retry later")
+        } else {
+            return;
+        };
+        // Told as a client is told (our hello, then why), before the close.
+        self.send(conn, Outgoing::Hello(Hello::new(WireRole::Server)));
+        let reason = Text::new(why.clone());
+        self.send(conn, Outgoing::Client(FromTracker::Fatal { reason }));
+        self.refuse(now, conn, why);
     }
 
     fn on_frame(&mut self, now: Instant, conn: ConnId, payload: Bytes) {
@@ -548,7 +618,11 @@ impl Tracker {
         match c.kind.clone() {
             ConnKind::AwaitHello { dialed, .. } => self.on_hello(now, conn, dialed, payload),
             ConnKind::Client { .. } => match ClientRequest::from_bytes(payload) {
-                Ok(req) => self.on_request(now, conn, req),
+                Ok(req) => {
+                    let idle = now + self.cfg.client_idle_timeout;
+                    self.timers.set(NodeTimer::Idle(conn), idle);
+                    self.on_request(now, conn, req)
+                }
                 Err(e) => self.refuse(now, conn, e.to_string()),
             },
             ConnKind::Tracker(id) => match ReplMsg::from_bytes(payload) {
@@ -575,16 +649,11 @@ impl Tracker {
         match (dialed, hello.role) {
             (Some(t), WireRole::Server) => self.tracker_up(now, conn, t),
             (None, WireRole::Client) => {
-                let clients = self
-                    .conns
-                    .values()
-                    .filter(|c| matches!(c.kind, ConnKind::Client { .. }))
-                    .count();
+                // (Client connections were counted when accepted.)
                 self.send(conn, Outgoing::Hello(Hello::new(WireRole::Server)));
-                if clients >= CLIENT_CONNS_MAX {
-                    return self.refuse(now, conn, "too many client connections".into());
-                }
                 self.set_kind(conn, ConnKind::Client { session: None });
+                let idle = now + self.cfg.client_idle_timeout;
+                self.timers.set(NodeTimer::Idle(conn), idle);
                 let addr = self.conns[&conn].addr;
                 if let Some(addr) = addr {
                     self.event(TrackerEvent::ClientConnected { conn, addr });
@@ -625,6 +694,10 @@ impl Tracker {
     }
 
     fn set_kind(&mut self, conn: ConnId, kind: ConnKind) {
+        if let ConnKind::Tracker(_) = kind {
+            // A peer tracker (its key now checked) leaves the caps.
+            self.uncap(conn);
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.kind = kind;
             self.timers.clear(NodeTimer::Hello(conn));
@@ -634,7 +707,23 @@ impl Tracker {
     /// Removes a connection from the table, with its hello deadline.
     fn forget_conn(&mut self, conn: ConnId) -> Option<Conn> {
         self.timers.clear(NodeTimer::Hello(conn));
+        self.timers.clear(NodeTimer::Idle(conn));
+        self.uncap(conn);
         self.conns.remove(&conn)
+    }
+
+    /// `conn` no longer counts against the connection caps.
+    fn uncap(&mut self, conn: ConnId) {
+        let Some(ip) = self.conns.get_mut(&conn).and_then(|c| c.capped.take()) else {
+            return;
+        };
+        if let Some(n) = self.per_addr.get_mut(&ip) {
+            self.accepted -= 1;
+            *n -= 1;
+            if *n == 0 {
+                self.per_addr.remove(&ip);
+            }
+        }
     }
 
     fn on_closed(&mut self, now: Instant, conn: ConnId) {
@@ -679,7 +768,7 @@ impl Tracker {
         let Some(conn) = self.tracker_conns.remove(&t) else {
             return;
         };
-        self.conns.remove(&conn);
+        self.forget_conn(conn);
         self.out.push_back(Output::Close {
             conn,
             why: Text::new(format!("tracker {t} silent past the peer timeout")),
@@ -1291,6 +1380,15 @@ impl Tracker {
             self.password_queue.len() + self.passwords_running,
             "password jobs neither queued nor running"
         );
+        let mut per_addr = BTreeMap::<IpAddr, usize>::new();
+        for c in self.conns.values() {
+            if let Some(ip) = c.capped {
+                *per_addr.entry(ip).or_default() += 1;
+            }
+        }
+        assert_eq!(per_addr, self.per_addr, "per-address counts out of step");
+        assert_eq!(per_addr.values().sum::<usize>(), self.accepted);
+        assert!(self.accepted <= self.cfg.client_conns_max, "over the cap");
         for (t, conn) in &self.tracker_conns {
             assert_eq!(
                 self.conns.get(conn).map(|c| &c.kind),
