@@ -44,7 +44,9 @@ mod sim_tests;
 #[cfg(test)]
 mod tests;
 
-pub use progress::{DownloadState, PeerProblem, Progress, WaitingReason};
+pub use progress::{
+    DownloadState, PeerProblem, PeerProgress, Progress, WAITING_WINDOW, WaitingReason,
+};
 pub use types::*;
 
 use std::collections::BTreeMap;
@@ -373,15 +375,38 @@ impl Download {
             peers_known: self.peers.len() as u32,
             requests_in_flight: self.in_flight as u32,
             waiting_reason: self.waiting_reason(now),
+            have: done.clone(),
+            peers: self
+                .peers
+                .values()
+                .map(|p| PeerProgress {
+                    user: p.user.clone(),
+                    addr: p.addr,
+                    pieces_received: p.pieces_received,
+                    in_flight: p.requests.len() as u32,
+                    rate_bps: p.rate_bps,
+                    connected: p.is_ready(),
+                })
+                .collect(),
         }
     }
 
-    /// Why nothing is being received, or `None` while pieces flow (or the
-    /// download is not fetching any more).
+    /// A piece arrived from some peer within `window` before `now`.
+    fn active_within(&self, now: Instant, window: Duration) -> bool {
+        self.peers
+            .values()
+            .filter_map(|p| p.last_arrival)
+            .any(|t| now.saturating_since(t) < window)
+    }
+
+    /// Why nothing is being received, or `None` while pieces flow (a
+    /// piece arrived within [`WAITING_WINDOW`], or one is asked for) or
+    /// the download is not fetching any more.
     pub fn waiting_reason(&self, now: Instant) -> Option<WaitingReason> {
         if self.state != DownloadState::Downloading
             || self.in_flight > 0
             || self.picker.all_verified()
+            || self.active_within(now, WAITING_WINDOW)
         {
             return None;
         }

@@ -4,7 +4,9 @@
 
 use std::fmt;
 
-use p2p_proto::{RejectReason, Text};
+use std::net::SocketAddr;
+
+use p2p_proto::{PieceSet, RejectReason, Text, UserName};
 
 use super::types::{DisconnectReason, DownloadError};
 use crate::time::{Duration, Instant};
@@ -130,9 +132,35 @@ pub struct Progress {
     /// Peers known from the tracker.
     pub peers_known: u32,
     pub requests_in_flight: u32,
-    /// Set while nothing is being received, saying why.
+    /// Set while nothing has been received for [`WAITING_WINDOW`],
+    /// saying why.
     pub waiting_reason: Option<WaitingReason>,
+    /// The piece map: pieces verified and written.
+    pub have: PieceSet,
+    /// Every known peer, with what it gave so far.
+    pub peers: Vec<PeerProgress>,
 }
+
+/// One peer of a download, for the per-peer figures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerProgress {
+    pub user: UserName,
+    pub addr: SocketAddr,
+    /// Pieces it delivered (that it had been asked for).
+    pub pieces_received: u32,
+    /// Requests to it in flight now.
+    pub in_flight: u32,
+    /// Its measured delivery rate, bytes per second, if measured.
+    pub rate_bps: Option<u64>,
+    /// The connection is up (handshake done).
+    pub connected: bool,
+}
+
+/// A download that received a piece (or had a request in flight) this
+/// recently has no waiting reason: between two pieces there are instants
+/// with nothing in flight (the disk holding pieces back, a peer's answer
+/// just in), and a reason read at such an instant was wrong (issue 19).
+pub const WAITING_WINDOW: Duration = Duration(3_000);
 
 impl fmt::Display for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

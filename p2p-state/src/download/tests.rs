@@ -780,3 +780,40 @@ fn unwritten_pieces_count_against_the_cap() {
     let outs = r.input(Input::PieceWritten { index: written[0] });
     assert_eq!(requests(&outs).len(), 1);
 }
+
+/// The waiting reason covers the last seconds, not one instant: with
+/// every request answered and the disk holding the pieces back (nothing
+/// in flight for a moment), a download that just received pieces is not
+/// "waiting"; only after `WAITING_WINDOW` without a piece does it say why.
+/// The progress carries the piece map and what each peer gave.
+#[test]
+fn the_waiting_reason_looks_at_the_last_seconds() {
+    let cfg = DownloadConfig {
+        max_parallel: 2,
+        ..DownloadConfig::default()
+    };
+    let mut r = Rig::new(8, cfg, PieceSet::empty(8));
+    r.drain();
+    let (ids, outs) = r.connect_all(&[(1, PieceSet::full(8))]);
+    let asked = requests(&outs);
+    assert_eq!(asked.len(), 2);
+    for (_, index) in &asked {
+        r.piece(ids[0], *index);
+    }
+    // Both pieces wait for the disk: nothing is in flight.
+    assert_eq!(r.d.in_flight(), 0);
+    assert_eq!(r.d.waiting_reason(r.now), None, "pieces just arrived");
+    assert_eq!(r.d.progress(r.now).waiting_reason, None);
+    r.now = r.now + WAITING_WINDOW;
+    assert!(
+        r.d.waiting_reason(r.now).is_some(),
+        "quiet for the whole window"
+    );
+    r.input(Input::PieceWritten { index: asked[0].1 });
+    let p = r.d.progress(r.now);
+    assert_eq!(p.have.count(), 1, "{p:?}");
+    assert!(p.have.contains(asked[0].1));
+    assert_eq!(p.peers.len(), 1);
+    assert_eq!(p.peers[0].pieces_received, 2);
+    assert!(p.peers[0].connected);
+}
