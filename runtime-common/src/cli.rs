@@ -17,7 +17,7 @@ use p2p_proto::{
     FileName, FileSummary, GroupName, GroupSummary, Password, Reply, Request, Sha1Hash, UserName,
 };
 use p2p_state::client::node::{CommandOk, DownloadLine};
-use p2p_state::download::DownloadState;
+use p2p_state::download::{DownloadState, Progress};
 
 /// One line of user input, understood.
 #[derive(Debug, Clone, PartialEq)]
@@ -475,12 +475,52 @@ pub fn format_download(l: &DownloadLine) -> String {
                 .as_ref()
                 .map(|w| format!("  ({w})"))
                 .unwrap_or_default();
+            let eta = eta_secs(p)
+                .map(|s| format!("  ETA {}", duration(s)))
+                .unwrap_or_default();
             format!(
-                "{head}  {body}  {}/s  {} peer(s){why}",
+                "{head}  {body}  {}/s{eta}  {} peer(s){}{why}",
                 bytes(p.rate_bps),
-                p.peers_in_use
+                p.peers_in_use,
+                per_peer(p)
             )
         }
+    }
+}
+
+/// Seconds left at the current rate (`None` while nothing arrives).
+pub fn eta_secs(p: &Progress) -> Option<u64> {
+    if p.rate_bps == 0 || p.state != DownloadState::Downloading {
+        return None;
+    }
+    Some(
+        p.bytes_total
+            .saturating_sub(p.bytes_done)
+            .div_ceil(p.rate_bps),
+    )
+}
+
+/// `1m05s`, `2h03m`, `42s`.
+pub fn duration(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// What each peer gave: `[alice 12, bob 30]` (pieces), peers that gave
+/// nothing yet left out.
+fn per_peer(p: &Progress) -> String {
+    let gave: Vec<String> = p
+        .peers
+        .iter()
+        .filter(|q| q.pieces_received > 0)
+        .map(|q| format!("{} {}", q.user, q.pieces_received))
+        .collect();
+    match gave.is_empty() {
+        true => String::new(),
+        false => format!(" [{}]", gave.join(", ")),
     }
 }
 
@@ -665,6 +705,52 @@ mod tests {
         ] {
             assert!(!carries_password(line), "{line:?}");
         }
+    }
+
+    /// `show_downloads` shows the ETA and what each peer gave.
+    #[test]
+    fn a_download_line_has_eta_and_per_peer_figures() {
+        use p2p_proto::PieceSet;
+        use p2p_state::download::PeerProgress;
+        let peer = |u: &str, n| PeerProgress {
+            user: UserName::new(u).unwrap(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            pieces_received: n,
+            in_flight: 1,
+            rate_bps: None,
+            connected: true,
+        };
+        let p = Progress {
+            state: DownloadState::Downloading,
+            pieces_done: 3,
+            pieces_total: 10,
+            bytes_done: 3 << 20,
+            bytes_total: 10 << 20,
+            rate_bps: 1 << 20,
+            peers_in_use: 2,
+            peers_connected: 2,
+            peers_known: 3,
+            requests_in_flight: 2,
+            waiting_reason: None,
+            have: PieceSet::empty(10),
+            peers: vec![peer("alice", 2), peer("bob", 1), peer("carol", 0)],
+        };
+        assert_eq!(eta_secs(&p), Some(7));
+        let l = DownloadLine {
+            dl: 1,
+            group: GroupName::new("g").unwrap(),
+            file: FileName::new("f.bin").unwrap(),
+            progress: Some(p.clone()),
+            error: None,
+        };
+        assert_eq!(
+            format_download(&l),
+            "[D] [g] f.bin  30%  3/10 pieces  1.0 MiB/s  ETA 7s  2 peer(s) [alice 2, bob 1]"
+        );
+        let idle = Progress { rate_bps: 0, ..p };
+        assert_eq!(eta_secs(&idle), None);
+        assert_eq!(duration(65), "1m05s");
+        assert_eq!(duration(7380), "2h03m");
     }
 
     #[test]

@@ -238,6 +238,11 @@ impl Pinner {
         Pinner { known, addrs }
     }
 
+    /// The trackers, in `tracker_info.txt` order.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
     /// Records that tracker `index` (from 0, in `tracker_info.txt` order)
     /// proved `key` on first contact, and says so loudly (a warning).
     pub fn pin(&mut self, index: usize, key: KeyId) {

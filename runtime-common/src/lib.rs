@@ -30,6 +30,7 @@ pub mod tls;
 pub mod trace;
 pub mod tracker;
 pub mod tracker_info;
+pub mod web;
 
 pub use clock::Clock;
 

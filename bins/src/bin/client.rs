@@ -39,7 +39,7 @@ use p2p_state::client::session::SessionEvent;
 use runtime::Runtime;
 use runtime_common::TrackerInfo;
 use runtime_common::cli::{self, CliCommand};
-use runtime_common::client::{self, ClientHandle, ClientOptions};
+use runtime_common::client::{self, ClientHandle, ClientOptions, command};
 use runtime_common::tls::Identity;
 use rustyline::history::{DefaultHistory, History};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -386,7 +386,7 @@ fn execute(handle: &ClientHandle, line: &str, interactive: bool) -> Result<Flow,
         }
         cmd => cmd,
     };
-    let machine_cmd = match &cmd {
+    match &cmd {
         CliCommand::AskPassword { create, .. } => return Err(cli::no_password_error(*create)),
         CliCommand::Nothing => return Ok(Flow::Continue),
         CliCommand::Exit => return Ok(Flow::Exit),
@@ -398,60 +398,10 @@ fn execute(handle: &ClientHandle, line: &str, interactive: bool) -> Result<Flow,
             return wait_downloads(handle, *seconds).map(|_| Flow::Continue);
         }
         CliCommand::Serve => return serve(handle).map(|_| Flow::Exit),
-        CliCommand::Tracker(r) => Command::Tracker(r.clone()),
-        CliCommand::ShowDownloads => Command::ShowDownloads,
-        CliCommand::Upload { group, path } => {
-            let path =
-                std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let meta = hash_with_progress(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let share = handle.share_id(&path, group);
-            Command::Share {
-                group: group.clone(),
-                meta,
-                share,
-            }
-        }
-        CliCommand::Download {
-            group,
-            file,
-            dest,
-            force,
-            expected,
-        } => {
-            let dest = resolve_dest(dest, file.as_str())?;
-            if !force && std::fs::symlink_metadata(&dest).is_ok() {
-                return Err(format!(
-                    "{}: the file already exists; add --force to replace it, or choose another destination",
-                    dest.display()
-                ));
-            }
-            let id = handle.dest_id(&dest, *force);
-            Command::Download {
-                group: group.clone(),
-                file: file.clone(),
-                dest: id,
-                expected: *expected,
-            }
-        }
-    };
-    let ok = handle.run(machine_cmd).map_err(|e| e.to_string())?;
-    let cmd = match cmd {
-        CliCommand::Download {
-            group,
-            file,
-            dest,
-            force,
-            expected,
-        } => CliCommand::Download {
-            dest: resolve_dest(&dest, file.as_str()).unwrap_or(dest),
-            group,
-            file,
-            force,
-            expected,
-        },
-        other => other,
-    };
-    println!("{}", cli::format_ok(&cmd, &ok));
+        _ => {}
+    }
+    let ran = command::run(&handle.commander(), cmd, &hash_with_progress)?;
+    println!("{}", ran.text);
     Ok(Flow::Continue)
 }
 
@@ -471,22 +421,6 @@ fn hash_with_progress(path: &Path) -> std::io::Result<p2p_proto::FileMeta> {
     let meta = client::hash_file_with_progress(path, PIECE_LEN, &|n| bar.set_position(n));
     bar.finish_and_clear();
     meta
-}
-
-/// An existing directory keeps the file's name; anything else is the path.
-fn resolve_dest(dest: &Path, file: &str) -> Result<PathBuf, String> {
-    let p = if dest.is_dir() {
-        dest.join(file)
-    } else {
-        dest.to_path_buf()
-    };
-    match p.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() && !parent.is_dir() => Err(format!(
-            "{}: the directory does not exist",
-            parent.display()
-        )),
-        _ => Ok(p),
-    }
 }
 
 fn wait_downloads(handle: &ClientHandle, seconds: Option<u64>) -> Result<(), String> {

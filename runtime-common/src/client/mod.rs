@@ -13,6 +13,7 @@
 //! connection's writer, once a disk job has checked the file holds the
 //! piece (see [`disk`]).
 
+pub mod command;
 pub mod disk;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -88,6 +89,34 @@ pub struct Status {
     pub served_bytes: u64,
 }
 
+/// A share, as the dashboard lists it.
+#[derive(Debug, Clone)]
+pub struct ShareLine {
+    pub group: GroupName,
+    pub file: p2p_proto::FileName,
+    pub size: u64,
+    pub path: Option<PathBuf>,
+}
+
+/// Everything the client knows locally, for the dashboard: who is
+/// logged in where, the downloads (with piece maps and per-peer
+/// figures), the shares and what the seeder served.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub user: Option<p2p_proto::UserName>,
+    /// The tracker the session talks to, and every tracker it knows.
+    pub tracker: SocketAddr,
+    pub trackers: Vec<SocketAddr>,
+    /// The session's connection to its tracker is up.
+    pub tracker_up: bool,
+    pub downloads: Vec<cn::DownloadLine>,
+    pub shares: Vec<ShareLine>,
+    pub served_pieces: u64,
+    pub served_bytes: u64,
+    /// Pieces and bytes served to each downloading user.
+    pub served_by_user: Vec<(p2p_proto::UserName, u64, u64)>,
+}
+
 /// What the handle asks of the machine loop.
 pub enum HandleMsg {
     Cmd {
@@ -95,6 +124,7 @@ pub enum HandleMsg {
         reply: Sender<Result<CommandOk, ClientError>>,
     },
     Query(Sender<Status>),
+    Snapshot(Sender<Box<Snapshot>>),
     Stop,
 }
 
@@ -192,44 +222,26 @@ fn send_peer_msg(w: &impl FrameSink, msg: PeerOut, file: Option<Arc<File>>) {
     }
 }
 
-type SendFn = Box<dyn Fn(HandleMsg) -> bool + Send + Sync>;
+type SendFn = Arc<dyn Fn(HandleMsg) -> bool + Send + Sync>;
 type Join = Box<dyn FnOnce() + Send>;
 
 /// A running client.
 pub struct ClientHandle {
-    send: SendFn,
-    paths: Arc<Mutex<Paths>>,
+    commander: Commander,
     seeder_addr: SocketAddr,
     join: Option<Join>,
     events: Option<Receiver<ClientEvent>>,
 }
 
-impl ClientHandle {
-    /// `send` queues a message for the machine loop (`false` once it has
-    /// stopped); `join` waits for the loop to end.
-    pub fn new(
-        send: impl Fn(HandleMsg) -> bool + Send + Sync + 'static,
-        join: impl FnOnce() + Send + 'static,
-        parts: HandleParts,
-    ) -> Self {
-        ClientHandle {
-            send: Box::new(send),
-            paths: parts.paths,
-            seeder_addr: parts.seeder_addr,
-            join: Some(Box::new(join)),
-            events: Some(parts.events),
-        }
-    }
+/// What runs commands on a client, from any thread (the REPL, the web
+/// dashboard's connections, the watcher); cloned freely.
+#[derive(Clone)]
+pub struct Commander {
+    send: SendFn,
+    paths: Arc<Mutex<Paths>>,
+}
 
-    pub fn seeder_addr(&self) -> SocketAddr {
-        self.seeder_addr
-    }
-
-    /// Lines the user should see that no command asked for.
-    pub fn take_events(&mut self) -> Receiver<ClientEvent> {
-        self.events.take().expect("events taken once")
-    }
-
+impl Commander {
     /// Runs a command and waits for its answer.
     pub fn run(&self, cmd: Command) -> Result<CommandOk, ClientError> {
         let (reply, rx) = mpsc::channel();
@@ -264,9 +276,75 @@ impl ClientHandle {
         rx.recv().ok()
     }
 
+    /// What the client knows locally (`None` once it stopped).
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        let (tx, rx) = mpsc::channel();
+        if !(self.send)(HandleMsg::Snapshot(tx)) {
+            return None;
+        }
+        let mut s = *rx.recv().ok()?;
+        s.shares
+            .sort_by(|a, b| (&a.group, &a.file).cmp(&(&b.group, &b.file)));
+        Some(s)
+    }
+}
+
+impl ClientHandle {
+    /// `send` queues a message for the machine loop (`false` once it has
+    /// stopped); `join` waits for the loop to end.
+    pub fn new(
+        send: impl Fn(HandleMsg) -> bool + Send + Sync + 'static,
+        join: impl FnOnce() + Send + 'static,
+        parts: HandleParts,
+    ) -> Self {
+        ClientHandle {
+            commander: Commander {
+                send: Arc::new(send),
+                paths: parts.paths,
+            },
+            seeder_addr: parts.seeder_addr,
+            join: Some(Box::new(join)),
+            events: Some(parts.events),
+        }
+    }
+
+    pub fn seeder_addr(&self) -> SocketAddr {
+        self.seeder_addr
+    }
+
+    /// Lines the user should see that no command asked for.
+    pub fn take_events(&mut self) -> Receiver<ClientEvent> {
+        self.events.take().expect("events taken once")
+    }
+
+    /// What runs commands on this client from other threads.
+    pub fn commander(&self) -> Commander {
+        self.commander.clone()
+    }
+
+    /// Runs a command and waits for its answer.
+    pub fn run(&self, cmd: Command) -> Result<CommandOk, ClientError> {
+        self.commander.run(cmd)
+    }
+
+    /// Registers a file to share: returns the id to put in `Command::Share`.
+    pub fn share_id(&self, path: &Path, group: &GroupName) -> ShareId {
+        self.commander.share_id(path, group)
+    }
+
+    /// Registers a download destination: returns its id. An existing
+    /// file at `path` is replaced only with `overwrite`.
+    pub fn dest_id(&self, path: &Path, overwrite: bool) -> u64 {
+        self.commander.dest_id(path, overwrite)
+    }
+
+    pub fn status(&self) -> Option<Status> {
+        self.commander.status()
+    }
+
     /// Stops the machine loop (connections close with it) and waits.
     pub fn stop(mut self) {
-        (self.send)(HandleMsg::Stop);
+        (self.commander.send)(HandleMsg::Stop);
         if let Some(j) = self.join.take() {
             j();
         }
@@ -530,7 +608,42 @@ impl<R: ClientIo> Core<R> {
                     served_bytes: served.bytes,
                 });
             }
+            Ev::Handle(HandleMsg::Snapshot(reply)) => {
+                let _ = reply.send(Box::new(self.snapshot()));
+            }
             Ev::Handle(HandleMsg::Stop) => {}
+        }
+    }
+
+    /// What the dashboard shows of the machine (see [`Snapshot`]).
+    fn snapshot(&self) -> Snapshot {
+        let session = self.node.session();
+        let seeder = self.node.seeder();
+        let paths = self.paths.lock().expect("paths");
+        let shares = self
+            .node
+            .shares()
+            .map(|(id, (group, meta))| ShareLine {
+                group: group.clone(),
+                file: meta.name.clone(),
+                size: meta.size,
+                path: paths.shares.get(&id.0).map(|(p, _)| p.clone()),
+            })
+            .collect();
+        Snapshot {
+            user: session.user().cloned(),
+            tracker: session.tracker(),
+            trackers: self.pins.addrs().to_vec(),
+            tracker_up: session.is_up(),
+            downloads: self.node.download_lines(self.clock.now()),
+            shares,
+            served_pieces: seeder.stats().served.pieces,
+            served_bytes: seeder.stats().served.bytes,
+            served_by_user: seeder
+                .served_by_user()
+                .iter()
+                .map(|(u, s)| (u.clone(), s.pieces, s.bytes))
+                .collect(),
         }
     }
 
