@@ -488,6 +488,33 @@ pub fn format_download(l: &DownloadLine) -> String {
     }
 }
 
+/// When plain progress lines are printed (output that is not a
+/// terminal): each time a download crosses another tenth, and once at its
+/// end. Pure; the caller prints what [`TenPercent::step`] returns.
+#[derive(Debug, Default)]
+pub struct TenPercent {
+    /// Per download: the last tenth printed, and whether its end was.
+    seen: std::collections::BTreeMap<u64, (u64, bool)>,
+}
+
+impl TenPercent {
+    /// The line to print for this state of `l`, if any.
+    pub fn step(&mut self, l: &DownloadLine) -> Option<String> {
+        let ended = l.state() != p2p_state::client::node::DownloadMark::Downloading;
+        let tenth = match &l.progress {
+            Some(p) if p.bytes_total > 0 => p.bytes_done * 10 / p.bytes_total,
+            Some(_) => 10,
+            None => 0,
+        };
+        let seen = self.seen.entry(l.dl).or_insert((0, false));
+        if seen.1 || (!ended && tenth <= seen.0) {
+            return None;
+        }
+        *seen = (tenth, ended);
+        Some(format_download(l))
+    }
+}
+
 /// Seconds left at the current rate (`None` while nothing arrives).
 pub fn eta_secs(p: &Progress) -> Option<u64> {
     if p.rate_bps == 0 || p.state != DownloadState::Downloading {
@@ -751,6 +778,41 @@ mod tests {
         assert_eq!(eta_secs(&idle), None);
         assert_eq!(duration(65), "1m05s");
         assert_eq!(duration(7380), "2h03m");
+    }
+
+    /// Plain progress: a line per tenth crossed and one at the end, none
+    /// in between or after.
+    #[test]
+    fn plain_progress_prints_every_tenth_and_the_end() {
+        let line = |done: u64, state: DownloadState| DownloadLine {
+            dl: 7,
+            group: GroupName::new("g").unwrap(),
+            file: FileName::new("f").unwrap(),
+            progress: Some(Progress {
+                state,
+                pieces_done: done as u32,
+                pieces_total: 100,
+                bytes_done: done,
+                bytes_total: 100,
+                rate_bps: 0,
+                peers_in_use: 0,
+                peers_connected: 0,
+                peers_known: 0,
+                requests_in_flight: 0,
+                waiting_reason: None,
+                have: p2p_proto::PieceSet::empty(100),
+                peers: vec![],
+            }),
+            error: None,
+        };
+        let mut t = TenPercent::default();
+        let printed: Vec<u64> = [0, 5, 9, 10, 15, 19, 20, 45, 99]
+            .into_iter()
+            .filter(|&d| t.step(&line(d, DownloadState::Downloading)).is_some())
+            .collect();
+        assert_eq!(printed, [10, 20, 45]);
+        assert!(t.step(&line(100, DownloadState::Complete)).is_some());
+        assert!(t.step(&line(100, DownloadState::Complete)).is_none());
     }
 
     #[test]

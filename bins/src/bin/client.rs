@@ -28,8 +28,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -41,10 +42,13 @@ use runtime_common::TrackerInfo;
 use runtime_common::cli::{self, CliCommand};
 use runtime_common::client::{self, ClientHandle, ClientOptions, command};
 use runtime_common::tls::Identity;
+use runtime_common::web::{self, watch::Watch};
 use rustyline::history::{DefaultHistory, History};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::EnvFilter;
 
+#[path = "../progress.rs"]
+mod progress;
 #[path = "../runtime.rs"]
 mod runtime;
 
@@ -102,6 +106,13 @@ struct Args {
     /// exit.
     #[arg(long)]
     fingerprint: bool,
+    /// Serve the web dashboard and its HTTP API on ADDR (ip:port, or an
+    /// ip alone for a free port) [default with no ADDR: 127.0.0.1 and a
+    /// free port]. A random token is made per start; the one-click URL
+    /// that carries it is printed at start. Only loopback unless an
+    /// address is given explicitly.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1")]
+    web: Option<String>,
     /// Log filter for stderr; overrides RUST_LOG [default: RUST_LOG, else warn].
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -177,39 +188,101 @@ fn run(args: Args) -> Result<bool, String> {
         runtime_common::trace::start(path)
             .map_err(|e| format!("cannot write the trace {}: {e}", path.display()))?;
     }
+    let web_addr = args.web.as_deref().map(web_addr).transpose()?;
     let history = opts.data_dir.join("history");
     let mut handle = args
         .runtime
         .start_client(opts)
         .map_err(|e| format!("cannot start the client: {e}"))?;
-    let events = handle.take_events();
-    let ok = if std::io::stdin().is_terminal() {
+    let interactive = std::io::stdin().is_terminal();
+    // Background news, one line each: the client's events and the
+    // watcher's notices (a join request for a group this user owns).
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    let watch = match (interactive, web_addr.is_some()) {
+        (false, false) => None,
+        (_, files) => {
+            let tx = Mutex::new(lines_tx.clone());
+            let notice: web::watch::Notice = Box::new(move |l| {
+                let _ = tx.lock().map(|t| t.send(l));
+            });
+            Some(Watch::start(handle.commander(), files, Some(notice)))
+        }
+    };
+    forward_events(handle.take_events(), watch.clone(), lines_tx);
+    let web = match (web_addr, &watch) {
+        (Some(addr), Some(w)) => Some(
+            web::server::start(addr, handle.commander(), w.clone(), handle.seeder_addr())
+                .map_err(|e| format!("cannot serve the web dashboard on {addr}: {e}"))?,
+        ),
+        _ => None,
+    };
+    let ok = if interactive {
         println!("fingerprint: {}", identity.key_id());
         println!(
             "p2p-share client; seeder listening on {}; type help for commands",
             handle.seeder_addr()
         );
-        interactive_loop(&handle, events, &history)?
+        if let Some(w) = &web {
+            println!("web dashboard: {}", w.url());
+        }
+        interactive_loop(&handle, lines, &history)?
     } else {
         // Not on stdout: scripts read command results there.
         eprintln!("fingerprint: {}", identity.key_id());
-        print_events(events, |line| eprintln!("{line}"));
+        if let Some(w) = &web {
+            eprintln!("web dashboard: {}", w.url());
+        }
+        print_lines(lines, |line| eprintln!("{line}"));
         command_loop(&handle)
     };
     handle.stop();
     Ok(ok)
 }
 
-/// Prints background news on its own thread.
-fn print_events(
-    events: std::sync::mpsc::Receiver<ClientEvent>,
-    mut print: impl FnMut(String) + Send + 'static,
+/// `--web`'s address: `ip:port`, or an ip alone (a free port). Anything
+/// but loopback is served only because the user asked for it.
+fn web_addr(s: &str) -> Result<SocketAddr, String> {
+    let addr = match (s.parse::<SocketAddr>(), s.parse::<std::net::IpAddr>()) {
+        (Ok(a), _) => a,
+        (_, Ok(ip)) => SocketAddr::new(ip, 0),
+        _ => {
+            return Err(format!(
+                "--web {s:?}: not an address; give ip:port or an ip (127.0.0.1 by default)"
+            ));
+        }
+    };
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "warning: the web dashboard listens on {addr}, beyond this host: anyone who can reach it and learns the token controls this client (plain HTTP)"
+        );
+    }
+    Ok(addr)
+}
+
+/// Turns the client's events into lines (and the watcher's events), on
+/// its own thread.
+fn forward_events(
+    events: mpsc::Receiver<ClientEvent>,
+    watch: Option<Arc<Watch>>,
+    lines: mpsc::Sender<String>,
 ) {
     std::thread::spawn(move || {
         for e in events {
-            if let Some(line) = event_line(&e) {
-                print(line);
+            if let Some(w) = &watch {
+                w.on_client_event(&e);
             }
+            if let Some(line) = event_line(&e) {
+                let _ = lines.send(line);
+            }
+        }
+    });
+}
+
+/// Prints background lines on their own thread.
+fn print_lines(lines: mpsc::Receiver<String>, mut print: impl FnMut(String) + Send + 'static) {
+    std::thread::spawn(move || {
+        for line in lines {
+            print(line);
         }
     });
 }
@@ -218,7 +291,7 @@ fn print_events(
 /// above the prompt, never through it.
 fn interactive_loop(
     handle: &ClientHandle,
-    events: std::sync::mpsc::Receiver<ClientEvent>,
+    lines: mpsc::Receiver<String>,
     history: &Path,
 ) -> Result<bool, String> {
     use rustyline::ExternalPrinter;
@@ -227,10 +300,10 @@ fn interactive_loop(
         rustyline::DefaultEditor::new().map_err(|e| format!("cannot open the terminal: {e}"))?;
     load_history(rl.history_mut(), history);
     match rl.create_external_printer() {
-        Ok(mut printer) => print_events(events, move |line| {
+        Ok(mut printer) => print_lines(lines, move |line| {
             let _ = printer.print(line);
         }),
-        Err(_) => print_events(events, |line| eprintln!("{line}")),
+        Err(_) => print_lines(lines, |line| eprintln!("{line}")),
     }
     let mut all_ok = true;
     loop {
@@ -425,9 +498,14 @@ fn hash_with_progress(path: &Path) -> std::io::Result<p2p_proto::FileMeta> {
 
 fn wait_downloads(handle: &ClientHandle, seconds: Option<u64>) -> Result<(), String> {
     let deadline = seconds.map(|s| Instant::now() + Duration::from_secs(s));
+    let mut shown = progress::Progress::new(progress::Out::Stderr);
     loop {
         let st = handle.status().ok_or("the client stopped")?;
+        if let Some(s) = handle.commander().snapshot() {
+            shown.update(&s.downloads);
+        }
         if st.downloads_ended {
+            shown.finish();
             return match st.failed.is_empty() {
                 true => {
                     println!("all downloads ended");

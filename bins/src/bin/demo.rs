@@ -25,6 +25,8 @@ use runtime_common::cli;
 use runtime_common::client::{self, ClientHandle, ClientOptions};
 use runtime_common::tracker::TrackerOptions;
 
+#[path = "../progress.rs"]
+mod progress;
 #[path = "../runtime.rs"]
 mod runtime;
 
@@ -287,15 +289,17 @@ fn say(c: &ClientHandle, name: &str, req: Request) -> Result<(), String> {
 /// Prints `show_downloads` in place until every download ended.
 fn progress(c: &ClientHandle, max: Duration) -> Result<(), String> {
     let start = Instant::now();
+    let mut shown = progress::Progress::new(progress::Out::Stdout);
     loop {
         if let Ok(CommandOk::Downloads(lines)) = c.run(Command::ShowDownloads) {
-            let text = cli::format_downloads(&lines);
-            print!("\r\x1b[2K{text}");
-            let _ = std::io::stdout().flush();
+            shown.update(&lines);
         }
         let st = c.status().ok_or("client stopped")?;
         if st.downloads_ended {
-            println!();
+            if let Ok(CommandOk::Downloads(lines)) = c.run(Command::ShowDownloads) {
+                shown.update(&lines);
+            }
+            shown.finish();
             return match st.failed.is_empty() {
                 true => Ok(()),
                 false => Err(format!("download failed: {}", st.failed.join(", "))),

@@ -310,7 +310,9 @@ mod tests {
             parse(body(WEB_BODY_MAX + 1).as_bytes()),
             Err(HttpError::BodyTooLarge)
         );
-        let many: String = (0..=WEB_HEADERS_MAX).map(|i| format!("H{i}: v\r\n")).collect();
+        let many: String = (0..=WEB_HEADERS_MAX)
+            .map(|i| format!("H{i}: v\r\n"))
+            .collect();
         let e = parse(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()).unwrap_err();
         assert_eq!(e.status(), 400);
     }

@@ -251,7 +251,10 @@ mod tests {
         let g = gate();
         let r = |m, p, b| g.route(&req(m, p, &[HOST, TOKEN], b));
         assert!(matches!(r("GET", "/", ""), Ok(Route::Asset(_, INDEX_HTML))));
-        assert!(matches!(r("GET", "/app.js", ""), Ok(Route::Asset(_, APP_JS))));
+        assert!(matches!(
+            r("GET", "/app.js", ""),
+            Ok(Route::Asset(_, APP_JS))
+        ));
         assert_eq!(r("GET", "/api/state", ""), Ok(Route::State));
         assert_eq!(
             r("GET", "/api/events?since=5&wait_ms=100", ""),
@@ -307,8 +310,14 @@ mod tests {
         let g = gate();
         let status = |h: &[(&str, &str)], p| g.route(&req("GET", p, h, "")).map_err(|r| r.status);
         assert_eq!(status(&[HOST], "/api/state"), Err(401));
-        assert_eq!(status(&[HOST, ("X-Token", "t0k3m")], "/api/state"), Err(401));
-        assert_eq!(status(&[HOST, ("X-Token", "t0k3n2")], "/api/state"), Err(401));
+        assert_eq!(
+            status(&[HOST, ("X-Token", "t0k3m")], "/api/state"),
+            Err(401)
+        );
+        assert_eq!(
+            status(&[HOST, ("X-Token", "t0k3n2")], "/api/state"),
+            Err(401)
+        );
         assert_eq!(status(&[HOST, ("X-Token", "")], "/api/events"), Err(401));
         assert_eq!(status(&[HOST, TOKEN], "/api/state"), Ok(Route::State));
         assert!(status(&[HOST], "/").is_ok());
@@ -340,7 +349,11 @@ mod tests {
             Ok(Route::State)
         );
         assert_eq!(
-            status(&[("Host", "localhost:8080"), TOKEN, ("Origin", "http://localhost:8080")]),
+            status(&[
+                ("Host", "localhost:8080"),
+                TOKEN,
+                ("Origin", "http://localhost:8080")
+            ]),
             Ok(Route::State)
         );
         // A non-loopback address answers only to its own name.

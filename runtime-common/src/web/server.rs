@@ -122,7 +122,12 @@ impl Conn {
             Route::State => match self.c.snapshot() {
                 Some(s) => Response::json(
                     200,
-                    &json::state(&s, &self.watch.view(), self.seeder, self.watch.log.last_id()),
+                    &json::state(
+                        &s,
+                        &self.watch.view(),
+                        self.seeder,
+                        self.watch.log.last_id(),
+                    ),
                 ),
                 None => Response::error(503, "the client stopped"),
             },
@@ -144,7 +149,10 @@ impl Conn {
     fn action(&self, name: &str, args: &[String]) -> Response {
         let cmd = match cli::parse_line(&action_line(name, args)) {
             Ok(CliCommand::AskPassword { .. }) => {
-                return Response::error(400, format!("{name}: give the password as its second argument"));
+                return Response::error(
+                    400,
+                    format!("{name}: give the password as its second argument"),
+                );
             }
             Ok(cmd) => cmd,
             Err(e) => return Response::error(400, e),
@@ -201,7 +209,12 @@ fn read_request(stream: &mut TcpStream) -> Result<http::Request, Response> {
         match stream.read(&mut chunk) {
             Ok(0) => return Err(Response::error(400, "the connection closed mid-request")),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(timed_out());
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
