@@ -69,6 +69,18 @@ fn main() -> io::Result<()> {
     write_frames(&root, &mut runner(5))?;
     write_tracker_inputs(&root)?;
     write_share_tables(&root)?;
+    write_web_requests(&root)?;
+    Ok(())
+}
+
+/// The `web_request` target: requests the dashboard answers.
+fn write_web_requests(root: &Path) -> io::Result<()> {
+    let dir = clean_dir(root, "web_request")?;
+    let samples = runtime_common::web::fuzzing::web_request_samples();
+    for (i, s) in samples.iter().enumerate() {
+        fs::write(dir.join(format!("request-{i}")), s)?;
+    }
+    println!("web_request: {} files", samples.len());
     Ok(())
 }
 

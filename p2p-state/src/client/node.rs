@@ -355,7 +355,7 @@ enum DlState {
     Meta,
     Preparing(FileMeta),
     Running(Box<Child<Download>>),
-    Ended(Option<Progress>, Option<Text>),
+    Ended(Option<Box<Progress>>, Option<Text>),
 }
 
 struct Dl {
@@ -527,7 +527,7 @@ impl ClientNode {
                 let (progress, error) = match &d.state {
                     DlState::Meta | DlState::Preparing(_) => (None, None),
                     DlState::Running(m) => (Some(m.get().progress(now)), None),
-                    DlState::Ended(p, e) => (p.clone(), e.clone()),
+                    DlState::Ended(p, e) => (p.as_deref().cloned(), e.clone()),
                 };
                 DownloadLine {
                     dl,
@@ -952,7 +952,7 @@ impl ClientNode {
         };
         let peers: Vec<u64> = d.peers.values().copied().collect();
         d.peers.clear();
-        d.state = DlState::Ended(progress, error.clone());
+        d.state = DlState::Ended(progress.map(Box::new), error.clone());
         for conn in peers {
             self.conns.remove(&conn);
             self.out.push_back(Output::PeerClose { conn });

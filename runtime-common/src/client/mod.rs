@@ -242,6 +242,15 @@ pub struct Commander {
 }
 
 impl Commander {
+    /// A commander of no client (every call fails as if it had stopped),
+    /// for tests.
+    pub fn detached() -> Self {
+        Commander {
+            send: Arc::new(|_| false),
+            paths: Arc::new(Mutex::new(Paths::new())),
+        }
+    }
+
     /// Runs a command and waits for its answer.
     pub fn run(&self, cmd: Command) -> Result<CommandOk, ClientError> {
         let (reply, rx) = mpsc::channel();

@@ -226,6 +226,49 @@ pub fn new_token() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Fuzz bodies shared by `fuzz/` targets (and run as tests here).
+pub mod fuzzing {
+    use super::{Gate, http};
+
+    /// Bytes as a request: parsing never panics, a parsed request uses no
+    /// more bytes than given and stays within the limits, and the gate
+    /// decides it without panicking.
+    pub fn web_request(data: &[u8]) {
+        let Ok(Some((req, used))) = http::parse(data) else {
+            return;
+        };
+        assert!(used <= data.len());
+        assert!(req.body.len() <= http::WEB_BODY_MAX);
+        assert!(used - req.body.len() <= http::WEB_HEAD_MAX);
+        let gate = Gate::new("t0k3n".into(), ([127, 0, 0, 1], 8080).into());
+        let _ = gate.route(&req);
+    }
+
+    /// Seed inputs for the corpus.
+    pub fn web_request_samples() -> Vec<Vec<u8>> {
+        [
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+            "GET /api/state HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX-Token: t0k3n\r\n\r\n",
+            "GET /api/events?since=3&wait_ms=0 HTTP/1.1\r\nHost: localhost:8080\r\nX-Token: t0k3n\r\nOrigin: http://localhost:8080\r\n\r\n",
+            "POST /api/accept_request HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX-Token: t0k3n\r\nContent-Length: 24\r\n\r\n{\"args\":[\"g1\",\"bob%20\"]}",
+            "POST /api/login HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX-Token: t0k3n\r\nContent-Length: 2\r\n\r\n{}",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect()
+    }
+
+    #[test]
+    fn the_samples_run() {
+        for s in web_request_samples() {
+            web_request(&s);
+            for n in 0..s.len() {
+                web_request(&s[..n]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,23 @@ pub const WEB_CONNECTIONS_MAX: usize = 32;
 /// accept), or the connection is answered 408 and closed.
 pub const WEB_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The server's bounds (the constants above by default; tests shrink
+/// them).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub connections_max: usize,
+    pub read_timeout: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            connections_max: WEB_CONNECTIONS_MAX,
+            read_timeout: WEB_READ_TIMEOUT,
+        }
+    }
+}
+
 /// A running dashboard.
 pub struct WebServer {
     pub addr: SocketAddr,
@@ -49,6 +66,17 @@ pub fn start(
     watch: Arc<Watch>,
     seeder: SocketAddr,
 ) -> io::Result<WebServer> {
+    start_with(addr, c, watch, seeder, Bounds::default())
+}
+
+/// [`start`] with other bounds.
+pub fn start_with(
+    addr: SocketAddr,
+    c: Commander,
+    watch: Arc<Watch>,
+    seeder: SocketAddr,
+    bounds: Bounds,
+) -> io::Result<WebServer> {
     let listener = TcpListener::bind(addr)?;
     let addr = listener.local_addr()?;
     let token = super::new_token();
@@ -59,13 +87,16 @@ pub fn start(
         .spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                if active.fetch_add(1, Ordering::SeqCst) >= WEB_CONNECTIONS_MAX {
+                if active.fetch_add(1, Ordering::SeqCst) >= bounds.connections_max {
                     active.fetch_sub(1, Ordering::SeqCst);
                     let r = Response::error(
                         503,
-                        format!("more than {WEB_CONNECTIONS_MAX} connections; try again"),
+                        format!(
+                            "more than {} connections at once; try again",
+                            bounds.connections_max
+                        ),
                     );
-                    let _ = stream.set_write_timeout(Some(WEB_READ_TIMEOUT));
+                    let _ = stream.set_write_timeout(Some(bounds.read_timeout));
                     let _ = stream.write_all(&r.to_bytes());
                     continue;
                 }
@@ -75,6 +106,7 @@ pub fn start(
                     watch: watch.clone(),
                     seeder,
                     active: active.clone(),
+                    read_timeout: bounds.read_timeout,
                 };
                 let spawned = std::thread::Builder::new()
                     .name("web-conn".into())
@@ -94,6 +126,7 @@ struct Conn {
     watch: Arc<Watch>,
     seeder: SocketAddr,
     active: Arc<AtomicUsize>,
+    read_timeout: Duration,
 }
 
 impl Drop for Conn {
@@ -104,8 +137,8 @@ impl Drop for Conn {
 
 impl Conn {
     fn serve(self, mut stream: TcpStream) {
-        let _ = stream.set_write_timeout(Some(WEB_READ_TIMEOUT));
-        let response = match read_request(&mut stream) {
+        let _ = stream.set_write_timeout(Some(self.read_timeout));
+        let response = match read_request(&mut stream, self.read_timeout) {
             Ok(req) => match self.gate.route(&req) {
                 Ok(route) => self.run(route),
                 Err(refused) => refused,
@@ -183,10 +216,10 @@ impl Conn {
     }
 }
 
-/// Reads one request, within [`WEB_READ_TIMEOUT`] from now and the size
-/// limits; the response that refuses it otherwise.
-fn read_request(stream: &mut TcpStream) -> Result<http::Request, Response> {
-    let deadline = Instant::now() + WEB_READ_TIMEOUT;
+/// Reads one request, within `timeout` from now and the size limits; the
+/// response that refuses it otherwise.
+fn read_request(stream: &mut TcpStream, timeout: Duration) -> Result<http::Request, Response> {
+    let deadline = Instant::now() + timeout;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -199,7 +232,7 @@ fn read_request(stream: &mut TcpStream) -> Result<http::Request, Response> {
         let timed_out = || {
             Response::error(
                 408,
-                format!("the request did not arrive within {WEB_READ_TIMEOUT:?}"),
+                format!("the request did not arrive within {timeout:?}"),
             )
         };
         if left.is_zero() {
@@ -220,5 +253,88 @@ fn read_request(stream: &mut TcpStream) -> Result<http::Request, Response> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Response::error(400, e.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Commander;
+
+    /// A server over a client that has stopped (no command reaches it).
+    fn server(bounds: Bounds) -> WebServer {
+        let c = Commander::detached();
+        let watch = Watch::start(c.clone(), false, None);
+        let local = "127.0.0.1:0".parse().unwrap();
+        start_with(local, c, watch, local, bounds).unwrap()
+    }
+
+    fn read_all(s: &mut TcpStream) -> String {
+        let mut out = String::new();
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    fn status_of(s: &mut TcpStream) -> String {
+        read_all(s).lines().next().unwrap_or_default().to_string()
+    }
+
+    /// `connections_max` connections are served; one more is answered
+    /// 503; a slot frees when a connection ends.
+    #[test]
+    fn connections_are_capped_at_the_bound() {
+        let bounds = Bounds {
+            connections_max: 4,
+            read_timeout: Duration::from_secs(10),
+        };
+        let w = server(bounds);
+        let held: Vec<TcpStream> = (0..4)
+            .map(|_| TcpStream::connect(w.addr).unwrap())
+            .collect();
+        // The accept loop counts them in order: the fifth is refused.
+        let mut fifth = TcpStream::connect(w.addr).unwrap();
+        assert!(status_of(&mut fifth).starts_with("HTTP/1.1 503"));
+        drop(held);
+        // Freed slots (each thread sees its peer close): served again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut s = TcpStream::connect(w.addr).unwrap();
+            let req = format!("GET /app.css HTTP/1.1\r\nHost: {}\r\n\r\n", w.addr);
+            s.write_all(req.as_bytes()).unwrap();
+            let line = status_of(&mut s);
+            if line.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "slots never freed: {line}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A request that has not arrived whole by the deadline is answered
+    /// 408, even if bytes keep trickling in; one whole in time is served.
+    #[test]
+    fn a_slow_request_is_cut_at_the_read_timeout() {
+        let bounds = Bounds {
+            connections_max: 4,
+            read_timeout: Duration::from_millis(300),
+        };
+        let w = server(bounds);
+        let mut s = TcpStream::connect(w.addr).unwrap();
+        let start = Instant::now();
+        s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        let _ = s.write_all(b"X-A: 1\r\n");
+        let line = status_of(&mut s);
+        assert!(line.starts_with("HTTP/1.1 408"), "{line}");
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+        let mut s = TcpStream::connect(w.addr).unwrap();
+        let req = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", w.addr);
+        s.write_all(req.as_bytes()).unwrap();
+        assert!(status_of(&mut s).starts_with("HTTP/1.1 200"));
     }
 }
