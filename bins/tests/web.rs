@@ -292,6 +292,9 @@ fn the_dashboard_accepts_a_member_and_downloads_a_file(mix: Mix) {
     carol.run("create_user carol pw-carol", "user carol created");
     carol.run("login carol pw-carol", "logged in as carol");
     carol.run("join_group films", "join request sent");
+    // The owner's client says so too (stderr for a script, above the
+    // prompt when interactive).
+    alice.expect("note: carol asks to join films", 20);
     browser.click("[data-group=films] .request[data-user=carol] button.accept");
     browser.wait_until(
         "document.querySelector('[data-group=films] h3').innerText.includes('2 member(s)')",
@@ -337,6 +340,7 @@ fn the_dashboard_accepts_a_member_and_downloads_a_file(mix: Mix) {
     assert_eq!(d["pieces"], "1111");
     assert_eq!(d["peers"][0]["user"], "carol");
     assert_eq!(v["user"], "alice");
+    assert!(v["tracker_status"]["in_sync"].is_boolean(), "{v}");
     let (_, v) = api("GET", "events?since=0&wait_ms=0", None);
     let kinds: Vec<&str> = v["events"]
         .as_array()

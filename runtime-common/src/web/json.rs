@@ -36,6 +36,12 @@ pub fn state(s: &Snapshot, v: &View, seeder: std::net::SocketAddr, last_event: u
         "seeder": seeder.to_string(),
         "groups": groups,
         "view_error": v.error,
+        "tracker_status": v.status.as_ref().map(|t| json!({
+            "id": t.id.to_string(),
+            "epoch": t.epoch,
+            "primary": t.primary.map(|p| p.to_string()),
+            "in_sync": t.in_sync,
+        })),
         "downloads": s.downloads.iter().map(download).collect::<Vec<_>>(),
         "shares": s.shares.iter().map(|l| json!({
             "group": l.group.as_str(),

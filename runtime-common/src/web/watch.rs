@@ -43,6 +43,9 @@ pub struct View {
     pub files: BTreeMap<GroupName, Vec<FileSummary>>,
     /// The last poll failed, saying why.
     pub error: Option<String>,
+    /// The session's tracker's replication status (`in_sync`: it holds
+    /// everything its primary committed).
+    pub status: Option<p2p_proto::TrackerStatus>,
 }
 
 /// A line for the REPL (shown above its prompt).
@@ -132,22 +135,31 @@ impl Watch {
     /// Asks the tracker for the view now and records what changed.
     pub fn poll(&self, user: Option<UserName>) {
         let _one = self.polling.lock().expect("polling");
-        let Some(user) = user else {
-            let mut v = self.view.lock().expect("view");
-            if v.user.is_some() {
-                *v = View::default();
-                drop(v);
-                self.log.push("view_changed", json!({}));
-            }
-            return;
-        };
         let ask = |r: Request| match self.c.run(Command::Tracker(r)) {
             Ok(CommandOk::Reply(r)) => Ok(r),
             Ok(other) => Err(format!("unexpected answer {other:?}")),
             Err(e) => Err(e.to_string()),
         };
+        let status = match ask(Request::Status) {
+            Ok(Reply::Status(s)) => Some(s),
+            _ => None,
+        };
+        let Some(user) = user else {
+            let mut v = self.view.lock().expect("view");
+            let changed = v.user.is_some() || v.status != status;
+            *v = View {
+                status,
+                ..View::default()
+            };
+            drop(v);
+            if changed {
+                self.log.push("view_changed", json!({}));
+            }
+            return;
+        };
         let mut next = View {
             user: Some(user.clone()),
+            status,
             ..View::default()
         };
         match ask(Request::ListGroups) {
@@ -192,9 +204,11 @@ impl Watch {
         if next.error.is_some() && same_user {
             // Keep what was known; say the poll failed.
             v.error = next.error;
+            v.status = next.status;
             return;
         }
         let changed = !same_user
+            || v.status != next.status
             || v.groups != next.groups
             || v.requests != next.requests
             || v.files != next.files;

@@ -63,9 +63,11 @@ async function refresh() {
 
 function render() {
   const s = state;
-  $("who").textContent = s.user
-    ? `${s.user} on tracker ${s.tracker}${s.tracker_up ? "" : " (reconnecting)"}`
-    : `not logged in · tracker ${s.tracker}${s.tracker_up ? "" : " (reconnecting)"}`;
+  const t = s.tracker_status;
+  const sync = !t ? "" : t.in_sync ? ` · trackers in sync (primary ${t.primary ?? "none"})`
+    : ` · tracker catching up (primary ${t.primary ?? "none"})`;
+  const where = `tracker ${s.tracker}${s.tracker_up ? "" : " (reconnecting)"}${sync}`;
+  $("who").textContent = s.user ? `${s.user} on ${where}` : `not logged in · ${where}`;
   $("who").dataset.user = s.user || "";
   $("seeder").textContent = `seeder ${s.seeder} · trackers ${s.trackers.join(", ")} · served ${s.served.pieces} pieces (${bytes(s.served.bytes)})`;
   $("login-box").hidden = !!s.user;
