@@ -810,7 +810,7 @@ mod tests {
             .into_iter()
             .filter(|&d| t.step(&line(d, DownloadState::Downloading)).is_some())
             .collect();
-        assert_eq!(printed, [10, 20, 45]);
+        assert_eq!(printed, [10, 20, 45, 99]);
         assert!(t.step(&line(100, DownloadState::Complete)).is_some());
         assert!(t.step(&line(100, DownloadState::Complete)).is_none());
     }
