@@ -3,6 +3,10 @@
 //! answers), one request in flight each, spread over two replicating
 //! trackers. Latency is from the request's write to its response's decode.
 //! All connections present one identity, made in a temporary directory.
+//! Each connection comes from its own loopback address (127.1.x.y), as
+//! that many separate clients would: the trackers' per-source limits
+//! (connections, handshakes, password checks waiting) would otherwise
+//! throttle the load as the flood from one host they are meant to stop.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -33,6 +37,23 @@ fn tls() -> Res<&'static Tls> {
     .map_err(Clone::clone)
 }
 
+/// The loopback address connection `n` comes from.
+fn source_ip(n: u64) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(127, 1, (n / 200 % 250) as u8, (n % 200 + 1) as u8)
+}
+
+/// A TCP connection to `addr` from `src` (any port).
+fn connect_from(src: std::net::Ipv4Addr, addr: &str) -> std::io::Result<TcpStream> {
+    use rustix::net::{AddressFamily, SocketType, bind, connect, socket};
+    let to: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    bind(&fd, &std::net::SocketAddr::from((src, 0)))?;
+    connect(&fd, &to)?;
+    Ok(TcpStream::from(fd))
+}
+
 /// One client connection to a tracker.
 pub struct Conn {
     s: ClientStream,
@@ -48,7 +69,7 @@ pub struct Conn {
 impl Conn {
     /// Connects and exchanges hellos. `n` makes the client id unique.
     pub fn connect(addr: &str, n: u64) -> Res<Conn> {
-        let s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        let s = connect_from(source_ip(n), addr).map_err(|e| format!("connect {addr}: {e}"))?;
         s.set_nodelay(true).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(60)))
             .map_err(|e| e.to_string())?;

@@ -186,8 +186,9 @@ pub enum Lane {
 
 /// Password jobs waiting for a driver worker, at most, across sources.
 pub const PASSWORD_QUEUE_MAX: usize = 256;
-/// Password jobs waiting from one source, at most (more is refused at
-/// once): a burst from one source queues behind itself.
+/// Password jobs waiting from one client address, at most (more is
+/// refused at once): a burst from one source queues behind itself. Logins
+/// a backup forwards share one lane bounded only by [`PASSWORD_QUEUE_MAX`].
 pub const PASSWORD_QUEUE_PER_SOURCE_MAX: usize = 8;
 /// Password jobs handed to the driver at once (its workers, at most 4 in
 /// `runtime_common::tracker::password_workers`); the rest wait in the
@@ -249,7 +250,12 @@ impl<T> FairQueue<T> {
     /// Queues `item` at the back of its source's lane.
     pub fn push(&mut self, lane: Lane, item: T) -> Result<(), QueueFull> {
         let waiting = self.lanes.get(&lane).map_or(0, VecDeque::len);
-        if waiting >= PASSWORD_QUEUE_PER_SOURCE_MAX {
+        // A backup forwards the logins of all its clients in one lane (the
+        // primary does not see their addresses): that lane is bounded by
+        // the total only, or a burst of ordinary logins through a backup
+        // would be refused as if it came from one host.
+        let capped = matches!(lane, Lane::Addr(_));
+        if capped && waiting >= PASSWORD_QUEUE_PER_SOURCE_MAX {
             return Err(QueueFull::Source);
         }
         if self.len >= PASSWORD_QUEUE_MAX {

@@ -140,6 +140,20 @@ fn the_queue_serves_sources_round_robin() {
 }
 
 #[test]
+fn a_backups_forwarded_lane_is_bounded_only_in_all() {
+    // A backup forwards every one of its clients' logins in one lane: a
+    // burst of ordinary logins through it must not be cut at the
+    // per-address cap.
+    let mut q = FairQueue::default();
+    let t = Lane::Tracker(TrackerId(2));
+    for k in 0..PASSWORD_QUEUE_MAX {
+        q.push(t, k).unwrap();
+    }
+    assert_eq!(q.push(t, 999), Err(QueueFull::Total), "just past the total");
+    q.check_invariants();
+}
+
+#[test]
 fn the_queue_is_bounded_in_all() {
     let mut q = FairQueue::default();
     for k in 0..PASSWORD_QUEUE_MAX {
