@@ -76,7 +76,7 @@ fn main() -> io::Result<()> {
 /// The `web_request` target: requests the dashboard answers.
 fn write_web_requests(root: &Path) -> io::Result<()> {
     let dir = clean_dir(root, "web_request")?;
-    let samples = runtime_common::web::fuzzing::web_request_samples();
+    let samples = p2p_web::fuzzing::web_request_samples();
     for (i, s) in samples.iter().enumerate() {
         fs::write(dir.join(format!("request-{i}")), s)?;
     }

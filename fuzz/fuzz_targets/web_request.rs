@@ -2,4 +2,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| runtime_common::web::fuzzing::web_request(data));
+fuzz_target!(|data: &[u8]| p2p_web::fuzzing::web_request(data));

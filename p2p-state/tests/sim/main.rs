@@ -7,6 +7,7 @@
 //!   `SIM_SEEDS=<count>` runs count seeds from `SIM_SEED` (or from a random
 //!   seed, printed). `SIM_TRACE=1` prints every trace line;
 //!   `SIM_CHECK_DETERMINISM=1` runs each seed twice and compares traces.
+//!   The seeds are spread over one thread per core (`SIM_THREADS=<n>`).
 //!   See the figures with `-- --nocapture`.
 //! - `sim_regressions`: every seed in `seeds.txt`.
 //! - `teeth_*`: bugs planted behind test switches must be caught.
@@ -39,8 +40,8 @@ use swarm::Bugs;
 
 /// Seeds the CI batch runs. Measured on the 2-core dev machine under
 /// `cargo test` (test profile): about 10.5 ms of CPU a seed, so 10000 seeds
-/// take about 105 s with a core to itself (6000 took 63 s idle, 118 s with
-/// the machine busy with other builds).
+/// take about 105 s of CPU, spread over the cores (fresh-clone CI, 2 cores:
+/// 239 s on one thread with the machine busy).
 const CI_SEEDS: u64 = 10_000;
 /// Random seeds added to the CI batch (printed, so a failure replays).
 const RANDOM_SEEDS: u64 = 3;
@@ -179,18 +180,62 @@ impl Totals {
     }
 }
 
-/// Runs `seeds`; prints failures and the figures; panics if any failed.
-fn batch(seeds: &[u64], env: &Env, label: &str) {
-    let start = wall();
-    let mut totals = Totals::default();
-    let mut failures: Vec<Box<Failure>> = Vec::new();
-    for &seed in seeds {
+/// Runs every seed, spread over the harness's threads (`SIM_THREADS`,
+/// default one per core; one when tracing, so the lines do not mix), and
+/// returns the outcomes in the order of `seeds`. Each seed is its own
+/// world, so the threads share nothing and each outcome is the same as a
+/// run alone.
+#[allow(clippy::disallowed_methods)] // the harness's threads, never the world's
+fn run_all(seeds: &[u64], env: &Env) -> Vec<(u64, Result<RunStats, Box<Failure>>)> {
+    let threads = if env.trace {
+        1
+    } else {
+        env_u64("SIM_THREADS")
+            .map(|n| n.max(1) as usize)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+    .min(seeds.len().max(1));
+    let one = |seed: u64| {
         let opts = RunOpts {
             print_trace: env.trace,
             record: env.determinism,
             ..RunOpts::default()
         };
-        match run(seed, &opts) {
+        let outcome = run(seed, &opts);
+        if env.determinism
+            && let Ok(r) = &outcome
+        {
+            determinism(seed, r);
+        }
+        outcome
+    };
+    let mut done: Vec<(usize, u64, Result<RunStats, Box<Failure>>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (t..seeds.len())
+                        .step_by(threads)
+                        .map(|i| (i, seeds[i], one(seeds[i])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_by_key(|(i, _, _)| *i);
+    done.into_iter().map(|(_, seed, o)| (seed, o)).collect()
+}
+
+/// Runs `seeds`; prints failures and the figures; panics if any failed.
+fn batch(seeds: &[u64], env: &Env, label: &str) {
+    let start = wall();
+    let mut totals = Totals::default();
+    let mut failures: Vec<Box<Failure>> = Vec::new();
+    for (seed, outcome) in run_all(seeds, env) {
+        match outcome {
             Ok(r) => {
                 if seeds.len() == 1 {
                     println!("swarm: {}", swarm::Swarm::from_seed(seed).summary());
@@ -199,9 +244,6 @@ fn batch(seeds: &[u64], env: &Env, label: &str) {
                         r.trace_hash,
                         r.sim_ms / 1000
                     );
-                }
-                if env.determinism {
-                    determinism(seed, &r);
                 }
                 totals.add(&r);
             }
