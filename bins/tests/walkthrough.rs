@@ -27,6 +27,7 @@ on_both_runtimes!(
     seeder_refuses_garbage_and_requests_without_a_ticket,
     client_killed_mid_download_resumes_after_restart,
     planted_symlinks_and_existing_files_are_never_written_through,
+    a_slow_disk_holds_at_most_the_download_bound_in_memory,
 );
 
 mod mixed {
@@ -526,4 +527,81 @@ fn planted_symlinks_and_existing_files_are_never_written_through(mix: Mix) {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(std::fs::read(&victim).unwrap(), b"export SAFE=1\n");
+}
+
+/// A disk slower than the network (every piece write delayed by the
+/// test hook `P2P_TEST_WRITE_DELAY_MS`): the pieces waiting for it stay
+/// within the download's bound, `MAX_PARALLEL_DEFAULT` pieces in flight
+/// or unwritten (README, "Limits": 16 pieces, 8 MiB), because the download
+/// stops asking while the disk lags; and the disk did lag (the queue held
+/// several pieces), so the bound was met under pressure. The peak comes
+/// from the leecher's `--trace` (its last column), kept by the driver.
+fn a_slow_disk_holds_at_most_the_download_bound_in_memory(mix: Mix) {
+    use p2p_proto::limits::PIECE_LEN;
+    use p2p_state::download::MAX_PARALLEL_DEFAULT;
+    use runtime_common::client::disk::TEST_WRITE_DELAY_ENV;
+
+    let s = Swarm::start(mix);
+    let pieces = 2 * MAX_PARALLEL_DEFAULT;
+    let src = s.dir.path().join("slow.bin");
+    let data = random_file(&src, pieces * PIECE_LEN as usize, 11);
+    let mut a = s.seeder("alice", 0);
+    let trace = s.dir.path().join("bob.trace");
+    let mut b = s.client_env(
+        "bob",
+        1,
+        "127.0.0.1:0",
+        mix.leechers,
+        &["--trace", trace.to_str().unwrap()],
+        // 40 ms a piece on each of the 2 disk workers: 25 MiB/s.
+        &[(TEST_WRITE_DELAY_ENV, "40")],
+    );
+    a.run("create_user alice pw", "created");
+    a.run("login alice pw", "logged in");
+    a.run("create_group g", "created");
+    b.run("create_user bob pw", "created");
+    b.run("login bob pw", "logged in");
+    b.run("join_group g", "join request sent");
+    a.run("accept_request g bob", "now a member");
+    a.run(&format!("upload_file g {}", src.display()), "sharing");
+    a.run("serve", "serving");
+    let dest = s.dir.path().join("got.bin");
+    b.run(
+        &format!("download_file g slow.bin {}", dest.display()),
+        "in the background",
+    );
+    b.run("wait_downloads 60", "all downloads ended");
+    assert_eq!(sha1_hex(&std::fs::read(&dest).unwrap()), sha1_hex(&data));
+    // The trace thread writes a line every 10 ms: wait (bounded) for one
+    // that counts every piece written.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let last = loop {
+        let csv = std::fs::read_to_string(&trace).unwrap();
+        let last: Vec<u64> = csv
+            .lines()
+            .last()
+            .unwrap()
+            .split(',')
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        if last.len() == 8 && last[5] >= pieces as u64 {
+            break last;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no trace line with every piece written: {csv}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (queued_now, peak) = (last[6], last[7]);
+    let bound = (MAX_PARALLEL_DEFAULT * PIECE_LEN as usize) as u64;
+    assert_eq!(queued_now, 0, "every piece written");
+    assert!(
+        peak <= bound,
+        "{peak} piece bytes waited for the disk, more than the bound {bound}"
+    );
+    assert!(
+        peak >= 4 * u64::from(PIECE_LEN),
+        "the disk never lagged (peak {peak}): the test did not test the bound"
+    );
 }

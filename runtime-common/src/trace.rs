@@ -7,8 +7,10 @@
 //! The counters are process-wide relaxed atomics, always counted (an
 //! increment per TLS read and per piece: nothing next to the bytes they
 //! count). Each line of the file is
-//! `ms,bytes_received,requests_sent,pieces_hashed,pieces_queued,pieces_written`,
-//! totals since the process started; requests in flight are
+//! `ms,bytes_received,requests_sent,pieces_hashed,pieces_queued,pieces_written,disk_bytes_queued,disk_bytes_peak`,
+//! totals since the process started, except the last two: the piece bytes
+//! handed to the disk workers and not yet written (held in memory) now,
+//! and the most there ever were. Requests in flight are
 //! `requests_sent - pieces_hashed` (cancelled requests aside), pieces
 //! waiting for the disk `pieces_queued - pieces_written`.
 
@@ -32,25 +34,44 @@ pub static PIECES_QUEUED: AtomicU64 = AtomicU64::new(0);
 /// Pieces the disk workers wrote.
 pub static PIECES_WRITTEN: AtomicU64 = AtomicU64::new(0);
 
+/// Piece bytes handed to the disk workers and not yet written (a gauge).
+pub static DISK_BYTES_QUEUED: AtomicU64 = AtomicU64::new(0);
+/// The most [`DISK_BYTES_QUEUED`] has been.
+pub static DISK_BYTES_PEAK: AtomicU64 = AtomicU64::new(0);
+
+/// A piece of `n` bytes was handed to the disk workers.
+pub fn disk_queued(n: u64) {
+    add(&PIECES_QUEUED, 1);
+    let now = DISK_BYTES_QUEUED.fetch_add(n, Ordering::Relaxed) + n;
+    DISK_BYTES_PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+/// A piece of `n` bytes handed to the disk workers is done with (written,
+/// or its write failed): its buffer is released.
+pub fn disk_done(n: u64) {
+    DISK_BYTES_QUEUED.fetch_sub(n, Ordering::Relaxed);
+}
+
 /// Adds `n` to a counter.
 pub fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
 /// The CSV header of a trace file.
-pub const TRACE_HEADER: &str =
-    "ms,bytes_received,requests_sent,pieces_hashed,pieces_queued,pieces_written";
+pub const TRACE_HEADER: &str = "ms,bytes_received,requests_sent,pieces_hashed,pieces_queued,pieces_written,disk_bytes_queued,disk_bytes_peak";
 
 /// One line of counters, `ms` after the start.
 fn line(ms: u128) -> String {
     let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
     format!(
-        "{ms},{},{},{},{},{}",
+        "{ms},{},{},{},{},{},{},{}",
         g(&BYTES_RECEIVED),
         g(&REQUESTS_SENT),
         g(&PIECES_HASHED),
         g(&PIECES_QUEUED),
-        g(&PIECES_WRITTEN)
+        g(&PIECES_WRITTEN),
+        g(&DISK_BYTES_QUEUED),
+        g(&DISK_BYTES_PEAK)
     )
 }
 

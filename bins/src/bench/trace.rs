@@ -29,7 +29,7 @@ fn parse(csv: &str) -> Vec<Row> {
                 .split(',')
                 .map(|f| f.parse().ok())
                 .collect::<Option<_>>()?;
-            let [ms, bytes, requests, hashed, queued, written] = v[..] else {
+            let [ms, bytes, requests, hashed, queued, written, ..] = v[..] else {
                 return None;
             };
             Some(Row {

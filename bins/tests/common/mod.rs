@@ -31,8 +31,20 @@ impl Drop for Proc {
 
 impl Proc {
     pub fn spawn(name: &str, bin: &str, args: &[&str], dir: &Path) -> Proc {
+        Proc::spawn_env(name, bin, args, dir, &[])
+    }
+
+    /// [`Proc::spawn`] with `env` added to its environment.
+    pub fn spawn_env(
+        name: &str,
+        bin: &str,
+        args: &[&str],
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Proc {
         let mut child = Command::new(bin)
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -170,6 +170,19 @@ impl Swarm {
         rt: Rt,
         extra: &[&str],
     ) -> Proc {
+        self.client_env(name, tracker, listen, rt, extra, &[])
+    }
+
+    /// [`Swarm::client_with`] with `env` added to its environment.
+    pub fn client_env(
+        &self,
+        name: &str,
+        tracker: usize,
+        listen: &str,
+        rt: Rt,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proc {
         let data = self.dir.path().join(format!("data-{name}"));
         let mut args = vec![
             self.trackers[tracker].as_str(),
@@ -182,6 +195,12 @@ impl Swarm {
             rt.arg(),
         ];
         args.extend_from_slice(extra);
-        Proc::spawn(name, env!("CARGO_BIN_EXE_client"), &args, self.dir.path())
+        Proc::spawn_env(
+            name,
+            env!("CARGO_BIN_EXE_client"),
+            &args,
+            self.dir.path(),
+            env,
+        )
     }
 }

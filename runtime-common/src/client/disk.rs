@@ -359,6 +359,9 @@ pub fn run_job(job: Job) -> JobDone {
             offset,
             data,
         } => {
+            if let Some(d) = test_write_delay() {
+                thread::sleep(d);
+            }
             let r =
                 write_piece(&file, direct.as_deref(), Some(&trim), &data, offset).and_then(|_| {
                     let mut rec = record.lock().expect("record");
@@ -366,6 +369,8 @@ pub fn run_job(job: Job) -> JobDone {
                     let bytes = rec.1.to_bytes();
                     rec.0.write_all_at(&bytes, 0)
                 });
+            crate::trace::disk_done(data.len() as u64);
+            drop(data);
             JobDone::Input(match r {
                 Ok(()) => {
                     crate::trace::add(&crate::trace::PIECES_WRITTEN, 1);
@@ -400,6 +405,21 @@ pub fn run_job(job: Job) -> JobDone {
             JobDone::Nothing
         }
     }
+}
+
+/// Test hook, never set in normal use: when this environment variable
+/// holds a number of milliseconds, every piece write takes that much
+/// longer, as on a device slower than the network. The end-to-end test of
+/// the disk queue's bound (`bins/tests/walkthrough.rs`) sets it.
+pub const TEST_WRITE_DELAY_ENV: &str = "P2P_TEST_WRITE_DELAY_MS";
+
+/// The delay [`TEST_WRITE_DELAY_ENV`] asks for (read once).
+fn test_write_delay() -> Option<std::time::Duration> {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    *DELAY.get_or_init(|| {
+        let ms = std::env::var(TEST_WRITE_DELAY_ENV).ok()?.parse().ok()?;
+        Some(std::time::Duration::from_millis(ms))
+    })
 }
 
 /// A download written through the page cache waits for the device

@@ -727,7 +727,7 @@ impl<R: ClientIo> Core<R> {
                 data,
             } => {
                 if let Some(f) = self.dl_files.get(&dl) {
-                    trace::add(&trace::PIECES_QUEUED, 1);
+                    trace::disk_queued(data.len() as u64);
                     let job = Job::Write {
                         dl,
                         file: f.file.clone(),
