@@ -9,6 +9,7 @@ pub mod download;
 pub mod fuzzing;
 pub mod hash;
 pub mod machine;
+pub mod rate;
 pub mod seeder;
 pub mod ticket;
 pub mod time;

@@ -308,7 +308,8 @@ mod tests {
         let mut s = Seeder::new(SeederConfig::default(), T0);
         let conn = ConnId(1);
         let peer = p2p_proto::KeyId([1; 32]);
-        s.handle_input(T0, seeder::Input::Opened { conn, peer });
+        let addr = std::net::IpAddr::from([127, 0, 0, 1]);
+        s.handle_input(T0, seeder::Input::Opened { conn, peer, addr });
         // A request before the ticket is refused: a reject and a close.
         let msg = PeerMsg::Request { index: 0 };
         s.handle_input(T0, seeder::Input::Msg { conn, msg });

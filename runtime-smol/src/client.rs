@@ -39,12 +39,12 @@ pub fn start(opts: ClientOptions) -> io::Result<ClientHandle> {
     let acceptor = TlsAcceptor::new(tls.clone());
     let listener = conn::spawn_listener(listener, move |stream, addr| {
         let tx = accept_tx.clone();
-        acceptor.accept(stream, addr, move |stream, _addr, session| {
+        acceptor.accept(stream, addr, move |stream, addr, session| {
             let conn = next_conn_id();
             let up = |writer, peer| Ev::PeerUp {
                 conn,
                 writer,
-                inbound: true,
+                inbound: Some(addr.ip()),
                 peer,
             };
             attach(&tx, stream, session, up, move |ev| peer_input(conn, ev));
@@ -171,7 +171,7 @@ impl ClientIo for Tasks {
         let up = move |writer, peer| Ev::PeerUp {
             conn,
             writer,
-            inbound: false,
+            inbound: None,
             peer,
         };
         let failed = cn::Input::PeerConnectFailed { conn };

@@ -41,14 +41,14 @@ pub fn start(opts: ClientOptions) -> io::Result<ClientHandle> {
     let acceptor = TlsAcceptor::new(tls.clone());
     let listener = Listener::spawn(listener, move |stream, addr| {
         let tx = accept_tx.clone();
-        acceptor.accept(stream, addr, move |stream, _addr, session| {
+        acceptor.accept(stream, addr, move |stream, addr, session| {
             let conn = conn::next_conn_id();
             let closed = Ev::Input(cn::Input::PeerClosed { conn });
             let sink = input_sink(tx.clone(), move |ev| peer_input(conn, ev));
             let up = |writer, peer| Ev::PeerUp {
                 conn,
                 writer,
-                inbound: true,
+                inbound: Some(addr.ip()),
                 peer,
             };
             // No writer thread: the machine never hears of it.
@@ -132,7 +132,7 @@ impl ClientIo for Threads {
             let up = |writer, peer| Ev::PeerUp {
                 conn,
                 writer,
-                inbound: false,
+                inbound: None,
                 peer,
             };
             attach(tx, stream, session, id, up, sink, Some(failed), closed);

@@ -15,7 +15,7 @@
 
 use bytes::Bytes;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use p2p_proto::{
     FileMeta, FileName, GroupName, Hello, KeyId, PeerMsg, PieceSet, Reply, Request, Role, Sha1Hash,
@@ -166,10 +166,13 @@ pub enum Input {
     TrackerClosed {
         conn: SessionConn,
     },
-    /// A peer connected to our seeder port and proved it holds `peer`.
+    /// A peer connected to our seeder port from `addr` (its source
+    /// address, for the seeder's per-address limits) and proved it holds
+    /// `peer`.
     PeerAccepted {
         conn: u64,
         peer: KeyId,
+        addr: IpAddr,
     },
     /// An outbound connection asked for by `PeerConnect` is up, TLS done
     /// (`peer` is the seeder's proven key) / failed.
@@ -371,8 +374,8 @@ struct Dl {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PeerConn {
-    /// Inbound, hello not seen yet; the peer proved `key`.
-    InHello { key: KeyId },
+    /// Inbound, hello not seen yet (the seeder already counts it).
+    InHello,
     /// Inbound, handed to the seeder.
     Seeder,
     /// Outbound for a download's `peer`, at `stage`.
@@ -556,8 +559,14 @@ impl ClientNode {
                 self.session_input(now, SessionInput::Frame { conn, payload })
             }
             Input::TrackerClosed { conn } => self.session_input(now, SessionInput::Closed { conn }),
-            Input::PeerAccepted { conn, peer } => {
-                self.conns.insert(conn, PeerConn::InHello { key: peer });
+            Input::PeerAccepted { conn, peer, addr } => {
+                // The seeder counts it from now (hello and ticket awaited,
+                // bounded and timed out there), before it takes a slot.
+                self.conns.insert(conn, PeerConn::InHello);
+                let (conn, peer) = (ConnId(conn), peer);
+                self.seeder
+                    .feed()
+                    .handle_input(now, seeder::Input::Opened { conn, peer, addr });
             }
             Input::PeerConnected { conn, peer } => self.on_peer_connected(now, conn, peer),
             Input::PeerConnectFailed { conn } => self.on_peer_gone(now, conn, true),
@@ -1082,19 +1091,14 @@ impl ClientNode {
             return;
         };
         match state {
-            PeerConn::InHello { key } => match Hello::from_bytes(payload) {
-                Ok(h) if h.role == Role::Peer => {
-                    self.out.push_back(Output::PeerSend {
-                        conn,
-                        msg: PeerOut::Hello(Hello::new(Role::Server)),
-                    });
-                    self.conns.insert(conn, PeerConn::Seeder);
-                    let (conn, peer) = (ConnId(conn), key);
+            PeerConn::InHello => match Hello::from_bytes(payload) {
+                Ok(h) if h.role == Role::Peer => self.say_hello(conn),
+                _ => {
                     self.seeder
                         .feed()
-                        .handle_input(now, seeder::Input::Opened { conn, peer });
+                        .handle_input(now, seeder::Input::Closed { conn: ConnId(conn) });
+                    self.drop_peer(conn);
                 }
-                _ => self.drop_peer(conn),
             },
             PeerConn::Seeder => match PeerMsg::from_bytes(payload) {
                 Ok(msg) => self.seeder.feed().handle_input(
@@ -1135,6 +1139,16 @@ impl ClientNode {
         }
     }
 
+    /// Our hello as a seeder on inbound `conn`, which then belongs to the
+    /// seeder.
+    fn say_hello(&mut self, conn: u64) {
+        self.out.push_back(Output::PeerSend {
+            conn,
+            msg: PeerOut::Hello(Hello::new(Role::Server)),
+        });
+        self.conns.insert(conn, PeerConn::Seeder);
+    }
+
     fn drop_peer(&mut self, conn: u64) {
         self.conns.remove(&conn);
         self.out.push_back(Output::PeerClose { conn });
@@ -1148,8 +1162,7 @@ impl ClientNode {
         // leaves the socket open until then).
         self.out.push_back(Output::PeerClose { conn });
         match state {
-            PeerConn::InHello { .. } => {}
-            PeerConn::Seeder => self
+            PeerConn::InHello | PeerConn::Seeder => self
                 .seeder
                 .feed()
                 .handle_input(now, seeder::Input::Closed { conn: ConnId(conn) }),
@@ -1194,10 +1207,17 @@ impl ClientNode {
             while let Some(o) = self.seeder.poll() {
                 any = true;
                 match o {
-                    seeder::Output::Send { conn, msg } => self.out.push_back(Output::PeerSend {
-                        conn: conn.0,
-                        msg: PeerOut::Msg(msg),
-                    }),
+                    seeder::Output::Send { conn, msg } => {
+                        // Refused before its hello came: ours goes first,
+                        // so the peer reads the refusal.
+                        if self.conns.get(&conn.0) == Some(&PeerConn::InHello) {
+                            self.say_hello(conn.0);
+                        }
+                        self.out.push_back(Output::PeerSend {
+                            conn: conn.0,
+                            msg: PeerOut::Msg(msg),
+                        })
+                    }
                     seeder::Output::ReadPiece {
                         conn,
                         share,
@@ -1273,7 +1293,7 @@ impl ClientNode {
     fn invariant_violation(&self) -> Result<(), String> {
         for (&conn, c) in &self.conns {
             match *c {
-                PeerConn::InHello { .. } | PeerConn::Seeder if conn >= OUTBOUND => {
+                PeerConn::InHello | PeerConn::Seeder if conn >= OUTBOUND => {
                     return Err(format!("inbound connection {conn} in our own id range"));
                 }
                 PeerConn::Out { dl, peer, .. } => {

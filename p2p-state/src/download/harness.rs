@@ -466,6 +466,7 @@ impl World {
                 seeder::Input::Opened {
                     conn,
                     peer: peer_key,
+                    addr: std::net::IpAddr::from([10, 0, 0, 1]),
                 },
             ),
         );

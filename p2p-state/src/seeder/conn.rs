@@ -3,6 +3,7 @@
 //! slot, being read, or being read but cancelled) and its counters.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 
 use p2p_proto::{KeyId, UserName};
 
@@ -50,6 +51,8 @@ pub(crate) enum Admit {
 pub(crate) struct Conn {
     /// The key the peer proved in the TLS handshake.
     pub key: KeyId,
+    /// The peer's source address (per-address limits).
+    pub addr: IpAddr,
     pub state: ConnState,
     pub pending: BTreeMap<u32, Req>,
     /// `Queued` pieces in arrival order.
@@ -59,9 +62,10 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(key: KeyId) -> Self {
+    pub fn new(key: KeyId, addr: IpAddr) -> Self {
         Conn {
             key,
+            addr,
             state: ConnState::AwaitOpen,
             pending: BTreeMap::new(),
             queue: VecDeque::new(),
@@ -75,6 +79,11 @@ impl Conn {
             ConnState::Open { share, .. } => Some(*share),
             ConnState::AwaitOpen => None,
         }
+    }
+
+    /// Whether it holds a serving slot (showed a valid ticket).
+    pub fn is_open(&self) -> bool {
+        self.state != ConnState::AwaitOpen
     }
 
     pub fn downloader(&self) -> Option<&UserName> {
@@ -170,7 +179,7 @@ mod tests {
 
     #[test]
     fn admit_cancel_read_lifecycle() {
-        let mut c = Conn::new(KeyId([1; 32]));
+        let mut c = Conn::new(KeyId([1; 32]), IpAddr::from([127, 0, 0, 1]));
         assert_eq!(c.admit(1, 2), Admit::Queued);
         assert_eq!(c.admit(1, 2), Admit::Duplicate);
         assert_eq!(c.admit(2, 2), Admit::Queued);

@@ -13,10 +13,15 @@
 //! it first (another `Open` for the same file and downloader, checked the
 //! same way; the connection then runs on until that one expires). Then `Request { index }` of a held piece becomes a
 //! `ReadPiece` for the driver and, when the bytes come back, a `Piece`.
-//! Limits (named constants in `types.rs`): connections in total and per
-//! downloading user, requests per connection (`Busy` beyond), disk reads
-//! in flight over all connections, refused requests per connection, time
-//! to show a ticket, idle time.
+//! Limits (named constants in `types.rs`): a connection takes a *serving
+//! slot* only when its ticket verifies; slots are bounded in total, per
+//! downloading user and per source address (`Busy` at `Open` beyond).
+//! Connections that have shown no ticket yet are bounded apart, in total
+//! and per source address (refused at once beyond), and must show one in
+//! time: a flood of ticketless connections, or many users from one host,
+//! cannot take the slots others are served in. Also: requests per
+//! connection (`Busy` beyond), disk reads in flight over all connections,
+//! refused requests per connection, idle time.
 //!
 //! Decisions on peer messages: `HavePiece`/`Have` from a downloader are
 //! allowed and ignored ("either side may announce"); `Piece`, `Reject`, an
@@ -42,8 +47,10 @@ mod types;
 pub use types::*;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use crate::machine::{Outbox, impl_machine};
+use crate::rate::TokenBucket;
 use crate::ticket::{self, TicketError};
 use crate::time::Instant;
 use crate::timer::TimerTable;
@@ -92,13 +99,17 @@ pub struct Seeder {
     out: Outbox<Output>,
     stats: SeederStats,
     served_by_user: BTreeMap<UserName, Served>,
+    /// The upload rate limit, if one is set.
+    upload: Option<TokenBucket>,
 }
 
 impl Seeder {
     /// A seeder with no identity and no shares. It makes no random
     /// choice (round-robin serves connections fairly), so it takes no seed.
-    pub fn new(cfg: SeederConfig, _now: Instant) -> Self {
+    pub fn new(cfg: SeederConfig, now: Instant) -> Self {
+        let upload = cfg.upload_rate.map(|r| TokenBucket::new(now, r));
         Seeder {
+            upload,
             cfg: cfg.normalized(),
             identity: None,
             shares: BTreeMap::new(),
@@ -132,6 +143,23 @@ impl Seeder {
             self.identity = Some((user, key));
         }
         self.debug_check();
+    }
+
+    /// Sets (`Some(bytes per second)`) or lifts (`None`) the upload rate
+    /// limit over all connections; reads held back start at once when
+    /// lifted.
+    pub fn set_upload_rate(&mut self, now: Instant, rate: Option<u64>) {
+        self.out.check_drained("seeder");
+        self.cfg.upload_rate = rate;
+        self.upload = rate.map(|r| TokenBucket::new(now, r));
+        self.timers.clear(Timer::Rate);
+        self.dispatch_reads(now);
+        self.debug_check();
+    }
+
+    /// The upload rate limit in bytes per second, if one is set.
+    pub fn upload_rate(&self) -> Option<u64> {
+        self.cfg.upload_rate
     }
 
     /// Logout: no ticket verifies any more; every connection is closed.
@@ -238,7 +266,7 @@ impl Seeder {
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.out.check_drained("seeder");
         match input {
-            Input::Opened { conn, peer } => self.on_opened(now, conn, peer),
+            Input::Opened { conn, peer, addr } => self.on_opened(now, conn, peer, addr),
             Input::Msg { conn, msg } => self.on_msg(now, conn, msg),
             Input::Closed { conn } => {
                 self.forget(conn);
@@ -247,7 +275,7 @@ impl Seeder {
             Input::PieceInFile { conn, index } => self.on_read(conn, index, Read::InFile),
             Input::ReadFailed { conn, index } => self.on_read(conn, index, Read::Failed),
         }
-        self.dispatch_reads();
+        self.dispatch_reads(now);
         self.debug_check();
     }
 
@@ -261,25 +289,44 @@ impl Seeder {
                     let why = RejectReason::Expired;
                     self.reject_conn(conn, why, CloseReason::TicketExpired);
                 }
+                Timer::Rate => {} // dispatch_reads below
             }
         }
-        self.dispatch_reads();
+        self.dispatch_reads(now);
         self.debug_check();
     }
 
-    fn on_opened(&mut self, now: Instant, conn: ConnId, peer: KeyId) {
+    /// A new connection: it waits for its ticket without a serving slot,
+    /// within the bounds on such connections (in total and from its
+    /// address); past either it is refused at once.
+    fn on_opened(&mut self, now: Instant, conn: ConnId, peer: KeyId, addr: IpAddr) {
         if self.conns.contains_key(&conn) {
             debug_assert!(false, "driver reused {conn}");
             return;
         }
-        if self.conns.len() >= self.cfg.conns_max {
+        let unopened = |c: &&Conn| !c.is_open();
+        let total = self.conns.values().filter(unopened).count();
+        let from = self
+            .conns
+            .values()
+            .filter(unopened)
+            .filter(|c| c.addr == addr)
+            .count();
+        let full = if total >= self.cfg.unopened_max {
+            Some(("UNOPENED_MAX", self.cfg.unopened_max))
+        } else if from >= self.cfg.unopened_per_addr_max {
+            Some(("UNOPENED_PER_ADDR_MAX", self.cfg.unopened_per_addr_max))
+        } else {
+            None
+        };
+        if let Some((limit, max)) = full {
             self.stats.conns_refused += 1;
             self.send(conn, reject_all(RejectReason::Busy));
-            let reason = CloseReason::TooManyConnections;
+            let reason = CloseReason::TooManyConnections { limit, max };
             self.out.push_back(Output::Close { conn, reason });
             return;
         }
-        self.conns.insert(conn, Conn::new(peer));
+        self.conns.insert(conn, Conn::new(peer, addr));
         self.timers
             .set(Timer::Open(conn), now + self.cfg.open_timeout);
     }
@@ -318,14 +365,10 @@ impl Seeder {
                 return self.refuse(conn, reason);
             }
         };
-        let per_user = self
-            .conns
-            .values()
-            .filter(|c| c.downloader() == Some(&ticket.downloader))
-            .count();
-        if per_user >= self.cfg.conns_per_user_max {
+        if let Some((limit, max)) = self.slots_full(&ticket.downloader, self.conns[&conn].addr) {
             self.stats.conns_refused += 1;
-            return self.refuse(conn, RejectReason::Busy);
+            self.send(conn, reject_all(RejectReason::Busy));
+            return self.close(conn, CloseReason::TooManyConnections { limit, max });
         }
         self.conn_mut(conn).state = ConnState::Open {
             share,
@@ -338,6 +381,22 @@ impl Seeder {
             .set(Timer::Expire(conn), expiry(ticket.expires_ms));
         let pieces = self.shares[&share].have.clone();
         self.send(conn, PeerMsg::Have { pieces });
+    }
+
+    /// Which serving-slot limit a new slot for `user` from `addr` would
+    /// pass, if any.
+    fn slots_full(&self, user: &UserName, addr: IpAddr) -> Option<(&'static str, usize)> {
+        let open = || self.conns.values().filter(|c| c.is_open());
+        if open().count() >= self.cfg.conns_max {
+            return Some(("CONNS_MAX", self.cfg.conns_max));
+        }
+        if open().filter(|c| c.downloader() == Some(user)).count() >= self.cfg.conns_per_user_max {
+            return Some(("CONNS_PER_USER_MAX", self.cfg.conns_per_user_max));
+        }
+        if open().filter(|c| c.addr == addr).count() >= self.cfg.conns_per_addr_max {
+            return Some(("CONNS_PER_ADDR_MAX", self.cfg.conns_per_addr_max));
+        }
+        None
     }
 
     /// A fresh ticket shown on an open connection (before the one it runs
@@ -502,12 +561,19 @@ impl Seeder {
     }
 
     /// Gives free disk-read slots to queued requests, one connection at a
-    /// time in round-robin order.
-    fn dispatch_reads(&mut self) {
+    /// time in round-robin order, as fast as the upload rate limit allows
+    /// (when it does not, a `Rate` timer wakes us when it will).
+    fn dispatch_reads(&mut self, now: Instant) {
         while self.reads.len() < self.cfg.reads_max {
             let Some(conn) = self.next_with_queue() else {
                 break;
             };
+            if let Some(b) = &mut self.upload
+                && !b.ready(now)
+            {
+                self.timers.set(Timer::Rate, b.ready_at());
+                break;
+            }
             self.rr_cursor = Some(conn);
             let c = self.conns.get_mut(&conn).expect("listed");
             let index = c.start_read().expect("has a queue");
@@ -515,6 +581,9 @@ impl Seeder {
             let s = &self.shares[&share];
             let offset = u64::from(index) * u64::from(s.piece_len);
             let len = s.piece_size(index);
+            if let Some(b) = &mut self.upload {
+                b.take(now, u64::from(len));
+            }
             self.reads.insert((conn, index));
             self.out.push_back(Output::ReadPiece {
                 conn,
@@ -567,8 +636,14 @@ impl Seeder {
         self.conns.get(&conn).map(|c| c.served)
     }
 
+    /// Connections known, with a serving slot or waiting for a ticket.
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Serving slots taken: connections that showed a valid ticket.
+    pub fn slots_taken(&self) -> usize {
+        self.conns.values().filter(|c| c.is_open()).count()
     }
 
     pub fn reads_in_flight(&self) -> usize {
@@ -656,9 +731,10 @@ impl Seeder {
     }
 
     fn invariant_violation(&self) -> Result<(), String> {
-        if !self.timers.is_consistent() || self.conns.len() > self.cfg.conns_max {
-            return Err("timers or connection count".into());
+        if !self.timers.is_consistent() {
+            return Err("timers".into());
         }
+        self.check_counts()?;
         if self.reads.len() > self.cfg.reads_max {
             return Err(format!("{} reads in flight > cap", self.reads.len()));
         }
@@ -671,19 +747,53 @@ impl Seeder {
         {
             return Err("share index disagrees with the share table".into());
         }
-        let mut per_user: BTreeMap<&UserName, usize> = BTreeMap::new();
         for (id, c) in &self.conns {
             c.check(self.cfg.conn_requests_max)
                 .map_err(|e| format!("{id}: {e}"))?;
             self.check_conn(*id, c)?;
-            if let Some(u) = c.downloader() {
-                *per_user.entry(u).or_default() += 1;
-            }
-        }
-        if per_user.values().any(|&n| n > self.cfg.conns_per_user_max) {
-            return Err("a user holds too many connections".into());
         }
         Ok(())
+    }
+
+    /// Every connection limit holds: slots in total, per user and per
+    /// address; ticketless connections in total and per address.
+    fn check_counts(&self) -> Result<(), String> {
+        let mut per_user: BTreeMap<&UserName, usize> = BTreeMap::new();
+        let mut slots_from: BTreeMap<IpAddr, usize> = BTreeMap::new();
+        let mut unopened_from: BTreeMap<IpAddr, usize> = BTreeMap::new();
+        for c in self.conns.values() {
+            if let Some(u) = c.downloader() {
+                *per_user.entry(u).or_default() += 1;
+                *slots_from.entry(c.addr).or_default() += 1;
+            } else {
+                *unopened_from.entry(c.addr).or_default() += 1;
+            }
+        }
+        let slots: usize = slots_from.values().sum();
+        let unopened: usize = unopened_from.values().sum();
+        let cfg = &self.cfg;
+        let broken = [
+            (slots > cfg.conns_max, "serving slots in total"),
+            (
+                per_user.values().any(|&n| n > cfg.conns_per_user_max),
+                "serving slots of one user",
+            ),
+            (
+                slots_from.values().any(|&n| n > cfg.conns_per_addr_max),
+                "serving slots from one address",
+            ),
+            (unopened > cfg.unopened_max, "ticketless connections"),
+            (
+                unopened_from
+                    .values()
+                    .any(|&n| n > cfg.unopened_per_addr_max),
+                "ticketless connections from one address",
+            ),
+        ];
+        match broken.iter().find(|(b, _)| *b) {
+            Some((_, what)) => Err(format!("too many {what}")),
+            None => Ok(()),
+        }
     }
 
     fn check_conn(&self, id: ConnId, c: &Conn) -> Result<(), String> {

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
+use std::net::IpAddr;
 
 use p2p_proto::{
     FileMeta, FileName, GroupName, KeyId, Mac, PeerMsg, PieceSet, RejectReason, SeederKey,
@@ -78,17 +79,31 @@ impl Rig {
         self.connect_as(key_of("bob"))
     }
 
-    /// A connection whose TLS handshake proved `peer`.
+    /// A connection whose TLS handshake proved `peer`, from an address of
+    /// its own.
     fn connect_as(&mut self, peer: KeyId) -> ConnId {
+        let addr = addr_of(self.next_conn);
+        self.connect_from(peer, addr)
+    }
+
+    /// A connection from `addr` whose TLS handshake proved `peer`.
+    fn connect_from(&mut self, peer: KeyId, addr: IpAddr) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
-        assert!(self.input(Input::Opened { conn, peer }).is_empty());
+        let out = self.input(Input::Opened { conn, peer, addr });
+        assert!(out.is_empty(), "{out:?}");
         conn
     }
 
     /// A connection from `downloader`'s client, opened with a valid ticket.
     fn open_as(&mut self, downloader: &str) -> ConnId {
         let conn = self.connect_as(key_of(downloader));
+        self.show_ticket(conn, downloader);
+        conn
+    }
+
+    /// `downloader`'s valid ticket shown on `conn`, which must be served.
+    fn show_ticket(&mut self, conn: ConnId, downloader: &str) {
         let out = self.msg(
             conn,
             PeerMsg::Open {
@@ -105,12 +120,16 @@ impl Rig {
             ),
             "{out:?}"
         );
-        conn
     }
 
     fn open(&mut self) -> ConnId {
         self.open_as("bob")
     }
+}
+
+/// A source address of its own for connection `n`.
+fn addr_of(n: u64) -> IpAddr {
+    IpAddr::from([10, 1, (n >> 8) as u8, n as u8])
 }
 
 /// The TLS key of `user`'s client.
@@ -573,53 +592,174 @@ fn disk_reads_in_flight_are_capped_over_all_connections() {
     );
 }
 
+/// The refusal of a connection past a connection limit.
+fn too_many(conn: ConnId, limit: &'static str, max: usize) -> Vec<Output> {
+    vec![
+        Output::Send {
+            conn,
+            msg: PeerMsg::Reject {
+                index: None,
+                reason: RejectReason::Busy,
+            },
+        },
+        Output::Close {
+            conn,
+            reason: CloseReason::TooManyConnections { limit, max },
+        },
+    ]
+}
+
+fn open_msg(downloader: &str) -> PeerMsg {
+    PeerMsg::Open {
+        ticket: ticket_for(downloader),
+    }
+}
+
+/// A user name and key of its own for connection `n`.
+fn nth_user(n: usize) -> String {
+    format!("u{n}")
+}
+
 #[test]
-fn connections_are_capped_in_total() {
+fn serving_slots_are_capped_in_total_at_open() {
     let mut r = Rig::new();
     assert_eq!(CONNS_MAX, 128);
-    for _ in 0..CONNS_MAX {
-        r.connect();
+    for n in 0..CONNS_MAX {
+        r.open_as(&nth_user(n));
     }
-    let conn = ConnId(10_000);
-    let out = r.input(Input::Opened {
-        conn,
-        peer: key_of("bob"),
-    });
-    assert_eq!(
-        out,
-        vec![
-            Output::Send {
-                conn,
-                msg: PeerMsg::Reject {
-                    index: None,
-                    reason: RejectReason::Busy
-                }
-            },
-            Output::Close {
-                conn,
-                reason: CloseReason::TooManyConnections
-            },
-        ]
-    );
+    assert_eq!(r.s.slots_taken(), CONNS_MAX);
+    // One past: it may connect (no slot yet), but its ticket finds none.
+    let conn = r.connect_as(key_of("bob"));
+    let out = r.msg(conn, open_msg("bob"));
+    assert_eq!(out, too_many(conn, "CONNS_MAX", CONNS_MAX));
+    assert_eq!(r.s.slots_taken(), CONNS_MAX);
     assert_eq!(r.s.connections(), CONNS_MAX);
 }
 
 #[test]
-fn connections_per_user_are_capped() {
+fn serving_slots_per_user_are_capped() {
     let mut r = Rig::new();
     assert_eq!(CONNS_PER_USER_MAX, 4);
     for _ in 0..CONNS_PER_USER_MAX {
         r.open();
     }
     let conn = r.connect();
-    let out = r.msg(
-        conn,
-        PeerMsg::Open {
-            ticket: ticket_for("bob"),
-        },
+    let out = r.msg(conn, open_msg("bob"));
+    assert_eq!(
+        out,
+        too_many(conn, "CONNS_PER_USER_MAX", CONNS_PER_USER_MAX)
     );
-    assert!(rejected(&out, conn, RejectReason::Busy), "{out:?}");
     r.open_as("carol");
+}
+
+#[test]
+fn serving_slots_per_address_are_capped_whatever_the_users() {
+    let mut r = Rig::new();
+    assert_eq!(CONNS_PER_ADDR_MAX, 16);
+    let host = IpAddr::from([192, 0, 2, 7]);
+    for n in 0..CONNS_PER_ADDR_MAX {
+        let u = nth_user(n);
+        let conn = r.connect_from(key_of(&u), host);
+        r.show_ticket(conn, &u);
+    }
+    let u = nth_user(CONNS_PER_ADDR_MAX);
+    let conn = r.connect_from(key_of(&u), host);
+    let out = r.msg(conn, open_msg(&u));
+    assert_eq!(
+        out,
+        too_many(conn, "CONNS_PER_ADDR_MAX", CONNS_PER_ADDR_MAX)
+    );
+    // Another address is served.
+    r.open_as(&u);
+}
+
+#[test]
+fn ticketless_connections_take_no_slot_and_are_capped_in_total() {
+    let mut r = Rig::new();
+    assert_eq!(UNOPENED_MAX, 64);
+    for n in 0..UNOPENED_MAX {
+        r.connect_as(key_of(&nth_user(n)));
+    }
+    assert_eq!(r.s.slots_taken(), 0, "no ticket, no slot");
+    let conn = ConnId(10_000);
+    let addr = IpAddr::from([192, 0, 2, 1]);
+    let out = r.input(Input::Opened {
+        conn,
+        peer: key_of("bob"),
+        addr,
+    });
+    assert_eq!(out, too_many(conn, "UNOPENED_MAX", UNOPENED_MAX));
+    assert_eq!(r.s.connections(), UNOPENED_MAX);
+    // A ticket shown on one of them frees its place among the ticketless.
+    let first = ConnId(1);
+    r.show_ticket(first, &nth_user(0));
+    r.connect_from(key_of("bob"), addr);
+}
+
+#[test]
+fn ticketless_connections_per_address_are_capped() {
+    let mut r = Rig::new();
+    assert_eq!(UNOPENED_PER_ADDR_MAX, 8);
+    let host = IpAddr::from([192, 0, 2, 7]);
+    let held: Vec<ConnId> = (0..UNOPENED_PER_ADDR_MAX)
+        .map(|_| r.connect_from(ROGUE, host))
+        .collect();
+    let conn = ConnId(10_000);
+    let out = r.input(Input::Opened {
+        conn,
+        peer: ROGUE,
+        addr: host,
+    });
+    let max = UNOPENED_PER_ADDR_MAX;
+    assert_eq!(out, too_many(conn, "UNOPENED_PER_ADDR_MAX", max));
+    // Other addresses still connect and are served.
+    r.open();
+    // Once one of the flood closes, its address may connect again.
+    r.input(Input::Closed { conn: held[0] });
+    r.connect_from(ROGUE, host);
+}
+
+/// Issue 16 §6: a flood of ticketless connections from one host, and many
+/// users from one host, never keep another downloader from being served.
+#[test]
+fn a_flood_from_one_address_cannot_take_slots_from_others() {
+    let mut r = Rig::new();
+    let host = IpAddr::from([192, 0, 2, 66]);
+    let mut refused = 0;
+    for n in 0..200u64 {
+        let conn = ConnId(50_000 + n);
+        let out = r.input(Input::Opened {
+            conn,
+            peer: ROGUE,
+            addr: host,
+        });
+        refused += usize::from(!out.is_empty());
+    }
+    assert_eq!(refused, 200 - UNOPENED_PER_ADDR_MAX);
+    for n in 0..40 {
+        let u = nth_user(n);
+        let conn = r.connect_from(key_of(&u), IpAddr::from([192, 0, 2, 67]));
+        r.msg(conn, open_msg(&u));
+    }
+    assert_eq!(r.s.slots_taken(), CONNS_PER_ADDR_MAX);
+    let conn = r.open();
+    assert!(r.s.conn_served(conn).is_some(), "bob is served");
+    // The flood's connections are closed when their time to show a
+    // ticket runs out.
+    let out = r.advance(OPEN_TIMEOUT.as_millis());
+    let closed = out
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Close {
+                    reason: CloseReason::OpenTimeout,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(closed, UNOPENED_PER_ADDR_MAX);
 }
 
 #[test]
@@ -981,7 +1121,8 @@ proptest! {
                     let conn = ConnId(u64::from(c) + fresh * 10);
                     let peer = if c % 2 == 0 { key_of("bob") } else { ROGUE };
                     keys.insert(conn, peer);
-                    r.input(Input::Opened { conn, peer })
+                    let addr = IpAddr::from([10, 0, 0, c]);
+                    r.input(Input::Opened { conn, peer, addr })
                 }
                 Step::Msg(c, m) => { let conn = pick(&r, c); r.msg(conn, *m) }
                 Step::Close(c) => { let conn = pick(&r, c); r.input(Input::Closed { conn }) }
@@ -1019,4 +1160,89 @@ fn pick(r: &Rig, c: u8) -> ConnId {
         .nth(usize::from(c))
         .copied()
         .unwrap_or(ConnId(u64::from(c)))
+}
+
+/// Serves `conns` connections that always have pieces requested, answering
+/// every read at once, for `span`: the bytes sent and the machine.
+fn serve_flat_out(r: &mut Rig, conns: usize, span: Duration) -> u64 {
+    let end = r.now + span;
+    let open: Vec<ConnId> = (0..conns).map(|n| r.open_as(&nth_user(n))).collect();
+    let mut sent = 0u64;
+    let mut out = Vec::new();
+    for &c in &open {
+        for i in [0, 1, 2, 3] {
+            out.extend(r.msg(c, PeerMsg::Request { index: i }));
+        }
+    }
+    loop {
+        let mut more = Vec::new();
+        for o in out.drain(..) {
+            match o {
+                Output::ReadPiece {
+                    conn, index, len, ..
+                } => more.extend(r.input(Input::PieceRead {
+                    conn,
+                    index,
+                    data: Bytes::from(vec![0; len as usize]),
+                })),
+                Output::Send {
+                    conn,
+                    msg: PeerMsg::Piece { index, data },
+                } => {
+                    sent += data.len() as u64;
+                    // Ask for it again: demand never ends.
+                    more.extend(r.msg(conn, PeerMsg::Request { index }));
+                }
+                _ => {}
+            }
+        }
+        if more.is_empty() {
+            let Some((at, _)) = r.s.poll_timeout().filter(|(at, _)| *at < end) else {
+                return sent;
+            };
+            more = r.advance(at.saturating_since(r.now).as_millis());
+        }
+        out = more;
+    }
+}
+
+/// Issue 16 §6: an upload limit of R holds over 20 s of simulated time
+/// within one second's burst plus one piece per connection; without a
+/// limit the same peers take far more.
+#[test]
+fn the_upload_rate_limit_holds_over_time() {
+    const RATE: u64 = 20_000;
+    let span = Duration::from_secs(20);
+    let mut r = Rig::with(SeederConfig {
+        upload_rate: Some(RATE),
+        ..SeederConfig::default()
+    });
+    let sent = serve_flat_out(&mut r, 3, span);
+    let ideal = RATE * 20;
+    let slack = RATE * crate::rate::RATE_BURST.as_millis() / 1000 + 3 * 1024;
+    assert!(
+        sent + 1024 >= ideal && sent <= ideal + slack,
+        "{sent} bytes in 20 s at {RATE} B/s (ideal {ideal}, slack {slack})"
+    );
+}
+
+#[test]
+fn the_upload_rate_limit_can_be_lifted_and_set_at_run_time() {
+    let mut r = Rig::with(SeederConfig {
+        upload_rate: Some(1024),
+        ..SeederConfig::default()
+    });
+    let c = r.open();
+    let mut out = Vec::new();
+    for i in [0, 1, 2] {
+        out.extend(r.msg(c, PeerMsg::Request { index: i }));
+    }
+    assert_eq!(reads(&out), vec![0], "one piece's worth allowed now");
+    assert_eq!(r.s.poll_timeout().map(|t| t.1), Some(Timer::Rate));
+    r.s.set_upload_rate(r.now, None);
+    let out: Vec<Output> = std::iter::from_fn(|| r.s.poll_output()).collect();
+    assert_eq!(reads(&out), vec![1, 2], "lifted: the held reads start");
+    assert_eq!(r.s.upload_rate(), None);
+    r.s.set_upload_rate(r.now, Some(1));
+    assert_eq!(r.s.upload_rate(), Some(1));
 }

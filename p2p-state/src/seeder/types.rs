@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use std::fmt;
+use std::net::IpAddr;
 
 use p2p_proto::{KeyId, PeerMsg, RejectReason, Text};
 
@@ -24,10 +25,21 @@ impl fmt::Display for ConnId {
     }
 }
 
-/// Default most connections served at once.
+/// Default most serving slots: connections that showed a valid ticket
+/// (`Open`) and are served at once. A connection takes a slot only when
+/// its ticket verifies, so connections that show none never take one.
 pub const CONNS_MAX: usize = 128;
-/// Default most connections one downloading user may hold.
+/// Default most serving slots one downloading user may hold.
 pub const CONNS_PER_USER_MAX: usize = 4;
+/// Default most serving slots held from one source address (whatever
+/// users its connections are for: a host with many accounts, or a NAT).
+pub const CONNS_PER_ADDR_MAX: usize = 16;
+/// Default most connections that have not shown a valid ticket yet
+/// (hello or `Open` awaited), in total. One more is refused at once.
+pub const UNOPENED_MAX: usize = 64;
+/// Default most connections from one source address that have not shown
+/// a valid ticket yet. One more from that address is refused at once.
+pub const UNOPENED_PER_ADDR_MAX: usize = 8;
 /// Default most piece requests queued or being read per connection; one
 /// more is answered `Busy`.
 pub const CONN_REQUESTS_MAX: usize = 8;
@@ -45,13 +57,27 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The seeder's limits; defaults are the named constants above.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeederConfig {
+    /// Serving slots in total ([`CONNS_MAX`]).
     pub conns_max: usize,
+    /// Serving slots per downloading user ([`CONNS_PER_USER_MAX`]).
     pub conns_per_user_max: usize,
+    /// Serving slots per source address ([`CONNS_PER_ADDR_MAX`]).
+    pub conns_per_addr_max: usize,
+    /// Connections without a ticket yet, in total ([`UNOPENED_MAX`]).
+    pub unopened_max: usize,
+    /// Connections without a ticket yet per source address
+    /// ([`UNOPENED_PER_ADDR_MAX`]).
+    pub unopened_per_addr_max: usize,
     pub conn_requests_max: usize,
     pub reads_max: usize,
     pub refusals_max: u32,
     pub open_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Upload rate limit over all connections, bytes per second (`None`:
+    /// unlimited); a disk read for a piece starts only when the
+    /// [`TokenBucket`](crate::rate::TokenBucket) allows. Changed at run
+    /// time with `Seeder::set_upload_rate`.
+    pub upload_rate: Option<u64>,
     /// Planted bug (test switch): serve any `Open`, whatever its ticket.
     /// Always false outside the simulator's teeth tests.
     #[doc(hidden)]
@@ -68,11 +94,15 @@ impl Default for SeederConfig {
         SeederConfig {
             conns_max: CONNS_MAX,
             conns_per_user_max: CONNS_PER_USER_MAX,
+            conns_per_addr_max: CONNS_PER_ADDR_MAX,
+            unopened_max: UNOPENED_MAX,
+            unopened_per_addr_max: UNOPENED_PER_ADDR_MAX,
             conn_requests_max: CONN_REQUESTS_MAX,
             reads_max: READS_MAX,
             refusals_max: REFUSALS_MAX,
             open_timeout: OPEN_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
+            upload_rate: None,
             bug_ignore_tickets: false,
             bug_skip_key_check: false,
         }
@@ -84,6 +114,9 @@ impl SeederConfig {
     pub fn normalized(mut self) -> Self {
         self.conns_max = self.conns_max.max(1);
         self.conns_per_user_max = self.conns_per_user_max.max(1);
+        self.conns_per_addr_max = self.conns_per_addr_max.max(1);
+        self.unopened_max = self.unopened_max.max(1);
+        self.unopened_per_addr_max = self.unopened_per_addr_max.max(1);
         self.conn_requests_max = self.conn_requests_max.max(1);
         self.reads_max = self.reads_max.max(1);
         self
@@ -93,9 +126,15 @@ impl SeederConfig {
 /// Everything the driver tells the seeder about connections and disk.
 #[derive(Clone, Debug)]
 pub enum Input {
-    /// A peer connected to our seeder port; `peer` is the key it proved in
-    /// the TLS handshake (only a ticket issued to that key opens a file).
-    Opened { conn: ConnId, peer: KeyId },
+    /// A peer connected to our seeder port from `addr` (its source
+    /// address, which the per-address limits count); `peer` is the key it
+    /// proved in the TLS handshake (only a ticket issued to that key opens
+    /// a file).
+    Opened {
+        conn: ConnId,
+        peer: KeyId,
+        addr: IpAddr,
+    },
     /// A decoded message from that peer.
     Msg { conn: ConnId, msg: PeerMsg },
     /// The connection closed (not after our own `Close`).
@@ -155,8 +194,10 @@ pub enum CloseReason {
     ProtocolViolation { what: &'static str },
     #[error("kept asking for pieces it was refused ({count})")]
     TooManyRefusals { count: u32 },
-    #[error("too many connections")]
-    TooManyConnections,
+    /// A limit on connections was reached (`limit` names it, `max` is its
+    /// value); the peer may retry later.
+    #[error("too many connections: {limit} ({max}) reached; retry later")]
+    TooManyConnections { limit: &'static str, max: usize },
     #[error("no ticket shown in time")]
     OpenTimeout,
     #[error("its ticket expired and no fresh one was shown")]
@@ -198,6 +239,8 @@ pub enum Timer {
     /// The ticket a connection is served under expires (unless a fresh
     /// one is shown on it first).
     Expire(ConnId),
+    /// The upload rate limit allows the next piece.
+    Rate,
 }
 
 impl fmt::Display for Timer {
@@ -206,6 +249,7 @@ impl fmt::Display for Timer {
             Timer::Open(c) => write!(f, "{c} must show a ticket"),
             Timer::Idle(c) => write!(f, "{c} idle"),
             Timer::Expire(c) => write!(f, "{c}'s ticket expires"),
+            Timer::Rate => write!(f, "the upload rate limit allows the next piece"),
         }
     }
 }

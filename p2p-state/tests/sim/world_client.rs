@@ -128,7 +128,13 @@ impl World {
             .connect(End::P(c, inc, conn), End::P(k, kinc, pconn));
         let peer = crate::world::client_key(c);
         self.check.peer_key(k, pconn, peer);
-        self.defer_client(k, cn::Input::PeerAccepted { conn: pconn, peer });
+        let addr = crate::world::client_addr(c).ip();
+        let input = cn::Input::PeerAccepted {
+            conn: pconn,
+            peer,
+            addr,
+        };
+        self.defer_client(k, input);
         let peer = crate::world::client_key(k);
         self.defer_client(c, cn::Input::PeerConnected { conn, peer });
     }
@@ -335,7 +341,13 @@ impl World {
                 self.net.connect(End::R(id), End::P(k, kinc, pconn));
                 let peer = crate::world::rogue_key();
                 self.check.peer_key(k, pconn, peer);
-                self.defer_client(k, cn::Input::PeerAccepted { conn: pconn, peer });
+                let addr = crate::world::rogue_addr().ip();
+                let input = cn::Input::PeerAccepted {
+                    conn: pconn,
+                    peer,
+                    addr,
+                };
+                self.defer_client(k, input);
             }
         }
         self.flush();

@@ -19,7 +19,7 @@ pub mod disk;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -141,7 +141,10 @@ pub enum Ev<W> {
     PeerUp {
         conn: u64,
         writer: W,
-        inbound: bool,
+        /// `Some(source address)` for a connection to our seeder port
+        /// (the seeder's per-address limits count it), `None` for one we
+        /// dialled.
+        inbound: Option<IpAddr>,
         peer: KeyId,
     },
     Handle(HandleMsg),
@@ -579,10 +582,9 @@ impl<R: ClientIo> Core<R> {
                 peer,
             } => {
                 self.peers.insert(conn, writer);
-                let input = if inbound {
-                    cn::Input::PeerAccepted { conn, peer }
-                } else {
-                    cn::Input::PeerConnected { conn, peer }
+                let input = match inbound {
+                    Some(addr) => cn::Input::PeerAccepted { conn, peer, addr },
+                    None => cn::Input::PeerConnected { conn, peer },
                 };
                 self.node.handle_input(now, input);
             }
