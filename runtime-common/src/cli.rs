@@ -46,6 +46,11 @@ pub enum CliCommand {
         create: bool,
     },
     ShowDownloads,
+    /// `set_rate up <rate|off>`: the upload rate limit over all peers,
+    /// bytes per second (`None`: unlimited).
+    SetUploadRate {
+        rate: Option<u64>,
+    },
     WaitDownloads {
         seconds: Option<u64>,
     },
@@ -75,6 +80,7 @@ pub const USAGE: &[(&str, &str)] = &[
         "<group> <file_name> <dest> [--hash <file_hash>] [--force]",
     ),
     ("show_downloads", ""),
+    ("set_rate", "up <rate|off>"),
     ("stop_share", "<group> <file_name>"),
     ("wait_downloads", "[seconds]"),
     ("serve", ""),
@@ -95,6 +101,44 @@ fn file_hash(text: &str) -> Result<Sha1Hash, String> {
         h[i] = (hi * 16 + lo) as u8;
     }
     Ok(Sha1Hash(h))
+}
+
+/// A rate limit as the user types it (`--max-upload-rate`, `set_rate`):
+/// bytes per second, a whole number with an optional `K`, `M` or `G`
+/// (× 1024, either case; `10M` is 10 MiB/s), or `off` for no limit
+/// (`None`).
+pub fn parse_rate(text: &str) -> Result<Option<u64>, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let err = || {
+        format!(
+            "{text:?} is not a rate: give bytes per second as a whole number with an \
+             optional K, M or G (x1024), e.g. 500K or 10M, or off for no limit"
+        )
+    };
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
+        _ => (text, ' '),
+    };
+    let mult: u64 = match unit {
+        ' ' => 1,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        _ => return Err(err()),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err());
+    }
+    let n: u64 = digits.parse().map_err(|_| err())?;
+    match n.checked_mul(mult) {
+        Some(0) => Err(format!(
+            "{text:?}: a rate of 0 would stop every transfer; use off to lift the limit"
+        )),
+        Some(r) => Ok(Some(r)),
+        None => Err(err()),
+    }
 }
 
 fn usage(cmd: &str) -> String {
@@ -230,6 +274,12 @@ pub fn parse_line(line: &str) -> Result<CliCommand, String> {
             want(0)?;
             CliCommand::ShowDownloads
         }
+        "set_rate" => match a.as_slice() {
+            ["up", rate] => CliCommand::SetUploadRate {
+                rate: parse_rate(rate)?,
+            },
+            _ => return Err(usage(cmd)),
+        },
         "stop_share" => {
             want(2)?;
             t(StopShare {
@@ -340,6 +390,8 @@ pub fn format_ok(cmd: &CliCommand, ok: &CommandOk) -> String {
             _ => "started".into(),
         },
         CommandOk::Downloads(lines) => format_downloads(lines),
+        CommandOk::UploadRate(None) => "upload rate: no limit".into(),
+        CommandOk::UploadRate(Some(r)) => format!("upload rate limited to {}/s", bytes(*r)),
     }
 }
 
@@ -554,6 +606,59 @@ fn per_peer(p: &Progress) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_parse_with_binary_units_or_off() {
+        assert_eq!(parse_rate("off"), Ok(None));
+        assert_eq!(parse_rate("OFF"), Ok(None));
+        assert_eq!(parse_rate("1"), Ok(Some(1)));
+        assert_eq!(parse_rate("500K"), Ok(Some(500 * 1024)));
+        assert_eq!(parse_rate("10m"), Ok(Some(10 << 20)));
+        assert_eq!(parse_rate("2G"), Ok(Some(2 << 30)));
+        for bad in [
+            "",
+            "K",
+            "1.5M",
+            "-1",
+            "10X",
+            "ten",
+            "1 M",
+            "99999999999999999999G",
+        ] {
+            let e = parse_rate(bad).unwrap_err();
+            assert!(
+                e.contains("is not a rate") && e.contains("500K"),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse_rate("0").unwrap_err();
+        assert!(e.contains("use off"), "{e}");
+    }
+
+    #[test]
+    fn set_rate_parses_and_reports() {
+        assert_eq!(
+            parse_line("set_rate up 5M"),
+            Ok(CliCommand::SetUploadRate {
+                rate: Some(5 << 20)
+            })
+        );
+        assert_eq!(
+            parse_line("set_rate up off"),
+            Ok(CliCommand::SetUploadRate { rate: None })
+        );
+        assert_eq!(
+            parse_line("set_rate sideways 5M").unwrap_err(),
+            "usage: set_rate up <rate|off>"
+        );
+        let cmd = CliCommand::SetUploadRate {
+            rate: Some(5 << 20),
+        };
+        let text = format_ok(&cmd, &CommandOk::UploadRate(Some(5 << 20)));
+        assert_eq!(text, "upload rate limited to 5.0 MiB/s");
+        let text = format_ok(&cmd, &CommandOk::UploadRate(None));
+        assert_eq!(text, "upload rate: no limit");
+    }
 
     #[test]
     fn seed_commands_parse() {

@@ -34,6 +34,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+
+/// A rate limit in bytes per second, `None` for none (an alias, so clap
+/// does not read `Option` as "the flag may be left out").
+type Rate = Option<u64>;
 use p2p_proto::limits::PIECE_LEN;
 use p2p_state::client::node::{ClientEvent, Command};
 use p2p_state::client::session::SessionEvent;
@@ -99,6 +103,12 @@ struct Args {
     /// that went silent is noticed within ping + request timeout.
     #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     ping_interval_ms: u64,
+    /// Limit what this client's seeder uploads, over all peers, to RATE
+    /// bytes per second: a whole number with an optional K, M or G
+    /// (x1024), e.g. 500K or 10M; `off` (the default) for no limit.
+    /// `set_rate up RATE` changes it while the client runs.
+    #[arg(long, value_name = "RATE", default_value = "off", value_parser = cli::parse_rate)]
+    max_upload_rate: Rate,
     /// Which driver runs the client.
     #[arg(long, value_enum, default_value = "std")]
     runtime: Runtime,
@@ -183,6 +193,7 @@ fn run(args: Args) -> Result<bool, String> {
         direct_io: args.direct_writes && !args.buffered_writes,
         request_timeout: Some(p2p_state::Duration::from_millis(args.request_timeout_ms)),
         ping_interval: Some(p2p_state::Duration::from_millis(args.ping_interval_ms)),
+        upload_rate: args.max_upload_rate,
     };
     if let Some(path) = &args.trace {
         runtime_common::trace::start(path)

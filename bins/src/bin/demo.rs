@@ -115,6 +115,7 @@ fn run(args: &Args) -> Result<(), String> {
             direct_io: false,
             request_timeout: None,
             ping_interval: None,
+            upload_rate: None,
         };
         let c = args.runtime.start_client(opts).map_err(|e| e.to_string())?;
         println!(

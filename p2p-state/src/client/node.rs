@@ -68,6 +68,9 @@ pub enum Command {
         expected: Option<Sha1Hash>,
     },
     ShowDownloads,
+    /// Sets (bytes per second) or lifts (`None`) the seeder's upload rate
+    /// limit over all peers; answered at once.
+    SetUploadRate(Option<u64>),
 }
 
 /// What a finished command gives the user.
@@ -79,6 +82,8 @@ pub enum CommandOk {
         dl: DlId,
     },
     Downloads(Vec<DownloadLine>),
+    /// The upload rate limit now in force (`None`: none).
+    UploadRate(Option<u64>),
 }
 
 /// One line of `show_downloads`.
@@ -671,6 +676,11 @@ impl ClientNode {
             Command::ShowDownloads => {
                 let lines = self.download_lines(now);
                 self.done(tag, Ok(CommandOk::Downloads(lines)));
+                return;
+            }
+            Command::SetUploadRate(rate) => {
+                self.seeder.feed().set_upload_rate(now, *rate);
+                self.done(tag, Ok(CommandOk::UploadRate(*rate)));
                 return;
             }
             Command::Tracker(r) => r.clone(),

@@ -796,6 +796,7 @@ pub fn short_cmd(cmd: &Command) -> String {
             group, file, dest, ..
         } => format!("Download {group}/{file} dest {dest}"),
         Command::ShowDownloads => "ShowDownloads".into(),
+        Command::SetUploadRate(r) => format!("SetUploadRate {r:?}"),
     }
 }
 

@@ -34,6 +34,7 @@ pub fn run(
     let machine_cmd = match &cmd {
         CliCommand::Tracker(r) => Command::Tracker(r.clone()),
         CliCommand::ShowDownloads => Command::ShowDownloads,
+        CliCommand::SetUploadRate { rate } => Command::SetUploadRate(*rate),
         CliCommand::Upload { group, path } => {
             let path =
                 std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;

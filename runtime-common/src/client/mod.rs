@@ -76,6 +76,10 @@ pub struct ClientOptions {
     pub request_timeout: Option<p2p_state::Duration>,
     /// An idle session pings its tracker this often [default 1 s].
     pub ping_interval: Option<p2p_state::Duration>,
+    /// The seeder's upload rate limit over all peers, bytes per second
+    /// (`--max-upload-rate`; `None`: unlimited). `set_rate up` changes it
+    /// at run time.
+    pub upload_rate: Option<u64>,
 }
 
 /// What the CLI asks for between commands.
@@ -423,7 +427,10 @@ pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
     }
     let cfg = ClientConfig {
         session,
-        seeder: SeederConfig::default(),
+        seeder: SeederConfig {
+            upload_rate: opts.upload_rate,
+            ..SeederConfig::default()
+        },
         download,
         seeder_addr: Some(seeder_addr),
     };

@@ -151,6 +151,7 @@ pub fn action_ok(text: &str, ok: &CommandOk) -> Value {
         CommandOk::Reply(_) => Value::Null,
         CommandOk::Started { dl } => json!({ "dl": dl }),
         CommandOk::Downloads(lines) => Value::Array(lines.iter().map(download).collect()),
+        CommandOk::UploadRate(rate) => json!({ "upload_rate": rate }),
     };
     json!({ "ok": true, "text": text, "result": result })
 }
