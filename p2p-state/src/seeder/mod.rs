@@ -28,10 +28,15 @@
 //! `Open` for another file or user are protocol violations (`Fatal` + close); a `Request`
 //! before `Open` is refused with `NoTicket` + close; `Fatal` closes.
 //!
+//! Which pieces a connection hears of: all held, except while a share is
+//! in initial seeding (`initial.rs`), when later downloaders see a growing
+//! subset so that each piece goes out about once before any goes twice.
+//!
 //! Files: `types.rs` (vocabulary and limits), `conn.rs` (one connection's
-//! request queue), `tests.rs`.
+//! request queue), `initial.rs` (initial seeding), `tests.rs`.
 
 mod conn;
+mod initial;
 /// How the driver answered a `ReadPiece`.
 enum Read {
     Bytes(bytes::Bytes),
@@ -55,6 +60,7 @@ use crate::ticket::{self, TicketError};
 use crate::time::Instant;
 use crate::timer::TimerTable;
 use conn::{Admit, Conn, ConnState};
+use initial::{Initial, Show};
 use p2p_proto::{
     FileMeta, FileName, GroupName, KeyId, PeerMsg, PieceSet, RejectReason, SeederKey, Sha1Hash,
     Text, Ticket, UserName,
@@ -101,6 +107,8 @@ pub struct Seeder {
     served_by_user: BTreeMap<UserName, Served>,
     /// The upload rate limit, if one is set.
     upload: Option<TokenBucket>,
+    /// Shares in initial seeding and the connections' restricted views.
+    initial: Initial,
 }
 
 impl Seeder {
@@ -121,6 +129,7 @@ impl Seeder {
             out: Outbox::new(),
             stats: SeederStats::default(),
             served_by_user: BTreeMap::new(),
+            initial: Initial::default(),
         }
     }
 
@@ -197,6 +206,7 @@ impl Seeder {
             return Err(ShareError::DuplicateFile(*other));
         }
         self.by_key.insert(key, share);
+        self.initial.add_share(share, &have);
         let s = Share {
             group,
             file: meta.name.clone(),
@@ -246,6 +256,7 @@ impl Seeder {
             .remove(&share)
             .ok_or(ShareError::UnknownShare(share))?;
         self.by_key.remove(&(s.group, s.file, s.file_hash));
+        self.initial.remove_share(share);
         for conn in self.conns_on(share) {
             self.reject_conn(conn, RejectReason::UnknownFile, CloseReason::ShareRemoved);
         }
@@ -370,6 +381,7 @@ impl Seeder {
             self.send(conn, reject_all(RejectReason::Busy));
             return self.close(conn, CloseReason::TooManyConnections { limit, max });
         }
+        let others = self.conns_on(share).len();
         self.conn_mut(conn).state = ConnState::Open {
             share,
             downloader: ticket.downloader.clone(),
@@ -379,7 +391,9 @@ impl Seeder {
         self.timers.clear(Timer::Open(conn));
         self.timers
             .set(Timer::Expire(conn), expiry(ticket.expires_ms));
-        let pieces = self.shares[&share].have.clone();
+        let have = &self.shares[&share].have;
+        let window = self.cfg.initial_seed_window;
+        let pieces = self.initial.on_open(conn, share, have, others, window);
         self.send(conn, PeerMsg::Have { pieces });
     }
 
@@ -483,7 +497,11 @@ impl Seeder {
             return;
         }
         let max = self.cfg.conn_requests_max;
-        if self.conn_mut(conn).admit(index, max) == Admit::Busy {
+        let admit = self.conn_mut(conn).admit(index, max);
+        if admit == Admit::Queued {
+            self.initial.on_request(conn, share, index);
+        }
+        if admit == Admit::Busy {
             self.stats.requests_refused += 1;
             let reason = RejectReason::Busy;
             self.send(
@@ -525,6 +543,11 @@ impl Seeder {
                 .or_default()
                 .add(want as usize);
         }
+        let shows = if ok {
+            self.initial.on_served(conn, share, index)
+        } else {
+            Vec::new()
+        };
         match read {
             Read::Bytes(data) if ok => self.send(conn, PeerMsg::Piece { index, data }),
             Read::InFile => self.out.push_back(Output::SendPieceFromFile {
@@ -544,6 +567,23 @@ impl Seeder {
                         reason,
                     },
                 );
+            }
+        }
+        self.show(shows);
+    }
+
+    /// Tells connections of the pieces initial seeding now shows them.
+    fn show(&mut self, shows: Vec<Show>) {
+        for s in shows {
+            match s {
+                Show::Piece(conn, index) => self.send(conn, PeerMsg::HavePiece { index }),
+                Show::All(conn) => {
+                    let Some(share) = self.conns.get(&conn).and_then(Conn::share) else {
+                        continue;
+                    };
+                    let pieces = self.shares[&share].have.clone();
+                    self.send(conn, PeerMsg::Have { pieces });
+                }
             }
         }
     }
@@ -705,7 +745,18 @@ impl Seeder {
         self.timers.clear(Timer::Open(conn));
         self.timers.clear(Timer::Idle(conn));
         self.timers.clear(Timer::Expire(conn));
-        self.conns.remove(&conn).is_some()
+        let known = self.conns.remove(&conn).is_some();
+        let conns = &self.conns;
+        let open_on = |share: ShareId| -> Vec<ConnId> {
+            conns
+                .iter()
+                .filter(|(_, c)| c.share() == Some(share))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let shows = self.initial.forget(conn, open_on);
+        self.show(shows);
+        known
     }
 
     fn close_all(&mut self, reason: CloseReason) {
@@ -747,6 +798,8 @@ impl Seeder {
         {
             return Err("share index disagrees with the share table".into());
         }
+        self.initial
+            .check(|c| self.conns.get(&c).and_then(Conn::share))?;
         for (id, c) in &self.conns {
             c.check(self.cfg.conn_requests_max)
                 .map_err(|e| format!("{id}: {e}"))?;

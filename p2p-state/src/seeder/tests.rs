@@ -1245,4 +1245,130 @@ fn the_upload_rate_limit_can_be_lifted_and_set_at_run_time() {
     assert_eq!(r.s.upload_rate(), None);
     r.s.set_upload_rate(r.now, Some(1));
     assert_eq!(r.s.upload_rate(), Some(1));
+// ---------------------------------------------------------------- initial seeding
+
+/// A seeder sharing all 10 pieces of `f.bin`, initial seeding with `window`.
+fn whole_rig(window: usize) -> Rig {
+    let cfg = SeederConfig {
+        initial_seed_window: window,
+        ..SeederConfig::default()
+    };
+    let mut s = Seeder::new(cfg, NOW);
+    s.set_identity(NOW, user("alice"), KEY);
+    let g = GroupName::new("g").unwrap();
+    s.add_share(NOW, SHARE, g, &meta(10), PieceSet::full(10))
+        .unwrap();
+    Rig {
+        s,
+        now: NOW,
+        next_conn: 1,
+    }
+}
+
+/// Opens a connection for `who` and returns the pieces its `Have` named.
+fn open_seeing(r: &mut Rig, who: &str) -> (ConnId, PieceSet) {
+    let conn = r.connect_as(key_of(who));
+    let out = r.msg(
+        conn,
+        PeerMsg::Open {
+            ticket: ticket_for(who),
+        },
+    );
+    match &out[..] {
+        [Output::Send {
+            msg: PeerMsg::Have { pieces },
+            ..
+        }] => (conn, pieces.clone()),
+        _ => panic!("{out:?}"),
+    }
+}
+
+/// Serves `index` on `conn` (request, then the driver has it in the file).
+fn serve(r: &mut Rig, conn: ConnId, index: u32) -> Vec<Output> {
+    assert_eq!(reads(&r.msg(conn, PeerMsg::Request { index })), vec![index]);
+    r.input(Input::PieceInFile { conn, index })
+}
+
+fn shown(out: &[Output], to: ConnId) -> Vec<PeerMsg> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { conn, msg } if *conn == to => match msg {
+                PeerMsg::Have { .. } | PeerMsg::HavePiece { .. } => Some(msg.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn initial_seeding_gives_later_downloaders_disjoint_growing_views() {
+    let mut r = whole_rig(3);
+    let (_, first) = open_seeing(&mut r, "bob");
+    assert!(first.is_full(), "the first downloader sees every piece");
+    let (c2, v2) = open_seeing(&mut r, "carol");
+    let (c3, v3) = open_seeing(&mut r, "dave");
+    assert_eq!((v2.count(), v3.count()), (3, 3), "views of the window");
+    assert!(v2.iter().all(|i| !v3.contains(i)), "{v2:?} {v3:?}");
+    let i = v2.iter().next().unwrap();
+    let out = serve(&mut r, c2, i);
+    assert!(matches!(out[0], Output::SendPieceFromFile { index, .. } if index == i));
+    let more = shown(&out, c2);
+    let [PeerMsg::HavePiece { index: next }] = more[..] else {
+        panic!("one more piece shown per piece served: {out:?}")
+    };
+    assert!(
+        !v2.contains(next) && !v3.contains(next),
+        "the next piece is one nobody was shown: {next}"
+    );
+    assert!(shown(&out, c3).is_empty(), "others hear nothing");
+}
+
+#[test]
+fn initial_seeding_ends_when_every_piece_went_out_once() {
+    let mut r = whole_rig(2);
+    let (c1, _) = open_seeing(&mut r, "bob");
+    let (c2, _) = open_seeing(&mut r, "carol");
+    let mut last = Vec::new();
+    for i in 0..10 {
+        last = serve(&mut r, c1, i);
+        if i < 9 {
+            assert!(shown(&last, c2).is_empty(), "piece {i}: {last:?}");
+        }
+    }
+    assert_eq!(
+        shown(&last, c2),
+        vec![PeerMsg::Have {
+            pieces: PieceSet::full(10)
+        }],
+        "the last unsent piece lifts every view"
+    );
+    let (_, later) = open_seeing(&mut r, "dave");
+    assert!(later.is_full(), "no views once every piece went out");
+}
+
+#[test]
+fn a_view_left_alone_sees_everything_and_a_partial_share_has_no_views() {
+    let mut r = whole_rig(2);
+    let (c1, _) = open_seeing(&mut r, "bob");
+    let (c2, v2) = open_seeing(&mut r, "carol");
+    assert_eq!(v2.count(), 2);
+    let out = r.input(Input::Closed { conn: c1 });
+    assert_eq!(
+        shown(&out, c2),
+        vec![PeerMsg::Have {
+            pieces: PieceSet::full(10)
+        }],
+        "a lone downloader is never held back"
+    );
+    let mut r = Rig::with(SeederConfig {
+        initial_seed_window: 2,
+        ..SeederConfig::default()
+    });
+    let _ = open_seeing(&mut r, "bob");
+    let (_, v) = open_seeing(&mut r, "carol");
+    assert_eq!(v.count(), 9, "a partial holder shows what it has");
+    let mut r = whole_rig(0);
+    let _ = open_seeing(&mut r, "bob");
+    assert!(open_seeing(&mut r, "carol").1.is_full(), "window 0 is off");
 }
