@@ -131,6 +131,16 @@ impl Peer {
         }
     }
 
+    /// The tracker's word on what it holds, while it counts in the
+    /// swarm's rarity: known, not ready (a ready peer's own `Have` counts
+    /// instead), not banned.
+    pub fn swarm_hint(&self) -> Option<&PieceSet> {
+        match self.state {
+            PeerState::Ready { .. } | PeerState::Banned => None,
+            _ => Some(&self.hint),
+        }
+    }
+
     /// Does the tracker's word say it holds a piece `needed` accepts?
     pub fn hint_useful(&mut self, needed: impl Fn(u32) -> bool) -> bool {
         if !self.hint_useless && !self.hint.iter().any(needed) {

@@ -1,6 +1,12 @@
 //! The piece picker: which pieces are wanted, in flight, being written or
-//! done, how many ready peers hold each, and which piece to ask a given peer
-//! for next (rarest first, random tie-break; endgame duplicates).
+//! done, how many peers hold each, and which piece to ask a given peer for
+//! next (rarest first across the swarm, random tie-break; endgame
+//! duplicates).
+//!
+//! Rarity counts the ready peers' `Have`s and, for peers known but not
+//! ready (listed, connecting, failed), the tracker's word on what they
+//! hold: a piece that many peers out of reach hold is not worth fetching
+//! first from the one peer in reach that has it.
 //!
 //! Pure bookkeeping: it knows nothing of peers beyond the piece set passed
 //! in, so it is tested on its own.
@@ -34,9 +40,13 @@ pub(crate) struct Picker {
     rank: Vec<u32>,
     /// Ready peers holding each piece.
     avail: Vec<u32>,
+    /// Known peers that are not ready holding each piece, by the
+    /// tracker's word.
+    known: Vec<u32>,
     state: Vec<PieceState>,
-    /// `(avail, rank, piece)` of every `Wanted` piece.
-    queue: BTreeSet<(u32, u32, u32)>,
+    /// `(no ready peer holds it, rarity, rank, piece)` of every `Wanted`
+    /// piece: those a ready peer holds first, rarest first.
+    queue: BTreeSet<(bool, u32, u32, u32)>,
     /// `Done` pieces, as announced to the tracker.
     done: PieceSet,
     writing: u32,
@@ -51,6 +61,7 @@ impl Picker {
         let mut p = Picker {
             rank,
             avail: vec![0; pieces as usize],
+            known: vec![0; pieces as usize],
             state: vec![PieceState::Wanted; pieces as usize],
             queue: BTreeSet::new(),
             done: PieceSet::empty(pieces),
@@ -67,8 +78,9 @@ impl Picker {
         p
     }
 
-    fn key(&self, i: u32) -> (u32, u32, u32) {
-        (self.avail[i as usize], self.rank[i as usize], i)
+    fn key(&self, i: u32) -> (bool, u32, u32, u32) {
+        let (a, k) = (self.avail[i as usize], self.known[i as usize]);
+        (a == 0, a.saturating_add(k), self.rank[i as usize], i)
     }
 
     pub fn len(&self) -> u32 {
@@ -126,27 +138,46 @@ impl Picker {
     }
 
     fn reavail(&mut self, i: u32, f: impl Fn(u32) -> u32) {
+        self.rekey(i, |p| p.avail[i as usize] = f(p.avail[i as usize]));
+    }
+
+    /// Changes what `i`'s queue key is made of, keeping the queue right.
+    fn rekey(&mut self, i: u32, f: impl FnOnce(&mut Self)) {
         let queued = self.state(i) == PieceState::Wanted;
         if queued {
             self.queue.remove(&self.key(i));
         }
-        self.avail[i as usize] = f(self.avail[i as usize]);
+        f(self);
         if queued {
             self.queue.insert(self.key(i));
+        }
+    }
+
+    /// Known peers that are not ready hold piece `i` this many times
+    /// (`known[i]`, one count per piece; another length is ignored).
+    pub fn set_known(&mut self, known: &[u32]) {
+        if known.len() != self.known.len() {
+            return;
+        }
+        for (i, &k) in known.iter().enumerate() {
+            if self.known[i] != k {
+                self.rekey(i as u32, |p| p.known[i] = k);
+            }
         }
     }
 
     /// Is some wanted (not in flight) piece held by a ready peer? If not,
     /// every fetchable missing piece is in flight: endgame.
     pub fn any_wanted_available(&self) -> bool {
-        self.queue.range((1, 0, 0)..).next().is_some()
+        self.queue.first().is_some_and(|k| !k.0)
     }
 
     /// The rarest wanted piece `has` holds (random among equally rare).
     pub fn pick(&self, has: &PieceSet) -> Option<u32> {
         self.queue
-            .range((1, 0, 0)..)
-            .map(|&(_, _, i)| i)
+            .iter()
+            .take_while(|k| !k.0)
+            .map(|&(_, _, _, i)| i)
             .find(|&i| has.contains(i))
     }
 
@@ -255,6 +286,26 @@ mod tests {
         p.requeue(2);
         assert_eq!(p.pick(&has), Some(2));
         p.check().unwrap();
+    }
+
+    #[test]
+    fn rarity_counts_peers_known_but_not_ready() {
+        let mut p = picker(3, &[], 4);
+        (0..3).for_each(|i| p.add_avail(i));
+        p.set_known(&[2, 0, 1]);
+        let all = PieceSet::full(3);
+        assert_eq!(p.pick(&all), Some(1), "nobody else holds 1");
+        p.set_in_flight(1);
+        assert_eq!(p.pick(&all), Some(2), "one peer out of reach holds 2");
+        p.set_known(&[0, 0, 3]);
+        assert_eq!(p.pick(&all), Some(0));
+        p.set_known(&[0; 4]);
+        assert_eq!(p.pick(&all), Some(0), "a wrong length is ignored");
+        p.check().unwrap();
+        let mut q = picker(2, &[], 4);
+        q.set_known(&[5, 5]);
+        assert!(!q.any_wanted_available(), "known alone is not in reach");
+        assert_eq!(q.pick(&PieceSet::full(2)), None);
     }
 
     #[test]

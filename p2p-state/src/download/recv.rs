@@ -25,6 +25,22 @@ impl Download {
             .filter(|info| self.learn_peer(now, info))
             .count();
         self.tracker.last_listed = listed;
+        self.recount_swarm();
+    }
+
+    /// Recounts, for the picker's rarity, the pieces known peers that are
+    /// not ready hold by the tracker's word (after a listing, and when a
+    /// peer becomes ready or stops being ready).
+    pub(super) fn recount_swarm(&mut self) {
+        let mut known = vec![0u32; self.meta.piece_count() as usize];
+        for h in self.peers.values().filter_map(|p| p.swarm_hint()) {
+            for i in h.iter() {
+                if let Some(k) = known.get_mut(i as usize) {
+                    *k += 1;
+                }
+            }
+        }
+        self.picker.set_known(&known);
     }
 
     pub(super) fn on_peers_unavailable(&mut self, reason: Text) {
@@ -221,7 +237,11 @@ impl Download {
         }
         self.timers.clear(Timer::Handshake(id));
         let p = self.peers.get_mut(&id).expect("checked by on_msg");
+        let was_ready = old.is_some();
         p.state = PeerState::Ready { pieces };
+        if !was_ready {
+            self.recount_swarm();
+        }
     }
 
     fn on_have_piece(&mut self, id: PeerId, index: u32) {
@@ -463,7 +483,9 @@ impl Download {
             for i in pieces.iter() {
                 self.picker.sub_avail(i);
             }
+            self.recount_swarm();
         }
+        let p = self.peers.get_mut(&id).expect("checked above");
         p.allowance = 0;
         p.last_arrival = None;
         p.shown_expires_ms = None;

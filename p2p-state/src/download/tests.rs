@@ -345,6 +345,38 @@ fn requests_only_pieces_the_peer_holds_and_rarest_first() {
 }
 
 #[test]
+fn rarest_first_counts_what_listed_peers_not_yet_ready_hold() {
+    let cfg = DownloadConfig {
+        per_peer_max: 1,
+        per_peer_min: 1,
+        ..DownloadConfig::default()
+    };
+    let mut r = Rig::new(4, cfg, PieceSet::empty(4));
+    r.drain();
+    // s1 holds everything and gets ready; s2 (0, 1, 2 by the tracker's
+    // word) is still connecting: piece 3 is the rarest in the swarm.
+    let list = vec![r.info(1, PieceSet::full(4)), r.info(2, set(4, &[0, 1, 2]))];
+    let out = r.input(Input::Peers(list));
+    let s1 = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Connect { peer, addr } if addr.port() == 7000 && addr.ip().to_string() == "10.0.0.1" => Some(*peer),
+            _ => None,
+        })
+        .expect("s1 dialed");
+    r.input(Input::Connected {
+        peer: s1,
+        key: SEEDER_KEY,
+    });
+    let pieces = PieceSet::full(4);
+    let out = r.input(Input::Msg {
+        peer: s1,
+        msg: PeerMsg::Have { pieces },
+    });
+    assert_eq!(requests(&out), vec![(s1, 3)], "{out:?}");
+}
+
+#[test]
 fn a_corrupt_piece_is_never_written_and_the_peer_is_banned() {
     let cfg = DownloadConfig {
         max_parallel: 1,
