@@ -382,6 +382,17 @@ impl Download {
         if !self.picker.set_done(index) {
             return; // not a write we asked for: ignore
         }
+        // Our peers hear of it (a seeder in initial seeding shows us
+        // another piece in exchange).
+        let ready: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.is_ready())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            self.send(id, PeerMsg::HavePiece { index });
+        }
         self.announce.dirty = true;
         let at = self
             .announce

@@ -618,6 +618,23 @@ fn a_piece_through_msg_is_hashed_by_the_machine() {
 }
 
 #[test]
+fn a_written_piece_is_announced_to_every_ready_peer() {
+    let mut r = Rig::fresh(4);
+    r.drain();
+    let (ids, out) = r.connect_all(&[(1, PieceSet::full(4)), (2, PieceSet::full(4))]);
+    let (from, index) = requests(&out)[0];
+    r.piece(from, index);
+    let out = r.input(Input::PieceWritten { index });
+    for id in ids {
+        let told = Output::Send {
+            peer: id,
+            msg: PeerMsg::HavePiece { index },
+        };
+        assert!(out.contains(&told), "{id} not told: {out:?}");
+    }
+}
+
+#[test]
 fn malformed_peer_messages_are_violations() {
     let mut r = Rig::fresh(2);
     r.drain();
@@ -692,8 +709,8 @@ fn no_peer_backs_off_and_says_why_then_gives_up() {
 
 #[test]
 fn peers_are_asked_for_again_soon_at_first_then_less_and_less_often() {
-    // Leechers starting together must meet within seconds: the refresh
-    // while downloading starts at 1 s and doubles up to 60 s.
+    // Leechers starting together must meet within a second: the refresh
+    // while downloading starts at 125 ms and doubles up to 60 s.
     let cfg = DownloadConfig {
         max_parallel: 1,
         request_timeout_min: Duration::from_secs(3600),
@@ -704,14 +721,15 @@ fn peers_are_asked_for_again_soon_at_first_then_less_and_less_often() {
     assert_eq!(r.drain(), vec![Output::AskTrackerForPeers]);
     r.connect_all(&[(1, PieceSet::full(2))]);
     let mut asks = vec![];
-    for _ in 0..9 {
+    for _ in 0..12 {
         let out = r.fire_next();
         if out.contains(&Output::AskTrackerForPeers) {
-            asks.push(r.now.saturating_since(T0).as_millis() / 1000);
+            asks.push(r.now.saturating_since(T0).as_millis());
             r.input(Input::Peers(vec![r.info(1, PieceSet::full(2))]));
         }
     }
-    assert_eq!(&asks[..8], &[2, 6, 14, 30, 62, 122, 182, 242], "{asks:?}");
+    let ramp = [250, 750, 1750, 3750, 7750, 15750, 31750, 63750, 123750];
+    assert_eq!(&asks[..ramp.len()], &ramp, "{asks:?}");
 }
 
 #[test]

@@ -5,24 +5,27 @@
 //!
 //! It works with the existing protocol: the `Have` that answers `Open` may
 //! name a subset of the pieces held (a downloader only asks for pieces a
-//! peer says it holds), and `HavePiece` names more later. While a share is
-//! in initial seeding (registered whole, and some piece not yet sent to
-//! anyone):
+//! peer says it holds), `HavePiece` names more later, and downloaders tell
+//! their peers of each piece they now hold (`HavePiece`, either way). For a
+//! share registered whole:
 //!
 //! - the first connection on the share sees every piece (a lone downloader
 //!   is never slowed down), and so does a connection that is the only one
 //!   left on its share (it hears a full `Have` again);
-//! - every later connection sees a *view* of `initial_seed_window` pieces,
-//!   those claimed least often (shown to a view or asked for by a full
-//!   view; ties by index, so views start disjoint), and each piece served
-//!   on it shows it one more. The seeder's queue for it never runs dry,
-//!   and its pieces are the ones the others do not have;
-//! - once every piece has been sent at least once, the share leaves
-//!   initial seeding and every view hears a full `Have`.
+//! - every later connection sees a *view*: always `initial_seed_window`
+//!   pieces it does not hold (while there are such pieces), those claimed
+//!   least often (shown to a view, asked for by a full view, or announced
+//!   held by a downloader; ties by index, so views start disjoint). Each
+//!   piece it gets, from us or from anyone (its `HavePiece`), shows it one
+//!   more. Its queue here never runs dry, it is never left with nothing to
+//!   ask, and what it asks of us are the pieces the swarm lacks; the rest
+//!   it fetches from the other downloaders.
 //!
 //! A request for a held piece outside a view is served all the same (the
-//! view only steers which pieces are asked for). Pure bookkeeping: the
-//! seeder (`mod.rs`) calls it and sends what it returns.
+//! view only steers which pieces are asked for). A downloader that never
+//! announces what it holds still gets one more piece per piece served.
+//! Pure bookkeeping: the seeder (`mod.rs`) calls it and sends what it
+//! returns.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,16 +33,15 @@ use p2p_proto::PieceSet;
 
 use super::types::{ConnId, ShareId};
 
-/// One share in initial seeding.
+/// One share registered whole.
 #[derive(Clone, Debug)]
 struct Share {
-    /// Times each piece was shown to a view or asked for by a full view.
+    /// Times each piece was shown to a view, asked for by a full view or
+    /// announced held by a downloader: a rough count of its copies.
     claimed: Vec<u32>,
     /// `(claimed, piece)` of every piece: the next one to show is the
-    /// first not already in the view.
+    /// first a connection neither sees nor holds.
     order: BTreeSet<(u32, u32)>,
-    /// Pieces sent at least once.
-    sent: PieceSet,
 }
 
 impl Share {
@@ -47,27 +49,28 @@ impl Share {
         Share {
             claimed: vec![0; pieces as usize],
             order: (0..pieces).map(|i| (0, i)).collect(),
-            sent: PieceSet::empty(pieces),
         }
     }
 
     fn claim(&mut self, i: u32) {
-        let c = &mut self.claimed[i as usize];
+        let Some(c) = self.claimed.get_mut(i as usize) else {
+            return;
+        };
         self.order.remove(&(*c, i));
-        *c += 1;
+        *c = c.saturating_add(1);
         self.order.insert((*c, i));
     }
+}
 
-    /// The least claimed piece not in `view`, claimed.
-    fn next_for(&mut self, view: &PieceSet) -> Option<u32> {
-        let i = self
-            .order
-            .iter()
-            .map(|&(_, i)| i)
-            .find(|&i| !view.contains(i))?;
-        self.claim(i);
-        Some(i)
-    }
+/// What one restricted connection sees and holds.
+#[derive(Clone, Debug)]
+struct View {
+    share: ShareId,
+    shown: PieceSet,
+    /// Pieces it holds (sent by us or announced by it).
+    held: PieceSet,
+    /// Shown pieces it does not hold.
+    unheld: usize,
 }
 
 /// What the seeder must tell a connection.
@@ -79,18 +82,28 @@ pub(crate) enum Show {
     All(ConnId),
 }
 
-/// Initial-seeding state of every share in it, and every restricted view.
-#[derive(Clone, Debug, Default)]
+/// Initial-seeding state of every share registered whole, and every
+/// restricted view.
+#[derive(Clone, Debug)]
 pub(crate) struct Initial {
+    /// Unheld pieces a view keeps shown; 0 turns initial seeding off.
+    window: usize,
     shares: BTreeMap<ShareId, Share>,
-    /// Connections that see only part of their share, and what they see.
-    views: BTreeMap<ConnId, (ShareId, PieceSet)>,
+    views: BTreeMap<ConnId, View>,
 }
 
 impl Initial {
-    /// A share registered with every piece starts in initial seeding.
+    pub fn new(window: usize) -> Self {
+        Initial {
+            window,
+            shares: BTreeMap::new(),
+            views: BTreeMap::new(),
+        }
+    }
+
+    /// A share registered with every piece is served in initial seeding.
     pub fn add_share(&mut self, share: ShareId, have: &PieceSet) {
-        if have.is_full() && !have.is_empty() {
+        if self.window > 0 && have.is_full() && !have.is_empty() {
             self.shares.insert(share, Share::new(have.len()));
         }
     }
@@ -98,7 +111,7 @@ impl Initial {
     /// The share is no longer served (its connections close too).
     pub fn remove_share(&mut self, share: ShareId) {
         self.shares.remove(&share);
-        self.views.retain(|_, (s, _)| *s != share);
+        self.views.retain(|_, v| v.share != share);
     }
 
     /// `conn` opened `share` while `others` connections were already on
@@ -109,23 +122,65 @@ impl Initial {
         share: ShareId,
         have: &PieceSet,
         others: usize,
-        window: usize,
     ) -> PieceSet {
-        let Some(s) = self.shares.get_mut(&share) else {
+        if others == 0 || !self.shares.contains_key(&share) {
             return have.clone();
+        }
+        let view = View {
+            share,
+            shown: PieceSet::empty(have.len()),
+            held: PieceSet::empty(have.len()),
+            unheld: 0,
         };
-        if others == 0 || window == 0 {
-            return have.clone();
+        self.views.insert(conn, view);
+        self.top_up(conn);
+        self.views[&conn].shown.clone()
+    }
+
+    /// Shows `conn` least-claimed pieces it neither sees nor holds until
+    /// it sees `window` it does not hold. Returns them.
+    fn top_up(&mut self, conn: ConnId) -> Vec<u32> {
+        let mut out = Vec::new();
+        let Some(v) = self.views.get_mut(&conn) else {
+            return out;
+        };
+        let Some(s) = self.shares.get_mut(&v.share) else {
+            return out;
+        };
+        while v.unheld < self.window {
+            let next = s
+                .order
+                .iter()
+                .map(|&(_, i)| i)
+                .find(|&i| !v.shown.contains(i) && !v.held.contains(i));
+            let Some(i) = next else { break };
+            s.claim(i);
+            v.shown.insert(i);
+            v.unheld += 1;
+            out.push(i);
         }
-        let mut view = PieceSet::empty(have.len());
-        for _ in 0..window {
-            match s.next_for(&view) {
-                Some(i) => view.insert(i),
-                None => break,
-            };
+        out
+    }
+
+    /// `conn` holds `index` now; `ours` if we sent it. Returns the pieces
+    /// it is shown in exchange.
+    fn holds(&mut self, conn: ConnId, index: u32, ours: bool) -> Vec<Show> {
+        let Some(v) = self.views.get_mut(&conn) else {
+            return Vec::new();
+        };
+        if index >= v.held.len() || v.held.contains(index) {
+            return Vec::new();
         }
-        self.views.insert(conn, (share, view.clone()));
-        view
+        v.held.insert(index);
+        if v.shown.contains(index) {
+            v.unheld -= 1;
+        } else if !ours && let Some(s) = self.shares.get_mut(&v.share) {
+            s.claim(index);
+        }
+        self.top_up(conn)
+            .into_iter()
+            .map(|i| Show::Piece(conn, i))
+            .collect()
     }
 
     /// `conn` (on `share`) asked for `index` and it was queued.
@@ -134,52 +189,30 @@ impl Initial {
             return;
         };
         match self.views.get(&conn) {
-            Some((_, view)) if view.contains(index) => {} // claimed when shown
+            Some(v) if v.shown.contains(index) => {} // claimed when shown
             _ => s.claim(index),
         }
     }
 
-    /// `index` of `share` was sent on `conn`: what to show whom. When the
-    /// last unsent piece goes out, the share leaves initial seeding and
-    /// every view on it is lifted.
-    pub fn on_served(&mut self, conn: ConnId, share: ShareId, index: u32) -> Vec<Show> {
-        let Some(s) = self.shares.get_mut(&share) else {
-            return Vec::new();
-        };
-        s.sent.insert(index);
-        if s.sent.is_full() {
-            self.shares.remove(&share);
-            return self.lift_share(share);
-        }
-        let Some((_, view)) = self.views.get_mut(&conn) else {
-            return Vec::new();
-        };
-        match s.next_for(view) {
-            Some(i) => {
-                view.insert(i);
-                vec![Show::Piece(conn, i)]
-            }
-            None => Vec::new(),
-        }
+    /// `index` was sent on `conn`: what to show it.
+    pub fn on_served(&mut self, conn: ConnId, index: u32) -> Vec<Show> {
+        self.holds(conn, index, true)
     }
 
-    /// `conn` is gone. If a single connection is left on its share and it
-    /// is restricted, it now sees everything.
+    /// `conn` (on `share`) says it holds `index` (got from anyone).
+    pub fn on_held(&mut self, conn: ConnId, share: ShareId, index: u32) -> Vec<Show> {
+        if !self.views.contains_key(&conn)
+            && let Some(s) = self.shares.get_mut(&share)
+        {
+            s.claim(index); // a full view: one more copy out there
+        }
+        self.holds(conn, index, false)
+    }
+
+    /// `conn` is gone. A view left alone on its share now sees everything.
     pub fn forget(&mut self, conn: ConnId, open_on: impl Fn(ShareId) -> Vec<ConnId>) -> Vec<Show> {
-        let Some((share, _)) = self.views.remove(&conn) else {
-            return self.lift_lone(open_on);
-        };
-        let left = open_on(share);
-        match left.as_slice() {
-            [only] if self.views.remove(only).is_some() => vec![Show::All(*only)],
-            _ => Vec::new(),
-        }
-    }
-
-    /// A full-view connection closed: a view left alone on its share is
-    /// lifted too.
-    fn lift_lone(&mut self, open_on: impl Fn(ShareId) -> Vec<ConnId>) -> Vec<Show> {
-        let shares: BTreeSet<ShareId> = self.views.values().map(|(s, _)| *s).collect();
+        self.views.remove(&conn);
+        let shares: BTreeSet<ShareId> = self.views.values().map(|v| v.share).collect();
         let mut out = Vec::new();
         for share in shares {
             if let [only] = open_on(share).as_slice()
@@ -191,43 +224,29 @@ impl Initial {
         out
     }
 
-    fn lift_share(&mut self, share: ShareId) -> Vec<Show> {
-        let lifted: Vec<ConnId> = self
-            .views
-            .iter()
-            .filter(|(_, (s, _))| *s == share)
-            .map(|(c, _)| *c)
-            .collect();
-        for c in &lifted {
-            self.views.remove(c);
-        }
-        lifted.into_iter().map(Show::All).collect()
-    }
-
-    /// Is `share` in initial seeding?
-    #[cfg(test)]
-    pub fn is_active(&self, share: ShareId) -> bool {
-        self.shares.contains_key(&share)
-    }
-
     /// What `conn` sees, if restricted.
     #[cfg(test)]
     pub fn view(&self, conn: ConnId) -> Option<&PieceSet> {
-        self.views.get(&conn).map(|(_, v)| v)
+        self.views.get(&conn).map(|v| &v.shown)
     }
 
-    /// Views belong to shares in initial seeding and to connections the
-    /// caller says are open on them. Returns what is wrong.
+    /// Views belong to shares registered whole and to connections the
+    /// caller says are open on them; counts agree. Returns what is wrong.
     pub fn check(&self, open_share: impl Fn(ConnId) -> Option<ShareId>) -> Result<(), String> {
-        for (conn, (share, view)) in &self.views {
-            if !self.shares.contains_key(share) {
+        for (conn, v) in &self.views {
+            let Some(s) = self.shares.get(&v.share) else {
                 return Err(format!("{conn} has a view of a share not in initial seeding"));
-            }
-            if open_share(*conn) != Some(*share) {
+            };
+            if open_share(*conn) != Some(v.share) {
                 return Err(format!("{conn} has a view but is not open on its share"));
             }
-            if view.len() as usize != self.shares[share].claimed.len() {
+            let n = s.claimed.len() as u32;
+            if v.shown.len() != n || v.held.len() != n {
                 return Err(format!("{conn}'s view has the wrong piece count"));
+            }
+            let unheld = v.shown.iter().filter(|&i| !v.held.contains(i)).count();
+            if unheld != v.unheld {
+                return Err(format!("{conn}: {unheld} unheld pieces shown, counted {}", v.unheld));
             }
         }
         for s in self.shares.values() {
@@ -245,61 +264,70 @@ mod tests {
 
     const S: ShareId = ShareId(1);
 
-    #[test]
-    fn views_start_disjoint_and_the_first_connection_sees_everything() {
-        let mut ini = Initial::default();
-        let have = PieceSet::full(16);
-        ini.add_share(S, &have);
-        let first = ini.on_open(ConnId(1), S, &have, 0, 4);
-        assert!(first.is_full(), "a lone downloader sees every piece");
-        let a = ini.on_open(ConnId(2), S, &have, 1, 4);
-        let b = ini.on_open(ConnId(3), S, &have, 2, 4);
-        assert_eq!((a.count(), b.count()), (4, 4));
-        assert!(a.iter().all(|i| !b.contains(i)), "views overlap: {a:?} {b:?}");
+    fn open(ini: &mut Initial, conn: u64, have: &PieceSet, others: usize) -> PieceSet {
+        ini.on_open(ConnId(conn), S, have, others)
     }
 
     #[test]
-    fn a_partial_share_is_never_restricted() {
-        let mut ini = Initial::default();
+    fn views_start_disjoint_and_the_first_connection_sees_everything() {
+        let mut ini = Initial::new(4);
+        let have = PieceSet::full(16);
+        ini.add_share(S, &have);
+        assert!(open(&mut ini, 1, &have, 0).is_full(), "a lone downloader sees all");
+        let a = open(&mut ini, 2, &have, 1);
+        let b = open(&mut ini, 3, &have, 2);
+        assert_eq!((a.count(), b.count()), (4, 4));
+        assert!(a.iter().all(|i| !b.contains(i)), "views overlap: {a:?} {b:?}");
+        ini.check(|_| Some(S)).unwrap();
+    }
+
+    #[test]
+    fn a_partial_share_or_window_zero_is_never_restricted() {
+        let mut ini = Initial::new(2);
         let mut have = PieceSet::full(8);
         have.remove(3);
         ini.add_share(S, &have);
-        assert_eq!(ini.on_open(ConnId(2), S, &have, 3, 2), have);
-        assert!(!ini.is_active(S));
+        assert_eq!(open(&mut ini, 2, &have, 3), have);
+        let mut off = Initial::new(0);
+        off.add_share(S, &PieceSet::full(8));
+        assert!(off.on_open(ConnId(2), S, &PieceSet::full(8), 3).is_full());
     }
 
     #[test]
-    fn each_serve_shows_one_more_and_the_last_unsent_piece_lifts_every_view() {
-        let mut ini = Initial::default();
-        let have = PieceSet::full(4);
+    fn a_piece_got_from_us_or_anyone_shows_one_more_never_one_held() {
+        let mut ini = Initial::new(2);
+        let have = PieceSet::full(6);
         ini.add_share(S, &have);
-        ini.on_open(ConnId(1), S, &have, 0, 2);
-        let v = ini.on_open(ConnId(2), S, &have, 1, 2);
-        let shown: Vec<u32> = v.iter().collect();
-        let first = shown[0];
-        let out = ini.on_served(ConnId(2), S, first);
-        assert_eq!(out.len(), 1, "one more piece shown: {out:?}");
-        let Show::Piece(_, next) = out[0] else {
-            panic!("expected a piece: {out:?}")
+        open(&mut ini, 1, &have, 0);
+        let v = open(&mut ini, 2, &have, 1);
+        let first = v.iter().next().unwrap();
+        let out = ini.on_served(ConnId(2), first);
+        let [Show::Piece(_, next)] = out[..] else {
+            panic!("one more per piece served: {out:?}")
         };
-        assert!(!shown.contains(&next));
-        for i in (0..4).filter(|&i| i != first) {
-            let out = ini.on_served(ConnId(1), S, i);
-            if i == (0..4).filter(|&i| i != first).last().unwrap() {
-                assert_eq!(out, vec![Show::All(ConnId(2))], "every piece sent once");
-            }
-        }
-        assert!(!ini.is_active(S) && ini.view(ConnId(2)).is_none());
+        assert!(!v.contains(next));
+        // It announces a piece it was never shown (got elsewhere): no new
+        // piece, and that piece is never shown to it.
+        let elsewhere = (0..6).find(|&i| !ini.view(ConnId(2)).unwrap().contains(i)).unwrap();
+        assert_eq!(ini.on_held(ConnId(2), S, elsewhere), vec![]);
+        // It announces a shown piece got elsewhere: one more, not `elsewhere`.
+        let out = ini.on_held(ConnId(2), S, next);
+        let [Show::Piece(_, third)] = out[..] else {
+            panic!("{out:?}")
+        };
+        assert_ne!(third, elsewhere);
+        assert_eq!(ini.on_held(ConnId(2), S, next), vec![], "announced twice");
+        ini.check(|_| Some(S)).unwrap();
     }
 
     #[test]
     fn a_view_left_alone_on_its_share_is_lifted() {
-        let mut ini = Initial::default();
+        let mut ini = Initial::new(2);
         let have = PieceSet::full(8);
         ini.add_share(S, &have);
-        ini.on_open(ConnId(1), S, &have, 0, 2);
-        ini.on_open(ConnId(2), S, &have, 1, 2);
-        ini.on_open(ConnId(3), S, &have, 2, 2);
+        open(&mut ini, 1, &have, 0);
+        open(&mut ini, 2, &have, 1);
+        open(&mut ini, 3, &have, 2);
         assert_eq!(ini.forget(ConnId(1), |_| vec![ConnId(2), ConnId(3)]), vec![]);
         assert_eq!(
             ini.forget(ConnId(3), |_| vec![ConnId(2)]),

@@ -23,14 +23,16 @@
 //! connection (`Busy` beyond), disk reads in flight over all connections,
 //! refused requests per connection, idle time.
 //!
-//! Decisions on peer messages: `HavePiece`/`Have` from a downloader are
-//! allowed and ignored ("either side may announce"); `Piece`, `Reject`, an
+//! Decisions on peer messages: `Have` from a downloader is allowed and
+//! ignored ("either side may announce"), its `HavePiece` feeds initial
+//! seeding; `Piece`, `Reject`, an
 //! `Open` for another file or user are protocol violations (`Fatal` + close); a `Request`
 //! before `Open` is refused with `NoTicket` + close; `Fatal` closes.
 //!
-//! Which pieces a connection hears of: all held, except while a share is
-//! in initial seeding (`initial.rs`), when later downloaders see a growing
-//! subset so that each piece goes out about once before any goes twice.
+//! Which pieces a connection hears of: all held, except on a share
+//! registered whole with other downloaders on it (initial seeding,
+//! `initial.rs`), where later downloaders see a growing subset so that each
+//! piece goes out about once before any goes twice.
 //!
 //! Files: `types.rs` (vocabulary and limits), `conn.rs` (one connection's
 //! request queue), `initial.rs` (initial seeding), `tests.rs`.
@@ -118,6 +120,7 @@ impl Seeder {
         let upload = cfg.upload_rate.map(|r| TokenBucket::new(now, r));
         Seeder {
             upload,
+            initial: Initial::new(cfg.initial_seed_window),
             cfg: cfg.normalized(),
             identity: None,
             shares: BTreeMap::new(),
@@ -129,7 +132,6 @@ impl Seeder {
             out: Outbox::new(),
             stats: SeederStats::default(),
             served_by_user: BTreeMap::new(),
-            initial: Initial::default(),
         }
     }
 
@@ -354,7 +356,8 @@ impl Seeder {
             _ if !open => self.violation(conn, "expected Open first"),
             PeerMsg::Request { index } => self.on_request(conn, index),
             PeerMsg::Cancel { index } => self.conn_mut(conn).cancel(index),
-            PeerMsg::Have { .. } | PeerMsg::HavePiece { .. } => {}
+            PeerMsg::Have { .. } => {}
+            PeerMsg::HavePiece { index } => self.on_peer_has(conn, index),
             PeerMsg::Open { ticket } => self.on_renew(now, conn, &ticket),
             PeerMsg::Piece { .. } => self.violation(conn, "piece data sent to a seeder"),
             PeerMsg::Reject { .. } => self.violation(conn, "Reject sent to a seeder"),
@@ -392,8 +395,7 @@ impl Seeder {
         self.timers
             .set(Timer::Expire(conn), expiry(ticket.expires_ms));
         let have = &self.shares[&share].have;
-        let window = self.cfg.initial_seed_window;
-        let pieces = self.initial.on_open(conn, share, have, others, window);
+        let pieces = self.initial.on_open(conn, share, have, others);
         self.send(conn, PeerMsg::Have { pieces });
     }
 
@@ -544,7 +546,7 @@ impl Seeder {
                 .add(want as usize);
         }
         let shows = if ok {
-            self.initial.on_served(conn, share, index)
+            self.initial.on_served(conn, index)
         } else {
             Vec::new()
         };
@@ -569,6 +571,13 @@ impl Seeder {
                 );
             }
         }
+        self.show(shows);
+    }
+
+    /// The downloader on `conn` holds `index` now (from anyone).
+    fn on_peer_has(&mut self, conn: ConnId, index: u32) {
+        let share = self.conns[&conn].share().expect("open");
+        let shows = self.initial.on_held(conn, share, index);
         self.show(shows);
     }
 

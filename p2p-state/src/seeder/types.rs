@@ -49,11 +49,12 @@ pub const READS_MAX: usize = 32;
 /// Default refused requests (pieces not held) a connection may make
 /// before it is closed.
 pub const REFUSALS_MAX: u32 = 16;
-/// Default pieces a downloader sees at first while a share is in initial
-/// seeding and others are already connected to it (each piece served to
-/// it shows one more): as many as it may ask for at once, so its queue
-/// here never runs dry. 0 turns initial seeding off.
-pub const INITIAL_SEED_WINDOW: usize = CONN_REQUESTS_MAX;
+/// Default pieces a downloader sees and does not hold while a share
+/// registered whole has other downloaders on it (initial seeding,
+/// `initial.rs`): at most this many requests of each queue here, so the
+/// seeder's queue stays short and downloaders fetch the rest from each
+/// other. 0 turns initial seeding off.
+pub const INITIAL_SEED_WINDOW: usize = 4;
 /// Default time a new connection has to show its ticket.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a connection may stay silent with nothing pending.
@@ -83,7 +84,7 @@ pub struct SeederConfig {
     /// [`TokenBucket`](crate::rate::TokenBucket) allows. Changed at run
     /// time with `Seeder::set_upload_rate`.
     pub upload_rate: Option<u64>,
-    /// Pieces a later downloader sees at first in initial seeding (see
+    /// Unheld pieces a later downloader sees in initial seeding (see
     /// `initial.rs`); 0 turns initial seeding off.
     pub initial_seed_window: usize,
     /// Planted bug (test switch): serve any `Open`, whatever its ticket.
