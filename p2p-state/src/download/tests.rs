@@ -360,7 +360,11 @@ fn rarest_first_counts_what_listed_peers_not_yet_ready_hold() {
     let s1 = out
         .iter()
         .find_map(|o| match o {
-            Output::Connect { peer, addr } if addr.port() == 7000 && addr.ip().to_string() == "10.0.0.1" => Some(*peer),
+            Output::Connect { peer, addr }
+                if addr.port() == 7000 && addr.ip().to_string() == "10.0.0.1" =>
+            {
+                Some(*peer)
+            }
             _ => None,
         })
         .expect("s1 dialed");

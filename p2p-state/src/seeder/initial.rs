@@ -235,7 +235,9 @@ impl Initial {
     pub fn check(&self, open_share: impl Fn(ConnId) -> Option<ShareId>) -> Result<(), String> {
         for (conn, v) in &self.views {
             let Some(s) = self.shares.get(&v.share) else {
-                return Err(format!("{conn} has a view of a share not in initial seeding"));
+                return Err(format!(
+                    "{conn} has a view of a share not in initial seeding"
+                ));
             };
             if open_share(*conn) != Some(v.share) {
                 return Err(format!("{conn} has a view but is not open on its share"));
@@ -246,7 +248,10 @@ impl Initial {
             }
             let unheld = v.shown.iter().filter(|&i| !v.held.contains(i)).count();
             if unheld != v.unheld {
-                return Err(format!("{conn}: {unheld} unheld pieces shown, counted {}", v.unheld));
+                return Err(format!(
+                    "{conn}: {unheld} unheld pieces shown, counted {}",
+                    v.unheld
+                ));
             }
         }
         for s in self.shares.values() {
@@ -273,11 +278,17 @@ mod tests {
         let mut ini = Initial::new(4);
         let have = PieceSet::full(16);
         ini.add_share(S, &have);
-        assert!(open(&mut ini, 1, &have, 0).is_full(), "a lone downloader sees all");
+        assert!(
+            open(&mut ini, 1, &have, 0).is_full(),
+            "a lone downloader sees all"
+        );
         let a = open(&mut ini, 2, &have, 1);
         let b = open(&mut ini, 3, &have, 2);
         assert_eq!((a.count(), b.count()), (4, 4));
-        assert!(a.iter().all(|i| !b.contains(i)), "views overlap: {a:?} {b:?}");
+        assert!(
+            a.iter().all(|i| !b.contains(i)),
+            "views overlap: {a:?} {b:?}"
+        );
         ini.check(|_| Some(S)).unwrap();
     }
 
@@ -308,7 +319,9 @@ mod tests {
         assert!(!v.contains(next));
         // It announces a piece it was never shown (got elsewhere): no new
         // piece, and that piece is never shown to it.
-        let elsewhere = (0..6).find(|&i| !ini.view(ConnId(2)).unwrap().contains(i)).unwrap();
+        let elsewhere = (0..6)
+            .find(|&i| !ini.view(ConnId(2)).unwrap().contains(i))
+            .unwrap();
         assert_eq!(ini.on_held(ConnId(2), S, elsewhere), vec![]);
         // It announces a shown piece got elsewhere: one more, not `elsewhere`.
         let out = ini.on_held(ConnId(2), S, next);
@@ -328,7 +341,10 @@ mod tests {
         open(&mut ini, 1, &have, 0);
         open(&mut ini, 2, &have, 1);
         open(&mut ini, 3, &have, 2);
-        assert_eq!(ini.forget(ConnId(1), |_| vec![ConnId(2), ConnId(3)]), vec![]);
+        assert_eq!(
+            ini.forget(ConnId(1), |_| vec![ConnId(2), ConnId(3)]),
+            vec![]
+        );
         assert_eq!(
             ini.forget(ConnId(3), |_| vec![ConnId(2)]),
             vec![Show::All(ConnId(2))]

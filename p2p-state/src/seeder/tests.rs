@@ -1275,10 +1275,12 @@ fn open_seeing(r: &mut Rig, who: &str) -> (ConnId, PieceSet) {
         },
     );
     match &out[..] {
-        [Output::Send {
-            msg: PeerMsg::Have { pieces },
-            ..
-        }] => (conn, pieces.clone()),
+        [
+            Output::Send {
+                msg: PeerMsg::Have { pieces },
+                ..
+            },
+        ] => (conn, pieces.clone()),
         _ => panic!("{out:?}"),
     }
 }
@@ -1367,4 +1369,15 @@ fn a_view_left_alone_sees_everything_and_a_partial_share_has_no_views() {
     let mut r = whole_rig(0);
     let _ = open_seeing(&mut r, "bob");
     assert!(open_seeing(&mut r, "carol").1.is_full(), "window 0 is off");
+}
+
+#[test]
+fn the_default_window_shows_exactly_initial_seed_window_unheld_pieces() {
+    let mut r = whole_rig(SeederConfig::default().initial_seed_window);
+    let _ = open_seeing(&mut r, "bob");
+    let (c2, v) = open_seeing(&mut r, "carol");
+    assert_eq!(v.count() as usize, INITIAL_SEED_WINDOW);
+    let i = v.iter().next().unwrap();
+    let out = serve(&mut r, c2, i);
+    assert_eq!(shown(&out, c2).len(), 1, "back to the window, not past it");
 }
