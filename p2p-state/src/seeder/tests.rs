@@ -1245,6 +1245,8 @@ fn the_upload_rate_limit_can_be_lifted_and_set_at_run_time() {
     assert_eq!(r.s.upload_rate(), None);
     r.s.set_upload_rate(r.now, Some(1));
     assert_eq!(r.s.upload_rate(), Some(1));
+}
+
 // ---------------------------------------------------------------- initial seeding
 
 /// A seeder sharing all 10 pieces of `f.bin`, initial seeding with `window`.
