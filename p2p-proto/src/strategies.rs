@@ -138,6 +138,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         addr().prop_map(|addr| RegisterSeeder { addr }),
         Just(Ping),
         Just(Status),
+        group().prop_map(|group| ListMembers { group }),
     ]
 }
 
@@ -223,6 +224,7 @@ pub fn reply() -> impl Strategy<Value = Reply> {
             .prop_map(|(new_owner, deleted)| Left { new_owner, deleted }),
         any::<bool>().prop_map(|new_file| Shared { new_file }),
         addr().prop_map(|addr| SeederAt { addr }),
+        vec(user(), 0..5).prop_map(Members),
     ]
 }
 

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use super::{Text, tag, unknown};
 use crate::codec::{DecodeError, Reader, Wire, put_list, put_option};
-use crate::limits::{LIST_LEN_MAX, PEERS_PER_REPLY_MAX};
+use crate::limits::{LIST_LEN_MAX, MEMBERS_PER_REPLY_MAX, PEERS_PER_REPLY_MAX};
 use crate::types::*;
 
 /// One request from a client.
@@ -110,6 +110,10 @@ pub enum Request {
     Ping,
     /// Replication status and state digest (for operators and tests).
     Status,
+    /// The members of a group, for its members only (owner included).
+    ListMembers {
+        group: GroupName,
+    },
 }
 
 impl Wire for Request {
@@ -196,6 +200,10 @@ impl Wire for Request {
             }
             Ping => w.put_u8(19),
             Status => w.put_u8(20),
+            ListMembers { group } => {
+                w.put_u8(21);
+                group.encode(w);
+            }
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -261,6 +269,9 @@ impl Wire for Request {
             },
             19 => Ping,
             20 => Status,
+            21 => ListMembers {
+                group: Wire::decode(r)?,
+            },
             t => return Err(unknown("request", t)),
         })
     }
@@ -275,6 +286,7 @@ impl Request {
             ListGroups
                 | ListRequests { .. }
                 | ListFiles { .. }
+                | ListMembers { .. }
                 | GetFile { .. }
                 | GetPeers { .. }
                 | Ping
@@ -354,6 +366,9 @@ pub enum Reply {
     SeederAt {
         addr: SocketAddr,
     },
+    /// `list_members`: a group's members in name order, owner included
+    /// (at most `MEMBERS_PER_REPLY_MAX`, the tracker's member limit).
+    Members(Vec<UserName>),
 }
 
 impl Wire for Reply {
@@ -414,6 +429,10 @@ impl Wire for Reply {
                 w.put_u8(13);
                 addr.encode(w);
             }
+            Members(v) => {
+                w.put_u8(14);
+                put_list(w, v);
+            }
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -445,6 +464,7 @@ impl Wire for Reply {
             13 => SeederAt {
                 addr: Wire::decode(r)?,
             },
+            14 => Members(r.list("members", MEMBERS_PER_REPLY_MAX)?),
             t => return Err(unknown("reply", t)),
         })
     }

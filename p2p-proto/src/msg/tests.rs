@@ -202,6 +202,32 @@ fn a_huge_list_count_is_refused() {
     ));
 }
 
+/// A `list_members` reply holds every member of the largest group, each
+/// with the longest name, in one frame; one more member is refused
+/// before anything is allocated.
+#[test]
+fn a_full_member_list_fits_and_one_more_is_refused() {
+    let reply = |n: usize| {
+        let name = |i: usize| UserName::new(format!("{i:0>width$}", width = NAME_LEN_MAX)).unwrap();
+        FromTracker::Response {
+            id: RequestId(1),
+            outcome: Ok(Reply::Members((0..n).map(name).collect())),
+        }
+        .to_bytes()
+    };
+    let full = reply(MEMBERS_PER_REPLY_MAX);
+    assert!(full.len() <= FRAME_LEN_MAX as usize);
+    let back = FromTracker::from_bytes(full.clone()).unwrap();
+    assert_eq!(back.to_bytes(), full);
+    assert!(matches!(
+        FromTracker::from_bytes(reply(MEMBERS_PER_REPLY_MAX + 1)),
+        Err(DecodeError::TooLong {
+            field: "members",
+            ..
+        })
+    ));
+}
+
 #[test]
 fn too_many_piece_hashes_are_refused() {
     let mut w = BytesMut::new();

@@ -675,6 +675,11 @@ fn user_flow_on_the_primary_and_the_backup_converges() {
         panic!()
     };
     assert!(s.in_sync && s.primary == Some(TrackerId(1)));
+    // A backup answers a read such as list_members from its own state.
+    assert_eq!(
+        b.call(&mut net, Request::ListMembers { group: g("g1") }),
+        Ok(Reply::Members(vec![u("alice"), u("bob")]))
+    );
 }
 
 #[test]

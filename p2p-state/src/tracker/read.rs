@@ -1,7 +1,8 @@
 //! `read`: answers the requests that change nothing, from the state alone.
 //!
 //! Every read but `ping` needs a live session, on a connection with the key
-//! that logged in. `get_peers` lists the sources a downloader may use: users
+//! that logged in. A group's members and files are for its members only
+//! (`NotMember` otherwise, which tells the asker to ask the owner). `get_peers` lists the sources a downloader may use: users
 //! other than the asker whose session is online with a registered seeder
 //! address (full seeders and partial holders, with their pieces), each with
 //! a ticket signed under that source's seeder key. A ticket names both
@@ -63,6 +64,10 @@ impl TrackerState {
                 Ok(Reply::Requests(g.pending_in_order()))
             }
             ListFiles { group } => self.list_files(user, group).map(Reply::Files),
+            ListMembers { group } => {
+                let g = self.member_group(user, group)?;
+                Ok(Reply::Members(g.members_in_order()))
+            }
             GetFile { group, file } => {
                 let f = self.member_file(user, group, file)?;
                 Ok(Reply::File(f.meta.clone()))

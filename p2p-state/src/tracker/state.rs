@@ -209,6 +209,14 @@ impl Group {
             .map(|(u, _)| u)
     }
 
+    /// Members, longest-standing first (when the owner leaves, the first
+    /// other member becomes the owner: [`Group::successor`]).
+    pub fn members_in_order(&self) -> Vec<UserName> {
+        let mut v: Vec<_> = self.members.iter().collect();
+        v.sort_by_key(|(_, seq)| **seq);
+        v.into_iter().map(|(u, _)| u.clone()).collect()
+    }
+
     /// Pending requesters, oldest request first.
     pub fn pending_in_order(&self) -> Vec<UserName> {
         let mut v: Vec<_> = self.pending.iter().collect();

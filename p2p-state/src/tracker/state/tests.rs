@@ -183,6 +183,7 @@ fn session_requests() -> Vec<Request> {
             meta: meta("f", 1, 1),
         },
         ListFiles { group: g.clone() },
+        ListMembers { group: g.clone() },
         GetFile {
             group: g.clone(),
             file: f.clone(),

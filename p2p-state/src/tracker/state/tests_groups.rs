@@ -1,6 +1,6 @@
 //! Groups: create, join, accept, reject, leave, list, and their limits.
 
-use p2p_proto::{GroupSummary, Op, OpKind, Reply, Request, TrackerError};
+use p2p_proto::{GroupSummary, Op, OpKind, Reply, Request, TrackerError, Wire};
 
 use super::testkit::*;
 use crate::tracker::limits::{
@@ -26,6 +26,9 @@ fn reject(g: &str, u: &Actor) -> Request {
         group: group(g),
         user: u.name.clone(),
     }
+}
+fn list_members(g: &str) -> Request {
+    Request::ListMembers { group: group(g) }
 }
 fn no_group(g: &str) -> TrackerError {
     TrackerError::NoSuchGroup { group: group(g) }
@@ -136,6 +139,31 @@ fn reject_request_rules() {
     let grp = w.st.group(&g).unwrap();
     assert!(!grp.members.contains_key(&b.name) && grp.pending.is_empty());
     assert_eq!(w.run(&mut b, join("g")), Ok(Reply::Done), "may ask again");
+}
+
+/// `list_members` answers members only, longest-standing first; a
+/// pending requester or a stranger is told to ask the owner.
+#[test]
+fn list_members_is_for_members_in_join_order() {
+    let mut w = World::new();
+    let mut o = w.login_new("owner", 1);
+    let mut zed = w.login_new("zed", 2);
+    let mut amy = w.login_new("amy", 3);
+    w.group_with("g", &mut o, &mut [&mut zed, &mut amy]);
+    let want = Reply::Members(vec![o.name.clone(), zed.name.clone(), amy.name.clone()]);
+    assert_eq!(w.run(&mut amy, list_members("g")), Ok(want.clone()));
+    assert_eq!(w.run(&mut o, list_members("g")), Ok(want));
+    let mut bob = w.login_new("bob", 4);
+    let not_member = TrackerError::NotMember { group: group("g") };
+    assert!(not_member.to_string().contains("ask the owner"));
+    w.refused(&mut bob, list_members("g"), not_member.clone());
+    w.run(&mut bob, join("g")).unwrap();
+    w.refused(&mut bob, list_members("g"), not_member);
+    w.refused(&mut bob, list_members("nope"), no_group("nope"));
+    // Leaving takes a member off the list at once.
+    w.run(&mut zed, leave("g")).unwrap();
+    let want = Reply::Members(vec![o.name.clone(), amy.name.clone()]);
+    assert_eq!(w.run(&mut amy, list_members("g")), Ok(want));
 }
 
 #[test]
@@ -401,6 +429,18 @@ fn members_limit() {
         w.st.group(&group("g")).unwrap().members.len(),
         MEMBERS_PER_GROUP_MAX
     );
+    // A full group's members all fit one `list_members` reply.
+    let Ok(Reply::Members(all)) = w.run(&mut a, list_members("g")) else {
+        panic!("list_members refused");
+    };
+    assert_eq!(all.len(), MEMBERS_PER_GROUP_MAX);
+    let frame = p2p_proto::FromTracker::Response {
+        id: p2p_proto::RequestId(1),
+        outcome: Ok(Reply::Members(all)),
+    };
+    let bytes = frame.to_bytes();
+    assert!(bytes.len() <= p2p_proto::limits::FRAME_LEN_MAX as usize);
+    assert_eq!(p2p_proto::FromTracker::from_bytes(bytes).unwrap(), frame);
     let mut b = w.login_new("bob", 2);
     w.run(&mut b, join("g")).unwrap();
     w.refused(&mut a, accept("g", &b), limit(what::MEMBERS));

@@ -35,6 +35,7 @@ enum Cmd {
     Reject(usize, usize, bool),
     Upload(usize, usize, u8),
     ListFiles(usize),
+    ListMembers(usize),
     GetFile(usize, usize),
     GetPeers(usize, usize),
     StopShare(usize, usize),
@@ -68,6 +69,7 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         1 => (g.clone(), a, any::<bool>()).prop_map(|(g, a, o)| Cmd::Reject(g, a, o)),
         3 => (g.clone(), f.clone(), 0u8..2).prop_map(|(g, f, v)| Cmd::Upload(g, f, v)),
         1 => g.clone().prop_map(Cmd::ListFiles),
+        1 => g.clone().prop_map(Cmd::ListMembers),
         1 => (g.clone(), f.clone()).prop_map(|(g, f)| Cmd::GetFile(g, f)),
         1 => (g.clone(), f.clone()).prop_map(|(g, f)| Cmd::GetPeers(g, f)),
         1 => (g.clone(), f.clone()).prop_map(|(g, f)| Cmd::StopShare(g, f)),
@@ -166,6 +168,7 @@ fn request(actors: &[Actor], who: usize, whom: UserName, c: &Cmd) -> Request {
             meta: file_meta(*j, *v),
         },
         Cmd::ListFiles(i) => R::ListFiles { group: g(*i) },
+        Cmd::ListMembers(i) => R::ListMembers { group: g(*i) },
         Cmd::GetFile(i, j) => R::GetFile {
             group: g(*i),
             file: f(*j),
