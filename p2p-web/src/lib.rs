@@ -167,6 +167,7 @@ pub const ACTIONS: &[&str] = &[
     "reject_request",
     "upload_file",
     "list_files",
+    "list_members",
     "download_file",
     "show_downloads",
     "stop_share",

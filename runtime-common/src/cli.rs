@@ -75,6 +75,7 @@ pub const USAGE: &[(&str, &str)] = &[
     ("reject_request", "<group> <user>"),
     ("upload_file", "<group> <path>"),
     ("list_files", "<group>"),
+    ("list_members", "<group>"),
     (
         "download_file",
         "<group> <file_name> <dest> [--hash <file_hash>] [--force]",
@@ -244,6 +245,12 @@ pub fn parse_line(line: &str) -> Result<CliCommand, String> {
         "list_files" => {
             want(1)?;
             t(ListFiles {
+                group: group(a[0])?,
+            })
+        }
+        "list_members" => {
+            want(1)?;
+            t(ListMembers {
                 group: group(a[0])?,
             })
         }
@@ -442,6 +449,7 @@ fn format_reply(cmd: &CliCommand, r: &Reply) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
         (_, Reply::Files(fs)) => format_files(fs),
+        (_, Reply::Members(us)) => format_members(us),
         (_, Reply::Resumed { user }) => format!("resumed session of {user}"),
         (_, Reply::Pong) => "pong".into(),
         (_, Reply::Status(s)) => format!("{s:?}"),
@@ -465,6 +473,15 @@ fn format_groups(gs: &[GroupSummary]) -> String {
             let m = if g.members == 1 { "member" } else { "members" };
             format!("{}  owner {}  {} {m}{me}", g.name, g.owner, g.members)
         })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `list_members`: one member a line, longest-standing first (the
+/// tracker's order: the owner, then whoever would own the group next).
+fn format_members(us: &[UserName]) -> String {
+    us.iter()
+        .map(|u| u.to_string())
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -679,6 +696,22 @@ mod tests {
             parse_line("wait_downloads 30").unwrap(),
             CliCommand::WaitDownloads { seconds: Some(30) }
         );
+    }
+
+    /// `list_members <group>` asks the tracker; its answer is one name a
+    /// line, in the tracker's order.
+    #[test]
+    fn list_members_parses_and_prints_one_member_a_line() {
+        let cmd = parse_line("list_members g1").unwrap();
+        let g1 = GroupName::new("g1").unwrap();
+        assert_eq!(
+            cmd,
+            CliCommand::Tracker(Request::ListMembers { group: g1 })
+        );
+        assert_eq!(parse_line("list_members").unwrap_err(), "usage: list_members <group>");
+        let names = ["owner", "zed", "amy"].map(|n| UserName::new(n).unwrap());
+        let ok = CommandOk::Reply(Reply::Members(names.to_vec()));
+        assert_eq!(format_ok(&cmd, &ok), "owner\nzed\namy");
     }
 
     /// `--force` (anywhere after the command) is the only way to replace

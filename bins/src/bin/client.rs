@@ -34,10 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-
-/// A rate limit in bytes per second, `None` for none (an alias, so clap
-/// does not read `Option` as "the flag may be left out").
-type Rate = Option<u64>;
+use p2p_proto::Request;
 use p2p_proto::limits::PIECE_LEN;
 use p2p_state::client::node::{ClientEvent, Command};
 use p2p_state::client::session::SessionEvent;
@@ -46,10 +43,17 @@ use runtime_common::TrackerInfo;
 use runtime_common::cli::{self, CliCommand};
 use runtime_common::client::{self, ClientHandle, ClientOptions, command};
 use runtime_common::tls::Identity;
-use runtime_common::web::{self, watch::Watch};
+use runtime_common::web::{
+    self,
+    watch::{Mode, Watch},
+};
 use rustyline::history::{DefaultHistory, History};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::EnvFilter;
+
+/// A rate limit in bytes per second, `None` for none (an alias, so clap
+/// does not read `Option` as "the flag may be left out").
+type Rate = Option<u64>;
 
 #[path = "../progress.rs"]
 mod progress;
@@ -207,25 +211,25 @@ fn run(args: Args) -> Result<bool, String> {
         .map_err(|e| format!("cannot start the client: {e}"))?;
     let interactive = std::io::stdin().is_terminal();
     // Background news, one line each: the client's events and the
-    // watcher's notices (a join request for a group this user owns).
+    // watcher's notices (a join request for a group this user owns), with
+    // or without the dashboard, interactive or scripted.
     let (lines_tx, lines) = mpsc::channel::<String>();
-    let watch = match (interactive, web_addr.is_some()) {
-        (false, false) => None,
-        (_, files) => {
-            let tx = Mutex::new(lines_tx.clone());
-            let notice: web::watch::Notice = Box::new(move |l| {
-                let _ = tx.lock().map(|t| t.send(l));
-            });
-            Some(Watch::start(handle.commander(), files, Some(notice)))
-        }
+    let mode = match web_addr {
+        Some(_) => Mode::Dashboard,
+        None => Mode::Notices,
     };
+    let tx = Mutex::new(lines_tx.clone());
+    let notice: web::watch::Notice = Box::new(move |l| {
+        let _ = tx.lock().map(|t| t.send(l));
+    });
+    let watch = Watch::start(handle.commander(), mode, Some(notice));
     forward_events(handle.take_events(), watch.clone(), lines_tx);
-    let web = match (web_addr, &watch) {
-        (Some(addr), Some(w)) => Some(
-            web::server::start(addr, handle.commander(), w.clone(), handle.seeder_addr())
+    let web = match web_addr {
+        Some(addr) => Some(
+            web::server::start(addr, handle.commander(), watch.clone(), handle.seeder_addr())
                 .map_err(|e| format!("cannot serve the web dashboard on {addr}: {e}"))?,
         ),
-        _ => None,
+        None => None,
     };
     let ok = if interactive {
         println!("fingerprint: {}", identity.key_id());
@@ -236,7 +240,7 @@ fn run(args: Args) -> Result<bool, String> {
         if let Some(w) = &web {
             println!("web dashboard: {}", w.url());
         }
-        interactive_loop(&handle, lines, &history)?
+        interactive_loop(&handle, &watch, lines, &history)?
     } else {
         // Not on stdout: scripts read command results there.
         eprintln!("fingerprint: {}", identity.key_id());
@@ -244,7 +248,7 @@ fn run(args: Args) -> Result<bool, String> {
             eprintln!("web dashboard: {}", w.url());
         }
         print_lines(lines, |line| eprintln!("{line}"));
-        command_loop(&handle)
+        command_loop(&handle, &watch)
     };
     handle.stop();
     Ok(ok)
@@ -274,14 +278,12 @@ fn web_addr(s: &str) -> Result<SocketAddr, String> {
 /// its own thread.
 fn forward_events(
     events: mpsc::Receiver<ClientEvent>,
-    watch: Option<Arc<Watch>>,
+    watch: Arc<Watch>,
     lines: mpsc::Sender<String>,
 ) {
     std::thread::spawn(move || {
         for e in events {
-            if let Some(w) = &watch {
-                w.on_client_event(&e);
-            }
+            watch.on_client_event(&e);
             if let Some(line) = event_line(&e) {
                 let _ = lines.send(line);
             }
@@ -302,6 +304,7 @@ fn print_lines(lines: mpsc::Receiver<String>, mut print: impl FnMut(String) + Se
 /// above the prompt, never through it.
 fn interactive_loop(
     handle: &ClientHandle,
+    watch: &Watch,
     lines: mpsc::Receiver<String>,
     history: &Path,
 ) -> Result<bool, String> {
@@ -321,7 +324,7 @@ fn interactive_loop(
         match rl.readline("> ") {
             Ok(line) => {
                 remember(rl.history_mut(), &line);
-                match execute(handle, &line, true) {
+                match execute(handle, watch, &line, true) {
                     Ok(Flow::Exit) => break,
                     Ok(Flow::Continue) => {}
                     Err(e) => {
@@ -435,7 +438,7 @@ fn event_line(e: &ClientEvent) -> Option<String> {
 
 /// Reads and runs commands from a pipe or file until `exit` or end of
 /// input, each as soon as its line arrives. True if all succeeded.
-fn command_loop(handle: &ClientHandle) -> bool {
+fn command_loop(handle: &ClientHandle, watch: &Watch) -> bool {
     let stdin = std::io::stdin();
     let mut all_ok = true;
     let mut line = String::new();
@@ -445,7 +448,7 @@ fn command_loop(handle: &ClientHandle) -> bool {
             Ok(0) | Err(_) => return all_ok,
             Ok(_) => {}
         }
-        match execute(handle, &line, false) {
+        match execute(handle, watch, &line, false) {
             Ok(Flow::Exit) => return all_ok,
             Ok(Flow::Continue) => {}
             Err(e) => {
@@ -462,7 +465,12 @@ enum Flow {
 }
 
 /// Runs one line; `interactive`: a missing password may be asked for.
-fn execute(handle: &ClientHandle, line: &str, interactive: bool) -> Result<Flow, String> {
+fn execute(
+    handle: &ClientHandle,
+    watch: &Watch,
+    line: &str,
+    interactive: bool,
+) -> Result<Flow, String> {
     let cmd = match cli::parse_line(line)? {
         CliCommand::AskPassword { user, create } if interactive => {
             let pw = ask_password(&user, create)?;
@@ -484,8 +492,16 @@ fn execute(handle: &ClientHandle, line: &str, interactive: bool) -> Result<Flow,
         CliCommand::Serve => return serve(handle).map(|_| Flow::Exit),
         _ => {}
     }
-    let ran = command::run(&handle.commander(), cmd, &hash_with_progress)?;
-    println!("{}", ran.text);
+    // What this user owns may change: the watcher asks list_groups again.
+    let owning = matches!(
+        &cmd,
+        CliCommand::Tracker(Request::CreateGroup { .. } | Request::LeaveGroup { .. })
+    );
+    let ran = command::run(&handle.commander(), cmd, &hash_with_progress);
+    if owning {
+        watch.poke();
+    }
+    println!("{}", ran?.text);
     Ok(Flow::Continue)
 }
 
@@ -556,7 +572,7 @@ fn serve(handle: &ClientHandle) -> Result<(), String> {
         );
     }
     if status.is_some_and(|s| s.logged_in) {
-        let _ = handle.run(Command::Tracker(p2p_proto::Request::Logout));
+        let _ = handle.run(Command::Tracker(Request::Logout));
     }
     Ok(())
 }

@@ -22,6 +22,9 @@ pub fn state(s: &Snapshot, v: &View, seeder: std::net::SocketAddr, last_event: u
             if let Some(us) = v.requests.get(&g.name) {
                 o["requests"] = json!(us.iter().map(|u| u.as_str()).collect::<Vec<_>>());
             }
+            if let Some(us) = v.members.get(&g.name) {
+                o["member_list"] = json!(us.iter().map(|u| u.as_str()).collect::<Vec<_>>());
+            }
             if let Some(fs) = v.files.get(&g.name) {
                 o["files"] = Value::Array(fs.iter().map(file).collect());
             }
@@ -142,6 +145,9 @@ pub fn action_ok(text: &str, ok: &CommandOk) -> Value {
             json!(us.iter().map(|u| u.as_str()).collect::<Vec<_>>())
         }
         CommandOk::Reply(Reply::Files(fs)) => Value::Array(fs.iter().map(file).collect()),
+        CommandOk::Reply(Reply::Members(us)) => {
+            json!(us.iter().map(|u| u.as_str()).collect::<Vec<_>>())
+        }
         CommandOk::Reply(Reply::LoggedIn { user, .. }) => json!({ "user": user.as_str() }),
         CommandOk::Reply(Reply::Left { new_owner, deleted }) => json!({
             "new_owner": new_owner.as_ref().map(|u| u.as_str()),

@@ -264,7 +264,7 @@ mod tests {
     /// A server over a client that has stopped (no command reaches it).
     fn server(bounds: Bounds) -> WebServer {
         let c = Commander::detached();
-        let watch = Watch::start(c.clone(), false, None);
+        let watch = Watch::start(c.clone(), crate::web::watch::Mode::Dashboard, None);
         let local = "127.0.0.1:0".parse().unwrap();
         start_with(local, c, watch, local, bounds).unwrap()
     }
