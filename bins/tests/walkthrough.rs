@@ -104,9 +104,24 @@ fn seed_walkthrough_two_seeders_one_leecher(mix: Mix) {
         p.run("join_group g1", "join request sent");
     }
     a.run("list_requests g1", "mallory");
+    // The owner's client, scripted and without --web, tells of each
+    // request on stderr within one watcher poll (WATCH_INTERVAL, 2 s).
+    for u in ["bob", "carol", "mallory"] {
+        let note = format!("stderr: note: {u} asks to join g1 (accept_request g1 {u}, or");
+        a.expect_seen(&note, 10);
+    }
     a.run("accept_request g1 bob", "bob is now a member");
     a.run("accept_request g1 carol", "carol is now a member");
     a.run("reject_request g1 mallory", "rejected");
+    // Members, longest-standing first, for members only.
+    c.send("list_members g1");
+    for u in ["alice", "bob", "carol"] {
+        assert_eq!(c.expect(u, 30), u);
+    }
+    m.run(
+        "list_members g1",
+        "error: not a member of group g1 (ask the owner",
+    );
     a.run(&format!("upload_file g1 {file}"), "sharing movie.bin in g1");
     b.run(&format!("upload_file g1 {file}"), "another seeder");
     a.run("serve", "serving until interrupted");

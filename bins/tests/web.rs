@@ -3,8 +3,8 @@
 //! 127.0.0.1: alice's client runs with `--web`; the API is used through
 //! curl (create_user, the events, refusals without the token or from a
 //! foreign Origin); on the page alice logs in, accepts carol's join
-//! request, downloads the file carol then shares, and sees it complete
-//! with the piece map filled. A screenshot is saved as
+//! request, sees the group's members, downloads the file carol then
+//! shares, and sees it complete with the piece map filled. A screenshot is saved as
 //! `target/web-dashboard-<runtime>.png`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (CI installs them,
@@ -299,6 +299,15 @@ fn the_dashboard_accepts_a_member_and_downloads_a_file(mix: Mix) {
     browser.wait_until(
         "document.querySelector('[data-group=films] h3').innerText.includes('2 member(s)')",
     );
+    // The members, on the page (the owner marked) and through the API.
+    browser.wait_until(
+        "[...document.querySelectorAll('[data-group=films] .member')]\
+         .map(m => m.innerText).join(',') === 'alice (owner),carol'",
+    );
+    let (st, v) = api("POST", "list_members", Some(r#"{"args":["films"]}"#));
+    assert_eq!((st, &v["result"]), (200, &json!(["alice", "carol"])), "{v}");
+    let (_, v) = api("GET", "state", None);
+    assert_eq!(v["groups"][0]["member_list"], json!(["alice", "carol"]), "{v}");
     let (_, v) = api("GET", "events?since=0&wait_ms=0", None);
     let events = v["events"].as_array().unwrap();
     let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();

@@ -92,6 +92,13 @@ function renderGroups(s) {
     if (!g.member && !g.pending) head.append(el("button", { onclick: () => action("join_group", g.name) }, "Ask to join"));
     if (g.member) head.append(el("button", { onclick: () => action("leave_group", g.name) }, "Leave"));
     const div = el("div", { class: "group", "data-group": g.name }, head);
+    if (g.member_list) {
+      const m = el("div", { class: "members" }, el("b", {}, "Members: "));
+      for (const u of g.member_list) {
+        m.append(el("span", { class: "member", "data-user": u }, u, u === g.owner ? " (owner)" : ""), " ");
+      }
+      div.append(m);
+    }
     if (g.requests && g.requests.length) {
       const r = el("div", { class: "requests" }, el("b", {}, "Join requests: "));
       for (const u of g.requests) {
