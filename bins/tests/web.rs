@@ -307,7 +307,11 @@ fn the_dashboard_accepts_a_member_and_downloads_a_file(mix: Mix) {
     let (st, v) = api("POST", "list_members", Some(r#"{"args":["films"]}"#));
     assert_eq!((st, &v["result"]), (200, &json!(["alice", "carol"])), "{v}");
     let (_, v) = api("GET", "state", None);
-    assert_eq!(v["groups"][0]["member_list"], json!(["alice", "carol"]), "{v}");
+    assert_eq!(
+        v["groups"][0]["member_list"],
+        json!(["alice", "carol"]),
+        "{v}"
+    );
     let (_, v) = api("GET", "events?since=0&wait_ms=0", None);
     let events = v["events"].as_array().unwrap();
     let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();

@@ -704,11 +704,11 @@ mod tests {
     fn list_members_parses_and_prints_one_member_a_line() {
         let cmd = parse_line("list_members g1").unwrap();
         let g1 = GroupName::new("g1").unwrap();
+        assert_eq!(cmd, CliCommand::Tracker(Request::ListMembers { group: g1 }));
         assert_eq!(
-            cmd,
-            CliCommand::Tracker(Request::ListMembers { group: g1 })
+            parse_line("list_members").unwrap_err(),
+            "usage: list_members <group>"
         );
-        assert_eq!(parse_line("list_members").unwrap_err(), "usage: list_members <group>");
         let names = ["owner", "zed", "amy"].map(|n| UserName::new(n).unwrap());
         let ok = CommandOk::Reply(Reply::Members(names.to_vec()));
         assert_eq!(format_ok(&cmd, &ok), "owner\nzed\namy");

@@ -226,8 +226,13 @@ fn run(args: Args) -> Result<bool, String> {
     forward_events(handle.take_events(), watch.clone(), lines_tx);
     let web = match web_addr {
         Some(addr) => Some(
-            web::server::start(addr, handle.commander(), watch.clone(), handle.seeder_addr())
-                .map_err(|e| format!("cannot serve the web dashboard on {addr}: {e}"))?,
+            web::server::start(
+                addr,
+                handle.commander(),
+                watch.clone(),
+                handle.seeder_addr(),
+            )
+            .map_err(|e| format!("cannot serve the web dashboard on {addr}: {e}"))?,
         ),
         None => None,
     };

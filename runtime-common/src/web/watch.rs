@@ -483,14 +483,26 @@ mod tests {
             ]
         );
         let mut before = View::default();
-        before.members.insert(groups[0].name.clone(), vec![al.clone(), u("bo")]);
+        before
+            .members
+            .insert(groups[0].name.clone(), vec![al.clone(), u("bo")]);
         before.members.insert(groups[1].name.clone(), vec![u("bo")]);
         let asks = group_asks(Mode::Dashboard, &al, &groups, &before, false);
         assert_eq!(
             names(&asks),
-            ["requests mine", "files mine", "files theirs", "members theirs"]
+            [
+                "requests mine",
+                "files mine",
+                "files theirs",
+                "members theirs"
+            ]
         );
         let asks = group_asks(Mode::Dashboard, &al, &groups, &before, true);
-        assert_eq!(asks.iter().filter(|r| matches!(r, Request::ListMembers { .. })).count(), 2);
+        assert_eq!(
+            asks.iter()
+                .filter(|r| matches!(r, Request::ListMembers { .. }))
+                .count(),
+            2
+        );
     }
 }
