@@ -1,37 +1,14 @@
-//! The backup's half of [`Repl`]: following a primary, appending its
-//! entries, installing its snapshot, detecting divergence, and keeping the
-//! divergent client ops (on disk) until the primary answered their
-//! re-submission.
+//! The backup's side of log shipping: taking messages only from the
+//! current epoch's primary (a stale one is told of the newer epoch),
+//! appending its entries in order (a gap or a conflicting entry asks for a
+//! catch-up), learning the confirmed point, and counting itself caught up.
 
-use bytes::{Bytes, BytesMut};
-
-use p2p_proto::{Entry, LogPos, Outcome, ReplMsg, Text, TrackerId};
+use p2p_proto::{Entry, LogPos, Text, TrackerId};
 
 use super::*;
 use crate::time::Instant;
 
 impl<S: Replicated> Repl<S> {
-    // ------------------------------------------------------------ backup side
-
-    /// Asks the current primary to bring us up to date.
-    pub(super) fn request_catch_up(&mut self) {
-        if self.role == Role::Backup {
-            self.caught_up = false;
-        }
-        let Some(p) = self.primary() else { return };
-        if self.role == Role::Backup && self.connected.contains(&p) && !self.mismatch_sent {
-            self.mismatch_sent = true;
-            self.send(
-                p,
-                ReplMsg::Mismatch {
-                    epoch: self.epoch,
-                    last: self.log.last(),
-                    epoch_starts: self.log.epoch_starts(),
-                },
-            );
-        }
-    }
-
     pub(super) fn accept_from_primary(
         &mut self,
         now: Instant,
@@ -81,180 +58,6 @@ impl<S: Replicated> Repl<S> {
             // Behind with nothing on the way: ask again (a lost catch-up).
             self.mismatch_sent = false;
             self.request_catch_up();
-        }
-    }
-
-    pub(super) fn on_catch_up(
-        &mut self,
-        now: Instant,
-        from: TrackerId,
-        epoch: u64,
-        fork: u64,
-        snapshot: bool,
-    ) {
-        if !self.accept_from_primary(now, from, epoch) {
-            return;
-        }
-        self.mismatch_sent = false;
-        self.caught_up = false;
-        self.catch_up_seen = true;
-        if snapshot {
-            self.pending_fork = Some(fork);
-            self.snapshot_rx = None;
-            return;
-        }
-        // No snapshot is coming (one announced earlier may have been cut
-        // off with its connection): stop waiting for it, take appends.
-        self.pending_fork = None;
-        self.snapshot_rx = None;
-        // Entries past the fork written in the current epoch are the
-        // primary's own, appended since we asked: not divergent.
-        let epoch = self.epoch;
-        let foreign = self
-            .log
-            .range(fork.saturating_add(1), self.log.last().index)
-            .any(|e| e.pos.epoch != epoch);
-        if foreign || (self.log.last().index > fork && fork < self.log.start().index) {
-            // The primary thinks we hold nothing divergent; we disagree.
-            self.event(ReplEvent::PeerError {
-                peer: from,
-                what: Text::new("catch-up without snapshot over a divergent log"),
-            });
-            self.request_catch_up();
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_snapshot_chunk(
-        &mut self,
-        now: Instant,
-        from: TrackerId,
-        epoch: u64,
-        at: LogPos,
-        offset: u64,
-        total: u64,
-        data: Bytes,
-    ) {
-        if !self.accept_from_primary(now, from, epoch) || self.pending_fork.is_none() {
-            return;
-        }
-        if total > SNAPSHOT_LEN_MAX {
-            self.event(ReplEvent::PeerError {
-                peer: from,
-                what: Text::new(format!("snapshot of {total} bytes is over the limit")),
-            });
-            return;
-        }
-        if offset == 0 {
-            self.snapshot_rx = Some(SnapshotRx {
-                at,
-                total,
-                buf: BytesMut::with_capacity(total.min(16 << 20) as usize),
-            });
-        }
-        let Some(rx) = self.snapshot_rx.as_mut() else {
-            return;
-        };
-        if rx.at != at || rx.total != total || rx.buf.len() as u64 != offset {
-            self.snapshot_rx = None;
-            self.mismatch_sent = false;
-            self.request_catch_up();
-            return;
-        }
-        rx.buf.extend_from_slice(&data);
-        if (rx.buf.len() as u64) < rx.total {
-            return;
-        }
-        let rx = self.snapshot_rx.take().expect("snapshot");
-        self.install_snapshot(from, rx.at, rx.buf.freeze());
-    }
-
-    pub(super) fn install_snapshot(&mut self, from: TrackerId, at: LogPos, data: Bytes) {
-        let snap = match Snapshot::<S>::decode(at, data.clone()) {
-            Ok(s) => s,
-            Err(e) => {
-                self.event(ReplEvent::PeerError {
-                    peer: from,
-                    what: Text::new(format!("bad snapshot: {e}")),
-                });
-                self.mismatch_sent = false;
-                self.request_catch_up();
-                return;
-            }
-        };
-        let fork = self.pending_fork.take().unwrap_or(at.index);
-        self.queue_divergent(fork);
-        self.state = snap.state;
-        self.log = Snapshot::<S>::log(&snap.history, snap.base, snap.tail);
-        self.persisted = at.index;
-        self.applied = at.index;
-        self.snapshot_at = at.index;
-        self.out.push_back(ReplOutput::PersistSnapshot {
-            at,
-            data,
-            reset_log: true,
-        });
-        // An empty persist after it: its completion (`handle_persisted(at)`)
-        // says the snapshot is on disk, and only then is it acked.
-        self.out.push_back(ReplOutput::Persist {
-            from_index: at.index.saturating_add(1),
-            entries: Vec::new(),
-        });
-        self.snapshot_ack = Some(at);
-        self.event(ReplEvent::SnapshotInstalled { at });
-        let _ = from;
-        self.update_caught_up();
-    }
-
-    /// Our entries after `fork` are not in the primary's history: queue the
-    /// client ops among them for re-submission, durably, before anything
-    /// replaces them on disk.
-    pub(super) fn queue_divergent(&mut self, fork: u64) {
-        if self.log.last().index <= fork {
-            return;
-        }
-        let lost = self.log.start().index.saturating_sub(fork);
-        let divergent = self.log.truncate_after(fork.max(self.log.start().index));
-        let before = self.resubmit.len();
-        self.queue_resubmit(divergent);
-        // Durable before the truncating snapshot or persist that follows.
-        self.persist_resubmit();
-        self.event(ReplEvent::Diverged {
-            fork,
-            resubmitting: self.resubmit.len() - before,
-            lost,
-        });
-    }
-
-    /// Adds the client ops of `entries`, and the conflict records of client
-    /// ops, to the re-submission queue (one of each per request origin).
-    pub(super) fn queue_resubmit(&mut self, entries: Vec<Entry>) {
-        let mut known: BTreeSet<(bool, Origin)> =
-            self.resubmit.values().filter_map(resubmit_key).collect();
-        for e in entries {
-            if let Some(k) = resubmit_key(&e)
-                && known.insert(k)
-            {
-                self.resubmit.insert((e.pos.index, e.pos.epoch), e);
-                self.resubmit_dirty = true;
-            }
-        }
-    }
-
-    /// Sends every queued re-submission to `primary` (again: answers to
-    /// earlier sends are no longer expected).
-    pub(super) fn send_resubmits(&mut self, primary: TrackerId) {
-        self.resubmit_sent.clear();
-        let queued: Vec<((u64, u64), Op)> = self
-            .resubmit
-            .iter()
-            .map(|(k, e)| (*k, e.op.clone()))
-            .collect();
-        for (key, op) in queued {
-            let fwd = self.fwd_next;
-            self.fwd_next += 1;
-            self.resubmit_sent.insert(fwd, key);
-            self.send(primary, ReplMsg::Resubmit { fwd, op });
         }
     }
 
@@ -320,29 +123,6 @@ impl<S: Replicated> Repl<S> {
         }
     }
 
-    pub(super) fn on_forward_reply(&mut self, fwd: u64, index: u64, outcome: Outcome) {
-        if let Some(key) = self.resubmit_sent.remove(&fwd) {
-            // The primary holds the re-submitted op (or refused it as a
-            // conflict, which it recorded): ours can go.
-            if self.resubmit.remove(&key).is_some() {
-                self.resubmit_dirty = true;
-            }
-            return;
-        }
-        let Some(tag) = self.fwd_pending.remove(&fwd) else {
-            return;
-        };
-        if index <= self.applied {
-            self.out.push_back(ReplOutput::Applied {
-                tag,
-                index,
-                outcome,
-            });
-        } else {
-            self.fwd_done.entry(index).or_default().push((tag, outcome));
-        }
-    }
-
     pub(super) fn update_caught_up(&mut self) {
         if self.role != Role::Backup || self.pending_fork.is_some() {
             return;
@@ -364,16 +144,5 @@ impl<S: Replicated> Repl<S> {
             self.event(ReplEvent::InSync { primary });
             self.send_resubmits(primary);
         }
-    }
-}
-
-/// What makes a divergent entry worth re-submitting, and tells copies
-/// apart: a client's request (`false`, its origin), or the conflict record
-/// of one (`true`, the request's origin). System ops are decided afresh by
-/// the new primary.
-fn resubmit_key(e: &Entry) -> Option<(bool, Origin)> {
-    match &e.op.kind {
-        OpKind::RecordConflict { op, .. } => op.origin.map(|o| (true, o)),
-        _ => e.op.origin.map(|o| (false, o)),
     }
 }

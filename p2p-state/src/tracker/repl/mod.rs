@@ -62,25 +62,61 @@
 //!
 //! The machine is generic over the replicated state ([`Replicated`]), so it
 //! is tested here with a toy state and used with the tracker's real one.
+//!
+//! The files, one concern each (all of them `impl Repl`, except the data
+//! ones):
+//! - `interface.rs`: what the owner and the machine say to each other:
+//!   [`ReplConfig`], [`ReplInput`], [`ReplOutput`], [`ReplEvent`], [`Role`]
+//!   and the timer reasons;
+//! - `epoch.rs`: epoch numbers, and elections: following a higher epoch,
+//!   stepping down, becoming primary on a primary timeout;
+//! - `liveness.rs`: connections, "heard from", heartbeats and silent peers;
+//! - `primary.rs`: the primary's side of log shipping: proposals, appends
+//!   within each follower's window, acks, the confirmed point, commit;
+//! - `backup.rs`: the backup's side: following the primary, appending its
+//!   entries, caught up or not;
+//! - `catch_up.rs`: catch-up by log suffix or snapshot, both sides;
+//! - `applying.rs`: from durable to applied: a persisted log shipped or
+//!   acked, entries applied in order, answering who waits, local snapshots
+//!   that compact the log;
+//! - `forward.rs`: client writes a backup forwards to the primary;
+//! - `resubmit.rs`: divergent client ops kept on disk, re-submitted, and
+//!   answered (applied, found applied, or recorded as conflicts);
+//! - `log.rs`: the in-memory log and the fork point; `snapshot.rs`: what a
+//!   snapshot carries and its encoding;
+//! - `tests/`: scenarios on a toy state in an in-memory cluster, one file
+//!   per concern as above.
 
+mod applying;
 mod backup;
+mod catch_up;
+mod epoch;
+mod forward;
+mod interface;
+mod liveness;
 mod log;
 mod primary;
+mod resubmit;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_epoch;
 
 pub use Timer as ReplTimer;
+pub use catch_up::SNAPSHOT_LEN_MAX;
+pub use epoch::{EPOCH_AHEAD_MAX, ROUND_MAX, epoch_primary, epoch_round, make_epoch};
+pub use interface::{ReplConfig, ReplEvent, ReplInput, ReplOutput, Role, Timer};
 pub use log::{Log, fork_point};
+pub use snapshot::Snapshot;
 
-use bytes::{Bytes, BytesMut};
+use catch_up::SnapshotRx;
+use resubmit::ResubmitFrom;
+
+use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use p2p_proto::{
-    ClientRequest, DecodeError, Entry, EpochStart, KeyId, LogPos, Op, OpKind, Origin, Outcome,
-    ReplMsg, Sha1Hash, Text, TrackerError, TrackerId, TrackerStatus,
+    ClientRequest, DecodeError, Entry, KeyId, LogPos, Op, OpKind, Origin, Outcome, ReplMsg,
+    Sha1Hash, Text, TrackerError, TrackerId, TrackerStatus,
 };
 
 use crate::machine::Outbox;
@@ -103,246 +139,6 @@ pub trait Replicated: Default {
     fn conflict_of(&self, origin: &Origin) -> Option<TrackerError>;
 }
 
-/// Largest snapshot accepted from a primary.
-pub const SNAPSHOT_LEN_MAX: u64 = 1 << 30;
-
-/// The highest round an epoch number can carry.
-pub const ROUND_MAX: u64 = u64::MAX >> 16;
-
-/// Rounds a peer's epoch may be ahead of ours: an epoch further ahead is
-/// refused, not followed (a round is one election, so this is years of
-/// elections a second; far more is a bug or an attack, and following it
-/// would bring the epoch near overflow).
-pub const EPOCH_AHEAD_MAX: u64 = 1 << 20;
-
-/// Builds an epoch number from a round and the primary that starts it;
-/// `None` past [`ROUND_MAX`] (the epoch would not fit).
-pub fn make_epoch(round: u64, primary: TrackerId) -> Option<u64> {
-    (round <= ROUND_MAX).then(|| (round << 16) | (u16::MAX - primary.0) as u64)
-}
-
-/// The round of an epoch.
-pub fn epoch_round(epoch: u64) -> u64 {
-    epoch >> 16
-}
-
-/// The primary of an epoch (none for epoch 0, before any election).
-pub fn epoch_primary(epoch: u64) -> Option<TrackerId> {
-    (epoch != 0).then(|| TrackerId(u16::MAX - (epoch & 0xffff) as u16))
-}
-
-#[derive(Debug, Clone)]
-pub struct ReplConfig {
-    pub id: TrackerId,
-    /// Every tracker of the group, this one included.
-    pub trackers: Vec<TrackerId>,
-    /// Every tracker sends to every peer this often (primary: heartbeat,
-    /// backup: alive), and checks who went silent.
-    pub heartbeat: Duration,
-    /// A backup that hears nothing from its primary this long gives it up.
-    pub primary_timeout: Duration,
-    /// A peer tracker not heard from this long counts as gone, whatever
-    /// its connection looks like (detection bound: this plus `heartbeat`).
-    pub peer_timeout: Duration,
-    pub ack_timeout: Duration,
-    /// Write a snapshot every this many applied ops.
-    pub snapshot_every: u64,
-    /// Entries kept in memory behind a snapshot, for cheap catch-up.
-    pub log_keep: u64,
-    /// Entries past the confirmed point kept in memory at most (while a
-    /// tracker of the group is away): past this, the oldest are compacted
-    /// anyway, and if they turn out divergent they are reported `lost`.
-    pub unconfirmed_keep_max: u64,
-    /// Budget of one `Append` frame.
-    pub append_bytes_max: usize,
-    /// Most entries sent to a backup and not yet acked.
-    pub window_entries: u64,
-    /// Planted bug (test switch): a backup skips applying one op in a
-    /// hundred. Always false outside the simulator's teeth tests.
-    #[doc(hidden)]
-    pub bug_skip_one_in_100: bool,
-}
-
-impl ReplConfig {
-    pub fn new(id: TrackerId, trackers: Vec<TrackerId>) -> Self {
-        ReplConfig {
-            id,
-            trackers,
-            heartbeat: Duration::from_millis(200),
-            primary_timeout: Duration::from_millis(1000),
-            peer_timeout: Duration::from_millis(1000),
-            ack_timeout: Duration::from_millis(1000),
-            snapshot_every: 10_000,
-            log_keep: 5_000,
-            unconfirmed_keep_max: 100_000,
-            append_bytes_max: 256 * 1024,
-            window_entries: 8192,
-            bug_skip_one_in_100: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Primary,
-    Backup,
-}
-
-/// What the owner tells the replication machine.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReplInput {
-    /// A connection to this peer tracker is up.
-    Connected(TrackerId),
-    /// The connection to this peer tracker is gone.
-    Disconnected(TrackerId),
-    /// The driver made the log durable through this index.
-    Persisted(u64),
-    Msg {
-        from: TrackerId,
-        msg: ReplMsg,
-    },
-    /// Primary: sequence a new op; `tag` comes back in
-    /// [`ReplOutput::Applied`] once it is applied everywhere in sync, or in
-    /// [`ReplOutput::Abandoned`] if this tracker is not the primary.
-    Propose {
-        origin: Option<Origin>,
-        kind: OpKind,
-        tag: Option<u64>,
-    },
-    /// Backup: send a client's write to the primary. The outcome comes
-    /// back as [`ReplOutput::Applied`] with `tag` once this tracker applied
-    /// it ([`ReplOutput::Abandoned`] if it cannot be forwarded: check
-    /// [`Repl::can_take_writes`] first).
-    /// `key` is the TLS key of the client's connection (the primary
-    /// prepares the write as that key's).
-    Forward {
-        req: ClientRequest,
-        key: KeyId,
-        tag: u64,
-    },
-    /// Primary: answer a forwarded write (`index` 0 for a rejection).
-    ReplyForward {
-        to: TrackerId,
-        fwd: u64,
-        index: u64,
-        outcome: Outcome,
-    },
-}
-
-/// What the replication machine asks its owner to do or know.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReplOutput {
-    Send {
-        to: TrackerId,
-        msg: ReplMsg,
-    },
-    /// Make the on-disk log end at `from_index - 1`, then append `entries`;
-    /// report completion with [`ReplInput::Persisted`].
-    Persist {
-        from_index: u64,
-        entries: Vec<Entry>,
-    },
-    /// Store a snapshot of the state at `at` (`data` in the layout of
-    /// [`snapshot::encode_snapshot`]). `reset_log`: the whole local log is
-    /// replaced (a snapshot from the primary); otherwise only records up to
-    /// `at` may be dropped (local compaction).
-    PersistSnapshot {
-        at: LogPos,
-        data: Bytes,
-        reset_log: bool,
-    },
-    /// Replace the stored set of ops waiting for re-submission with
-    /// `entries` (the divergent entries they came in). Executed in order
-    /// with the other persist outputs: it is durable before the log
-    /// truncation that follows it.
-    PersistResubmit {
-        entries: Vec<Entry>,
-    },
-    /// A proposal or forwarded write took effect (or was refused).
-    Applied {
-        tag: u64,
-        index: u64,
-        outcome: Outcome,
-    },
-    /// A proposal or forwarded write will not be answered here (primary
-    /// changed); the client should retry with the same request id.
-    Abandoned {
-        tag: u64,
-    },
-    /// Primary only: a backup forwarded a client's write; prepare it and
-    /// [`ReplInput::Propose`] it, or [`ReplInput::ReplyForward`] a rejection.
-    /// `key`: the client connection's key, as the backup saw it.
-    Forwarded {
-        from: TrackerId,
-        fwd: u64,
-        req: ClientRequest,
-        key: KeyId,
-    },
-    /// `peer` said nothing for longer than the peer timeout: it counts as
-    /// disconnected already; close its connection (redial as after a
-    /// close) and report a new one with [`ReplInput::Connected`].
-    PeerSilent {
-        peer: TrackerId,
-    },
-    Event(ReplEvent),
-}
-
-/// Things worth a log line, and what the simulator's checkers watch.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReplEvent {
-    BecamePrimary {
-        epoch: u64,
-    },
-    Following {
-        primary: TrackerId,
-        epoch: u64,
-    },
-    InSync {
-        primary: TrackerId,
-    },
-    PeerInSync {
-        peer: TrackerId,
-    },
-    PeerOutOfSync {
-        peer: TrackerId,
-        why: &'static str,
-    },
-    /// Nothing from `peer` for `silent_ms` (past the peer timeout): it
-    /// counts as gone.
-    PeerSilent {
-        peer: TrackerId,
-        silent_ms: u64,
-    },
-    SnapshotInstalled {
-        at: LogPos,
-    },
-    /// Our log diverged from the primary's: `resubmitting` client ops go
-    /// back to it; `lost` were in our compacted prefix and cannot.
-    Diverged {
-        fork: u64,
-        resubmitting: usize,
-        lost: u64,
-    },
-    /// A divergent op that no longer applies, with why.
-    Conflict {
-        op: Box<Op>,
-        reason: TrackerError,
-    },
-    /// A peer broke the protocol or sent something unusable.
-    PeerError {
-        peer: TrackerId,
-        what: Text,
-    },
-}
-
-/// Replication's deadlines; the key is the reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Timer {
-    Heartbeat,
-    PrimaryTimeout,
-    AckTimeout,
-}
-
 /// A backup as the primary sees it.
 #[derive(Debug, Clone)]
 struct Follower {
@@ -353,29 +149,6 @@ struct Follower {
     /// Last index sent (entries after it go next).
     sent: u64,
     acked: u64,
-}
-
-/// Who waits for a re-submitted op to be applied on the primary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ResubmitFrom {
-    /// A backup, answered with `ForwardReply { fwd }`.
-    Peer(TrackerId, u64),
-    /// This tracker's own queue (it became primary with ops pending): the
-    /// entry's key there.
-    Local((u64, u64)),
-}
-
-/// A decoded snapshot: the state at `at`, with the log tail and the epoch
-/// history that travel with it (see [`snapshot`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot<S> {
-    pub at: LogPos,
-    /// The tail follows on from here (every tracker holds the log so far).
-    pub base: LogPos,
-    pub history: Vec<EpochStart>,
-    /// Entries `base+1..=at`, already applied in `state`.
-    pub tail: Vec<Entry>,
-    pub state: S,
 }
 
 /// What a tracker found on its disk, for [`Repl::recover`].
@@ -397,45 +170,6 @@ impl<S> Default for Durable<S> {
             resubmit: Vec::new(),
         }
     }
-}
-
-impl<S: Replicated> Snapshot<S> {
-    /// Decodes a snapshot taken at `at` ([`snapshot::encode_snapshot`]
-    /// layout); its tail must end at `at`.
-    pub fn decode(at: LogPos, data: Bytes) -> Result<Self, DecodeError> {
-        let p = snapshot::decode_snapshot(data)?;
-        let end = p.tail.last().map_or(p.base, |e| e.pos);
-        if end != at {
-            return Err(DecodeError::Invalid {
-                field: "snapshot tail",
-                reason: "does not end at the snapshot's position",
-            });
-        }
-        Ok(Snapshot {
-            at,
-            base: p.base,
-            history: p.history,
-            tail: p.tail,
-            state: S::decode_snapshot(p.state)?,
-        })
-    }
-
-    /// The log this snapshot starts: its tail, after its history.
-    fn log(history: &[EpochStart], base: LogPos, tail: Vec<Entry>) -> Log {
-        let mut log = Log::with_history(base, history);
-        for e in tail {
-            log.push(e);
-        }
-        log
-    }
-}
-
-/// A snapshot being received.
-#[derive(Debug)]
-struct SnapshotRx {
-    at: LogPos,
-    total: u64,
-    buf: BytesMut,
 }
 
 #[derive(Debug)]
@@ -672,203 +406,6 @@ impl<S: Replicated> Repl<S> {
         }
     }
 
-    /// Primary: sequences a new op. Returns its index; `tag` comes back in
-    /// [`ReplOutput::Applied`] once it is applied everywhere in sync.
-    fn propose(
-        &mut self,
-        now: Instant,
-        origin: Option<Origin>,
-        kind: OpKind,
-        tag: Option<u64>,
-    ) -> Result<u64, TrackerError> {
-        if self.role != Role::Primary {
-            return Err(TrackerError::NotReady);
-        }
-        // The same request already logged and not applied yet (a retry
-        // through another tracker, or one divergent op re-submitted by two
-        // backups): wait for that entry rather than log the request twice.
-        if let Some(index) = origin.and_then(|o| self.pending_index_of(o)) {
-            if let Some(tag) = tag {
-                self.waiters.entry(index).or_default().push(tag);
-            }
-            return Ok(index);
-        }
-        let pos = LogPos {
-            epoch: self.epoch,
-            index: self.log.last().index + 1,
-        };
-        let entry = Entry {
-            pos,
-            op: Op {
-                at_ms: now.as_millis(),
-                origin,
-                kind,
-            },
-        };
-        self.log.push(entry.clone());
-        if let Some(tag) = tag {
-            self.waiters.entry(pos.index).or_default().push(tag);
-        }
-        if self.uncommitted_since.is_empty() {
-            self.timers
-                .set(Timer::AckTimeout, now + self.cfg.ack_timeout);
-        }
-        self.uncommitted_since.push_back((pos.index, now));
-        self.out.push_back(ReplOutput::Persist {
-            from_index: pos.index,
-            entries: vec![entry],
-        });
-        self.check_invariants();
-        Ok(pos.index)
-    }
-
-    /// The index of a logged, not yet applied entry for request `o`.
-    fn pending_index_of(&self, o: Origin) -> Option<u64> {
-        self.log.index_of(&o).filter(|&i| i > self.applied)
-    }
-
-    /// Backup: sends a client's write to the primary. The outcome comes back
-    /// as [`ReplOutput::Applied`] with `tag` once this tracker applied it.
-    fn forward(&mut self, req: ClientRequest, key: KeyId, tag: u64) -> Result<(), TrackerError> {
-        let primary = match (self.role, self.primary()) {
-            (Role::Backup, Some(p)) if self.can_take_writes() => p,
-            _ => return Err(TrackerError::NotReady),
-        };
-        let fwd = self.fwd_next;
-        self.fwd_next += 1;
-        self.fwd_pending.insert(fwd, tag);
-        self.send(primary, ReplMsg::Forward { fwd, key, req });
-        Ok(())
-    }
-
-    /// Primary: answers a forwarded write (`index` 0 for a rejection).
-    fn reply_forward(&mut self, to: TrackerId, fwd: u64, index: u64, outcome: Outcome) {
-        self.send(
-            to,
-            ReplMsg::ForwardReply {
-                fwd,
-                index,
-                outcome,
-            },
-        );
-    }
-
-    // ------------------------------------------------------------ inputs
-
-    fn handle_connected(&mut self, now: Instant, peer: TrackerId) {
-        self.connected.insert(peer);
-        self.heard.insert(peer, now);
-        self.send(peer, self.join_msg());
-        if self.role == Role::Primary {
-            self.send(peer, self.heartbeat_msg());
-        }
-        self.finish(now);
-    }
-
-    fn handle_disconnected(&mut self, now: Instant, peer: TrackerId) {
-        self.disconnect(now, peer);
-        self.finish(now);
-    }
-
-    fn disconnect(&mut self, now: Instant, peer: TrackerId) {
-        self.connected.remove(&peer);
-        self.heard.remove(&peer);
-        if let Some(f) = self.followers.remove(&peer)
-            && f.in_sync
-        {
-            self.event(ReplEvent::PeerOutOfSync {
-                peer,
-                why: "disconnected",
-            });
-        }
-        if self.role == Role::Backup && self.primary() == Some(peer) {
-            // Give a dropped connection one heartbeat to come back.
-            let soon = now + self.cfg.heartbeat;
-            if self
-                .timers
-                .get(Timer::PrimaryTimeout)
-                .is_none_or(|t| t > soon)
-            {
-                self.timers.set(Timer::PrimaryTimeout, soon);
-            }
-            self.abandon_forwards();
-        }
-        self.advance_commit(now);
-    }
-
-    /// Peers not heard from within the peer timeout count as gone now;
-    /// if our primary is among them, the election runs at once.
-    fn drop_silent(&mut self, now: Instant) {
-        if self.drop_silent_peers(now) {
-            self.on_primary_timeout(now);
-        }
-    }
-
-    /// Counts peers silent past the peer timeout as disconnected (their
-    /// connections to be closed). True if our primary was one of them.
-    fn drop_silent_peers(&mut self, now: Instant) -> bool {
-        let silent: Vec<(TrackerId, u64)> = self
-            .heard
-            .iter()
-            .map(|(&p, &t)| (p, now.saturating_since(t).0))
-            .filter(|&(_, ms)| ms >= self.cfg.peer_timeout.0)
-            .collect();
-        let mut lost_primary = false;
-        for (peer, silent_ms) in silent {
-            lost_primary |= self.role == Role::Backup && self.primary() == Some(peer);
-            self.disconnect(now, peer);
-            self.out.push_back(ReplOutput::PeerSilent { peer });
-            self.event(ReplEvent::PeerSilent { peer, silent_ms });
-        }
-        lost_primary
-    }
-
-    /// The driver made the log durable through `index`.
-    fn handle_persisted(&mut self, now: Instant, index: u64) {
-        let index = index.min(self.log.last().index);
-        if let Some(at) = self.snapshot_ack
-            && index >= at.index
-        {
-            // An installed snapshot is durable: ack it.
-            self.snapshot_ack = None;
-            if let (Role::Backup, Some(p)) = (self.role, self.primary()) {
-                self.send(
-                    p,
-                    ReplMsg::Ack {
-                        epoch: self.epoch,
-                        last: at,
-                    },
-                );
-            }
-        }
-        if index <= self.persisted {
-            self.finish(now);
-            return;
-        }
-        self.persisted = index;
-        match self.role {
-            Role::Primary => {
-                self.flush_appends();
-                self.advance_commit(now);
-            }
-            Role::Backup => {
-                self.apply_through(self.persisted);
-                if let Some(p) = self.primary() {
-                    let last = self.pos_of(self.persisted);
-                    self.send(
-                        p,
-                        ReplMsg::Ack {
-                            epoch: self.epoch,
-                            last,
-                        },
-                    );
-                }
-                self.update_caught_up();
-            }
-        }
-        self.finish(now);
-    }
-
     fn handle_msg(&mut self, now: Instant, from: TrackerId, msg: ReplMsg) {
         if !self.connected.contains(&from) {
             return; // queued before a disconnect the driver already reported
@@ -941,239 +478,6 @@ impl<S: Replicated> Repl<S> {
         self.finish(now);
     }
 
-    // ------------------------------------------------------------ epochs and roles
-
-    /// Adopts a higher epoch seen in any message from `from`. Returns true
-    /// if it did. An implausible one ([`Repl::implausible_epoch`]) is
-    /// refused and reported: the caller then ignores the message
-    /// (`epoch > self.epoch` still holds).
-    fn observe_epoch(&mut self, now: Instant, from: TrackerId, epoch: u64) -> bool {
-        if epoch <= self.epoch {
-            return false;
-        }
-        if let Some(why) = self.implausible_epoch(epoch) {
-            self.event(ReplEvent::PeerError {
-                peer: from,
-                what: Text::new(format!("epoch {epoch} refused: {why}")),
-            });
-            return false;
-        }
-        if self.role == Role::Primary {
-            self.step_down();
-        }
-        self.abandon_forwards();
-        self.epoch = epoch;
-        self.role = Role::Backup;
-        self.caught_up = false;
-        // What the old primary's log reached says nothing about the new one's.
-        self.primary_last = 0;
-        self.mismatch_sent = false;
-        self.catch_up_seen = false;
-        self.pending_fork = None;
-        self.snapshot_rx = None;
-        self.primary_heard = now;
-        self.timers.clear(Timer::AckTimeout);
-        self.timers
-            .set(Timer::PrimaryTimeout, now + self.cfg.primary_timeout);
-        if let Some(primary) = epoch_primary(epoch) {
-            self.event(ReplEvent::Following { primary, epoch });
-        }
-        true
-    }
-
-    /// Why a peer's higher `epoch` cannot be followed: its primary is not a
-    /// tracker of the group, or it is more than [`EPOCH_AHEAD_MAX`] rounds
-    /// ahead of ours.
-    fn implausible_epoch(&self, epoch: u64) -> Option<String> {
-        let primary = epoch_primary(epoch)?;
-        if !self.cfg.trackers.contains(&primary) {
-            return Some(format!(
-                "its primary {primary} is not a tracker of the group"
-            ));
-        }
-        let ahead = epoch_round(epoch).saturating_sub(epoch_round(self.epoch));
-        (ahead > EPOCH_AHEAD_MAX).then(|| {
-            format!("{ahead} rounds ahead of ours (at most {EPOCH_AHEAD_MAX} are believable)")
-        })
-    }
-
-    fn step_down(&mut self) {
-        self.followers.clear();
-        self.uncommitted_since.clear();
-        // Backups re-send their re-submissions to the next primary; ours
-        // stay in `resubmit` and go to it too.
-        self.resubmit_waiters.clear();
-        self.conflicts_due.clear();
-        let waiters = std::mem::take(&mut self.waiters);
-        for tag in waiters.into_values().flatten() {
-            self.out.push_back(ReplOutput::Abandoned { tag });
-        }
-    }
-
-    fn abandon_forwards(&mut self) {
-        let pending = std::mem::take(&mut self.fwd_pending);
-        for tag in pending.into_values() {
-            self.out.push_back(ReplOutput::Abandoned { tag });
-        }
-    }
-
-    fn become_primary(&mut self, now: Instant) {
-        let next = epoch_round(self.epoch)
-            .checked_add(1)
-            .and_then(|round| make_epoch(round, self.cfg.id));
-        let Some(epoch) = next else {
-            // Unreachable with plausible epochs: stay a backup, say why.
-            let what = Text::new("epoch rounds exhausted: cannot start a new epoch");
-            self.event(ReplEvent::PeerError {
-                peer: self.cfg.id,
-                what,
-            });
-            return;
-        };
-        self.abandon_forwards();
-        self.epoch = epoch;
-        self.role = Role::Primary;
-        self.followers.clear();
-        self.caught_up = true;
-        self.pending_fork = None;
-        self.snapshot_rx = None;
-        self.timers.clear(Timer::PrimaryTimeout);
-        self.event(ReplEvent::BecamePrimary { epoch: self.epoch });
-        // The new epoch's first entry makes the epoch durable in the log.
-        let _ = self.propose(now, None, OpKind::Noop, None);
-        self.resubmit_sent.clear();
-        let own: Vec<((u64, u64), Op)> = self
-            .resubmit
-            .iter()
-            .map(|(k, e)| (*k, e.op.clone()))
-            .collect();
-        for (key, op) in own {
-            self.on_resubmit(now, ResubmitFrom::Local(key), op);
-        }
-        let hb = self.heartbeat_msg();
-        for p in self.connected.clone() {
-            self.send(p, hb.clone());
-        }
-        self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat);
-    }
-
-    fn on_primary_timeout(&mut self, now: Instant) {
-        if self.role == Role::Primary {
-            return;
-        }
-        // A peer gone silent must not count as reachable in the election.
-        self.drop_silent_peers(now);
-        let alive = self.primary().is_some_and(|p| self.connected.contains(&p))
-            && now.saturating_since(self.primary_heard) < self.cfg.primary_timeout;
-        let lowest = self.connected.iter().copied().chain([self.cfg.id]).min();
-        if !alive && lowest == Some(self.cfg.id) {
-            // A snapshot we were waiting for will not come from a dead
-            // primary; our own log and state are untouched until one is
-            // installed, so leading with them loses nothing.
-            self.become_primary(now);
-            return;
-        }
-        self.timers
-            .set(Timer::PrimaryTimeout, now + self.cfg.primary_timeout);
-    }
-
-    // ------------------------------------------------------------ applying
-
-    fn apply_through(&mut self, index: u64) {
-        while self.applied < index {
-            let i = self.applied + 1;
-            let Some(entry) = self.log.get(i) else { break };
-            let op = entry.op.clone();
-            // planted bug (test switch)
-            if self.cfg.bug_skip_one_in_100 && self.role == Role::Backup && i.is_multiple_of(100) {
-                self.applied = i;
-                continue;
-            }
-            let outcome = self.state.apply(&op);
-            self.applied = i;
-            if let Some(waiting) = self.resubmit_waiters.remove(&i) {
-                match &outcome {
-                    // Answered once the conflict record is applied.
-                    Err(reason) => self
-                        .conflicts_due
-                        .push((op.clone(), reason.clone(), waiting)),
-                    Ok(_) => {
-                        for from in waiting {
-                            self.resubmit_answered(from, i, outcome.clone());
-                        }
-                    }
-                }
-            }
-            for tag in self.waiters.remove(&i).unwrap_or_default() {
-                self.out.push_back(ReplOutput::Applied {
-                    tag,
-                    index: i,
-                    outcome: outcome.clone(),
-                });
-            }
-        }
-        let done: Vec<u64> = self
-            .fwd_done
-            .range(..=self.applied)
-            .map(|(&i, _)| i)
-            .collect();
-        for i in done {
-            for (tag, outcome) in self.fwd_done.remove(&i).unwrap_or_default() {
-                self.out.push_back(ReplOutput::Applied {
-                    tag,
-                    index: i,
-                    outcome,
-                });
-            }
-        }
-        self.maybe_snapshot();
-    }
-
-    fn maybe_snapshot(&mut self) {
-        if self.applied < self.snapshot_at.saturating_add(self.cfg.snapshot_every) {
-            return;
-        }
-        let at = self.pos_of(self.applied);
-        self.snapshot_at = at.index;
-        let keep_from = at.index.saturating_sub(self.cfg.log_keep);
-        let oldest_needed = self
-            .followers
-            .values()
-            .map(|f| f.sent.min(f.acked))
-            .min()
-            .unwrap_or(keep_from);
-        // Entries not every tracker holds may still turn out divergent:
-        // keep them to be re-submitted, within the memory bound.
-        let unconfirmed_floor = self
-            .confirmed
-            .max(at.index.saturating_sub(self.cfg.unconfirmed_keep_max));
-        self.log
-            .compact_through(keep_from.min(oldest_needed).min(unconfirmed_floor));
-        self.out.push_back(ReplOutput::PersistSnapshot {
-            at,
-            data: self.snapshot_bytes(at.index),
-            reset_log: false,
-        });
-    }
-
-    /// The applied state with its history and unconfirmed tail, as stored
-    /// and sent ([`snapshot::encode_snapshot`]).
-    fn snapshot_bytes(&self, at: u64) -> Bytes {
-        debug_assert_eq!(at, self.applied);
-        let base = self
-            .confirmed
-            .max(self.log.start().index)
-            .max(at.saturating_sub(snapshot::SNAPSHOT_TAIL_MAX as u64))
-            .min(at);
-        let tail: Vec<Entry> = self.log.range(base + 1, at).cloned().collect();
-        snapshot::encode_snapshot(
-            self.pos_of(base),
-            &self.log.history(at),
-            &tail,
-            &self.state.encode_snapshot(),
-        )
-    }
-
     // ------------------------------------------------------------ helpers
 
     fn pos_of(&self, index: u64) -> LogPos {
@@ -1217,14 +521,6 @@ impl<S: Replicated> Repl<S> {
             self.persist_resubmit();
         }
         self.check_invariants();
-    }
-
-    /// Writes the re-submission queue as it is now.
-    fn persist_resubmit(&mut self) {
-        self.resubmit_dirty = false;
-        self.out.push_back(ReplOutput::PersistResubmit {
-            entries: self.resubmit.values().cloned().collect(),
-        });
     }
 
     /// Panics if the machine's own invariants are broken.

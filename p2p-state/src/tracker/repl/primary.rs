@@ -1,97 +1,69 @@
-//! The primary's half of [`Repl`]: answering joins with a catch-up,
-//! streaming appends and snapshots, counting acks, committing, and taking
-//! forwarded and re-submitted writes.
+//! The primary's side of log shipping: sequencing proposals, sending each
+//! follower the persisted entries it lacks (within its window, in bounded
+//! `Append` frames), counting acks, moving the confirmed point, committing
+//! what every in-sync follower holds, and dropping a follower that does
+//! not ack in time from the in-sync set.
 
-use p2p_proto::limits::{APPEND_ENTRIES_MAX, SNAPSHOT_CHUNK_LEN_MAX};
-use p2p_proto::{
-    ClientRequest, EpochStart, LogPos, Op, Outcome, ReplMsg, Reply, TrackerError, TrackerId,
-};
+use p2p_proto::limits::APPEND_ENTRIES_MAX;
+use p2p_proto::{LogPos, OpKind, Origin, ReplMsg, TrackerError, TrackerId};
 
 use super::*;
 use crate::time::Instant;
 
 impl<S: Replicated> Repl<S> {
-    // ------------------------------------------------------------ primary side
-
-    pub(super) fn on_join(
+    /// Primary: sequences a new op. Returns its index; `tag` comes back in
+    /// [`ReplOutput::Applied`] once it is applied everywhere in sync.
+    pub(super) fn propose(
         &mut self,
         now: Instant,
-        from: TrackerId,
-        epoch: u64,
-        last: LogPos,
-        starts: &[EpochStart],
-    ) {
-        if self.observe_epoch(now, from, epoch) {
-            self.request_catch_up();
-            return;
+        origin: Option<Origin>,
+        kind: OpKind,
+        tag: Option<u64>,
+    ) -> Result<u64, TrackerError> {
+        if self.role != Role::Primary {
+            return Err(TrackerError::NotReady);
         }
-        if self.role != Role::Primary || epoch > self.epoch {
-            return; // a backup, or an epoch refused as implausible
+        // The same request already logged and not applied yet (a retry
+        // through another tracker, or one divergent op re-submitted by two
+        // backups): wait for that entry rather than log the request twice.
+        if let Some(index) = origin.and_then(|o| self.pending_index_of(o)) {
+            if let Some(tag) = tag {
+                self.waiters.entry(index).or_default().push(tag);
+            }
+            return Ok(index);
         }
-        if epoch < self.epoch {
-            self.send(from, self.heartbeat_msg());
-        }
-        if let Some(f) = self.followers.get(&from)
-            && f.asked.0 == last
-            && now.saturating_since(f.asked.1) < self.cfg.primary_timeout
-        {
-            return; // the same request again (a Join and a Mismatch crossed)
-        }
-        let fork = fork_point(&self.log.epoch_starts(), self.log.last(), starts, last);
-        let snapshot = last.index > fork || fork < self.log.start().index;
-        self.send(
-            from,
-            ReplMsg::CatchUp {
-                epoch: self.epoch,
-                fork,
-                snapshot,
-            },
-        );
-        let sent = if snapshot {
-            self.send_snapshot(from)
-        } else {
-            // Entries up to the fork are on the follower already, but only
-            // persisted ones count as sent (a new primary may still be
-            // writing some): the rest go again, and are skipped there.
-            fork.min(self.persisted)
+        let pos = LogPos {
+            epoch: self.epoch,
+            index: self.log.last().index + 1,
         };
-        self.followers.insert(
-            from,
-            Follower {
-                asked: (last, now),
-                in_sync: false,
-                sent,
-                acked: 0,
+        let entry = Entry {
+            pos,
+            op: Op {
+                at_ms: now.as_millis(),
+                origin,
+                kind,
             },
-        );
-        self.flush_appends();
-        self.check_follower_sync(from);
+        };
+        self.log.push(entry.clone());
+        if let Some(tag) = tag {
+            self.waiters.entry(pos.index).or_default().push(tag);
+        }
+        if self.uncommitted_since.is_empty() {
+            self.timers
+                .set(Timer::AckTimeout, now + self.cfg.ack_timeout);
+        }
+        self.uncommitted_since.push_back((pos.index, now));
+        self.out.push_back(ReplOutput::Persist {
+            from_index: pos.index,
+            entries: vec![entry],
+        });
+        self.check_invariants();
+        Ok(pos.index)
     }
 
-    /// Streams the current applied state to `to`; returns the index it covers.
-    pub(super) fn send_snapshot(&mut self, to: TrackerId) -> u64 {
-        let at = self.pos_of(self.applied);
-        let data = self.snapshot_bytes(at.index);
-        let total = data.len() as u64;
-        let mut offset = 0usize;
-        loop {
-            let end = (offset + SNAPSHOT_CHUNK_LEN_MAX as usize).min(data.len());
-            self.send(
-                to,
-                ReplMsg::SnapshotChunk {
-                    epoch: self.epoch,
-                    at,
-                    offset: offset as u64,
-                    total,
-                    data: data.slice(offset..end),
-                },
-            );
-            offset = end;
-            if offset >= data.len() {
-                break;
-            }
-        }
-        at.index
+    /// The index of a logged, not yet applied entry for request `o`.
+    pub(super) fn pending_index_of(&self, o: Origin) -> Option<u64> {
+        self.log.index_of(&o).filter(|&i| i > self.applied)
     }
 
     pub(super) fn on_ack(&mut self, now: Instant, from: TrackerId, epoch: u64, last: LogPos) {
@@ -251,144 +223,5 @@ impl<S: Replicated> Repl<S> {
             });
         }
         self.advance_commit(now);
-    }
-
-    /// Every heartbeat, on every tracker: tell each peer we are here (the
-    /// primary's heartbeat, a backup's `Alive`), then give up on peers
-    /// silent past the peer timeout.
-    pub(super) fn on_heartbeat_timer(&mut self, now: Instant) {
-        let msg = match self.role {
-            Role::Primary => self.heartbeat_msg(),
-            Role::Backup => ReplMsg::Alive { epoch: self.epoch },
-        };
-        for p in self.connected.clone() {
-            self.send(p, msg.clone());
-        }
-        self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat);
-        self.drop_silent(now);
-    }
-
-    pub(super) fn on_forward(&mut self, from: TrackerId, fwd: u64, key: KeyId, req: ClientRequest) {
-        if self.role == Role::Primary {
-            self.out.push_back(ReplOutput::Forwarded {
-                from,
-                fwd,
-                req,
-                key,
-            });
-        } else {
-            self.reply_forward(from, fwd, 0, Err(TrackerError::NotReady));
-        }
-    }
-
-    /// A divergent op re-submitted by a backup (or from our own queue):
-    /// answered once it is applied here, found applied already, or refused.
-    pub(super) fn on_resubmit(&mut self, now: Instant, from: ResubmitFrom, op: Op) {
-        if self.role != Role::Primary {
-            return; // the joiner re-sends once it follows the new primary
-        }
-        if let OpKind::RecordConflict { .. } = op.kind {
-            // A conflict record from a divergent log: logged again (applying
-            // a second record of the same request changes nothing).
-            if let Ok(index) = self.propose(now, None, op.kind, None) {
-                self.resubmit_waiters.entry(index).or_default().push(from);
-            }
-            return;
-        }
-        let origin = op.origin;
-        if let Some(index) = origin.and_then(|o| self.log.index_of(&o)) {
-            // Logged here already (the client retried it here, another
-            // backup re-submitted it, or it is common history): never twice.
-            if index > self.applied {
-                self.resubmit_waiters.entry(index).or_default().push(from);
-                return;
-            }
-            let outcome = origin
-                .and_then(|o| self.state.recorded(&o))
-                .unwrap_or(Ok(Reply::Done));
-            return match outcome {
-                Err(reason) => self.conflict_then_answer(now, op, reason, vec![from]),
-                ok => self.resubmit_answered(from, index, ok),
-            };
-        }
-        if let Some(recorded) = origin.and_then(|o| self.state.recorded(&o)) {
-            // Applied here, in a compacted part of the log. If it failed
-            // here, the divergent success is undone: that is a conflict too.
-            return match recorded {
-                Err(reason) => self.conflict_then_answer(now, op, reason, vec![from]),
-                ok => self.resubmit_answered(from, 0, ok),
-            };
-        }
-        match self.state.revalidate(&op) {
-            Ok(()) => {
-                // Re-validated against the applied state only: ops proposed
-                // before it may still make it fail (see `apply_through`).
-                if let Ok(index) = self.propose(now, op.origin, op.kind, None) {
-                    self.resubmit_waiters.entry(index).or_default().push(from);
-                }
-            }
-            Err(reason) => self.conflict_then_answer(now, op, reason, vec![from]),
-        }
-    }
-
-    /// Logs a conflict record for `op` (a `RecordConflict` entry, so the
-    /// conflict log is replicated and durable); `waiting` re-submitters
-    /// are answered once it is applied.
-    pub(super) fn conflict_then_answer(
-        &mut self,
-        now: Instant,
-        op: Op,
-        reason: TrackerError,
-        waiting: Vec<ResubmitFrom>,
-    ) {
-        if let Some(o) = op.origin {
-            // Recorded already (a re-sent re-submission): answer from the
-            // log, or wait for the record still on its way.
-            if let Some(reason) = self.state.conflict_of(&o) {
-                for from in waiting {
-                    self.resubmit_answered(from, 0, Err(reason.clone()));
-                }
-                return;
-            }
-            let pending = self
-                .log
-                .range(self.applied + 1, self.log.last().index)
-                .find(|e| matches!(&e.op.kind, OpKind::RecordConflict { op, .. } if op.origin == Some(o)))
-                .map(|e| e.pos.index);
-            if let Some(index) = pending {
-                self.resubmit_waiters
-                    .entry(index)
-                    .or_default()
-                    .extend(waiting);
-                return;
-            }
-        }
-        self.event(ReplEvent::Conflict {
-            op: Box::new(op.clone()),
-            reason: reason.clone(),
-        });
-        let record = OpKind::RecordConflict {
-            op: Box::new(op),
-            reason: reason.clone(),
-        };
-        // Not primary (cannot happen here): the re-submitters ask the next.
-        if let Ok(index) = self.propose(now, None, record, None) {
-            self.resubmit_waiters
-                .entry(index)
-                .or_default()
-                .extend(waiting);
-        }
-    }
-
-    /// Tells whoever re-submitted an op that we are done with it (a backup's
-    /// own system op, sent with `fwd` 0, wants no answer).
-    pub(super) fn resubmit_answered(&mut self, from: ResubmitFrom, index: u64, outcome: Outcome) {
-        match from {
-            ResubmitFrom::Peer(_, 0) => {}
-            ResubmitFrom::Peer(to, fwd) => self.reply_forward(to, fwd, index, outcome),
-            ResubmitFrom::Local(key) => {
-                self.resubmit_dirty |= self.resubmit.remove(&key).is_some();
-            }
-        }
     }
 }

@@ -26,6 +26,8 @@ use p2p_proto::codec::put_list;
 use p2p_proto::limits::EPOCH_STARTS_MAX;
 use p2p_proto::{DecodeError, Entry, EpochStart, LogPos, Reader, Wire};
 
+use super::{Log, Replicated};
+
 /// Most tail entries a snapshot carries (see `ReplConfig::unconfirmed_keep_max`).
 pub const SNAPSHOT_TAIL_MAX: usize = 1 << 20;
 
@@ -85,6 +87,50 @@ pub fn decode_snapshot(b: Bytes) -> Result<SnapshotParts, DecodeError> {
         tail,
         state,
     })
+}
+
+/// A decoded snapshot: the state at `at`, with the log tail and the epoch
+/// history that travel with it (see the layout above).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot<S> {
+    pub at: LogPos,
+    /// The tail follows on from here (every tracker holds the log so far).
+    pub base: LogPos,
+    pub history: Vec<EpochStart>,
+    /// Entries `base+1..=at`, already applied in `state`.
+    pub tail: Vec<Entry>,
+    pub state: S,
+}
+
+impl<S: Replicated> Snapshot<S> {
+    /// Decodes a snapshot taken at `at` ([`encode_snapshot`]
+    /// layout); its tail must end at `at`.
+    pub fn decode(at: LogPos, data: Bytes) -> Result<Self, DecodeError> {
+        let p = decode_snapshot(data)?;
+        let end = p.tail.last().map_or(p.base, |e| e.pos);
+        if end != at {
+            return Err(DecodeError::Invalid {
+                field: "snapshot tail",
+                reason: "does not end at the snapshot's position",
+            });
+        }
+        Ok(Snapshot {
+            at,
+            base: p.base,
+            history: p.history,
+            tail: p.tail,
+            state: S::decode_snapshot(p.state)?,
+        })
+    }
+
+    /// The log this snapshot starts: its tail, after its history.
+    pub(super) fn log(history: &[EpochStart], base: LogPos, tail: Vec<Entry>) -> Log {
+        let mut log = Log::with_history(base, history);
+        for e in tail {
+            log.push(e);
+        }
+        log
+    }
 }
 
 #[cfg(test)]

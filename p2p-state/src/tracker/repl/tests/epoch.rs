@@ -1,8 +1,9 @@
-//! Epoch arithmetic and plausibility: a peer's epoch near 2^64, or more
-//! than `EPOCH_AHEAD_MAX` rounds ahead, or naming a primary outside the
-//! group, is refused and changes nothing.
+//! Epochs and elections: epoch numbers order rounds, then lower ids; a
+//! peer's epoch near 2^64, or more than `EPOCH_AHEAD_MAX` rounds ahead, or
+//! naming a primary outside the group, is refused and changes nothing; a
+//! backup takes over when its primary dies, and a restarted old primary
+//! follows the newer epoch.
 
-use super::tests::Toy;
 use super::*;
 
 fn backup_of_two() -> Repl<Toy> {
@@ -88,4 +89,55 @@ fn epoch_numbers_refuse_rounds_that_do_not_fit() {
     let last = make_epoch(ROUND_MAX, TrackerId(1)).unwrap();
     assert_eq!(epoch_round(last), ROUND_MAX);
     assert_eq!(epoch_primary(last), Some(TrackerId(1)));
+}
+
+#[test]
+fn epoch_numbers_order_rounds_then_lower_ids() {
+    let a = make_epoch(3, TrackerId(1)).unwrap();
+    let b = make_epoch(3, TrackerId(2)).unwrap();
+    let c = make_epoch(4, TrackerId(9)).unwrap();
+    assert!(a > b && c > a);
+    assert_eq!(epoch_primary(b), Some(TrackerId(2)));
+    assert_eq!(epoch_round(c), 4);
+    assert_eq!(epoch_primary(0), None);
+}
+
+#[test]
+fn backup_takes_over_when_the_primary_dies() {
+    let mut c = Cluster::new(2);
+    c.run(2000);
+    c.write(1, "before", 1).unwrap();
+    c.run(100);
+    c.crash(1);
+    c.run(3000);
+    assert_eq!(c.primary(), Some(2));
+    assert_eq!(epoch_round(c.get(2).epoch()), 2);
+    c.write(2, "after", 2).unwrap();
+    c.run(100);
+    assert_eq!(c.outcome(2, 2), Some(&Ok(p2p_proto::Reply::Done)));
+    assert_eq!(c.names(2), vec!["after", "before"]);
+}
+
+#[test]
+fn three_trackers_survive_primary_crash_and_restart() {
+    let mut c = Cluster::new(3);
+    c.run(2000);
+    assert_eq!(c.primary(), Some(1));
+    for i in 0..5 {
+        c.write(3, &format!("w{i}"), i).unwrap();
+    }
+    c.run(300);
+    c.crash(1);
+    c.run(3000);
+    assert_eq!(c.primary(), Some(2));
+    for i in 5..10 {
+        c.write(3, &format!("w{i}"), i).unwrap();
+    }
+    c.run(300);
+    c.restart(1);
+    c.run(3000);
+    c.assert_converged();
+    assert_eq!(c.names(1).len(), 10);
+    // Tracker 1 came back with a lower epoch: it follows, it does not preempt.
+    assert_eq!(c.primary(), Some(2));
 }
