@@ -1,4 +1,4 @@
-//! The tracker's identity decisions (`node_auth.rs`): peer trackers by
+//! The tracker's identity decisions (`node/auth.rs`): peer trackers by
 //! pinned key (trust on first use, changed key, impostor, dialed tracker
 //! with the wrong key, one key per tracker), sessions replayed from another
 //! key, and sessions expired by the primary.
