@@ -3,17 +3,30 @@
 //! and clients started against them; which runtime each role runs on
 //! ([`Mix`]), and `on_both_runtimes!`, which runs a test body once on each.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::Proc;
 
+/// A 127.0.0.1 port free a moment ago, never one this test process was
+/// given before (the listener is closed on return, so the kernel may hand
+/// the same port to the next bind; two trackers then got one port).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no loopback port this process was not given before, in 1000 tries");
 }
 
 pub fn random_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
