@@ -4,8 +4,10 @@
 //! curl (create_user, the events, refusals without the token or from a
 //! foreign Origin); on the page alice logs in, accepts carol's join
 //! request, sees the group's members, downloads the file carol then
-//! shares, and sees it complete with the piece map filled. A screenshot is saved as
-//! `target/web-dashboard-<runtime>.png`.
+//! shares, and sees it complete with the piece map filled; then alice
+//! shares a file through the API, carol downloads it, and the state and
+//! the page show what alice's share served. A screenshot of the page at
+//! the end is saved as `target/web-dashboard-<runtime>.png`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (CI installs them,
 //! see `.ci/run`); without them the test fails saying so.
@@ -340,10 +342,6 @@ fn the_dashboard_accepts_a_member_and_downloads_a_file(mix: Mix) {
          return [m.children.length, m.querySelectorAll('.have').length];",
     );
     assert_eq!(map, json!([4, 4]), "the piece map is filled");
-    let shot = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target")
-        .join(format!("web-dashboard-{}.png", mix.leechers.arg()));
-    browser.screenshot(&shot);
     assert_eq!(std::fs::read(downloads.join("clip.bin")).unwrap(), data);
 
     // The state through curl agrees, and the events say it completed.
@@ -363,4 +361,53 @@ fn the_dashboard_accepts_a_member_and_downloads_a_file(mix: Mix) {
         .collect();
     assert!(kinds.contains(&"download_complete"), "{kinds:?}");
     assert!(kinds.contains(&"download_progress"), "{kinds:?}");
+
+    // alice shares a file through the API; carol downloads it; the state
+    // and the page say what that share served.
+    let notes = dir.join("notes.bin");
+    let notes_data = random_file(&notes, 2 * 512 * 1024 + 5, 23);
+    let body = json!({ "args": ["films", notes.to_str().unwrap()] }).to_string();
+    let (st, v) = api("POST", "upload_file", Some(&body));
+    assert_eq!(st, 200, "{v}");
+    let carol_dl = dir.join("carol-downloads");
+    std::fs::create_dir(&carol_dl).unwrap();
+    carol.run(
+        &format!("download_file films notes.bin {}", carol_dl.display()),
+        "in the background",
+    );
+    carol.run("wait_downloads 60", "all downloads ended");
+    assert_eq!(
+        std::fs::read(carol_dl.join("notes.bin")).unwrap(),
+        notes_data
+    );
+    let (_, v) = api("GET", "state", None);
+    let shares = v["shares"].as_array().unwrap();
+    let share = shares
+        .iter()
+        .find(|s| s["file"] == "notes.bin")
+        .unwrap_or_else(|| panic!("notes.bin among alice's shares: {v}"));
+    assert_eq!(
+        share["served"],
+        json!({ "pieces": 3, "bytes": notes_data.len() }),
+        "{v}"
+    );
+    browser.wait_until(
+        "[...document.querySelectorAll('#shares td')].some(td => td.innerText.startsWith('3 pieces'))",
+    );
+    let shot = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(format!("web-dashboard-{}.png", mix.leechers.arg()));
+    browser.screenshot(&shot);
+
+    // The rest of the REPL's actions from the page: a rate limit, then
+    // log out.
+    browser.type_into("#rate-up", "5M");
+    browser.click("#rate-btn");
+    browser.wait_until(
+        "document.querySelector('#message').innerText === 'upload rate limited to 5.0 MiB/s'",
+    );
+    browser.click("#logout-btn");
+    browser.wait_for("#who[data-user='']");
+    let (_, v) = api("GET", "state", None);
+    assert_eq!(v["user"], Value::Null, "{v}");
 }

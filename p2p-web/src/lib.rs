@@ -170,8 +170,13 @@ pub const ACTIONS: &[&str] = &[
     "list_members",
     "download_file",
     "show_downloads",
+    "set_rate",
     "stop_share",
 ];
+
+/// The REPL's console commands, which act on the console itself and are
+/// not [`ACTIONS`].
+pub const CONSOLE_ONLY: &[&str] = &["wait_downloads", "serve", "exit", "help"];
 
 fn is_action(name: &str) -> bool {
     ACTIONS.contains(&name)

@@ -77,6 +77,8 @@ struct Share {
     size: u64,
     piece_len: u32,
     have: PieceSet,
+    /// What this share has served since it was added.
+    served: Served,
 }
 
 impl Share {
@@ -216,6 +218,7 @@ impl Seeder {
             size: meta.size,
             piece_len: meta.piece_len,
             have,
+            served: Served::default(),
         };
         self.shares.insert(share, s);
         self.debug_check();
@@ -528,7 +531,7 @@ impl Seeder {
             return; // cancelled
         }
         let share = c.share().expect("reads only for open connections");
-        let meta = &self.shares[&share];
+        let meta = self.shares.get_mut(&share).expect("open shares exist");
         let offset = u64::from(index) * u64::from(meta.piece_len);
         let want = meta.piece_size(index);
         let ok = match &read {
@@ -537,6 +540,7 @@ impl Seeder {
             Read::Failed => false,
         };
         if ok {
+            meta.served.add(want as usize);
             c.served.add(want as usize);
             let user = c.downloader().expect("open").clone();
             self.stats.served.add(want as usize);
@@ -678,6 +682,12 @@ impl Seeder {
     /// Pieces and bytes served to each downloading user.
     pub fn served_by_user(&self) -> &BTreeMap<UserName, Served> {
         &self.served_by_user
+    }
+
+    /// Pieces and bytes `share` has served since it was added (`None`:
+    /// no such share).
+    pub fn share_served(&self, share: ShareId) -> Option<Served> {
+        self.shares.get(&share).map(|s| s.served)
     }
 
     /// Pieces and bytes served on a live connection.

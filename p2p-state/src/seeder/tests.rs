@@ -270,6 +270,8 @@ fn a_valid_flow_reads_and_sends_the_right_piece() {
     assert_eq!(r.s.conn_served(conn), Some(served));
     assert_eq!(r.s.served_by_user()[&user("bob")], served);
     assert_eq!(r.s.stats().served, served);
+    assert_eq!(r.s.share_served(SHARE), Some(served));
+    assert_eq!(r.s.share_served(ShareId(SHARE.0 + 1)), None);
 }
 
 #[test]

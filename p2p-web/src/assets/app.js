@@ -71,6 +71,7 @@ function render() {
   $("who").dataset.user = s.user || "";
   $("seeder").textContent = `seeder ${s.seeder} · trackers ${s.trackers.join(", ")} · served ${s.served.pieces} pieces (${bytes(s.served.bytes)})`;
   $("login-box").hidden = !!s.user;
+  $("logout-btn").hidden = !s.user;
   for (const id of ["groups-box", "downloads-box", "shares-box"]) $(id).hidden = !s.user;
   renderGroups(s);
   renderDownloads(s);
@@ -141,6 +142,7 @@ function renderDownloads(s) {
       facts.push(`${bytes(d.rate_bps)}/s`);
       if (d.eta_secs !== null && d.eta_secs !== undefined) facts.push(`ETA ${secs(d.eta_secs)}`);
     }
+    if (d.served && d.served.pieces) facts.push(`served ${d.served.pieces} pieces (${bytes(d.served.bytes)}) to others`);
     if (d.error) facts.push(`error: ${d.error}`);
     if (d.waiting) facts.push(d.waiting);
     const div = el("div", { class: "download", "data-dl": d.dl, "data-state": d.state },
@@ -169,9 +171,10 @@ function renderShares(s) {
   box.replaceChildren();
   if (s.shares.length === 0) box.append(el("p", { class: "muted" }, "nothing shared from this client"));
   else {
-    const t = el("table", {}, el("tr", {}, el("th", {}, "group"), el("th", {}, "file"), el("th", {}, "size"), el("th", {}, "path"), el("th", {})));
+    const t = el("table", {}, el("tr", {}, el("th", {}, "group"), el("th", {}, "file"), el("th", {}, "size"), el("th", {}, "served"), el("th", {}, "path"), el("th", {})));
     for (const sh of s.shares) {
-      t.append(el("tr", {}, el("td", {}, sh.group), el("td", {}, sh.file), el("td", {}, bytes(sh.size)), el("td", { class: "muted" }, sh.path || ""),
+      t.append(el("tr", {}, el("td", {}, sh.group), el("td", {}, sh.file), el("td", {}, bytes(sh.size)),
+        el("td", {}, `${sh.served.pieces} pieces (${bytes(sh.served.bytes)})`), el("td", { class: "muted" }, sh.path || ""),
         el("td", {}, el("button", { onclick: () => action("stop_share", sh.group, sh.file) }, "Stop sharing"))));
     }
     box.append(t);
@@ -219,6 +222,11 @@ $("group-form").addEventListener("submit", (ev) => {
   action("create_group", $("group-name").value);
 });
 $("join-group-btn").addEventListener("click", () => action("join_group", $("group-name").value));
+$("logout-btn").addEventListener("click", () => action("logout"));
+$("rate-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  action("set_rate", "up", $("rate-up").value);
+});
 $("share-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   action("upload_file", $("share-group").value, $("share-path").value);

@@ -9,9 +9,9 @@
 //! [`peer_input`]), so verification never runs on the machine loop;
 //! written at its offset in `<dest>.part` (through the page cache with
 //! early writeback, [`disk::CacheTrim`], or with `O_DIRECT` if asked);
-//! served straight from the shared file with `sendfile` by the
-//! connection's writer, once a disk job has checked the file holds the
-//! piece (see [`disk`]).
+//! served from the shared file by the connection's writer, which reads
+//! the range and encrypts it, once a disk job has checked the file holds
+//! the piece (see [`disk`]).
 
 pub mod command;
 pub mod disk;
@@ -100,6 +100,9 @@ pub struct ShareLine {
     pub file: p2p_proto::FileName,
     pub size: u64,
     pub path: Option<PathBuf>,
+    /// Pieces and bytes this share has served since it was added.
+    pub served_pieces: u64,
+    pub served_bytes: u64,
 }
 
 /// Everything the client knows locally, for the dashboard: who is
@@ -114,6 +117,9 @@ pub struct Snapshot {
     /// The session's connection to its tracker is up.
     pub tracker_up: bool,
     pub downloads: Vec<cn::DownloadLine>,
+    /// Pieces and bytes each download's partial (or complete) file has
+    /// served to other downloaders, by download id.
+    pub download_served: BTreeMap<cn::DlId, p2p_state::seeder::Served>,
     pub shares: Vec<ShareLine>,
     pub served_pieces: u64,
     pub served_bytes: u64,
@@ -638,14 +644,20 @@ impl<R: ClientIo> Core<R> {
         let session = self.node.session();
         let seeder = self.node.seeder();
         let paths = self.paths.lock().expect("paths");
+        let downloads = self.node.download_lines(self.clock.now());
         let shares = self
             .node
             .shares()
-            .map(|(id, (group, meta))| ShareLine {
-                group: group.clone(),
-                file: meta.name.clone(),
-                size: meta.size,
-                path: paths.shares.get(&id.0).map(|(p, _)| p.clone()),
+            .map(|(id, (group, meta))| {
+                let served = seeder.share_served(*id).unwrap_or_default();
+                ShareLine {
+                    group: group.clone(),
+                    file: meta.name.clone(),
+                    size: meta.size,
+                    path: paths.shares.get(&id.0).map(|(p, _)| p.clone()),
+                    served_pieces: served.pieces,
+                    served_bytes: served.bytes,
+                }
             })
             .collect();
         Snapshot {
@@ -653,7 +665,11 @@ impl<R: ClientIo> Core<R> {
             tracker: session.tracker(),
             trackers: self.pins.addrs().to_vec(),
             tracker_up: session.is_up(),
-            downloads: self.node.download_lines(self.clock.now()),
+            download_served: downloads
+                .iter()
+                .filter_map(|l| Some((l.dl, seeder.share_served(ShareId(cn::OUTBOUND | l.dl))?)))
+                .collect(),
+            downloads,
             shares,
             served_pieces: seeder.stats().served.pieces,
             served_bytes: seeder.stats().served.bytes,

@@ -45,12 +45,19 @@ pub fn state(s: &Snapshot, v: &View, seeder: std::net::SocketAddr, last_event: u
             "primary": t.primary.map(|p| p.to_string()),
             "in_sync": t.in_sync,
         })),
-        "downloads": s.downloads.iter().map(download).collect::<Vec<_>>(),
+        "downloads": s.downloads.iter().map(|l| {
+            let mut o = download(l);
+            if let Some(sv) = s.download_served.get(&l.dl) {
+                o["served"] = json!({ "pieces": sv.pieces, "bytes": sv.bytes });
+            }
+            o
+        }).collect::<Vec<_>>(),
         "shares": s.shares.iter().map(|l| json!({
             "group": l.group.as_str(),
             "file": l.file.as_str(),
             "size": l.size,
             "path": l.path.as_ref().map(|p| p.display().to_string()),
+            "served": { "pieces": l.served_pieces, "bytes": l.served_bytes },
         })).collect::<Vec<_>>(),
         "served": {
             "pieces": s.served_pieces,

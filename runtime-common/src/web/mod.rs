@@ -19,7 +19,8 @@ pub mod server;
 pub mod watch;
 
 pub use p2p_web::{
-    ACTIONS, APP_CSS, APP_JS, EVENTS_WAIT_MAX_MS, Gate, INDEX_HTML, Route, TOKEN_HEADER, http,
+    ACTIONS, APP_CSS, APP_JS, CONSOLE_ONLY, EVENTS_WAIT_MAX_MS, Gate, INDEX_HTML, Route,
+    TOKEN_HEADER, http,
 };
 
 /// The REPL line an action stands for: the same parser reads both.
@@ -56,6 +57,14 @@ mod tests {
             assert!(
                 crate::cli::USAGE.iter().any(|(c, _)| c == a),
                 "{a} is a REPL command"
+            );
+        }
+        // And the other way: a new REPL command is an action unless it
+        // acts on the console, so the page and the REPL cannot drift.
+        for (c, _) in crate::cli::USAGE {
+            assert!(
+                ACTIONS.contains(c) != CONSOLE_ONLY.contains(c),
+                "{c} is either an action or console-only"
             );
         }
         assert_eq!(new_token().len(), 32);
