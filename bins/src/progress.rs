@@ -1,4 +1,3 @@
-#![allow(dead_code)] // each binary uses some of it
 //! Download progress for a person or a log: indicatif bars when the
 //! output is a terminal, else plain lines every 10% and at the end
 //! ([`cli::TenPercent`]), never escape sequences into a pipe or a file.

@@ -2,9 +2,6 @@
 //! the same options and return the same handles (from `runtime-common`),
 //! so a binary only picks the `start` function.
 
-// Each binary uses only the `start` it needs.
-#![allow(dead_code)]
-
 use clap::ValueEnum;
 use runtime_common::client::{ClientHandle, ClientOptions};
 use runtime_common::tracker::{DriverError, EventSink, TrackerHandle, TrackerOptions};

@@ -21,8 +21,7 @@ use p2p_state::tracker::state::TrackerConfig;
 use runtime::Runtime;
 use runtime_common::tracker::{TrackerHandle, TrackerOptions};
 
-#[path = "../src/runtime.rs"]
-mod runtime;
+use bins::runtime;
 
 /// How long any one answer may take before the test fails.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -21,8 +21,7 @@ use p2p_state::tracker::state::TrackerConfig;
 use runtime::Runtime;
 use runtime_common::tracker::{TrackerHandle, TrackerOptions};
 
-#[path = "../src/runtime.rs"]
-mod runtime;
+use bins::runtime;
 
 fn start(rt: Runtime, dir: &Path) -> (TrackerHandle, Receiver<TrackerEvent>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -55,10 +55,8 @@ use tracing_subscriber::EnvFilter;
 /// does not read `Option` as "the flag may be left out").
 type Rate = Option<u64>;
 
-#[path = "../progress.rs"]
-mod progress;
-#[path = "../runtime.rs"]
-mod runtime;
+use bins::progress;
+use bins::runtime;
 
 #[derive(Parser)]
 #[command(version, about = "A client of the p2p group file-sharing system")]

@@ -25,10 +25,8 @@ use runtime_common::cli;
 use runtime_common::client::{self, ClientHandle, ClientOptions};
 use runtime_common::tracker::TrackerOptions;
 
-#[path = "../progress.rs"]
-mod progress;
-#[path = "../runtime.rs"]
-mod runtime;
+use bins::progress;
+use bins::runtime;
 
 #[derive(Parser)]
 #[command(about = "Runs a local demo swarm: two trackers, four clients, one shared file")]

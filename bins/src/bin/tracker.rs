@@ -40,8 +40,7 @@ use runtime_common::tracker::{EventSink, TrackerControl, TrackerOptions};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::EnvFilter;
 
-#[path = "../runtime.rs"]
-mod runtime;
+use bins::runtime;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Argon2Cost {
