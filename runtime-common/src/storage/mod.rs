@@ -409,5 +409,4 @@ pub fn run_storage(
 }
 
 #[cfg(test)]
-#[path = "storage_tests.rs"]
 mod tests;
