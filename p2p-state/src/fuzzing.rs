@@ -21,7 +21,7 @@ use p2p_proto::{
 };
 
 use crate::time::{Duration, Instant};
-use crate::tracker::node::{Input, NodeConfig, Output, Tracker};
+use crate::tracker::node::{Input, NodeConfig, OnDisk, Output, Tracker};
 use crate::tracker::state::TrackerConfig;
 
 /// Client connections the input spreads over.
@@ -110,12 +110,10 @@ fn drain(t: &mut Tracker, now: Instant) {
         outs.extend(crate::machine::drain(t));
         let Some(o) = outs.pop_front() else { return };
         match o {
-            Output::Persist {
-                from_index,
-                entries,
-            } => {
-                let index = entries.last().map_or(from_index - 1, |e| e.pos.index);
-                t.handle_input(now, Input::Persisted { index });
+            Output::Persist(write) => {
+                if let Some(index) = OnDisk::default().apply(write) {
+                    t.handle_input(now, Input::Persisted { index });
+                }
             }
             Output::Password { job, work } => {
                 let done = work.run();

@@ -9,7 +9,7 @@
 //!
 //! - `Send` → the connection's writer; `Close` → flush, then shut down;
 //! - `Dial` → [`TrackerIo::dial`], which reports `Dialed` / `DialFailed`;
-//! - `Persist` / `PersistSnapshot` / `PersistResubmit` → [`TrackerIo::store`]
+//! - `Persist(Log | Snapshot | Resubmit)` → [`TrackerIo::store`]
 //!   (the storage loop of [`crate::storage`] reports `Persisted { index }`);
 //! - `Password` → [`TrackerIo::password`]: argon2 runs on the driver's
 //!   password workers ([`run_password_worker`]), never on the machine's
@@ -470,23 +470,7 @@ impl<R: TrackerIo> Core<R> {
                 tracing::debug!("dialing tracker {tracker} at {addr}");
                 self.io.dial(tracker, addr)
             }
-            Output::Persist {
-                from_index,
-                entries,
-            } => self.io.store(StorageCmd::Persist {
-                from_index,
-                entries,
-            }),
-            Output::PersistSnapshot {
-                at,
-                data,
-                reset_log,
-            } => self.io.store(StorageCmd::Snapshot {
-                at,
-                data,
-                reset_log,
-            }),
-            Output::PersistResubmit { entries } => self.io.store(StorageCmd::Resubmit { entries }),
+            Output::Persist(write) => self.io.store(StorageCmd::Persist(write)),
             Output::Password { job, work } => self.io.password(job, work),
             Output::PinTracker { tracker, key } => {
                 self.pins.pin(usize::from(tracker.0).saturating_sub(1), key)

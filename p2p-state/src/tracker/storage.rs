@@ -1,5 +1,8 @@
 //! What a tracker keeps on disk, as pure encode/decode (the driver does the
-//! file I/O and fsync).
+//! file I/O and fsync), and the one declaration of what the tracker asks
+//! its storage to make durable ([`Persist`]) with the in-memory data
+//! directory that tests and the simulation execute it on ([`OnDisk`], as
+//! raft-rs's `MemStorage`).
 //!
 //! **Op log**: a sequence of records, each
 //! `[u32 BE payload length][u32 BE CRC-32 of payload][payload]`, the payload
@@ -239,6 +242,86 @@ pub fn decode_snapshot_file(buf: &[u8]) -> Result<SnapshotFile, SnapshotError> {
         epoch,
         snapshot,
     })
+}
+
+/// One durable write the replication machine asks for. The tracker node
+/// passes it on unchanged ([`crate::tracker::node::Output::Persist`]); the
+/// driver's storage loop (`runtime-common/src/storage/`) executes these in
+/// the order they were emitted and reports the appends' completion with
+/// `Persisted`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Persist {
+    /// Make the log end at `from_index - 1`, then append `entries` (none:
+    /// a barrier whose completion says everything before it is durable).
+    Log {
+        from_index: u64,
+        entries: Vec<Entry>,
+    },
+    /// Store a snapshot of the state at `at` (`data` in the layout of
+    /// [`crate::tracker::repl::snapshot::encode_snapshot`]). `reset_log`:
+    /// the whole local log is replaced (a snapshot from the primary);
+    /// otherwise only records up to `at` may be dropped (local compaction).
+    Snapshot {
+        at: LogPos,
+        data: Bytes,
+        reset_log: bool,
+    },
+    /// Replace the stored set of ops waiting for re-submission with
+    /// `entries` (the divergent entries they came in). In order with the
+    /// other writes: it is durable before the log truncation that follows.
+    Resubmit { entries: Vec<Entry> },
+}
+
+/// What a tracker's data directory holds, in memory: what
+/// [`crate::tracker::node::Tracker::recover`] starts from, and the disk that
+/// unit tests and the simulation execute [`Persist`] on.
+#[derive(Debug, Clone, Default)]
+pub struct OnDisk {
+    /// The last snapshot: its position and its bytes (the layout of
+    /// [`crate::tracker::repl::snapshot::encode_snapshot`]).
+    pub snapshot: Option<(LogPos, Bytes)>,
+    /// The log records after the snapshot, in order.
+    pub entries: Vec<Entry>,
+    /// Divergent entries still waiting for re-submission.
+    pub resubmit: Vec<Entry>,
+}
+
+impl OnDisk {
+    /// Executes `write`, as the driver's storage does. For an append, the
+    /// index to report as `Persisted` (the last one it wrote, or
+    /// `from_index - 1` for a barrier); `None` for the other writes.
+    pub fn apply(&mut self, write: Persist) -> Option<u64> {
+        match write {
+            Persist::Log {
+                from_index,
+                entries,
+            } => {
+                self.entries.retain(|e| e.pos.index < from_index);
+                let last = entries
+                    .last()
+                    .map_or(from_index.saturating_sub(1), |e| e.pos.index);
+                self.entries.extend(entries);
+                Some(last)
+            }
+            Persist::Snapshot {
+                at,
+                data,
+                reset_log,
+            } => {
+                self.snapshot = Some((at, data));
+                if reset_log {
+                    self.entries.clear();
+                } else {
+                    self.entries.retain(|e| e.pos.index > at.index);
+                }
+                None
+            }
+            Persist::Resubmit { entries } => {
+                self.resubmit = entries;
+                None
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,15 +18,15 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    Entry, FileMeta, FileName, FrameError, GroupName, KeyId, LogPos, PieceSet, SeederKey,
-    TrackerId, UserName, Wire, encode_frame,
+    Entry, FileMeta, FileName, FrameError, GroupName, KeyId, PieceSet, SeederKey, TrackerId,
+    UserName, Wire, encode_frame,
 };
 use p2p_state::client::node::{self as cn, ClientConfig, ClientNode, Command, CommandOk};
 use p2p_state::client::session::{ClientError, SessionConfig};
 use p2p_state::download::DownloadConfig;
 use p2p_state::hash::sha1;
 use p2p_state::seeder::{SeederConfig, ShareId};
-use p2p_state::tracker::node::{self as tn, NodeConfig, Tracker};
+use p2p_state::tracker::node::{self as tn, NodeConfig, Persist, Tracker};
 use p2p_state::tracker::state::TrackerConfig;
 use p2p_state::{Duration, Instant};
 
@@ -44,22 +44,6 @@ pub(crate) const INBOX_STEPS_MAX: usize = 1_000_000;
 /// A tracker's durable files: snapshot, log, re-submission queue.
 pub type TrackerDisk = p2p_state::tracker::node::OnDisk;
 
-/// A tracker disk write not yet durable.
-pub(crate) enum DiskOp {
-    Persist {
-        from_index: u64,
-        entries: Vec<Entry>,
-    },
-    Snapshot {
-        at: LogPos,
-        data: Bytes,
-        reset_log: bool,
-    },
-    Resubmit {
-        entries: Vec<Entry>,
-    },
-}
-
 /// A client's files: shared originals by share id, destinations by dest id.
 #[derive(Default)]
 pub struct ClientDisk {
@@ -73,7 +57,7 @@ pub struct TrackerNode {
     pub disk: TrackerDisk,
     pub addr: SocketAddr,
     /// Disk writes in order; the front completes first.
-    pub(crate) pending_disk: VecDeque<DiskOp>,
+    pub(crate) pending_disk: VecDeque<Persist>,
     pub(crate) disk_busy_until: u64,
     pub inc: u32,
     seed: u64,

@@ -8,11 +8,11 @@ use bytes::BytesMut;
 use rand::Rng;
 
 use p2p_proto::{Entry, TrackerId};
-use p2p_state::tracker::node as tn;
+use p2p_state::tracker::node::{self as tn, Persist};
 use p2p_state::{Duration, Instant};
 
 use crate::net::{Dialer, End, EvKind, Host, NodeIx};
-use crate::world::{DiskOp, INBOX_STEPS_MAX, World, tracker_addr};
+use crate::world::{INBOX_STEPS_MAX, World, tracker_addr};
 
 impl World {
     pub(crate) fn tracker_input(&mut self, i: NodeIx, input: tn::Input) {
@@ -54,31 +54,7 @@ impl World {
             }
             tn::Output::Close { conn, .. } => self.net.close(self.now, End::T(i, conn)),
             tn::Output::Dial { tracker, .. } => self.dial_tracker(i, tracker),
-            tn::Output::Persist {
-                from_index,
-                entries,
-            } => self.disk_write(
-                i,
-                DiskOp::Persist {
-                    from_index,
-                    entries,
-                },
-            ),
-            tn::Output::PersistSnapshot {
-                at,
-                data,
-                reset_log,
-            } => self.disk_write(
-                i,
-                DiskOp::Snapshot {
-                    at,
-                    data,
-                    reset_log,
-                },
-            ),
-            tn::Output::PersistResubmit { entries } => {
-                self.disk_write(i, DiskOp::Resubmit { entries })
-            }
+            tn::Output::Persist(write) => self.disk_write(i, write),
             tn::Output::Password { job, work } => {
                 // Argon2 runs beside the machine: its answer comes later,
                 // after other inputs, or never if the tracker crashes first.
@@ -142,7 +118,7 @@ impl World {
             .schedule(self.now + Duration(delay), EvKind::DialFailed(who));
     }
 
-    fn disk_write(&mut self, i: NodeIx, op: DiskOp) {
+    fn disk_write(&mut self, i: NodeIx, op: Persist) {
         let (lo, hi) = self.disk_ms;
         if hi == 0 {
             self.disk_apply(i, op);
@@ -167,42 +143,17 @@ impl World {
         }
     }
 
-    fn disk_apply(&mut self, i: NodeIx, op: DiskOp) {
+    fn disk_apply(&mut self, i: NodeIx, op: Persist) {
         self.mirror(i, &op);
-        let d = &mut self.trackers[i].disk;
-        match op {
-            DiskOp::Persist {
-                from_index,
-                entries,
-            } => {
-                d.entries.retain(|e| e.pos.index < from_index);
-                let last = entries
-                    .last()
-                    .map(|e| e.pos.index)
-                    .unwrap_or(from_index - 1);
-                d.entries.extend(entries);
-                self.defer_persisted(i, last);
-            }
-            DiskOp::Snapshot {
-                at,
-                data,
-                reset_log,
-            } => {
-                d.snapshot = Some((at, data));
-                if reset_log {
-                    d.entries.clear();
-                } else {
-                    d.entries.retain(|e| e.pos.index > at.index);
-                }
-            }
-            DiskOp::Resubmit { entries } => d.resubmit = entries,
+        if let Some(last) = self.trackers[i].disk.apply(op) {
+            self.defer_persisted(i, last);
         }
     }
 
     /// Keeps tracker `i`'s history mirror in step with its disk.
-    fn mirror(&mut self, i: NodeIx, op: &DiskOp) {
+    fn mirror(&mut self, i: NodeIx, op: &Persist) {
         match op {
-            DiskOp::Persist {
+            Persist::Log {
                 from_index,
                 entries,
             } => {
@@ -215,7 +166,7 @@ impl World {
                     h.extend(entries.iter().cloned());
                 }
             }
-            DiskOp::Snapshot {
+            Persist::Snapshot {
                 at,
                 reset_log: true,
                 ..
@@ -230,7 +181,7 @@ impl World {
                     .map(|h| h[..n].to_vec());
                 self.trackers[i].hist = prefix;
             }
-            DiskOp::Snapshot { .. } | DiskOp::Resubmit { .. } => {}
+            Persist::Snapshot { .. } | Persist::Resubmit { .. } => {}
         }
     }
 }

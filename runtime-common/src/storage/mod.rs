@@ -1,9 +1,9 @@
 //! A tracker's data directory: the op log (`DATA_DIR/log`) and the latest
 //! snapshot (`DATA_DIR/snapshot`), in the formats of
 //! [`p2p_state::tracker::storage`], plus the storage thread that executes
-//! the machine's `Persist` / `PersistSnapshot` outputs.
+//! the machine's `Persist` outputs (log, snapshot, re-submission queue).
 //!
-//! - **Appends** go to the end of `log`; a `Persist` whose `from_index` is
+//! - **Appends** go to the end of `log`; a `Persist::Log` whose `from_index` is
 //!   not past the last record first truncates the file there (a divergent
 //!   suffix being replaced). The thread drains every queued command before
 //!   one `fsync`, then reports the highest durable index once (group commit).
@@ -37,7 +37,7 @@ use crate::private;
 use bytes::{Bytes, BytesMut};
 use p2p_proto::{Entry, LogPos};
 use p2p_state::tracker::storage::{
-    RECORD_HEADER_LEN, SNAPSHOT_HEADER_LEN, SnapshotError, TornTail, decode_log,
+    Persist, RECORD_HEADER_LEN, SNAPSHOT_HEADER_LEN, SnapshotError, TornTail, decode_log,
     decode_resubmit_file, decode_snapshot_file, encode_record, encode_resubmit_file,
     encode_snapshot_file,
 };
@@ -350,17 +350,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Work for the storage thread.
 #[derive(Debug)]
 pub enum StorageCmd {
-    Persist {
-        from_index: u64,
-        entries: Vec<Entry>,
-    },
-    Snapshot {
-        at: LogPos,
-        data: Bytes,
-        reset_log: bool,
-    },
-    /// Replace the re-submission queue.
-    Resubmit { entries: Vec<Entry> },
+    /// A write the tracker asked for, executed in order.
+    Persist(Persist),
     /// Answered once everything queued before it is durable.
     Flush(Sender<()>),
 }
@@ -380,19 +371,21 @@ pub fn run_storage(
         let mut next = Some(first);
         while let Some(cmd) = next.take() {
             match cmd {
-                StorageCmd::Persist {
+                StorageCmd::Persist(Persist::Log {
                     from_index,
                     entries,
-                } => {
+                }) => {
                     dir.append(from_index, &entries)?;
                     appended = true;
                 }
-                StorageCmd::Snapshot {
+                StorageCmd::Persist(Persist::Snapshot {
                     at,
                     data,
                     reset_log,
-                } => dir.write_snapshot(at, &data, reset_log)?,
-                StorageCmd::Resubmit { entries } => dir.write_resubmit(&entries)?,
+                }) => dir.write_snapshot(at, &data, reset_log)?,
+                StorageCmd::Persist(Persist::Resubmit { entries }) => {
+                    dir.write_resubmit(&entries)?
+                }
                 StorageCmd::Flush(ack) => acks.push(ack),
             }
             next = rx.try_recv().ok();

@@ -202,10 +202,10 @@ fn the_storage_thread_batches_and_reports_the_highest_index() {
     let (ptx, prx) = mpsc::channel();
     // Queue everything before the thread starts: one batch, one report.
     for i in 1..=50 {
-        tx.send(StorageCmd::Persist {
+        tx.send(StorageCmd::Persist(Persist::Log {
             from_index: i,
             entries: vec![entry(1, i)],
-        })
+        }))
         .unwrap();
     }
     let (ack_tx, ack_rx) = mpsc::channel();

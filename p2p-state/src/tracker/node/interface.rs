@@ -161,20 +161,9 @@ pub enum Output {
         tracker: TrackerId,
         addr: SocketAddr,
     },
-    Persist {
-        from_index: u64,
-        entries: Vec<Entry>,
-    },
-    PersistSnapshot {
-        at: LogPos,
-        data: Bytes,
-        reset_log: bool,
-    },
-    /// Replace the stored re-submission queue with `entries` (in order with
-    /// the other persist outputs; see [`ReplOutput::PersistResubmit`]).
-    PersistResubmit {
-        entries: Vec<Entry>,
-    },
+    /// Make `write` durable, in order with the other writes (see
+    /// [`Persist`]); appends report [`Input::Persisted`].
+    Persist(Persist),
     /// Run `work` ([`PasswordWork::run`]) off the machine's thread and
     /// report [`Input::PasswordDone`] with the same `job`.
     Password {
@@ -189,18 +178,6 @@ pub enum Output {
         key: KeyId,
     },
     Event(TrackerEvent),
-}
-
-/// What a tracker's data directory held, for [`Tracker::recover`].
-#[derive(Debug, Clone, Default)]
-pub struct OnDisk {
-    /// The last snapshot: its position and its bytes (the layout of
-    /// [`crate::tracker::repl::snapshot::encode_snapshot`]).
-    pub snapshot: Option<(LogPos, Bytes)>,
-    /// The log records after the snapshot, in order.
-    pub entries: Vec<Entry>,
-    /// Divergent entries still waiting for re-submission.
-    pub resubmit: Vec<Entry>,
 }
 
 /// What a driver logs.

@@ -52,9 +52,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use p2p_proto::{
-    ClientRequest, DecodeError, Entry, FrameError, FromTracker, Hello, KeyId, LogPos, OpKind,
-    Origin, Outcome, ReplMsg, Reply, Request, Role as WireRole, SessionToken, Text, TrackerError,
-    TrackerId, Wire, encode_msg,
+    ClientRequest, DecodeError, FrameError, FromTracker, Hello, KeyId, OpKind, Origin, Outcome,
+    ReplMsg, Reply, Request, Role as WireRole, SessionToken, Text, TrackerError, TrackerId, Wire,
+    encode_msg,
 };
 
 use super::login_guard::{FairQueue, Lane, LoginBackoff, PASSWORD_RUNNING_MAX};
@@ -80,10 +80,11 @@ mod sessions;
 #[cfg(test)]
 mod tests;
 
+pub use super::storage::{OnDisk, Persist};
 pub use auth::{KeyRefused, Mismatch, SESSION_SWEEP};
 pub use interface::{
     CLIENT_CONNS_MAX, CLIENT_IDLE_TIMEOUT, CONNS_PER_ADDR_MAX, ConsoleCmd, Input, NodeConfig,
-    NodeTimer, OnDisk, Outgoing, Output, TrackerEvent, TrackerTimer,
+    NodeTimer, Outgoing, Output, TrackerEvent, TrackerTimer,
 };
 
 impl Replicated for TrackerState {
@@ -352,25 +353,7 @@ impl Tracker {
                         self.send(conn, Outgoing::Repl(msg));
                     }
                 }
-                ReplOutput::Persist {
-                    from_index,
-                    entries,
-                } => self.out.push_back(Output::Persist {
-                    from_index,
-                    entries,
-                }),
-                ReplOutput::PersistSnapshot {
-                    at,
-                    data,
-                    reset_log,
-                } => self.out.push_back(Output::PersistSnapshot {
-                    at,
-                    data,
-                    reset_log,
-                }),
-                ReplOutput::PersistResubmit { entries } => {
-                    self.out.push_back(Output::PersistResubmit { entries })
-                }
+                ReplOutput::Persist(write) => self.out.push_back(Output::Persist(write)),
                 ReplOutput::Applied {
                     tag,
                     index,

@@ -124,11 +124,11 @@ impl<S: Replicated> Repl<S> {
             .max(at.index.saturating_sub(self.cfg.unconfirmed_keep_max));
         self.log
             .compact_through(keep_from.min(oldest_needed).min(unconfirmed_floor));
-        self.out.push_back(ReplOutput::PersistSnapshot {
+        self.out.push_back(ReplOutput::Persist(Persist::Snapshot {
             at,
             data: self.snapshot_bytes(at.index),
             reset_log: false,
-        });
+        }));
     }
 
     /// The applied state with its history and unconfirmed tail, as stored

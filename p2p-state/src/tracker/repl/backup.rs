@@ -116,10 +116,10 @@ impl<S: Replicated> Repl<S> {
         }
         self.learn_confirmed(confirmed);
         if let Some(first) = fresh.first().map(|e| e.pos.index) {
-            self.out.push_back(ReplOutput::Persist {
+            self.out.push_back(ReplOutput::Persist(Persist::Log {
                 from_index: first,
                 entries: fresh,
-            });
+            }));
         }
     }
 

@@ -230,17 +230,17 @@ impl<S: Replicated> Repl<S> {
         self.persisted = at.index;
         self.applied = at.index;
         self.snapshot_at = at.index;
-        self.out.push_back(ReplOutput::PersistSnapshot {
+        self.out.push_back(ReplOutput::Persist(Persist::Snapshot {
             at,
             data,
             reset_log: true,
-        });
+        }));
         // An empty persist after it: its completion (`handle_persisted(at)`)
         // says the snapshot is on disk, and only then is it acked.
-        self.out.push_back(ReplOutput::Persist {
+        self.out.push_back(ReplOutput::Persist(Persist::Log {
             from_index: at.index.saturating_add(1),
             entries: Vec::new(),
-        });
+        }));
         self.snapshot_ack = Some(at);
         self.event(ReplEvent::SnapshotInstalled { at });
         let _ = from;

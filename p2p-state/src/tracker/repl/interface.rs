@@ -109,28 +109,9 @@ pub enum ReplOutput {
         to: TrackerId,
         msg: ReplMsg,
     },
-    /// Make the on-disk log end at `from_index - 1`, then append `entries`;
+    /// Make `write` durable, in order with the other writes; appends
     /// report completion with [`ReplInput::Persisted`].
-    Persist {
-        from_index: u64,
-        entries: Vec<Entry>,
-    },
-    /// Store a snapshot of the state at `at` (`data` in the layout of
-    /// [`snapshot::encode_snapshot`]). `reset_log`: the whole local log is
-    /// replaced (a snapshot from the primary); otherwise only records up to
-    /// `at` may be dropped (local compaction).
-    PersistSnapshot {
-        at: LogPos,
-        data: Bytes,
-        reset_log: bool,
-    },
-    /// Replace the stored set of ops waiting for re-submission with
-    /// `entries` (the divergent entries they came in). Executed in order
-    /// with the other persist outputs: it is durable before the log
-    /// truncation that follows it.
-    PersistResubmit {
-        entries: Vec<Entry>,
-    },
+    Persist(Persist),
     /// A proposal or forwarded write took effect (or was refused).
     Applied {
         tag: u64,

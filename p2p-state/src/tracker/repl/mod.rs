@@ -38,7 +38,7 @@
 //!   a conflict record that itself ends up in a divergent log is
 //!   re-submitted like a client op.
 //! - **Re-submission is durable and acknowledged.** A joiner's divergent
-//!   client ops are written to disk ([`ReplOutput::PersistResubmit`]) before
+//!   client ops are written to disk ([`Persist::Resubmit`]) before
 //!   its log is replaced, re-sent to every primary it becomes in sync with,
 //!   and dropped only when the primary answered (`ForwardReply` with the
 //!   same `fwd`: applied, found applied already, or a recorded conflict).
@@ -122,6 +122,7 @@ use p2p_proto::{
 use crate::machine::Outbox;
 use crate::time::{Duration, Instant};
 use crate::timer::TimerTable;
+use crate::tracker::storage::Persist;
 
 /// The state a [`Repl`] keeps identical on every tracker.
 pub trait Replicated: Default {
@@ -202,7 +203,7 @@ pub struct Repl<S: Replicated> {
     fwd_done: BTreeMap<u64, Vec<(u64, Outcome)>>,
     /// Divergent entries whose client ops wait for the primary's answer,
     /// in log order (keyed by index, then epoch); one per request origin.
-    /// Mirrored on disk by `PersistResubmit`.
+    /// Mirrored on disk by `Persist::Resubmit`.
     resubmit: BTreeMap<(u64, u64), Entry>,
     /// `fwd` of each re-submission sent and not answered yet.
     resubmit_sent: BTreeMap<u64, (u64, u64)>,

@@ -53,10 +53,10 @@ impl<S: Replicated> Repl<S> {
                 .set(Timer::AckTimeout, now + self.cfg.ack_timeout);
         }
         self.uncommitted_since.push_back((pos.index, now));
-        self.out.push_back(ReplOutput::Persist {
+        self.out.push_back(ReplOutput::Persist(Persist::Log {
             from_index: pos.index,
             entries: vec![entry],
-        });
+        }));
         self.check_invariants();
         Ok(pos.index)
     }

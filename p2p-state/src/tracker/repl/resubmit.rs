@@ -77,9 +77,9 @@ impl<S: Replicated> Repl<S> {
     /// Writes the re-submission queue as it is now.
     pub(super) fn persist_resubmit(&mut self) {
         self.resubmit_dirty = false;
-        self.out.push_back(ReplOutput::PersistResubmit {
+        self.out.push_back(ReplOutput::Persist(Persist::Resubmit {
             entries: self.resubmit.values().cloned().collect(),
-        });
+        }));
     }
 
     /// A divergent op re-submitted by a backup (or from our own queue):

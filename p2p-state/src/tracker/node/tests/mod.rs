@@ -177,35 +177,11 @@ impl Net {
                     },
                 ));
             }
-            Output::Persist {
-                from_index,
-                entries,
-            } => {
-                let d = &mut self.disks[i as usize - 1];
-                d.entries.retain(|e| e.pos.index < from_index);
-                let last = entries
-                    .last()
-                    .map(|e| e.pos.index)
-                    .unwrap_or(from_index - 1);
-                d.entries.extend(entries);
-                self.pending
-                    .push_back((Owner::Tracker(i), Input::Persisted { index: last }));
-            }
-            Output::PersistSnapshot {
-                at,
-                data,
-                reset_log,
-            } => {
-                let d = &mut self.disks[i as usize - 1];
-                d.snapshot = Some((at, data));
-                if reset_log {
-                    d.entries.clear();
-                } else {
-                    d.entries.retain(|e| e.pos.index > at.index);
+            Output::Persist(write) => {
+                if let Some(index) = self.disks[i as usize - 1].apply(write) {
+                    self.pending
+                        .push_back((Owner::Tracker(i), Input::Persisted { index }));
                 }
-            }
-            Output::PersistResubmit { entries } => {
-                self.disks[i as usize - 1].resubmit = entries;
             }
             Output::Password { job, work } => {
                 if let Some(held) = self.held_passwords.as_mut() {

@@ -31,7 +31,7 @@ fn restarted_tracker_recovers_from_disk_and_catches_up_by_suffix() {
     assert!(c.get(2).can_serve_reads());
     // Recovery from its own disk alone gives the same state as before.
     let disk = c.nodes[1].disk.clone();
-    let r: Repl<Toy> = Repl::recover(cfg(2, 2), disk.recovered(), c.now);
+    let r: Repl<Toy> = Repl::recover(cfg(2, 2), recovered(disk), c.now);
     assert_eq!(r.state().digest(), c.get(2).state().digest());
 }
 

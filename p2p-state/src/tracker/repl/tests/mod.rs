@@ -30,22 +30,17 @@ use rand_chacha::ChaCha8Rng;
 
 use toy::Toy;
 
-#[derive(Default, Clone)]
-struct Disk {
-    snapshot: Option<(LogPos, Bytes)>,
-    entries: Vec<Entry>,
-    resubmit: Vec<Entry>,
-}
+/// The in-memory data directory every tracker test uses.
+type Disk = crate::tracker::storage::OnDisk;
 
-impl Disk {
-    fn recovered(self) -> Durable<Toy> {
-        Durable {
-            snapshot: self
-                .snapshot
-                .map(|(at, b)| Snapshot::decode(at, b).expect("own snapshot decodes")),
-            entries: self.entries,
-            resubmit: self.resubmit,
-        }
+/// What a restarted node recovers from `disk`.
+fn recovered(disk: Disk) -> Durable<Toy> {
+    Durable {
+        snapshot: disk
+            .snapshot
+            .map(|(at, b)| Snapshot::decode(at, b).expect("own snapshot decodes")),
+        entries: disk.entries,
+        resubmit: disk.resubmit,
     }
 }
 
@@ -254,7 +249,7 @@ impl Cluster {
         let disk = self.nodes[id as usize - 1].disk.clone();
         let mut c = cfg(id, n);
         (self.tweak)(&mut c);
-        let r = Repl::recover(c, disk.recovered(), self.now);
+        let r = Repl::recover(c, recovered(disk), self.now);
         self.nodes[id as usize - 1].repl = Some(r);
         self.trace.push(format!("{:?} restart {id}", self.now));
         for o in 1..=n {
@@ -287,35 +282,11 @@ impl Cluster {
                         self.wires.entry((id, to.0)).or_default().push_back(msg);
                     }
                 }
-                ReplOutput::Persist {
-                    from_index,
-                    entries,
-                } => {
-                    let d = &mut self.nodes[id as usize - 1].disk;
-                    d.entries.retain(|e| e.pos.index < from_index);
-                    let last = entries
-                        .last()
-                        .map(|e| e.pos.index)
-                        .unwrap_or(from_index - 1);
-                    d.entries.extend(entries);
-                    let now = self.now;
-                    self.node(id).handle_input(now, ReplInput::Persisted(last));
-                }
-                ReplOutput::PersistSnapshot {
-                    at,
-                    data,
-                    reset_log,
-                } => {
-                    let d = &mut self.nodes[id as usize - 1].disk;
-                    d.snapshot = Some((at, data));
-                    if reset_log {
-                        d.entries.clear();
-                    } else {
-                        d.entries.retain(|e| e.pos.index > at.index);
+                ReplOutput::Persist(write) => {
+                    if let Some(last) = self.nodes[id as usize - 1].disk.apply(write) {
+                        let now = self.now;
+                        self.node(id).handle_input(now, ReplInput::Persisted(last));
                     }
-                }
-                ReplOutput::PersistResubmit { entries } => {
-                    self.nodes[id as usize - 1].disk.resubmit = entries;
                 }
                 ReplOutput::Applied { tag, outcome, .. } => {
                     self.nodes[id as usize - 1].applied.push((tag, outcome));
