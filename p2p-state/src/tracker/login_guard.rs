@@ -188,7 +188,10 @@ pub enum Lane {
 pub const PASSWORD_QUEUE_MAX: usize = 256;
 /// Password jobs waiting from one client address, at most (more is
 /// refused at once): a burst from one source queues behind itself. Logins
-/// a backup forwards share one lane bounded only by [`PASSWORD_QUEUE_MAX`].
+/// a backup forwards share one lane bounded only by [`PASSWORD_QUEUE_MAX`];
+/// the backup caps each of its clients' addresses the same way before
+/// forwarding ([`forward_allowed`]), so one host behind a backup cannot
+/// fill that lane either.
 pub const PASSWORD_QUEUE_PER_SOURCE_MAX: usize = 8;
 /// Password jobs handed to the driver at once (its workers, at most 4 in
 /// `runtime_common::tracker::password_workers`); the rest wait in the
@@ -217,6 +220,21 @@ impl QueueFull {
         };
         TrackerError::LimitReached { what: what.into() }
     }
+}
+
+/// Backup: whether one more login or create_user from a client address
+/// may be forwarded to the primary when `waiting` from that address are
+/// forwarded and not answered yet. The primary sees a backup's forwards
+/// as one lane (it does not know their addresses), so the backup applies
+/// the per-address cap, [`PASSWORD_QUEUE_PER_SOURCE_MAX`], before they
+/// leave: a burst from one host through a backup is refused at the
+/// backup, as it would be at the primary, and cannot fill the primary's
+/// whole queue ([`PASSWORD_QUEUE_MAX`]) against everyone else.
+pub fn forward_allowed(waiting: usize) -> Result<(), QueueFull> {
+    if waiting >= PASSWORD_QUEUE_PER_SOURCE_MAX {
+        return Err(QueueFull::Source);
+    }
+    Ok(())
 }
 
 /// Items in one lane per source, taken round robin across lanes.

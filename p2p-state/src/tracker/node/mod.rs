@@ -57,7 +57,7 @@ use p2p_proto::{
     encode_msg,
 };
 
-use super::login_guard::{FairQueue, Lane, LoginBackoff, PASSWORD_RUNNING_MAX};
+use super::login_guard::{FairQueue, Lane, LoginBackoff, PASSWORD_RUNNING_MAX, forward_allowed};
 use super::password::{PasswordDone, PasswordWork};
 use super::repl::{
     Durable, Repl, ReplConfig, ReplEvent, ReplInput, ReplOutput, ReplTimer, Replicated, Role,
@@ -169,6 +169,10 @@ pub struct Tracker {
     dialing: BTreeSet<TrackerId>,
     online_sent: BTreeMap<SessionToken, Instant>,
     waiters: BTreeMap<u64, Waiter>,
+    /// Backup: the source address of each forwarded login or create_user
+    /// still waiting for the primary, by waiter tag (capped per address
+    /// before forwarding, `login_guard::forward_allowed`).
+    forwarded_passwords: BTreeMap<u64, IpAddr>,
     next_tag: u64,
     /// Writes waiting for their argon2 work (queued or running), by job,
     /// with the requester's key; answered through the waiter once prepared.
@@ -225,6 +229,7 @@ impl Tracker {
             dialing: BTreeSet::new(),
             online_sent: BTreeMap::new(),
             waiters: BTreeMap::new(),
+            forwarded_passwords: BTreeMap::new(),
             next_tag: 1,
             password_jobs: BTreeMap::new(),
             password_queue: FairQueue::default(),
@@ -397,6 +402,12 @@ impl Tracker {
         self.repl.get().check_invariants();
         self.password_queue.check_invariants();
         assert!(self.passwords_running <= PASSWORD_RUNNING_MAX);
+        assert!(
+            self.forwarded_passwords
+                .keys()
+                .all(|t| self.waiters.contains_key(t)),
+            "a forwarded password request counted after its answer"
+        );
         assert_eq!(
             self.password_jobs.len(),
             self.password_queue.len() + self.passwords_running,

@@ -86,6 +86,15 @@ impl Tracker {
                 if !self.repl.get().can_take_writes() {
                     return Some(Err(TrackerError::NotReady));
                 }
+                if matches!(req.req, Request::Login { .. } | Request::CreateUser { .. })
+                    && let Some(source) = self.source(conn)
+                {
+                    let waiting = self.forwarded_passwords.values().filter(|s| **s == source);
+                    if let Err(full) = forward_allowed(waiting.count()) {
+                        return Some(Err(full.error()));
+                    }
+                    self.forwarded_passwords.insert(tag, source);
+                }
                 self.waiters.insert(
                     tag,
                     Waiter::Local {
@@ -279,6 +288,7 @@ impl Tracker {
     }
 
     pub(super) fn on_applied(&mut self, now: Instant, tag: u64, index: u64, outcome: Outcome) {
+        self.forwarded_passwords.remove(&tag);
         if let Some(waiter) = self.waiters.remove(&tag) {
             self.answer(now, waiter, index, outcome);
         }

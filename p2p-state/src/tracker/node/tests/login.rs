@@ -8,7 +8,12 @@ use crate::tracker::login_guard::{
 };
 
 fn from(net: &mut Net, id: u16, ip: [u8; 4]) -> Client {
-    let conn = net.connect_client_from(id, 1, SocketAddr::from((ip, 9000 + id)));
+    from_on(net, id, 1, ip)
+}
+
+/// A client of tracker `t` that it sees come from `ip`.
+fn from_on(net: &mut Net, id: u16, t: u16, ip: [u8; 4]) -> Client {
+    let conn = net.connect_client_from(id, t, SocketAddr::from((ip, 9000 + id)));
     Client {
         id,
         conn,
@@ -114,4 +119,52 @@ fn a_burst_from_one_source_is_capped_and_does_not_stall_another() {
     ));
     let unanswered = (10..10 + burst).filter(|&id| m.response(&net, id).is_none());
     assert!(unanswered.count() >= PASSWORD_QUEUE_PER_SOURCE_MAX - 2);
+}
+
+/// The primary sees a backup's forwarded logins as one lane; the backup
+/// caps each client address at `PASSWORD_QUEUE_PER_SOURCE_MAX` before
+/// forwarding, so a burst through it is refused there and another
+/// address's login through the same backup still goes through.
+#[test]
+fn a_backup_caps_forwarded_logins_per_source_address() {
+    let mut net = setup();
+    from_on(&mut net, 8, 1, [10, 0, 0, 9]).sign_up(&mut net, "alice", "pa");
+    from_on(&mut net, 9, 1, [10, 0, 0, 9]).sign_up(&mut net, "bob", "pb");
+    net.run(500);
+    net.held_passwords = Some(Vec::new());
+    let mut m = from_on(&mut net, 1, 2, [10, 0, 0, 1]);
+    let cap = PASSWORD_QUEUE_PER_SOURCE_MAX as u64;
+    for id in 10..10 + cap + 1 {
+        m.send_id(&mut net, id, login("alice", "wrong"));
+    }
+    net.run(20);
+    assert_eq!(m.response(&net, 10 + cap - 1), None, "at the cap: forwarded");
+    match m.response(&net, 10 + cap) {
+        Some(Err(TrackerError::LimitReached { what })) => {
+            assert!(what.to_string().contains("PASSWORD_QUEUE_PER_SOURCE_MAX"), "{what}")
+        }
+        other => panic!("one past the cap, through the backup: {other:?}"),
+    }
+    let mut b = from_on(&mut net, 2, 2, [10, 0, 0, 2]);
+    b.send_id(&mut net, 1, login("bob", "pb"));
+    net.run(20);
+    for _ in 0..(cap as usize + PASSWORD_RUNNING_MAX) {
+        if b.response(&net, 1).is_some() {
+            break;
+        }
+        release_one(&mut net);
+    }
+    assert!(matches!(
+        b.response(&net, 1),
+        Some(Ok(Reply::LoggedIn { .. }))
+    ));
+    // Answered forwards free their places: the address may try again.
+    while !net.held_passwords.as_ref().unwrap().is_empty() {
+        release_one(&mut net);
+    }
+    net.held_passwords = None;
+    assert_eq!(
+        m.call(&mut net, login("carol", "guess")),
+        Err(TrackerError::WrongUserOrPassword)
+    );
 }
