@@ -172,8 +172,9 @@ pub fn spawn_reader<F>(
     spawn_reader_timed(stream, session, wake, decoder, FRAME_TIMEOUT, sink)
 }
 
-/// [`spawn_reader`] with another frame deadline (tests).
-fn spawn_reader_timed<F>(
+/// [`spawn_reader`] with another frame deadline (the tracker's
+/// `NodeConfig::frame_timeout`, tests).
+pub fn spawn_reader_timed<F>(
     stream: Stream,
     session: Arc<Session>,
     wake: WriterWake,

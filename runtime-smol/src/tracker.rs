@@ -32,7 +32,7 @@ use smol::{Async, Task, Timer};
 
 use crate::conn::{
     ConnId, ConnWriter, KeyId, Session, Tls, TlsAcceptor, dial_tls, next_conn_id, spawn_listener,
-    spawn_reader,
+    spawn_reader_timed,
 };
 use crate::exec::{self, recv_until};
 use crate::storage::{DataDir, StorageCmd, run_storage};
@@ -45,6 +45,7 @@ const FDS_PER_CONN: u64 = 1;
 /// Recovers the tracker from its data directory and starts its tasks.
 pub fn start(mut opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, DriverError> {
     runtime_common::fds::budget_client_conns(&mut opts.node, FDS_PER_CONN);
+    let frame_timeout = std::time::Duration::from_millis(opts.node.frame_timeout.as_millis());
     let Recovered {
         tracker,
         tls,
@@ -61,7 +62,7 @@ pub fn start(mut opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle,
     let listener = spawn_listener(listener, move |stream, addr| {
         let tx = accept_tx.clone();
         acceptor.accept(stream, addr, move |stream, addr, session| {
-            opened(&tx, stream, session, addr, |conn, peer: KeyId| {
+            opened(&tx, stream, session, addr, frame_timeout, |conn, peer: KeyId| {
                 Input::Accepted { conn, addr, peer }
             });
         });
@@ -69,6 +70,7 @@ pub fn start(mut opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle,
     let io = Tasks {
         tls,
         tx: tx.clone(),
+        frame_timeout,
         storage: Some(storage),
         passwords: spawn_password_workers(&tx),
     };
@@ -147,6 +149,8 @@ struct Tasks {
     tls: Tls,
     tx: Tx,
     storage: Option<Storage>,
+    /// The readers' frame deadline (`NodeConfig::frame_timeout`).
+    frame_timeout: std::time::Duration,
     /// Queue of the password workers (they stop when it is dropped).
     passwords: std_mpsc::Sender<(u64, PasswordWork)>,
 }
@@ -157,10 +161,11 @@ impl TrackerIo for Tasks {
     fn dial(&mut self, tracker: TrackerId, addr: SocketAddr) {
         let tx = self.tx.clone();
         let tls = self.tls.clone();
+        let frame_timeout = self.frame_timeout;
         exec::spawn(async move {
             match dial_tls(addr, &tls).await {
                 Ok((stream, session)) => {
-                    opened(&tx, stream, session, addr, |conn, peer| Input::Dialed {
+                    opened(&tx, stream, session, addr, frame_timeout, |conn, peer| Input::Dialed {
                         conn,
                         tracker,
                         peer,
@@ -213,6 +218,7 @@ fn opened(
     stream: Async<TcpStream>,
     session: Arc<Session>,
     peer: SocketAddr,
+    frame_timeout: std::time::Duration,
     input: impl FnOnce(ConnId, KeyId) -> Input,
 ) {
     let conn = next_conn_id();
@@ -230,7 +236,8 @@ fn opened(
         return;
     }
     let tx = tx.clone();
-    spawn_reader(stream, session, wake, FrameDecoder::default(), move |ev| {
+    let decoder = FrameDecoder::default();
+    spawn_reader_timed(stream, session, wake, decoder, frame_timeout, move |ev| {
         tx.try_send(Msg::Input(conn_input(conn, ev))).is_ok()
     });
 }

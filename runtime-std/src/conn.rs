@@ -182,8 +182,9 @@ where
     spawn_reader_timed(conn, stream, session, wake, decoder, FRAME_TIMEOUT, sink)
 }
 
-/// [`spawn_reader`] with another frame deadline (tests).
-fn spawn_reader_timed<F>(
+/// [`spawn_reader`] with another frame deadline (the tracker's
+/// `NodeConfig::frame_timeout`, tests).
+pub fn spawn_reader_timed<F>(
     conn: ConnId,
     stream: TcpStream,
     session: Arc<Session>,

@@ -33,7 +33,7 @@ pub use runtime_common::tracker::{
 
 use crate::conn::{
     ConnId, ConnWriter, KeyId, Listener, Session, Tls, TlsAcceptor, dial_tls, next_conn_id,
-    spawn_reader,
+    spawn_reader_timed,
 };
 use crate::storage::{DataDir, StorageCmd, run_storage};
 use crate::wait::recv_until;
@@ -46,6 +46,7 @@ const FDS_PER_CONN: u64 = 3;
 /// Recovers the tracker from its data directory and starts its threads.
 pub fn start(mut opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, DriverError> {
     runtime_common::fds::budget_client_conns(&mut opts.node, FDS_PER_CONN);
+    let frame_timeout = std::time::Duration::from_millis(opts.node.frame_timeout.as_millis());
     let Recovered {
         tracker,
         tls,
@@ -63,7 +64,7 @@ pub fn start(mut opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle,
     let listener = Listener::spawn(listener, move |stream, addr| {
         let tx = accept_tx.clone();
         acceptor.accept(stream, addr, move |stream, addr, session| {
-            opened(tx, stream, session, addr, |conn, peer: KeyId| {
+            opened(tx, stream, session, addr, frame_timeout, |conn, peer: KeyId| {
                 Input::Accepted { conn, addr, peer }
             });
         });
@@ -71,6 +72,7 @@ pub fn start(mut opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle,
     let io = Threads {
         tls,
         tx: tx.clone(),
+        frame_timeout,
         storage: Some(storage),
         passwords: spawn_password_workers(&tx)?,
     };
@@ -149,6 +151,8 @@ struct Threads {
     tls: Tls,
     tx: Tx,
     storage: Option<StorageThread>,
+    /// The readers' frame deadline (`NodeConfig::frame_timeout`).
+    frame_timeout: std::time::Duration,
     /// Queue of the password workers (they stop when it is dropped).
     passwords: mpsc::Sender<(u64, PasswordWork)>,
 }
@@ -159,11 +163,12 @@ impl TrackerIo for Threads {
     fn dial(&mut self, tracker: TrackerId, addr: SocketAddr) {
         let tx = self.tx.clone();
         let tls = self.tls.clone();
+        let frame_timeout = self.frame_timeout;
         let spawned = thread::Builder::new()
             .name(format!("dial-{tracker}"))
             .spawn(move || match dial_tls(addr, &tls) {
                 Ok((stream, session)) => {
-                    opened(tx, stream, session, addr, |conn, peer| Input::Dialed {
+                    opened(tx, stream, session, addr, frame_timeout, |conn, peer| Input::Dialed {
                         conn,
                         tracker,
                         peer,
@@ -218,6 +223,7 @@ fn opened(
     stream: TcpStream,
     session: Arc<Session>,
     peer: SocketAddr,
+    frame_timeout: std::time::Duration,
     input: impl FnOnce(ConnId, KeyId) -> Input,
 ) {
     let conn = next_conn_id();
@@ -241,12 +247,13 @@ fn opened(
         return;
     }
     let rx_tx = tx.clone();
-    let r = spawn_reader(
+    let r = spawn_reader_timed(
         conn,
         stream,
         session,
         wake,
         FrameDecoder::default(),
+        frame_timeout,
         move |ev| rx_tx.send(Msg::Input(conn_input(conn, ev))).is_ok(),
     );
     if let Err(e) = r {

@@ -96,6 +96,16 @@ struct Args {
     /// A session this old (since its login) is over, online or not.
     #[arg(long, value_name = "SECS", default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     session_max_secs: u64,
+    /// A client connection that sends nothing this long is closed
+    /// (CLIENT_IDLE_TIMEOUT; clients ping every second when idle, so keep
+    /// it well above that).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..))]
+    idle_timeout_secs: u64,
+    /// A frame whose first byte has come must be whole this soon, or the
+    /// connection is cut (FRAME_TIMEOUT; a 516 KiB frame needs a link of
+    /// 516 KiB / SECS).
+    #[arg(long, value_name = "SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    frame_timeout_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -172,6 +182,8 @@ fn run(args: Args) -> Result<(), String> {
     state.session_max_ms = args.session_max_secs.saturating_mul(1000);
     let mut node = NodeConfig::new(id, info.trackers(), state);
     node.tracker_keys = keys;
+    node.client_idle_timeout = Duration::from_secs(args.idle_timeout_secs);
+    node.frame_timeout = Duration::from_secs(args.frame_timeout_secs);
     node.repl.heartbeat = Duration::from_millis(args.heartbeat_ms);
     node.repl.peer_timeout = Duration::from_millis(args.peer_timeout_ms);
     node.repl.primary_timeout = Duration::from_millis(args.peer_timeout_ms);

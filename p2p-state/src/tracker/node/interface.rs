@@ -17,6 +17,11 @@ pub const CONNS_PER_ADDR_MAX: usize = 64;
 /// `ping_interval`) and answer-less requests time out in seconds, so only
 /// a silent or stuck peer gets there.
 pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A frame that has started to arrive must be whole within this (the
+/// drivers' readers; `runtime_common::conn::FRAME_TIMEOUT` is the same
+/// for every other connection). A 516 KiB piece frame gets it whole over
+/// a link of 26 KiB/s.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -33,6 +38,11 @@ pub struct NodeConfig {
     /// A client connection silent this long is closed
     /// ([`CLIENT_IDLE_TIMEOUT`]).
     pub client_idle_timeout: Duration,
+    /// A frame whose first byte has come must be whole within this, or
+    /// the driver's reader cuts the connection (issue 16 §1, slowloris).
+    /// The machine does not use it; the driver does. Default
+    /// [`FRAME_TIMEOUT`] (`tracker --frame-timeout-secs`).
+    pub frame_timeout: Duration,
     /// Most accepted connections at once, peer trackers' (pinned keys)
     /// not counted ([`CLIENT_CONNS_MAX`]).
     pub client_conns_max: usize,
@@ -67,6 +77,7 @@ impl NodeConfig {
             offline_grace: Duration::from_secs(5),
             hello_timeout: Duration::from_secs(10),
             client_idle_timeout: CLIENT_IDLE_TIMEOUT,
+            frame_timeout: FRAME_TIMEOUT,
             client_conns_max: CLIENT_CONNS_MAX,
             conns_per_addr_max: CONNS_PER_ADDR_MAX,
             redial_min: Duration::from_millis(100),

@@ -83,8 +83,8 @@ mod tests;
 pub use super::storage::{OnDisk, Persist};
 pub use auth::{KeyRefused, Mismatch, SESSION_SWEEP};
 pub use interface::{
-    CLIENT_CONNS_MAX, CLIENT_IDLE_TIMEOUT, CONNS_PER_ADDR_MAX, ConsoleCmd, Input, NodeConfig,
-    NodeTimer, Outgoing, Output, TrackerEvent, TrackerTimer,
+    CLIENT_CONNS_MAX, CLIENT_IDLE_TIMEOUT, CONNS_PER_ADDR_MAX, ConsoleCmd, FRAME_TIMEOUT, Input,
+    NodeConfig, NodeTimer, Outgoing, Output, TrackerEvent, TrackerTimer,
 };
 
 impl Replicated for TrackerState {
