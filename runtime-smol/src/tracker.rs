@@ -62,9 +62,14 @@ pub fn start(mut opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle,
     let listener = spawn_listener(listener, move |stream, addr| {
         let tx = accept_tx.clone();
         acceptor.accept(stream, addr, move |stream, addr, session| {
-            opened(&tx, stream, session, addr, frame_timeout, |conn, peer: KeyId| {
-                Input::Accepted { conn, addr, peer }
-            });
+            opened(
+                &tx,
+                stream,
+                session,
+                addr,
+                frame_timeout,
+                |conn, peer: KeyId| Input::Accepted { conn, addr, peer },
+            );
         });
     })?;
     let io = Tasks {
@@ -165,10 +170,12 @@ impl TrackerIo for Tasks {
         exec::spawn(async move {
             match dial_tls(addr, &tls).await {
                 Ok((stream, session)) => {
-                    opened(&tx, stream, session, addr, frame_timeout, |conn, peer| Input::Dialed {
-                        conn,
-                        tracker,
-                        peer,
+                    opened(&tx, stream, session, addr, frame_timeout, |conn, peer| {
+                        Input::Dialed {
+                            conn,
+                            tracker,
+                            peer,
+                        }
                     })
                 }
                 Err(e) => {

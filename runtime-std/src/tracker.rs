@@ -64,9 +64,14 @@ pub fn start(mut opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle,
     let listener = Listener::spawn(listener, move |stream, addr| {
         let tx = accept_tx.clone();
         acceptor.accept(stream, addr, move |stream, addr, session| {
-            opened(tx, stream, session, addr, frame_timeout, |conn, peer: KeyId| {
-                Input::Accepted { conn, addr, peer }
-            });
+            opened(
+                tx,
+                stream,
+                session,
+                addr,
+                frame_timeout,
+                |conn, peer: KeyId| Input::Accepted { conn, addr, peer },
+            );
         });
     })?;
     let io = Threads {
@@ -168,10 +173,12 @@ impl TrackerIo for Threads {
             .name(format!("dial-{tracker}"))
             .spawn(move || match dial_tls(addr, &tls) {
                 Ok((stream, session)) => {
-                    opened(tx, stream, session, addr, frame_timeout, |conn, peer| Input::Dialed {
-                        conn,
-                        tracker,
-                        peer,
+                    opened(tx, stream, session, addr, frame_timeout, |conn, peer| {
+                        Input::Dialed {
+                            conn,
+                            tracker,
+                            peer,
+                        }
                     })
                 }
                 Err(e) => {

@@ -138,10 +138,17 @@ fn a_backup_caps_forwarded_logins_per_source_address() {
         m.send_id(&mut net, id, login("alice", "wrong"));
     }
     net.run(20);
-    assert_eq!(m.response(&net, 10 + cap - 1), None, "at the cap: forwarded");
+    assert_eq!(
+        m.response(&net, 10 + cap - 1),
+        None,
+        "at the cap: forwarded"
+    );
     match m.response(&net, 10 + cap) {
         Some(Err(TrackerError::LimitReached { what })) => {
-            assert!(what.to_string().contains("PASSWORD_QUEUE_PER_SOURCE_MAX"), "{what}")
+            assert!(
+                what.to_string().contains("PASSWORD_QUEUE_PER_SOURCE_MAX"),
+                "{what}"
+            )
         }
         other => panic!("one past the cap, through the backup: {other:?}"),
     }
