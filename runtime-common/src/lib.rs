@@ -7,6 +7,8 @@
 //! - [`tls`]: identities on disk and TLS 1.3 on every connection;
 //! - [`known_trackers`]: tracker keys pinned on first contact;
 //! - [`listen`]: where a tracker listens (its line, or `--listen`);
+//! - [`log_limit`]: rate-limited log lines for what remote peers cause
+//!   (refused connections and handshakes);
 //! - [`cli`]: the client's command language and the text it prints;
 //! - [`private`]: data directories that hold secrets (0700, files 0600,
 //!   loose modes tightened at start);
@@ -24,6 +26,7 @@ pub mod conn;
 pub mod fds;
 pub mod known_trackers;
 pub mod listen;
+pub mod log_limit;
 pub mod private;
 pub mod storage;
 pub mod tls;

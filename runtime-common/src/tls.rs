@@ -497,6 +497,8 @@ pub struct HandshakeSlots(Arc<Mutex<Slots>>);
 struct Slots {
     running: usize,
     per_addr: BTreeMap<IpAddr, usize>,
+    /// Refusals logged, rate-limited (a flood must not fill the log).
+    log: crate::log_limit::LogLimit,
 }
 
 /// One running handshake; its slot is free again when this drops (the
@@ -511,18 +513,24 @@ impl HandshakeSlots {
     pub fn take(&self, addr: std::net::SocketAddr) -> Option<HandshakeSlot> {
         let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let from = s.per_addr.get(&addr.ip()).copied().unwrap_or(0);
-        if s.running >= TLS_HANDSHAKES_MAX {
-            tracing::warn!(
-                "{addr}: {TLS_HANDSHAKES_MAX} TLS handshakes already running; connection closed"
-            );
-            return None;
-        }
-        if from >= TLS_HANDSHAKES_PER_ADDR_MAX {
-            tracing::warn!(
-                "{addr}: {TLS_HANDSHAKES_PER_ADDR_MAX} TLS handshakes from {} already \
-                 running (TLS_HANDSHAKES_PER_ADDR_MAX); connection closed",
-                addr.ip()
-            );
+        let full = s.running >= TLS_HANDSHAKES_MAX;
+        if full || from >= TLS_HANDSHAKES_PER_ADDR_MAX {
+            use crate::log_limit::{Admit, with_suppressed};
+            if let Admit::Log { suppressed } = s.log.admit(std::time::Instant::now()) {
+                let line = if full {
+                    format!(
+                        "{addr}: {TLS_HANDSHAKES_MAX} TLS handshakes already running \
+                         (TLS_HANDSHAKES_MAX); connection closed"
+                    )
+                } else {
+                    format!(
+                        "{addr}: {TLS_HANDSHAKES_PER_ADDR_MAX} TLS handshakes from {} already \
+                         running (TLS_HANDSHAKES_PER_ADDR_MAX); connection closed",
+                        addr.ip()
+                    )
+                };
+                tracing::warn!("{}", with_suppressed(format_args!("{line}"), suppressed));
+            }
             return None;
         }
         s.running += 1;

@@ -21,6 +21,7 @@
 //! Inputs for a connection the driver already closed (frames still in the
 //! channel) are dropped here: the machine never hears of it again.
 
+use crate::log_limit::{Admit, with_suppressed};
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -321,6 +322,9 @@ pub struct Core<R: TrackerIo> {
     conns: BTreeMap<ConnId, Conn<R::Writer>>,
     io: R,
     sink: EventSink,
+    /// Refused connections and bad input logged, rate-limited (a flood
+    /// must not fill the log).
+    refusals: crate::log_limit::LogLimit,
 }
 
 impl<R: TrackerIo> Core<R> {
@@ -333,6 +337,7 @@ impl<R: TrackerIo> Core<R> {
             conns: BTreeMap::new(),
             io,
             sink,
+            refusals: Default::default(),
         };
         core.drain();
         core
@@ -489,7 +494,7 @@ impl<R: TrackerIo> Core<R> {
             .unwrap_or_else(|| "?".into())
     }
 
-    fn log_event(&self, e: &TrackerEvent) {
+    fn log_event(&mut self, e: &TrackerEvent) {
         match e {
             TrackerEvent::ConnectedToTracker { tracker } => {
                 tracing::info!("connected to peer tracker {tracker}")
@@ -507,7 +512,10 @@ impl<R: TrackerIo> Core<R> {
                 let peer = addr
                     .map(|a| a.to_string())
                     .unwrap_or_else(|| self.peer_of(*conn));
-                tracing::warn!(conn = *conn, "rejected input from {peer}: {error}; closing")
+                if let Admit::Log { suppressed } = self.refusals.admit(std::time::Instant::now()) {
+                    let line = format_args!("rejected input from {peer}: {error}; closing");
+                    tracing::warn!(conn = *conn, "{}", with_suppressed(line, suppressed))
+                }
             }
             TrackerEvent::TrackerKeyRefused(r) => tracing::error!("{r}"),
             TrackerEvent::Repl(r) => log_repl(r),
