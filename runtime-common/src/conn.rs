@@ -51,7 +51,19 @@ pub const LARGE_FRAME_ALIGN_AT: usize = FRAME_HEADER_LEN + PeerMsg::PIECE_HEADER
 /// Queued frames are joined into writes of at most about this many bytes.
 pub const WRITE_BATCH_LEN_MAX: usize = 1024 * 1024;
 /// Bytes queued for one writer before the connection is cut as stalled.
-pub const WRITE_QUEUE_LEN_MAX: usize = 256 * 1024 * 1024;
+/// Backpressure bounds what a connection's peer can make us queue: the
+/// replies waiting when its reader pauses ([`READ_PAUSE_QUEUE_LEN`],
+/// 2 MiB) plus the replies to the frames in hand ([`FRAMES_UNHANDLED_MAX`]
+/// of at most a frame each, 8 x 516 KiB); a seeder queues at most its
+/// 8 requested pieces per connection (4 MiB). That is under 7 MiB; 16 MiB
+/// leaves room for what a node sends unasked (notices, pings) and cuts a
+/// peer that stops reading long before it costs much. A peer tracker's
+/// connection gets [`PEER_TRACKER_WRITE_QUEUE_LEN_MAX`].
+pub const WRITE_QUEUE_LEN_MAX: usize = 16 * 1024 * 1024;
+/// [`WRITE_QUEUE_LEN_MAX`] of a peer tracker's connection (its key pinned):
+/// a catch-up queues a whole snapshot of the state at once, tens of MiB
+/// for a full tracker.
+pub const PEER_TRACKER_WRITE_QUEUE_LEN_MAX: usize = 256 * 1024 * 1024;
 /// A write that makes no progress for this long fails the connection.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A frame that has started to arrive must be whole within this (issue 16
@@ -116,6 +128,10 @@ pub trait FrameSink: Send + 'static {
     /// over (backpressure, [`QueuedLen`]); sinks that are not sockets
     /// ignore it.
     fn frame_handled(&self) {}
+    /// Raises this connection's write queue bound to `max` (a peer
+    /// tracker's, [`PEER_TRACKER_WRITE_QUEUE_LEN_MAX`]); sinks that are
+    /// not sockets ignore it.
+    fn set_queue_max(&self, _max: usize) {}
 }
 
 /// Cuts a byte stream into frames for a reader, and says where each read
@@ -332,6 +348,8 @@ pub struct QueuedLen(Arc<Flow>);
 struct Flow {
     /// Bytes queued for the writer.
     queued: AtomicUsize,
+    /// The bound on `queued`; 0 is [`WRITE_QUEUE_LEN_MAX`].
+    max: AtomicUsize,
     /// Frames the reader handed over that the machine has not handled.
     unhandled: AtomicUsize,
     /// The writer has ended: a paused reader must not wait for it.
@@ -359,10 +377,11 @@ pub const FRAMES_UNHANDLED_MAX: usize = 8;
 
 impl QueuedLen {
     /// Counts `len` more bytes; `false` (and nothing counted) if that
-    /// would pass [`WRITE_QUEUE_LEN_MAX`].
+    /// would pass the bound ([`WRITE_QUEUE_LEN_MAX`] unless
+    /// [`QueuedLen::set_max`] changed it).
     pub fn try_add(&self, len: usize) -> bool {
         let before = self.0.queued.fetch_add(len, Ordering::Relaxed);
-        if before + len > WRITE_QUEUE_LEN_MAX {
+        if before + len > self.max() {
             self.0.queued.fetch_sub(len, Ordering::Relaxed);
             return false;
         }
@@ -379,6 +398,20 @@ impl QueuedLen {
 
     pub fn get(&self) -> usize {
         self.0.queued.load(Ordering::Relaxed)
+    }
+
+    /// The bound [`QueuedLen::try_add`] keeps.
+    pub fn max(&self) -> usize {
+        match self.0.max.load(Ordering::Relaxed) {
+            0 => WRITE_QUEUE_LEN_MAX,
+            m => m,
+        }
+    }
+
+    /// Sets the bound (a peer tracker's connection,
+    /// [`PEER_TRACKER_WRITE_QUEUE_LEN_MAX`]).
+    pub fn set_max(&self, max: usize) {
+        self.0.max.store(max.max(1), Ordering::Relaxed);
     }
 
     /// The reader hands the machine one frame.
@@ -811,6 +844,24 @@ mod tests {
         collect_batch(WriterMsg::File(range(299_990, 20)), || q.next(), &mut batch);
         let e = batch.load_files().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    /// A connection's queue takes bytes up to `WRITE_QUEUE_LEN_MAX` and
+    /// not one more; a peer tracker's, raised, up to its own bound.
+    #[test]
+    fn the_write_queue_is_bounded_and_a_peer_trackers_raised() {
+        let q = QueuedLen::default();
+        assert!(q.try_add(WRITE_QUEUE_LEN_MAX - 1));
+        assert!(q.try_add(1), "at the bound");
+        assert!(!q.try_add(1), "one byte past the bound");
+        assert_eq!(q.get(), WRITE_QUEUE_LEN_MAX, "a refused add is not counted");
+        q.set_max(PEER_TRACKER_WRITE_QUEUE_LEN_MAX);
+        assert!(q.try_add(PEER_TRACKER_WRITE_QUEUE_LEN_MAX - WRITE_QUEUE_LEN_MAX));
+        assert!(!q.try_add(1));
+        // What backpressure lets a peer make us queue fits well within it.
+        let frame_max = p2p_proto::limits::FRAME_LEN_MAX as usize;
+        let replies = READ_PAUSE_QUEUE_LEN + FRAMES_UNHANDLED_MAX * frame_max;
+        assert!(2 * replies <= WRITE_QUEUE_LEN_MAX);
     }
 
     /// The reader may go on below both bounds, pauses at either, and a

@@ -21,7 +21,6 @@
 //! Inputs for a connection the driver already closed (frames still in the
 //! channel) are dropped here: the machine never hears of it again.
 
-use crate::log_limit::{Admit, with_suppressed};
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -30,7 +29,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use p2p_proto::{DecodeError, TrackerId};
+use p2p_proto::{DecodeError, KeyId, TrackerId};
 use p2p_state::Instant;
 use p2p_state::tracker::node::{
     ConsoleCmd, Input, NodeConfig, OnDisk, Output, Tracker, TrackerEvent,
@@ -39,8 +38,9 @@ use p2p_state::tracker::password::{PasswordDone, PasswordWork};
 use p2p_state::tracker::repl::{ReplEvent, epoch_primary, epoch_round};
 
 use crate::clock::Clock;
-use crate::conn::{ConnEvent, ConnId, FrameSink};
+use crate::conn::{ConnEvent, ConnId, FrameSink, PEER_TRACKER_WRITE_QUEUE_LEN_MAX};
 use crate::known_trackers::{KnownTrackers, PinError, Pinner, merge_pins};
+use crate::log_limit::{Admit, with_suppressed};
 use crate::storage::{DataDir, StorageCmd};
 use crate::tls::{Identity, IdentityError, Tls};
 
@@ -312,6 +312,8 @@ pub fn run_password_worker(queue: PasswordQueue, deliver: impl Fn(u64, PasswordD
 struct Conn<W> {
     writer: W,
     peer: SocketAddr,
+    /// The key the peer proved in the TLS handshake.
+    key: KeyId,
 }
 
 /// The machine and what the driver knows beside it.
@@ -389,7 +391,16 @@ impl<R: TrackerIo> Core<R> {
                 input,
             } => {
                 tracing::debug!(conn, "connection with {peer} up");
-                self.conns.insert(conn, Conn { writer, peer });
+                let (key, dialed) = match &input {
+                    Input::Dialed { peer, .. } => (*peer, true),
+                    Input::Accepted { peer, .. } => (*peer, false),
+                    _ => unreachable!("a connection opens with Dialed or Accepted"),
+                };
+                // A peer tracker's connection may carry a whole snapshot.
+                if dialed || self.is_tracker_key(key) {
+                    writer.set_queue_max(PEER_TRACKER_WRITE_QUEUE_LEN_MAX);
+                }
+                self.conns.insert(conn, Conn { writer, peer, key });
                 self.feed(input);
             }
             Msg::Input(input) => {
@@ -478,7 +489,10 @@ impl<R: TrackerIo> Core<R> {
             Output::Persist(write) => self.io.store(StorageCmd::Persist(write)),
             Output::Password { job, work } => self.io.password(job, work),
             Output::PinTracker { tracker, key } => {
-                self.pins.pin(usize::from(tracker.0).saturating_sub(1), key)
+                self.pins.pin(usize::from(tracker.0).saturating_sub(1), key);
+                for c in self.conns.values().filter(|c| c.key == key) {
+                    c.writer.set_queue_max(PEER_TRACKER_WRITE_QUEUE_LEN_MAX);
+                }
             }
             Output::Event(e) => {
                 self.log_event(&e);
@@ -492,6 +506,13 @@ impl<R: TrackerIo> Core<R> {
             .get(&conn)
             .map(|c| c.peer.to_string())
             .unwrap_or_else(|| "?".into())
+    }
+
+    /// Whether `key` is pinned for one of the group's trackers.
+    fn is_tracker_key(&self, key: KeyId) -> bool {
+        (1..=self.pins.addrs().len())
+            .filter_map(|i| u16::try_from(i).ok())
+            .any(|i| self.tracker.pinned_key(TrackerId(i)) == Some(key))
     }
 
     fn log_event(&mut self, e: &TrackerEvent) {
@@ -568,6 +589,93 @@ fn log_repl(e: &ReplEvent) {
         }
         ReplEvent::PeerError { peer, what } => {
             tracing::warn!("tracker {peer}: {}", what.as_str())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use p2p_state::tracker::state::TrackerConfig;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct NoIo;
+
+    impl TrackerIo for NoIo {
+        type Writer = Sink;
+        fn dial(&mut self, _: TrackerId, _: SocketAddr) {}
+        fn store(&mut self, _: StorageCmd) {}
+        fn password(&mut self, _: u64, _: PasswordWork) {}
+    }
+
+    /// A writer that remembers the queue bound it was given (0: none).
+    #[derive(Clone, Default)]
+    struct Sink(Arc<AtomicUsize>);
+
+    impl FrameSink for Sink {
+        fn send(&self, _: Bytes) -> bool {
+            true
+        }
+        fn close(self) {}
+        fn abort(&self) {}
+        fn set_queue_max(&self, max: usize) {
+            self.0.store(max, Ordering::SeqCst);
+        }
+    }
+
+    /// A peer tracker's connection (dialed, or accepted with its pinned
+    /// key, or pinned on first contact) may queue a whole snapshot; a
+    /// client's keeps the small default bound.
+    #[test]
+    fn only_peer_trackers_connections_get_the_larger_write_queue() {
+        let addrs: Vec<SocketAddr> = vec![
+            "127.0.0.1:7001".parse().unwrap(),
+            "127.0.0.1:7002".parse().unwrap(),
+            "127.0.0.1:7003".parse().unwrap(),
+        ];
+        let pinned = KeyId([2; 32]);
+        let trackers = (1..=3).map(|i| (TrackerId(i), addrs[i as usize - 1]));
+        let mut cfg = NodeConfig::new(TrackerId(1), trackers.collect(), TrackerConfig::test());
+        cfg.tracker_keys = vec![None, Some(pinned), None];
+        let tracker = Tracker::new(cfg, 1, Instant::from_millis(0));
+        let dir = tempfile::tempdir().unwrap();
+        let pins = Pinner::new(KnownTrackers::load(dir.path()).unwrap(), addrs.clone());
+        let mut core = Core::new(tracker, pins, Clock::new(), NoIo, Box::new(|_| {}));
+        let mut open = |input: Input| {
+            let writer = Sink::default();
+            let conn = match &input {
+                Input::Accepted { conn, .. } | Input::Dialed { conn, .. } => *conn,
+                _ => unreachable!(),
+            };
+            let peer = addrs[1];
+            let _ = core.turn(Some(Msg::Opened {
+                conn,
+                peer,
+                writer: writer.clone(),
+                input,
+            }));
+            writer
+        };
+        let client = "127.0.0.9:5000".parse().unwrap();
+        let c = open(Input::Accepted {
+            conn: 1,
+            addr: client,
+            peer: KeyId([9; 32]),
+        });
+        assert_eq!(c.0.load(Ordering::SeqCst), 0, "a client's: the default");
+        let accepted = open(Input::Accepted {
+            conn: 2,
+            addr: addrs[1],
+            peer: pinned,
+        });
+        let dialed = open(Input::Dialed {
+            conn: 3,
+            tracker: TrackerId(2),
+            peer: pinned,
+        });
+        for w in [accepted, dialed] {
+            assert_eq!(w.0.load(Ordering::SeqCst), PEER_TRACKER_WRITE_QUEUE_LEN_MAX);
         }
     }
 }

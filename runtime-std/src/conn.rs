@@ -406,6 +406,9 @@ impl FrameSink for ConnWriter {
     fn frame_handled(&self) {
         self.queued.frame_handled()
     }
+    fn set_queue_max(&self, max: usize) {
+        self.queued.set_max(max)
+    }
 }
 
 fn write_loop(
