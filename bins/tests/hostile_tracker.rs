@@ -98,8 +98,10 @@ const THREADS_QUIET_MAX: u64 = 96;
 /// 2 MiB `READ_PAUSE_QUEUE_LEN` plus the replies to the 8 frames in hand
 /// (`FRAMES_UNHANDLED_MAX`, 480 KiB each) plus read buffers, about 7 MiB,
 /// 28 MiB for the 4; the flood's threads and TLS sessions some more.
-/// Without backpressure the same attack queues hundreds of MiB (256 MiB
-/// per connection before `WRITE_QUEUE_LEN_MAX` cut it).
+/// Without backpressure the same attack queues replies until
+/// `WRITE_QUEUE_LEN_MAX` (16 MiB) cuts each connection, which the test
+/// sees in the tracker's log (and, with the old 256 MiB bound, as
+/// hundreds of MiB here).
 const RSS_MAX_KIB: u64 = 160 * 1024;
 
 #[test]
@@ -655,6 +657,13 @@ fn reply_amplification(t: &mut Target, mallory: Raw) {
     t.check(
         "reply amplification",
         THREADS_QUIET_MAX + 2 * AMP_CONNS as u64,
+    );
+    // Paused, not cut: their queues never reached WRITE_QUEUE_LEN_MAX
+    // (without backpressure each would pass it within milliseconds).
+    let log = t.cluster.procs[t.n - 1].stderr_text();
+    assert!(
+        !log.contains("send queue full"),
+        "reply amplification filled a write queue:\n{log}"
     );
     drop(conns);
     drop(mallory);
