@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use p2p_proto::{
     FileName, FileSummary, GroupName, GroupSummary, Password, Reply, Request, Sha1Hash, UserName,
 };
-use p2p_state::client::node::{CommandOk, DownloadLine};
+use p2p_state::client::node::{CommandOk, DownloadLine, RateLimit, Rates};
 use p2p_state::download::{DownloadState, Progress};
 
 /// One line of user input, understood.
@@ -46,11 +46,14 @@ pub enum CliCommand {
         create: bool,
     },
     ShowDownloads,
-    /// `set_rate up <rate|off>`: the upload rate limit over all peers,
-    /// bytes per second (`None`: unlimited).
-    SetUploadRate {
+    /// `set_rate <up|down|up-per-peer|down-per-peer> <rate|off>`: one
+    /// of the rate limits, bytes per second (`None`: unlimited).
+    SetRate {
+        limit: RateLimit,
         rate: Option<u64>,
     },
+    /// `set_rate` alone: the rate limits in force.
+    ShowRates,
     WaitDownloads {
         seconds: Option<u64>,
     },
@@ -81,7 +84,7 @@ pub const USAGE: &[(&str, &str)] = &[
         "<group> <file_name> <dest> [--hash <file_hash>] [--force]",
     ),
     ("show_downloads", ""),
-    ("set_rate", "up <rate|off>"),
+    ("set_rate", "[up|down|up-per-peer|down-per-peer <rate|off>]"),
     ("stop_share", "<group> <file_name>"),
     ("wait_downloads", "[seconds]"),
     ("serve", ""),
@@ -282,7 +285,15 @@ pub fn parse_line(line: &str) -> Result<CliCommand, String> {
             CliCommand::ShowDownloads
         }
         "set_rate" => match a.as_slice() {
-            ["up", rate] => CliCommand::SetUploadRate {
+            [] => CliCommand::ShowRates,
+            [which, rate] => CliCommand::SetRate {
+                limit: match *which {
+                    "up" => RateLimit::Up,
+                    "down" => RateLimit::Down,
+                    "up-per-peer" => RateLimit::UpPerPeer,
+                    "down-per-peer" => RateLimit::DownPerPeer,
+                    _ => return Err(usage(cmd)),
+                },
                 rate: parse_rate(rate)?,
             },
             _ => return Err(usage(cmd)),
@@ -397,9 +408,39 @@ pub fn format_ok(cmd: &CliCommand, ok: &CommandOk) -> String {
             _ => "started".into(),
         },
         CommandOk::Downloads(lines) => format_downloads(lines),
-        CommandOk::UploadRate(None) => "upload rate: no limit".into(),
-        CommandOk::UploadRate(Some(r)) => format!("upload rate limited to {}/s", bytes(*r)),
+        CommandOk::Rates(r) => match cmd {
+            CliCommand::SetRate { limit, .. } => format_rate(*limit, r),
+            _ => format_rates(r),
+        },
     }
+}
+
+/// One rate limit as `set_rate` reports it.
+pub fn format_rate(limit: RateLimit, r: &Rates) -> String {
+    let (name, rate) = match limit {
+        RateLimit::Up => ("upload rate", r.up),
+        RateLimit::Down => ("download rate", r.down),
+        RateLimit::UpPerPeer => ("upload rate per peer", r.up_per_peer),
+        RateLimit::DownPerPeer => ("download rate per peer", r.down_per_peer),
+    };
+    match rate {
+        None => format!("{name}: no limit"),
+        Some(v) => format!("{name} limited to {}/s", bytes(v)),
+    }
+}
+
+/// Every rate limit, one line each (`set_rate` alone).
+pub fn format_rates(r: &Rates) -> String {
+    [
+        RateLimit::Up,
+        RateLimit::Down,
+        RateLimit::UpPerPeer,
+        RateLimit::DownPerPeer,
+    ]
+    .iter()
+    .map(|&l| format_rate(l, r))
+    .collect::<Vec<_>>()
+    .join("\n")
 }
 
 fn format_reply(cmd: &CliCommand, r: &Reply) -> String {
@@ -654,27 +695,49 @@ mod tests {
 
     #[test]
     fn set_rate_parses_and_reports() {
+        let set = |limit, rate| Ok(CliCommand::SetRate { limit, rate });
+        assert_eq!(parse_line("set_rate up 5M"), set(RateLimit::Up, Some(5 << 20)));
+        assert_eq!(parse_line("set_rate up off"), set(RateLimit::Up, None));
+        assert_eq!(parse_line("set_rate down 1K"), set(RateLimit::Down, Some(1024)));
         assert_eq!(
-            parse_line("set_rate up 5M"),
-            Ok(CliCommand::SetUploadRate {
-                rate: Some(5 << 20)
-            })
+            parse_line("set_rate up-per-peer 2M"),
+            set(RateLimit::UpPerPeer, Some(2 << 20))
         );
         assert_eq!(
-            parse_line("set_rate up off"),
-            Ok(CliCommand::SetUploadRate { rate: None })
+            parse_line("set_rate down-per-peer off"),
+            set(RateLimit::DownPerPeer, None)
         );
-        assert_eq!(
-            parse_line("set_rate sideways 5M").unwrap_err(),
-            "usage: set_rate up <rate|off>"
-        );
-        let cmd = CliCommand::SetUploadRate {
+        assert_eq!(parse_line("set_rate"), Ok(CliCommand::ShowRates));
+        for bad in ["set_rate sideways 5M", "set_rate up", "set_rate up 5M 6M"] {
+            assert_eq!(
+                parse_line(bad).unwrap_err(),
+                "usage: set_rate [up|down|up-per-peer|down-per-peer <rate|off>]"
+            );
+        }
+        let rates = Rates {
+            up: Some(5 << 20),
+            down_per_peer: Some(1024),
+            ..Rates::default()
+        };
+        let cmd = CliCommand::SetRate {
+            limit: RateLimit::Up,
             rate: Some(5 << 20),
         };
-        let text = format_ok(&cmd, &CommandOk::UploadRate(Some(5 << 20)));
+        let text = format_ok(&cmd, &CommandOk::Rates(rates));
         assert_eq!(text, "upload rate limited to 5.0 MiB/s");
-        let text = format_ok(&cmd, &CommandOk::UploadRate(None));
-        assert_eq!(text, "upload rate: no limit");
+        let cmd = CliCommand::SetRate {
+            limit: RateLimit::Down,
+            rate: None,
+        };
+        assert_eq!(
+            format_ok(&cmd, &CommandOk::Rates(rates)),
+            "download rate: no limit"
+        );
+        assert_eq!(
+            format_ok(&CliCommand::ShowRates, &CommandOk::Rates(rates)),
+            "upload rate limited to 5.0 MiB/s\ndownload rate: no limit\n\
+             upload rate per peer: no limit\ndownload rate per peer limited to 1.0 KiB/s"
+        );
     }
 
     #[test]

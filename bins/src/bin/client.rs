@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use p2p_proto::Request;
 use p2p_proto::limits::PIECE_LEN;
-use p2p_state::client::node::{ClientEvent, Command};
+use p2p_state::client::node::{ClientEvent, Command, Rates};
 use p2p_state::client::session::SessionEvent;
 use runtime::Runtime;
 use runtime_common::TrackerInfo;
@@ -111,6 +111,22 @@ struct Args {
     /// `set_rate up RATE` changes it while the client runs.
     #[arg(long, value_name = "RATE", default_value = "off", value_parser = cli::parse_rate)]
     max_upload_rate: Rate,
+    /// Limit what all of this client's downloads receive together to RATE
+    /// bytes per second (same form as --max-upload-rate; `off` by
+    /// default): a piece is asked for only when the limit allows.
+    /// `set_rate down RATE` changes it while the client runs.
+    #[arg(long, value_name = "RATE", default_value = "off", value_parser = cli::parse_rate)]
+    max_download_rate: Rate,
+    /// Limit what this client's seeder uploads on each connection to RATE
+    /// bytes per second (`off` by default); `set_rate up-per-peer RATE`
+    /// changes it while the client runs.
+    #[arg(long, value_name = "RATE", default_value = "off", value_parser = cli::parse_rate)]
+    max_upload_rate_per_peer: Rate,
+    /// Limit what a download receives from each seeder connection to RATE
+    /// bytes per second (`off` by default); `set_rate down-per-peer RATE`
+    /// changes it while the client runs.
+    #[arg(long, value_name = "RATE", default_value = "off", value_parser = cli::parse_rate)]
+    max_download_rate_per_peer: Rate,
     /// Which driver runs the client.
     #[arg(long, value_enum, default_value = "std")]
     runtime: Runtime,
@@ -195,7 +211,12 @@ fn run(args: Args) -> Result<bool, String> {
         direct_io: args.direct_writes && !args.buffered_writes,
         request_timeout: Some(p2p_state::Duration::from_millis(args.request_timeout_ms)),
         ping_interval: Some(p2p_state::Duration::from_millis(args.ping_interval_ms)),
-        upload_rate: args.max_upload_rate,
+        rates: Rates {
+            up: args.max_upload_rate,
+            down: args.max_download_rate,
+            up_per_peer: args.max_upload_rate_per_peer,
+            down_per_peer: args.max_download_rate_per_peer,
+        },
     };
     if let Some(path) = &args.trace {
         runtime_common::trace::start(path)

@@ -113,7 +113,7 @@ fn run(args: &Args) -> Result<(), String> {
             direct_io: false,
             request_timeout: None,
             ping_interval: None,
-            upload_rate: None,
+            rates: Default::default(),
         };
         let c = args.runtime.start_client(opts).map_err(|e| e.to_string())?;
         println!(

@@ -28,6 +28,7 @@ use super::session::{
 };
 use crate::download::{self, Download, DownloadConfig, DownloadState, PeerId, Progress};
 use crate::machine::{Child, Outbox, impl_machine};
+use crate::rate::TokenBucket;
 use crate::seeder::{self, ConnId, Seeder, SeederConfig, ShareId};
 use crate::time::Instant;
 
@@ -68,9 +69,36 @@ pub enum Command {
         expected: Option<Sha1Hash>,
     },
     ShowDownloads,
-    /// Sets (bytes per second) or lifts (`None`) the seeder's upload rate
-    /// limit over all peers; answered at once.
-    SetUploadRate(Option<u64>),
+    /// Sets (bytes per second) or lifts (`None`) one of the rate limits;
+    /// answered at once with all of them.
+    SetRate {
+        limit: RateLimit,
+        rate: Option<u64>,
+    },
+    /// The rate limits in force.
+    ShowRates,
+}
+
+/// One of the user-set transfer rate limits (issue 16 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    /// What the seeder uploads to all peers together.
+    Up,
+    /// What all downloads receive together.
+    Down,
+    /// What the seeder uploads on each connection.
+    UpPerPeer,
+    /// What a download receives from each seeder connection.
+    DownPerPeer,
+}
+
+/// The rate limits in force, bytes per second (`None`: unlimited).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rates {
+    pub up: Option<u64>,
+    pub down: Option<u64>,
+    pub up_per_peer: Option<u64>,
+    pub down_per_peer: Option<u64>,
 }
 
 /// What a finished command gives the user.
@@ -82,8 +110,8 @@ pub enum CommandOk {
         dl: DlId,
     },
     Downloads(Vec<DownloadLine>),
-    /// The upload rate limit now in force (`None`: none).
-    UploadRate(Option<u64>),
+    /// The rate limits now in force.
+    Rates(Rates),
 }
 
 /// One line of `show_downloads`.
@@ -147,6 +175,8 @@ pub enum ClientTimer {
     Session(session::Timer),
     Seeder(seeder::Timer),
     Download(DlId, download::Timer),
+    /// The download rate limit allows a waiting download its next request.
+    DownloadRate,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -366,6 +396,13 @@ enum DlState {
     Ended(Option<Box<Progress>>, Option<Text>),
 }
 
+impl Dl {
+    /// Running and holding a request back for the download rate limit.
+    fn wants_request(&self) -> bool {
+        matches!(&self.state, DlState::Running(m) if m.get().wants_request())
+    }
+}
+
 struct Dl {
     group: GroupName,
     file: FileName,
@@ -421,6 +458,10 @@ pub struct ClientNode {
     seed: u64,
     /// When the machine was made (shares loaded at start-up are added then).
     started: Instant,
+    /// The download rate limit over all downloads (`cfg.download.max_rate`)
+    /// and the last download granted a request under it (round robin).
+    down: Option<TokenBucket>,
+    grant_cursor: DlId,
     out: Outbox<Output>,
 }
 
@@ -428,6 +469,7 @@ impl ClientNode {
     pub fn new(cfg: ClientConfig, seed: u64, now: Instant) -> Self {
         let session = ClientSession::new(cfg.session.clone(), seed, now);
         let seeder = Seeder::new(cfg.seeder.clone(), now);
+        let cfg_down = cfg.download.max_rate;
         let mut n = ClientNode {
             cfg,
             session: Child::new(session),
@@ -441,6 +483,8 @@ impl ClientNode {
             next_dl: 1,
             seed,
             started: now,
+            down: cfg_down.map(|r| TokenBucket::new(now, r)),
+            grant_cursor: 0,
             out: Outbox::new(),
         };
         n.pump(now);
@@ -502,11 +546,84 @@ impl ClientNode {
                 .map(|(t, k)| (t, ClientTimer::Download(dl, k))),
             _ => None,
         });
+        let rate = self
+            .down
+            .as_ref()
+            .filter(|_| self.downloads.values().any(Dl::wants_request))
+            .map(|b| (b.ready_at(), ClientTimer::DownloadRate));
         session
             .into_iter()
             .chain(seeder)
             .chain(dls)
+            .chain(rate)
             .min_by_key(|(t, _)| *t)
+    }
+
+    /// The rate limits in force.
+    pub fn rates(&self) -> Rates {
+        Rates {
+            up: self.seeder.get().upload_rate(),
+            down: self.cfg.download.max_rate,
+            up_per_peer: self.seeder.get().upload_rate_per_peer(),
+            down_per_peer: self.cfg.download.max_rate_per_peer,
+        }
+    }
+
+    /// Sets or lifts one rate limit (a fresh bucket, full).
+    fn set_rate(&mut self, now: Instant, limit: RateLimit, rate: Option<u64>) {
+        match limit {
+            RateLimit::Up => self.seeder.feed().set_upload_rate(now, rate),
+            RateLimit::UpPerPeer => self.seeder.feed().set_upload_rate_per_peer(now, rate),
+            RateLimit::Down | RateLimit::DownPerPeer => {
+                let c = &mut self.cfg.download;
+                if limit == RateLimit::Down {
+                    c.max_rate = rate;
+                    self.down = rate.map(|r| TokenBucket::new(now, r));
+                } else {
+                    c.max_rate_per_peer = rate;
+                }
+                let (all, per_peer) = (c.max_rate, c.max_rate_per_peer);
+                for d in self.downloads.values_mut() {
+                    if let DlState::Running(m) = &mut d.state {
+                        m.feed().set_rates(now, all, per_peer);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Under the download rate limit: while the bucket allows, grants one
+    /// request at a time to the next download (round robin) that holds
+    /// one back, taking the bytes it asked for. True if any was granted
+    /// (their outputs are then to be drained).
+    fn grant_requests(&mut self, now: Instant) -> bool {
+        let Some(bucket) = &mut self.down else {
+            return false;
+        };
+        let mut any = false;
+        while bucket.ready(now) {
+            let wants = |(_, d): &(&DlId, &Dl)| d.wants_request();
+            let next = self
+                .downloads
+                .range(self.grant_cursor.saturating_add(1)..)
+                .find(wants)
+                .or_else(|| self.downloads.iter().find(wants))
+                .map(|(&dl, _)| dl);
+            let Some(dl) = next else {
+                break;
+            };
+            self.grant_cursor = dl;
+            if let Some(Dl {
+                state: DlState::Running(m),
+                ..
+            }) = self.downloads.get_mut(&dl)
+            {
+                let bytes = m.feed().allow_request(now);
+                bucket.take(now, bytes);
+                any = true;
+            }
+        }
+        any
     }
 
     /// Every download ended (for `wait_downloads`); failures listed.
@@ -678,9 +795,13 @@ impl ClientNode {
                 self.done(tag, Ok(CommandOk::Downloads(lines)));
                 return;
             }
-            Command::SetUploadRate(rate) => {
-                self.seeder.feed().set_upload_rate(now, *rate);
-                self.done(tag, Ok(CommandOk::UploadRate(*rate)));
+            Command::SetRate { limit, rate } => {
+                self.set_rate(now, *limit, *rate);
+                self.done(tag, Ok(CommandOk::Rates(self.rates())));
+                return;
+            }
+            Command::ShowRates => {
+                self.done(tag, Ok(CommandOk::Rates(self.rates())));
                 return;
             }
             Command::Tracker(r) => r.clone(),
@@ -1267,6 +1388,9 @@ impl ClientNode {
                 .collect();
             for dl in running {
                 any |= self.pump_download(now, dl);
+            }
+            if !any && self.grant_requests(now) {
+                continue;
             }
             if !any {
                 self.debug_check();

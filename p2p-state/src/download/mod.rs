@@ -24,6 +24,28 @@
 //! - `progress.rs`: [`Progress`] and [`WaitingReason`] for `show_downloads`;
 //! - `harness.rs` (tests): an in-memory world of one download and N seeders.
 //!
+//! Rate limits (issue 16 §6) gate the decision to send a request, so
+//! pieces are asked for only as fast as the user allows and never queue at
+//! a seeder behind a limit (their request timeouts stay honest). Two
+//! limits, both [`TokenBucket`](crate::rate::TokenBucket)s:
+//! - **global** (`max_rate`, over all of a client's downloads): several
+//!   downloads share it, so the bucket lives where they meet, in the client
+//!   node. While it is set, a download sends a request only with an
+//!   allowance the node grants ([`Download::allow_request`], one request
+//!   each); [`Download::wants_request`] says a request is ready and held.
+//!   The node grants round robin over the downloads that want one, as fast
+//!   as its bucket allows, taking the bytes asked for. No share of the rate
+//!   is reserved for an idle download, and no allowance is handed out
+//!   before a request is ready, so the limit holds within one burst and one
+//!   piece whatever the number of downloads.
+//! - **per peer** (`max_rate_per_peer`): a bucket per seeder connection,
+//!   kept by the download; a peer whose bucket is in debt is not picked,
+//!   and a `Rate` deadline wakes the download when the first is clear.
+//!
+//! Unlimited (both `None`), the gate is never consulted and the window
+//! logic runs exactly as without it. Waiting on a limit is not a stall:
+//! the `Stall` deadline restarts while a request is held back by one.
+//!
 //! Contract (docs/STYLE.md §2.2): one `handle_*` call, then drain
 //! [`Download::poll_output`] until `None`, then read
 //! [`Download::poll_timeout`]. `now` never goes backwards.
@@ -149,6 +171,20 @@ pub struct Download {
     last_progress: Instant,
     announce: AnnounceState,
     stats: DownloadStats,
+    gate: Gate,
+}
+
+/// The rate-limit gate on sending requests (see the module docs).
+#[derive(Clone, Debug, Default)]
+struct Gate {
+    /// The node allowed one request under the global limit, not sent yet.
+    allowed: bool,
+    /// The last pump held a request back for want of a global allowance.
+    held_global: bool,
+    /// The last pump left a useful peer unasked because of its own limit.
+    held_peer: bool,
+    /// Bytes asked for so far (what an allowance cost).
+    requested: u64,
 }
 
 /// When and why we ask the tracker for peers.
@@ -213,6 +249,7 @@ impl Download {
             last_progress: now,
             announce: AnnounceState::default(),
             stats: DownloadStats::default(),
+            gate: Gate::default(),
             meta,
         };
         d.start(now);
@@ -287,6 +324,48 @@ impl Download {
         }
         self.pump(now);
         self.debug_check();
+    }
+
+    /// Sets the rate limits (`None`: lifts one): `max_rate` over all the
+    /// client's downloads (the node keeps that bucket and grants
+    /// requests) and `max_rate_per_peer` (fresh buckets per connection).
+    pub fn set_rates(&mut self, now: Instant, max_rate: Option<u64>, per_peer: Option<u64>) {
+        self.out.check_drained("download");
+        self.cfg.max_rate = max_rate;
+        self.cfg.max_rate_per_peer = per_peer;
+        for p in self.peers.values_mut() {
+            p.bucket = None;
+        }
+        if max_rate.is_none() {
+            self.gate.allowed = false;
+        }
+        self.timers.clear(Timer::Rate);
+        self.pump(now);
+        self.debug_check();
+    }
+
+    /// Under the global limit, a request is ready and waits for an
+    /// allowance from the node.
+    pub fn wants_request(&self) -> bool {
+        self.cfg.max_rate.is_some()
+            && self.gate.held_global
+            && !self.gate.allowed
+            && !self.is_finished()
+    }
+
+    /// The node allows one request under the global limit: it goes out at
+    /// once if one is ready. Returns the bytes asked for (0 if none went:
+    /// the allowance is kept for the next).
+    pub fn allow_request(&mut self, now: Instant) -> u64 {
+        self.out.check_drained("download");
+        if self.is_finished() {
+            return 0;
+        }
+        let before = self.gate.requested;
+        self.gate.allowed = true;
+        self.pump(now);
+        self.debug_check();
+        self.gate.requested - before
     }
 
     // ------------------------------------------------------------ outputs
@@ -417,6 +496,9 @@ impl Download {
         let count = |f: fn(&Peer) -> bool| self.peers.values().filter(|p| f(p)).count() as u32;
         let opening = count(|p| p.is_active() && !p.is_ready());
         let ready = count(Peer::is_ready);
+        if self.gate.held_global || self.gate.held_peer {
+            return Some(WaitingReason::RateLimited);
+        }
         Some(if opening > 0 {
             WaitingReason::Connecting { peers: opening }
         } else if ready > 0 {

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use p2p_proto::{KeyId, PieceSet, Ticket, UserName};
 
 use super::types::DownloadConfig;
+use crate::rate::TokenBucket;
 use crate::time::{Duration, Instant};
 
 /// Slowest rate assumed when scaling timeouts (bytes per second).
@@ -86,6 +87,9 @@ pub(crate) struct Peer {
     /// accepted quietly; an unrequested piece beyond that is a violation.
     pub allowance: u32,
     pub pieces_received: u32,
+    /// The per-peer download rate limit's bucket, made at the first
+    /// request under a limit (`None` while unlimited).
+    pub bucket: Option<TokenBucket>,
 }
 
 impl Peer {
@@ -110,6 +114,7 @@ impl Peer {
             timeouts_in_a_row: 0,
             allowance: 0,
             pieces_received: 0,
+            bucket: None,
         }
     }
 
@@ -183,6 +188,20 @@ impl Peer {
 
     pub fn has_room(&self, cfg: &DownloadConfig, piece_len: u32) -> bool {
         self.is_ready() && self.requests.len() < self.window(cfg, piece_len)
+    }
+
+    /// The per-peer rate limit (if any) lets a request go to this peer.
+    pub fn rate_allows(&self, now: Instant) -> bool {
+        self.bucket.as_ref().is_none_or(|b| b.ready_at() <= now)
+    }
+
+    /// A request for `bytes` went out under a per-peer limit of `rate`.
+    pub fn take_rate(&mut self, now: Instant, rate: Option<u64>, bytes: u32) {
+        if let Some(rate) = rate {
+            self.bucket
+                .get_or_insert_with(|| TokenBucket::new(now, rate))
+                .take(now, u64::from(bytes));
+        }
     }
 
     /// Relative chance of being picked for the next request.

@@ -67,6 +67,9 @@ pub enum WaitingReason {
         missing: u32,
         retry_in: Duration,
     },
+    /// A request is ready and held back by the user's download rate
+    /// limit (`set_rate down`, `set_rate down-per-peer`).
+    RateLimited,
 }
 
 struct Secs(Duration);
@@ -99,6 +102,7 @@ impl fmt::Display for WaitingReason {
                 )
             }
             Connecting { peers } => write!(f, "connecting to {peers} peer(s)"),
+            RateLimited => f.write_str("held back by your download rate limit (set_rate)"),
             NoPieceVerified { peers } => {
                 write!(f, "{peers} peer(s) connected but no piece arrived intact")
             }

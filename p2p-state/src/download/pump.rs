@@ -170,25 +170,65 @@ impl Download {
     /// Verified pieces not yet written count against the cap too: piece
     /// bytes held anywhere (in flight, or queued for a slow disk) stay
     /// bounded by `max_parallel` pieces, whatever the file size.
+    ///
+    /// Under rate limits (module docs) a request goes out only with the
+    /// node's allowance (global limit) and to a peer whose bucket allows
+    /// (per-peer limit); what was held back is noted for
+    /// [`Download::wants_request`] and the `Rate` deadline.
     fn fill_requests(&mut self, now: Instant) -> BTreeSet<PeerId> {
         let mut exhausted = BTreeSet::new();
+        self.gate.held_global = false;
         while self.in_flight + (self.picker.writing_count() as usize) < self.cfg.max_parallel {
-            let Some(id) = self.choose_peer(&exhausted) else {
+            let Some(id) = self.choose_peer(now, &exhausted) else {
                 break;
             };
             match self.choose_piece(id) {
-                Some(index) => self.send_request(now, id, index),
+                Some(_) if self.cfg.max_rate.is_some() && !self.gate.allowed => {
+                    self.gate.held_global = true;
+                    break;
+                }
+                Some(index) => {
+                    self.gate.allowed = false;
+                    self.send_request(now, id, index);
+                }
                 None => {
                     exhausted.insert(id);
                 }
             }
         }
+        self.arm_peer_rate(now);
         exhausted
     }
 
-    /// A ready peer with room in its window, at random, weighted by its
-    /// measured rate (unmeasured peers count as fast as the fastest).
-    fn choose_peer(&mut self, exhausted: &BTreeSet<PeerId>) -> Option<PeerId> {
+    /// Under a per-peer limit: the soonest time a peer with room and a
+    /// piece for us, held back only by its bucket, may be asked again.
+    fn arm_peer_rate(&mut self, now: Instant) {
+        self.gate.held_peer = false;
+        if self.cfg.max_rate_per_peer.is_none() {
+            self.timers.clear(Timer::Rate);
+            return;
+        }
+        let piece_len = self.meta.piece_len;
+        let next = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.has_room(&self.cfg, piece_len) && !p.rate_allows(now))
+            .filter(|(id, _)| self.choose_piece(**id).is_some())
+            .filter_map(|(_, p)| p.bucket.as_ref().map(|b| b.ready_at()))
+            .min();
+        match next {
+            Some(at) => {
+                self.gate.held_peer = true;
+                self.timers.set(Timer::Rate, at);
+            }
+            None => self.timers.clear(Timer::Rate),
+        }
+    }
+
+    /// A ready peer with room in its window (and, under a per-peer limit,
+    /// allowance), at random, weighted by its measured rate (unmeasured
+    /// peers count as fast as the fastest).
+    fn choose_peer(&mut self, now: Instant, exhausted: &BTreeSet<PeerId>) -> Option<PeerId> {
         let piece_len = self.meta.piece_len;
         let unmeasured = self
             .peers
@@ -199,7 +239,9 @@ impl Download {
         let cands: Vec<(PeerId, u64)> = self
             .peers
             .iter()
-            .filter(|(id, p)| !exhausted.contains(id) && p.has_room(&self.cfg, piece_len))
+            .filter(|(id, p)| {
+                !exhausted.contains(id) && p.has_room(&self.cfg, piece_len) && p.rate_allows(now)
+            })
             .map(|(id, p)| (*id, p.weight(unmeasured)))
             .collect();
         let total: u64 = cands.iter().map(|(_, w)| *w).sum();
@@ -231,6 +273,8 @@ impl Download {
     fn send_request(&mut self, now: Instant, id: PeerId, index: u32) {
         let bytes = self.meta.piece_size(index);
         let p = self.peers.get_mut(&id).expect("chosen peer");
+        p.take_rate(now, self.cfg.max_rate_per_peer, bytes);
+        self.gate.requested += u64::from(bytes);
         let ahead = p.requests.len();
         let timeout = p.request_timeout(&self.cfg, bytes, ahead);
         let head = ahead == 0;

@@ -430,10 +430,17 @@ impl Download {
                 }
             }
             Timer::Request(id, index) => self.request_timed_out(id, index),
+            Timer::Rate => {} // the pump that follows asks the peer
         }
     }
 
     fn stalled(&mut self, now: Instant) {
+        if self.gate.held_global || self.gate.held_peer {
+            // Held back by the user's own rate limit, not stalled: the
+            // wait starts again (the pump re-arms it from here).
+            self.last_progress = now;
+            return;
+        }
         let waited = now.saturating_since(self.last_progress);
         let why = self.waiting_reason(now).unwrap_or({
             let peers = self.peers.values().filter(|p| p.is_ready()).count() as u32;

@@ -76,6 +76,16 @@ pub struct DownloadConfig {
     /// open connection expires (at most half the ticket's remaining life
     /// when it arrived), and show the fresh one on the connection.
     pub ticket_renew_before: Duration,
+    /// The client's download rate limit over all its downloads, bytes per
+    /// second (`None`: unlimited). The client node keeps the one
+    /// [`TokenBucket`](crate::rate::TokenBucket); while it is set, a
+    /// download sends a request only when the node allows it one
+    /// ([`Download::allow_request`](super::Download::allow_request)).
+    pub max_rate: Option<u64>,
+    /// Download rate limit per seeder connection, bytes per second
+    /// (`None`: unlimited): a request goes to a peer only while that
+    /// connection's own bucket allows.
+    pub max_rate_per_peer: Option<u64>,
     /// Planted bug (test switch): accept pieces without checking their
     /// hash. Always false outside the simulator's teeth tests.
     #[doc(hidden)]
@@ -134,6 +144,8 @@ impl Default for DownloadConfig {
             peers_refresh: Duration::from_secs(60),
             no_peer_timeout: Duration::from_secs(5 * 60),
             ticket_renew_before: TICKET_RENEW_BEFORE_DEFAULT,
+            max_rate: None,
+            max_rate_per_peer: None,
             bug_skip_verify: false,
         }
     }
@@ -302,6 +314,8 @@ pub enum Timer {
     Handshake(PeerId),
     /// A piece request not answered yet.
     Request(PeerId, u32),
+    /// A per-peer rate limit allows the next request.
+    Rate,
 }
 
 impl fmt::Display for Timer {
@@ -313,6 +327,7 @@ impl fmt::Display for Timer {
             Timer::Connect(p) => write!(f, "connect timeout of {p}"),
             Timer::Handshake(p) => write!(f, "handshake timeout of {p}"),
             Timer::Request(p, i) => write!(f, "request timeout of piece {i} from {p}"),
+            Timer::Rate => f.write_str("the per-peer download rate limit allows the next request"),
         }
     }
 }

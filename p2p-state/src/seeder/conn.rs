@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use p2p_proto::{KeyId, UserName};
 
 use super::types::{Served, ShareId};
+use crate::rate::TokenBucket;
+use crate::time::Instant;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ConnState {
@@ -59,6 +61,9 @@ pub(crate) struct Conn {
     pub queue: VecDeque<u32>,
     pub refusals: u32,
     pub served: Served,
+    /// The per-peer upload rate limit's bucket, made at the first read
+    /// under a limit (`None` while unlimited).
+    pub bucket: Option<TokenBucket>,
 }
 
 impl Conn {
@@ -71,7 +76,13 @@ impl Conn {
             queue: VecDeque::new(),
             refusals: 0,
             served: Served::default(),
+            bucket: None,
         }
+    }
+
+    /// Has a queued request the per-peer limit (if any) lets start now.
+    pub fn can_start(&self, now: Instant) -> bool {
+        !self.queue.is_empty() && self.bucket.as_ref().is_none_or(|b| b.ready_at() <= now)
     }
 
     pub fn share(&self) -> Option<ShareId> {

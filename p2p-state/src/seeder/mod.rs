@@ -175,6 +175,24 @@ impl Seeder {
         self.cfg.upload_rate
     }
 
+    /// Sets (`Some(bytes per second)`) or lifts (`None`) the upload rate
+    /// limit per connection; every connection starts with a full bucket.
+    pub fn set_upload_rate_per_peer(&mut self, now: Instant, rate: Option<u64>) {
+        self.out.check_drained("seeder");
+        self.cfg.upload_rate_per_peer = rate;
+        for c in self.conns.values_mut() {
+            c.bucket = None;
+        }
+        self.timers.clear(Timer::Rate);
+        self.dispatch_reads(now);
+        self.debug_check();
+    }
+
+    /// The per-connection upload rate limit, if one is set.
+    pub fn upload_rate_per_peer(&self) -> Option<u64> {
+        self.cfg.upload_rate_per_peer
+    }
+
     /// Logout: no ticket verifies any more; every connection is closed.
     pub fn clear_identity(&mut self, _now: Instant) {
         self.out.check_drained("seeder");
@@ -614,19 +632,23 @@ impl Seeder {
     }
 
     /// Gives free disk-read slots to queued requests, one connection at a
-    /// time in round-robin order, as fast as the upload rate limit allows
-    /// (when it does not, a `Rate` timer wakes us when it will).
+    /// time in round-robin order, as fast as the upload rate limits allow:
+    /// the global one over all connections, and each connection's own
+    /// (a connection in debt is skipped). When they do not, a `Rate` timer
+    /// wakes us when the first will.
     fn dispatch_reads(&mut self, now: Instant) {
         while self.reads.len() < self.cfg.reads_max {
-            let Some(conn) = self.next_with_queue() else {
-                break;
-            };
             if let Some(b) = &mut self.upload
                 && !b.ready(now)
             {
-                self.timers.set(Timer::Rate, b.ready_at());
-                break;
+                if self.conns.values().any(|c| !c.queue.is_empty()) {
+                    self.timers.set(Timer::Rate, b.ready_at());
+                }
+                return;
             }
+            let Some(conn) = self.next_with_queue(now) else {
+                break;
+            };
             self.rr_cursor = Some(conn);
             let c = self.conns.get_mut(&conn).expect("listed");
             let index = c.start_read().expect("has a queue");
@@ -634,6 +656,11 @@ impl Seeder {
             let s = &self.shares[&share];
             let offset = u64::from(index) * u64::from(s.piece_len);
             let len = s.piece_size(index);
+            if let Some(rate) = self.cfg.upload_rate_per_peer {
+                c.bucket
+                    .get_or_insert_with(|| TokenBucket::new(now, rate))
+                    .take(now, u64::from(len));
+            }
             if let Some(b) = &mut self.upload {
                 b.take(now, u64::from(len));
             }
@@ -646,10 +673,23 @@ impl Seeder {
                 len,
             });
         }
+        // Slots free, yet queued requests wait on their connection's limit.
+        if self.reads.len() < self.cfg.reads_max {
+            let next = self
+                .conns
+                .values()
+                .filter(|c| !c.queue.is_empty())
+                .filter_map(|c| c.bucket.as_ref().map(|b| b.ready_at()))
+                .filter(|&t| t > now)
+                .min();
+            if let Some(t) = next {
+                self.timers.set(Timer::Rate, t);
+            }
+        }
     }
 
-    fn next_with_queue(&self) -> Option<ConnId> {
-        let has = |(_, c): &(&ConnId, &Conn)| !c.queue.is_empty();
+    fn next_with_queue(&self, now: Instant) -> Option<ConnId> {
+        let has = |(_, c): &(&ConnId, &Conn)| c.can_start(now);
         let after = match self.rr_cursor {
             Some(cur) => self
                 .conns

@@ -84,6 +84,11 @@ pub struct SeederConfig {
     /// [`TokenBucket`](crate::rate::TokenBucket) allows. Changed at run
     /// time with `Seeder::set_upload_rate`.
     pub upload_rate: Option<u64>,
+    /// Upload rate limit per serving connection, bytes per second
+    /// (`None`: unlimited): a connection's next read starts only when its
+    /// own bucket allows too. Changed with
+    /// `Seeder::set_upload_rate_per_peer`.
+    pub upload_rate_per_peer: Option<u64>,
     /// Unheld pieces a later downloader sees in initial seeding (see
     /// `initial.rs`); 0 turns initial seeding off.
     pub initial_seed_window: usize,
@@ -112,6 +117,7 @@ impl Default for SeederConfig {
             open_timeout: OPEN_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
             upload_rate: None,
+            upload_rate_per_peer: None,
             initial_seed_window: INITIAL_SEED_WINDOW,
             bug_ignore_tickets: false,
             bug_skip_key_check: false,
@@ -249,7 +255,8 @@ pub enum Timer {
     /// The ticket a connection is served under expires (unless a fresh
     /// one is shown on it first).
     Expire(ConnId),
-    /// The upload rate limit allows the next piece.
+    /// The upload rate limits (global or per connection) allow the next
+    /// piece.
     Rate,
 }
 
@@ -259,7 +266,7 @@ impl fmt::Display for Timer {
             Timer::Open(c) => write!(f, "{c} must show a ticket"),
             Timer::Idle(c) => write!(f, "{c} idle"),
             Timer::Expire(c) => write!(f, "{c}'s ticket expires"),
-            Timer::Rate => write!(f, "the upload rate limit allows the next piece"),
+            Timer::Rate => write!(f, "the upload rate limits allow the next piece"),
         }
     }
 }

@@ -508,7 +508,7 @@ impl Workload {
                 }
                 return;
             }
-            Ok(CommandOk::Downloads(_) | CommandOk::UploadRate(_)) => return,
+            Ok(CommandOk::Downloads(_) | CommandOk::Rates(_)) => return,
             Err(ClientError::Tracker(p2p_proto::TrackerError::UserExists { .. })) => {
                 if matches!(act, Act::CreateUser) {
                     a.created = true;

@@ -780,7 +780,8 @@ pub fn short_cmd(cmd: &Command) -> String {
             group, file, dest, ..
         } => format!("Download {group}/{file} dest {dest}"),
         Command::ShowDownloads => "ShowDownloads".into(),
-        Command::SetUploadRate(r) => format!("SetUploadRate {r:?}"),
+        Command::SetRate { limit, rate } => format!("SetRate {limit:?} {rate:?}"),
+        Command::ShowRates => "ShowRates".into(),
     }
 }
 

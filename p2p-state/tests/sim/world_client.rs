@@ -387,7 +387,7 @@ pub fn short_result(
         Ok(CommandOk::Reply(r)) => format!("Ok({r:?})"),
         Ok(CommandOk::Started { dl }) => format!("Ok(Started dl {dl})"),
         Ok(CommandOk::Downloads(d)) => format!("Ok(Downloads x{})", d.len()),
-        Ok(CommandOk::UploadRate(r)) => format!("Ok(UploadRate {r:?})"),
+        Ok(CommandOk::Rates(r)) => format!("Ok({r:?})"),
         Err(e) => format!("Err({e})"),
     }
 }

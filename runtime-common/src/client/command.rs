@@ -34,7 +34,11 @@ pub fn run(
     let machine_cmd = match &cmd {
         CliCommand::Tracker(r) => Command::Tracker(r.clone()),
         CliCommand::ShowDownloads => Command::ShowDownloads,
-        CliCommand::SetUploadRate { rate } => Command::SetUploadRate(*rate),
+        CliCommand::SetRate { limit, rate } => Command::SetRate {
+            limit: *limit,
+            rate: *rate,
+        },
+        CliCommand::ShowRates => Command::ShowRates,
         CliCommand::Upload { group, path } => {
             let path =
                 std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -76,10 +76,10 @@ pub struct ClientOptions {
     pub request_timeout: Option<p2p_state::Duration>,
     /// An idle session pings its tracker this often [default 1 s].
     pub ping_interval: Option<p2p_state::Duration>,
-    /// The seeder's upload rate limit over all peers, bytes per second
-    /// (`--max-upload-rate`; `None`: unlimited). `set_rate up` changes it
-    /// at run time.
-    pub upload_rate: Option<u64>,
+    /// The rate limits at start, bytes per second (`None`: unlimited):
+    /// `--max-upload-rate`, `--max-download-rate` and their `-per-peer`
+    /// forms. `set_rate` changes them at run time.
+    pub rates: cn::Rates,
 }
 
 /// What the CLI asks for between commands.
@@ -125,6 +125,8 @@ pub struct Snapshot {
     pub served_bytes: u64,
     /// Pieces and bytes served to each downloading user.
     pub served_by_user: Vec<(p2p_proto::UserName, u64, u64)>,
+    /// The rate limits in force.
+    pub rates: cn::Rates,
 }
 
 /// What the handle asks of the machine loop.
@@ -416,7 +418,11 @@ pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
     if let Some(port) = opts.advertise_port {
         seeder_addr.set_port(port);
     }
-    let mut download = DownloadConfig::default();
+    let mut download = DownloadConfig {
+        max_rate: opts.rates.down,
+        max_rate_per_peer: opts.rates.down_per_peer,
+        ..DownloadConfig::default()
+    };
     if let Some(n) = opts.max_parallel {
         download.max_parallel = n.max(1);
     }
@@ -434,7 +440,8 @@ pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
     let cfg = ClientConfig {
         session,
         seeder: SeederConfig {
-            upload_rate: opts.upload_rate,
+            upload_rate: opts.rates.up,
+            upload_rate_per_peer: opts.rates.up_per_peer,
             ..SeederConfig::default()
         },
         download,
@@ -678,6 +685,7 @@ impl<R: ClientIo> Core<R> {
                 .iter()
                 .map(|(u, s)| (u.clone(), s.pieces, s.bytes))
                 .collect(),
+            rates: self.node.rates(),
         }
     }
 

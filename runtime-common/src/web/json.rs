@@ -2,7 +2,7 @@
 //! Pure functions of what the client and the watcher know.
 
 use p2p_proto::{FileSummary, GroupSummary, Reply};
-use p2p_state::client::node::{CommandOk, DownloadLine, DownloadMark};
+use p2p_state::client::node::{CommandOk, DownloadLine, DownloadMark, Rates};
 use p2p_state::download::DownloadState;
 use serde_json::{Value, json};
 
@@ -66,7 +66,18 @@ pub fn state(s: &Snapshot, v: &View, seeder: std::net::SocketAddr, last_event: u
                 "user": u.as_str(), "pieces": p, "bytes": b,
             })).collect::<Vec<_>>(),
         },
+        "rates": rates(&s.rates),
         "last_event": last_event,
+    })
+}
+
+/// The rate limits, bytes per second (`null`: no limit).
+pub fn rates(r: &Rates) -> Value {
+    json!({
+        "up": r.up,
+        "down": r.down,
+        "up_per_peer": r.up_per_peer,
+        "down_per_peer": r.down_per_peer,
     })
 }
 
@@ -164,7 +175,7 @@ pub fn action_ok(text: &str, ok: &CommandOk) -> Value {
         CommandOk::Reply(_) => Value::Null,
         CommandOk::Started { dl } => json!({ "dl": dl }),
         CommandOk::Downloads(lines) => Value::Array(lines.iter().map(download).collect()),
-        CommandOk::UploadRate(rate) => json!({ "upload_rate": rate }),
+        CommandOk::Rates(r) => rates(r),
     };
     json!({ "ok": true, "text": text, "result": result })
 }
