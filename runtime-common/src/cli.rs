@@ -696,9 +696,15 @@ mod tests {
     #[test]
     fn set_rate_parses_and_reports() {
         let set = |limit, rate| Ok(CliCommand::SetRate { limit, rate });
-        assert_eq!(parse_line("set_rate up 5M"), set(RateLimit::Up, Some(5 << 20)));
+        assert_eq!(
+            parse_line("set_rate up 5M"),
+            set(RateLimit::Up, Some(5 << 20))
+        );
         assert_eq!(parse_line("set_rate up off"), set(RateLimit::Up, None));
-        assert_eq!(parse_line("set_rate down 1K"), set(RateLimit::Down, Some(1024)));
+        assert_eq!(
+            parse_line("set_rate down 1K"),
+            set(RateLimit::Down, Some(1024))
+        );
         assert_eq!(
             parse_line("set_rate up-per-peer 2M"),
             set(RateLimit::UpPerPeer, Some(2 << 20))

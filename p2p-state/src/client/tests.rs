@@ -377,3 +377,45 @@ fn an_inbound_connection_refused_before_its_hello_hears_why() {
     assert!(drain(&mut n).is_empty());
     assert_eq!(n.seeder().connections(), 1);
 }
+
+/// `set_rate` sets each limit where it is enforced and answers all four;
+/// `set_rate` alone shows them.
+#[test]
+fn set_rate_sets_each_limit_and_answers_all() {
+    use super::node::{RateLimit, Rates};
+    let mut n = idle_client();
+    let run = |n: &mut ClientNode, cmd| {
+        n.handle_input(T0, Input::Command { tag: 9, cmd });
+        match drain(n).as_slice() {
+            [
+                Output::Done {
+                    result: Ok(CommandOk::Rates(r)),
+                    ..
+                },
+            ] => *r,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(run(&mut n, Command::ShowRates), Rates::default());
+    for (limit, rate) in [
+        (RateLimit::Up, 1),
+        (RateLimit::Down, 2),
+        (RateLimit::UpPerPeer, 3),
+        (RateLimit::DownPerPeer, 4),
+    ] {
+        let rate = Some(rate);
+        run(&mut n, Command::SetRate { limit, rate });
+    }
+    let all = Rates {
+        up: Some(1),
+        down: Some(2),
+        up_per_peer: Some(3),
+        down_per_peer: Some(4),
+    };
+    assert_eq!(run(&mut n, Command::ShowRates), all);
+    assert_eq!(n.seeder().upload_rate(), Some(1));
+    assert_eq!(n.seeder().upload_rate_per_peer(), Some(3));
+    let limit = RateLimit::Down;
+    let r = run(&mut n, Command::SetRate { limit, rate: None });
+    assert_eq!(r, Rates { down: None, ..all });
+}

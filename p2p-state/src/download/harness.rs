@@ -27,6 +27,7 @@ use p2p_proto::{
 
 use super::{Download, DownloadConfig, DownloadError, Input, Output, PeerId};
 use crate::hash;
+use crate::rate::TokenBucket;
 use crate::seeder::{self, ConnId, Seeder, SeederConfig, ShareId};
 use crate::ticket;
 use crate::time::{Duration, Instant};
@@ -176,6 +177,9 @@ pub(crate) struct World {
     pub record: Record,
     pub result: Option<Result<(), DownloadError>>,
     pub steps: u64,
+    /// The client node's global download limit, if the test sets one:
+    /// the world grants requests from it as `ClientNode` does.
+    pub global: Option<TokenBucket>,
     file: Bytes,
     meta: FileMeta,
     group: GroupName,
@@ -236,6 +240,7 @@ impl World {
             record: Record::default(),
             result: None,
             steps: 0,
+            global: sc.cfg.max_rate.map(|r| TokenBucket::new(T0, r)),
             file,
             meta,
             group,
@@ -251,6 +256,7 @@ impl World {
             sc,
         };
         w.drain();
+        w.grant();
         w
     }
 
@@ -322,7 +328,15 @@ impl World {
         let sd = (0..self.seeders.len())
             .filter_map(|i| self.seeders[i].machine.poll_timeout().map(|(t, _)| (t, i)))
             .min();
-        let next = [ev, dl, sd.map(|(t, _)| t)].into_iter().flatten().min();
+        let grant = self
+            .global
+            .as_ref()
+            .filter(|_| self.download.wants_request())
+            .map(TokenBucket::ready_at);
+        let next = [ev, dl, sd.map(|(t, _)| t), grant]
+            .into_iter()
+            .flatten()
+            .min();
         let Some(at) = next else {
             return false;
         };
@@ -340,8 +354,29 @@ impl World {
             self.seeders[i].machine.handle_timeout(self.now);
         }
         self.drain();
+        self.grant();
         self.observe();
         true
+    }
+
+    /// Grants requests under the global limit while its bucket allows.
+    fn grant(&mut self) {
+        while let Some(b) = &mut self.global {
+            if !self.download.wants_request() || !b.ready(self.now) {
+                return;
+            }
+            let bytes = self.download.allow_request(self.now);
+            b.take(self.now, bytes);
+            self.drain();
+        }
+    }
+
+    /// Sets the download's rate limits (the global bucket is the world's).
+    pub fn set_rates(&mut self, max_rate: Option<u64>, per_peer: Option<u64>) {
+        self.global = max_rate.map(|r| TokenBucket::new(self.now, r));
+        self.download.set_rates(self.now, max_rate, per_peer);
+        self.drain();
+        self.grant();
     }
 
     fn observe(&mut self) {

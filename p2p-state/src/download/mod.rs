@@ -22,6 +22,7 @@
 //! - `recv.rs`: reactions to connection events, messages and pieces;
 //! - `pump.rs`: after each input: connect, fill requests, arm timers;
 //! - `progress.rs`: [`Progress`] and [`WaitingReason`] for `show_downloads`;
+//! - `rate_tests.rs` (tests): the rate limits over simulated time;
 //! - `harness.rs` (tests): an in-memory world of one download and N seeders.
 //!
 //! Rate limits (issue 16 §6) gate the decision to send a request, so
@@ -61,6 +62,8 @@ mod types;
 pub(crate) mod harness;
 #[cfg(test)]
 mod identity_tests;
+#[cfg(test)]
+mod rate_tests;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]

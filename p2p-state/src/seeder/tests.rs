@@ -1228,6 +1228,57 @@ fn the_upload_rate_limit_holds_over_time() {
     );
 }
 
+/// Issue 16 §6: a per-connection upload limit of R holds for each of
+/// three connections (together about 3R) within one burst and one piece
+/// each; under a global limit of R as well, the global one rules.
+#[test]
+fn the_per_peer_upload_rate_limit_holds_for_each_connection() {
+    const RATE: u64 = 10_000;
+    let span = Duration::from_secs(20);
+    let burst = RATE * crate::rate::RATE_BURST.as_millis() / 1000;
+    let mut r = Rig::with(SeederConfig {
+        upload_rate_per_peer: Some(RATE),
+        ..SeederConfig::default()
+    });
+    let sent = serve_flat_out(&mut r, 3, span);
+    let ideal = 3 * RATE * 20;
+    let slack = 3 * (burst + 1024);
+    assert!(
+        sent + 3 * 1024 >= ideal && sent <= ideal + slack,
+        "{sent} bytes in 20 s at 3 x {RATE} B/s (ideal {ideal}, slack {slack})"
+    );
+    for c in r.s.conns.values() {
+        let got = c.served.bytes;
+        assert!(got <= RATE * 20 + burst + 1024, "one connection got {got}");
+    }
+    let mut r = Rig::with(SeederConfig {
+        upload_rate: Some(RATE),
+        upload_rate_per_peer: Some(RATE),
+        ..SeederConfig::default()
+    });
+    let sent = serve_flat_out(&mut r, 3, span);
+    assert!(sent <= RATE * 20 + burst + 3 * 1024, "{sent}");
+}
+
+#[test]
+fn the_per_peer_upload_rate_limit_can_be_lifted_at_run_time() {
+    let mut r = Rig::with(SeederConfig {
+        upload_rate_per_peer: Some(1024),
+        ..SeederConfig::default()
+    });
+    let c = r.open();
+    let mut out = Vec::new();
+    for i in [0, 1, 2] {
+        out.extend(r.msg(c, PeerMsg::Request { index: i }));
+    }
+    assert_eq!(reads(&out), vec![0], "one piece's worth allowed now");
+    assert_eq!(r.s.poll_timeout().map(|t| t.1), Some(Timer::Rate));
+    r.s.set_upload_rate_per_peer(r.now, None);
+    let out: Vec<Output> = std::iter::from_fn(|| r.s.poll_output()).collect();
+    assert_eq!(reads(&out), vec![1, 2], "lifted: the held reads start");
+    assert_eq!(r.s.upload_rate_per_peer(), None);
+}
+
 #[test]
 fn the_upload_rate_limit_can_be_lifted_and_set_at_run_time() {
     let mut r = Rig::with(SeederConfig {
