@@ -2,7 +2,8 @@
 //! a seeder slot flood (many ticketless connections from one address,
 //! each with its TLS handshake and hello done) leaves a member served
 //! promptly, with the seeder's threads and memory within bounds; and the
-//! upload rate limit slows a real download and `set_rate up off` lifts it.
+//! upload rate limit slows a real download and `set_rate up off` lifts it;
+//! the download limits (global at start, per peer at run time) likewise.
 //!
 //! Every process is killed when the test ends (a Drop guard); every wait
 //! has a deadline.
@@ -18,6 +19,7 @@ use common::{Mix, Proc, Rt, Swarm, free_port, random_file};
 on_both_runtimes!(
     a_ticketless_flood_from_one_address_leaves_members_served,
     the_upload_rate_limit_slows_a_download_and_off_lifts_it,
+    the_download_rate_limits_slow_a_download_and_off_lifts_them,
 );
 
 /// Ticketless connections the flood opens: more than the seeder's 128
@@ -57,9 +59,16 @@ fn proc_status(pid: u32, field: &str) -> u64 {
 
 /// alice (owner of group g, seeder on `listen`, sharing a file of `len`
 /// bytes) and bob (member), both logged in. Returns them and the data.
-fn alice_shares(s: &Swarm, listen: &str, len: usize, extra: &[&str]) -> (Proc, Proc, Vec<u8>) {
+/// `bob_extra` are bob's extra arguments.
+fn alice_shares(
+    s: &Swarm,
+    listen: &str,
+    len: usize,
+    extra: &[&str],
+    bob_extra: &[&str],
+) -> (Proc, Proc, Vec<u8>) {
     let mut a = s.client_with("alice", 0, listen, s.mix.seeders, extra);
-    let mut b = s.leecher("bob", 1);
+    let mut b = s.client_with("bob", 1, "127.0.0.1:0", s.mix.leechers, bob_extra);
     a.run("create_user alice pw", "created");
     a.run("login alice pw", "logged in");
     a.run("create_group g", "created");
@@ -95,7 +104,7 @@ fn a_ticketless_flood_from_one_address_leaves_members_served(mix: Mix) {
     let s = Swarm::start(mix);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let (a, mut b, data) = alice_shares(&s, &listen, 2 * 512 * 1024, &[]);
+    let (a, mut b, data) = alice_shares(&s, &listen, 2 * 512 * 1024, &[], &[]);
     // The flood, from 127.0.0.2 (the member is on 127.0.0.1): TLS done
     // and a hello sent on every connection, then silence, all held open.
     let id = tempfile::tempdir().unwrap();
@@ -144,7 +153,7 @@ fn the_upload_rate_limit_slows_a_download_and_off_lifts_it(mix: Mix) {
     let s = Swarm::start(mix);
     let rate = format!("{}K", RATE / 1024);
     let extra = ["--max-upload-rate", rate.as_str()];
-    let (mut a, mut b, data) = alice_shares(&s, "127.0.0.1:0", RATE_FILE_LEN, &extra);
+    let (mut a, mut b, data) = alice_shares(&s, "127.0.0.1:0", RATE_FILE_LEN, &extra, &[]);
     let limited = download(&s, &mut b, "slow.bin", &data, 30);
     // At most one second's burst plus one piece goes early.
     let floor = Duration::from_millis((RATE_FILE_LEN as u64 - RATE - 512 * 1024) * 1000 / RATE);
@@ -153,4 +162,33 @@ fn the_upload_rate_limit_slows_a_download_and_off_lifts_it(mix: Mix) {
     let free = download(&s, &mut b, "fast.bin", &data, 30);
     eprintln!("{mix:?}: {RATE_FILE_LEN} B at {rate}/s took {limited:?}; without a limit {free:?}");
     assert!(free * 2 < limited, "off: {free:?}, limited: {limited:?}");
+}
+
+/// bob's download limits (`--max-download-rate` at start, then
+/// `set_rate down-per-peer` at run time; one seeder, so both bind the
+/// same way) slow the download as the upload limit does, to at least the
+/// same floor; `off` lifts each.
+fn the_download_rate_limits_slow_a_download_and_off_lifts_them(mix: Mix) {
+    let s = Swarm::start(mix);
+    let rate = format!("{}K", RATE / 1024);
+    let bob_extra = ["--max-download-rate", rate.as_str()];
+    let (_a, mut b, data) = alice_shares(&s, "127.0.0.1:0", RATE_FILE_LEN, &[], &bob_extra);
+    b.run("set_rate", "download rate limited to 256.0 KiB/s");
+    let floor = Duration::from_millis((RATE_FILE_LEN as u64 - RATE - 512 * 1024) * 1000 / RATE);
+    let limited = download(&s, &mut b, "slow.bin", &data, 30);
+    assert!(limited >= floor, "global: {limited:?} < {floor:?} at {rate}/s");
+    b.run("set_rate down off", "download rate: no limit");
+    b.run(
+        &format!("set_rate down-per-peer {rate}"),
+        "download rate per peer limited to 256.0 KiB/s",
+    );
+    let per_peer = download(&s, &mut b, "slow2.bin", &data, 30);
+    assert!(per_peer >= floor, "per peer: {per_peer:?} < {floor:?}");
+    b.run("set_rate down-per-peer off", "download rate per peer: no limit");
+    let free = download(&s, &mut b, "fast.bin", &data, 30);
+    eprintln!(
+        "{mix:?}: {RATE_FILE_LEN} B at {rate}/s took {limited:?} (global), \
+         {per_peer:?} (per peer); without a limit {free:?}"
+    );
+    assert!(free * 2 < limited.min(per_peer), "off: {free:?}");
 }
