@@ -69,7 +69,11 @@ function render() {
   const where = `tracker ${s.tracker}${s.tracker_up ? "" : " (reconnecting)"}${sync}`;
   $("who").textContent = s.user ? `${s.user} on ${where}` : `not logged in · ${where}`;
   $("who").dataset.user = s.user || "";
-  $("seeder").textContent = `seeder ${s.seeder} · trackers ${s.trackers.join(", ")} · served ${s.served.pieces} pieces (${bytes(s.served.bytes)})`;
+  const lim = (r) => (r == null ? "off" : `${bytes(r)}/s`);
+  const rates = s.rates
+    ? ` · limits up ${lim(s.rates.up)}, down ${lim(s.rates.down)}, per peer up ${lim(s.rates.up_per_peer)}, down ${lim(s.rates.down_per_peer)}`
+    : "";
+  $("seeder").textContent = `seeder ${s.seeder} · trackers ${s.trackers.join(", ")} · served ${s.served.pieces} pieces (${bytes(s.served.bytes)})${rates}`;
   $("login-box").hidden = !!s.user;
   $("logout-btn").hidden = !s.user;
   for (const id of ["groups-box", "downloads-box", "shares-box"]) $(id).hidden = !s.user;
