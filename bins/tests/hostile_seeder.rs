@@ -176,7 +176,10 @@ fn the_download_rate_limits_slow_a_download_and_off_lifts_them(mix: Mix) {
     b.run("set_rate", "download rate limited to 256.0 KiB/s");
     let floor = Duration::from_millis((RATE_FILE_LEN as u64 - RATE - 512 * 1024) * 1000 / RATE);
     let limited = download(&s, &mut b, "slow.bin", &data, 30);
-    assert!(limited >= floor, "global: {limited:?} < {floor:?} at {rate}/s");
+    assert!(
+        limited >= floor,
+        "global: {limited:?} < {floor:?} at {rate}/s"
+    );
     b.run("set_rate down off", "download rate: no limit");
     b.run(
         &format!("set_rate down-per-peer {rate}"),
@@ -184,7 +187,10 @@ fn the_download_rate_limits_slow_a_download_and_off_lifts_them(mix: Mix) {
     );
     let per_peer = download(&s, &mut b, "slow2.bin", &data, 30);
     assert!(per_peer >= floor, "per peer: {per_peer:?} < {floor:?}");
-    b.run("set_rate down-per-peer off", "download rate per peer: no limit");
+    b.run(
+        "set_rate down-per-peer off",
+        "download rate per peer: no limit",
+    );
     let free = download(&s, &mut b, "fast.bin", &data, 30);
     eprintln!(
         "{mix:?}: {RATE_FILE_LEN} B at {rate}/s took {limited:?} (global), \
