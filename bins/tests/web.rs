@@ -406,6 +406,17 @@ fn the_dashboard_accepts_a_member_and_downloads_a_file(mix: Mix) {
     browser.wait_until(
         "document.querySelector('#message').innerText === 'upload rate limited to 5.0 MiB/s'",
     );
+    // The selector picks which of the four limits the form sets.
+    browser.js("const s = document.querySelector('#rate-which'); \
+         s.value = 'down-per-peer'; s.dispatchEvent(new Event('change')); return true");
+    browser.type_into("#rate-up", "1K");
+    browser.click("#rate-btn");
+    browser.wait_until(
+        "document.querySelector('#message').innerText === 'download rate per peer limited to 1.0 KiB/s'",
+    );
+    let (_, v) = api("GET", "state", None);
+    assert_eq!(v["rates"]["down_per_peer"], 1024, "{v}");
+    assert_eq!(v["rates"]["up"], 5 * 1024 * 1024, "{v}");
     browser.click("#logout-btn");
     browser.wait_for("#who[data-user='']");
     let (_, v) = api("GET", "state", None);

@@ -229,7 +229,7 @@ $("join-group-btn").addEventListener("click", () => action("join_group", $("grou
 $("logout-btn").addEventListener("click", () => action("logout"));
 $("rate-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  action("set_rate", "up", $("rate-up").value);
+  action("set_rate", $("rate-which").value, $("rate-up").value);
 });
 $("share-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
