@@ -466,7 +466,11 @@ impl Rogue {
             let outcome = loop {
                 match self.recv::<FromTracker>() {
                     Some(FromTracker::Response { id: got, outcome }) if got == id => break outcome,
-                    Some(FromTracker::Response { .. } | FromTracker::Notice { .. }) => {}
+                    Some(
+                        FromTracker::Response { .. }
+                        | FromTracker::Notice { .. }
+                        | FromTracker::Peers { .. },
+                    ) => {}
                     other => panic!("no answer to request {id:?}: {other:?}"),
                 }
             };

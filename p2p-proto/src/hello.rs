@@ -11,7 +11,7 @@ use crate::types::TrackerId;
 /// Identifies our protocol on the wire.
 pub const MAGIC: [u8; 4] = *b"P2PG";
 /// Bumped on every incompatible change (including a smaller limit).
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Who opened the connection, which fixes the message channel that follows.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

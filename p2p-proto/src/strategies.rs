@@ -272,6 +272,8 @@ pub fn from_tracker() -> impl Strategy<Value = FromTracker> {
         }),
         text().prop_map(|text| FromTracker::Notice { text }),
         text().prop_map(|reason| FromTracker::Fatal { reason }),
+        (group(), file_name(), vec(peer_info(), 0..4))
+            .prop_map(|(group, file, peers)| FromTracker::Peers { group, file, peers }),
     ]
 }
 

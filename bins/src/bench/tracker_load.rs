@@ -147,7 +147,9 @@ impl Conn {
                     }
                     return Ok(outcome);
                 }
-                FromTracker::Response { .. } | FromTracker::Notice { .. } => {}
+                FromTracker::Response { .. }
+                | FromTracker::Notice { .. }
+                | FromTracker::Peers { .. } => {}
                 FromTracker::Fatal { reason } => return Err(format!("tracker: {reason}")),
             }
         }

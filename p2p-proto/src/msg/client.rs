@@ -774,6 +774,16 @@ pub enum FromTracker {
     Fatal {
         reason: Text,
     },
+    /// Unprompted: new sources of a file this client is downloading (it
+    /// asked for the file's peers on this connection lately), each with a
+    /// ticket for it, as in a `get_peers` reply. Sent when a member starts
+    /// sharing the file or announces its first pieces, so downloaders meet
+    /// within one tracker hop (README, "How a swarm shares a file").
+    Peers {
+        group: GroupName,
+        file: FileName,
+        peers: Vec<PeerInfo>,
+    },
 }
 
 impl Wire for FromTracker {
@@ -793,6 +803,12 @@ impl Wire for FromTracker {
                 w.put_u8(3);
                 reason.encode(w);
             }
+            FromTracker::Peers { group, file, peers } => {
+                w.put_u8(4);
+                group.encode(w);
+                file.encode(w);
+                put_list(w, peers);
+            }
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -806,6 +822,11 @@ impl Wire for FromTracker {
             },
             3 => FromTracker::Fatal {
                 reason: Wire::decode(r)?,
+            },
+            4 => FromTracker::Peers {
+                group: Wire::decode(r)?,
+                file: Wire::decode(r)?,
+                peers: r.list("peers", PEERS_PER_REPLY_MAX)?,
             },
             t => return Err(unknown("tracker message", t)),
         })

@@ -960,6 +960,9 @@ impl ClientNode {
     /// After login or a resume on another tracker: tell the tracker where
     /// our seeder listens and what we share.
     fn on_session_event(&mut self, now: Instant, e: SessionEvent) {
+        if let SessionEvent::Peers { group, file, peers } = e {
+            return self.on_pushed_peers(now, &group, &file, peers);
+        }
         match &e {
             SessionEvent::LoggedIn { user, seeder_key } => {
                 self.seeder
@@ -974,6 +977,27 @@ impl ClientNode {
             _ => {}
         }
         self.out.push_back(Output::Event(ClientEvent::Session(e)));
+    }
+
+    /// The tracker pushed new sources of a file: every running download
+    /// of it learns them (and connects as it sees fit); nothing else does.
+    fn on_pushed_peers(
+        &mut self,
+        now: Instant,
+        group: &GroupName,
+        file: &FileName,
+        peers: Vec<p2p_proto::PeerInfo>,
+    ) {
+        let dls: Vec<DlId> = self
+            .downloads
+            .iter()
+            .filter(|(_, d)| &d.group == group && &d.file == file)
+            .filter(|(_, d)| matches!(d.state, DlState::Running(_)))
+            .map(|(&id, _)| id)
+            .collect();
+        for dl in dls {
+            self.dl_input(now, dl, download::Input::PeersPushed(peers.clone()));
+        }
     }
 
     fn reannounce(&mut self, now: Instant) {

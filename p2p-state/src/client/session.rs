@@ -27,8 +27,8 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use p2p_proto::{
-    ClientId, ClientRequest, FromTracker, Hello, KeyId, Outcome, Reply, Request, RequestId, Role,
-    SeederKey, SessionToken, Text, TrackerError, UserName, Wire,
+    ClientId, ClientRequest, FileName, FromTracker, GroupName, Hello, KeyId, Outcome, PeerInfo,
+    Reply, Request, RequestId, Role, SeederKey, SessionToken, Text, TrackerError, UserName, Wire,
 };
 
 use crate::machine::{Outbox, impl_machine};
@@ -182,6 +182,13 @@ pub enum SessionEvent {
     SessionLost,
     /// The tracker said something unprompted.
     Notice(Text),
+    /// The tracker told us of new sources of a file we asked the peers of
+    /// (`FromTracker::Peers`); the node hands them to the download.
+    Peers {
+        group: GroupName,
+        file: FileName,
+        peers: Vec<PeerInfo>,
+    },
     /// No tracker answers; retrying in the background.
     Unreachable,
     /// A tracker presented another key than the one pinned for it: the
@@ -416,6 +423,14 @@ impl ClientSession {
             Ok(FromTracker::Notice { text }) => self
                 .out
                 .push_back(SessionOutput::Event(SessionEvent::Notice(text))),
+            Ok(FromTracker::Peers { group, file, peers }) => {
+                self.out
+                    .push_back(SessionOutput::Event(SessionEvent::Peers {
+                        group,
+                        file,
+                        peers,
+                    }))
+            }
             Ok(FromTracker::Fatal { .. }) | Err(_) => self.fail_over(now),
         }
     }

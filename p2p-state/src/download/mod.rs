@@ -285,6 +285,7 @@ impl Download {
         }
         match input {
             Input::Peers(list) => self.on_peers(now, list),
+            Input::PeersPushed(list) => self.on_peers_pushed(now, list),
             Input::PeersUnavailable { reason } => self.on_peers_unavailable(reason),
             Input::Connected { peer, key } => self.on_connected(now, peer, key),
             Input::ConnectFailed { peer } => self.on_connect_failed(peer),

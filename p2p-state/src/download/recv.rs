@@ -28,6 +28,16 @@ impl Download {
         self.recount_swarm();
     }
 
+    /// The tracker pushed sources we were not told of (a new partial
+    /// holder, a new seeder): learned like a listing's, without touching
+    /// the state of our own asks.
+    pub(super) fn on_peers_pushed(&mut self, now: Instant, list: Vec<PeerInfo>) {
+        for info in &list {
+            self.learn_peer(now, info);
+        }
+        self.recount_swarm();
+    }
+
     /// Recounts, for the picker's rarity, the pieces known peers that are
     /// not ready hold by the tracker's word (after a listing, and when a
     /// peer becomes ready or stops being ready).

@@ -180,6 +180,9 @@ impl DownloadConfig {
 pub enum Input {
     /// The tracker's answer to `AskTrackerForPeers` (GetPeers).
     Peers(Vec<PeerInfo>),
+    /// Sources the tracker pushed unasked (`FromTracker::Peers`): new
+    /// holders of the file, learned like a listing's.
+    PeersPushed(Vec<PeerInfo>),
     /// The tracker could not list peers (the reason shows in progress).
     PeersUnavailable { reason: Text },
     /// The connection asked for by `Connect` is up and its TLS handshake

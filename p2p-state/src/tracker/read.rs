@@ -14,11 +14,12 @@
 //! (in name order, wrapping) that starts at `now` modulo their number, so
 //! repeated asks spread downloaders over every source without randomness.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use p2p_proto::{
     ClientRequest, FileName, FileSummary, GroupName, GroupSummary, KeyId, Mac, Outcome, PeerInfo,
-    PieceSet, Reply, Request, SeederKey, Ticket, TrackerError, UserName,
+    PieceSet, Reply, Request, SeederKey, SessionToken, Ticket, TrackerError, UserName,
 };
 
 use super::check::bad;
@@ -159,10 +160,28 @@ impl TrackerState {
             true => (now.as_millis() % n as u64) as usize,
             false => 0,
         };
-        let ticket = |v: &Visible| Ticket {
+        let peers = visible
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(n.min(PEERS_PER_REPLY));
+        Ok(peers
+            .map(|v| Self::peer_info(f, expires_ms, (asker, asker_key), group, v))
+            .collect())
+    }
+
+    /// One source as a downloader sees it, with a ticket for `asker`.
+    fn peer_info(
+        f: &SharedFile,
+        expires_ms: u64,
+        (asker, asker_key): (&UserName, KeyId),
+        group: &GroupName,
+        v: &Visible,
+    ) -> PeerInfo {
+        let mut t = Ticket {
             downloader: asker.clone(),
             group: group.clone(),
-            file: file.clone(),
+            file: f.meta.name.clone(),
             file_hash: f.meta.file_hash,
             seeder: v.user.clone(),
             downloader_key: asker_key,
@@ -170,22 +189,43 @@ impl TrackerState {
             expires_ms,
             mac: Mac::default(),
         };
-        let peers = visible
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(n.min(PEERS_PER_REPLY));
-        Ok(peers
-            .map(|v| {
-                let mut t = ticket(v);
-                crate::ticket::sign(v.key, &mut t);
-                PeerInfo {
-                    user: v.user.clone(),
-                    addr: v.addr,
-                    pieces: v.pieces.clone(),
-                    ticket: t,
-                }
-            })
-            .collect())
+        crate::ticket::sign(v.key, &mut t);
+        PeerInfo {
+            user: v.user.clone(),
+            addr: v.addr,
+            pieces: v.pieces.clone(),
+            ticket: t,
+        }
+    }
+
+    /// What a push to a downloader carries (`node/push.rs`): the sources
+    /// of `file` visible now that the session `token` was not told of
+    /// (`told`), at most `max`, each with a ticket for it as `get_peers`
+    /// gives. `None` when nothing is to be pushed to it any more: the
+    /// session is gone, its user is no longer a member, the file is gone,
+    /// or the user holds the whole file itself.
+    pub fn new_peers(
+        &self,
+        now: Instant,
+        cfg: &TrackerConfig,
+        token: &SessionToken,
+        (group, file): (&GroupName, &FileName),
+        told: &BTreeSet<UserName>,
+        max: usize,
+    ) -> Option<Vec<PeerInfo>> {
+        let s = self.session(token)?;
+        let f = self.member_file(&s.user, group, file).ok()?;
+        if f.sources.get(&s.user).is_some_and(|p| p.is_full()) {
+            return None;
+        }
+        let expires_ms = now.as_millis().saturating_add(cfg.ticket_ttl_ms);
+        Some(
+            self.visible_sources(f, Some(&s.user))
+                .iter()
+                .filter(|v| !told.contains(v.user))
+                .take(max)
+                .map(|v| Self::peer_info(f, expires_ms, (&s.user, s.key), group, v))
+                .collect(),
+        )
     }
 }

@@ -157,6 +157,7 @@ impl Tracker {
         self.timers.clear(NodeTimer::Hello(conn));
         self.timers.clear(NodeTimer::Idle(conn));
         self.uncap(conn);
+        self.push.forget(conn);
         self.conns.remove(&conn)
     }
 

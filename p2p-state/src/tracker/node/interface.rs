@@ -239,6 +239,8 @@ pub enum NodeTimer {
     /// Primary: end the sessions past their lifetimes (every
     /// [`SESSION_SWEEP`]).
     SessionSweep,
+    /// New sources held back by [`super::PUSH_INTERVAL`] are pushed.
+    Push,
 }
 
 /// Why a tracker asks to be woken up ([`Tracker::poll_timeout`]).

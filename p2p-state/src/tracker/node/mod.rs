@@ -75,6 +75,7 @@ mod auth;
 mod connections;
 mod console;
 mod interface;
+mod push;
 mod requests;
 mod sessions;
 #[cfg(test)]
@@ -85,6 +86,9 @@ pub use auth::{KeyRefused, Mismatch, SESSION_SWEEP};
 pub use interface::{
     CLIENT_CONNS_MAX, CLIENT_IDLE_TIMEOUT, CONNS_PER_ADDR_MAX, ConsoleCmd, FRAME_TIMEOUT, Input,
     NodeConfig, NodeTimer, Outgoing, Output, TrackerEvent, TrackerTimer,
+};
+pub use push::{
+    PEERS_PER_PUSH, PUSH_INTERVAL, PUSH_SUBSCRIPTION_TTL, PUSH_SUBSCRIPTIONS_PER_CONN_MAX,
 };
 
 impl Replicated for TrackerState {
@@ -190,6 +194,8 @@ pub struct Tracker {
     /// `ExpireSession` proposed for these sessions, and when (not proposed
     /// again while it is on its way).
     expiring: BTreeMap<SessionToken, Instant>,
+    /// Downloads told of new sources (`push.rs`).
+    push: push::PushTable,
     out: Outbox<Output>,
 }
 
@@ -237,6 +243,7 @@ impl Tracker {
             logins: LoginBackoff::new(),
             pins: auth::configured_pins(&cfg),
             expiring: BTreeMap::new(),
+            push: push::PushTable::default(),
             out: Outbox::new(),
             cfg,
         };
@@ -342,6 +349,7 @@ impl Tracker {
                 NodeTimer::Redial(id) => self.dial(id),
                 NodeTimer::Offline(token) => self.mark_offline(now, token),
                 NodeTimer::SessionSweep => self.sweep_sessions(now),
+                NodeTimer::Push => self.push_sources(now),
             }
         }
         self.pump(now);
@@ -377,6 +385,7 @@ impl Tracker {
                 ReplOutput::Event(e) => self.event(TrackerEvent::Repl(e)),
             }
         }
+        self.push_if_applied(now);
         self.check_invariants();
     }
 
@@ -401,6 +410,7 @@ impl Tracker {
         }
         self.repl.get().check_invariants();
         self.password_queue.check_invariants();
+        self.push.check();
         assert!(self.passwords_running <= PASSWORD_RUNNING_MAX);
         assert!(
             self.forwarded_passwords

@@ -30,6 +30,13 @@ impl Tracker {
             }),
             _ => self.write(now, conn, req.clone(), key),
         };
+        if let (Request::GetPeers { group, file }, Some(Ok(Reply::Peers(peers)))) =
+            (&req.req, &outcome)
+        {
+            let listed = peers.iter().map(|p| p.user.clone());
+            self.push
+                .subscribe(now, conn, (group.clone(), file.clone()), listed);
+        }
         if let Some(outcome) = outcome {
             self.respond(conn, &req, outcome);
         }

@@ -28,6 +28,7 @@ use crate::tracker::state::TrackerConfig;
 mod auth;
 mod connections;
 mod login;
+mod push;
 mod requests;
 mod sessions;
 
