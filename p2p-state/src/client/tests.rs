@@ -419,3 +419,85 @@ fn set_rate_sets_each_limit_and_answers_all() {
     let r = run(&mut n, Command::SetRate { limit, rate: None });
     assert_eq!(r, Rates { down: None, ..all });
 }
+
+/// A source the tracker pushes unasked (`FromTracker::Peers`) is dialled
+/// by the running download of that file at once; a push for another file
+/// dials nothing.
+#[test]
+fn a_pushed_peer_is_dialled_by_the_download_of_its_file() {
+    use p2p_proto::{Mac, PeerInfo, PieceSet, Ticket, UserName};
+    let meta = good_meta();
+    let (out, mut n, tconn) = started_with(meta.clone());
+    let dl = out
+        .iter()
+        .find_map(|o| match o {
+            Output::PrepareDest { dl, .. } => Some(*dl),
+            _ => None,
+        })
+        .expect("prepares the file");
+    n.handle_input(
+        T0,
+        Input::DestReady {
+            dl,
+            have: PieceSet::empty(3),
+        },
+    );
+    let out = drain(&mut n);
+    let info = |user: &str, port: u16, pieces: PieceSet, file: &FileName| PeerInfo {
+        user: UserName::new(user).unwrap(),
+        addr: SocketAddr::from(([10, 0, 0, 9], port)),
+        pieces,
+        ticket: Ticket {
+            downloader: UserName::new("d").unwrap(),
+            group: GroupName::new("g").unwrap(),
+            file: file.clone(),
+            file_hash: meta.file_hash,
+            seeder: UserName::new(user).unwrap(),
+            downloader_key: KeyId([0x44; 32]),
+            seeder_key: KeyId([0x53; 32]),
+            expires_ms: T0.as_millis() + 300_000,
+            mac: Mac::default(),
+        },
+    };
+    let seeder = info("s", 9000, PieceSet::full(3), &meta.name);
+    let out = answer(&mut n, tconn, &out, Reply::Peers(vec![seeder]));
+    assert!(out.iter().any(|o| matches!(o, Output::PeerConnect { .. })));
+    let dials = |out: &[Output]| -> Vec<SocketAddr> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::PeerConnect { addr, .. } => Some(*addr),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut one = PieceSet::empty(3);
+    one.insert(1);
+    let other = FileName::new("other.bin").unwrap();
+    let push = |peers: Vec<PeerInfo>| FromTracker::Peers {
+        group: GroupName::new("g").unwrap(),
+        file: peers[0].ticket.file.clone(),
+        peers,
+    };
+    let payload = push(vec![info("q", 9002, one.clone(), &other)]).to_bytes();
+    n.handle_input(
+        T0,
+        Input::TrackerFrame {
+            conn: tconn,
+            payload,
+        },
+    );
+    assert!(dials(&drain(&mut n)).is_empty(), "another file's push");
+    let payload = push(vec![info("p", 9001, one, &meta.name)]).to_bytes();
+    n.handle_input(
+        T0,
+        Input::TrackerFrame {
+            conn: tconn,
+            payload,
+        },
+    );
+    assert_eq!(
+        dials(&drain(&mut n)),
+        vec![SocketAddr::from(([10, 0, 0, 9], 9001))],
+        "the pushed holder is dialled"
+    );
+}
