@@ -166,8 +166,8 @@ impl Picker {
         }
     }
 
-    /// Is some wanted (not in flight) piece held by a ready peer? If not,
-    /// every fetchable missing piece is in flight: endgame.
+    /// Is some wanted (not in flight) piece held by a ready peer?
+    #[cfg(test)]
     pub fn any_wanted_available(&self) -> bool {
         self.queue.first().is_some_and(|k| !k.0)
     }
