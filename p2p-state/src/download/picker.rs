@@ -166,18 +166,10 @@ impl Picker {
         }
     }
 
-    /// Is some wanted (not in flight) piece held by a ready peer?
-    #[cfg(test)]
+    /// Is some wanted (not in flight) piece held by a ready peer? If not,
+    /// every fetchable missing piece is in flight: endgame.
     pub fn any_wanted_available(&self) -> bool {
         self.queue.first().is_some_and(|k| !k.0)
-    }
-
-    /// Is every missing piece in flight (none wanted, none written yet)?
-    /// Only then do endgame duplicates start: a piece no ready peer holds
-    /// yet (a swarm still spreading it) keeps the endgame off, since asking
-    /// twice for what is on its way would only waste the senders' uplinks.
-    pub fn all_in_flight(&self) -> bool {
-        self.queue.is_empty()
     }
 
     /// The rarest wanted piece `has` holds (random among equally rare).
@@ -314,25 +306,6 @@ mod tests {
         q.set_known(&[5, 5]);
         assert!(!q.any_wanted_available(), "known alone is not in reach");
         assert_eq!(q.pick(&PieceSet::full(2)), None);
-    }
-
-    #[test]
-    fn endgame_waits_until_every_missing_piece_is_in_flight() {
-        // Pieces 0 and 1 are held by a ready peer and asked for; piece 2
-        // no ready peer holds yet (the swarm is still spreading it).
-        let mut p = picker(3, &[], 5);
-        p.add_avail(0);
-        p.add_avail(1);
-        p.set_in_flight(0);
-        p.set_in_flight(1);
-        assert!(!p.any_wanted_available());
-        assert!(!p.all_in_flight(), "piece 2 is still wanted: no endgame");
-        p.add_avail(2);
-        p.set_in_flight(2);
-        assert!(p.all_in_flight(), "every missing piece asked for: endgame");
-        p.requeue(2);
-        assert!(!p.all_in_flight());
-        p.check().unwrap();
     }
 
     #[test]

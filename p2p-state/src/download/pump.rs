@@ -258,12 +258,12 @@ impl Download {
         unreachable!("weights sum to total")
     }
 
-    /// The rarest wanted piece the peer holds; in endgame (every missing
-    /// piece in flight) a piece already asked of someone else.
+    /// The rarest wanted piece the peer holds; in endgame (every available
+    /// missing piece in flight) a piece already asked of someone else.
     fn choose_piece(&self, id: PeerId) -> Option<u32> {
         let has: &PieceSet = self.peers[&id].pieces()?;
         self.picker.pick(has).or_else(|| {
-            if !self.picker.all_in_flight() {
+            if self.picker.any_wanted_available() {
                 return None;
             }
             Picker::pick_endgame(&self.requests, has, id, self.cfg.endgame_dup_max)
