@@ -334,7 +334,7 @@ impl Raw {
             match FromTracker::from_bytes(f).unwrap() {
                 FromTracker::Response { id, outcome } => return (id.0, outcome),
                 FromTracker::Fatal { reason } => panic!("tracker refused us: {reason}"),
-                FromTracker::Notice { .. } => {}
+                FromTracker::Notice { .. } | FromTracker::Peers { .. } => {}
             }
         }
     }
