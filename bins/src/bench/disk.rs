@@ -34,6 +34,23 @@ pub struct DiskRun {
     pub durable: f64,
     /// Growth of the page cache at the last write, MiB.
     pub cache_mib: i64,
+    /// CPU seconds the writing threads used until the last write
+    /// returned (this process's user + system time; the kernel's own
+    /// writeback threads are not in it).
+    pub cpu: f64,
+}
+
+/// CPU seconds this process has used (user + system, every thread), from
+/// `/proc/self/stat` in clock ticks of 1/100 s.
+fn own_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat
+        .rfind(')')
+        .and_then(|i| stat.get(i + 2..))
+        .unwrap_or("");
+    let f: Vec<&str> = rest.split(' ').collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (tick(11) + tick(12)) as f64 / 100.0
 }
 
 fn cached_kib() -> i64 {
@@ -94,6 +111,7 @@ fn one(dir: &Path, size: u64, name: &'static str, mode: Mode) -> Res<DiskRun> {
     let pieces = size.div_ceil(PIECE as u64) as usize;
     let next = AtomicUsize::new(0);
     let cache0 = cached_kib();
+    let cpu0 = own_cpu_secs();
     let t0 = Instant::now();
     let work = || -> std::io::Result<()> {
         let mut buf = buffers::take(PIECE + buffers::DIRECT_ALIGN);
@@ -123,6 +141,7 @@ fn one(dir: &Path, size: u64, name: &'static str, mode: Mode) -> Res<DiskRun> {
     })
     .map_err(err)?;
     let written = t0.elapsed().as_secs_f64();
+    let cpu = own_cpu_secs() - cpu0;
     let cache_mib = (cached_kib() - cache0) / 1024;
     file.sync_data().map_err(err)?;
     let durable = t0.elapsed().as_secs_f64();
@@ -133,6 +152,7 @@ fn one(dir: &Path, size: u64, name: &'static str, mode: Mode) -> Res<DiskRun> {
         written,
         durable,
         cache_mib,
+        cpu,
     })
 }
 
@@ -145,18 +165,19 @@ pub fn table(dir: &Path, size: u64, runs: &[DiskRun]) -> String {
         dir.display()
     );
     t += &format!(
-        "    {:<20} {:>22} {:>22} {:>14}\n",
-        "strategy", "last write returned", "+ fdatasync", "cache growth"
+        "    {:<20} {:>22} {:>22} {:>14} {:>10}\n",
+        "strategy", "last write returned", "+ fdatasync", "cache growth", "CPU"
     );
     for r in runs {
         t += &format!(
-            "    {:<20} {:>9.3} s {:>5.0} MB/s {:>9.3} s {:>5.0} MB/s {:>10} MiB\n",
+            "    {:<20} {:>9.3} s {:>5.0} MB/s {:>9.3} s {:>5.0} MB/s {:>10} MiB {:>8.2} s\n",
             r.name,
             r.written,
             mb(r.written),
             r.durable,
             mb(r.durable),
-            r.cache_mib
+            r.cache_mib,
+            r.cpu
         );
     }
     t

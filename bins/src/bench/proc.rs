@@ -374,6 +374,24 @@ impl Proc {
         Some(ticks as f64 / 100.0)
     }
 
+    /// The context switches of the process's live threads (voluntary +
+    /// involuntary, summed over `/proc/<pid>/task/*/status`): how often
+    /// its threads slept and were woken, or were preempted.
+    pub fn context_switches(&self) -> Option<u64> {
+        let mut switches = 0;
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.pid())).ok()? {
+            let Ok(status) = std::fs::read_to_string(task.ok()?.path().join("status")) else {
+                continue; // the thread ended meanwhile
+            };
+            switches += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        Some(switches)
+    }
+
     pub fn peak_rss_kib(&self) -> Res<u64> {
         let path = format!("/proc/{}/status", self.pid());
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;

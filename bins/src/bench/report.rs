@@ -318,6 +318,16 @@ fn download_rows(t: &mut Table, d: &Download) {
             &cpu(warm),
             "(CPU seconds, command to completion)",
         );
+        let switches = |r: Option<&DlRun>| {
+            r.and_then(|r| r.switches)
+                .map_or("-".into(), |n| n.to_string())
+        };
+        t.row(
+            "leecher context switches",
+            &switches(runs.first()),
+            &switches(warm),
+            "(all its threads, command to completion)",
+        );
         t.row(
             "leecher peak RSS (VmHWM)",
             &rss(runs.first().map(|r| r.rss_kib)),
@@ -536,6 +546,10 @@ fn dl_run(r: &DlRun) -> J {
             r.cpu.map_or(J::Null, |(l, s)| {
                 J::Obj(vec![("leecher_s", J::Num(l)), ("seeders_s", J::Num(s))])
             }),
+        ),
+        (
+            "leecher_context_switches",
+            r.switches.map_or(J::Null, |n| J::Num(n as f64)),
         ),
         (
             "phases",

@@ -137,6 +137,9 @@ pub struct DlRun {
     /// the leecher and by all seeders together (little affected by other
     /// load on the machine, unlike the times).
     pub cpu: Option<(f64, f64)>,
+    /// The context switches of the leecher's threads over the same span
+    /// ([`Proc::context_switches`]).
+    pub switches: Option<u64>,
 }
 
 /// A download's time split by what the leecher's I/O counters show.
@@ -344,6 +347,7 @@ impl Swarm {
             Some((l.cpu_secs()?, s?))
         };
         let cpu0 = cpu(&l, &seeders);
+        let switches0 = l.context_switches();
         let t0 = Instant::now();
         let sampler = IoSampler::start(l.pid(), t0);
         l.send(&format!("download_file g {name} {}", dest.display()))?;
@@ -359,6 +363,12 @@ impl Swarm {
         let cpu = cpu(&l, &seeders)
             .zip(cpu0)
             .map(|((l1, s1), (l0, s0))| (l1 - l0, s1 - s0));
+        // Threads that ended meanwhile take their switches with them:
+        // a count that went down says nothing.
+        let switches = l
+            .context_switches()
+            .zip(switches0)
+            .and_then(|(s1, s0)| s1.checked_sub(s0));
         let phases = sampler.finish(size, secs);
         let wait_secs = waited.at.duration_since(t0).as_secs_f64();
         let rss_kib = l.peak_rss_kib()?;
@@ -392,6 +402,7 @@ impl Swarm {
             rss_kib,
             phases,
             cpu,
+            switches,
         })
     }
 }
