@@ -5,7 +5,9 @@
 //!   address are each refused for a time that doubles with every further
 //!   failure ([`TrackerError::LoginBackoff`] says when to retry). Kept by
 //!   each tracker for the connections it sees (not replicated), in two
-//!   bounded tables whose oldest entry is evicted. A name that does not
+//!   bounded tables whose oldest entry is evicted; the primary also counts
+//!   the logins backups forward to it, by name (their addresses are the
+//!   backups' to count), so guesses spread over trackers count together. A name that does not
 //!   exist backs off like one that does, so the answer still tells nothing.
 //! - [`FairQueue`]: the password work (argon2) waiting for a driver worker,
 //!   in one lane per source, served round robin, so a burst from one

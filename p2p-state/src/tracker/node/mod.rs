@@ -151,6 +151,9 @@ enum Waiter {
     Remote {
         from: TrackerId,
         fwd: u64,
+        /// The user name of a forwarded login, whose outcome counts
+        /// towards its backoff here too.
+        login: Option<p2p_proto::UserName>,
     },
 }
 

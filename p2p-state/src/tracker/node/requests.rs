@@ -15,7 +15,9 @@ impl Tracker {
         self.observe_seeder_ip(conn, &mut req);
         self.bind_session(now, conn, &req, key);
         let outcome = match &req.req {
-            Request::Login { user, .. } if let Err(e) = self.login_allowed(now, conn, user) => {
+            Request::Login { user, .. }
+                if let Err(e) = self.logins.check(now, user, self.source(conn)) =>
+            {
                 Some(Err(e))
             }
             Request::Status => Some(Ok(Reply::Status(self.repl.get().status()))),
@@ -117,7 +119,11 @@ impl Tracker {
         }
     }
 
-    /// Primary: a backup's forwarded write.
+    /// Primary: a backup's forwarded write. A forwarded login is held to
+    /// this tracker's backoff of its user name too (the backup has already
+    /// held it to its own, and to its client's address): failures count
+    /// here wherever they came in, so spreading guesses over the trackers
+    /// gains nothing.
     pub(super) fn on_forwarded(
         &mut self,
         now: Instant,
@@ -126,7 +132,15 @@ impl Tracker {
         req: ClientRequest,
         key: KeyId,
     ) {
-        self.prepare_step(now, Waiter::Remote { from, fwd }, req, key, None);
+        let login = match &req.req {
+            Request::Login { user, .. } => Some(user.clone()),
+            _ => None,
+        };
+        let waiter = Waiter::Remote { from, fwd, login };
+        if let Err(e) = self.login_allowed(now, &waiter) {
+            return self.answer(now, waiter, 0, Err(e));
+        }
+        self.prepare_step(now, waiter, req, key, None);
     }
 
     /// Primary: prepares a write and proposes it; a login or create_user
@@ -214,9 +228,7 @@ impl Tracker {
             {
                 continue;
             }
-            if let (Waiter::Local { conn, .. }, Request::Login { user, .. }) = (&waiter, &req.req)
-                && let Err(e) = self.login_allowed(now, *conn, user)
-            {
+            if let Err(e) = self.login_allowed(now, &waiter) {
                 self.answer(now, waiter, 0, Err(e));
                 continue;
             }
@@ -241,48 +253,64 @@ impl Tracker {
         Some(addr.ip().to_canonical())
     }
 
-    /// `Ok` unless `user`, or the address of `conn`, is backing off after
-    /// failed logins.
-    pub(super) fn login_allowed(
-        &self,
-        now: Instant,
-        conn: ConnId,
-        user: &p2p_proto::UserName,
-    ) -> Result<(), TrackerError> {
-        self.logins.check(now, user, self.source(conn))
+    /// The client address behind a write's waiter: known for a local
+    /// client; a backup's forwarded write carries none (the backup holds
+    /// its clients' addresses to their backoff itself).
+    fn waiter_source(&self, waiter: &Waiter) -> Option<std::net::IpAddr> {
+        match waiter {
+            Waiter::Local { conn, .. } => self.source(*conn),
+            Waiter::Remote { .. } => None,
+        }
+    }
+
+    /// The user name of a login's waiter (`None`: not a login).
+    fn login_user(waiter: &Waiter) -> Option<&p2p_proto::UserName> {
+        match waiter {
+            Waiter::Local { req, .. } => match &req.req {
+                Request::Login { user, .. } => Some(user),
+                _ => None,
+            },
+            Waiter::Remote { login, .. } => login.as_ref(),
+        }
+    }
+
+    /// `Ok` unless the waiter's write is a login whose user name, or its
+    /// client's address, is backing off after failed logins.
+    pub(super) fn login_allowed(&self, now: Instant, waiter: &Waiter) -> Result<(), TrackerError> {
+        match Self::login_user(waiter) {
+            Some(user) => self.logins.check(now, user, self.waiter_source(waiter)),
+            None => Ok(()),
+        }
     }
 
     /// Counts a login's outcome towards (or clears) the backoff of its
-    /// user name and source address.
-    pub(super) fn note_login(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        req: &ClientRequest,
-        outcome: &Outcome,
-    ) {
-        let Request::Login { user, .. } = &req.req else {
+    /// user name and, for a local client, its address.
+    pub(super) fn note_login(&mut self, now: Instant, waiter: &Waiter, outcome: &Outcome) {
+        let Some(user) = Self::login_user(waiter) else {
             return;
         };
         match outcome {
             Err(TrackerError::WrongUserOrPassword) => {
-                let source = self.source(conn);
-                self.logins.failed(now, user, source);
+                let (user, source) = (user.clone(), self.waiter_source(waiter));
+                self.logins.failed(now, &user, source);
             }
-            Ok(Reply::LoggedIn { .. }) => self.logins.succeeded(user),
+            Ok(Reply::LoggedIn { .. }) => {
+                let user = user.clone();
+                self.logins.succeeded(&user);
+            }
             _ => {}
         }
     }
 
     /// Answers a write's waiter: the local client, or the forwarding backup.
     pub(super) fn answer(&mut self, now: Instant, waiter: Waiter, index: u64, outcome: Outcome) {
+        self.note_login(now, &waiter, &outcome);
         match waiter {
             Waiter::Local { conn, req } => {
-                self.note_login(now, conn, &req, &outcome);
                 self.track_login(conn, &outcome);
                 self.respond(conn, &req, outcome);
             }
-            Waiter::Remote { from, fwd } => {
+            Waiter::Remote { from, fwd, .. } => {
                 let input = ReplInput::ReplyForward {
                     to: from,
                     fwd,

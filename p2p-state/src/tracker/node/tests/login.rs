@@ -175,3 +175,38 @@ fn a_backup_caps_forwarded_logins_per_source_address() {
         Err(TrackerError::WrongUserOrPassword)
     );
 }
+
+/// Guesses spread over the trackers count together: the primary holds a
+/// backup's forwarded logins to the backoff of their user name, so
+/// alternating between the two gains an attacker nothing.
+#[test]
+fn failed_logins_through_either_tracker_count_towards_one_backoff() {
+    let mut net = setup();
+    from_on(&mut net, 8, 1, [10, 0, 0, 9]).sign_up(&mut net, "bob", "right");
+    net.run(500);
+    let mut on_primary = from_on(&mut net, 1, 1, [10, 0, 0, 1]);
+    let mut on_backup = from_on(&mut net, 2, 2, [10, 0, 0, 2]);
+    let wrong = Err(TrackerError::WrongUserOrPassword);
+    for i in 0..=LOGIN_FAILURES_FREE_PER_USER {
+        let c = if i % 2 == 0 {
+            &mut on_primary
+        } else {
+            &mut on_backup
+        };
+        assert_eq!(c.call(&mut net, login("bob", "guess")), wrong, "guess {i}");
+    }
+    for (c, through) in [(&mut on_primary, "primary"), (&mut on_backup, "backup")] {
+        assert!(
+            matches!(
+                c.call(&mut net, login("bob", "right")),
+                Err(TrackerError::LoginBackoff { .. })
+            ),
+            "through the {through}, after guesses on both"
+        );
+    }
+    net.run(1000);
+    assert!(matches!(
+        on_backup.call(&mut net, login("bob", "right")),
+        Ok(Reply::LoggedIn { .. })
+    ));
+}
