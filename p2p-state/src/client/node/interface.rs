@@ -1,0 +1,334 @@
+//! What the client node takes and gives: its configuration, the user's
+//! commands and their answers, inputs, outputs, timers and events.
+
+use super::*;
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub session: SessionConfig,
+    pub seeder: SeederConfig,
+    pub download: DownloadConfig,
+    /// Where our seeder listens, as peers should dial it.
+    pub seeder_addr: Option<SocketAddr>,
+}
+
+/// A user command, parsed and validated by the driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Any plain tracker request (create_user, login, list_groups, ...).
+    Tracker(Request),
+    /// `upload_file`: the driver hashed the file; `share` is its id for it.
+    Share {
+        group: GroupName,
+        meta: FileMeta,
+        share: ShareId,
+    },
+    /// `download_file`: `dest` is the driver's id for the destination;
+    /// `expected`, the file hash the user gave (`--hash`): metadata with
+    /// another is refused before anything is fetched.
+    Download {
+        group: GroupName,
+        file: FileName,
+        dest: u64,
+        expected: Option<Sha1Hash>,
+    },
+    ShowDownloads,
+    /// Sets (bytes per second) or lifts (`None`) one of the rate limits;
+    /// answered at once with all of them.
+    SetRate {
+        limit: RateLimit,
+        rate: Option<u64>,
+    },
+    /// The rate limits in force.
+    ShowRates,
+}
+
+/// One of the user-set transfer rate limits (issue 16 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    /// What the seeder uploads to all peers together.
+    Up,
+    /// What all downloads receive together.
+    Down,
+    /// What the seeder uploads on each connection.
+    UpPerPeer,
+    /// What a download receives from each seeder connection.
+    DownPerPeer,
+}
+
+/// The rate limits in force, bytes per second (`None`: unlimited).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rates {
+    pub up: Option<u64>,
+    pub down: Option<u64>,
+    pub up_per_peer: Option<u64>,
+    pub down_per_peer: Option<u64>,
+}
+
+/// What a finished command gives the user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandOk {
+    Reply(Reply),
+    /// `download_file` got the metadata and started in the background.
+    Started {
+        dl: DlId,
+    },
+    Downloads(Vec<DownloadLine>),
+    /// The rate limits now in force.
+    Rates(Rates),
+}
+
+/// One line of `show_downloads`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DownloadLine {
+    pub dl: DlId,
+    pub group: GroupName,
+    pub file: FileName,
+    pub progress: Option<Progress>,
+    /// Set when the download failed before it could start.
+    pub error: Option<Text>,
+}
+
+/// Where a download stands, as `show_downloads` marks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadMark {
+    /// `[D]`: getting the metadata, preparing or fetching pieces.
+    Downloading,
+    /// `[C]`: every piece verified and written.
+    Complete,
+    /// `[F]`: ended without the file.
+    Failed,
+}
+
+impl DownloadMark {
+    pub(super) fn of(error: Option<&Text>, state: Option<&DownloadState>) -> Self {
+        match (error, state) {
+            (Some(_), _) | (_, Some(DownloadState::Failed(_))) => DownloadMark::Failed,
+            (_, Some(DownloadState::Complete)) => DownloadMark::Complete,
+            _ => DownloadMark::Downloading,
+        }
+    }
+
+    /// `[D]`, `[C]` or `[F]`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DownloadMark::Downloading => "[D]",
+            DownloadMark::Complete => "[C]",
+            DownloadMark::Failed => "[F]",
+        }
+    }
+}
+
+impl DownloadLine {
+    pub fn state(&self) -> DownloadMark {
+        DownloadMark::of(
+            self.error.as_ref(),
+            self.progress.as_ref().map(|p| &p.state),
+        )
+    }
+
+    /// `[D]`, `[C]` or `[F]`.
+    pub fn mark(&self) -> &'static str {
+        self.state().as_str()
+    }
+}
+
+/// Why a client asks to be woken up ([`ClientNode::poll_timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientTimer {
+    Session(session::Timer),
+    Seeder(seeder::Timer),
+    Download(DlId, download::Timer),
+    /// The download rate limit allows a waiting download its next request.
+    DownloadRate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Command {
+        tag: CommandTag,
+        cmd: Command,
+    },
+    /// The tracker connection is up and its TLS handshake done; `peer` is
+    /// the key the tracker proved it holds.
+    TrackerConnected {
+        conn: SessionConn,
+        peer: KeyId,
+    },
+    TrackerConnectFailed {
+        conn: SessionConn,
+    },
+    TrackerFrame {
+        conn: SessionConn,
+        payload: Bytes,
+    },
+    TrackerClosed {
+        conn: SessionConn,
+    },
+    /// A peer connected to our seeder port from `addr` (its source
+    /// address, for the seeder's per-address limits) and proved it holds
+    /// `peer`.
+    PeerAccepted {
+        conn: u64,
+        peer: KeyId,
+        addr: IpAddr,
+    },
+    /// An outbound connection asked for by `PeerConnect` is up, TLS done
+    /// (`peer` is the seeder's proven key) / failed.
+    PeerConnected {
+        conn: u64,
+        peer: KeyId,
+    },
+    PeerConnectFailed {
+        conn: u64,
+    },
+    PeerFrame {
+        conn: u64,
+        payload: Bytes,
+    },
+    /// A `PeerMsg::Piece` frame the driver decoded and hashed itself.
+    PeerPiece {
+        conn: u64,
+        index: u32,
+        data: Bytes,
+        sha1: Sha1Hash,
+    },
+    PeerClosed {
+        conn: u64,
+    },
+    /// `<dest>.part` is open; `have` are the pieces its record says are verified.
+    DestReady {
+        dl: DlId,
+        have: PieceSet,
+    },
+    DestFailed {
+        dl: DlId,
+        reason: Text,
+    },
+    PieceWritten {
+        dl: DlId,
+        index: u32,
+    },
+    WriteFailed {
+        dl: DlId,
+        index: u32,
+        reason: Text,
+    },
+    /// `<dest>.part` was renamed into place.
+    Finalized {
+        dl: DlId,
+    },
+    FinalizeFailed {
+        dl: DlId,
+        reason: Text,
+    },
+    PieceRead {
+        conn: u64,
+        index: u32,
+        data: Bytes,
+    },
+    /// A `ReadPiece` answered without reading: the file holds the piece,
+    /// and the driver sends it from the file when told to
+    /// (`PeerOut::PieceFromFile`).
+    PieceInFile {
+        conn: u64,
+        index: u32,
+    },
+    ReadFailed {
+        conn: u64,
+        index: u32,
+    },
+}
+
+/// A message for a peer connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerOut {
+    Hello(Hello),
+    Msg(PeerMsg),
+    /// `PeerMsg::Piece { index, data }` whose data is the `len` bytes at
+    /// `offset` of `share`'s file: the driver sends them from the file
+    /// (`sendfile`), never through memory.
+    PieceFromFile {
+        share: ShareId,
+        index: u32,
+        offset: u64,
+        len: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    TrackerConnect {
+        conn: SessionConn,
+        addr: SocketAddr,
+    },
+    TrackerSend {
+        conn: SessionConn,
+        frame: Bytes,
+    },
+    TrackerClose {
+        conn: SessionConn,
+    },
+    PeerConnect {
+        conn: u64,
+        addr: SocketAddr,
+    },
+    PeerSend {
+        conn: u64,
+        msg: PeerOut,
+    },
+    PeerClose {
+        conn: u64,
+    },
+    /// Tracker `index` (in `tracker_info.txt` order) was not pinned and
+    /// proved `key` on first contact: the driver keeps the pin (the data
+    /// directory's `known_trackers`) and tells the user.
+    PinTracker {
+        index: usize,
+        key: KeyId,
+    },
+    /// Open or create `<dest>.part` for `meta`, load its piece record;
+    /// answer `DestReady` / `DestFailed`.
+    PrepareDest {
+        dl: DlId,
+        dest: u64,
+        meta: FileMeta,
+    },
+    WritePiece {
+        dl: DlId,
+        index: u32,
+        offset: u64,
+        data: Bytes,
+    },
+    /// Rename `<dest>.part` into place; answer `Finalized` / `FinalizeFailed`.
+    Finalize {
+        dl: DlId,
+    },
+    ReadPiece {
+        conn: u64,
+        share: ShareId,
+        index: u32,
+        offset: u64,
+        len: u32,
+    },
+    Done {
+        tag: CommandTag,
+        result: Result<CommandOk, ClientError>,
+    },
+    Event(ClientEvent),
+}
+
+/// Lines for the user that no command asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    Session(SessionEvent),
+    DownloadFinished {
+        dl: DlId,
+        group: GroupName,
+        file: FileName,
+        result: Result<(), Text>,
+    },
+    /// The tracker recorded where peers reach this client's seeder (after
+    /// each login or resume), or refused to.
+    SeederAddress(Result<std::net::SocketAddr, Text>),
+}
