@@ -772,5 +772,4 @@ impl Session {
 }
 
 #[cfg(test)]
-#[path = "tls_tests.rs"]
 mod tests;

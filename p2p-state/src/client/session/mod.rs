@@ -764,5 +764,4 @@ impl ClientSession {
 impl_machine!(ClientSession, SessionInput, SessionOutput, Timer);
 
 #[cfg(test)]
-#[path = "session_tests.rs"]
 mod tests;

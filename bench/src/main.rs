@@ -21,8 +21,13 @@
 //! scratch file is removed. The test files stay cached under
 //! `<target>/p2p-bench/cache`.
 
-#[path = "../bench/mod.rs"]
-mod bench;
+mod baseline;
+mod disk;
+mod proc;
+mod report;
+mod swarm;
+mod trace;
+mod tracker_load;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -30,11 +35,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 
-use bench::baseline::{self, MIB, Memory, Nginx};
-use bench::proc::{self, Res, WorkDir};
-use bench::report::{Download, Fig, Hashing, Report, RuntimeReport, Tracker};
-use bench::swarm::{self, Bins, Swarm};
-use bench::tracker_load;
+use crate::baseline::{MIB, Memory, Nginx};
+use crate::proc::{Res, WorkDir};
+use crate::report::{Download, Fig, Hashing, Report, RuntimeReport, Tracker};
+use crate::swarm::{Bins, Swarm};
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 enum RuntimeArg {
@@ -355,7 +359,7 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
                     cx.size / MIB,
                     sw.bins.runtime
                 );
-                match bench::trace::render(csv, out, &title) {
+                match trace::render(csv, out, &title) {
                     Ok(s) => cx.notes.push(format!("[{}] trace: {s}", sw.bins.runtime)),
                     Err(e) => cx.errors.push(format!("trace: {e}")),
                 }
@@ -544,9 +548,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if let Some(dir) = &args.disk_test {
-        return match bench::disk::run(dir, args.size * MIB) {
+        return match disk::run(dir, args.size * MIB) {
             Ok(runs) => {
-                print!("{}", bench::disk::table(dir, args.size * MIB, &runs));
+                print!("{}", disk::table(dir, args.size * MIB, &runs));
                 ExitCode::SUCCESS
             }
             Err(e) => {
