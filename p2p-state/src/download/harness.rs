@@ -35,7 +35,7 @@ use crate::time::{Duration, Instant};
 /// Simulated wall clock at the start (tickets compare against Unix ms).
 pub(crate) const T0: Instant = Instant(1_700_000_000_000);
 /// The share id every simulated seeder uses for the file.
-const SHARE: ShareId = ShareId(1);
+const SHARE: ShareId = ShareId::Upload(1);
 /// The downloading client's TLS key (the tracker names it in tickets).
 pub(crate) const DOWNLOADER_KEY: KeyId = KeyId([0x44; 32]);
 

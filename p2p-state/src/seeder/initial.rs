@@ -267,7 +267,7 @@ impl Initial {
 mod tests {
     use super::*;
 
-    const S: ShareId = ShareId(1);
+    const S: ShareId = ShareId::Upload(1);
 
     fn open(ini: &mut Initial, conn: u64, have: &PieceSet, others: usize) -> PieceSet {
         ini.on_open(ConnId(conn), S, have, others)

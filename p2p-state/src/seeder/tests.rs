@@ -17,7 +17,7 @@ use crate::time::{Duration, Instant};
 
 const NOW: Instant = Instant(1_700_000_000_000);
 const KEY: SeederKey = SeederKey([3; 32]);
-const SHARE: ShareId = ShareId(9);
+const SHARE: ShareId = ShareId::Upload(9);
 
 fn user(s: &str) -> UserName {
     UserName::new(s).unwrap()
@@ -271,7 +271,7 @@ fn a_valid_flow_reads_and_sends_the_right_piece() {
     assert_eq!(r.s.served_by_user()[&user("bob")], served);
     assert_eq!(r.s.stats().served, served);
     assert_eq!(r.s.share_served(SHARE), Some(served));
-    assert_eq!(r.s.share_served(ShareId(SHARE.0 + 1)), None);
+    assert_eq!(r.s.share_served(ShareId::Upload(10)), None);
 }
 
 #[test]
@@ -981,11 +981,17 @@ fn share_table_commands_check_their_arguments() {
         Err(ShareError::DuplicateId(SHARE))
     );
     assert_eq!(
-        r.s.add_share(r.now, ShareId(1), g.clone(), &meta(10), full),
+        r.s.add_share(r.now, ShareId::Upload(1), g.clone(), &meta(10), full),
         Err(ShareError::DuplicateFile(SHARE))
     );
     assert_eq!(
-        r.s.add_share(r.now, ShareId(1), g.clone(), &meta(10), PieceSet::full(9)),
+        r.s.add_share(
+            r.now,
+            ShareId::Upload(1),
+            g.clone(),
+            &meta(10),
+            PieceSet::full(9)
+        ),
         Err(ShareError::WrongPieceCount {
             have: 9,
             expected: 10
@@ -994,7 +1000,7 @@ fn share_table_commands_check_their_arguments() {
     let mut bad = meta(10);
     bad.piece_len = 1000;
     assert!(matches!(
-        r.s.add_share(r.now, ShareId(1), g, &bad, PieceSet::full(10)),
+        r.s.add_share(r.now, ShareId::Upload(1), g, &bad, PieceSet::full(10)),
         Err(ShareError::BadMetadata { .. })
     ));
     assert_eq!(
@@ -1005,8 +1011,8 @@ fn share_table_commands_check_their_arguments() {
         })
     );
     assert_eq!(
-        r.s.remove_share(r.now, ShareId(1)),
-        Err(ShareError::UnknownShare(ShareId(1)))
+        r.s.remove_share(r.now, ShareId::Upload(1)),
+        Err(ShareError::UnknownShare(ShareId::Upload(1)))
     );
 }
 

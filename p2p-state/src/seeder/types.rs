@@ -14,10 +14,36 @@ use crate::time::Duration;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct ConnId(pub u64);
 
-/// A file this client registered to serve (chosen by the driver, which
-/// keeps the open file or path for it). Peers never name paths.
+/// A file this client serves. Peers never name paths: the driver keeps
+/// the file behind each id.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct ShareId(pub u64);
+pub enum ShareId {
+    /// A file the user shared; the number is the driver's, which keeps
+    /// its path.
+    Upload(u64),
+    /// The partial file of the client's download with this number, served
+    /// while it downloads.
+    Download(u64),
+}
+
+impl ShareId {
+    /// The driver's number of an uploaded share (`None` for a download's).
+    pub fn upload(self) -> Option<u64> {
+        match self {
+            ShareId::Upload(n) => Some(n),
+            ShareId::Download(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for ShareId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShareId::Upload(n) => write!(f, "upload#{n}"),
+            ShareId::Download(n) => write!(f, "download#{n}"),
+        }
+    }
+}
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

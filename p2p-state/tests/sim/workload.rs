@@ -403,7 +403,11 @@ impl Workload {
                 .find(|(g, m, _)| *g == group && m.name == a.downloads[&dest].file)
         {
             let (share, meta2) = w.put_file(a.c, &group, &meta.name, data, meta.piece_len);
-            return Some(Act::Share(share.0, group, meta2));
+            return Some(Act::Share(
+                share.upload().expect("put_file shares an upload"),
+                group,
+                meta2,
+            ));
         }
         self.cat.next_name += 1;
         let name = match a.rng.random_ratio(1, 6) {
@@ -423,7 +427,11 @@ impl Workload {
         let piece_len = 1024u32 << a.rng.random_range(0..=4);
         let (share, meta) = w.put_file(a.c, &group, &name, Bytes::from(data), piece_len);
         self.stats.uploads += 1;
-        Some(Act::Share(share.0, group, meta))
+        Some(Act::Share(
+            share.upload().expect("put_file shares an upload"),
+            group,
+            meta,
+        ))
     }
 
     fn download(&mut self, i: usize) -> Option<Act> {
@@ -607,7 +615,7 @@ fn command_of(act: &Act, me: &UserName) -> Command {
         Act::Share(share, g, meta) => Command::Share {
             group: g.clone(),
             meta: meta.clone(),
-            share: p2p_state::seeder::ShareId(*share),
+            share: p2p_state::seeder::ShareId::Upload(*share),
         },
         Act::Download(g, f, dest) => Command::Download {
             group: g.clone(),

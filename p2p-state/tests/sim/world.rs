@@ -735,7 +735,7 @@ impl World {
         self.check.contents.insert(meta.file_hash, data.clone());
         h.disk.shared.insert(share, data);
         h.shares.insert(share, (group.clone(), meta.clone()));
-        (ShareId(share), meta)
+        (ShareId::Upload(share), meta)
     }
 
     /// Puts `data` on client `c`'s disk and shares it with `group`.
@@ -774,7 +774,7 @@ pub fn short_cmd(cmd: &Command) -> String {
         }
         Command::Share { group, meta, share } => format!(
             "Share {}/{} {}B/{} share {}",
-            group, meta.name, meta.size, meta.piece_len, share.0
+            group, meta.name, meta.size, meta.piece_len, share
         ),
         Command::Download {
             group, file, dest, ..

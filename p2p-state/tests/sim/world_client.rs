@@ -260,15 +260,15 @@ impl World {
         share: ShareId,
     ) -> Option<(p2p_proto::GroupName, p2p_proto::FileMeta)> {
         let h = &self.clients[c];
-        if share.0 >= cn::OUTBOUND {
-            let dl = share.0 & !cn::OUTBOUND;
-            let dest = h.dests.get(&dl).copied().unwrap_or(u64::MAX);
-            h.metas
-                .get(&dl)
-                .zip(h.dest_group.get(&dest))
-                .map(|(m, g)| (g.clone(), m.clone()))
-        } else {
-            h.shares.get(&share.0).cloned()
+        match share {
+            ShareId::Download(dl) => {
+                let dest = h.dests.get(&dl).copied().unwrap_or(u64::MAX);
+                h.metas
+                    .get(&dl)
+                    .zip(h.dest_group.get(&dest))
+                    .map(|(m, g)| (g.clone(), m.clone()))
+            }
+            ShareId::Upload(n) => h.shares.get(&n).cloned(),
         }
     }
 
@@ -285,16 +285,16 @@ impl World {
         damage: bool,
     ) -> Option<Vec<u8>> {
         let h = &self.clients[c];
-        let src = if share.0 >= cn::OUTBOUND {
-            let dl = share.0 & !cn::OUTBOUND;
-            let dest = h.dests.get(&dl).copied().unwrap_or(u64::MAX);
-            h.disk
-                .parts
-                .get(&dest)
-                .map(|p| &p.0[..])
-                .or(h.disk.finished.get(&dest).map(|b| &b[..]))
-        } else {
-            h.disk.shared.get(&share.0).map(|b| &b[..])
+        let src = match share {
+            ShareId::Download(dl) => {
+                let dest = h.dests.get(&dl).copied().unwrap_or(u64::MAX);
+                h.disk.parts.get(&dest).map(|p| &p.0[..]).or(h
+                    .disk
+                    .finished
+                    .get(&dest)
+                    .map(|b| &b[..]))
+            }
+            ShareId::Upload(n) => h.disk.shared.get(&n).map(|b| &b[..]),
         };
         let end = (off + u64::from(len)) as usize;
         let mut d = src.filter(|f| end <= f.len())?[off as usize..end].to_vec();

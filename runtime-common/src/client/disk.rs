@@ -216,7 +216,7 @@ pub fn load_shares(
             continue;
         }
         let id = p.next_id();
-        if node.add_local_share(ShareId(id), e.group.clone(), e.meta) {
+        if node.add_local_share(ShareId::Upload(id), e.group.clone(), e.meta) {
             p.shares.insert(id, (path, e.group));
         }
     }
@@ -230,7 +230,7 @@ pub fn shares_bytes(node: &ClientNode, paths: &Mutex<Paths>) -> Vec<u8> {
     let entries: Vec<ShareEntry> = node
         .shares()
         .filter_map(|(id, (group, meta))| {
-            let (path, _) = p.shares.get(&id.0)?;
+            let (path, _) = p.shares.get(&id.upload()?)?;
             Some(ShareEntry {
                 group: group.clone(),
                 path: path.as_os_str().as_bytes().to_vec(),
@@ -1187,7 +1187,7 @@ mod tests {
         meta.name = p2p_proto::FileName::new("evil.bin").unwrap();
         let (mut a, paths) = (node(), Arc::new(Mutex::new(Paths::new())));
         let group = GroupName::new("g1").unwrap();
-        assert!(a.add_local_share(ShareId(7), group.clone(), meta.clone()));
+        assert!(a.add_local_share(ShareId::Upload(7), group.clone(), meta.clone()));
         paths
             .lock()
             .unwrap()
@@ -1231,7 +1231,7 @@ mod tests {
         let meta = hash_file(&path, 1024).unwrap();
         let (mut a, paths) = (node(), Arc::new(Mutex::new(Paths::new())));
         let group = GroupName::new("g1").unwrap();
-        assert!(a.add_local_share(ShareId(7), group.clone(), meta.clone()));
+        assert!(a.add_local_share(ShareId::Upload(7), group.clone(), meta.clone()));
         paths
             .lock()
             .unwrap()

@@ -280,7 +280,7 @@ impl Commander {
         let mut p = self.paths.lock().expect("paths");
         let id = p.next_id();
         p.shares.insert(id, (path.to_path_buf(), group.clone()));
-        ShareId(id)
+        ShareId::Upload(id)
     }
 
     /// Registers a download destination: returns its id. An existing
@@ -620,10 +620,11 @@ impl<R: ClientIo> Core<R> {
                 self.next_tag += 1;
                 self.pending.insert(tag, reply);
                 if let Command::Share { share, .. } = &cmd
-                    && let Some((path, _)) = self.paths.lock().expect("paths").shares.get(&share.0)
+                    && let Some(n) = share.upload()
+                    && let Some((path, _)) = self.paths.lock().expect("paths").shares.get(&n)
                     && let Ok(f) = File::open(path)
                 {
-                    self.share_files.insert(share.0, Arc::new(f));
+                    self.share_files.insert(n, Arc::new(f));
                 }
                 self.node.handle_input(now, cn::Input::Command { tag, cmd });
             }
@@ -661,7 +662,10 @@ impl<R: ClientIo> Core<R> {
                     group: group.clone(),
                     file: meta.name.clone(),
                     size: meta.size,
-                    path: paths.shares.get(&id.0).map(|(p, _)| p.clone()),
+                    path: id
+                        .upload()
+                        .and_then(|n| paths.shares.get(&n))
+                        .map(|(p, _)| p.clone()),
                     served_pieces: served.pieces,
                     served_bytes: served.bytes,
                 }
@@ -674,7 +678,7 @@ impl<R: ClientIo> Core<R> {
             tracker_up: session.is_up(),
             download_served: downloads
                 .iter()
-                .filter_map(|l| Some((l.dl, seeder.share_served(ShareId(cn::OUTBOUND | l.dl))?)))
+                .filter_map(|l| Some((l.dl, seeder.share_served(ShareId::Download(l.dl))?)))
                 .collect(),
             downloads,
             shares,
@@ -827,25 +831,16 @@ impl<R: ClientIo> Core<R> {
     /// The file a piece is served from: a download in progress (partial
     /// seeding) or a registered share.
     fn piece_source(&mut self, share: ShareId) -> Option<Arc<File>> {
-        if share.0 >= cn::OUTBOUND {
-            return self
-                .dl_files
-                .get(&(share.0 & !cn::OUTBOUND))
-                .map(|f| f.file.clone());
-        }
-        if let Some(f) = self.share_files.get(&share.0) {
+        let n = match share {
+            ShareId::Download(dl) => return self.dl_files.get(&dl).map(|f| f.file.clone()),
+            ShareId::Upload(n) => n,
+        };
+        if let Some(f) = self.share_files.get(&n) {
             return Some(f.clone());
         }
-        let path = self
-            .paths
-            .lock()
-            .expect("paths")
-            .shares
-            .get(&share.0)?
-            .0
-            .clone();
+        let path = self.paths.lock().expect("paths").shares.get(&n)?.0.clone();
         let f = Arc::new(File::open(path).ok()?);
-        self.share_files.insert(share.0, f.clone());
+        self.share_files.insert(n, f.clone());
         Some(f)
     }
 }
@@ -910,7 +905,7 @@ mod tests {
         let file = Arc::new(File::open(&path).unwrap());
         let (offset, len) = (1_000u64, 30_000u32);
         let msg = PeerOut::PieceFromFile {
-            share: ShareId(1),
+            share: ShareId::Upload(1),
             index: 7,
             offset,
             len,

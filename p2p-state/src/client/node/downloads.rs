@@ -141,7 +141,7 @@ impl ClientNode {
         let _ = self
             .seeder
             .feed()
-            .add_share(now, ShareId(OUTBOUND | dl), group, &meta, have);
+            .add_share(now, ShareId::Download(dl), group, &meta, have);
     }
 
     pub(super) fn dl_input(&mut self, now: Instant, dl: DlId, input: download::Input) {
@@ -193,7 +193,7 @@ impl ClientNode {
             self.out.push_back(Output::PeerClose { conn });
         }
         if error.is_some() {
-            let _ = self.seeder.feed().remove_share(now, ShareId(OUTBOUND | dl));
+            let _ = self.seeder.feed().remove_share(now, ShareId::Download(dl));
         }
     }
 

@@ -10,8 +10,8 @@
 //!
 //! Connection ids: the driver numbers inbound peer connections below
 //! [`OUTBOUND`]; this machine numbers the outbound ones from [`OUTBOUND`] up.
-//! Share ids: uploads use ids the driver picks below [`OUTBOUND`] (it keeps
-//! their paths); a download's partial file is share `OUTBOUND | download`.
+//! Share ids: `ShareId::Upload` numbers are the driver's (it keeps their
+//! paths); a download's partial file is `ShareId::Download(download)`.
 //!
 //! Files: this one holds the machine's state, its inputs' dispatch, the
 //! pump that moves outputs between the parts, and its invariants;
@@ -299,7 +299,7 @@ impl ClientNode {
                 let _ = self
                     .seeder
                     .feed()
-                    .add_piece(now, ShareId(OUTBOUND | dl), index);
+                    .add_piece(now, ShareId::Download(dl), index);
                 self.dl_input(now, dl, download::Input::PieceWritten { index });
             }
             Input::WriteFailed { dl, index, reason } => {
@@ -533,7 +533,7 @@ impl ClientNode {
             .keys()
             .find(|id| self.seeder.get().share_pieces(**id).is_none())
         {
-            return Err(format!("share {} announced but not served", id.0));
+            return Err(format!("share {id} announced but not served"));
         }
         Ok(())
     }
