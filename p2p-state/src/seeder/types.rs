@@ -190,8 +190,8 @@ pub enum Input {
         data: Bytes,
     },
     /// A `ReadPiece` the driver answers without reading: the file holds
-    /// the piece's bytes, and the driver will send them from the file
-    /// itself (`sendfile`), when told to by `SendPieceFromFile`.
+    /// the piece's bytes, and the driver's writer will read them from the
+    /// file as it sends them, when told to by `SendPieceFromFile`.
     PieceInFile { conn: ConnId, index: u32 },
     /// A `ReadPiece` failed (file gone, short read...).
     ReadFailed { conn: ConnId, index: u32 },

@@ -150,7 +150,7 @@ impl World {
                 offset,
                 len,
             } => {
-                // What `sendfile` does: the bytes come from the file now.
+                // What the driver's writer does: the bytes come from the file now.
                 // If it is gone or short, the driver cuts the connection
                 // (the header may be out already).
                 let Some(data) = self.piece_bytes(c, share, index, offset, len, true) else {

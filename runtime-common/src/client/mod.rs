@@ -893,8 +893,8 @@ mod tests {
     }
 
     /// A piece in a file goes out framed exactly as the encoder frames
-    /// the same piece from memory (this sink reads it; the runtimes'
-    /// writers `sendfile` it).
+    /// the same piece from memory (this sink reads it, as the runtimes'
+    /// writers do before encrypting it).
     #[test]
     fn a_piece_from_a_file_is_framed_like_one_from_memory() {
         use std::io::Write;

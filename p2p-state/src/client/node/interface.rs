@@ -246,8 +246,9 @@ pub enum PeerOut {
     Hello(Hello),
     Msg(PeerMsg),
     /// `PeerMsg::Piece { index, data }` whose data is the `len` bytes at
-    /// `offset` of `share`'s file: the driver sends them from the file
-    /// (`sendfile`), never through memory.
+    /// `offset` of `share`'s file: the connection's writer reads them
+    /// from the file when it sends them, so no piece waits in memory
+    /// in the machine's queues.
     PieceFromFile {
         share: ShareId,
         index: u32,

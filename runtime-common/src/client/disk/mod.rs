@@ -1,0 +1,251 @@
+//! The client's disk side, the same for every runtime: plain blocking
+//! file I/O that a driver runs off its machine loop (on worker threads, or
+//! on smol's blocking pool).
+//!
+//! - [`hash_file`]: the piece hashes of a file to share, on every core,
+//!   reading whole pieces with `pread`, and its file hash (the root of
+//!   its piece hashes, [`file_root`]);
+//! - [`prepare_dest`]: `<dest>.part` and its record of verified pieces
+//!   (`<dest>.part.pieces`); on resume every piece the record claims is
+//!   re-hashed, so a torn record can cost a piece, never a wrong byte;
+//! - [`Job`] / [`run_job`]: one piece of disk work for the machine
+//!   (prepare, positioned write + record, rename into place, checking a
+//!   piece to serve is in its file and starting its read-ahead, saving the
+//!   share table), and the input it produces;
+//! - [`write_piece`]: pieces go to the part file through the page cache,
+//!   each handed to writeback at once and its pages dropped soon after
+//!   ([`CacheTrim`]: the cache holds a few MiB of a download, never the
+//!   whole file, and a write waits for the device only every
+//!   [`CACHE_TRIM_LAG`] pieces), or, when asked (`--direct-writes`), with
+//!   `O_DIRECT` straight from the piece's buffer where the file system
+//!   allows it (anything that does not fit the alignment rules takes the
+//!   buffered write). README, "Writing pieces to disk", has the figures
+//!   that chose the default;
+//! - the share table (`DATA_DIR/shares`, format in
+//!   [`p2p_state::client::shares`]): loaded at start (a damaged one is set
+//!   aside as `shares.damaged`, never half-read), saved after a share
+//!   succeeds, through a temporary file, both 0600 (the data directory's
+//!   rule, [`crate::private`]).
+//!
+//! Files: `mod.rs` the jobs and [`run_job`]; `hash.rs`; `share_table.rs`;
+//! `write.rs` (piece writes, [`CacheTrim`]); `dest.rs` (the part file, its
+//! record and the destination's safety rules); `tests.rs`.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use bytes::Bytes;
+use p2p_proto::{FileMeta, GroupName, PieceSet, Sha1Hash, Text, Wire};
+use p2p_state::client::node::{self as cn, ClientNode};
+use p2p_state::client::shares::{self, ShareEntry};
+use p2p_state::hash::{file_root, sha1};
+use p2p_state::seeder::ShareId;
+use rustix::fs::{AtFlags, FallocateFlags, Mode, OFlags, RenameFlags};
+
+use crate::buffers::{self, DIRECT_ALIGN};
+
+mod dest;
+mod hash;
+mod share_table;
+mod write;
+
+pub use dest::*;
+pub use hash::*;
+pub use share_table::*;
+pub use write::*;
+
+/// An open download destination.
+#[derive(Debug)]
+pub struct DlFile {
+    pub file: Arc<File>,
+    /// The same file opened with `O_DIRECT`, when the file system allows
+    /// it (see [`write_piece`]).
+    pub direct: Option<Arc<File>>,
+    /// Pieces written through the page cache, whose pages are dropped
+    /// once written back (see [`CacheTrim`]).
+    pub trim: Arc<CacheTrim>,
+    pub part: PathBuf,
+    pub dest: PathBuf,
+    /// The directory it is written in, held open (see [`DestDir`]).
+    pub dir: Arc<DestDir>,
+    pub record: Arc<Mutex<(File, PieceSet)>>,
+}
+
+/// Disk work off the machine loop.
+#[derive(Debug)]
+pub enum Job {
+    Prepare {
+        dl: u64,
+        dest: PathBuf,
+        meta: FileMeta,
+        /// Also open the part file with `O_DIRECT` (see [`write_piece`]).
+        direct_io: bool,
+        /// Replace an existing destination file.
+        overwrite: bool,
+    },
+    Write {
+        dl: u64,
+        file: Arc<File>,
+        direct: Option<Arc<File>>,
+        trim: Arc<CacheTrim>,
+        record: Arc<Mutex<(File, PieceSet)>>,
+        index: u32,
+        offset: u64,
+        data: Bytes,
+    },
+    Finalize {
+        dl: u64,
+        dir: Arc<DestDir>,
+    },
+    /// A piece to serve: the file must hold its bytes; the connection's
+    /// writer then reads them (`pread` into a pooled buffer) and encrypts
+    /// them onto the connection.
+    Serve {
+        conn: u64,
+        file: Arc<File>,
+        index: u32,
+        offset: u64,
+        len: u32,
+    },
+    /// Replaces the share table in `dir` with `bytes` (see [`shares_bytes`]).
+    SaveShares {
+        dir: PathBuf,
+        bytes: Vec<u8>,
+    },
+}
+
+/// What a finished job tells the machine loop.
+#[derive(Debug)]
+pub enum JobDone {
+    Input(cn::Input),
+    /// A destination was opened (and its claimed pieces re-verified).
+    Prepared {
+        dl: u64,
+        file: Box<DlFile>,
+        have: PieceSet,
+    },
+    /// Nothing to report.
+    Nothing,
+}
+
+fn text(e: impl std::fmt::Display) -> Text {
+    Text::new(e.to_string())
+}
+
+/// Runs one job (blocking file I/O).
+pub fn run_job(job: Job) -> JobDone {
+    match job {
+        Job::Prepare {
+            dl,
+            dest,
+            meta,
+            direct_io,
+            overwrite,
+        } => match prepare_dest(&dest, &meta, direct_io, overwrite) {
+            Ok((file, have)) => JobDone::Prepared {
+                dl,
+                file: Box::new(file),
+                have,
+            },
+            Err(e) => JobDone::Input(cn::Input::DestFailed {
+                dl,
+                reason: text(e),
+            }),
+        },
+        Job::Write {
+            dl,
+            file,
+            direct,
+            trim,
+            record,
+            index,
+            offset,
+            data,
+        } => {
+            if let Some(d) = test_write_delay() {
+                thread::sleep(d);
+            }
+            let r =
+                write_piece(&file, direct.as_deref(), Some(&trim), &data, offset).and_then(|_| {
+                    let mut rec = record.lock().expect("record");
+                    rec.1.insert(index);
+                    let bytes = rec.1.to_bytes();
+                    rec.0.write_all_at(&bytes, 0)
+                });
+            crate::trace::disk_done(data.len() as u64);
+            drop(data);
+            JobDone::Input(match r {
+                Ok(()) => {
+                    crate::trace::add(&crate::trace::PIECES_WRITTEN, 1);
+                    cn::Input::PieceWritten { dl, index }
+                }
+                Err(e) => cn::Input::WriteFailed {
+                    dl,
+                    index,
+                    reason: text(e),
+                },
+            })
+        }
+        Job::Finalize { dl, dir } => JobDone::Input(match dir.finalize() {
+            Ok(()) => cn::Input::Finalized { dl },
+            Err(e) => cn::Input::FinalizeFailed {
+                dl,
+                reason: text(e),
+            },
+        }),
+        Job::Serve {
+            conn,
+            file,
+            index,
+            offset,
+            len,
+        } => JobDone::Input(match check_serve(&file, offset, len) {
+            Ok(()) => cn::Input::PieceInFile { conn, index },
+            Err(_) => cn::Input::ReadFailed { conn, index },
+        }),
+        Job::SaveShares { dir, bytes } => {
+            save_shares(&dir, &bytes);
+            JobDone::Nothing
+        }
+    }
+}
+
+/// Test hook, never set in normal use: when this environment variable
+/// holds a number of milliseconds, every piece write takes that much
+/// longer, as on a device slower than the network. The end-to-end test of
+/// the disk queue's bound (`bins/tests/walkthrough.rs`) sets it.
+pub const TEST_WRITE_DELAY_ENV: &str = "P2P_TEST_WRITE_DELAY_MS";
+
+/// The delay [`TEST_WRITE_DELAY_ENV`] asks for (read once).
+fn test_write_delay() -> Option<std::time::Duration> {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    *DELAY.get_or_init(|| {
+        let ms = std::env::var(TEST_WRITE_DELAY_ENV).ok()?.parse().ok()?;
+        Some(std::time::Duration::from_millis(ms))
+    })
+}
+
+/// Checks that `file` holds `len` bytes at `offset`, and asks the kernel
+/// to start reading them into the page cache (`posix_fadvise` WILLNEED),
+/// so the writer's read that follows rarely waits for the disk.
+fn check_serve(file: &File, offset: u64, len: u32) -> io::Result<()> {
+    let end = offset + u64::from(len);
+    if file.metadata()?.len() < end {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let len = std::num::NonZeroU64::new(u64::from(len));
+    rustix::fs::fadvise(file, offset, len, rustix::fs::Advice::WillNeed)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,427 @@
+//! Tests of the client's disk side: hashing, the share table, piece
+//! writes and the destination's safety rules.
+
+use super::*;
+use std::io::Write;
+
+/// The definition, one piece after the other from the bytes in memory.
+fn sequential(data: &[u8], piece_len: u32) -> (Vec<Sha1Hash>, Sha1Hash) {
+    let pieces: Vec<Sha1Hash> = data.chunks(piece_len as usize).map(sha1).collect();
+    let root = file_root(data.len() as u64, piece_len, &pieces);
+    (pieces, root)
+}
+
+fn file_of(dir: &Path, len: usize) -> (PathBuf, Vec<u8>) {
+    let data: Vec<u8> = (0..len as u64)
+        .map(|i| (i.wrapping_mul(0x9e37_79b9) >> 7) as u8)
+        .collect();
+    let path = dir.join(format!("f-{len}.bin"));
+    File::create(&path).unwrap().write_all(&data).unwrap();
+    (path, data)
+}
+
+#[test]
+fn parallel_hashing_matches_the_sequential_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    for piece_len in [1024u32, p2p_proto::limits::PIECE_LEN] {
+        let p = piece_len as usize;
+        for len in [0, 1, p - 1, p, p + 1, 5 * p + 17] {
+            let (path, data) = file_of(dir.path(), len);
+            let (pieces, root) = sequential(&data, piece_len);
+            let file = File::open(&path).unwrap();
+            for workers in [1, 2, 3, 8] {
+                let got = hash_pieces(&file, len as u64, piece_len, workers, &|_| {}).unwrap();
+                assert_eq!(got, pieces, "len {len}, piece {p}, {workers} threads");
+            }
+            let meta = hash_file(&path, piece_len).unwrap();
+            assert_eq!(meta.piece_hashes, pieces, "len {len}, piece {p}");
+            assert_eq!(meta.file_hash, root, "len {len}, piece {p}");
+            assert_eq!((meta.size, meta.piece_len), (len as u64, piece_len));
+            meta.validate().unwrap();
+        }
+    }
+}
+
+/// The destination gets every byte exactly, whichever way each piece
+/// goes: an aligned whole piece (straight from its buffer with
+/// `O_DIRECT`), a whole piece whose buffer is not aligned (copied to
+/// an aligned one first), and a short last piece (the buffered file).
+#[test]
+fn pieces_land_byte_exact_through_direct_and_buffered_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let piece = 64 * 1024usize;
+    let size = 3 * piece + 1000;
+    let data: Vec<u8> = (0..size as u32).map(|i| (i % 251) as u8).collect();
+    let pieces: Vec<Sha1Hash> = data.chunks(piece).map(sha1).collect();
+    let meta = FileMeta {
+        name: p2p_proto::FileName::new("f.bin").unwrap(),
+        size: size as u64,
+        piece_len: piece as u32,
+        file_hash: file_root(size as u64, piece as u32, &pieces),
+        piece_hashes: pieces,
+    };
+    let dest = dir.path().join("f.bin");
+    let (dl, have) = prepare_dest(&dest, &meta, true, false).unwrap();
+    assert!(have.is_empty());
+    // Asked not to, it never opens the file with O_DIRECT.
+    let (buffered, _) = prepare_dest(&dir.path().join("g.bin"), &meta, false, false).unwrap();
+    assert!(buffered.direct.is_none());
+    // Where the file system has O_DIRECT (ext4, xfs, btrfs: the CI
+    // machine's /tmp), it is used.
+    if dl.direct.is_none() {
+        eprintln!(
+            "note: no O_DIRECT on {}; buffered only",
+            dir.path().display()
+        );
+    }
+    let direct = dl.direct.as_deref();
+    // Piece 0 from an aligned pooled buffer.
+    let mut buf = buffers::take(piece + DIRECT_ALIGN);
+    let at = buffers::aligned_start(&buf, 0);
+    buf[at..at + piece].copy_from_slice(&data[..piece]);
+    let aligned = buffers::freeze(buf, at..at + piece);
+    assert_eq!(aligned.as_ptr().align_offset(DIRECT_ALIGN), 0);
+    write_piece(&dl.file, direct, None, &aligned, 0).unwrap();
+    // Piece 2, then piece 1, from buffers one byte off alignment.
+    for i in [2usize, 1] {
+        let mut v = vec![0u8; piece + 1];
+        let off = usize::from(v.as_ptr().align_offset(DIRECT_ALIGN) == 0);
+        v[off..off + piece].copy_from_slice(&data[i * piece..(i + 1) * piece]);
+        let unaligned = &v[off..off + piece];
+        assert_ne!(unaligned.as_ptr().align_offset(DIRECT_ALIGN), 0);
+        write_piece(&dl.file, direct, None, unaligned, (i * piece) as u64).unwrap();
+    }
+    // The short tail.
+    let tail = &data[3 * piece..];
+    write_piece(&dl.file, direct, Some(&dl.trim), tail, (3 * piece) as u64).unwrap();
+    assert_eq!(fs::read(&dl.part).unwrap(), data);
+}
+
+/// Buffered writes handed to a [`CacheTrim`] land byte-exact, and it
+/// waits for the device every [`CACHE_TRIM_LAG`] pieces.
+#[test]
+fn cache_trim_keeps_the_bytes_and_at_most_its_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let piece = 4096;
+    let n = CACHE_TRIM_LAG + 5;
+    let data: Vec<u8> = (0..n * piece).map(|i| (i % 253) as u8).collect();
+    let path = dir.path().join("f");
+    let file = File::create(&path).unwrap();
+    let trim = CacheTrim::default();
+    for (i, chunk) in data.chunks(piece).enumerate().rev() {
+        write_piece(&file, None, Some(&trim), chunk, (i * piece) as u64).unwrap();
+        assert!(trim.pending() < CACHE_TRIM_LAG);
+    }
+    assert_eq!(trim.pending(), 5, "waited once, after {CACHE_TRIM_LAG}");
+    assert_eq!(fs::read(&path).unwrap(), data);
+}
+
+/// A small file's metadata (pieces of 1 KiB).
+fn meta_of(data: &[u8]) -> FileMeta {
+    let pieces: Vec<Sha1Hash> = data.chunks(1024).map(sha1).collect();
+    FileMeta {
+        name: p2p_proto::FileName::new("f.bin").unwrap(),
+        size: data.len() as u64,
+        piece_len: 1024,
+        file_hash: file_root(data.len() as u64, 1024, &pieces),
+        piece_hashes: pieces,
+    }
+}
+
+/// A symbolic link planted as `<dest>.part` or `<dest>.part.pieces`
+/// (pointing at a victim file) is refused with an error that names it;
+/// the victim keeps every byte.
+#[test]
+fn planted_symlinks_are_refused_and_the_victim_is_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = meta_of(&[7u8; 5000]);
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"precious bytes").unwrap();
+    for suffix in [".part", ".part.pieces"] {
+        let dest = dir.path().join(format!("d{}.bin", suffix.len()));
+        let trap = PathBuf::from(format!("{}{suffix}", dest.display()));
+        std::os::unix::fs::symlink(&victim, &trap).unwrap();
+        let err = prepare_dest(&dest, &meta, false, false).unwrap_err();
+        assert!(
+            matches!(&err, DestError::NotRegular { path, kind: "a symbolic link" } if *path == trap),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("refusing"), "{err}");
+        assert_eq!(fs::read(&victim).unwrap(), b"precious bytes");
+    }
+}
+
+/// A FIFO (opening it must not hang), a directory, a file with another
+/// hard link: none is written into.
+#[test]
+fn part_files_that_are_not_plain_files_of_ours_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = meta_of(&[7u8; 5000]);
+    let d = rustix::fs::open(dir.path(), OFlags::DIRECTORY, Mode::empty()).unwrap();
+    rustix::fs::mknodat(
+        &d,
+        "fifo.bin.part",
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let err = prepare_dest(&dir.path().join("fifo.bin"), &meta, false, false).unwrap_err();
+    assert!(
+        matches!(err, DestError::NotRegular { kind: "a FIFO", .. }),
+        "{err:?}"
+    );
+    fs::create_dir(dir.path().join("dir.bin.part")).unwrap();
+    let err = prepare_dest(&dir.path().join("dir.bin"), &meta, false, false).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DestError::NotRegular {
+                kind: "a directory",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    fs::hard_link(&victim, dir.path().join("hl.bin.part")).unwrap();
+    let err = prepare_dest(&dir.path().join("hl.bin"), &meta, false, false).unwrap_err();
+    assert!(matches!(err, DestError::Linked { .. }), "{err:?}");
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    // Another user's file (only root can make one here).
+    let theirs = dir.path().join("theirs.bin.part");
+    fs::write(&theirs, b"planted").unwrap();
+    if std::os::unix::fs::chown(&theirs, Some(54321), None).is_ok() {
+        let err = prepare_dest(&dir.path().join("theirs.bin"), &meta, false, false).unwrap_err();
+        assert!(matches!(err, DestError::NotOwned { .. }), "{err:?}");
+        assert_eq!(fs::read(&theirs).unwrap(), b"planted");
+    } else {
+        eprintln!("note: not root; another user's part file not tried");
+    }
+}
+
+/// An existing destination is kept unless asked to replace it, both
+/// when the download starts and when it is put in place; a part file
+/// left by an earlier run (a regular file of ours) is resumed.
+#[test]
+fn an_existing_destination_is_replaced_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+    let meta = meta_of(&data);
+    let dest = dir.path().join("f.bin");
+    fs::write(&dest, b"mine").unwrap();
+    let err = prepare_dest(&dest, &meta, false, false).unwrap_err();
+    assert!(
+        matches!(&err, DestError::Exists { path } if *path == dest),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--force"), "{err}");
+    assert!(!part_path(&dest).exists(), "nothing created");
+    // Started while the destination was free; someone puts a file
+    // there before the end: it is kept, the download fails.
+    fs::remove_file(&dest).unwrap();
+    let (dl, _) = prepare_dest(&dest, &meta, false, false).unwrap();
+    dl.file.write_all_at(&data, 0).unwrap();
+    fs::write(&dest, b"mine").unwrap();
+    assert!(matches!(dl.dir.finalize(), Err(DestError::Exists { .. })));
+    assert_eq!(fs::read(&dest).unwrap(), b"mine");
+    // Resumed (the part file is reopened) with --force: replaced.
+    let (dl, _) = prepare_dest(&dest, &meta, false, true).unwrap();
+    assert_eq!(
+        fs::read(&dl.part).unwrap(),
+        data,
+        "the part file was resumed"
+    );
+    dl.dir.finalize().unwrap();
+    assert_eq!(fs::read(&dest).unwrap(), data);
+    assert!(!part_path(&dest).exists());
+    assert!(!record_path(&part_path(&dest)).exists());
+    // A directory is never replaced.
+    fs::create_dir(dir.path().join("d.bin")).unwrap();
+    let err = prepare_dest(&dir.path().join("d.bin"), &meta, false, true).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DestError::NotRegular {
+                kind: "a directory",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+/// The part file gets its full length up front, and the free-space
+/// rule holds at its bound: exactly the free space is enough, one
+/// byte more is refused with a message saying what to do.
+#[test]
+fn space_is_checked_and_allocated_before_fetching() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = meta_of(&[1u8; 5000]);
+    let (dl, _) = prepare_dest(&dir.path().join("f.bin"), &meta, false, false).unwrap();
+    assert_eq!(dl.file.metadata().unwrap().len(), 5000);
+    assert!(check_space(dir.path(), 1000, 1000).is_ok());
+    let err = check_space(dir.path(), 1001, 1000).unwrap_err();
+    assert!(matches!(
+        err,
+        DestError::NoSpace {
+            need: 1001,
+            free: 1000,
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("free some space"), "{err}");
+    // A file larger than the file system's free space is refused
+    // before anything is written.
+    let vfs = rustix::fs::statvfs(dir.path()).unwrap();
+    let free = (vfs.f_bavail as u64).saturating_mul(vfs.f_frsize as u64);
+    let mut huge = meta.clone();
+    huge.size = free + (1 << 30);
+    let dest = dir.path().join("huge.bin");
+    let err = prepare_dest(&dest, &huge, false, false).unwrap_err();
+    assert!(matches!(err, DestError::NoSpace { .. }), "{err:?}");
+    assert_eq!(fs::metadata(part_path(&dest)).unwrap().len(), 0);
+}
+
+fn node() -> ClientNode {
+    use p2p_state::client::node::ClientConfig;
+    use p2p_state::client::session::SessionConfig;
+    let addr = "127.0.0.1:9".parse().unwrap();
+    let cfg = ClientConfig {
+        session: SessionConfig::new(vec![addr], 0),
+        seeder: Default::default(),
+        download: Default::default(),
+        seeder_addr: None,
+    };
+    ClientNode::new(cfg, 1, p2p_state::Instant(0))
+}
+
+/// A shared file whose name holds a newline and a tab (what forged a
+/// second record in the old line format) is saved and loaded back
+/// with its exact path, and nothing else appears.
+#[test]
+fn share_table_round_trips_any_file_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = vec![5u8; 3000];
+    let path = dir.path().join("evil\ng1\trel.bin\t00");
+    fs::write(&path, &data).unwrap();
+    let mut meta = hash_file(&path, 1024).unwrap_or_else(|_| meta_of(&data));
+    meta.name = p2p_proto::FileName::new("evil.bin").unwrap();
+    let (mut a, paths) = (node(), Arc::new(Mutex::new(Paths::new())));
+    let group = GroupName::new("g1").unwrap();
+    assert!(a.add_local_share(ShareId::Upload(7), group.clone(), meta.clone()));
+    paths
+        .lock()
+        .unwrap()
+        .shares
+        .insert(7, (path.clone(), group.clone()));
+    save_shares(dir.path(), &shares_bytes(&a, &paths));
+    let (mut b, paths) = (node(), Arc::new(Mutex::new(Paths::new())));
+    assert_eq!(load_shares(dir.path(), &mut b, &paths), None);
+    let loaded: Vec<_> = paths.lock().unwrap().shares.values().cloned().collect();
+    assert_eq!(loaded, vec![(path, group)]);
+    assert_eq!(b.shares().count(), 1);
+}
+
+/// The share table (where this client's files are) and its temporary
+/// file are 0600 with the usual umask, even over a loose stale
+/// temporary file.
+#[test]
+fn the_share_table_is_owner_only() {
+    rustix::process::umask(Mode::from_raw_mode(0o022));
+    let dir = tempfile::tempdir().unwrap();
+    let (a, paths) = (node(), Arc::new(Mutex::new(Paths::new())));
+    save_shares(dir.path(), &shares_bytes(&a, &paths));
+    let mode = |n: &str| crate::private::mode_of(&dir.path().join(n)).unwrap();
+    assert_eq!(mode(SHARES_FILE), 0o600);
+    fs::remove_file(dir.path().join(SHARES_FILE)).unwrap();
+    let tmp = dir.path().join(format!("{SHARES_FILE}.tmp"));
+    fs::write(&tmp, b"stale").unwrap();
+    fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    save_shares(dir.path(), &shares_bytes(&a, &paths));
+    assert_eq!(mode(SHARES_FILE), 0o600);
+}
+
+/// A damaged table, and one in the old line format, are set aside as
+/// `shares.damaged` and nothing in them is trusted.
+#[test]
+fn a_damaged_share_table_is_set_aside_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = vec![5u8; 3000];
+    let path = dir.path().join("a.bin");
+    fs::write(&path, &data).unwrap();
+    let meta = hash_file(&path, 1024).unwrap();
+    let (mut a, paths) = (node(), Arc::new(Mutex::new(Paths::new())));
+    let group = GroupName::new("g1").unwrap();
+    assert!(a.add_local_share(ShareId::Upload(7), group.clone(), meta.clone()));
+    paths
+        .lock()
+        .unwrap()
+        .shares
+        .insert(7, (path.clone(), group));
+    let mut good = shares_bytes(&a, &paths);
+    let last = good.len() - 1;
+    good[last] ^= 1;
+    let hex: String = meta.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let old = format!("g1\t{}\t{hex}\n", path.display()).into_bytes();
+    for table in [good, old] {
+        fs::write(dir.path().join(SHARES_FILE), &table).unwrap();
+        let (mut b, paths) = (node(), Arc::new(Mutex::new(Paths::new())));
+        let aside = load_shares(dir.path(), &mut b, &paths).expect("set aside");
+        assert_eq!(aside, dir.path().join("shares.damaged"));
+        assert_eq!(fs::read(&aside).unwrap(), table, "kept as it was");
+        assert!(!dir.path().join(SHARES_FILE).exists());
+        assert!(paths.lock().unwrap().shares.is_empty());
+        assert_eq!(b.shares().count(), 0);
+    }
+}
+
+/// A piece to serve is checked against the file's length (a file
+/// that shrank since it was shared is a failed read, never a short
+/// piece); the bytes themselves are read later, by the connection's
+/// writer.
+#[test]
+fn serving_checks_the_file_holds_the_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = file_of(dir.path(), 10_000);
+    let file = Arc::new(File::open(&path).unwrap());
+    let serve = |offset: u64, len: u32| {
+        let job = Job::Serve {
+            conn: 3,
+            file: file.clone(),
+            index: 1,
+            offset,
+            len,
+        };
+        match run_job(job) {
+            JobDone::Input(i) => i,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(matches!(
+        serve(5_000, 5_000),
+        cn::Input::PieceInFile { conn: 3, index: 1 }
+    ));
+    assert!(matches!(
+        serve(5_000, 5_001),
+        cn::Input::ReadFailed { conn: 3, index: 1 }
+    ));
+}
+
+#[test]
+fn progress_reaches_the_size_and_a_short_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = file_of(dir.path(), 10 * 1024 + 5);
+    let max = AtomicU64::new(0);
+    hash_file_with_progress(&path, 1024, &|n| {
+        max.fetch_max(n, Ordering::Relaxed);
+    })
+    .unwrap();
+    assert_eq!(max.load(Ordering::Relaxed), 10 * 1024 + 5);
+    // The file is shorter than the size asked for: an error, not a
+    // hash of zeros.
+    let file = File::open(&path).unwrap();
+    let r = hash_pieces(&file, 20 * 1024, 1024, 2, &|_| {});
+    assert_eq!(r.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+}
