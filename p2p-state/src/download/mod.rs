@@ -16,11 +16,11 @@
 //! piece is written: the file is never read back whole.
 //!
 //! Files:
-//! - `types.rs`: [`Input`], [`Output`], [`DownloadConfig`], [`DownloadError`];
+//! - `interface.rs`: [`Input`], [`Output`], [`DownloadConfig`], [`DownloadError`];
 //! - `picker.rs`: piece states, availability, rarest-first and endgame picks;
 //! - `peer.rs`: per-peer state, rate/latency estimates, window, timeouts;
-//! - `recv.rs`: reactions to connection events, messages and pieces;
-//! - `pump.rs`: after each input: connect, fill requests, arm timers;
+//! - `react.rs`: reactions to connection events, messages and pieces;
+//! - `schedule.rs`: after each input: connect, fill requests, arm timers;
 //! - `progress.rs`: [`Progress`] and [`WaitingReason`] for `show_downloads`;
 //! - `rate_tests.rs` (tests): the rate limits over simulated time;
 //! - `harness.rs` (tests): an in-memory world of one download and N seeders.
@@ -51,12 +51,12 @@
 //! [`Download::poll_output`] until `None`, then read
 //! [`Download::poll_timeout`]. `now` never goes backwards.
 
+mod interface;
 mod peer;
 mod picker;
 mod progress;
-mod pump;
-mod recv;
-mod types;
+mod react;
+mod schedule;
 
 #[cfg(test)]
 pub(crate) mod harness;
@@ -69,10 +69,10 @@ mod sim_tests;
 #[cfg(test)]
 mod tests;
 
+pub use interface::*;
 pub use progress::{
     DownloadState, PeerProblem, PeerProgress, Progress, WAITING_WINDOW, WaitingReason,
 };
-pub use types::*;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

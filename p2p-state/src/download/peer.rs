@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 
 use p2p_proto::{KeyId, PieceSet, Ticket, UserName};
 
-use super::types::DownloadConfig;
+use super::interface::DownloadConfig;
 use crate::rate::TokenBucket;
 use crate::time::{Duration, Instant};
 

@@ -17,7 +17,7 @@ use p2p_proto::PieceSet;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::types::PeerId;
+use super::interface::PeerId;
 use crate::time::Instant;
 
 /// Where one piece stands.

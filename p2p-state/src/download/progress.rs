@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use p2p_proto::{PieceSet, RejectReason, Text, UserName};
 
-use super::types::{DisconnectReason, DownloadError};
+use super::interface::{DisconnectReason, DownloadError};
 use crate::time::{Duration, Instant};
 
 /// Where a download is in its life.

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use p2p_proto::PieceSet;
 
-use super::types::{ConnId, ShareId};
+use super::interface::{ConnId, ShareId};
 
 /// One share registered whole.
 #[derive(Clone, Debug)]

@@ -13,7 +13,7 @@
 //! it first (another `Open` for the same file and downloader, checked the
 //! same way; the connection then runs on until that one expires). Then `Request { index }` of a held piece becomes a
 //! `ReadPiece` for the driver and, when the bytes come back, a `Piece`.
-//! Limits (named constants in `types.rs`): a connection takes a *serving
+//! Limits (named constants in `interface.rs`): a connection takes a *serving
 //! slot* only when its ticket verifies; slots are bounded in total, per
 //! downloading user and per source address (`Busy` at `Open` beyond).
 //! Connections that have shown no ticket yet are bounded apart, in total
@@ -34,10 +34,10 @@
 //! `initial.rs`), where later downloaders see a growing subset so that each
 //! piece goes out about once before any goes twice.
 //!
-//! Files: `types.rs` (vocabulary and limits), `conn.rs` (one connection's
+//! Files: `interface.rs` (vocabulary and limits), `downloader.rs` (one connection's
 //! request queue), `initial.rs` (initial seeding), `tests.rs`.
 
-mod conn;
+mod downloader;
 mod initial;
 /// How the driver answered a `ReadPiece`.
 enum Read {
@@ -47,11 +47,11 @@ enum Read {
     Failed,
 }
 
+mod interface;
 #[cfg(test)]
 mod tests;
-mod types;
 
-pub use types::*;
+pub use interface::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -61,7 +61,7 @@ use crate::rate::TokenBucket;
 use crate::ticket::{self, TicketError};
 use crate::time::Instant;
 use crate::timer::TimerTable;
-use conn::{Admit, Conn, ConnState};
+use downloader::{Admit, Conn, ConnState};
 use initial::{Initial, Show};
 use p2p_proto::{
     FileMeta, FileName, GroupName, KeyId, PeerMsg, PieceSet, RejectReason, SeederKey, Sha1Hash,
@@ -929,7 +929,7 @@ impl Seeder {
         }
         let reading = |i: &u32| self.reads.contains(&(id, *i));
         for (i, r) in &c.pending {
-            if (*r == conn::Req::Queued) == reading(i) {
+            if (*r == downloader::Req::Queued) == reading(i) {
                 return Err(format!(
                     "{id}: piece {i} is {r:?} but read-in-flight disagrees"
                 ));

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use p2p_proto::{KeyId, UserName};
 
-use super::types::{Served, ShareId};
+use super::interface::{Served, ShareId};
 use crate::rate::TokenBucket;
 use crate::time::Instant;
 
