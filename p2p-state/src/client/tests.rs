@@ -625,7 +625,7 @@ fn requests_of_two_downloads(max_rate: Option<u64>, secs: u64) -> Vec<usize> {
         conns.push(conn);
     }
     let mut counts = vec![0usize; conns.len()];
-    let mut count = |out: Vec<Output>, counts: &mut Vec<usize>| {
+    let count = |out: Vec<Output>, counts: &mut Vec<usize>| {
         for o in out {
             if let Output::PeerSend {
                 conn,
