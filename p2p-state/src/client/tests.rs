@@ -50,16 +50,13 @@ fn started_with(meta: FileMeta) -> (Vec<Output>, ClientNode, u64) {
     asked_for(file, None, meta)
 }
 
-/// `download_file file [--hash expected]` answered with `meta`.
-fn asked_for(
-    file: FileName,
-    expected: Option<Sha1Hash>,
-    meta: FileMeta,
-) -> (Vec<Output>, ClientNode, u64) {
+/// A client node with `download`'s settings, connected to its tracker
+/// (hellos exchanged), and its tracker connection.
+fn connected(download: DownloadConfig) -> (ClientNode, u64) {
     let cfg = ClientConfig {
         session: SessionConfig::new(vec![tracker()], 0),
         seeder: SeederConfig::default(),
-        download: DownloadConfig::default(),
+        download,
         seeder_addr: None,
     };
     let mut n = ClientNode::new(cfg, 7, T0);
@@ -70,15 +67,19 @@ fn asked_for(
     let peer = KeyId([0x54; 32]);
     n.handle_input(T0, Input::TrackerConnected { conn, peer });
     drain(&mut n);
-    let hello = Hello::new(Role::Server).to_bytes();
-    n.handle_input(
-        T0,
-        Input::TrackerFrame {
-            conn,
-            payload: hello,
-        },
-    );
+    let payload = Hello::new(Role::Server).to_bytes();
+    n.handle_input(T0, Input::TrackerFrame { conn, payload });
     drain(&mut n);
+    (n, conn)
+}
+
+/// `download_file file [--hash expected]` answered with `meta`.
+fn asked_for(
+    file: FileName,
+    expected: Option<Sha1Hash>,
+    meta: FileMeta,
+) -> (Vec<Output>, ClientNode, u64) {
+    let (mut n, conn) = connected(DownloadConfig::default());
     let group = GroupName::new("g").unwrap();
     let cmd = Command::Download {
         group,
@@ -126,54 +127,79 @@ fn answer(n: &mut ClientNode, conn: u64, out: &[Output], reply: Reply) -> Vec<Ou
     drain(n)
 }
 
-/// The seeder the tracker lists proves another key at its address: the
-/// connection is closed with not a byte sent (no hello, no ticket).
-#[test]
-fn a_seeder_address_answered_by_another_key_hears_nothing() {
-    use p2p_proto::{Mac, PeerInfo, PieceSet, Ticket, UserName};
-    let meta = good_meta();
-    let (out, mut n, tconn) = started_with(meta.clone());
-    let dl = out
-        .iter()
+/// As [`started_with`], the file prepared (empty): the outputs now hold
+/// the download's ask for peers.
+fn asking_for_peers(meta: FileMeta) -> (Vec<Output>, ClientNode, u64) {
+    let pieces = meta.piece_hashes.len() as u32;
+    let (out, mut n, tconn) = started_with(meta);
+    let dl = prepared(&out);
+    let have = p2p_proto::PieceSet::empty(pieces);
+    n.handle_input(T0, Input::DestReady { dl, have });
+    (drain(&mut n), n, tconn)
+}
+
+/// The download `out` prepares a file for.
+fn prepared(out: &[Output]) -> u64 {
+    out.iter()
         .find_map(|o| match o {
             Output::PrepareDest { dl, .. } => Some(*dl),
             _ => None,
         })
-        .expect("prepares the file");
-    n.handle_input(
-        T0,
-        Input::DestReady {
-            dl,
-            have: PieceSet::empty(3),
-        },
-    );
-    let out = drain(&mut n);
-    let seeder = UserName::new("s").unwrap();
-    let vouched = KeyId([0x53; 32]);
-    let info = PeerInfo {
-        user: seeder.clone(),
-        addr: SocketAddr::from(([10, 0, 0, 9], 9000)),
-        pieces: PieceSet::full(3),
-        ticket: Ticket {
-            downloader: UserName::new("d").unwrap(),
-            group: GroupName::new("g").unwrap(),
-            file: meta.name.clone(),
-            file_hash: meta.file_hash,
-            seeder,
-            downloader_key: KeyId([0x44; 32]),
-            seeder_key: vouched,
-            expires_ms: T0.as_millis() + 300_000,
-            mac: Mac::default(),
-        },
-    };
-    let out = answer(&mut n, tconn, &out, Reply::Peers(vec![info]));
-    let conn = out
-        .iter()
+        .expect("prepares the file")
+}
+
+/// The peer connection `out` dials.
+fn dialled(out: &[Output]) -> u64 {
+    out.iter()
         .find_map(|o| match o {
             Output::PeerConnect { conn, .. } => Some(*conn),
             _ => None,
         })
-        .expect("dials the seeder");
+        .expect("dials the seeder")
+}
+
+/// The tracker's listing of seeder `user` at `addr` with `pieces` of
+/// `file` (whose metadata is `meta`), vouching for `seeder_key`, its
+/// ticket valid for five minutes.
+fn listing(
+    user: &str,
+    addr: SocketAddr,
+    pieces: p2p_proto::PieceSet,
+    file: &FileName,
+    meta: &FileMeta,
+    seeder_key: KeyId,
+) -> p2p_proto::PeerInfo {
+    use p2p_proto::{Mac, PeerInfo, Ticket, UserName};
+    PeerInfo {
+        user: UserName::new(user).unwrap(),
+        addr,
+        pieces,
+        ticket: Ticket {
+            downloader: UserName::new("d").unwrap(),
+            group: GroupName::new("g").unwrap(),
+            file: file.clone(),
+            file_hash: meta.file_hash,
+            seeder: UserName::new(user).unwrap(),
+            downloader_key: KeyId([0x44; 32]),
+            seeder_key,
+            expires_ms: T0.as_millis() + 300_000,
+            mac: Mac::default(),
+        },
+    }
+}
+
+/// The seeder the tracker lists proves another key at its address: the
+/// connection is closed with not a byte sent (no hello, no ticket).
+#[test]
+fn a_seeder_address_answered_by_another_key_hears_nothing() {
+    use p2p_proto::PieceSet;
+    let meta = good_meta();
+    let (out, mut n, tconn) = asking_for_peers(meta.clone());
+    let addr = SocketAddr::from(([10, 0, 0, 9], 9000));
+    let vouched = KeyId([0x53; 32]);
+    let info = listing("s", addr, PieceSet::full(3), &meta.name, &meta, vouched);
+    let out = answer(&mut n, tconn, &out, Reply::Peers(vec![info]));
+    let conn = dialled(&out);
     let peer = KeyId([0x52; 32]);
     n.handle_input(T0, Input::PeerConnected { conn, peer });
     let out = drain(&mut n);
@@ -425,39 +451,12 @@ fn set_rate_sets_each_limit_and_answers_all() {
 /// dials nothing.
 #[test]
 fn a_pushed_peer_is_dialled_by_the_download_of_its_file() {
-    use p2p_proto::{Mac, PeerInfo, PieceSet, Ticket, UserName};
+    use p2p_proto::{PeerInfo, PieceSet};
     let meta = good_meta();
-    let (out, mut n, tconn) = started_with(meta.clone());
-    let dl = out
-        .iter()
-        .find_map(|o| match o {
-            Output::PrepareDest { dl, .. } => Some(*dl),
-            _ => None,
-        })
-        .expect("prepares the file");
-    n.handle_input(
-        T0,
-        Input::DestReady {
-            dl,
-            have: PieceSet::empty(3),
-        },
-    );
-    let out = drain(&mut n);
-    let info = |user: &str, port: u16, pieces: PieceSet, file: &FileName| PeerInfo {
-        user: UserName::new(user).unwrap(),
-        addr: SocketAddr::from(([10, 0, 0, 9], port)),
-        pieces,
-        ticket: Ticket {
-            downloader: UserName::new("d").unwrap(),
-            group: GroupName::new("g").unwrap(),
-            file: file.clone(),
-            file_hash: meta.file_hash,
-            seeder: UserName::new(user).unwrap(),
-            downloader_key: KeyId([0x44; 32]),
-            seeder_key: KeyId([0x53; 32]),
-            expires_ms: T0.as_millis() + 300_000,
-            mac: Mac::default(),
-        },
+    let (out, mut n, tconn) = asking_for_peers(meta.clone());
+    let info = |user: &str, port: u16, pieces: PieceSet, file: &FileName| -> PeerInfo {
+        let addr = SocketAddr::from(([10, 0, 0, 9], port));
+        listing(user, addr, pieces, file, &meta, KeyId([0x53; 32]))
     };
     let seeder = info("s", 9000, PieceSet::full(3), &meta.name);
     let out = answer(&mut n, tconn, &out, Reply::Peers(vec![seeder]));
@@ -520,48 +519,19 @@ fn meta_of(name: &str, pieces: u32) -> FileMeta {
 /// piece and never answers: the count per download, in start order.
 fn requests_of_two_downloads(max_rate: Option<u64>, secs: u64) -> Vec<usize> {
     use super::node::PeerOut;
-    use p2p_proto::{Mac, PeerInfo, PeerMsg, PieceSet, Ticket, UserName};
+    use p2p_proto::{PeerMsg, PieceSet};
     const PIECES: u32 = 64;
-    let cfg = ClientConfig {
-        session: SessionConfig::new(vec![tracker()], 0),
-        seeder: SeederConfig::default(),
-        download: DownloadConfig {
-            max_rate,
-            ..DownloadConfig::default()
-        },
-        seeder_addr: None,
-    };
-    let mut n = ClientNode::new(cfg, 7, T0);
-    let tconn = match drain(&mut n).as_slice() {
-        [Output::TrackerConnect { conn, .. }] => *conn,
-        other => panic!("expected a tracker dial, got {other:?}"),
-    };
-    let key = KeyId([0x54; 32]);
-    n.handle_input(
-        T0,
-        Input::TrackerConnected {
-            conn: tconn,
-            peer: key,
-        },
-    );
-    drain(&mut n);
-    let payload = Hello::new(Role::Server).to_bytes();
-    n.handle_input(
-        T0,
-        Input::TrackerFrame {
-            conn: tconn,
-            payload,
-        },
-    );
-    drain(&mut n);
-    let group = GroupName::new("g").unwrap();
+    let (mut n, tconn) = connected(DownloadConfig {
+        max_rate,
+        ..DownloadConfig::default()
+    });
     let mut conns = Vec::new();
     // What the node sent after each seeder's hello (counted with the rest).
     let mut early = Vec::new();
     for (i, name) in ["a.bin", "b.bin"].into_iter().enumerate() {
         let meta = meta_of(name, PIECES);
         let cmd = Command::Download {
-            group: group.clone(),
+            group: GroupName::new("g").unwrap(),
             file: meta.name.clone(),
             dest: 10 + i as u64,
             expected: None,
@@ -575,49 +545,17 @@ fn requests_of_two_downloads(max_rate: Option<u64>, secs: u64) -> Vec<usize> {
         );
         let out = drain(&mut n);
         let out = answer(&mut n, tconn, &out, Reply::File(meta.clone()));
-        let dl = out
-            .iter()
-            .find_map(|o| match o {
-                Output::PrepareDest { dl, .. } => Some(*dl),
-                _ => None,
-            })
-            .expect("prepares the file");
+        let dl = prepared(&out);
         let have = PieceSet::empty(PIECES);
         n.handle_input(T0, Input::DestReady { dl, have });
         let out = drain(&mut n);
-        let seeder = UserName::new(format!("s{i}")).unwrap();
-        let seeder_key = KeyId([0x60 + i as u8; 32]);
-        let info = PeerInfo {
-            user: seeder.clone(),
-            addr: SocketAddr::from(([10, 0, 0, 9 + i as u8], 9000)),
-            pieces: PieceSet::full(PIECES),
-            ticket: Ticket {
-                downloader: UserName::new("d").unwrap(),
-                group: group.clone(),
-                file: meta.name.clone(),
-                file_hash: meta.file_hash,
-                seeder,
-                downloader_key: KeyId([0x44; 32]),
-                seeder_key,
-                expires_ms: T0.as_millis() + 300_000,
-                mac: Mac::default(),
-            },
-        };
+        let addr = SocketAddr::from(([10, 0, 0, 9 + i as u8], 9000));
+        let peer = KeyId([0x60 + i as u8; 32]);
+        let all = PieceSet::full(PIECES);
+        let info = listing(&format!("s{i}"), addr, all, &meta.name, &meta, peer);
         let out = answer(&mut n, tconn, &out, Reply::Peers(vec![info]));
-        let conn = out
-            .iter()
-            .find_map(|o| match o {
-                Output::PeerConnect { conn, .. } => Some(*conn),
-                _ => None,
-            })
-            .expect("dials the seeder");
-        n.handle_input(
-            T0,
-            Input::PeerConnected {
-                conn,
-                peer: seeder_key,
-            },
-        );
+        let conn = dialled(&out);
+        n.handle_input(T0, Input::PeerConnected { conn, peer });
         drain(&mut n);
         let payload = Hello::new(Role::Server).to_bytes();
         n.handle_input(T0, Input::PeerFrame { conn, payload });
