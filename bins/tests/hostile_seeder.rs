@@ -9,12 +9,12 @@
 //! has a deadline.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 #[macro_use]
 mod common;
-use common::{Mix, Proc, Rt, Swarm, free_port, random_file};
+use common::{Mix, Proc, Rt, Swarm, connect_from, free_port, proc_status, random_file};
 
 on_both_runtimes!(
     a_ticketless_flood_from_one_address_leaves_members_served,
@@ -36,26 +36,6 @@ const SERVED_WITHIN_SECS: u64 = 8;
 const SEEDER_THREADS_MAX: u64 = 64;
 /// The seeder's resident memory after the flood.
 const SEEDER_RSS_MAX_KIB: u64 = 256 * 1024;
-
-/// A TCP connection to `to` from the loopback address `src`.
-fn connect_from(src: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    use rustix::net::{AddressFamily, SocketType, bind, connect, socket};
-    let fd = socket(AddressFamily::INET, SocketType::STREAM, None)?;
-    bind(&fd, &SocketAddr::from((src, 0)))?;
-    connect(&fd, &to)?;
-    Ok(TcpStream::from(fd))
-}
-
-/// A field of `/proc/<pid>/status` (`Threads`, `VmRSS` in KiB).
-fn proc_status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
 
 /// alice (owner of group g, seeder on `listen`, sharing a file of `len`
 /// bytes) and bob (member), both logged in. Returns them and the data.

@@ -19,8 +19,11 @@
 //! process is killed when the test ends (a Drop guard); every wait has a
 //! deadline.
 
+mod common;
+use common::{connect_from, proc_status};
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -215,17 +218,6 @@ impl Cluster {
     }
 }
 
-/// A field of `/proc/<pid>/status` (`Threads`, `VmRSS` in KiB).
-fn proc_status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 // --------------------------------------------------------------- clients
 
 /// The clients' TLS identity (one for the test process: a session token
@@ -238,15 +230,6 @@ fn test_tls() -> &'static runtime_common::tls::Tls {
             .unwrap()
             .tls()
     })
-}
-
-/// A TCP connection to `to` from the loopback address `src`.
-fn connect_from(src: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    use rustix::net::{AddressFamily, SocketType, bind, connect, socket};
-    let fd = socket(AddressFamily::INET, SocketType::STREAM, None)?;
-    bind(&fd, &SocketAddr::from((src, 0)))?;
-    connect(&fd, &to)?;
-    Ok(TcpStream::from(fd))
 }
 
 /// The i-th attacker address of attack `attack`: 127.1.<attack>.<i + 1>.

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -155,3 +156,23 @@ impl Proc {
 pub mod swarm;
 #[allow(unused_imports)] // not every test file uses every helper
 pub use swarm::{Mix, Rt, Swarm, free_port, random_file};
+
+/// A TCP connection to `to` from the loopback address `src`.
+pub fn connect_from(src: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    use rustix::net::{AddressFamily, SocketType, bind, connect, socket};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    bind(&fd, &SocketAddr::from((src, 0)))?;
+    connect(&fd, &to)?;
+    Ok(TcpStream::from(fd))
+}
+
+/// A field of `/proc/<pid>/status` (`Threads`, `VmRSS` in KiB).
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
