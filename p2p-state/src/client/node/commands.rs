@@ -252,17 +252,26 @@ impl ClientNode {
             })
             .collect();
         for (group, file, pieces) in partial {
-            self.internal_request(
-                now,
-                Internal::HavePieces,
-                Request::HavePieces {
-                    group,
-                    file,
-                    pieces,
-                },
-            );
+            self.announce_have(now, group, file, pieces);
         }
     }
 
     // ------------------------------------------------------------ downloads
+
+    /// Tells the tracker which pieces of `file` this client holds now (a
+    /// download's progress, so other downloaders can find it).
+    pub(super) fn announce_have(
+        &mut self,
+        now: Instant,
+        group: GroupName,
+        file: FileName,
+        pieces: PieceSet,
+    ) {
+        let req = Request::HavePieces {
+            group,
+            file,
+            pieces,
+        };
+        self.internal_request(now, Internal::HavePieces, req);
+    }
 }

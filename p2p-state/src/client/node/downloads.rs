@@ -259,15 +259,7 @@ impl ClientNode {
                 }),
                 download::Output::AnnounceHave { pieces } => {
                     let (group, file) = (d.group.clone(), d.file.clone());
-                    self.internal_request(
-                        now,
-                        Internal::HavePieces,
-                        Request::HavePieces {
-                            group,
-                            file,
-                            pieces,
-                        },
-                    );
+                    self.announce_have(now, group, file, pieces);
                 }
                 download::Output::AskTrackerForPeers => {
                     let req = Request::GetPeers {
