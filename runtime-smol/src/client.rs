@@ -93,7 +93,7 @@ fn attach(
     input: impl Fn(ConnEvent) -> cn::Input + Send + 'static,
 ) {
     let stream = Arc::new(stream);
-    let writer = ConnWriter::spawn(stream.clone(), session.clone());
+    let writer = conn::spawn_writer(stream.clone(), session.clone());
     let wake = writer.wake_handle();
     if tx.try_send(up(writer, session.peer())).is_err() {
         return;

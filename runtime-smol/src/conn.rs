@@ -14,18 +14,15 @@
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use p2p_proto::FrameDecoder;
-use runtime_common::conn::{
-    Batch, Deframer, FileRange, FrameClock, QueuedLen, WriterMsg, collect_batch, frame_timed_out,
-};
 pub use runtime_common::conn::{
-    ConnEvent, ConnId, DIAL_TIMEOUT, FRAME_TIMEOUT, FRAMES_UNHANDLED_MAX, FrameSink,
+    ConnEvent, ConnId, DIAL_TIMEOUT, FRAME_TIMEOUT, FRAMES_UNHANDLED_MAX, FileRange, FrameSink,
     READ_CHUNK_LEN, READ_PAUSE_QUEUE_LEN, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
 };
-use runtime_common::tls::{Handshake, HandshakeSlots, TLS_READ_CHUNK_LEN};
+use runtime_common::conn::{ConnReader, QueuedLen, WriteState, WriterMsg, WriterRuntime};
+use runtime_common::tls::{Handshake, HandshakeSlots};
 pub use runtime_common::tls::{
     KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, TLS_HANDSHAKES_PER_ADDR_MAX, Tls,
 };
@@ -185,67 +182,51 @@ pub fn spawn_reader_timed<F>(
     F: FnMut(ConnEvent) -> bool + Send + 'static,
 {
     exec::spawn(async move {
-        let frames = Deframer::new(decoder);
-        read_loop(&stream, &session, &wake, frames, frame_timeout, &mut sink).await;
+        let reader = ConnReader::new(&session, decoder, frame_timeout);
+        read_loop(&stream, &session, &wake, reader, &mut sink).await;
         sink(ConnEvent::Closed);
     })
     .detach();
 }
 
-/// Reads until EOF, an error, bad framing, a frame not whole within
-/// `frame_timeout` of its first byte, or a sink that stops listening.
+/// Runs `r` on an async socket until it stops (EOF, an error, bad
+/// framing, a frame past its deadline, or a sink that stops listening):
+/// each read races a timer set to the frame's time left.
 async fn read_loop<F: FnMut(ConnEvent) -> bool>(
     stream: &Async<TcpStream>,
     session: &Session,
     wake: &WriterWake,
-    mut frames: Deframer,
-    frame_timeout: Duration,
+    mut r: ConnReader,
     sink: &mut F,
 ) {
-    let mut clock = FrameClock::default();
-    let mut events = Vec::new();
-    let mut buf = vec![0u8; TLS_READ_CHUNK_LEN];
     let mut reader = stream;
-    // What arrived with the handshake's end comes first.
-    let mut early = Some(session.take_early());
-    let mut n = 0;
     loop {
-        let tls = early.as_deref().unwrap_or(&buf[..n]);
-        let r = session.receive(tls, &mut frames, &mut events);
-        early = None;
-        for e in events.drain(..) {
+        r.receive(session);
+        while let Some(e) = r.next_event() {
             if let ConnEvent::Frame(_) = e
-                && wake.before_frame().await
+                && wake.flow().before_frame().await
             {
-                // Paused by our side: the frame arriving starts afresh.
-                clock = FrameClock::default();
+                r.paused();
             }
             if !sink(e) {
                 return;
             }
         }
-        match r {
-            Ok(r) if r.stop => return,
-            Ok(r) if r.wants_write => wake.wake(),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!("TLS: {e}");
-                return;
-            }
-        }
-        let left = clock.left(&frames, frame_timeout);
-        if left == Some(Duration::ZERO) {
-            return frame_timed_out(frame_timeout);
+        let Some(next) = r.next_read(Instant::now()) else {
+            return;
+        };
+        if next.wake_writer {
+            wake.wake();
         }
         let read = async {
             loop {
-                match reader.read(&mut buf).await {
+                match reader.read(r.read_buf()).await {
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    r => return Some(r),
+                    res => return Some(res),
                 }
             }
         };
-        let r = match left {
+        let res = match next.left {
             Some(left) => {
                 read.or(async {
                     Timer::after(left).await;
@@ -255,228 +236,98 @@ async fn read_loop<F: FnMut(ConnEvent) -> bool>(
             }
             None => read.await,
         };
-        n = match r {
-            Some(Ok(0)) => return frames.finish(sink),
-            Some(Ok(n)) => n,
+        match res {
+            Some(Ok(0)) => return r.finish(sink),
+            Some(Ok(n)) => r.read(n),
             Some(Err(_)) => return,
-            None => return frame_timed_out(frame_timeout),
-        };
+            None => return r.timed_out(),
+        }
     }
 }
 
-/// Wakes a connection's writer, so it sends what rustls has queued.
-#[derive(Debug, Clone)]
-pub struct WriterWake(Sender<WriterMsg>, QueuedLen);
-
-impl WriterWake {
-    pub fn wake(&self) {
-        // An empty frame: nothing to encrypt, but the writer flushes.
-        let _ = self.0.try_send(WriterMsg::Frame(Bytes::new()));
-    }
-
-    /// Waits while the connection's replies are piling up
-    /// ([`QueuedLen`]'s backpressure), then counts one frame handed over.
-    /// `true` if it had to wait.
-    async fn before_frame(&self) -> bool {
-        let waited = !self.1.may_read();
-        self.1.wait().await;
-        self.1.frame_read();
-        waited
-    }
-}
-
-/// The sending half of a connection: frames queue to a writer task.
-///
-/// [`ConnWriter::close`] (or dropping it) lets the writer send what is
-/// queued, then ends the TLS stream and shuts the socket down, which also
-/// ends its reader. [`ConnWriter::abort`] shuts it down at once.
+/// Plugs tasks, an async channel and an `Async` socket into
+/// runtime-common's writer.
 #[derive(Debug)]
-pub struct ConnWriter {
-    tx: Sender<WriterMsg>,
-    queued: QueuedLen,
-    stream: Stream,
-    task: Option<Task<()>>,
-}
+pub struct Tasks;
 
-impl ConnWriter {
-    /// Starts the writer task for `stream`.
-    pub fn spawn(stream: Stream, session: Arc<Session>) -> Self {
-        let (tx, rx) = channel::unbounded();
-        let queued = QueuedLen::default();
-        let task = exec::spawn(write_loop(stream.clone(), session, rx, queued.clone()));
-        ConnWriter {
-            tx,
-            queued,
-            stream,
-            task: Some(task),
-        }
+impl WriterRuntime for Tasks {
+    type Tx = Sender<WriterMsg>;
+    type Socket = Stream;
+    type Handle = Task<()>;
+    fn push(tx: &Self::Tx, m: WriterMsg) -> bool {
+        tx.try_send(m).is_ok()
     }
-
-    /// What the connection's reader uses to wake this writer.
-    pub fn wake_handle(&self) -> WriterWake {
-        WriterWake(self.tx.clone(), self.queued.clone())
+    fn shutdown(socket: &Stream) {
+        let _ = socket.get_ref().shutdown(Shutdown::Both);
     }
-
-    /// Queues one encoded frame. `false` if the writer has gone or its queue
-    /// is over [`WRITE_QUEUE_LEN_MAX`] (the connection is then aborted).
-    pub fn send(&self, frame: Bytes) -> bool {
-        self.send_parts(frame, Bytes::new())
-    }
-
-    /// Queues one frame given as its start and the rest; the rest is
-    /// written from its own buffer (see [`FrameSink::send_parts`]).
-    pub fn send_parts(&self, head: Bytes, body: Bytes) -> bool {
-        let len = head.len() + body.len();
-        let body = (!body.is_empty()).then_some(WriterMsg::Frame(body));
-        self.queue(len, WriterMsg::Frame(head), body)
-    }
-
-    /// Queues one frame given as its start and a range of a file, which
-    /// the writer sends with `sendfile` (see [`FrameSink::send_file`]).
-    pub fn send_file(&self, head: Bytes, range: FileRange) -> bool {
-        let len = head.len() + range.len;
-        self.queue(len, WriterMsg::Frame(head), Some(WriterMsg::File(range)))
-    }
-
-    /// Queues the parts of one frame, `len` bytes in all; over the queue
-    /// limit the connection is aborted instead.
-    fn queue(&self, len: usize, first: WriterMsg, rest: Option<WriterMsg>) -> bool {
-        if !self.queued.try_add(len) {
-            self.abort();
-            return false;
-        }
-        let sent =
-            self.tx.try_send(first).is_ok() && rest.is_none_or(|m| self.tx.try_send(m).is_ok());
-        if !sent {
-            self.queued.sub(len);
-        }
-        sent
-    }
-
-    /// Bytes queued and not yet written.
-    pub fn queued_len(&self) -> usize {
-        self.queued.get()
-    }
-
-    /// Sends what is queued, then shuts the socket down. Awaiting the task
-    /// waits for that; dropping it stops the writer.
-    pub fn close(mut self) -> Option<Task<()>> {
-        let _ = self.tx.try_send(WriterMsg::Close);
-        self.task.take()
-    }
-
-    /// Shuts the socket down now, dropping whatever is queued.
-    pub fn abort(&self) {
-        self.queued.writer_ended();
-        let _ = self.stream.get_ref().shutdown(Shutdown::Both);
+    fn detach(task: Task<()>) {
+        task.detach();
     }
 }
 
-impl Drop for ConnWriter {
-    fn drop(&mut self) {
-        let _ = self.tx.try_send(WriterMsg::Close);
-        if let Some(t) = self.task.take() {
-            t.detach();
-        }
-    }
+/// The sending half of a connection: frames queue to a writer task
+/// ([`runtime_common::conn::ConnWriter`]); [`spawn_writer`] starts it.
+/// Awaiting the task [`ConnWriter::close`] gives back waits for the flush;
+/// dropping it stops the writer.
+pub type ConnWriter = runtime_common::conn::ConnWriter<Tasks>;
+/// What a connection's reader holds of its writer.
+pub type WriterWake = runtime_common::conn::WriterWake<Tasks>;
+
+/// Starts the writer task for `stream`.
+pub fn spawn_writer(stream: Stream, session: Arc<Session>) -> ConnWriter {
+    let (tx, rx) = channel::unbounded();
+    let queued = QueuedLen::default();
+    let state = WriteState::new(queued.clone());
+    let task = exec::spawn(write_loop(stream.clone(), session, rx, state));
+    ConnWriter::new(tx, queued, stream, task)
 }
 
-impl FrameSink for ConnWriter {
-    fn send(&self, frame: Bytes) -> bool {
-        ConnWriter::send(self, frame)
-    }
-    fn send_parts(&self, head: Bytes, body: Bytes) -> bool {
-        ConnWriter::send_parts(self, head, body)
-    }
-    fn send_file(&self, head: Bytes, range: FileRange) -> bool {
-        ConnWriter::send_file(self, head, range)
-    }
-    fn close(self) {
-        if let Some(t) = ConnWriter::close(self) {
-            t.detach();
-        }
-    }
-    fn abort(&self) {
-        ConnWriter::abort(self)
-    }
-    fn frame_handled(&self) {
-        self.queued.frame_handled()
-    }
-    fn set_queue_max(&self, max: usize) {
-        self.queued.set_max(max)
-    }
-}
-
+/// Writes batches until a close, an error, or every sender gone; a batch
+/// (its file ranges read on this thread: the disk job that checked each
+/// range also started its read-ahead, so the pages are usually cached by
+/// now) fails if it takes longer than [`WRITE_TIMEOUT`].
 async fn write_loop(
     stream: Stream,
     session: Arc<Session>,
     rx: Receiver<WriterMsg>,
-    queued: QueuedLen,
+    mut w: WriteState,
 ) {
-    let _ended = queued.writer_guard();
-    let mut batch = Batch::default();
-    let mut out = Vec::new();
     let next = || match rx.try_recv() {
         Ok(m) => Some(m),
         Err(TryRecvError::Empty) => None,
         Err(TryRecvError::Closed) => Some(WriterMsg::Close),
     };
+    let mut writer = &*stream;
     loop {
-        let (closing, len) = match rx.recv().await {
-            Ok(first) => collect_batch(first, next, &mut batch),
-            Err(_) => (true, 0),
+        w.take(rx.recv().await.ok(), next);
+        let write = async {
+            w.load()?;
+            loop {
+                let out = w.seal(&session)?;
+                if out.is_empty() {
+                    return Ok(());
+                }
+                writer.write_all(out).await?;
+            }
         };
-        let r = write_batch(&stream, &session, &mut batch, &mut out).await;
-        queued.sub(len);
+        let r: io::Result<()> = write.or(timed_out(WRITE_TIMEOUT)).await;
+        let closing = w.done();
         if r.is_err() {
             break;
         }
         if closing {
-            out.clear();
-            session.close(&mut out);
-            let mut writer = &*stream;
-            let _ = writer
-                .write_all(&out)
-                .or(async {
-                    Timer::after(WRITE_TIMEOUT).await;
-                    Ok(())
-                })
-                .await;
+            let notify = writer.write_all(w.close_notify(&session));
+            let _ = notify.or(timed_out(WRITE_TIMEOUT)).await;
             break;
         }
     }
     let _ = stream.get_ref().shutdown(Shutdown::Both);
 }
 
-/// Encrypts and writes all of `batch` (file ranges read into pooled
-/// buffers first, on this thread: the disk job that checked the range
-/// also started its read-ahead, so the pages are usually cached by now),
-/// and whatever else rustls has to send, failing if it takes longer than
-/// [`WRITE_TIMEOUT`]. A file that ends early fails the connection: its
-/// frame cannot be finished.
-async fn write_batch(
-    stream: &Async<TcpStream>,
-    session: &Session,
-    batch: &mut Batch,
-    out: &mut Vec<u8>,
-) -> io::Result<()> {
-    let write = async {
-        batch.load_files()?;
-        let mut writer = stream;
-        loop {
-            out.clear();
-            session.seal(batch, out)?;
-            if out.is_empty() {
-                return Ok(());
-            }
-            writer.write_all(out).await?;
-        }
-    };
-    let late = async {
-        Timer::after(WRITE_TIMEOUT).await;
-        Err(io::Error::new(ErrorKind::TimedOut, "write timed out"))
-    };
-    write.or(late).await
+/// An error after `after`: the loser of a race against a write.
+async fn timed_out(after: Duration) -> io::Result<()> {
+    Timer::after(after).await;
+    Err(io::Error::new(ErrorKind::TimedOut, "write timed out"))
 }
 
 /// Accepts connections on `listener`, handing each (prepared) stream and
@@ -507,7 +358,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
+    use bytes::{Bytes, BytesMut};
     use p2p_proto::{FrameError, encode_frame};
     use runtime_common::tls::Identity;
     use std::fs::File;
@@ -553,10 +404,10 @@ mod tests {
 
     fn start(side: Side) -> (ConnWriter, mpsc::Receiver<ConnEvent>) {
         let (stream, session) = side;
-        let w = ConnWriter::spawn(stream.clone(), session.clone());
+        let w = spawn_writer(stream.clone(), session.clone());
         let (tx, rx) = mpsc::channel();
         // Frames count as handled once in the channel (no machine here).
-        let q = w.queued.clone();
+        let q = w.queued().clone();
         spawn_reader(
             stream,
             session,
@@ -577,11 +428,11 @@ mod tests {
     fn a_frame_held_short_is_cut_at_the_frame_deadline() {
         const TIMEOUT: Duration = Duration::from_millis(400);
         let (a, b, _dir) = pair();
-        let wa = ConnWriter::spawn(a.0.clone(), a.1.clone());
+        let wa = spawn_writer(a.0.clone(), a.1.clone());
         let (stream, session) = b;
-        let wb = ConnWriter::spawn(stream.clone(), session.clone());
+        let wb = spawn_writer(stream.clone(), session.clone());
         let (tx, rx) = mpsc::channel();
-        let (wake, q) = (wb.wake_handle(), wb.queued.clone());
+        let (wake, q) = (wb.wake_handle(), wb.queued().clone());
         let decoder = FrameDecoder::default();
         spawn_reader_timed(stream, session, wake, decoder, TIMEOUT, move |e| {
             q.frame_handled();
@@ -617,9 +468,9 @@ mod tests {
         const REQUESTS: usize = 300;
         const REPLY_LEN: usize = 64 * 1024;
         let (a, b, _dir) = pair();
-        let wa = ConnWriter::spawn(a.0.clone(), a.1.clone());
+        let wa = spawn_writer(a.0.clone(), a.1.clone());
         let (stream, session) = b;
-        let wb = Arc::new(ConnWriter::spawn(stream.clone(), session.clone()));
+        let wb = Arc::new(spawn_writer(stream.clone(), session.clone()));
         let handled = Arc::new(AtomicUsize::new(0));
         let (w, h) = (wb.clone(), handled.clone());
         // The "machine": every request gets a large reply, then is handled.
@@ -656,7 +507,7 @@ mod tests {
         assert!(wb.queued_len() >= READ_PAUSE_QUEUE_LEN - REPLY_LEN);
         // The peer reads its replies: every request gets its answer.
         let (tx, rx) = mpsc::channel();
-        let (wake, q) = (wa.wake_handle(), wa.queued.clone());
+        let (wake, q) = (wa.wake_handle(), wa.queued().clone());
         spawn_reader(a.0, a.1, wake, FrameDecoder::default(), move |e| {
             q.frame_handled();
             tx.send(e).is_ok()

@@ -32,7 +32,7 @@ use smol::{Async, Task, Timer};
 
 use crate::conn::{
     ConnId, ConnWriter, KeyId, Session, Tls, TlsAcceptor, dial_tls, next_conn_id, spawn_listener,
-    spawn_reader_timed,
+    spawn_reader_timed, spawn_writer,
 };
 use crate::exec::{self, recv_until};
 use crate::storage::{DataDir, StorageCmd, run_storage};
@@ -231,7 +231,7 @@ fn opened(
     let conn = next_conn_id();
     let stream = Arc::new(stream);
     let key = session.peer();
-    let writer = ConnWriter::spawn(stream.clone(), session.clone());
+    let writer = spawn_writer(stream.clone(), session.clone());
     let wake = writer.wake_handle();
     let msg = Msg::Opened {
         conn,

@@ -179,7 +179,7 @@ fn attach<S>(
 ) where
     S: FnMut(ConnEvent) -> bool + Send + 'static,
 {
-    let Ok(writer) = ConnWriter::spawn(id, &stream, session.clone()) else {
+    let Ok(writer) = conn::spawn_writer(id, &stream, session.clone()) else {
         if let Some(f) = failed {
             let _ = tx.send(f);
         }

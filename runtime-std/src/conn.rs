@@ -19,17 +19,14 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use p2p_proto::FrameDecoder;
-use runtime_common::conn::{
-    Batch, Deframer, FileRange, FrameClock, QueuedLen, WriterMsg, collect_batch, frame_timed_out,
-};
 pub use runtime_common::conn::{
-    ConnEvent, ConnId, DIAL_TIMEOUT, FRAME_TIMEOUT, FRAMES_UNHANDLED_MAX, FrameSink,
+    ConnEvent, ConnId, DIAL_TIMEOUT, FRAME_TIMEOUT, FRAMES_UNHANDLED_MAX, FileRange, FrameSink,
     READ_CHUNK_LEN, READ_PAUSE_QUEUE_LEN, WRITE_BATCH_LEN_MAX, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT,
     next_conn_id,
 };
-use runtime_common::tls::{Handshake, HandshakeSlots, TLS_READ_CHUNK_LEN};
+use runtime_common::conn::{ConnReader, QueuedLen, WriteState, WriterMsg, WriterRuntime};
+use runtime_common::tls::{Handshake, HandshakeSlots};
 pub use runtime_common::tls::{
     KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, TLS_HANDSHAKES_PER_ADDR_MAX, Tls,
 };
@@ -199,271 +196,136 @@ where
     thread::Builder::new()
         .name(format!("conn-{conn}-rd"))
         .spawn(move || {
-            let frames = Deframer::new(decoder);
-            read_loop(stream, &session, &wake, frames, frame_timeout, &mut sink);
+            let reader = ConnReader::new(&session, decoder, frame_timeout);
+            read_loop(stream, &session, &wake, reader, &mut sink);
             sink(ConnEvent::Closed);
         })
 }
 
-/// Reads until EOF, an error, bad framing, a frame not whole within
-/// `frame_timeout` of its first byte, or a sink that stops listening.
+/// Runs `r` on a blocking socket until it stops (EOF, an error, bad
+/// framing, a frame past its deadline, or a sink that stops listening):
+/// the read timeout is the frame's time left.
 fn read_loop<F: FnMut(ConnEvent) -> bool>(
     mut stream: TcpStream,
     session: &Session,
     wake: &WriterWake,
-    mut frames: Deframer,
-    frame_timeout: Duration,
+    mut r: ConnReader,
     sink: &mut F,
 ) {
-    let mut events = Vec::new();
-    let mut buf = vec![0u8; TLS_READ_CHUNK_LEN];
-    // What arrived with the handshake's end comes first.
-    let mut early = Some(session.take_early());
-    let mut n = 0;
-    let mut clock = FrameClock::default();
     let mut timed = false;
     loop {
-        let tls = early.as_deref().unwrap_or(&buf[..n]);
-        let r = session.receive(tls, &mut frames, &mut events);
-        early = None;
-        for e in events.drain(..) {
+        r.receive(session);
+        while let Some(e) = r.next_event() {
             if let ConnEvent::Frame(_) = e
-                && wake.before_frame()
+                && wake.flow().before_frame_blocking()
             {
-                // Paused by our side: the frame arriving starts afresh.
-                clock = FrameClock::default();
+                r.paused();
             }
             if !sink(e) {
                 return;
             }
         }
-        match r {
-            Ok(r) if r.stop => return,
-            Ok(r) if r.wants_write => wake.wake(),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!("TLS: {e}");
-                return;
-            }
-        }
-        let left = clock.left(&frames, frame_timeout);
-        if left == Some(Duration::ZERO) {
-            return frame_timed_out(frame_timeout);
+        let Some(next) = r.next_read(Instant::now()) else {
+            return;
+        };
+        if next.wake_writer {
+            wake.wake();
         }
         // A frame has its deadline; between frames a read may wait.
-        if left.is_some() || timed {
-            let _ = stream.set_read_timeout(left);
-            timed = left.is_some();
+        if next.left.is_some() || timed {
+            let _ = stream.set_read_timeout(next.left);
+            timed = next.left.is_some();
         }
-        n = loop {
-            match stream.read(&mut buf) {
-                Ok(0) => return frames.finish(sink),
+        let n = loop {
+            match stream.read(r.read_buf()) {
+                Ok(0) => return r.finish(sink),
                 Ok(n) => break n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    frame_timed_out(frame_timeout);
-                    return;
+                    return r.timed_out();
                 }
                 Err(_) => return,
             }
         };
+        r.read(n);
     }
 }
 
-/// Wakes a connection's writer, so it sends what rustls has queued.
-#[derive(Debug, Clone)]
-pub struct WriterWake(Sender<WriterMsg>, QueuedLen);
-
-impl WriterWake {
-    pub fn wake(&self) {
-        // An empty frame: nothing to encrypt, but the writer flushes.
-        let _ = self.0.send(WriterMsg::Frame(Bytes::new()));
-    }
-
-    /// Waits while the connection's replies are piling up
-    /// ([`QueuedLen`]'s backpressure), then counts one frame handed over.
-    /// `true` if it had to wait.
-    fn before_frame(&self) -> bool {
-        let waited = !self.1.may_read();
-        self.1.wait_blocking();
-        self.1.frame_read();
-        waited
-    }
-}
-
-/// The sending half of a connection: frames queue to a writer thread.
-///
-/// [`ConnWriter::close`] (or dropping it) lets the writer send what is
-/// queued, then ends the TLS stream and shuts the socket down, which also
-/// ends its reader. [`ConnWriter::abort`] shuts it down at once.
+/// Plugs threads, an mpsc channel and a blocking socket into
+/// runtime-common's writer.
 #[derive(Debug)]
-pub struct ConnWriter {
-    tx: Sender<WriterMsg>,
-    queued: QueuedLen,
-    stream: TcpStream,
-    thread: Option<JoinHandle<()>>,
+pub struct Threads;
+
+impl WriterRuntime for Threads {
+    type Tx = Sender<WriterMsg>;
+    type Socket = TcpStream;
+    type Handle = JoinHandle<()>;
+    fn push(tx: &Self::Tx, m: WriterMsg) -> bool {
+        tx.send(m).is_ok()
+    }
+    fn shutdown(socket: &TcpStream) {
+        let _ = socket.shutdown(Shutdown::Both);
+    }
+    fn detach(_: JoinHandle<()>) {}
 }
 
-impl ConnWriter {
-    /// Starts the writer thread for `stream` (a clone of it is kept to abort).
-    pub fn spawn(conn: ConnId, stream: &TcpStream, session: Arc<Session>) -> io::Result<Self> {
-        let (tx, rx) = mpsc::channel();
-        let queued = QueuedLen::default();
-        let sock = stream.try_clone()?;
-        let q = queued.clone();
-        let thread = thread::Builder::new()
-            .name(format!("conn-{conn}-wr"))
-            .spawn(move || write_loop(sock, &session, rx, &q))?;
-        Ok(ConnWriter {
-            tx,
-            queued,
-            stream: stream.try_clone()?,
-            thread: Some(thread),
-        })
-    }
+/// The sending half of a connection: frames queue to a writer thread
+/// ([`runtime_common::conn::ConnWriter`]); [`spawn_writer`] starts it.
+pub type ConnWriter = runtime_common::conn::ConnWriter<Threads>;
+/// What a connection's reader holds of its writer.
+pub type WriterWake = runtime_common::conn::WriterWake<Threads>;
 
-    /// What the connection's reader uses to wake this writer.
-    pub fn wake_handle(&self) -> WriterWake {
-        WriterWake(self.tx.clone(), self.queued.clone())
-    }
-
-    /// Queues one encoded frame. `false` if the writer has gone or its queue
-    /// is over [`WRITE_QUEUE_LEN_MAX`] (the connection is then aborted).
-    pub fn send(&self, frame: Bytes) -> bool {
-        self.send_parts(frame, Bytes::new())
-    }
-
-    /// Queues one frame given as its start and the rest; the rest is
-    /// written from its own buffer (see [`FrameSink::send_parts`]).
-    pub fn send_parts(&self, head: Bytes, body: Bytes) -> bool {
-        let len = head.len() + body.len();
-        let body = (!body.is_empty()).then_some(WriterMsg::Frame(body));
-        self.queue(len, WriterMsg::Frame(head), body)
-    }
-
-    /// Queues one frame given as its start and a range of a file, which
-    /// the writer sends with `sendfile` (see [`FrameSink::send_file`]).
-    pub fn send_file(&self, head: Bytes, range: FileRange) -> bool {
-        let len = head.len() + range.len;
-        self.queue(len, WriterMsg::Frame(head), Some(WriterMsg::File(range)))
-    }
-
-    /// Queues the parts of one frame, `len` bytes in all; over the queue
-    /// limit the connection is aborted instead.
-    fn queue(&self, len: usize, first: WriterMsg, rest: Option<WriterMsg>) -> bool {
-        if !self.queued.try_add(len) {
-            self.abort();
-            return false;
-        }
-        let sent = self.tx.send(first).is_ok() && rest.is_none_or(|m| self.tx.send(m).is_ok());
-        if !sent {
-            self.queued.sub(len);
-        }
-        sent
-    }
-
-    /// Bytes queued and not yet written.
-    pub fn queued_len(&self) -> usize {
-        self.queued.get()
-    }
-
-    /// Sends what is queued, then shuts the socket down. The handle joins
-    /// the writer thread.
-    pub fn close(mut self) -> Option<JoinHandle<()>> {
-        let _ = self.tx.send(WriterMsg::Close);
-        self.thread.take()
-    }
-
-    /// Shuts the socket down now, dropping whatever is queued.
-    pub fn abort(&self) {
-        self.queued.writer_ended();
-        let _ = self.stream.shutdown(Shutdown::Both);
-    }
+/// Starts the writer thread for `stream` (a clone of it is kept to abort).
+pub fn spawn_writer(
+    conn: ConnId,
+    stream: &TcpStream,
+    session: Arc<Session>,
+) -> io::Result<ConnWriter> {
+    let (tx, rx) = mpsc::channel();
+    let queued = QueuedLen::default();
+    let sock = stream.try_clone()?;
+    let state = WriteState::new(queued.clone());
+    let thread = thread::Builder::new()
+        .name(format!("conn-{conn}-wr"))
+        .spawn(move || write_loop(sock, &session, rx, state))?;
+    Ok(ConnWriter::new(tx, queued, stream.try_clone()?, thread))
 }
 
-impl Drop for ConnWriter {
-    fn drop(&mut self) {
-        let _ = self.tx.send(WriterMsg::Close);
-    }
-}
-
-impl FrameSink for ConnWriter {
-    fn send(&self, frame: Bytes) -> bool {
-        ConnWriter::send(self, frame)
-    }
-    fn send_parts(&self, head: Bytes, body: Bytes) -> bool {
-        ConnWriter::send_parts(self, head, body)
-    }
-    fn send_file(&self, head: Bytes, range: FileRange) -> bool {
-        ConnWriter::send_file(self, head, range)
-    }
-    fn close(self) {
-        drop(ConnWriter::close(self));
-    }
-    fn abort(&self) {
-        ConnWriter::abort(self)
-    }
-    fn frame_handled(&self) {
-        self.queued.frame_handled()
-    }
-    fn set_queue_max(&self, max: usize) {
-        self.queued.set_max(max)
-    }
-}
-
+/// Writes batches on a blocking socket (its write timeout is
+/// [`WRITE_TIMEOUT`]) until a close, an error, or every sender gone.
 fn write_loop(
     mut stream: TcpStream,
     session: &Session,
     rx: Receiver<WriterMsg>,
-    queued: &QueuedLen,
+    mut w: WriteState,
 ) {
-    let _ended = queued.writer_guard();
-    let mut batch = Batch::default();
-    let mut out = Vec::new();
     let next = || match rx.try_recv() {
         Ok(m) => Some(m),
         Err(TryRecvError::Empty) => None,
         Err(TryRecvError::Disconnected) => Some(WriterMsg::Close),
     };
     loop {
-        let (closing, len) = match rx.recv() {
-            Ok(first) => collect_batch(first, next, &mut batch),
-            Err(_) => (true, 0),
-        };
-        let r = write_batch(&mut stream, session, &mut batch, &mut out);
-        queued.sub(len);
+        w.take(rx.recv().ok(), next);
+        let r = w.load().and_then(|()| {
+            loop {
+                let out = w.seal(session)?;
+                if out.is_empty() {
+                    return Ok(());
+                }
+                stream.write_all(out)?;
+            }
+        });
+        let closing = w.done();
         if r.is_err() {
             break;
         }
         if closing {
-            out.clear();
-            session.close(&mut out);
-            let _ = stream.write_all(&out);
+            let _ = stream.write_all(w.close_notify(session));
             let _ = stream.flush();
             break;
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
-}
-
-/// Encrypts and writes all of `batch` (file ranges read into pooled
-/// buffers first), and whatever else rustls has to send. A file that
-/// ends early fails the connection: its frame cannot be finished.
-fn write_batch(
-    stream: &mut TcpStream,
-    session: &Session,
-    batch: &mut Batch,
-    out: &mut Vec<u8>,
-) -> io::Result<()> {
-    batch.load_files()?;
-    loop {
-        out.clear();
-        session.seal(batch, out)?;
-        if out.is_empty() {
-            return Ok(());
-        }
-        stream.write_all(out)?;
-    }
 }
 
 /// A listener thread; [`Listener::stop`] ends it.
@@ -534,7 +396,7 @@ impl Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
+    use bytes::{Bytes, BytesMut};
     use p2p_proto::{FrameError, encode_frame};
     use runtime_common::tls::Identity;
     use std::fs::File;
@@ -581,11 +443,11 @@ mod tests {
     /// Starts a writer and a reader on one side.
     fn start(side: (TcpStream, Arc<Session>)) -> (ConnWriter, Receiver<ConnEvent>) {
         let (stream, session) = side;
-        let w = ConnWriter::spawn(next_conn_id(), &stream, session.clone()).unwrap();
+        let w = spawn_writer(next_conn_id(), &stream, session.clone()).unwrap();
         let (tx, rx) = mpsc::channel();
         let wake = w.wake_handle();
         // Frames count as handled once in the channel (no machine here).
-        let q = w.queued.clone();
+        let q = w.queued().clone();
         spawn_reader(
             next_conn_id(),
             stream,
@@ -659,11 +521,11 @@ mod tests {
         const REPLY_LEN: usize = 64 * 1024;
         let p = pair();
         let (wa, ra) = (
-            ConnWriter::spawn(next_conn_id(), &p.a.0, p.a.1.clone()).unwrap(),
+            spawn_writer(next_conn_id(), &p.a.0, p.a.1.clone()).unwrap(),
             p.a,
         );
         let (stream, session) = p.b;
-        let wb = Arc::new(ConnWriter::spawn(next_conn_id(), &stream, session.clone()).unwrap());
+        let wb = Arc::new(spawn_writer(next_conn_id(), &stream, session.clone()).unwrap());
         let handled = Arc::new(AtomicUsize::new(0));
         let (w, h) = (wb.clone(), handled.clone());
         // The "machine": every request gets a large reply, then is handled.
@@ -708,7 +570,7 @@ mod tests {
         assert!(wb.queued_len() >= READ_PAUSE_QUEUE_LEN - REPLY_LEN);
         // The peer reads its replies: every request gets its answer.
         let (tx, rx) = mpsc::channel();
-        let (wake, q) = (wa.wake_handle(), wa.queued.clone());
+        let (wake, q) = (wa.wake_handle(), wa.queued().clone());
         spawn_reader(
             next_conn_id(),
             ra.0,
@@ -734,11 +596,11 @@ mod tests {
     fn a_frame_held_short_is_cut_at_the_frame_deadline() {
         const TIMEOUT: Duration = Duration::from_millis(400);
         let p = pair();
-        let wa = ConnWriter::spawn(next_conn_id(), &p.a.0, p.a.1.clone()).unwrap();
+        let wa = spawn_writer(next_conn_id(), &p.a.0, p.a.1.clone()).unwrap();
         let (stream, session) = p.b;
-        let wb = ConnWriter::spawn(next_conn_id(), &stream, session.clone()).unwrap();
+        let wb = spawn_writer(next_conn_id(), &stream, session.clone()).unwrap();
         let (tx, rx) = mpsc::channel();
-        let (wake, q) = (wb.wake_handle(), wb.queued.clone());
+        let (wake, q) = (wb.wake_handle(), wb.queued().clone());
         let decoder = FrameDecoder::default();
         spawn_reader_timed(
             next_conn_id(),

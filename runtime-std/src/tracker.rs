@@ -33,7 +33,7 @@ pub use runtime_common::tracker::{
 
 use crate::conn::{
     ConnId, ConnWriter, KeyId, Listener, Session, Tls, TlsAcceptor, dial_tls, next_conn_id,
-    spawn_reader_timed,
+    spawn_reader_timed, spawn_writer,
 };
 use crate::storage::{DataDir, StorageCmd, run_storage};
 use crate::wait::recv_until;
@@ -235,7 +235,7 @@ fn opened(
 ) {
     let conn = next_conn_id();
     let key = session.peer();
-    let writer = match ConnWriter::spawn(conn, &stream, session.clone()) {
+    let writer = match spawn_writer(conn, &stream, session.clone()) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!("{peer}: cannot start a writer thread: {e}");
