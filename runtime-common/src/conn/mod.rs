@@ -48,6 +48,9 @@ pub use flow::{FRAMES_UNHANDLED_MAX, QueuedLen, READ_PAUSE_QUEUE_LEN, WriterGuar
 pub use reader::{ConnReader, FrameClock, NextRead, frame_timed_out};
 pub use writer::{ConnWriter, WriteState, WriterRuntime, WriterWake};
 
+#[cfg(test)]
+mod tests;
+
 /// A connection's number, unique within the process.
 pub type ConnId = u64;
 
