@@ -15,6 +15,9 @@
 //! - [`storage`]: the tracker's data directory (op log, snapshots,
 //!   recovery) and the group-committing storage loop a driver runs on a
 //!   blocking thread;
+//! - [`runtime`]: what a runtime plugs in ([`runtime::Runtime`]) and the
+//!   driver code written once on top of it: attaching a connection, worker
+//!   pools, the tracker's and the client's effects;
 //! - [`trace`]: a client's data-path counters, written to a file every
 //!   10 ms with `client --trace`.
 
@@ -28,6 +31,7 @@ pub mod known_trackers;
 pub mod listen;
 pub mod log_limit;
 pub mod private;
+pub mod runtime;
 pub mod storage;
 pub mod tls;
 pub mod trace;

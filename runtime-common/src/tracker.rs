@@ -12,7 +12,7 @@
 //! - `Persist(Log | Snapshot | Resubmit)` → [`TrackerIo::store`]
 //!   (the storage loop of [`crate::storage`] reports `Persisted { index }`);
 //! - `Password` → [`TrackerIo::password`]: argon2 runs on the driver's
-//!   password workers ([`run_password_worker`]), never on the machine's
+//!   password workers ([`crate::runtime::spawn_workers`]), never on the machine's
 //!   thread, which goes on serving while a login is checked;
 //! - `PinTracker` → the data directory's `known_trackers` and a warning
 //!   ([`Pinner::pin`]; a small synced write, once per tracker ever);
@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -34,7 +34,7 @@ use p2p_state::Instant;
 use p2p_state::tracker::node::{
     ConsoleCmd, Input, NodeConfig, OnDisk, Output, Tracker, TrackerEvent,
 };
-use p2p_state::tracker::password::{PasswordDone, PasswordWork};
+use p2p_state::tracker::password::PasswordWork;
 use p2p_state::tracker::repl::{ReplEvent, epoch_primary, epoch_round};
 
 use crate::clock::Clock;
@@ -285,7 +285,7 @@ pub trait TrackerIo {
     fn dial(&mut self, tracker: TrackerId, addr: SocketAddr);
     /// Queues work for the storage loop.
     fn store(&mut self, cmd: StorageCmd);
-    /// Queues argon2 work for the password workers ([`run_password_worker`]);
+    /// Queues argon2 work for the password workers ([`crate::runtime::spawn_workers`]);
     /// they report `Input::PasswordDone`.
     fn password(&mut self, job: u64, work: PasswordWork);
 }
@@ -294,19 +294,6 @@ pub trait TrackerIo {
 /// holding its memory cost (19 MiB at the production cost).
 pub fn password_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().min(4))
-}
-
-/// The password workers' shared queue of jobs.
-pub type PasswordQueue = Arc<Mutex<mpsc::Receiver<(u64, PasswordWork)>>>;
-
-/// One password worker's loop, on a blocking thread of the driver's: runs
-/// jobs until the queue's sender is gone, handing each result to `deliver`.
-pub fn run_password_worker(queue: PasswordQueue, deliver: impl Fn(u64, PasswordDone)) {
-    loop {
-        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok((job, work)) = next else { return };
-        deliver(job, work.run());
-    }
 }
 
 struct Conn<W> {

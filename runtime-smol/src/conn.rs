@@ -22,6 +22,7 @@ pub use runtime_common::conn::{
     READ_CHUNK_LEN, READ_PAUSE_QUEUE_LEN, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
 };
 use runtime_common::conn::{ConnReader, QueuedLen, WriteState, WriterMsg, WriterRuntime};
+use runtime_common::runtime::Runtime;
 use runtime_common::tls::{Handshake, HandshakeSlots};
 pub use runtime_common::tls::{
     KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, TLS_HANDSHAKES_PER_ADDR_MAX, Tls,
@@ -245,8 +246,9 @@ async fn read_loop<F: FnMut(ConnEvent) -> bool>(
     }
 }
 
-/// Plugs tasks, an async channel and an `Async` socket into
-/// runtime-common's writer.
+/// The runtime of tasks on `Async` sockets, as runtime-common's shared
+/// drivers see it: a task per reader, writer and dial, async channels,
+/// and smol's blocking pool for blocking work.
 #[derive(Debug)]
 pub struct Tasks;
 
@@ -262,6 +264,47 @@ impl WriterRuntime for Tasks {
     }
     fn detach(task: Task<()>) {
         task.detach();
+    }
+}
+
+impl Runtime for Tasks {
+    type Stream = Stream;
+    type Sender<T: Send + 'static> = Sender<T>;
+    fn send<T: Send + 'static>(tx: &Sender<T>, m: T) -> bool {
+        tx.try_send(m).is_ok()
+    }
+    fn spawn_writer(_: ConnId, stream: &Stream, session: Arc<Session>) -> io::Result<ConnWriter> {
+        Ok(spawn_writer(stream.clone(), session))
+    }
+    fn spawn_reader<F>(
+        _: ConnId,
+        stream: Stream,
+        session: Arc<Session>,
+        wake: WriterWake,
+        frame_timeout: Duration,
+        sink: F,
+    ) -> io::Result<()>
+    where
+        F: FnMut(ConnEvent) -> bool + Send + 'static,
+    {
+        let decoder = FrameDecoder::default();
+        spawn_reader_timed(stream, session, wake, decoder, frame_timeout, sink);
+        Ok(())
+    }
+    fn dial<F>(addr: SocketAddr, tls: &Tls, then: F)
+    where
+        F: FnOnce(io::Result<(Stream, Arc<Session>)>) + Send + 'static,
+    {
+        let tls = tls.clone();
+        exec::spawn(async move {
+            let r = dial_tls(addr, &tls).await;
+            then(r.map(|(stream, session)| (Arc::new(stream), session)));
+        })
+        .detach();
+    }
+    fn spawn_blocking(_: String, work: impl FnOnce() + Send + 'static) -> io::Result<()> {
+        smol::unblock(work).detach();
+        Ok(())
     }
 }
 

@@ -26,6 +26,7 @@ pub use runtime_common::conn::{
     next_conn_id,
 };
 use runtime_common::conn::{ConnReader, QueuedLen, WriteState, WriterMsg, WriterRuntime};
+use runtime_common::runtime::Runtime;
 use runtime_common::tls::{Handshake, HandshakeSlots};
 pub use runtime_common::tls::{
     KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, TLS_HANDSHAKES_PER_ADDR_MAX, Tls,
@@ -251,8 +252,9 @@ fn read_loop<F: FnMut(ConnEvent) -> bool>(
     }
 }
 
-/// Plugs threads, an mpsc channel and a blocking socket into
-/// runtime-common's writer.
+/// The runtime of threads and blocking sockets, as runtime-common's
+/// shared drivers see it: a thread per reader, writer and dial, mpsc
+/// channels, and threads of their own for blocking work.
 #[derive(Debug)]
 pub struct Threads;
 
@@ -267,6 +269,58 @@ impl WriterRuntime for Threads {
         let _ = socket.shutdown(Shutdown::Both);
     }
     fn detach(_: JoinHandle<()>) {}
+}
+
+impl Runtime for Threads {
+    type Stream = TcpStream;
+    type Sender<T: Send + 'static> = Sender<T>;
+    fn send<T: Send + 'static>(tx: &Sender<T>, m: T) -> bool {
+        tx.send(m).is_ok()
+    }
+    fn spawn_writer(
+        conn: ConnId,
+        stream: &TcpStream,
+        session: Arc<Session>,
+    ) -> io::Result<ConnWriter> {
+        spawn_writer(conn, stream, session)
+    }
+    fn spawn_reader<F>(
+        conn: ConnId,
+        stream: TcpStream,
+        session: Arc<Session>,
+        wake: WriterWake,
+        frame_timeout: Duration,
+        sink: F,
+    ) -> io::Result<()>
+    where
+        F: FnMut(ConnEvent) -> bool + Send + 'static,
+    {
+        let decoder = FrameDecoder::default();
+        spawn_reader_timed(conn, stream, session, wake, decoder, frame_timeout, sink).map(drop)
+    }
+    fn dial<F>(addr: SocketAddr, tls: &Tls, then: F)
+    where
+        F: FnOnce(io::Result<(TcpStream, Arc<Session>)>) + Send + 'static,
+    {
+        // `then` runs once: on the dial thread, or here if none starts.
+        let then = Arc::new(std::sync::Mutex::new(Some(then)));
+        let (tls, on_thread) = (tls.clone(), then.clone());
+        let spawned = thread::Builder::new().name("dial".into()).spawn(move || {
+            let r = dial_tls(addr, &tls);
+            if let Some(f) = on_thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                f(r);
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a dial thread: {e}");
+            if let Some(f) = then.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                f(Err(e));
+            }
+        }
+    }
+    fn spawn_blocking(name: String, work: impl FnOnce() + Send + 'static) -> io::Result<()> {
+        thread::Builder::new().name(name).spawn(work).map(drop)
+    }
 }
 
 /// The sending half of a connection: frames queue to a writer thread
