@@ -16,6 +16,7 @@
 //! task racing it against a timer), its listener and its shutdown.
 
 use std::io;
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -31,8 +32,12 @@ use crate::conn::{
     ConnEvent, ConnId, ConnWriter, FRAME_TIMEOUT, WriterRuntime, WriterWake, next_conn_id,
 };
 use crate::storage::{DataDir, StorageCmd, run_storage};
-use crate::tls::{KeyId, Session, Tls};
-use crate::tracker::{Msg, TrackerIo, conn_input, password_workers};
+use crate::tls::{Handshake, HandshakeSlots, KeyId, Session, Tls};
+#[cfg(doc)]
+use crate::tls::{TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, TLS_HANDSHAKES_PER_ADDR_MAX};
+use crate::tracker::{
+    DriverError, Msg, Recovered, TrackerIo, TrackerOptions, conn_input, password_workers, recover,
+};
 
 /// What a runtime supplies to the shared drivers.
 pub trait Runtime: WriterRuntime + Sized {
@@ -67,9 +72,77 @@ pub trait Runtime: WriterRuntime + Sized {
     fn dial<F>(addr: SocketAddr, tls: &Tls, then: F)
     where
         F: FnOnce(io::Result<(Self::Stream, Arc<Session>)>) + Send + 'static;
+    /// Runs the server side of the TLS handshake `hs` on an accepted
+    /// `stream`, within [`TLS_HANDSHAKE_TIMEOUT`], off the caller's
+    /// thread; then `then` runs with the stream and the session, or why
+    /// it failed.
+    fn handshake<F>(stream: Self::Stream, hs: Handshake, then: F)
+    where
+        F: FnOnce(Self::Stream, io::Result<Arc<Session>>) + Send + 'static;
+    /// Shuts `stream` down both ways.
+    fn close(stream: &Self::Stream);
     /// Runs `work`, which may block as long as it likes, on a thread of
     /// its own or a blocking pool (`name` names a thread).
     fn spawn_blocking(name: String, work: impl FnOnce() + Send + 'static) -> io::Result<()>;
+}
+
+/// Runs the handshakes of accepted connections, each off the accept loop
+/// ([`Runtime::handshake`]) so it never waits for one, at most
+/// [`TLS_HANDSHAKES_MAX`] at once and [`TLS_HANDSHAKES_PER_ADDR_MAX`]
+/// from one address ([`HandshakeSlots`]).
+#[derive(Debug)]
+pub struct TlsAcceptor<R> {
+    tls: Tls,
+    slots: HandshakeSlots,
+    runtime: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for TlsAcceptor<R> {
+    fn clone(&self) -> Self {
+        TlsAcceptor {
+            tls: self.tls.clone(),
+            slots: self.slots.clone(),
+            runtime: PhantomData,
+        }
+    }
+}
+
+impl<R: Runtime> TlsAcceptor<R> {
+    pub fn new(tls: Tls) -> Self {
+        TlsAcceptor {
+            tls,
+            slots: HandshakeSlots::default(),
+            runtime: PhantomData,
+        }
+    }
+
+    /// Handshakes running now.
+    pub fn running(&self) -> usize {
+        self.slots.running()
+    }
+
+    /// Starts the handshake of `stream` (accepted from `addr`); when it
+    /// succeeds, `ready` runs where the handshake ran. Over the limit, or
+    /// when the handshake fails or times out, the connection is closed.
+    pub fn accept<F>(&self, stream: R::Stream, addr: SocketAddr, ready: F)
+    where
+        F: FnOnce(R::Stream, SocketAddr, Arc<Session>) + Send + 'static,
+    {
+        let Some(slot) = self.slots.take(addr) else {
+            R::close(&stream);
+            return;
+        };
+        R::handshake(stream, self.tls.accept(), move |stream, r| {
+            drop(slot);
+            match r {
+                Ok(session) => ready(stream, addr, session),
+                Err(e) => {
+                    tracing::debug!("{addr}: TLS handshake failed: {e}");
+                    R::close(&stream);
+                }
+            }
+        });
+    }
 }
 
 /// How [`attach`] went.
@@ -137,6 +210,20 @@ pub fn spawn_workers<R: Runtime, J: Send + 'static>(
         })?;
     }
     Ok(jobs)
+}
+
+/// Recovers a tracker for a runtime whose connections take
+/// `fds_per_conn` descriptors each: its client connection cap budgeted
+/// from the descriptor limit ([`crate::fds::budget_client_conns`]), then
+/// [`recover`]; with the readers' frame deadline
+/// (`NodeConfig::frame_timeout`).
+pub fn recover_tracker(
+    mut opts: TrackerOptions,
+    fds_per_conn: u64,
+) -> Result<(Recovered, Duration), DriverError> {
+    crate::fds::budget_client_conns(&mut opts.node, fds_per_conn);
+    let frame_timeout = Duration::from_millis(opts.node.frame_timeout.as_millis());
+    Ok((recover(opts)?, frame_timeout))
 }
 
 /// The sending end of the tracker machine's channel.

@@ -11,7 +11,6 @@
 //! the wait.
 
 use std::io;
-use std::sync::Arc;
 
 use runtime_common::Woke;
 pub use runtime_common::client::{
@@ -36,7 +35,7 @@ pub fn start(opts: ClientOptions) -> io::Result<ClientHandle> {
     let listener = conn::spawn_listener(listener, move |stream, addr| {
         let tx = accept_tx.clone();
         acceptor.accept(stream, addr, move |stream, addr, session| {
-            peer_accepted::<Tasks>(&tx, Arc::new(stream), session, addr);
+            peer_accepted::<Tasks>(&tx, stream, session, addr);
         });
     })?;
     let io = ClientEffects::new(tls, tx.clone())?;

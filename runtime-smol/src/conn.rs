@@ -23,7 +23,7 @@ pub use runtime_common::conn::{
 };
 use runtime_common::conn::{ConnReader, QueuedLen, WriteState, WriterMsg, WriterRuntime};
 use runtime_common::runtime::Runtime;
-use runtime_common::tls::{Handshake, HandshakeSlots};
+use runtime_common::tls::Handshake;
 pub use runtime_common::tls::{
     KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, TLS_HANDSHAKES_PER_ADDR_MAX, Tls,
 };
@@ -105,53 +105,8 @@ pub async fn handshake(
 }
 
 /// Runs the handshakes of accepted connections, each in a task of its
-/// own so the accept loop never waits for one, at most
-/// [`TLS_HANDSHAKES_MAX`] at once.
-#[derive(Debug, Clone)]
-pub struct TlsAcceptor {
-    tls: Tls,
-    slots: HandshakeSlots,
-}
-
-impl TlsAcceptor {
-    pub fn new(tls: Tls) -> Self {
-        TlsAcceptor {
-            tls,
-            slots: HandshakeSlots::default(),
-        }
-    }
-
-    /// Handshakes running now.
-    pub fn running(&self) -> usize {
-        self.slots.running()
-    }
-
-    /// Starts the handshake of `stream` (accepted from `addr`); when it
-    /// succeeds, `ready` runs in the handshake's task. Over the limit, or
-    /// when the handshake fails or times out, the connection is closed.
-    pub fn accept<F>(&self, stream: Async<TcpStream>, addr: SocketAddr, ready: F)
-    where
-        F: FnOnce(Async<TcpStream>, SocketAddr, Arc<Session>) + Send + 'static,
-    {
-        let Some(slot) = self.slots.take(addr) else {
-            let _ = stream.get_ref().shutdown(Shutdown::Both);
-            return;
-        };
-        let hs = self.tls.accept();
-        exec::spawn(async move {
-            let r = handshake(&stream, hs, TLS_HANDSHAKE_TIMEOUT).await;
-            drop(slot);
-            match r {
-                Ok(session) => ready(stream, addr, session),
-                Err(e) => {
-                    tracing::debug!("{addr}: TLS handshake failed: {e}");
-                    let _ = stream.get_ref().shutdown(Shutdown::Both);
-                }
-            }
-        })
-        .detach();
-    }
-}
+/// own, at most [`TLS_HANDSHAKES_MAX`] at once.
+pub type TlsAcceptor = runtime_common::runtime::TlsAcceptor<Tasks>;
 
 /// Starts a task that reads `stream`, decrypts it with `session`, decodes
 /// frames and hands each event to `sink`. The sink returns `false` when
@@ -302,6 +257,19 @@ impl Runtime for Tasks {
         })
         .detach();
     }
+    fn handshake<F>(stream: Stream, hs: Handshake, then: F)
+    where
+        F: FnOnce(Stream, io::Result<Arc<Session>>) + Send + 'static,
+    {
+        exec::spawn(async move {
+            let r = handshake(&stream, hs, TLS_HANDSHAKE_TIMEOUT).await;
+            then(stream, r);
+        })
+        .detach();
+    }
+    fn close(stream: &Stream) {
+        let _ = stream.get_ref().shutdown(Shutdown::Both);
+    }
     fn spawn_blocking(_: String, work: impl FnOnce() + Send + 'static) -> io::Result<()> {
         smol::unblock(work).detach();
         Ok(())
@@ -377,7 +345,7 @@ async fn timed_out(after: Duration) -> io::Result<()> {
 /// its peer address to `on_accept`, until the task is cancelled.
 pub fn spawn_listener<F>(listener: TcpListener, mut on_accept: F) -> io::Result<Task<()>>
 where
-    F: FnMut(Async<TcpStream>, SocketAddr) + Send + 'static,
+    F: FnMut(Stream, SocketAddr) + Send + 'static,
 {
     let listener = Async::new(listener)?;
     Ok(exec::spawn(async move {
@@ -387,7 +355,7 @@ where
                 Ok((s, peer))
             });
             match accepted {
-                Ok((s, peer)) => on_accept(s, peer),
+                Ok((s, peer)) => on_accept(Arc::new(s), peer),
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
                     // Out of descriptors and the like: do not spin.
@@ -628,7 +596,9 @@ mod tests {
         let mut silent = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, from) = l.accept().unwrap();
         let t = Instant::now();
-        acceptor.accept(Async::new(s).unwrap(), from, |_, _, _| panic!("silent"));
+        acceptor.accept(Arc::new(Async::new(s).unwrap()), from, |_, _, _| {
+            panic!("silent")
+        });
         assert_eq!(acceptor.running(), 1);
         silent
             .set_read_timeout(Some(TLS_HANDSHAKE_TIMEOUT * 2))
@@ -663,13 +633,17 @@ mod tests {
             let (s, _) = l.accept().unwrap();
             // As from many hosts, each at its own bound.
             let from = spread(k);
-            acceptor.accept(Async::new(s).unwrap(), from, |_, _, _| panic!("silent"));
+            acceptor.accept(Arc::new(Async::new(s).unwrap()), from, |_, _, _| {
+                panic!("silent")
+            });
         }
         assert_eq!(acceptor.running(), TLS_HANDSHAKES_MAX);
         let mut extra = TcpStream::connect(addr).unwrap();
         let (s, _) = l.accept().unwrap();
         let from = spread(TLS_HANDSHAKES_MAX + TLS_HANDSHAKES_PER_ADDR_MAX);
-        acceptor.accept(Async::new(s).unwrap(), from, |_, _, _| panic!("refused"));
+        acceptor.accept(Arc::new(Async::new(s).unwrap()), from, |_, _, _| {
+            panic!("refused")
+        });
         extra
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();

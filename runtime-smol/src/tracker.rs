@@ -12,13 +12,12 @@
 //! ([`TrackerEffects`]); this file holds the tasks and the waits.
 
 use std::io;
-use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
 use p2p_state::tracker::node::Input;
 use runtime_common::Woke;
-use runtime_common::runtime::{TrackerEffects, storage_work, tracker_opened};
-use runtime_common::tracker::{CLOSE_FLUSH_WAIT, Core, Msg, Recovered, recover};
+use runtime_common::runtime::{TrackerEffects, recover_tracker, storage_work, tracker_opened};
+use runtime_common::tracker::{CLOSE_FLUSH_WAIT, Core, Msg, Recovered};
 pub use runtime_common::tracker::{
     DriverError, EventSink, TrackerControl, TrackerHandle, TrackerOptions,
 };
@@ -35,37 +34,27 @@ const FDS_PER_CONN: u64 = 1;
 type Storage = Task<io::Result<()>>;
 
 /// Recovers the tracker from its data directory and starts its tasks.
-pub fn start(mut opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, DriverError> {
-    runtime_common::fds::budget_client_conns(&mut opts.node, FDS_PER_CONN);
-    let frame_timeout = std::time::Duration::from_millis(opts.node.frame_timeout.as_millis());
-    let Recovered {
-        tracker,
-        tls,
-        pins,
-        data,
-        clock,
-        listener,
-        addr,
-    } = recover(opts)?;
+pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, DriverError> {
+    let (r, frame_timeout) = recover_tracker(opts, FDS_PER_CONN)?;
+    let Recovered { tracker, tls, .. } = r;
     let (tx, rx) = channel::unbounded();
     let (storage_tx, cmds) = std_mpsc::channel();
     // On the blocking pool: it blocks on its queue and on fsync.
-    let storage = smol::unblock(storage_work::<Tasks>(data, cmds, tx.clone()));
+    let storage = smol::unblock(storage_work::<Tasks>(r.data, cmds, tx.clone()));
     let accept_tx = tx.clone();
     let acceptor = TlsAcceptor::new(tls.clone());
-    let listener = spawn_listener(listener, move |stream, addr| {
+    let listener = spawn_listener(r.listener, move |stream, addr| {
         let tx = accept_tx.clone();
         acceptor.accept(stream, addr, move |stream, addr, session| {
             let input = |conn, peer| Input::Accepted { conn, addr, peer };
-            let stream = Arc::new(stream);
             tracker_opened::<Tasks>(&tx, stream, session, addr, frame_timeout, input);
         });
     })?;
     let io = TrackerEffects::new(tls, tx.clone(), frame_timeout, storage_tx)?;
-    let core = Core::new(tracker, pins, clock, io, sink);
+    let core = Core::new(tracker, r.pins, r.clock, io, sink);
     let task = exec::spawn(run(core, rx, listener, storage));
     let control = TrackerControl::new(move |c| tx.try_send(c.into()).is_ok());
-    Ok(TrackerHandle::new(control, addr, move || {
+    Ok(TrackerHandle::new(control, r.addr, move || {
         exec::join(task).unwrap_or(Err(DriverError::Panicked))
     }))
 }

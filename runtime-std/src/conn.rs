@@ -27,7 +27,7 @@ pub use runtime_common::conn::{
 };
 use runtime_common::conn::{ConnReader, QueuedLen, WriteState, WriterMsg, WriterRuntime};
 use runtime_common::runtime::Runtime;
-use runtime_common::tls::{Handshake, HandshakeSlots};
+use runtime_common::tls::Handshake;
 pub use runtime_common::tls::{
     KeyId, Session, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_MAX, TLS_HANDSHAKES_PER_ADDR_MAX, Tls,
 };
@@ -109,57 +109,8 @@ pub fn handshake(
 }
 
 /// Runs the handshakes of accepted connections, each on a thread of its
-/// own so the listener never waits for one, at most
-/// [`TLS_HANDSHAKES_MAX`] at once.
-#[derive(Debug, Clone)]
-pub struct TlsAcceptor {
-    tls: Tls,
-    slots: HandshakeSlots,
-}
-
-impl TlsAcceptor {
-    pub fn new(tls: Tls) -> Self {
-        TlsAcceptor {
-            tls,
-            slots: HandshakeSlots::default(),
-        }
-    }
-
-    /// Handshakes running now.
-    pub fn running(&self) -> usize {
-        self.slots.running()
-    }
-
-    /// Starts the handshake of `stream` (accepted from `addr`); when it
-    /// succeeds, `ready` runs on the handshake's thread. Over the limit,
-    /// or when the handshake fails or times out, the connection is closed.
-    pub fn accept<F>(&self, stream: TcpStream, addr: SocketAddr, ready: F)
-    where
-        F: FnOnce(TcpStream, SocketAddr, Arc<Session>) + Send + 'static,
-    {
-        let Some(slot) = self.slots.take(addr) else {
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
-        };
-        let hs = self.tls.accept();
-        let spawned = thread::Builder::new()
-            .name("tls-accept".into())
-            .spawn(move || {
-                let r = handshake(&stream, hs, TLS_HANDSHAKE_TIMEOUT);
-                drop(slot);
-                match r {
-                    Ok(session) => ready(stream, addr, session),
-                    Err(e) => {
-                        tracing::debug!("{addr}: TLS handshake failed: {e}");
-                        let _ = stream.shutdown(Shutdown::Both);
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("{addr}: cannot start a handshake thread: {e}");
-        }
-    }
-}
+/// own, at most [`TLS_HANDSHAKES_MAX`] at once.
+pub type TlsAcceptor = runtime_common::runtime::TlsAcceptor<Threads>;
 
 /// Starts a thread that reads `stream`, decrypts it with `session`,
 /// decodes frames and hands each event to `sink`. The sink returns
@@ -317,6 +268,24 @@ impl Runtime for Threads {
                 f(Err(e));
             }
         }
+    }
+    fn handshake<F>(stream: TcpStream, hs: Handshake, then: F)
+    where
+        F: FnOnce(TcpStream, io::Result<Arc<Session>>) + Send + 'static,
+    {
+        let spawned = thread::Builder::new()
+            .name("tls-accept".into())
+            .spawn(move || {
+                let r = handshake(&stream, hs, TLS_HANDSHAKE_TIMEOUT);
+                then(stream, r);
+            });
+        if let Err(e) = spawned {
+            // The stream is dropped (closed) with the thread's closure.
+            tracing::warn!("cannot start a handshake thread: {e}");
+        }
+    }
+    fn close(stream: &TcpStream) {
+        let _ = stream.shutdown(Shutdown::Both);
     }
     fn spawn_blocking(name: String, work: impl FnOnce() + Send + 'static) -> io::Result<()> {
         thread::Builder::new().name(name).spawn(work).map(drop)

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use p2p_state::tracker::node::Input;
 use runtime_common::Woke;
-use runtime_common::runtime::{TrackerEffects, storage_work, tracker_opened};
-use runtime_common::tracker::{CLOSE_FLUSH_WAIT, Core, Msg, Recovered, recover};
+use runtime_common::runtime::{TrackerEffects, recover_tracker, storage_work, tracker_opened};
+use runtime_common::tracker::{CLOSE_FLUSH_WAIT, Core, Msg, Recovered};
 pub use runtime_common::tracker::{
     DriverError, EventSink, TrackerControl, TrackerHandle, TrackerOptions,
 };
@@ -36,27 +36,18 @@ const FDS_PER_CONN: u64 = 3;
 type Storage = JoinHandle<io::Result<()>>;
 
 /// Recovers the tracker from its data directory and starts its threads.
-pub fn start(mut opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, DriverError> {
-    runtime_common::fds::budget_client_conns(&mut opts.node, FDS_PER_CONN);
-    let frame_timeout = Duration::from_millis(opts.node.frame_timeout.as_millis());
-    let Recovered {
-        tracker,
-        tls,
-        pins,
-        data,
-        clock,
-        listener,
-        addr,
-    } = recover(opts)?;
+pub fn start(opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle, DriverError> {
+    let (r, frame_timeout) = recover_tracker(opts, FDS_PER_CONN)?;
+    let Recovered { tracker, tls, .. } = r;
     let id = tracker.id();
     let (tx, rx) = mpsc::channel();
     let (storage_tx, cmds) = mpsc::channel();
     let storage = thread::Builder::new()
         .name("storage".into())
-        .spawn(storage_work::<Threads>(data, cmds, tx.clone()))?;
+        .spawn(storage_work::<Threads>(r.data, cmds, tx.clone()))?;
     let accept_tx = tx.clone();
     let acceptor = TlsAcceptor::new(tls.clone());
-    let listener = Listener::spawn(listener, move |stream, addr| {
+    let listener = Listener::spawn(r.listener, move |stream, addr| {
         let tx = accept_tx.clone();
         acceptor.accept(stream, addr, move |stream, addr, session| {
             let input = |conn, peer| Input::Accepted { conn, addr, peer };
@@ -64,12 +55,12 @@ pub fn start(mut opts: TrackerOptions, sink: EventSink) -> Result<TrackerHandle,
         });
     })?;
     let io = TrackerEffects::new(tls, tx.clone(), frame_timeout, storage_tx)?;
-    let core = Core::new(tracker, pins, clock, io, sink);
+    let core = Core::new(tracker, r.pins, r.clock, io, sink);
     let thread = thread::Builder::new()
         .name(format!("tracker-{id}"))
         .spawn(move || run(core, rx, listener, storage))?;
     let control = TrackerControl::new(move |c| tx.send(c.into()).is_ok());
-    Ok(TrackerHandle::new(control, addr, move || {
+    Ok(TrackerHandle::new(control, r.addr, move || {
         thread.join().unwrap_or(Err(DriverError::Panicked))
     }))
 }
