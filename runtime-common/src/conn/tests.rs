@@ -15,25 +15,11 @@ use p2p_proto::{FrameDecoder, FrameError, encode_frame};
 use super::*;
 use crate::tls::{Identity, Session, Tls};
 
-/// Moves bytes between two handshakes until both are done: (client,
-/// server).
+/// Two sessions in memory, their handshake done: (client, server).
 fn pair() -> (Arc<Session>, Arc<Session>) {
     let dir = tempfile::tempdir().unwrap();
     let tls = |n: &str| -> Tls { Identity::load_or_create(&dir.path().join(n)).unwrap().tls() };
-    let mut c = tls("a").connect("127.0.0.1:1".parse().unwrap());
-    let mut s = tls("b").accept();
-    for _ in 0..20 {
-        let mut out = Vec::new();
-        c.output(&mut out);
-        s.input(&out).unwrap();
-        out.clear();
-        s.output(&mut out);
-        c.input(&out).unwrap();
-        if c.is_done() && s.is_done() {
-            return (c.finish().unwrap(), s.finish().unwrap());
-        }
-    }
-    panic!("the handshake did not finish in 20 rounds");
+    crate::tls::tests::handshake(&tls("a"), &tls("b"))
 }
 
 fn frame(payload: &[u8]) -> Bytes {

@@ -63,8 +63,9 @@ fn a_symlinked_or_broken_key_is_refused() {
     assert!(matches!(e, IdentityError::BadKey { .. }), "{e}");
 }
 
-/// Moves bytes between two handshakes until both are done.
-fn handshake(client: &Tls, server: &Tls) -> (Arc<Session>, Arc<Session>) {
+/// Moves bytes between two handshakes until both are done (also used
+/// by `conn`'s tests).
+pub(crate) fn handshake(client: &Tls, server: &Tls) -> (Arc<Session>, Arc<Session>) {
     let mut c = client.connect("127.0.0.1:1".parse().unwrap());
     let mut s = server.accept();
     for _ in 0..20 {
