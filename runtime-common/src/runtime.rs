@@ -439,8 +439,8 @@ fn client_dial<R: Runtime>(
     let tx = tx.clone();
     R::dial(addr, tls, move |r| match r {
         Ok((stream, session)) => {
-            let failed = Some(failed);
-            client_attach::<R>(&tx, stream, session, up, events, failed, closed);
+            let (name, failed) = (next_conn_id(), Some(failed));
+            client_attach::<R>(&tx, name, stream, session, up, events, failed, closed);
         }
         Err(e) => {
             tracing::debug!("{addr}: {e}");
@@ -468,14 +468,16 @@ pub fn peer_accepted<R: Runtime>(
     let events = move |ev| peer_input(conn, ev);
     let closed = cn::Input::PeerClosed { conn };
     // No writer: the machine never hears of it.
-    client_attach::<R>(tx, stream, session, up, events, None, closed);
+    client_attach::<R>(tx, conn, stream, session, up, events, None, closed);
 }
 
-/// [`attach`] for the client machine: `failed` is reported if no writer
-/// starts (`None`: the machine does not know the connection yet),
-/// `closed` if no reader does.
+/// [`attach`] for the client machine (`name` names the threads):
+/// `failed` is reported if no writer starts (`None`: the machine does not
+/// know the connection yet), `closed` if no reader does.
+#[allow(clippy::too_many_arguments)]
 fn client_attach<R: Runtime>(
     tx: &ClientTx<R>,
+    name: ConnId,
     stream: R::Stream,
     session: Arc<Session>,
     up: impl FnOnce(ConnWriter<R>, KeyId) -> Ev<ConnWriter<R>>,
@@ -486,14 +488,7 @@ fn client_attach<R: Runtime>(
     let reader_tx = tx.clone();
     let sink = move |ev| R::send(&reader_tx, Ev::Input(events(ev)));
     let register = |writer, peer| R::send(tx, up(writer, peer));
-    match attach::<R>(
-        next_conn_id(),
-        stream,
-        session,
-        FRAME_TIMEOUT,
-        register,
-        sink,
-    ) {
+    match attach::<R>(name, stream, session, FRAME_TIMEOUT, register, sink) {
         Attach::Up | Attach::Unheard => {}
         Attach::NoWriter(e) => {
             tracing::warn!("cannot start a connection writer: {e}");
