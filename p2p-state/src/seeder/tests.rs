@@ -1266,12 +1266,11 @@ fn the_per_peer_upload_rate_limit_holds_for_each_connection() {
     assert!(sent <= RATE * 20 + burst + 3 * 1024, "{sent}");
 }
 
-#[test]
-fn the_per_peer_upload_rate_limit_can_be_lifted_at_run_time() {
-    let mut r = Rig::with(SeederConfig {
-        upload_rate_per_peer: Some(1024),
-        ..SeederConfig::default()
-    });
+/// A seeder under `cfg` (one piece's worth of rate a second) lets one of
+/// three requests through and holds the rest for its rate timer; `lift`
+/// turns the limit off at run time, and the held reads start at once.
+fn held_then_lifted(cfg: SeederConfig, lift: impl FnOnce(&mut Seeder, Instant)) -> Rig {
+    let mut r = Rig::with(cfg);
     let c = r.open();
     let mut out = Vec::new();
     for i in [0, 1, 2] {
@@ -1279,28 +1278,29 @@ fn the_per_peer_upload_rate_limit_can_be_lifted_at_run_time() {
     }
     assert_eq!(reads(&out), vec![0], "one piece's worth allowed now");
     assert_eq!(r.s.poll_timeout().map(|t| t.1), Some(Timer::Rate));
-    r.s.set_upload_rate_per_peer(r.now, None);
+    lift(&mut r.s, r.now);
     let out: Vec<Output> = std::iter::from_fn(|| r.s.poll_output()).collect();
     assert_eq!(reads(&out), vec![1, 2], "lifted: the held reads start");
+    r
+}
+
+#[test]
+fn the_per_peer_upload_rate_limit_can_be_lifted_at_run_time() {
+    let cfg = SeederConfig {
+        upload_rate_per_peer: Some(1024),
+        ..SeederConfig::default()
+    };
+    let r = held_then_lifted(cfg, |s, now| s.set_upload_rate_per_peer(now, None));
     assert_eq!(r.s.upload_rate_per_peer(), None);
 }
 
 #[test]
 fn the_upload_rate_limit_can_be_lifted_and_set_at_run_time() {
-    let mut r = Rig::with(SeederConfig {
+    let cfg = SeederConfig {
         upload_rate: Some(1024),
         ..SeederConfig::default()
-    });
-    let c = r.open();
-    let mut out = Vec::new();
-    for i in [0, 1, 2] {
-        out.extend(r.msg(c, PeerMsg::Request { index: i }));
-    }
-    assert_eq!(reads(&out), vec![0], "one piece's worth allowed now");
-    assert_eq!(r.s.poll_timeout().map(|t| t.1), Some(Timer::Rate));
-    r.s.set_upload_rate(r.now, None);
-    let out: Vec<Output> = std::iter::from_fn(|| r.s.poll_output()).collect();
-    assert_eq!(reads(&out), vec![1, 2], "lifted: the held reads start");
+    };
+    let mut r = held_then_lifted(cfg, |s, now| s.set_upload_rate(now, None));
     assert_eq!(r.s.upload_rate(), None);
     r.s.set_upload_rate(r.now, Some(1));
     assert_eq!(r.s.upload_rate(), Some(1));
