@@ -37,7 +37,6 @@ use clap::Parser;
 use p2p_proto::Request;
 use p2p_proto::limits::PIECE_LEN;
 use p2p_state::client::node::{ClientEvent, Command, Rates};
-use p2p_state::client::session::SessionEvent;
 use runtime::Runtime;
 use runtime_common::TrackerInfo;
 use runtime_common::cli::{self, CliCommand};
@@ -47,7 +46,6 @@ use runtime_common::web::{
     self,
     watch::{Mode, Watch},
 };
-use rustyline::history::{DefaultHistory, History};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::EnvFilter;
 
@@ -55,8 +53,8 @@ use tracing_subscriber::EnvFilter;
 /// does not read `Option` as "the flag may be left out").
 type Rate = Option<u64>;
 
-use bins::progress;
 use bins::runtime;
+use bins::{history, news, progress};
 
 #[derive(Parser)]
 #[command(version, about = "A client of the p2p group file-sharing system")]
@@ -308,7 +306,7 @@ fn forward_events(
     std::thread::spawn(move || {
         for e in events {
             watch.on_client_event(&e);
-            if let Some(line) = event_line(&e) {
+            if let Some(line) = news::event_line(&e) {
                 let _ = lines.send(line);
             }
         }
@@ -330,13 +328,13 @@ fn interactive_loop(
     handle: &ClientHandle,
     watch: &Watch,
     lines: mpsc::Receiver<String>,
-    history: &Path,
+    history_path: &Path,
 ) -> Result<bool, String> {
     use rustyline::ExternalPrinter;
     use rustyline::error::ReadlineError;
     let mut rl =
         rustyline::DefaultEditor::new().map_err(|e| format!("cannot open the terminal: {e}"))?;
-    load_history(rl.history_mut(), history);
+    history::load(rl.history_mut(), history_path);
     match rl.create_external_printer() {
         Ok(mut printer) => print_lines(lines, move |line| {
             let _ = printer.print(line);
@@ -347,7 +345,7 @@ fn interactive_loop(
     loop {
         match rl.readline("> ") {
             Ok(line) => {
-                remember(rl.history_mut(), &line);
+                history::remember(rl.history_mut(), &line);
                 match execute(handle, watch, &line, true) {
                     Ok(Flow::Exit) => break,
                     Ok(Flow::Continue) => {}
@@ -361,53 +359,8 @@ fn interactive_loop(
             Err(_) => break,
         }
     }
-    save_history(rl.history_mut(), history);
+    history::save(rl.history_mut(), history_path);
     Ok(all_ok)
-}
-
-/// Adds a typed line to the history, unless it is blank or may carry a
-/// password ([`cli::carries_password`]).
-fn remember(h: &mut DefaultHistory, line: &str) {
-    if !line.trim().is_empty() && !cli::carries_password(line) {
-        let _ = h.add(line);
-    }
-}
-
-/// Loads the history file without the lines that may carry a password
-/// (older versions kept them); if it had any, it is rewritten at once
-/// without them.
-fn load_history(h: &mut DefaultHistory, path: &Path) {
-    if h.load(path).is_err() {
-        return;
-    }
-    let lines: Vec<String> = h.iter().cloned().collect();
-    if !lines.iter().any(|l| cli::carries_password(l)) {
-        return;
-    }
-    let _ = h.clear();
-    for l in &lines {
-        remember(h, l);
-    }
-    match h.is_empty() {
-        true => {
-            let _ = std::fs::remove_file(path);
-        }
-        false => save_history(h, path),
-    }
-}
-
-/// Saves the history file, 0600 (rustyline creates it so; an older,
-/// looser file is tightened too).
-fn save_history(h: &mut DefaultHistory, path: &Path) {
-    if let Err(e) = h.save(path) {
-        eprintln!(
-            "note: could not save the history in {}: {e}",
-            path.display()
-        );
-    }
-    if let Ok(f) = std::fs::File::open(path) {
-        let _ = runtime_common::private::restrict(&f);
-    }
 }
 
 /// Asks for a password on the terminal without echo; a new user's twice.
@@ -423,41 +376,6 @@ fn ask_password(user: &p2p_proto::UserName, create: bool) -> Result<String, Stri
         }
     }
     Ok(pw)
-}
-
-/// The line shown for background news, if any.
-fn event_line(e: &ClientEvent) -> Option<String> {
-    match e {
-        ClientEvent::Session(SessionEvent::FailedOver { from, to }) => Some(format!(
-            "note: tracker {from} unreachable; switched to {to}"
-        )),
-        ClientEvent::Session(SessionEvent::Unreachable) => {
-            Some("note: no tracker reachable; retrying in the background".into())
-        }
-        ClientEvent::Session(SessionEvent::SessionLost) => {
-            Some("note: the session ended (logged in elsewhere or expired); login again".into())
-        }
-        ClientEvent::Session(SessionEvent::Notice(t)) => Some(format!("note: {t}")),
-        ClientEvent::Session(SessionEvent::TrackerKeyRefused(m)) => Some(format!("warning: {m}")),
-        ClientEvent::SeederAddress(Ok(a)) => Some(format!("note: peers reach your seeder at {a}")),
-        ClientEvent::SeederAddress(Err(e)) => Some(format!(
-            "warning: the tracker did not record your seeder address, so nobody can download \
-             from you: {e}"
-        )),
-        ClientEvent::DownloadFinished {
-            group,
-            file,
-            result: Ok(()),
-            ..
-        } => Some(format!("note: download of [{group}] {file} complete")),
-        ClientEvent::DownloadFinished {
-            group,
-            file,
-            result: Err(e),
-            ..
-        } => Some(format!("note: download of [{group}] {file} failed: {e}")),
-        _ => None,
-    }
 }
 
 /// Reads and runs commands from a pipe or file until `exit` or end of
@@ -599,82 +517,4 @@ fn serve(handle: &ClientHandle) -> Result<(), String> {
         let _ = handle.run(Command::Tracker(Request::Logout));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What the history holds in memory.
-    fn lines(h: &DefaultHistory) -> Vec<String> {
-        h.iter().cloned().collect()
-    }
-
-    /// A line with a password never enters the history in memory; the
-    /// same command without it does.
-    #[test]
-    fn lines_with_a_password_are_not_remembered() {
-        let mut h = DefaultHistory::new();
-        for l in [
-            "login alice s3cret",
-            "  LOGIN  alice  s3cret",
-            "create_user bob hunter2",
-            "login alice",
-            "",
-            "list_groups",
-        ] {
-            remember(&mut h, l);
-        }
-        assert_eq!(lines(&h), ["login alice", "list_groups"]);
-    }
-
-    /// A history file an older version wrote, with passwords in it and
-    /// mode 0644, is rewritten without them and 0600 as soon as it is
-    /// loaded; one with nothing else in it is removed.
-    #[test]
-    fn an_old_history_file_loses_its_passwords_at_load() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("history");
-        let mut old = DefaultHistory::new();
-        for l in ["list_groups", "login alice s3cret", "join_group g"] {
-            old.add(l).unwrap();
-        }
-        old.save(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let mut h = DefaultHistory::new();
-        load_history(&mut h, &path);
-        assert_eq!(lines(&h), ["list_groups", "join_group g"]);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains("s3cret"), "{text}");
-        assert!(text.contains("join_group g"), "{text}");
-        let mode = runtime_common::private::mode_of(&path).unwrap();
-        assert_eq!(mode, 0o600);
-
-        let mut only = DefaultHistory::new();
-        only.add("create_user bob hunter2").unwrap();
-        only.save(&path).unwrap();
-        let mut h = DefaultHistory::new();
-        load_history(&mut h, &path);
-        assert!(h.is_empty() && !path.exists());
-    }
-
-    /// The history written at exit is 0600 even over a looser file.
-    #[test]
-    fn the_history_file_is_owner_only() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("history");
-        std::fs::write(&path, "").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let mut h = DefaultHistory::new();
-        remember(&mut h, "list_groups");
-        save_history(&mut h, &path);
-        assert_eq!(runtime_common::private::mode_of(&path).unwrap(), 0o600);
-        assert!(
-            std::fs::read_to_string(&path)
-                .unwrap()
-                .contains("list_groups")
-        );
-    }
 }
