@@ -101,7 +101,7 @@ impl std::fmt::Display for Failure {
         writeln!(f, "last trace lines:\n{}", self.tail)?;
         write!(
             f,
-            "replay: SIM_SEED={} cargo test -p p2p-state --test sim -- sim_seeds --nocapture \
+            "replay: SIM_SEED={} cargo test -p p2p-sim --test sim -- sim_seeds --nocapture \
              (add SIM_TRACE=1 for the full trace)",
             self.seed
         )
