@@ -10,6 +10,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use p2p_state::Instant;
 
+/// What a driver core reads the time from: the [`Clock`] in the
+/// runtimes, a simulated clock in the simulation (`sim/`), which drives
+/// the same cores.
+pub trait Now {
+    /// Milliseconds since the Unix epoch, never going backwards.
+    fn now(&self) -> Instant;
+}
+
+impl Now for Clock {
+    fn now(&self) -> Instant {
+        Clock::now(self)
+    }
+}
+
 /// Wall time at start plus monotonic time since.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {

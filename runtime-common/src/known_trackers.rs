@@ -224,6 +224,26 @@ pub fn merge_pins(
     Ok(out)
 }
 
+/// Where a driver core records the tracker keys pinned on first contact:
+/// the data directory's `known_trackers` ([`Pinner`]) in the runtimes, the
+/// simulated host's disk in the simulation (`sim/`).
+pub trait Pins {
+    /// The trackers, in `tracker_info.txt` order.
+    fn addrs(&self) -> &[SocketAddr];
+    /// Records that tracker `index` (from 0, in `tracker_info.txt` order)
+    /// proved `key` on first contact.
+    fn pin(&mut self, index: usize, key: KeyId);
+}
+
+impl Pins for Pinner {
+    fn addrs(&self) -> &[SocketAddr] {
+        Pinner::addrs(self)
+    }
+    fn pin(&mut self, index: usize, key: KeyId) {
+        Pinner::pin(self, index, key)
+    }
+}
+
 /// Where a node keeps the pins it learns, and the addresses they belong
 /// to: what a driver needs to execute a `PinTracker` output.
 #[derive(Debug, Clone)]

@@ -37,9 +37,9 @@ use p2p_state::tracker::node::{
 use p2p_state::tracker::password::PasswordWork;
 use p2p_state::tracker::repl::{ReplEvent, epoch_primary, epoch_round};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Now};
 use crate::conn::{ConnEvent, ConnId, FrameSink, PEER_TRACKER_WRITE_QUEUE_LEN_MAX};
-use crate::known_trackers::{KnownTrackers, PinError, Pinner, merge_pins};
+use crate::known_trackers::{KnownTrackers, PinError, Pinner, Pins, merge_pins};
 use crate::log_limit::{Admit, with_suppressed};
 use crate::storage::{DataDir, StorageCmd};
 use crate::tls::{Identity, IdentityError, Tls};
@@ -303,11 +303,13 @@ struct Conn<W> {
     key: KeyId,
 }
 
-/// The machine and what the driver knows beside it.
-pub struct Core<R: TrackerIo> {
+/// The machine and what the driver knows beside it. The runtimes run it
+/// on the [`Clock`] and record pins with a [`Pinner`]; the simulation
+/// (`sim/`) runs the same core on its simulated clock, disk and network.
+pub struct Core<R: TrackerIo, C: Now = Clock, P: Pins = Pinner> {
     tracker: Tracker,
-    pins: Pinner,
-    clock: Clock,
+    pins: P,
+    clock: C,
     conns: BTreeMap<ConnId, Conn<R::Writer>>,
     io: R,
     sink: EventSink,
@@ -316,9 +318,9 @@ pub struct Core<R: TrackerIo> {
     refusals: crate::log_limit::LogLimit,
 }
 
-impl<R: TrackerIo> Core<R> {
+impl<R: TrackerIo, C: Now, P: Pins> Core<R, C, P> {
     /// Runs the machine's first outputs (dials to the other trackers).
-    pub fn new(tracker: Tracker, pins: Pinner, clock: Clock, io: R, sink: EventSink) -> Self {
+    pub fn new(tracker: Tracker, pins: P, clock: C, io: R, sink: EventSink) -> Self {
         let mut core = Core {
             tracker,
             pins,
@@ -332,8 +334,13 @@ impl<R: TrackerIo> Core<R> {
         core
     }
 
-    pub fn clock(&self) -> &Clock {
+    pub fn clock(&self) -> &C {
         &self.clock
+    }
+
+    /// The machine, to look at (the simulation's checkers).
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
     }
 
     /// When the loop must wake up if nothing arrives.
