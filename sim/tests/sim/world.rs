@@ -30,6 +30,9 @@ use p2p_state::tracker::node::{self as tn, NodeConfig, Persist, Tracker};
 use p2p_state::tracker::state::TrackerConfig;
 use p2p_state::{Duration, Instant};
 
+use runtime_common::conn::ConnEvent;
+use runtime_common::{client, tracker};
+
 use crate::check::Checker;
 use crate::net::{Dialer, End, EvKind, Host, Net, NodeIx};
 use crate::swarm::{Swarm, child_seed};
@@ -432,16 +435,7 @@ impl World {
             return;
         }
         trace!(self.trace, self.now.0, "{to:?} closed");
-        match to {
-            End::T(i, conn) => self.tracker_input(i, tn::Input::Closed { conn }),
-            End::S(c, inc, conn) if self.clients[c].inc == inc => {
-                self.client_input(c, cn::Input::TrackerClosed { conn })
-            }
-            End::P(c, inc, conn) if self.clients[c].inc == inc => {
-                self.client_input(c, cn::Input::PeerClosed { conn })
-            }
-            _ => {}
-        }
+        self.reader_event(to, ConnEvent::Closed);
     }
 
     fn feed(&mut self, d: Deferred) {
@@ -449,19 +443,31 @@ impl World {
             Deferred::T(i, input) => self.tracker_input(i, input),
             Deferred::C(c, input) => self.client_input(c, input),
             Deferred::Frame(end, payload) if self.net.is_open(end) => self.feed_frame(end, payload),
-            Deferred::BadFrame(end, error) if self.net.is_open(end) => match end {
-                End::T(i, conn) => self.tracker_input(i, tn::Input::BadFraming { conn, error }),
-                End::S(c, _, conn) => {
+            Deferred::BadFrame(end, error) if self.net.is_open(end) => {
+                // The tracker's reader stops reading and leaves the
+                // closing to the machine; a client's reader hangs up.
+                if !matches!(end, End::T(..)) {
                     self.net.close(self.now, end);
-                    self.client_input(c, cn::Input::TrackerClosed { conn });
                 }
-                End::P(c, _, conn) => {
-                    self.net.close(self.now, end);
-                    self.client_input(c, cn::Input::PeerClosed { conn });
-                }
-                End::R(_) => self.net.close(self.now, end),
-            },
+                self.reader_event(end, ConnEvent::BadFraming(error));
+            }
             Deferred::Frame(..) | Deferred::BadFrame(..) => {}
+        }
+    }
+
+    /// What a connection's reader hands the machine, mapped to the
+    /// machine's input by the drivers' own functions (for a peer's piece,
+    /// the drivers' fast path: hashed off the machine).
+    fn reader_event(&mut self, end: End, ev: ConnEvent) {
+        match end {
+            End::T(i, conn) => self.tracker_input(i, tracker::conn_input(conn, ev)),
+            End::S(c, inc, conn) if self.clients[c].inc == inc => {
+                self.client_input(c, client::tracker_input(conn, ev))
+            }
+            End::P(c, inc, conn) if self.clients[c].inc == inc => {
+                self.client_input(c, client::peer_input(conn, ev))
+            }
+            _ => {}
         }
     }
 
@@ -470,8 +476,8 @@ impl World {
             End::T(i, conn) if matches!(self.net.peer_of(end), Some(End::R(_))) => {
                 self.rogue_frame_to_tracker(i, conn, payload)
             }
-            End::T(i, conn) => self.tracker_input(i, tn::Input::Frame { conn, payload }),
-            End::S(c, _, conn) => {
+            End::T(..) => self.reader_event(end, ConnEvent::Frame(payload)),
+            End::S(c, _, _) => {
                 if let Some(id) = self.client_id(c) {
                     let by = match self.net.peer_of(end) {
                         Some(End::T(j, _)) => j,
@@ -481,23 +487,13 @@ impl World {
                     self.check.tracker_frame(c, id, by, at, &payload);
                 }
                 self.check.reply_to_key(client_key(c), &payload);
-                self.client_input(c, cn::Input::TrackerFrame { conn, payload });
+                self.reader_event(end, ConnEvent::Frame(payload));
             }
             End::P(c, _, conn) => {
                 if conn < cn::OUTBOUND {
                     self.watch_seeder_frame(c, conn, &payload);
                 }
-                // The driver's fast path: pieces are hashed off the machine.
-                let input = match p2p_proto::PeerMsg::split_piece(&payload) {
-                    Some((index, data)) => cn::Input::PeerPiece {
-                        conn,
-                        index,
-                        sha1: sha1(&data),
-                        data,
-                    },
-                    None => cn::Input::PeerFrame { conn, payload },
-                };
-                self.client_input(c, input);
+                self.reader_event(end, ConnEvent::Frame(payload));
             }
             // What a rogue hears from a tracker (replies to its replays).
             End::R(_) if matches!(self.net.peer_of(end), Some(End::T(..))) => {
