@@ -256,7 +256,7 @@ impl Faults {
     fn crash(&mut self, w: &mut World, tracker: bool) {
         let up: Vec<Host> = match tracker {
             true => (0..w.trackers.len())
-                .filter(|&i| w.trackers[i].m.is_some())
+                .filter(|&i| w.trackers[i].m().is_some())
                 .map(Host::Tracker)
                 .collect(),
             false => {
@@ -437,7 +437,7 @@ impl Faults {
 
 fn restart(w: &mut World, host: Host) {
     match host {
-        Host::Tracker(i) if w.trackers[i].m.is_none() => w.restart_tracker(i),
+        Host::Tracker(i) if w.trackers[i].m().is_none() => w.restart_tracker(i),
         Host::Client(c) if w.clients[c].m.is_none() => w.restart_client(c),
         _ => {}
     }

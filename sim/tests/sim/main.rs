@@ -1,6 +1,7 @@
 //! The deterministic simulation of the whole system (issue 7): real tracker
-//! and client machines from p2p-state on a simulated network, disk and
-//! clock, with faults, all from one seed, and checkers outside the machines.
+//! and client machines from p2p-state, the trackers in runtime-common's
+//! driver core, on a simulated network, disk and clock, with faults, all
+//! from one seed, and checkers outside the machines.
 //!
 //! - `sim_seeds`: the batch. By default a fixed range of seeds (the CI
 //!   batch) plus a few random ones, printed. `SIM_SEED=<n>` replays seed n;
@@ -13,8 +14,9 @@
 //! - `teeth_*`: bugs planted behind test switches must be caught.
 //! - the rest: hand-written scenarios (`scenarios.rs`).
 //!
-//! Files: `swarm.rs` (seed -> scenario), `world.rs`, `world_tracker.rs`,
-//! `world_client.rs` (the driver), `net.rs`, `faults.rs`, `workload.rs`, `check.rs`,
+//! Files: `swarm.rs` (seed -> scenario), `world.rs`, `world_tracker.rs`
+//! (runtime-common's tracker core over `sim_io.rs`), `world_client.rs`
+//! (the client's driver), `net.rs`, `faults.rs`, `workload.rs`, `check.rs`,
 //! `run.rs` (phases of one run), `trace.rs`.
 
 #[macro_use]
@@ -26,6 +28,7 @@ mod net;
 mod rogue_tracker;
 mod run;
 mod scenarios;
+mod sim_io;
 mod swarm;
 mod workload;
 mod world;

@@ -64,11 +64,14 @@ impl World {
     /// the tracker's epoch, log or state.
     pub(crate) fn rogue_frame_to_tracker(&mut self, i: NodeIx, conn: u64, payload: Bytes) {
         let seen = |w: &World| {
-            w.trackers[i].m.as_ref().map(|t| {
+            w.trackers[i].m().map(|t| {
                 let r = t.repl();
                 (r.epoch(), r.last(), r.applied(), t.state().digest())
             })
         };
+        // The core's turn also runs a deadline that is due: run it
+        // first, so the frame's turn is the frame alone.
+        self.tracker_turn(i, None);
         let before = seen(self);
         self.tracker_input(i, p2p_state::tracker::node::Input::Frame { conn, payload });
         let after = seen(self);
@@ -96,12 +99,9 @@ pub fn impostor_script(w: &World, j: NodeIx, rng: &mut ChaCha8Rng) -> Vec<Bytes>
     // Another tracker's id (our own id in a hello is refused before keys).
     let other = (j + 1 + rng.random_range(0..n.max(2) - 1)) % n.max(2);
     let id = TrackerId(other as u16 + 1);
-    let (epoch, last) = w.trackers[j]
-        .m
-        .as_ref()
-        .map_or((0, LogPos::default()), |t| {
-            (t.repl().epoch(), t.repl().last())
-        });
+    let (epoch, last) = w.trackers[j].m().map_or((0, LogPos::default()), |t| {
+        (t.repl().epoch(), t.repl().last())
+    });
     let next = make_epoch(epoch_round(epoch) + 1, id).unwrap_or(u64::MAX);
     let huge = u64::MAX - rng.random_range(0..1 << 16);
     let next_pos = LogPos {

@@ -233,11 +233,11 @@ fn drive(w: &mut World, load: &mut Workload, faults: &mut Faults, s: &Swarm) -> 
             break;
         }
     }
-    let trackers: Vec<_> = w.trackers.iter().filter_map(|t| t.m.as_ref()).collect();
+    let trackers: Vec<_> = w.trackers.iter().filter_map(|t| t.m()).collect();
     let hist = w
         .trackers
         .iter()
-        .find(|t| t.m.as_ref().is_some_and(|m| m.is_primary()))
+        .find(|t| t.m().is_some_and(|m| m.is_primary()))
         .and_then(|t| t.hist.as_deref());
     w.check.final_checks(&trackers, hist);
     violations(w)
@@ -311,7 +311,7 @@ fn bounded(w: &World) -> Result<(), String> {
             ));
         }
     }
-    for t in w.trackers.iter().filter_map(|t| t.m.as_ref()) {
+    for t in w.trackers.iter().filter_map(|t| t.m()) {
         t.check_invariants();
         if t.state().conflicts().count() > p2p_state::tracker::limits::CONFLICTS_MAX {
             return Err("unbounded: conflict log".into());
@@ -323,7 +323,7 @@ fn bounded(w: &World) -> Result<(), String> {
 /// Is tracker `i` serving: a primary, or following a live primary (in
 /// its epoch) whose traffic reaches it? Why not, if not.
 fn serving(w: &World, i: NodeIx) -> Result<(), String> {
-    let Some(m) = w.trackers[i].m.as_ref() else {
+    let Some(m) = w.trackers[i].m() else {
         return Err("is down".into());
     };
     if m.is_primary() {
@@ -334,7 +334,7 @@ fn serving(w: &World, i: NodeIx) -> Result<(), String> {
         return Err("knows no primary".into());
     };
     let j = usize::from(p.0) - 1;
-    let why = match w.trackers.get(j).and_then(|t| t.m.as_ref()) {
+    let why = match w.trackers.get(j).and_then(|t| t.m()) {
         None => "which is down",
         Some(pm) if !pm.is_primary() || pm.repl().epoch() != epoch => {
             "which is not primary in that epoch"
@@ -354,7 +354,7 @@ fn takeover(w: &World, faults: &Faults) -> Result<(), String> {
         return Ok(());
     }
     for i in 0..w.trackers.len() {
-        if w.trackers[i].m.is_none() {
+        if w.trackers[i].m().is_none() {
             continue;
         }
         if let Err(why) = serving(w, i) {
@@ -383,8 +383,7 @@ fn switched(w: &World, faults: &Faults) -> Result<(), String> {
             }
             let up = (0..w.trackers.len()).find(|&j| {
                 let reads = w.trackers[j]
-                    .m
-                    .as_ref()
+                    .m()
                     .is_some_and(|m| m.repl().can_serve_reads());
                 reads && serving(w, j).is_ok() && w.net.reachable(Host::Client(c), Host::Tracker(j))
             });
@@ -406,7 +405,7 @@ fn unsettled(w: &World, load: &Workload) -> Option<String> {
     if !load.idle(w) {
         return Some(format!("users still waiting: {:?}", load.waiting()));
     }
-    let ts: Vec<_> = w.trackers.iter().filter_map(|t| t.m.as_ref()).collect();
+    let ts: Vec<_> = w.trackers.iter().filter_map(|t| t.m()).collect();
     let primaries = ts
         .iter()
         .filter(|t| t.repl().role() == Role::Primary)

@@ -167,7 +167,7 @@ fn walkthrough_two_seeders_one_leecher() {
     let d: Vec<_> = w
         .trackers
         .iter()
-        .map(|t| t.m.as_ref().unwrap().state().digest())
+        .map(|t| t.m().unwrap().state().digest())
         .collect();
     assert_eq!(d[0], d[1]);
 }
@@ -232,7 +232,7 @@ fn impostor_tracker_does_not_split_the_trackers() {
     use p2p_proto::{Hello, Role, TrackerId};
     let mut w = World::new(3, 2, 1);
     w.run(3000);
-    assert!(w.trackers[1].m.as_ref().unwrap().repl().can_serve_reads());
+    assert!(w.trackers[1].m().unwrap().repl().can_serve_reads());
     let script = vec![
         frame_of(&Hello::new(Role::Tracker(TrackerId(2)))),
         bytes::Bytes::from_static(&[0, 0, 0, 3, 0xaf, 1, 2]),
@@ -242,7 +242,7 @@ fn impostor_tracker_does_not_split_the_trackers() {
     let st: Vec<_> = w
         .trackers
         .iter()
-        .map(|t| t.m.as_ref().unwrap().repl().status())
+        .map(|t| t.m().unwrap().repl().status())
         .collect();
     assert!(
         st[0].primary == st[1].primary && st[0].last == st[1].last && st[1].in_sync,
@@ -276,13 +276,13 @@ fn resubmitted_ops_survive_a_crash_of_the_joiner() {
     // alice's ops back; it crashes while they are on the wire.
     let rejoined = w.run_until(10_000, |w| w.check.stats.divergences > 0);
     assert!(rejoined, "t1 never diverged\n{}", w.tail());
-    let r = w.trackers[0].m.as_ref().unwrap().repl();
+    let r = w.trackers[0].m().unwrap().repl();
     assert_eq!(r.primary(), Some(TrackerId(2)));
     w.crash_tracker(0);
     w.run(1000);
     w.restart_tracker(0);
     w.run(5000);
-    let t2 = w.trackers[1].m.as_ref().unwrap();
+    let t2 = w.trackers[1].m().unwrap();
     let conflicts = t2.state().conflicts().count();
     assert!(
         t2.state().user(&u("alice")).is_some() || conflicts > 0,
@@ -313,7 +313,7 @@ fn a_backup_follows_a_new_primary_with_a_shorter_log() {
     let st: Vec<_> = w
         .trackers
         .iter()
-        .map(|t| t.m.as_ref().unwrap().repl().status())
+        .map(|t| t.m().unwrap().repl().status())
         .collect();
     assert!(
         st.iter().all(|s| s.in_sync && s.last == st[0].last),
@@ -362,7 +362,7 @@ fn a_resubmitted_op_that_fails_when_applied_is_a_recorded_conflict() {
     w.run(10_000);
     // On t2, alice leaving deletes g (bob left there): carol's join cannot
     // apply, and must be a recorded conflict rather than vanish.
-    let t2 = w.trackers[1].m.as_ref().unwrap();
+    let t2 = w.trackers[1].m().unwrap();
     assert!(t2.is_primary());
     let pending = t2
         .state()
@@ -397,10 +397,10 @@ fn a_retried_request_is_logged_once() {
     w.run(3000);
     // Client 1 talks to t2, a backup of t1.
     user(&mut w, 1, "bob");
-    let before = w.trackers[0].m.as_ref().unwrap().repl().last().index;
+    let before = w.trackers[0].m().unwrap().repl().last().index;
     let tag = w.issue(1, t(Request::CreateGroup { group: g("g") }));
     let logged = w.run_until(1000, |w| {
-        w.trackers[0].m.as_ref().unwrap().repl().last().index > before
+        w.trackers[0].m().unwrap().repl().last().index > before
     });
     assert!(logged, "the primary never logged the write\n{}", w.tail());
     // t3 dies (its ack never comes; t1 notices late) and t2 hangs up on the
@@ -477,7 +477,7 @@ fn a_request_that_failed_on_the_winner_is_a_recorded_conflict() {
     w.run(3000);
     w.net.heal();
     w.run(10_000);
-    let t1 = w.trackers[0].m.as_ref().unwrap();
+    let t1 = w.trackers[0].m().unwrap();
     assert!(t1.is_primary(), "{}", w.tail());
     assert_eq!(
         t1.state().group(&g("g")).map(|gr| gr.owner.clone()),
@@ -509,7 +509,7 @@ fn a_backup_whose_snapshot_was_cut_off_catches_up() {
     w.run(3000);
     user(&mut w, 0, "alice");
     let (epoch, last) = {
-        let r = w.trackers[1].m.as_ref().unwrap().repl();
+        let r = w.trackers[1].m().unwrap().repl();
         (r.epoch(), r.last())
     };
     let link = w
@@ -536,7 +536,7 @@ fn a_backup_whose_snapshot_was_cut_off_catches_up() {
     let st: Vec<_> = w
         .trackers
         .iter()
-        .map(|t| t.m.as_ref().unwrap().repl().status())
+        .map(|t| t.m().unwrap().repl().status())
         .collect();
     assert!(
         st[1].in_sync && st[1].last == st[0].last,
@@ -564,11 +564,11 @@ fn a_primary_elected_with_an_entry_on_its_way_to_disk() {
     w.run(3000);
     w.net.heal();
     w.run(5000);
-    assert!(w.trackers[1].m.as_ref().unwrap().is_primary());
+    assert!(w.trackers[1].m().unwrap().is_primary());
     user(&mut w, 1, "bob");
     w.issue(1, t(Request::CreateGroup { group: g("g") }));
     let writing = w.run_until(1000, |w| {
-        let r = w.trackers[0].m.as_ref().unwrap().repl();
+        let r = w.trackers[0].m().unwrap().repl();
         r.last().index > r.applied()
     });
     assert!(
@@ -582,7 +582,7 @@ fn a_primary_elected_with_an_entry_on_its_way_to_disk() {
     let st: Vec<_> = w
         .trackers
         .iter()
-        .map(|t| t.m.as_ref().unwrap().repl().status())
+        .map(|t| t.m().unwrap().repl().status())
         .collect();
     assert!(
         st[0].primary == st[1].primary && st[0].last == st[1].last,
@@ -603,7 +603,7 @@ fn a_primary_elected_with_an_entry_on_its_way_to_disk() {
 fn a_vanished_primary_is_replaced_within_the_bound() {
     let mut w = World::new(29, 2, 2);
     w.run(3000);
-    assert!(w.trackers[0].m.as_ref().unwrap().is_primary());
+    assert!(w.trackers[0].m().unwrap().is_primary());
     user(&mut w, 0, "alice");
     user(&mut w, 1, "bob");
     ok(w.cmd(0, t(Request::CreateGroup { group: g("before") })));
@@ -612,7 +612,7 @@ fn a_vanished_primary_is_replaced_within_the_bound() {
     w.vanish_tracker(0);
     // Takeover bound: primary timeout + heartbeat, plus a round trip.
     let t0 = w.now;
-    let took_over = w.run_until(1500, |w| w.trackers[1].m.as_ref().unwrap().is_primary());
+    let took_over = w.run_until(1500, |w| w.trackers[1].m().unwrap().is_primary());
     assert!(
         took_over,
         "t2 did not take over within 1.5 s of t1 vanishing\n{}",
@@ -627,16 +627,13 @@ fn a_vanished_primary_is_replaced_within_the_bound() {
     // t1 comes back: it rejoins as a backup, and nothing acknowledged is lost.
     w.restart_tracker(0);
     let rejoined = w.run_until(15_000, |w| {
-        let (a, b) = (
-            w.trackers[0].m.as_ref().unwrap(),
-            w.trackers[1].m.as_ref().unwrap(),
-        );
+        let (a, b) = (w.trackers[0].m().unwrap(), w.trackers[1].m().unwrap());
         b.is_primary() && a.repl().can_serve_reads() && a.repl().last() == b.repl().last()
     });
     assert!(rejoined, "t1 did not rejoin as a backup\n{}", w.tail());
     for group in ["before", "during", "bobs"] {
         for tr in &w.trackers {
-            let st = tr.m.as_ref().unwrap().state();
+            let st = tr.m().unwrap().state();
             assert!(st.group(&g(group)).is_some(), "group {group} lost");
         }
     }
@@ -650,11 +647,11 @@ fn a_primary_heard_by_nobody_is_replaced() {
     use crate::net::{Hole, Host};
     let mut w = World::new(31, 2, 1);
     w.run(3000);
-    assert!(w.trackers[0].m.as_ref().unwrap().is_primary());
+    assert!(w.trackers[0].m().unwrap().is_primary());
     let side = [Host::Tracker(0)].into_iter().collect();
     let heal = w.now + p2p_state::Duration(10_000);
     w.net.partition_silent(side, Hole::Out, heal);
-    let took_over = w.run_until(1500, |w| w.trackers[1].m.as_ref().unwrap().is_primary());
+    let took_over = w.run_until(1500, |w| w.trackers[1].m().unwrap().is_primary());
     assert!(
         took_over,
         "t2 did not take over from a silent t1\n{}",
@@ -666,7 +663,7 @@ fn a_primary_heard_by_nobody_is_replaced() {
     let st: Vec<_> = w
         .trackers
         .iter()
-        .map(|t| t.m.as_ref().unwrap().repl().status())
+        .map(|t| t.m().unwrap().repl().status())
         .collect();
     assert!(
         st[0].primary == st[1].primary && st[0].last == st[1].last && st[0].in_sync,

@@ -2,9 +2,13 @@
 //! p2p-state on a simulated network ([`Net`]) and clock, all from one seed.
 //!
 //! Every byte between nodes goes through the real framing and message
-//! codecs. The world is the driver: it executes the machines' outputs
-//! (send, close, dial, persist, read and write pieces), turns their results
-//! into inputs, and lets the checker ([`Checker`]) watch every effect.
+//! codecs, and every connection event becomes an input through the
+//! drivers' own functions (`runtime_common::client::peer_input`, ...). A
+//! tracker host runs the real driver core (`runtime_common::tracker::Core`)
+//! over simulated I/O (`sim_io.rs`, `world_tracker.rs`); for a client the
+//! world is the driver: it executes the machine's outputs (send, close,
+//! dial, read and write pieces). Either way it turns results into inputs
+//! and lets the checker ([`Checker`]) watch every effect.
 //!
 //! One mutation, then drain (docs/STYLE.md §3.3): an input goes in, the machine's
 //! outputs are drained and executed; results of those outputs (a dial that
@@ -35,6 +39,7 @@ use runtime_common::{client, tracker};
 
 use crate::check::Checker;
 use crate::net::{Dialer, End, EvKind, Host, Net, NodeIx};
+use crate::sim_io::{Effect, Effects, SimClock, SimPins, SimTrackerIo, TrackerCore};
 use crate::swarm::{Swarm, child_seed};
 use crate::trace::Trace;
 
@@ -56,7 +61,12 @@ pub struct ClientDisk {
 }
 
 pub struct TrackerNode {
-    pub m: Option<Tracker>,
+    /// The real driver core (`runtime_common::tracker::Core`) with the
+    /// machine, while the host is up.
+    pub core: Option<TrackerCore>,
+    /// Its clock and what its core asked of the host (`sim_io.rs`).
+    pub(crate) clock: SimClock,
+    pub(crate) fx: Effects,
     pub disk: TrackerDisk,
     pub addr: SocketAddr,
     /// Disk writes in order; the front completes first.
@@ -73,6 +83,13 @@ pub struct TrackerNode {
     pub hist: Option<Vec<Entry>>,
     /// Peer tracker keys pinned on first contact (its `known_trackers`).
     pub pins: BTreeMap<TrackerId, KeyId>,
+}
+
+impl TrackerNode {
+    /// The machine, while the host is up.
+    pub fn m(&self) -> Option<&Tracker> {
+        self.core.as_ref().map(|c| c.tracker())
+    }
 }
 
 pub struct ClientHost {
@@ -218,7 +235,9 @@ impl World {
         };
         for (i, &seed) in s.tracker_seeds.iter().enumerate() {
             w.trackers.push(TrackerNode {
-                m: None,
+                core: None,
+                clock: SimClock::default(),
+                fx: Effects::default(),
                 disk: TrackerDisk::default(),
                 addr: tracker_addr(i),
                 pending_disk: VecDeque::new(),
@@ -291,8 +310,18 @@ impl World {
         let d = t.disk.clone();
         let now = self.tnow(i);
         let m = Tracker::recover(cfg, seed, now, d).expect("own disk decodes");
-        self.trackers[i].m = Some(m);
-        self.drain_tracker(i);
+        let t = &mut self.trackers[i];
+        t.clock.set(now);
+        let fx = t.fx.clone();
+        let pins = SimPins {
+            addrs: (0..self.trackers.len()).map(tracker_addr).collect(),
+            fx: fx.clone(),
+        };
+        let io = SimTrackerIo { fx: fx.clone() };
+        let sink = Box::new(move |e: &tn::TrackerEvent| fx.push(Effect::Event(e.clone())));
+        let t = &mut self.trackers[i];
+        t.core = Some(TrackerCore::new(m, pins, t.clock.clone(), io, sink));
+        self.tracker_effects(i);
     }
 
     fn start_client(&mut self, c: NodeIx) {
@@ -329,7 +358,8 @@ impl World {
 
     fn stop_tracker(&mut self, i: NodeIx) {
         let t = &mut self.trackers[i];
-        t.m = None;
+        t.core = None;
+        t.fx.take();
         t.pending_disk.clear(); // not yet durable: lost
         t.inc += 1;
         t.wake = u64::MAX;
@@ -616,13 +646,7 @@ impl World {
 
     fn timeout(&mut self, who: Who) {
         match who {
-            Who::Tracker(i) => {
-                let now = self.tnow(i);
-                if let Some(t) = self.trackers[i].m.as_mut() {
-                    t.handle_timeout(now);
-                }
-                self.drain_tracker(i);
-            }
+            Who::Tracker(i) => self.tracker_turn(i, None),
             Who::Client(c) => {
                 let now = self.cnow(c);
                 if let Some(m) = self.clients[c].m.as_mut() {
@@ -643,7 +667,7 @@ impl World {
         match h {
             Host::Tracker(i) => {
                 self.trackers[i].skew_ms += ms;
-                self.drain_tracker(i);
+                self.tracker_wake(i);
             }
             Host::Client(c) => {
                 self.clients[c].skew_ms += ms;

@@ -86,7 +86,7 @@ impl World {
         let inc = self.clients[c].inc;
         trace!(self.trace, self.now.0, "c{c} dials {addr} (conn {conn})");
         let j = self.trackers.iter().position(|t| t.addr == addr);
-        let up = j.is_some_and(|j| self.trackers[j].m.is_some());
+        let up = j.is_some_and(|j| self.trackers[j].m().is_some());
         let reach = j.is_some_and(|j| self.net.reachable(Host::Client(c), Host::Tracker(j)));
         let (Some(j), true, true) = (j, up, reach) else {
             let dark = j.is_some_and(|j| self.net.is_dark(Host::Tracker(j)));
@@ -317,7 +317,7 @@ impl World {
         let id = self.net.fresh_conn();
         match target {
             RogueTarget::Tracker(j) => {
-                if self.trackers[j].m.is_none() {
+                if self.trackers[j].m().is_none() {
                     return false;
                 }
                 let tconn = self.net.fresh_conn();

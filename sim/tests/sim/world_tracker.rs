@@ -1,61 +1,101 @@
-//! The tracker half of the world's driver: executing a tracker machine's
-//! outputs (send, close, dial, persist), its disk with a latency (a write is
-//! durable, and acknowledged, only when done: a crash loses what is not),
-//! and a mirror of each tracker's whole durable history, followed across
-//! snapshots, that the final checks replay.
+//! The tracker half of the world's driver: the real driver core of
+//! `runtime-common` (`tracker::Core`, which executes the machine's outputs)
+//! over simulated I/O (`sim_io.rs`), and the world executing what the core
+//! asked of its host: bytes and closes on the network, dials, the disk
+//! with a latency (a write is durable, and acknowledged, only when done: a
+//! crash loses what is not), argon2 beside the machine, pins. A mirror of
+//! each tracker's whole durable history, followed across snapshots, is
+//! what the final checks replay.
 
-use bytes::BytesMut;
 use rand::Rng;
 
 use p2p_proto::{Entry, TrackerId};
 use p2p_state::tracker::node::{self as tn, Persist};
 use p2p_state::{Duration, Instant};
+use runtime_common::tracker::Msg;
 
 use crate::net::{Dialer, End, EvKind, Host, NodeIx};
-use crate::world::{INBOX_STEPS_MAX, World, tracker_addr};
+use crate::sim_io::{Effect, SimWriter};
+use crate::world::{World, tracker_addr};
 
 impl World {
+    /// Hands tracker `i`'s core an input, as the runtimes' readers,
+    /// dialers and workers do: a new connection with its writer.
     pub(crate) fn tracker_input(&mut self, i: NodeIx, input: tn::Input) {
+        let writer = |conn| SimWriter {
+            conn,
+            fx: self.trackers[i].fx.clone(),
+        };
+        let msg = match input {
+            tn::Input::Accepted { conn, addr, .. } => Msg::Opened {
+                conn,
+                peer: addr,
+                writer: writer(conn),
+                input,
+            },
+            tn::Input::Dialed { conn, tracker, .. } => Msg::Opened {
+                conn,
+                peer: tracker_addr(usize::from(tracker.0) - 1),
+                writer: writer(conn),
+                input,
+            },
+            input => Msg::Input(input),
+        };
+        self.tracker_turn(i, Some(msg));
+    }
+
+    /// One turn of tracker `i`'s core on its clock (`None`: its deadline),
+    /// then what it asked of its host.
+    pub(crate) fn tracker_turn(&mut self, i: NodeIx, msg: Option<Msg<SimWriter>>) {
         let now = self.tnow(i);
-        if let Some(t) = self.trackers[i].m.as_mut() {
-            t.handle_input(now, input);
-            self.drain_tracker(i);
-        }
+        let t = &mut self.trackers[i];
+        let Some(core) = t.core.as_mut() else {
+            return;
+        };
+        t.clock.set(now);
+        let stop = core.turn(msg);
+        assert!(stop.is_none(), "a simulated tracker never stops by itself");
+        self.tracker_effects(i);
     }
 
-    pub(crate) fn drain_tracker(&mut self, i: NodeIx) {
-        for _ in 0..INBOX_STEPS_MAX {
-            let Some(o) = self.trackers[i].m.as_mut().and_then(|t| t.poll_output()) else {
-                let t = &mut self.trackers[i];
-                t.wake =
-                    t.m.as_ref()
-                        .and_then(|m| m.poll_timeout())
-                        .map_or(u64::MAX, |(d, _)| {
-                            d.0.saturating_sub(t.skew_ms).max(self.now.0)
-                        });
-                return;
-            };
-            self.tracker_output(i, o);
+    /// Executes what tracker `i`'s core asked for, in order; then notes
+    /// when it must wake up.
+    pub(crate) fn tracker_effects(&mut self, i: NodeIx) {
+        for e in self.trackers[i].fx.take() {
+            self.tracker_effect(i, e);
         }
-        panic!("tracker t{} never stops producing output", i + 1);
+        self.tracker_wake(i);
     }
 
-    fn tracker_output(&mut self, i: NodeIx, o: tn::Output) {
-        match o {
-            tn::Output::Send { conn, msg } => {
+    pub(crate) fn tracker_wake(&mut self, i: NodeIx) {
+        let t = &mut self.trackers[i];
+        t.wake = t
+            .core
+            .as_ref()
+            .and_then(|c| c.poll_timeout())
+            .map_or(u64::MAX, |d| d.0.saturating_sub(t.skew_ms).max(self.now.0));
+    }
+
+    fn tracker_effect(&mut self, i: NodeIx, e: Effect) {
+        match e {
+            Effect::Write(conn, bytes) => {
                 if self.trace.print {
-                    // Only when printing: formatting every message is slow.
-                    let m: String = format!("{msg:?}").chars().take(400).collect();
-                    trace!(self.trace, self.now.0, "t{} -> T({i}, {conn}): {m}", i + 1);
+                    // Only when printing (the core hands over encoded
+                    // frames: their size and message tag).
+                    let (len, tag) = (bytes.len(), bytes.get(4).copied().unwrap_or(0));
+                    trace!(
+                        self.trace,
+                        self.now.0,
+                        "t{} -> T({i}, {conn}): {len}B tag {tag}",
+                        i + 1
+                    );
                 }
-                let mut b = BytesMut::new();
-                msg.encode_frame(&mut b);
-                self.net.write(self.now, End::T(i, conn), b.freeze());
+                self.net.write(self.now, End::T(i, conn), bytes);
             }
-            tn::Output::Close { conn, .. } => self.net.close(self.now, End::T(i, conn)),
-            tn::Output::Dial { tracker, .. } => self.dial_tracker(i, tracker),
-            tn::Output::Persist(write) => self.disk_write(i, write),
-            tn::Output::Password { job, work } => {
+            Effect::Close(conn) | Effect::Abort(conn) => self.net.close(self.now, End::T(i, conn)),
+            Effect::Dial(tracker) => self.dial_tracker(i, tracker),
+            Effect::Store(write) => self.disk_write(i, write),
+            Effect::Password { job, work } => {
                 // Argon2 runs beside the machine: its answer comes later,
                 // after other inputs, or never if the tracker crashes first.
                 let at = self.now + Duration(self.rng.random_range(1..=30));
@@ -68,8 +108,8 @@ impl World {
                 };
                 self.net.schedule(at, ev);
             }
-            tn::Output::PinTracker { tracker, key } => self.tracker_pinned(i, tracker, key),
-            tn::Output::Event(e) => {
+            Effect::Pin(tracker, key) => self.tracker_pinned(i, tracker, key),
+            Effect::Event(e) => {
                 trace!(self.trace, self.now.0, "t{} {e:?}", i + 1);
                 self.check.tracker_event(i, &e);
             }
@@ -78,7 +118,7 @@ impl World {
 
     fn dial_tracker(&mut self, i: NodeIx, tracker: TrackerId) {
         let j = tracker.0 as usize - 1;
-        let up = j < self.trackers.len() && self.trackers[j].m.is_some();
+        let up = j < self.trackers.len() && self.trackers[j].m().is_some();
         let reach = self.net.reachable(Host::Tracker(i), Host::Tracker(j));
         if !up || !reach {
             let inc = self.trackers[i].inc;
