@@ -35,9 +35,9 @@ use p2p_state::download::DownloadConfig;
 use p2p_state::hash::sha1;
 use p2p_state::seeder::{SeederConfig, ShareId};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Now};
 use crate::conn::{ConnEvent, FrameSink};
-use crate::known_trackers::{KnownTrackers, Pinner, merge_pins};
+use crate::known_trackers::{KnownTrackers, Pinner, Pins, merge_pins};
 use crate::tls::{Identity, KeyId, Tls};
 use crate::trace;
 pub use disk::{
@@ -489,11 +489,14 @@ pub trait ClientIo {
     fn disk(&mut self, job: Job);
 }
 
-/// The machine and what the driver knows beside it.
-pub struct Core<R: ClientIo> {
+/// The machine and what the driver knows beside it. The runtimes run it
+/// on the [`Clock`] and record pins with a [`Pinner`] (the defaults); the
+/// clock and the pin record are type parameters, as in the tracker's
+/// core, so that a simulation can give its own.
+pub struct Core<R: ClientIo, C: Now = Clock, P: Pins = Pinner> {
     node: ClientNode,
-    pins: Pinner,
-    clock: Clock,
+    pins: P,
+    clock: C,
     io: R,
     trackers: BTreeMap<SessionConn, R::Writer>,
     peers: BTreeMap<u64, R::Writer>,
@@ -538,8 +541,10 @@ impl<R: ClientIo> Core<R> {
         core.drain();
         (core, p.handle)
     }
+}
 
-    pub fn clock(&self) -> &Clock {
+impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
+    pub fn clock(&self) -> &C {
         &self.clock
     }
 
