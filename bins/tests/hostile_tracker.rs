@@ -20,13 +20,10 @@
 //! deadline.
 
 mod common;
-use common::{connect_from, proc_status};
+use common::{Proc, connect_from, proc_status};
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -119,44 +116,6 @@ fn attacks_on_the_smol_backup() {
 
 // ------------------------------------------------------------ processes
 
-/// A running tracker process; killed (kill -9) when dropped.
-struct Proc {
-    child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn wait_line(&self, want: &str) {
-        let start = Instant::now();
-        while start.elapsed() < WAIT {
-            if self.stdout.lock().unwrap().iter().any(|l| l == want) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "no line {want:?} in {WAIT:?}; stderr:\n{}",
-            self.stderr_text()
-        );
-    }
-}
-
 /// Two replicating trackers: 1 on std, 2 on smol.
 struct Cluster {
     _dir: tempfile::TempDir,
@@ -175,41 +134,33 @@ impl Cluster {
         let info = dir.path().join("tracker_info.txt");
         let text: String = addrs.iter().map(|a| format!("{a}\n")).collect();
         std::fs::write(&info, text).unwrap();
-        let procs = ["std", "smol"]
+        let idle = IDLE_TIMEOUT_SECS.to_string();
+        let frame = FRAME_TIMEOUT_SECS.to_string();
+        let mut procs = ["std", "smol"]
             .iter()
             .enumerate()
             .map(|(i, rt)| {
-                let n = i + 1;
-                let stderr = dir.path().join(format!("stderr-{n}.txt"));
-                let mut child = Command::new(env!("CARGO_BIN_EXE_tracker"))
-                    .arg(&info)
-                    .arg(n.to_string())
-                    .arg("--data-dir")
-                    .arg(dir.path().join(format!("data-{n}")))
-                    .args(["--argon2", "test", "--runtime", rt])
-                    .args(["--idle-timeout-secs", &IDLE_TIMEOUT_SECS.to_string()])
-                    .args(["--frame-timeout-secs", &FRAME_TIMEOUT_SECS.to_string()])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(std::fs::File::create(&stderr).unwrap())
-                    .spawn()
-                    .unwrap();
-                let stdout = Arc::new(Mutex::new(Vec::new()));
-                let out = child.stdout.take().unwrap();
-                let sink = stdout.clone();
-                thread::spawn(move || {
-                    for line in BufReader::new(out).lines().map_while(Result::ok) {
-                        sink.lock().unwrap().push(line);
-                    }
-                });
-                Proc {
-                    child,
-                    stdout,
-                    stderr,
-                }
+                let n = (i + 1).to_string();
+                let data = dir.path().join(format!("data-{n}"));
+                let args = [
+                    info.to_str().unwrap(),
+                    &n,
+                    "--data-dir",
+                    data.to_str().unwrap(),
+                    "--argon2",
+                    "test",
+                    "--runtime",
+                    rt,
+                    "--idle-timeout-secs",
+                    &idle,
+                    "--frame-timeout-secs",
+                    &frame,
+                ];
+                let bin = env!("CARGO_BIN_EXE_tracker");
+                Proc::spawn(&format!("tracker {n}"), bin, &args, dir.path())
             })
             .collect::<Vec<_>>();
-        procs[1].wait_line("Connected to peer tracker 1");
+        procs[1].expect("Connected to peer tracker 1", WAIT.as_secs());
         Cluster {
             _dir: dir,
             addrs,
@@ -434,7 +385,7 @@ fn wait_closed(c: &mut Raw, deadline: Instant, what: &str) {
 
 /// What every attack is followed by.
 struct Target<'a> {
-    cluster: &'a Cluster,
+    cluster: &'a mut Cluster,
     /// The attacked tracker, counted from 1.
     n: usize,
     /// Normal users signed up so far (a fresh one per check).
@@ -447,7 +398,7 @@ impl Target<'_> {
     }
 
     fn pid(&self) -> u32 {
-        self.cluster.procs[self.n - 1].pid()
+        self.cluster.procs[self.n - 1].child.id()
     }
 
     /// A normal client is served promptly, both trackers converge, and
@@ -523,9 +474,9 @@ impl Target<'_> {
 // --------------------------------------------------------------- attacks
 
 fn attacks(n: usize) {
-    let cluster = Cluster::start();
+    let mut cluster = Cluster::start();
     let mut t = Target {
-        cluster: &cluster,
+        cluster: &mut cluster,
         n,
         checks: 0,
     };
@@ -643,7 +594,7 @@ fn reply_amplification(t: &mut Target, mallory: Raw) {
     );
     // Paused, not cut: their queues never reached WRITE_QUEUE_LEN_MAX
     // (without backpressure each would pass it within milliseconds).
-    let log = t.cluster.procs[t.n - 1].stderr_text();
+    let log = t.cluster.procs[t.n - 1].lines_so_far();
     assert!(
         !log.contains("send queue full"),
         "reply amplification filled a write queue:\n{log}"

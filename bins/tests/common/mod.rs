@@ -139,6 +139,14 @@ impl Proc {
         }
     }
 
+    /// Every line printed so far (stderr lines prefixed), without waiting.
+    pub fn lines_so_far(&mut self) -> String {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+        self.seen.join("\n")
+    }
+
     /// Sends a command and waits for the line that answers it.
     pub fn run(&mut self, line: &str, want: &str) -> String {
         self.send(line);
