@@ -52,6 +52,7 @@
 //! [`Download::poll_timeout`]. `now` never goes backwards.
 
 mod interface;
+mod invariants;
 mod peer;
 mod picker;
 mod progress;
@@ -437,98 +438,6 @@ impl Download {
         self.peers.get(&peer).map_or(0, |p| p.pieces_received)
     }
 
-    /// A snapshot for `show_downloads`.
-    pub fn progress(&self, now: Instant) -> Progress {
-        let ready = self.peers.values().filter(|p| p.is_ready());
-        let in_use = ready.clone().filter(|p| !p.requests.is_empty()).count();
-        let done = self.picker.done();
-        let bytes_done = done
-            .iter()
-            .map(|i| u64::from(self.meta.piece_size(i)))
-            .sum();
-        Progress {
-            state: self.state.clone(),
-            pieces_done: done.count(),
-            pieces_total: self.meta.piece_count(),
-            bytes_done,
-            bytes_total: self.meta.size,
-            rate_bps: self.rate.rate_bps(now),
-            peers_in_use: in_use as u32,
-            peers_connected: ready.count() as u32,
-            peers_known: self.peers.len() as u32,
-            requests_in_flight: self.in_flight as u32,
-            waiting_reason: self.waiting_reason(now),
-            have: done.clone(),
-            peers: self
-                .peers
-                .values()
-                .map(|p| PeerProgress {
-                    user: p.user.clone(),
-                    addr: p.addr,
-                    pieces_received: p.pieces_received,
-                    in_flight: p.requests.len() as u32,
-                    rate_bps: p.rate_bps,
-                    connected: p.is_ready(),
-                })
-                .collect(),
-        }
-    }
-
-    /// A piece arrived from some peer within `window` before `now`.
-    fn active_within(&self, now: Instant, window: Duration) -> bool {
-        self.peers
-            .values()
-            .filter_map(|p| p.last_arrival)
-            .any(|t| now.saturating_since(t) < window)
-    }
-
-    /// Why nothing is being received, or `None` while pieces flow (a
-    /// piece arrived within [`WAITING_WINDOW`], or one is asked for) or
-    /// the download is not fetching any more.
-    pub fn waiting_reason(&self, now: Instant) -> Option<WaitingReason> {
-        if self.state != DownloadState::Downloading
-            || self.in_flight > 0
-            || self.picker.all_verified()
-            || self.active_within(now, WAITING_WINDOW)
-        {
-            return None;
-        }
-        let retry_in = self
-            .timers
-            .get(Timer::AskTracker)
-            .map_or(Duration(0), |t| t.saturating_since(now));
-        let count = |f: fn(&Peer) -> bool| self.peers.values().filter(|p| f(p)).count() as u32;
-        let opening = count(|p| p.is_active() && !p.is_ready());
-        let ready = count(Peer::is_ready);
-        if self.gate.held_global || self.gate.held_peer {
-            return Some(WaitingReason::RateLimited);
-        }
-        Some(if opening > 0 {
-            WaitingReason::Connecting { peers: opening }
-        } else if ready > 0 {
-            let missing = self.picker.len() - self.picker.verified_count();
-            WaitingReason::PeersLackPieces {
-                peers: ready,
-                missing,
-                retry_in,
-            }
-        } else if self.tracker.pending {
-            WaitingReason::AskingTracker
-        } else if let Some(reason) = &self.tracker.problem {
-            WaitingReason::TrackerUnavailable {
-                reason: reason.clone(),
-                retry_in,
-            }
-        } else if let (Some(last), true) = (&self.last_peer_problem, self.tracker.last_listed > 0) {
-            WaitingReason::PeersFailed {
-                last: last.clone(),
-                retry_in,
-            }
-        } else {
-            WaitingReason::NoPeers { retry_in }
-        })
-    }
-
     // ------------------------------------------------------------ endings
 
     /// Ends the download: closes every connection, drops every deadline,
@@ -558,105 +467,6 @@ impl Download {
         self.announce.last = now.or(self.announce.last);
         let pieces = self.picker.done().clone();
         self.out.push_back(Output::AnnounceHave { pieces });
-    }
-
-    // ------------------------------------------------------------ invariants
-
-    fn debug_check(&self) {
-        #[cfg(debug_assertions)]
-        self.check_invariants();
-    }
-
-    /// Panics if the machine's bookkeeping disagrees with itself. Called at
-    /// the end of every `handle_*` in debug builds, and by the simulator.
-    pub fn check_invariants(&self) {
-        if let Err(e) = self.invariant_violation() {
-            panic!("download invariant broken: {e}");
-        }
-    }
-
-    fn invariant_violation(&self) -> Result<(), String> {
-        self.picker.check()?;
-        if !self.timers.is_consistent() {
-            return Err("timer table indexes disagree".into());
-        }
-        if self.in_flight > self.cfg.max_parallel {
-            return Err(format!("{} requests in flight > cap", self.in_flight));
-        }
-        self.check_requests()?;
-        self.check_peers()?;
-        if self.is_finished() && (self.in_flight > 0 || self.peers.values().any(Peer::is_active)) {
-            return Err("finished with live peers or requests".into());
-        }
-        if self.state == DownloadState::Complete && !self.picker.all_done() {
-            return Err("complete with pieces missing".into());
-        }
-        Ok(())
-    }
-
-    fn check_requests(&self) -> Result<(), String> {
-        let mut total = 0;
-        for (&i, rs) in &self.requests {
-            if rs.is_empty() || rs.len() > self.cfg.endgame_dup_max {
-                return Err(format!("piece {i} has {} requesters", rs.len()));
-            }
-            if self.picker.state(i) != PieceState::InFlight {
-                return Err(format!(
-                    "piece {i} requested but {:?}",
-                    self.picker.state(i)
-                ));
-            }
-            for (p, _) in rs {
-                let peer = self.peers.get(p).ok_or("request to an unknown peer")?;
-                let holds = peer.pieces().is_some_and(|s| s.contains(i));
-                if !holds || !peer.requests.contains_key(&i) {
-                    return Err(format!("piece {i} asked of {p}, which lacks it or forgot"));
-                }
-                if !self.timers.is_set(Timer::Request(*p, i)) {
-                    return Err(format!("request {i} to {p} has no deadline"));
-                }
-            }
-            total += rs.len();
-        }
-        for i in 0..self.picker.len() {
-            if self.picker.state(i) == PieceState::InFlight && !self.requests.contains_key(&i) {
-                return Err(format!("piece {i} in flight with no requester"));
-            }
-        }
-        if total != self.in_flight {
-            return Err(format!("in-flight count {} != {total}", self.in_flight));
-        }
-        Ok(())
-    }
-
-    fn check_peers(&self) -> Result<(), String> {
-        let mut avail = vec![0u32; self.picker.len() as usize];
-        let mut per_peer = 0;
-        for (id, p) in &self.peers {
-            if p.requests.len() > self.cfg.per_peer_max {
-                return Err(format!(
-                    "{id} has {} requests > per-peer cap",
-                    p.requests.len()
-                ));
-            }
-            if !p.is_ready() && !p.requests.is_empty() {
-                return Err(format!("{id} is not ready but has requests"));
-            }
-            per_peer += p.requests.len();
-            if self.by_addr.get(&(p.user.clone(), p.addr)) != Some(id) {
-                return Err(format!("{id} missing from the address index"));
-            }
-            for i in p.pieces().into_iter().flat_map(PieceSet::iter) {
-                avail[i as usize] += 1;
-            }
-        }
-        if per_peer != self.in_flight || self.by_addr.len() != self.peers.len() {
-            return Err("per-peer requests or address index disagree".into());
-        }
-        match (0..self.picker.len()).find(|&i| avail[i as usize] != self.picker.avail(i)) {
-            Some(i) => Err(format!("availability of piece {i} is stale")),
-            None => Ok(()),
-        }
     }
 }
 

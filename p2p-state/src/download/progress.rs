@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 
 use p2p_proto::{PieceSet, RejectReason, Text, UserName};
 
-use super::interface::{DisconnectReason, DownloadError};
+use super::Peer;
+use super::interface::{DisconnectReason, DownloadError, Timer};
 use crate::time::{Duration, Instant};
 
 /// Where a download is in its life.
@@ -237,6 +238,100 @@ impl RateMeter {
             .min(now.saturating_since(self.started).as_millis())
             .max(1);
         bytes.saturating_mul(1000) / window
+    }
+}
+
+impl super::Download {
+    /// A snapshot for `show_downloads`.
+    pub fn progress(&self, now: Instant) -> Progress {
+        let ready = self.peers.values().filter(|p| p.is_ready());
+        let in_use = ready.clone().filter(|p| !p.requests.is_empty()).count();
+        let done = self.picker.done();
+        let bytes_done = done
+            .iter()
+            .map(|i| u64::from(self.meta.piece_size(i)))
+            .sum();
+        Progress {
+            state: self.state.clone(),
+            pieces_done: done.count(),
+            pieces_total: self.meta.piece_count(),
+            bytes_done,
+            bytes_total: self.meta.size,
+            rate_bps: self.rate.rate_bps(now),
+            peers_in_use: in_use as u32,
+            peers_connected: ready.count() as u32,
+            peers_known: self.peers.len() as u32,
+            requests_in_flight: self.in_flight as u32,
+            waiting_reason: self.waiting_reason(now),
+            have: done.clone(),
+            peers: self
+                .peers
+                .values()
+                .map(|p| PeerProgress {
+                    user: p.user.clone(),
+                    addr: p.addr,
+                    pieces_received: p.pieces_received,
+                    in_flight: p.requests.len() as u32,
+                    rate_bps: p.rate_bps,
+                    connected: p.is_ready(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A piece arrived from some peer within `window` before `now`.
+    fn active_within(&self, now: Instant, window: Duration) -> bool {
+        self.peers
+            .values()
+            .filter_map(|p| p.last_arrival)
+            .any(|t| now.saturating_since(t) < window)
+    }
+
+    /// Why nothing is being received, or `None` while pieces flow (a
+    /// piece arrived within [`WAITING_WINDOW`], or one is asked for) or
+    /// the download is not fetching any more.
+    pub fn waiting_reason(&self, now: Instant) -> Option<WaitingReason> {
+        if self.state != DownloadState::Downloading
+            || self.in_flight > 0
+            || self.picker.all_verified()
+            || self.active_within(now, WAITING_WINDOW)
+        {
+            return None;
+        }
+        let retry_in = self
+            .timers
+            .get(Timer::AskTracker)
+            .map_or(Duration(0), |t| t.saturating_since(now));
+        let count = |f: fn(&Peer) -> bool| self.peers.values().filter(|p| f(p)).count() as u32;
+        let opening = count(|p| p.is_active() && !p.is_ready());
+        let ready = count(Peer::is_ready);
+        if self.gate.held_global || self.gate.held_peer {
+            return Some(WaitingReason::RateLimited);
+        }
+        Some(if opening > 0 {
+            WaitingReason::Connecting { peers: opening }
+        } else if ready > 0 {
+            let missing = self.picker.len() - self.picker.verified_count();
+            WaitingReason::PeersLackPieces {
+                peers: ready,
+                missing,
+                retry_in,
+            }
+        } else if self.tracker.pending {
+            WaitingReason::AskingTracker
+        } else if let Some(reason) = &self.tracker.problem {
+            WaitingReason::TrackerUnavailable {
+                reason: reason.clone(),
+                retry_in,
+            }
+        } else if let (Some(last), true) = (&self.last_peer_problem, self.tracker.last_listed > 0) {
+            WaitingReason::PeersFailed {
+                last: last.clone(),
+                retry_in,
+            }
+        } else {
+            WaitingReason::NoPeers { retry_in }
+        })
     }
 }
 
