@@ -1,0 +1,27 @@
+//! The client's command language: parsing a line into a command, and the
+//! text the user sees for each answer. Pure functions, shared by every
+//! runtime.
+//!
+//! Command names and argument orders are the seed's. Arguments are split
+//! like a shell does (`shell-words`), so a file name with spaces can be
+//! quoted: `download_file g1 "my file.txt" ~/Downloads`.
+//!
+//! Passwords: `login <user>` and `create_user <user>` without the password
+//! parse as [`CliCommand::AskPassword`] (the interactive client asks for it
+//! without echo, a script gets [`no_password_error`]); a line for which
+//! [`carries_password`] holds is never kept in a history.
+//!
+//! - `parse.rs`: [`CliCommand`], [`parse_line`], [`parse_rate`], [`USAGE`];
+//! - `password.rs`: lines with a password ([`carries_password`]);
+//! - `format.rs`: the answer to a command ([`format_ok`], [`bytes`]);
+//! - `progress.rs`: download lines, ETA and [`TenPercent`].
+
+mod format;
+mod parse;
+mod password;
+mod progress;
+
+pub use format::{bytes, format_ok, format_rate, format_rates};
+pub use parse::{CliCommand, USAGE, help, parse_line, parse_rate};
+pub use password::{carries_password, no_password_error, with_password};
+pub use progress::{TenPercent, duration, eta_secs, format_download, format_downloads};
