@@ -2,10 +2,13 @@
 //! identities in memory (the runtimes test the same over loopback).
 
 use super::*;
-use crate::conn::{WriterMsg, collect_batch};
+use crate::conn::{Batch, ConnEvent, Deframer, WriterMsg, collect_batch};
 use bytes::{Bytes, BytesMut};
 use p2p_proto::FrameDecoder;
+use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
 
 fn mode(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o777
