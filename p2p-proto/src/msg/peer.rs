@@ -6,7 +6,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Text, tag, unknown};
 use crate::codec::{DecodeError, Reader, Wire, put_option};
-use crate::limits::PIECE_LEN_MAX;
+use crate::frame::frame_header;
+use crate::limits::{FRAME_HEADER_LEN, PIECE_LEN_MAX};
 use crate::types::*;
 
 /// Why a seeder refused a request or a connection.
@@ -93,16 +94,63 @@ pub enum PeerMsg {
     Fatal { reason: Text },
 }
 
+/// The first byte of each [`PeerMsg`] on the wire: the one table the
+/// encoder, the decoder and the piece frame's header
+/// ([`PeerMsg::piece_frame_head`]) read. Tags follow the declaration
+/// order from 1; never reorder or remove a variant (that would change the
+/// wire format; `msg/tests.rs` pins every tag's byte), only append.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+enum Tag {
+    Open = 1,
+    Have,
+    HavePiece,
+    Request,
+    Cancel,
+    Piece,
+    Reject,
+    Fatal,
+}
+
+impl Tag {
+    const ALL: [Tag; 8] = [
+        Tag::Open,
+        Tag::Have,
+        Tag::HavePiece,
+        Tag::Request,
+        Tag::Cancel,
+        Tag::Piece,
+        Tag::Reject,
+        Tag::Fatal,
+    ];
+
+    fn of(byte: u8) -> Option<Tag> {
+        Tag::ALL.into_iter().find(|t| *t as u8 == byte)
+    }
+}
+
+/// Writes the start of a `Piece` message carrying `len` data bytes (its
+/// tag, index and data length), into whatever buffer: the encoder's, or
+/// the fixed array of [`PeerMsg::piece_frame_head`].
+fn put_piece_head(w: &mut impl BufMut, index: u32, len: u32) {
+    w.put_u8(Tag::Piece as u8);
+    w.put_u32(index);
+    w.put_u32(len);
+}
+
 impl PeerMsg {
-    /// Bytes of a `Piece` message before its data, for drivers that write
-    /// the header and the piece bytes with one vectored write.
+    /// Bytes of a `Piece` message before its data (tag, index, data
+    /// length).
     pub const PIECE_HEADER_LEN: usize = 1 + 4 + 4;
+    /// Bytes of a `Piece` frame before its data: the frame's length
+    /// prefix, then [`PeerMsg::PIECE_HEADER_LEN`].
+    pub const PIECE_FRAME_HEAD_LEN: usize = FRAME_HEADER_LEN + Self::PIECE_HEADER_LEN;
 
     /// If `payload` is a well-formed `Piece` message, its index and data
     /// (zero-copy). Drivers use it to hash piece data off the machine's
     /// thread before handing it over.
     pub fn split_piece(payload: &Bytes) -> Option<(u32, Bytes)> {
-        if payload.first() != Some(&6) {
+        if payload.first() != Some(&(Tag::Piece as u8)) {
             return None;
         }
         match PeerMsg::from_bytes(payload.clone()) {
@@ -111,13 +159,18 @@ impl PeerMsg {
         }
     }
 
-    /// Encodes the header of a `Piece` message carrying `len` data bytes.
-    pub fn piece_header(index: u32, len: u32) -> [u8; Self::PIECE_HEADER_LEN] {
-        let mut h = [0u8; Self::PIECE_HEADER_LEN];
-        h[0] = 6;
-        h[1..5].copy_from_slice(&index.to_be_bytes());
-        h[5..9].copy_from_slice(&len.to_be_bytes());
-        h
+    /// The bytes of a whole `Piece { index, data }` frame that come before
+    /// its `len` data bytes: what [`crate::encode_msg`] writes for that
+    /// message, up to the data, built by the same encoder. Drivers send it
+    /// followed by the data from its own buffer, or from a file, so piece
+    /// data is never copied into a frame.
+    pub fn piece_frame_head(index: u32, len: u32) -> [u8; Self::PIECE_FRAME_HEAD_LEN] {
+        let mut head = [0u8; Self::PIECE_FRAME_HEAD_LEN];
+        let mut w = &mut head[..];
+        w.put_slice(&frame_header(Self::PIECE_HEADER_LEN + len as usize));
+        put_piece_head(&mut w, index, len);
+        debug_assert!(w.is_empty(), "the head is filled");
+        head
     }
 }
 
@@ -127,70 +180,73 @@ impl Wire for PeerMsg {
         use PeerMsg::*;
         match self {
             Open { ticket } => {
-                w.put_u8(1);
+                w.put_u8(Tag::Open as u8);
                 ticket.encode(w);
             }
             Have { pieces } => {
-                w.put_u8(2);
+                w.put_u8(Tag::Have as u8);
                 pieces.encode(w);
             }
             HavePiece { index } => {
-                w.put_u8(3);
+                w.put_u8(Tag::HavePiece as u8);
                 w.put_u32(*index);
             }
             Request { index } => {
-                w.put_u8(4);
+                w.put_u8(Tag::Request as u8);
                 w.put_u32(*index);
             }
             Cancel { index } => {
-                w.put_u8(5);
+                w.put_u8(Tag::Cancel as u8);
                 w.put_u32(*index);
             }
             Piece { index, data } => {
-                w.put_slice(&PeerMsg::piece_header(*index, data.len() as u32));
+                put_piece_head(w, *index, data.len() as u32);
                 w.put_slice(data);
             }
             Reject { index, reason } => {
-                w.put_u8(7);
+                w.put_u8(Tag::Reject as u8);
                 put_option(w, index);
                 reason.encode(w);
             }
             Fatal { reason } => {
-                w.put_u8(8);
+                w.put_u8(Tag::Fatal as u8);
                 reason.encode(w);
             }
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         use PeerMsg::*;
-        Ok(match tag(r, "peer message")? {
-            1 => Open {
+        let t = tag(r, "peer message")?;
+        let Some(t) = Tag::of(t) else {
+            return Err(unknown("peer message", t));
+        };
+        Ok(match t {
+            Tag::Open => Open {
                 ticket: Wire::decode(r)?,
             },
-            2 => Have {
+            Tag::Have => Have {
                 pieces: Wire::decode(r)?,
             },
-            3 => HavePiece {
+            Tag::HavePiece => HavePiece {
                 index: r.u32("piece index")?,
             },
-            4 => Request {
+            Tag::Request => Request {
                 index: r.u32("piece index")?,
             },
-            5 => Cancel {
+            Tag::Cancel => Cancel {
                 index: r.u32("piece index")?,
             },
-            6 => Piece {
+            Tag::Piece => Piece {
                 index: r.u32("piece index")?,
                 data: r.blob("piece data", PIECE_LEN_MAX as usize)?,
             },
-            7 => Reject {
+            Tag::Reject => Reject {
                 index: r.option("piece index")?,
                 reason: Wire::decode(r)?,
             },
-            8 => Fatal {
+            Tag::Fatal => Fatal {
                 reason: Wire::decode(r)?,
             },
-            t => return Err(unknown("peer message", t)),
         })
     }
 }

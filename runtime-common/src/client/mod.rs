@@ -192,14 +192,10 @@ pub fn peer_input(conn: u64, ev: ConnEvent) -> cn::Input {
     }
 }
 
-/// A piece frame's headers (frame length, message tag, index, length).
+/// A piece frame's headers (frame length, message tag, index, length),
+/// as the codec builds them.
 fn piece_head(index: u32, len: usize) -> bytes::Bytes {
-    let mut b = BytesMut::new();
-    b.extend_from_slice(&p2p_proto::frame::frame_header(
-        PeerMsg::PIECE_HEADER_LEN + len,
-    ));
-    b.extend_from_slice(&PeerMsg::piece_header(index, len as u32));
-    b.freeze()
+    bytes::Bytes::copy_from_slice(&PeerMsg::piece_frame_head(index, len as u32))
 }
 
 /// Encodes and queues a message for a peer; a piece's data is queued as it
