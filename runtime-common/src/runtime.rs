@@ -27,7 +27,7 @@ use p2p_state::client::session::SessionConn;
 use p2p_state::tracker::node::Input;
 use p2p_state::tracker::password::PasswordWork;
 
-use crate::client::{ClientIo, DISK_WORKERS, Ev, Job, peer_input, run_job, tracker_input};
+use crate::client::{ClientIo, DISK_WORKERS, Ev, Job, JobDone, peer_input, run_job, tracker_input};
 use crate::conn::{
     ConnEvent, ConnId, ConnWriter, FRAME_TIMEOUT, WriterRuntime, WriterWake, next_conn_id,
 };
@@ -388,9 +388,14 @@ impl<R: Runtime> ClientEffects<R> {
     /// Starts the disk workers; each reports `Ev::Disk` (they stop when
     /// the machine drops its effects).
     pub fn new(tls: Tls, tx: ClientTx<R>) -> io::Result<Self> {
-        let done = tx.clone();
+        let done_tx = tx.clone();
         let disk = spawn_workers::<R, Job>(DISK_WORKERS, "disk", move |job| {
-            R::send(&done, Ev::Disk(run_job(job)))
+            match run_job(job) {
+                // A served piece's read-ahead, a saved share table: the
+                // loop has nothing to learn, so it is not woken.
+                JobDone::Nothing => true,
+                done => R::send(&done_tx, Ev::Disk(done)),
+            }
         })?;
         Ok(ClientEffects { tls, tx, disk })
     }
@@ -407,7 +412,7 @@ impl<R: Runtime> ClientIo for ClientEffects<R> {
         client_dial::<R>(&self.tx, &self.tls, addr, up, events, failed, closed);
     }
 
-    fn connect_peer(&mut self, conn: u64, addr: SocketAddr) {
+    fn connect_peer(&mut self, conn: cn::PeerConnId, addr: SocketAddr) {
         let up = move |writer, peer| Ev::PeerUp {
             conn,
             writer,
@@ -457,7 +462,8 @@ pub fn peer_accepted<R: Runtime>(
     session: Arc<Session>,
     addr: SocketAddr,
 ) {
-    let conn = next_conn_id();
+    let name = next_conn_id();
+    let conn = cn::PeerConnId::Inbound(p2p_state::seeder::ConnId(name));
     let inbound: Option<IpAddr> = Some(addr.ip());
     let up = move |writer, peer| Ev::PeerUp {
         conn,
@@ -468,7 +474,7 @@ pub fn peer_accepted<R: Runtime>(
     let events = move |ev| peer_input(conn, ev);
     let closed = cn::Input::PeerClosed { conn };
     // No writer: the machine never hears of it.
-    client_attach::<R>(tx, conn, stream, session, up, events, None, closed);
+    client_attach::<R>(tx, name, stream, session, up, events, None, closed);
 }
 
 /// [`attach`] for the client machine (`name` names the threads):

@@ -8,11 +8,11 @@ use p2p_proto::{
     Sha1Hash, Wire,
 };
 
-use super::node::{ClientConfig, ClientNode, Command, CommandOk, Input, Output};
+use super::node::{ClientConfig, ClientNode, Command, CommandOk, Input, Output, PeerConnId};
 use super::session::{ClientError, SessionConfig};
 use crate::download::{DownloadConfig, DownloadError};
 use crate::hash;
-use crate::seeder::SeederConfig;
+use crate::seeder::{ConnId, SeederConfig};
 use crate::time::Instant;
 
 const T0: Instant = Instant(1_000_000);
@@ -149,7 +149,7 @@ fn prepared(out: &[Output]) -> u64 {
 }
 
 /// The peer connection `out` dials.
-fn dialled(out: &[Output]) -> u64 {
+fn dialled(out: &[Output]) -> PeerConnId {
     out.iter()
         .find_map(|o| match o {
             Output::PeerConnect { conn, .. } => Some(*conn),
@@ -330,7 +330,7 @@ fn an_inbound_connection_silent_before_its_hello_is_closed_in_time() {
     n.handle_input(
         T0,
         Input::PeerAccepted {
-            conn: 1,
+            conn: PeerConnId::Inbound(ConnId(1)),
             peer,
             addr,
         },
@@ -348,7 +348,12 @@ fn an_inbound_connection_silent_before_its_hello_is_closed_in_time() {
     assert!(closes(drain(&mut n)).is_empty(), "not before OPEN_TIMEOUT");
     n.handle_timeout(T0 + OPEN_TIMEOUT);
     let out = closes(drain(&mut n));
-    assert_eq!(out, vec![Output::PeerClose { conn: 1 }]);
+    assert_eq!(
+        out,
+        vec![Output::PeerClose {
+            conn: PeerConnId::Inbound(ConnId(1))
+        }]
+    );
     assert_eq!(n.seeder().connections(), 0);
 }
 
@@ -365,7 +370,7 @@ fn an_inbound_connection_refused_before_its_hello_hears_why() {
     n.handle_input(
         T0,
         Input::PeerAccepted {
-            conn: 1,
+            conn: PeerConnId::Inbound(ConnId(1)),
             peer,
             addr,
         },
@@ -374,7 +379,7 @@ fn an_inbound_connection_refused_before_its_hello_hears_why() {
     n.handle_input(
         T0,
         Input::PeerAccepted {
-            conn: 2,
+            conn: PeerConnId::Inbound(ConnId(2)),
             peer,
             addr,
         },
@@ -387,19 +392,27 @@ fn an_inbound_connection_refused_before_its_hello_hears_why() {
         drain(&mut n),
         vec![
             Output::PeerSend {
-                conn: 2,
+                conn: PeerConnId::Inbound(ConnId(2)),
                 msg: PeerOut::Hello(Hello::new(Role::Server)),
             },
             Output::PeerSend {
-                conn: 2,
+                conn: PeerConnId::Inbound(ConnId(2)),
                 msg: PeerOut::Msg(reject),
             },
-            Output::PeerClose { conn: 2 },
+            Output::PeerClose {
+                conn: PeerConnId::Inbound(ConnId(2))
+            },
         ]
     );
     // Its hello, arriving late, is ignored; the first one is still held.
     let payload = Hello::new(Role::Peer).to_bytes();
-    n.handle_input(T0, Input::PeerFrame { conn: 2, payload });
+    n.handle_input(
+        T0,
+        Input::PeerFrame {
+            conn: PeerConnId::Inbound(ConnId(2)),
+            payload,
+        },
+    );
     assert!(drain(&mut n).is_empty());
     assert_eq!(n.seeder().connections(), 1);
 }

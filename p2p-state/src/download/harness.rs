@@ -151,6 +151,14 @@ struct Link {
 enum Event {
     ToDownload(Input),
     ToSeeder(usize, seeder::Input),
+    /// Seeder `i`'s driver serves a piece (a `Serve` done): the bytes go
+    /// out on the connection, then the seeder hears `Served`.
+    Serve {
+        i: usize,
+        conn: ConnId,
+        index: u32,
+        range: std::ops::Range<usize>,
+    },
 }
 
 /// What the oracles saw.
@@ -347,6 +355,17 @@ impl World {
             match self.payloads.remove(&seq).expect("payload") {
                 Event::ToDownload(input) => self.download.handle_input(self.now, input),
                 Event::ToSeeder(i, input) => self.seeders[i].machine.handle_input(self.now, input),
+                Event::Serve {
+                    i,
+                    conn,
+                    index,
+                    range,
+                } => {
+                    let data = self.file.slice(range);
+                    self.seeder_sends(i, conn, PeerMsg::Piece { index, data });
+                    let served = seeder::Input::Served { conn, index };
+                    self.seeders[i].machine.handle_input(self.now, served);
+                }
             }
         } else if dl == Some(at) {
             self.download.handle_timeout(self.now);
@@ -569,35 +588,25 @@ impl World {
     fn on_seeder_output(&mut self, i: usize, out: seeder::Output) {
         match out {
             seeder::Output::Send { conn, msg } => self.seeder_sends(i, conn, msg),
-            seeder::Output::ReadPiece {
+            seeder::Output::Serve {
                 conn,
                 index,
                 offset,
                 len,
                 ..
             } => {
-                // Odd pieces go the way of real drivers (sent from the
-                // file), even ones through memory: both paths are run.
+                // As the real drivers do: the bytes go out from the file
+                // (here after the disk's latency), then `Served`.
                 let at = self.now + Duration(self.sc.disk_latency_ms);
-                let input = if index % 2 == 1 {
-                    seeder::Input::PieceInFile { conn, index }
-                } else {
-                    let (o, n) = (offset as usize, len as usize);
-                    let data = self.file.slice(o..o + n);
-                    seeder::Input::PieceRead { conn, index, data }
-                };
-                self.schedule(at, Event::ToSeeder(i, input));
-            }
-            seeder::Output::SendPieceFromFile {
-                conn,
-                index,
-                offset,
-                len,
-                ..
-            } => {
                 let (o, n) = (offset as usize, len as usize);
-                let data = self.file.slice(o..o + n);
-                self.seeder_sends(i, conn, PeerMsg::Piece { index, data });
+                let range = o..o + n;
+                let serve = Event::Serve {
+                    i,
+                    conn,
+                    index,
+                    range,
+                };
+                self.schedule(at, serve);
             }
             seeder::Output::Close { conn, .. } => self.seeder_closes(i, conn),
         }

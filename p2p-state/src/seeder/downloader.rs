@@ -1,6 +1,7 @@
 //! One downloader's connection to our seeder: whether it has shown a valid
-//! ticket (and for which share), its piece requests (queued for a disk read
-//! slot, being read, or being read but cancelled) and its counters.
+//! ticket (and for which share), its piece requests (queued for a read
+//! slot, being served by the driver, or being served but cancelled) and its
+//! counters.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
@@ -31,9 +32,9 @@ pub(crate) enum ConnState {
 pub(crate) enum Req {
     /// Waiting for a disk read slot.
     Queued,
-    /// `ReadPiece` emitted; the bytes will be sent.
+    /// `Serve` emitted; the driver sends the piece.
     Reading,
-    /// `ReadPiece` emitted, then cancelled: the bytes will be dropped.
+    /// `Serve` emitted, then cancelled: not counted when it is answered.
     ReadingCancelled,
 }
 

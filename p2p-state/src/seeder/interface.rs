@@ -1,8 +1,8 @@
 //! The seeder's vocabulary: ids, [`Input`], [`Output`], [`SeederConfig`]
-//! with its named limits, [`CloseReason`], [`ShareError`], timer keys and
+//! with its named limits, [`CloseReason`], [`ShareError`], [`ServeError`],
+//! timer keys and
 //! [`SeederStats`].
 
-use bytes::Bytes;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -69,8 +69,8 @@ pub const UNOPENED_PER_ADDR_MAX: usize = 8;
 /// Default most piece requests queued or being read per connection; one
 /// more is answered `Busy`.
 pub const CONN_REQUESTS_MAX: usize = 8;
-/// Default most disk reads in flight over all connections (bounds the
-/// memory held by piece buffers).
+/// Default most `Serve`s in flight (unanswered) over all connections
+/// (bounds the piece buffers and file reads a driver holds).
 pub const READS_MAX: usize = 32;
 /// Default refused requests (pieces not held) a connection may make
 /// before it is closed.
@@ -106,7 +106,7 @@ pub struct SeederConfig {
     pub open_timeout: Duration,
     pub idle_timeout: Duration,
     /// Upload rate limit over all connections, bytes per second (`None`:
-    /// unlimited); a disk read for a piece starts only when the
+    /// unlimited); a `Serve` of a piece starts only when the
     /// [`TokenBucket`](crate::rate::TokenBucket) allows. Changed at run
     /// time with `Seeder::set_upload_rate`.
     pub upload_rate: Option<u64>,
@@ -181,20 +181,37 @@ pub enum Input {
     Msg { conn: ConnId, msg: PeerMsg },
     /// The connection closed (not after our own `Close`).
     Closed { conn: ConnId },
-    /// A `ReadPiece` finished. Every `ReadPiece` gets exactly one answer,
-    /// `PieceRead`, `PieceInFile` or `ReadFailed`, even if the connection
-    /// closed meanwhile.
-    PieceRead {
+    /// A `Serve` is done: the piece's frame is queued on the connection
+    /// (its data read from the file by the connection's writer). Every
+    /// `Serve` gets exactly one answer, `Served` or `ServeFailed`, even if
+    /// the connection closed meanwhile.
+    Served { conn: ConnId, index: u32 },
+    /// A `Serve` the driver could not do (`why`); the peer hears
+    /// `NoSuchPiece`.
+    ServeFailed {
         conn: ConnId,
         index: u32,
-        data: Bytes,
+        why: ServeError,
     },
-    /// A `ReadPiece` the driver answers without reading: the file holds
-    /// the piece's bytes, and the driver's writer will read them from the
-    /// file as it sends them, when told to by `SendPieceFromFile`.
-    PieceInFile { conn: ConnId, index: u32 },
-    /// A `ReadPiece` failed (file gone, short read...).
-    ReadFailed { conn: ConnId, index: u32 },
+}
+
+/// Why the driver could not serve a piece.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServeError {
+    /// The driver keeps no file for the share (unknown to it, or a
+    /// download's part file not open).
+    #[error("no file is kept for this share")]
+    NoFile,
+    /// The share's file could not be opened.
+    #[error("the shared file could not be opened")]
+    Unreadable,
+    /// The file no longer holds the piece's range (it shrank).
+    #[error("the shared file is shorter than the piece's range")]
+    Short,
+    /// The connection's writer is gone, or refused the piece (its queue
+    /// was full, which cut the connection).
+    #[error("the connection is gone")]
+    ConnGone,
 }
 
 /// Everything the seeder asks its driver to do.
@@ -202,20 +219,13 @@ pub enum Input {
 pub enum Output {
     /// Send a message on `conn`.
     Send { conn: ConnId, msg: PeerMsg },
-    /// Read `len` bytes at `offset` of the file registered as `share`, then
-    /// answer `PieceRead`/`ReadFailed` for `(conn, index)`.
-    ReadPiece {
-        conn: ConnId,
-        share: ShareId,
-        index: u32,
-        offset: u64,
-        len: u32,
-    },
-    /// Send `Piece { index, data }` on `conn`, the data being the `len`
-    /// bytes at `offset` of the file registered as `share` (after a
-    /// `PieceInFile`): the driver frames it and sends the bytes straight
-    /// from the file, in order with every other `Send` on `conn`.
-    SendPieceFromFile {
+    /// Serve piece `index` on `conn`: send `Piece { index, data }` where
+    /// the data is the `len` bytes at `offset` of the file registered as
+    /// `share`, in order with every earlier `Send` on `conn`, then answer
+    /// `Served` or `ServeFailed` for `(conn, index)`. The driver frames the
+    /// piece and its writer reads the bytes straight from the file; no
+    /// piece waits in memory in the machine's queues.
+    Serve {
         conn: ConnId,
         share: ShareId,
         index: u32,

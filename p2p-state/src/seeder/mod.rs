@@ -12,7 +12,10 @@
 //! (`Expired`) and closed, unless the downloader showed a fresh ticket on
 //! it first (another `Open` for the same file and downloader, checked the
 //! same way; the connection then runs on until that one expires). Then `Request { index }` of a held piece becomes a
-//! `ReadPiece` for the driver and, when the bytes come back, a `Piece`.
+//! `Serve` for the driver (serve this range of this share on this
+//! connection), which sends the `Piece` frame itself, straight from the
+//! file, and answers `Served` (counted) or `ServeFailed` (refused to the
+//! peer as `NoSuchPiece`).
 //! Limits (named constants in `interface.rs`): a connection takes a *serving
 //! slot* only when its ticket verifies; slots are bounded in total, per
 //! downloading user and per source address (`Busy` at `Open` beyond).
@@ -20,7 +23,7 @@
 //! and per source address (refused at once beyond), and must show one in
 //! time: a flood of ticketless connections, or many users from one host,
 //! cannot take the slots others are served in. Also: requests per
-//! connection (`Busy` beyond), disk reads in flight over all connections,
+//! connection (`Busy` beyond), `Serve`s in flight over all connections,
 //! refused requests per connection, idle time.
 //!
 //! Decisions on peer messages: `Have` from a downloader is allowed and
@@ -51,14 +54,6 @@ mod serve;
 #[cfg(test)]
 mod tests;
 mod tickets;
-
-/// How the driver answered a `ReadPiece`.
-enum Read {
-    Bytes(bytes::Bytes),
-    /// The driver sends the piece from the file itself.
-    InFile,
-    Failed,
-}
 
 pub use interface::*;
 
@@ -164,9 +159,8 @@ impl Seeder {
             Input::Closed { conn } => {
                 self.forget(conn);
             }
-            Input::PieceRead { conn, index, data } => self.on_read(conn, index, Read::Bytes(data)),
-            Input::PieceInFile { conn, index } => self.on_read(conn, index, Read::InFile),
-            Input::ReadFailed { conn, index } => self.on_read(conn, index, Read::Failed),
+            Input::Served { conn, index } => self.on_served(conn, index, Ok(())),
+            Input::ServeFailed { conn, index, why } => self.on_served(conn, index, Err(why)),
         }
         self.dispatch_reads(now);
         self.debug_check();

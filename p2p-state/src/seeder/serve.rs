@@ -44,62 +44,36 @@ impl Seeder {
         }
     }
 
-    /// A disk read finished (`data`) or failed (`None`).
-    pub(super) fn on_read(&mut self, conn: ConnId, index: u32, read: Read) {
+    /// The driver answered a `Serve`: the piece went out on the
+    /// connection, or it could not (`why`). Either frees the read slot.
+    pub(super) fn on_served(&mut self, conn: ConnId, index: u32, done: Result<(), ServeError>) {
         if !self.reads.remove(&(conn, index)) {
-            return; // not a read we asked for: a driver bug, nothing to do
+            return; // not a serve we asked for: a driver bug, nothing to do
         }
         let Some(c) = self.conns.get_mut(&conn) else {
-            return; // closed meanwhile: drop the bytes
+            return; // closed meanwhile
         };
         if !c.finish_read(index) {
             return; // cancelled
         }
-        let share = c.share().expect("reads only for open connections");
+        if done.is_err() {
+            self.stats.read_failures += 1;
+            let reason = RejectReason::NoSuchPiece { index };
+            let msg = PeerMsg::Reject {
+                index: Some(index),
+                reason,
+            };
+            return self.send(conn, msg);
+        }
+        let share = c.share().expect("serves only for open connections");
         let meta = self.shares.get_mut(&share).expect("open shares exist");
-        let offset = u64::from(index) * u64::from(meta.piece_len);
-        let want = meta.piece_size(index);
-        let ok = match &read {
-            Read::Bytes(data) => data.len() == want as usize,
-            Read::InFile => true,
-            Read::Failed => false,
-        };
-        if ok {
-            meta.served.add(want as usize);
-            c.served.add(want as usize);
-            let user = c.downloader().expect("open").clone();
-            self.stats.served.add(want as usize);
-            self.served_by_user
-                .entry(user)
-                .or_default()
-                .add(want as usize);
-        }
-        let shows = if ok {
-            self.initial.on_served(conn, index)
-        } else {
-            Vec::new()
-        };
-        match read {
-            Read::Bytes(data) if ok => self.send(conn, PeerMsg::Piece { index, data }),
-            Read::InFile => self.out.push_back(Output::SendPieceFromFile {
-                conn,
-                share,
-                index,
-                offset,
-                len: want,
-            }),
-            _ => {
-                self.stats.read_failures += 1;
-                let reason = RejectReason::NoSuchPiece { index };
-                self.send(
-                    conn,
-                    PeerMsg::Reject {
-                        index: Some(index),
-                        reason,
-                    },
-                );
-            }
-        }
+        let len = meta.piece_size(index) as usize;
+        meta.served.add(len);
+        c.served.add(len);
+        let user = c.downloader().expect("open").clone();
+        self.stats.served.add(len);
+        self.served_by_user.entry(user).or_default().add(len);
+        let shows = self.initial.on_served(conn, index);
         self.show(shows);
     }
 
@@ -126,7 +100,7 @@ impl Seeder {
         }
     }
 
-    /// Gives free disk-read slots to queued requests, one connection at a
+    /// Gives free read slots (`Serve`s in flight) to queued requests, one connection at a
     /// time in round-robin order, as fast as the upload rate limits allow:
     /// the global one over all connections, and each connection's own
     /// (a connection in debt is skipped). When they do not, a `Rate` timer
@@ -160,7 +134,7 @@ impl Seeder {
                 b.take(now, u64::from(len));
             }
             self.reads.insert((conn, index));
-            self.out.push_back(Output::ReadPiece {
+            self.out.push_back(Output::Serve {
                 conn,
                 share,
                 index,

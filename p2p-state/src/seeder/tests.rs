@@ -213,7 +213,7 @@ fn reject_piece(index: u32, reason: RejectReason) -> PeerMsg {
 fn reads(out: &[Output]) -> Vec<u32> {
     out.iter()
         .filter_map(|o| match o {
-            Output::ReadPiece { index, .. } => Some(*index),
+            Output::Serve { index, .. } => Some(*index),
             _ => None,
         })
         .collect()
@@ -242,7 +242,7 @@ fn a_valid_flow_reads_and_sends_the_right_piece() {
     let out = r.msg(conn, PeerMsg::Request { index: 9 });
     assert_eq!(
         out,
-        vec![Output::ReadPiece {
+        vec![Output::Serve {
             conn,
             share: SHARE,
             index: 9,
@@ -250,19 +250,8 @@ fn a_valid_flow_reads_and_sends_the_right_piece() {
             len: 1024 - 100,
         }]
     );
-    let data = Bytes::from(vec![7u8; 924]);
-    let out = r.input(Input::PieceRead {
-        conn,
-        index: 9,
-        data: data.clone(),
-    });
-    assert_eq!(
-        out,
-        vec![Output::Send {
-            conn,
-            msg: PeerMsg::Piece { index: 9, data }
-        }]
-    );
+    let out = r.input(Input::Served { conn, index: 9 });
+    assert_eq!(out, vec![], "the driver sent the piece");
     let served = Served {
         pieces: 1,
         bytes: 924,
@@ -459,10 +448,9 @@ fn an_open_connection_ends_when_its_ticket_expires_unless_renewed() {
         reads(&r.msg(renewed, PeerMsg::Request { index: 1 })),
         vec![1]
     );
-    r.input(Input::PieceRead {
+    r.input(Input::Served {
         conn: renewed,
         index: 1,
-        data: Bytes::from(vec![0; 1024]),
     });
     let out = r.advance(life);
     assert!(
@@ -572,7 +560,7 @@ fn disk_reads_in_flight_are_capped_over_all_connections() {
     for &c in &conns {
         for index in 0..7 {
             for o in r.msg(c, PeerMsg::Request { index }) {
-                if let Output::ReadPiece { conn, index, .. } = o {
+                if let Output::Serve { conn, index, .. } = o {
                     emitted.push((conn, index));
                 }
             }
@@ -582,11 +570,7 @@ fn disk_reads_in_flight_are_capped_over_all_connections() {
     assert_eq!(emitted.len(), READS_MAX, "35 requested, 32 read at once");
     assert_eq!(r.s.reads_in_flight(), READS_MAX);
     let (c, i) = emitted[0];
-    let out = r.input(Input::PieceRead {
-        conn: c,
-        index: i,
-        data: Bytes::from(vec![0; 1024]),
-    });
+    let out = r.input(Input::Served { conn: c, index: i });
     assert_eq!(
         reads(&out).len(),
         1,
@@ -815,12 +799,7 @@ fn cancel_drops_a_queued_request_and_a_read_in_progress() {
     );
     assert!(r.msg(conn, PeerMsg::Cancel { index: 2 }).is_empty());
     assert!(r.msg(conn, PeerMsg::Cancel { index: 1 }).is_empty());
-    let data = Bytes::from(vec![0; 1024]);
-    let out = r.input(Input::PieceRead {
-        conn,
-        index: 1,
-        data,
-    });
+    let out = r.input(Input::Served { conn, index: 1 });
     assert!(
         out.is_empty(),
         "cancelled read dropped, cancelled queue entry gone: {out:?}"
@@ -829,17 +808,17 @@ fn cancel_drops_a_queued_request_and_a_read_in_progress() {
     assert_eq!(r.s.stats().served.pieces, 0);
 }
 
-/// A piece the driver sends from the file itself: the machine says where
-/// it is, counts it served, and says nothing for a cancelled one.
+/// A piece the driver serves from the file itself: the machine says where
+/// it is, counts it served when the driver says so, and does not count a
+/// cancelled one.
 #[test]
-fn a_piece_in_the_file_is_sent_from_the_file() {
+fn a_served_piece_is_counted_once_answered() {
     let mut r = Rig::new();
     let conn = r.open();
-    assert_eq!(reads(&r.msg(conn, PeerMsg::Request { index: 9 })), vec![9]);
-    let out = r.input(Input::PieceInFile { conn, index: 9 });
+    let out = r.msg(conn, PeerMsg::Request { index: 9 });
     assert_eq!(
         out,
-        vec![Output::SendPieceFromFile {
+        vec![Output::Serve {
             conn,
             share: SHARE,
             index: 9,
@@ -847,16 +826,18 @@ fn a_piece_in_the_file_is_sent_from_the_file() {
             len: 1024 - 100,
         }]
     );
+    assert_eq!(r.s.stats().served.pieces, 0, "not before the answer");
+    assert!(r.input(Input::Served { conn, index: 9 }).is_empty());
     assert_eq!(r.s.stats().served.pieces, 1);
     assert_eq!(r.s.stats().served.bytes, 924);
     assert_eq!(r.s.reads_in_flight(), 0);
-    // Cancelled while the driver looked: nothing is sent or counted.
+    // Cancelled while the driver served it: not counted.
     assert_eq!(reads(&r.msg(conn, PeerMsg::Request { index: 2 })), vec![2]);
     assert!(r.msg(conn, PeerMsg::Cancel { index: 2 }).is_empty());
-    assert!(r.input(Input::PieceInFile { conn, index: 2 }).is_empty());
+    assert!(r.input(Input::Served { conn, index: 2 }).is_empty());
     assert_eq!(r.s.stats().served.pieces, 1);
     // An answer for a read never asked for is ignored.
-    assert!(r.input(Input::PieceInFile { conn, index: 5 }).is_empty());
+    assert!(r.input(Input::Served { conn, index: 5 }).is_empty());
 }
 
 #[test]
@@ -864,25 +845,14 @@ fn a_failed_read_is_reported_as_a_missing_piece() {
     let mut r = Rig::new();
     let conn = r.open();
     r.msg(conn, PeerMsg::Request { index: 3 });
-    let out = r.input(Input::ReadFailed { conn, index: 3 });
+    let out = r.input(Input::ServeFailed {
+        conn,
+        index: 3,
+        why: ServeError::NoFile,
+    });
     let msg = reject_piece(3, RejectReason::NoSuchPiece { index: 3 });
     assert_eq!(out, vec![Output::Send { conn, msg }]);
     assert_eq!(r.s.stats().read_failures, 1);
-    // A short read is a failed read, never a short piece.
-    r.msg(conn, PeerMsg::Request { index: 4 });
-    let data = Bytes::from(vec![0; 10]);
-    let out = r.input(Input::PieceRead {
-        conn,
-        index: 4,
-        data,
-    });
-    assert!(matches!(
-        &out[..],
-        [Output::Send {
-            msg: PeerMsg::Reject { .. },
-            ..
-        }]
-    ));
 }
 
 #[test]
@@ -898,12 +868,7 @@ fn reads_of_a_closed_connection_keep_their_slot_until_answered() {
     r.msg(b, PeerMsg::Request { index: 0 });
     assert!(r.input(Input::Closed { conn: a }).is_empty());
     assert_eq!(r.s.reads_in_flight(), 1);
-    let data = Bytes::from(vec![0; 1024]);
-    let out = r.input(Input::PieceRead {
-        conn: a,
-        index: 0,
-        data,
-    });
+    let out = r.input(Input::Served { conn: a, index: 0 });
     assert_eq!(reads(&out), vec![0], "b's read starts only now");
 }
 
@@ -1051,15 +1016,7 @@ fn removing_a_share_closes_its_connections() {
         reason: CloseReason::ShareRemoved,
     };
     assert_eq!(out, vec![Output::Send { conn, msg }, close]);
-    let data = Bytes::from(vec![0; 1024]);
-    assert!(
-        r.input(Input::PieceRead {
-            conn,
-            index: 0,
-            data
-        })
-        .is_empty()
-    );
+    assert!(r.input(Input::Served { conn, index: 0 }).is_empty());
     let c = r.connect();
     let out = r.msg(
         c,
@@ -1135,8 +1092,8 @@ proptest! {
                 Step::Msg(c, m) => { let conn = pick(&r, c); r.msg(conn, *m) }
                 Step::Close(c) => { let conn = pick(&r, c); r.input(Input::Closed { conn }) }
                 Step::ReadDone(ok) => match pending_reads.pop_front() {
-                    Some((conn, index, len)) if ok => r.input(Input::PieceRead { conn, index, data: Bytes::from(vec![0; len]) }),
-                    Some((conn, index, _)) => r.input(Input::ReadFailed { conn, index }),
+                    Some((conn, index)) if ok => r.input(Input::Served { conn, index }),
+                    Some((conn, index)) => r.input(Input::ServeFailed { conn, index, why: ServeError::Short }),
                     None => vec![],
                 },
                 Step::Tick(ms) => r.advance(ms),
@@ -1144,14 +1101,14 @@ proptest! {
             for o in out {
                 match o {
                     Output::Send { conn, msg: PeerMsg::Have { .. } } => { opened.insert(conn); }
-                    Output::Send { conn, msg: PeerMsg::Piece { index, .. } } => {
+                    Output::Send { msg: PeerMsg::Piece { .. }, .. } => {
+                        prop_assert!(false, "piece data goes out through Serve only");
+                    }
+                    Output::Serve { conn, index, .. } => {
                         prop_assert!(opened.contains(&conn), "piece to a connection without a valid Open");
                         prop_assert_eq!(keys.get(&conn), Some(&key_of("bob")), "piece to another key than the ticket's");
                         prop_assert!(index != 7 && index < 10);
-                    }
-                    Output::ReadPiece { conn, index, len, .. } => {
-                        prop_assert!(index != 7 && index < 10);
-                        pending_reads.push_back((conn, index, len as usize));
+                        pending_reads.push_back((conn, index));
                     }
                     _ => {}
                 }
@@ -1185,23 +1142,14 @@ fn serve_flat_out(r: &mut Rig, conns: usize, span: Duration) -> u64 {
     loop {
         let mut more = Vec::new();
         for o in out.drain(..) {
-            match o {
-                Output::ReadPiece {
-                    conn, index, len, ..
-                } => more.extend(r.input(Input::PieceRead {
-                    conn,
-                    index,
-                    data: Bytes::from(vec![0; len as usize]),
-                })),
-                Output::Send {
-                    conn,
-                    msg: PeerMsg::Piece { index, data },
-                } => {
-                    sent += data.len() as u64;
-                    // Ask for it again: demand never ends.
-                    more.extend(r.msg(conn, PeerMsg::Request { index }));
-                }
-                _ => {}
+            if let Output::Serve {
+                conn, index, len, ..
+            } = o
+            {
+                sent += u64::from(len);
+                more.extend(r.input(Input::Served { conn, index }));
+                // Ask for it again: demand never ends.
+                more.extend(r.msg(conn, PeerMsg::Request { index }));
             }
         }
         if more.is_empty() {
@@ -1346,10 +1294,10 @@ fn open_seeing(r: &mut Rig, who: &str) -> (ConnId, PieceSet) {
     }
 }
 
-/// Serves `index` on `conn` (request, then the driver has it in the file).
+/// Serves `index` on `conn` (request, `Serve`, then the driver's `Served`).
 fn serve(r: &mut Rig, conn: ConnId, index: u32) -> Vec<Output> {
     assert_eq!(reads(&r.msg(conn, PeerMsg::Request { index })), vec![index]);
-    r.input(Input::PieceInFile { conn, index })
+    r.input(Input::Served { conn, index })
 }
 
 fn shown(out: &[Output], to: ConnId) -> Vec<PeerMsg> {
@@ -1375,7 +1323,6 @@ fn initial_seeding_gives_later_downloaders_disjoint_growing_views() {
     assert!(v2.iter().all(|i| !v3.contains(i)), "{v2:?} {v3:?}");
     let i = v2.iter().next().unwrap();
     let out = serve(&mut r, c2, i);
-    assert!(matches!(out[0], Output::SendPieceFromFile { index, .. } if index == i));
     let more = shown(&out, c2);
     let [PeerMsg::HavePiece { index: next }] = more[..] else {
         panic!("one more piece shown per piece served: {out:?}")

@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use p2p_proto::{FrameDecoder, FrameError, TrackerId};
 use p2p_state::Instant;
+use p2p_state::client::node::PeerConnId;
 
 use crate::swarm::Swarm;
 
@@ -37,7 +38,7 @@ pub enum End {
     /// A client's tracker-session connection: (client, incarnation, conn).
     S(NodeIx, u32, u64),
     /// A client's peer connection: (client, incarnation, conn).
-    P(NodeIx, u32, u64),
+    P(NodeIx, u32, PeerConnId),
     /// A rogue peer's connection.
     R(u64),
 }
@@ -65,7 +66,7 @@ impl End {
 pub enum Dialer {
     Tracker(NodeIx, u32, TrackerId),
     Session(NodeIx, u32, u64),
-    Peer(NodeIx, u32, u64),
+    Peer(NodeIx, u32, PeerConnId),
 }
 
 #[derive(Debug)]

@@ -520,8 +520,8 @@ impl World {
                 self.reader_event(end, ConnEvent::Frame(payload));
             }
             End::P(c, _, conn) => {
-                if conn < cn::OUTBOUND {
-                    self.watch_seeder_frame(c, conn, &payload);
+                if let Some(id) = conn.inbound() {
+                    self.watch_seeder_frame(c, id.0, &payload);
                 }
                 self.reader_event(end, ConnEvent::Frame(payload));
             }

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use p2p_proto::{PieceSet, Wire};
 use p2p_state::client::node::{self as cn, PeerOut};
-use p2p_state::seeder::ShareId;
+use p2p_state::seeder::{ConnId, ServeError, ShareId};
 use p2p_state::tracker::node as tn;
 use p2p_state::{Duration, Instant};
 
@@ -48,13 +48,13 @@ impl World {
                 data,
             } => self.write_piece(c, dl, index, offset, data),
             cn::Output::Finalize { dl } => self.finalize(c, dl),
-            cn::Output::ReadPiece {
+            cn::Output::Serve {
                 conn,
                 share,
                 index,
                 offset,
                 len,
-            } => self.read_piece(c, conn, share, index, offset, len),
+            } => self.serve(c, conn, share, index, offset, len),
             cn::Output::Done { tag, result } => {
                 trace!(
                     self.trace,
@@ -112,7 +112,7 @@ impl World {
         self.defer_client(c, cn::Input::TrackerConnected { conn, peer });
     }
 
-    fn connect_peer(&mut self, c: NodeIx, conn: u64, addr: std::net::SocketAddr) {
+    fn connect_peer(&mut self, c: NodeIx, conn: cn::PeerConnId, addr: std::net::SocketAddr) {
         let inc = self.clients[c].inc;
         let k = World::client_of(addr).filter(|&k| k < self.clients.len());
         let up = k.is_some_and(|k| self.clients[k].m.is_some());
@@ -124,13 +124,14 @@ impl World {
         };
         let pconn = self.net.fresh_conn();
         let kinc = self.clients[k].inc;
+        let accepted = cn::PeerConnId::Inbound(ConnId(pconn));
         self.net
-            .connect(End::P(c, inc, conn), End::P(k, kinc, pconn));
+            .connect(End::P(c, inc, conn), End::P(k, kinc, accepted));
         let peer = crate::world::client_key(c);
         self.check.peer_key(k, pconn, peer);
         let addr = crate::world::client_addr(c).ip();
         let input = cn::Input::PeerAccepted {
-            conn: pconn,
+            conn: accepted,
             peer,
             addr,
         };
@@ -139,35 +140,14 @@ impl World {
         self.defer_client(c, cn::Input::PeerConnected { conn, peer });
     }
 
-    fn peer_send(&mut self, c: NodeIx, conn: u64, msg: PeerOut) {
+    fn peer_send(&mut self, c: NodeIx, conn: cn::PeerConnId, msg: PeerOut) {
         let mut b = BytesMut::new();
         let inc = self.clients[c].inc;
         match &msg {
             PeerOut::Hello(h) => p2p_proto::encode_msg(h, &mut b),
-            &PeerOut::PieceFromFile {
-                share,
-                index,
-                offset,
-                len,
-            } => {
-                // What the driver's writer does: the bytes come from the file now.
-                // If it is gone or short, the driver cuts the connection
-                // (the header may be out already).
-                let Some(data) = self.piece_bytes(c, share, index, offset, len, true) else {
-                    return self.net.close(self.now, End::P(c, inc, conn));
-                };
-                if conn < cn::OUTBOUND {
-                    self.check.piece_sent(c, conn, index);
-                }
-                let piece = p2p_proto::PeerMsg::Piece {
-                    index,
-                    data: Bytes::from(data),
-                };
-                p2p_proto::encode_msg(&piece, &mut b)
-            }
             PeerOut::Msg(m) => {
-                if let (p2p_proto::PeerMsg::Piece { index, .. }, true) = (m, conn < cn::OUTBOUND) {
-                    self.check.piece_sent(c, conn, *index);
+                if let (p2p_proto::PeerMsg::Piece { index, .. }, Some(id)) = (m, conn.inbound()) {
+                    self.check.piece_sent(c, id.0, *index);
                 }
                 p2p_proto::encode_msg(m, &mut b)
             }
@@ -233,24 +213,36 @@ impl World {
         self.defer_client(c, cn::Input::Finalized { dl });
     }
 
-    /// A seeder read: answered with the bytes (`PieceRead`) or, for every
-    /// other piece, the way the real drivers answer (`PieceInFile`: the
-    /// bytes are taken from the file when the piece is sent), so the
-    /// simulation runs both paths.
-    fn read_piece(&mut self, c: NodeIx, conn: u64, share: ShareId, index: u32, off: u64, len: u32) {
+    /// A seeder's `Serve`, done the way the real drivers do it: a share
+    /// with no file, or a file too short, fails it before anything is
+    /// sent; otherwise the piece goes out on the connection from the file,
+    /// then the seeder hears `Served`.
+    fn serve(
+        &mut self,
+        c: NodeIx,
+        conn: cn::PeerConnId,
+        share: ShareId,
+        index: u32,
+        off: u64,
+        len: u32,
+    ) {
         let registered = self.share_registration(c, share);
-        self.check.read_piece(c, conn, registered.as_ref(), index);
-        let in_file = (conn + u64::from(index)) % 2 == 1;
-        let input = match self.piece_bytes(c, share, index, off, len, !in_file) {
-            Some(_) if in_file => cn::Input::PieceInFile { conn, index },
-            Some(d) => cn::Input::PieceRead {
-                conn,
-                index,
-                data: Bytes::from(d),
-            },
-            None => cn::Input::ReadFailed { conn, index },
+        let id = conn.inbound().map_or(u64::MAX, |id| id.0);
+        self.check.read_piece(c, id, registered.as_ref(), index);
+        let Some(data) = self.piece_bytes(c, share, index, off, len, true) else {
+            let why = ServeError::NoFile;
+            return self.defer_client(c, cn::Input::ServeFailed { conn, index, why });
         };
-        self.defer_client(c, input);
+        self.check.piece_sent(c, id, index);
+        let piece = p2p_proto::PeerMsg::Piece {
+            index,
+            data: Bytes::from(data),
+        };
+        let mut b = BytesMut::new();
+        p2p_proto::encode_msg(&piece, &mut b);
+        let inc = self.clients[c].inc;
+        self.net.write(self.now, End::P(c, inc, conn), b.freeze());
+        self.defer_client(c, cn::Input::Served { conn, index });
     }
 
     /// The group and metadata `share` was registered with, if any.
@@ -338,12 +330,13 @@ impl World {
                 }
                 let pconn = self.net.fresh_conn();
                 let kinc = self.clients[k].inc;
-                self.net.connect(End::R(id), End::P(k, kinc, pconn));
+                let accepted = cn::PeerConnId::Inbound(ConnId(pconn));
+                self.net.connect(End::R(id), End::P(k, kinc, accepted));
                 let peer = crate::world::rogue_key();
                 self.check.peer_key(k, pconn, peer);
                 let addr = crate::world::rogue_addr().ip();
                 let input = cn::Input::PeerAccepted {
-                    conn: pconn,
+                    conn: accepted,
                     peer,
                     addr,
                 };

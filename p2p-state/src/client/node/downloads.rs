@@ -185,7 +185,7 @@ impl ClientNode {
         let Some(d) = self.downloads.get_mut(&dl) else {
             return;
         };
-        let peers: Vec<u64> = d.peers.values().copied().collect();
+        let peers: Vec<PeerConnId> = d.peers.values().copied().collect();
         d.peers.clear();
         d.state = DlState::Ended(progress.map(Box::new), error.clone());
         for conn in peers {
@@ -197,7 +197,6 @@ impl ClientNode {
         }
     }
 
-    /// Executes one download's outputs.
     /// Executes one download's outputs; true if there were any (some become
     /// session requests, which the next pass of `pump` must send).
     pub(super) fn pump_download(&mut self, now: Instant, dl: DlId) -> bool {
@@ -213,7 +212,7 @@ impl ClientNode {
             any = true;
             match o {
                 download::Output::Connect { peer, addr } => {
-                    let conn = self.next_conn;
+                    let conn = PeerConnId::Outbound(self.next_conn);
                     self.next_conn += 1;
                     d.peers.insert(peer, conn);
                     let stage = OutStage::Dialing;

@@ -3,6 +3,36 @@
 
 use super::*;
 
+/// A peer connection of the client: one a peer opened to our seeder port
+/// (numbered by the driver, which accepts it; the seeder knows it by that
+/// [`ConnId`]), or one this machine dialled for a download (numbered by
+/// the machine). The two numberings never meet: this type is the only
+/// place that tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeerConnId {
+    Inbound(ConnId),
+    Outbound(u64),
+}
+
+impl PeerConnId {
+    /// The seeder's id of an inbound connection (`None` for an outbound one).
+    pub fn inbound(self) -> Option<ConnId> {
+        match self {
+            PeerConnId::Inbound(c) => Some(c),
+            PeerConnId::Outbound(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for PeerConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerConnId::Inbound(c) => write!(f, "in-{c}"),
+            PeerConnId::Outbound(n) => write!(f, "out-conn#{n}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub session: SessionConfig,
@@ -169,32 +199,32 @@ pub enum Input {
     /// address, for the seeder's per-address limits) and proved it holds
     /// `peer`.
     PeerAccepted {
-        conn: u64,
+        conn: PeerConnId,
         peer: KeyId,
         addr: IpAddr,
     },
     /// An outbound connection asked for by `PeerConnect` is up, TLS done
     /// (`peer` is the seeder's proven key) / failed.
     PeerConnected {
-        conn: u64,
+        conn: PeerConnId,
         peer: KeyId,
     },
     PeerConnectFailed {
-        conn: u64,
+        conn: PeerConnId,
     },
     PeerFrame {
-        conn: u64,
+        conn: PeerConnId,
         payload: Bytes,
     },
     /// A `PeerMsg::Piece` frame the driver decoded and hashed itself.
     PeerPiece {
-        conn: u64,
+        conn: PeerConnId,
         index: u32,
         data: Bytes,
         sha1: Sha1Hash,
     },
     PeerClosed {
-        conn: u64,
+        conn: PeerConnId,
     },
     /// `<dest>.part` is open; `have` are the pieces its record says are verified.
     DestReady {
@@ -222,39 +252,27 @@ pub enum Input {
         dl: DlId,
         reason: Text,
     },
-    PieceRead {
-        conn: u64,
-        index: u32,
-        data: Bytes,
-    },
-    /// A `ReadPiece` answered without reading: the file holds the piece,
-    /// and the driver sends it from the file when told to
-    /// (`PeerOut::PieceFromFile`).
-    PieceInFile {
-        conn: u64,
+    /// A `Serve` is done: the piece's frame is queued on the connection.
+    Served {
+        conn: PeerConnId,
         index: u32,
     },
-    ReadFailed {
-        conn: u64,
+    /// A `Serve` the driver could not do.
+    ServeFailed {
+        conn: PeerConnId,
         index: u32,
+        why: ServeError,
     },
 }
 
 /// A message for a peer connection.
+// Boxing the message would cost an allocation per message (requests,
+// announcements) to save space in a value that only moves.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum PeerOut {
     Hello(Hello),
     Msg(PeerMsg),
-    /// `PeerMsg::Piece { index, data }` whose data is the `len` bytes at
-    /// `offset` of `share`'s file: the connection's writer reads them
-    /// from the file when it sends them, so no piece waits in memory
-    /// in the machine's queues.
-    PieceFromFile {
-        share: ShareId,
-        index: u32,
-        offset: u64,
-        len: u32,
-    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -271,15 +289,15 @@ pub enum Output {
         conn: SessionConn,
     },
     PeerConnect {
-        conn: u64,
+        conn: PeerConnId,
         addr: SocketAddr,
     },
     PeerSend {
-        conn: u64,
+        conn: PeerConnId,
         msg: PeerOut,
     },
     PeerClose {
-        conn: u64,
+        conn: PeerConnId,
     },
     /// Tracker `index` (in `tracker_info.txt` order) was not pinned and
     /// proved `key` on first contact: the driver keeps the pin (the data
@@ -305,8 +323,13 @@ pub enum Output {
     Finalize {
         dl: DlId,
     },
-    ReadPiece {
-        conn: u64,
+    /// Serve piece `index` on inbound `conn`: send `Piece { index, data }`,
+    /// the data being the `len` bytes at `offset` of `share`'s file, in
+    /// order with every earlier `PeerSend` on `conn` (the connection's
+    /// writer reads them from the file, so no piece waits in memory in the
+    /// machine's queues); answer `Served` or `ServeFailed`.
+    Serve {
+        conn: PeerConnId,
         share: ShareId,
         index: u32,
         offset: u64,

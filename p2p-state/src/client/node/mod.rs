@@ -8,8 +8,8 @@
 //! a download, inbound ones to the seeder). The driver only moves bytes,
 //! hashes piece data (off the machine's thread), reads and writes files.
 //!
-//! Connection ids: the driver numbers inbound peer connections below
-//! [`OUTBOUND`]; this machine numbers the outbound ones from [`OUTBOUND`] up.
+//! Connection ids: [`PeerConnId`], inbound ones numbered by the driver,
+//! outbound ones by this machine.
 //! Share ids: `ShareId::Upload` numbers are the driver's (it keeps their
 //! paths); a download's partial file is `ShareId::Download(download)`.
 //!
@@ -35,12 +35,8 @@ use super::session::{
 use crate::download::{self, Download, DownloadConfig, DownloadState, PeerId, Progress};
 use crate::machine::{Child, Outbox, impl_machine};
 use crate::rate::TokenBucket;
-use crate::seeder::{self, ConnId, Seeder, SeederConfig, ShareId};
+use crate::seeder::{self, ConnId, Seeder, SeederConfig, ServeError, ShareId};
 use crate::time::Instant;
-
-/// Ids at or above this are the machine's own (outbound connections,
-/// download shares); the driver's are below.
-pub const OUTBOUND: u64 = 1 << 63;
 
 /// A download's number.
 pub type DlId = u64;
@@ -93,8 +89,8 @@ struct Dl {
     /// The file hash the user expects, if they gave one.
     expected: Option<Sha1Hash>,
     state: DlState,
-    /// Our connection ids for the download's peers.
-    peers: BTreeMap<PeerId, u64>,
+    /// Our connections to the download's peers.
+    peers: BTreeMap<PeerId, PeerConnId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,9 +129,10 @@ pub struct ClientNode {
     downloads: BTreeMap<DlId, Dl>,
     /// Uploaded shares, re-announced after each login / resume.
     shares: BTreeMap<ShareId, (GroupName, FileMeta)>,
-    conns: BTreeMap<u64, PeerConn>,
+    conns: BTreeMap<PeerConnId, PeerConn>,
     internal: BTreeMap<CommandTag, Internal>,
     next_internal: u64,
+    /// The number of the next outbound connection.
     next_conn: u64,
     next_dl: DlId,
     seed: u64,
@@ -162,7 +159,7 @@ impl ClientNode {
             conns: BTreeMap::new(),
             internal: BTreeMap::new(),
             next_internal: 1,
-            next_conn: OUTBOUND,
+            next_conn: 1,
             next_dl: 1,
             seed,
             started: now,
@@ -257,13 +254,21 @@ impl ClientNode {
             }
             Input::TrackerClosed { conn } => self.session_input(now, SessionInput::Closed { conn }),
             Input::PeerAccepted { conn, peer, addr } => {
+                let Some(id) = conn.inbound() else {
+                    debug_assert!(false, "driver accepted outbound {conn}");
+                    return self.pump(now);
+                };
                 // The seeder counts it from now (hello and ticket awaited,
                 // bounded and timed out there), before it takes a slot.
                 self.conns.insert(conn, PeerConn::InHello);
-                let (conn, peer) = (ConnId(conn), peer);
-                self.seeder
-                    .feed()
-                    .handle_input(now, seeder::Input::Opened { conn, peer, addr });
+                self.seeder.feed().handle_input(
+                    now,
+                    seeder::Input::Opened {
+                        conn: id,
+                        peer,
+                        addr,
+                    },
+                );
             }
             Input::PeerConnected { conn, peer } => self.on_peer_connected(now, conn, peer),
             Input::PeerConnectFailed { conn } => self.on_peer_gone(now, conn, true),
@@ -307,28 +312,8 @@ impl ClientNode {
             }
             Input::Finalized { dl } => self.on_finalized(now, dl, None),
             Input::FinalizeFailed { dl, reason } => self.on_finalized(now, dl, Some(reason)),
-            Input::PieceRead { conn, index, data } => self.seeder.feed().handle_input(
-                now,
-                seeder::Input::PieceRead {
-                    conn: ConnId(conn),
-                    index,
-                    data,
-                },
-            ),
-            Input::PieceInFile { conn, index } => self.seeder.feed().handle_input(
-                now,
-                seeder::Input::PieceInFile {
-                    conn: ConnId(conn),
-                    index,
-                },
-            ),
-            Input::ReadFailed { conn, index } => self.seeder.feed().handle_input(
-                now,
-                seeder::Input::ReadFailed {
-                    conn: ConnId(conn),
-                    index,
-                },
-            ),
+            Input::Served { conn, index } => self.on_served(now, conn, index, Ok(())),
+            Input::ServeFailed { conn, index, why } => self.on_served(now, conn, index, Err(why)),
         }
         self.pump(now);
     }
@@ -390,45 +375,31 @@ impl ClientNode {
                 any = true;
                 match o {
                     seeder::Output::Send { conn, msg } => {
+                        let conn = PeerConnId::Inbound(conn);
                         // Refused before its hello came: ours goes first,
                         // so the peer reads the refusal.
-                        if self.conns.get(&conn.0) == Some(&PeerConn::InHello) {
-                            self.say_hello(conn.0);
+                        if self.conns.get(&conn) == Some(&PeerConn::InHello) {
+                            self.say_hello(conn);
                         }
                         self.out.push_back(Output::PeerSend {
-                            conn: conn.0,
+                            conn,
                             msg: PeerOut::Msg(msg),
                         })
                     }
-                    seeder::Output::ReadPiece {
+                    seeder::Output::Serve {
                         conn,
                         share,
                         index,
                         offset,
                         len,
-                    } => self.out.push_back(Output::ReadPiece {
-                        conn: conn.0,
+                    } => self.out.push_back(Output::Serve {
+                        conn: PeerConnId::Inbound(conn),
                         share,
                         index,
                         offset,
                         len,
                     }),
-                    seeder::Output::SendPieceFromFile {
-                        conn,
-                        share,
-                        index,
-                        offset,
-                        len,
-                    } => self.out.push_back(Output::PeerSend {
-                        conn: conn.0,
-                        msg: PeerOut::PieceFromFile {
-                            share,
-                            index,
-                            offset,
-                            len,
-                        },
-                    }),
-                    seeder::Output::Close { conn, .. } => self.drop_peer(conn.0),
+                    seeder::Output::Close { conn, .. } => self.drop_peer(PeerConnId::Inbound(conn)),
                 }
             }
             let running: Vec<DlId> = self
@@ -477,12 +448,15 @@ impl ClientNode {
 
     fn invariant_violation(&self) -> Result<(), String> {
         for (&conn, c) in &self.conns {
-            match *c {
-                PeerConn::InHello | PeerConn::Seeder if conn >= OUTBOUND => {
-                    return Err(format!("inbound connection {conn} in our own id range"));
+            match (*c, conn) {
+                (PeerConn::InHello | PeerConn::Seeder, PeerConnId::Outbound(_)) => {
+                    return Err(format!("outbound connection {conn} handed to the seeder"));
                 }
-                PeerConn::Out { dl, peer, .. } => {
-                    if conn < OUTBOUND || conn >= self.next_conn {
+                (PeerConn::Out { .. }, PeerConnId::Inbound(_)) => {
+                    return Err(format!("inbound connection {conn} taken for a download"));
+                }
+                (PeerConn::Out { dl, peer, .. }, PeerConnId::Outbound(n)) => {
+                    if n == 0 || n >= self.next_conn {
                         return Err(format!("outbound connection {conn} not an id we gave"));
                     }
                     let d = self.downloads.get(&dl).ok_or(format!(

@@ -9,8 +9,8 @@
 //!   (`<dest>.part.pieces`); on resume every piece the record claims is
 //!   re-hashed, so a torn record can cost a piece, never a wrong byte;
 //! - [`Job`] / [`run_job`]: one piece of disk work for the machine
-//!   (prepare, positioned write + record, rename into place, checking a
-//!   piece to serve is in its file and starting its read-ahead, saving the
+//!   (prepare, positioned write + record, rename into place, opening a
+//!   share's file to serve it, a served piece's read-ahead, saving the
 //!   share table), and the input it produces;
 //! - [`write_piece`]: pieces go to the part file through the page cache,
 //!   each handed to writeback at once and its pages dropped soon after
@@ -106,13 +106,18 @@ pub enum Job {
         dl: u64,
         dir: Arc<DestDir>,
     },
-    /// A piece to serve: the file must hold its bytes; the connection's
-    /// writer then reads them (`pread` into a pooled buffer) and encrypts
-    /// them onto the connection.
-    Serve {
-        conn: u64,
+    /// Opens uploaded share `share`'s file to serve it, and reads its
+    /// length (`JobDone::ShareOpened`).
+    OpenShare {
+        share: u64,
+        path: PathBuf,
+    },
+    /// A piece being served: asks the kernel to start reading its range
+    /// into the page cache (`posix_fadvise` WILLNEED), so the connection
+    /// writer's read (`pread` into a pooled buffer) rarely waits for the
+    /// disk. Reports nothing.
+    ReadAhead {
         file: Arc<File>,
-        index: u32,
         offset: u64,
         len: u32,
     },
@@ -133,7 +138,13 @@ pub enum JobDone {
         file: Box<DlFile>,
         have: PieceSet,
     },
-    /// Nothing to report.
+    /// An uploaded share's file is open, with its length then (or could
+    /// not be opened).
+    ShareOpened {
+        share: u64,
+        opened: io::Result<(Arc<File>, u64)>,
+    },
+    /// Nothing to report (the runtimes do not wake the loop for it).
     Nothing,
 }
 
@@ -202,16 +213,18 @@ pub fn run_job(job: Job) -> JobDone {
                 reason: text(e),
             },
         }),
-        Job::Serve {
-            conn,
-            file,
-            index,
-            offset,
-            len,
-        } => JobDone::Input(match check_serve(&file, offset, len) {
-            Ok(()) => cn::Input::PieceInFile { conn, index },
-            Err(_) => cn::Input::ReadFailed { conn, index },
-        }),
+        Job::OpenShare { share, path } => JobDone::ShareOpened {
+            share,
+            opened: File::open(path).and_then(|f| {
+                let len = f.metadata()?.len();
+                Ok((Arc::new(f), len))
+            }),
+        },
+        Job::ReadAhead { file, offset, len } => {
+            // Only advice: a failure costs the writer a wait, nothing more.
+            let _ = read_ahead(&file, offset, len);
+            JobDone::Nothing
+        }
         Job::SaveShares { dir, bytes } => {
             save_shares(&dir, &bytes);
             JobDone::Nothing
@@ -234,14 +247,10 @@ fn test_write_delay() -> Option<std::time::Duration> {
     })
 }
 
-/// Checks that `file` holds `len` bytes at `offset`, and asks the kernel
-/// to start reading them into the page cache (`posix_fadvise` WILLNEED),
-/// so the writer's read that follows rarely waits for the disk.
-fn check_serve(file: &File, offset: u64, len: u32) -> io::Result<()> {
-    let end = offset + u64::from(len);
-    if file.metadata()?.len() < end {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
+/// Asks the kernel to start reading `len` bytes at `offset` of `file`
+/// into the page cache (`posix_fadvise` WILLNEED), so the writer's read
+/// that follows rarely waits for the disk.
+fn read_ahead(file: &File, offset: u64, len: u32) -> io::Result<()> {
     let len = std::num::NonZeroU64::new(u64::from(len));
     rustix::fs::fadvise(file, offset, len, rustix::fs::Advice::WillNeed)?;
     Ok(())

@@ -377,36 +377,26 @@ fn a_damaged_share_table_is_set_aside_whole() {
     }
 }
 
-/// A piece to serve is checked against the file's length (a file
-/// that shrank since it was shared is a failed read, never a short
-/// piece); the bytes themselves are read later, by the connection's
-/// writer.
+/// A share's file is opened off the loop with its length (which the
+/// driver checks each piece to serve against); a file that is gone is an
+/// error; a served piece's read-ahead reports nothing.
 #[test]
-fn serving_checks_the_file_holds_the_piece() {
+fn a_share_is_opened_with_its_length_and_read_ahead_reports_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = file_of(dir.path(), 10_000);
-    let file = Arc::new(File::open(&path).unwrap());
-    let serve = |offset: u64, len: u32| {
-        let job = Job::Serve {
-            conn: 3,
-            file: file.clone(),
-            index: 1,
-            offset,
-            len,
-        };
-        match run_job(job) {
-            JobDone::Input(i) => i,
-            other => panic!("{other:?}"),
-        }
+    let open = |path: PathBuf| match run_job(Job::OpenShare { share: 3, path }) {
+        JobDone::ShareOpened { share: 3, opened } => opened,
+        other => panic!("{other:?}"),
     };
-    assert!(matches!(
-        serve(5_000, 5_000),
-        cn::Input::PieceInFile { conn: 3, index: 1 }
-    ));
-    assert!(matches!(
-        serve(5_000, 5_001),
-        cn::Input::ReadFailed { conn: 3, index: 1 }
-    ));
+    let (file, len) = open(path).unwrap();
+    assert_eq!(len, 10_000);
+    assert!(open(dir.path().join("gone")).is_err());
+    let job = Job::ReadAhead {
+        file,
+        offset: 5_000,
+        len: 5_000,
+    };
+    assert!(matches!(run_job(job), JobDone::Nothing));
 }
 
 #[test]

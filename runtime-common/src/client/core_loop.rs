@@ -1,0 +1,363 @@
+//! [`Core`]: the client driver's loop body, the same on every runtime. It
+//! owns the [`ClientNode`], registers connections, feeds it events, and
+//! executes its outputs through [`ClientIo`]; executing never blocks and
+//! never calls back into the machine (what execution itself learns goes
+//! to the `later` queue, fed after the drain).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use p2p_proto::{PeerMsg, Text};
+use p2p_state::Instant;
+use p2p_state::client::node::{
+    self as cn, ClientEvent, ClientNode, Command, CommandOk, PeerConnId, PeerOut,
+};
+use p2p_state::client::session::{ClientError, CommandTag, SessionConn};
+use p2p_state::seeder::ShareId;
+
+use super::serve::{ShareFile, send_peer_msg};
+use super::{
+    ClientIo, DlFile, Ev, HandleMsg, HandleParts, Job, JobDone, Paths, Prepared, ShareLine,
+    Snapshot, Status, disk,
+};
+use crate::clock::{Clock, Now};
+use crate::conn::FrameSink;
+use crate::known_trackers::{Pinner, Pins};
+use crate::trace;
+
+/// The machine and what the driver knows beside it. The runtimes run it
+/// on the [`Clock`] and record pins with a [`Pinner`] (the defaults); the
+/// clock and the pin record are type parameters, as in the tracker's
+/// core, so that a simulation can give its own.
+pub struct Core<R: ClientIo, C: Now = Clock, P: Pins = Pinner> {
+    pub(super) node: ClientNode,
+    pins: P,
+    clock: C,
+    pub(super) io: R,
+    trackers: BTreeMap<SessionConn, R::Writer>,
+    pub(super) peers: BTreeMap<PeerConnId, R::Writer>,
+    pending: BTreeMap<CommandTag, Sender<Result<CommandOk, ClientError>>>,
+    next_tag: CommandTag,
+    pub(super) paths: Arc<Mutex<Paths>>,
+    pub(super) dl_files: BTreeMap<u64, DlFile>,
+    /// The files of uploaded shares, opened off the loop when first
+    /// served (or shared).
+    pub(super) share_files: BTreeMap<u64, ShareFile>,
+    events: Sender<ClientEvent>,
+    data_dir: PathBuf,
+    direct_io: bool,
+    /// The share table as last saved.
+    saved_shares: Vec<u8>,
+    /// Inputs the driver itself produced while executing outputs (a
+    /// failure it can tell at once); fed after the drain.
+    pub(super) later: VecDeque<cn::Input>,
+}
+
+impl<R: ClientIo> Core<R> {
+    /// Takes the machine from [`prepare`] (the handle's parts stay behind)
+    /// and runs its first outputs (connecting to the first tracker).
+    pub fn new(p: Prepared, io: R) -> (Self, HandleParts) {
+        let mut core = Core {
+            node: p.node,
+            pins: p.pins,
+            clock: p.clock,
+            io,
+            trackers: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            next_tag: 1,
+            paths: p.handle.paths.clone(),
+            dl_files: BTreeMap::new(),
+            share_files: BTreeMap::new(),
+            events: p.events,
+            data_dir: p.data_dir,
+            direct_io: p.direct_io,
+            saved_shares: Vec::new(),
+            later: VecDeque::new(),
+        };
+        core.saved_shares = disk::shares_bytes(&core.node, &core.paths);
+        core.drain();
+        (core, p.handle)
+    }
+}
+
+impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// When the loop must wake up if nothing arrives.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.node.poll_timeout().map(|(t, _)| t)
+    }
+
+    /// One turn of the loop: the event that woke it (`None`: the wait timed
+    /// out), then the machine's deadline if the clock has passed it.
+    /// `false` when the handle asked to stop.
+    pub fn turn(&mut self, ev: Option<Ev<R::Writer>>) -> bool {
+        if let Some(ev) = ev {
+            if let Ev::Handle(HandleMsg::Stop) = ev {
+                return false;
+            }
+            let frame_of = match &ev {
+                Ev::Input(cn::Input::TrackerFrame { conn, .. }) => Some(Err(*conn)),
+                Ev::Input(
+                    cn::Input::PeerFrame { conn, .. } | cn::Input::PeerPiece { conn, .. },
+                ) => Some(Ok(*conn)),
+                _ => None,
+            };
+            self.on_event(ev);
+            self.drain();
+            // Its replies are queued: the reader may go on.
+            let writer = match frame_of {
+                Some(Ok(peer)) => self.peers.get(&peer),
+                Some(Err(tracker)) => self.trackers.get(&tracker),
+                None => None,
+            };
+            if let Some(w) = writer {
+                w.frame_handled();
+            }
+        }
+        let now = self.clock.now();
+        if let Some((t, why)) = self.node.poll_timeout()
+            && t <= now
+        {
+            tracing::trace!("deadline: {why:?}");
+            self.node.handle_timeout(now);
+            self.drain();
+        }
+        true
+    }
+
+    fn on_event(&mut self, ev: Ev<R::Writer>) {
+        let now = self.clock.now();
+        match ev {
+            Ev::Input(input) => self.node.handle_input(now, input),
+            Ev::TrackerUp { conn, writer, peer } => {
+                self.trackers.insert(conn, writer);
+                self.node
+                    .handle_input(now, cn::Input::TrackerConnected { conn, peer });
+            }
+            Ev::PeerUp {
+                conn,
+                writer,
+                inbound,
+                peer,
+            } => {
+                self.peers.insert(conn, writer);
+                let input = match inbound {
+                    Some(addr) => cn::Input::PeerAccepted { conn, peer, addr },
+                    None => cn::Input::PeerConnected { conn, peer },
+                };
+                self.node.handle_input(now, input);
+            }
+            Ev::Disk(JobDone::Input(input)) => self.node.handle_input(now, input),
+            Ev::Disk(JobDone::Prepared { dl, file, have }) => {
+                self.dl_files.insert(dl, *file);
+                self.node
+                    .handle_input(now, cn::Input::DestReady { dl, have });
+            }
+            Ev::Disk(JobDone::ShareOpened { share, opened }) => self.on_share_opened(share, opened),
+            Ev::Disk(JobDone::Nothing) => {}
+            Ev::Handle(HandleMsg::Cmd { cmd, reply }) => {
+                let tag = self.next_tag;
+                self.next_tag += 1;
+                self.pending.insert(tag, reply);
+                if let Command::Share { share, .. } = &cmd
+                    && let Some(n) = share.upload()
+                {
+                    // Held open from now (off the loop), as it was hashed.
+                    self.open_share(n);
+                }
+                self.node.handle_input(now, cn::Input::Command { tag, cmd });
+            }
+            Ev::Handle(HandleMsg::Query(reply)) => {
+                let (downloads_ended, failed) = self.node.downloads_ended();
+                let logged_in = self.node.session().user().is_some();
+                let served = &self.node.seeder().stats().served;
+                let _ = reply.send(Status {
+                    downloads_ended,
+                    failed,
+                    logged_in,
+                    served_pieces: served.pieces,
+                    served_bytes: served.bytes,
+                });
+            }
+            Ev::Handle(HandleMsg::Snapshot(reply)) => {
+                let _ = reply.send(Box::new(self.snapshot()));
+            }
+            Ev::Handle(HandleMsg::Stop) => {}
+        }
+    }
+
+    /// What the dashboard shows of the machine (see [`Snapshot`]).
+    fn snapshot(&self) -> Snapshot {
+        let session = self.node.session();
+        let seeder = self.node.seeder();
+        let paths = self.paths.lock().expect("paths");
+        let downloads = self.node.download_lines(self.clock.now());
+        let shares = self
+            .node
+            .shares()
+            .map(|(id, (group, meta))| {
+                let served = seeder.share_served(*id).unwrap_or_default();
+                ShareLine {
+                    group: group.clone(),
+                    file: meta.name.clone(),
+                    size: meta.size,
+                    path: id
+                        .upload()
+                        .and_then(|n| paths.shares.get(&n))
+                        .map(|(p, _)| p.clone()),
+                    served_pieces: served.pieces,
+                    served_bytes: served.bytes,
+                }
+            })
+            .collect();
+        Snapshot {
+            user: session.user().cloned(),
+            tracker: session.tracker(),
+            trackers: self.pins.addrs().to_vec(),
+            tracker_up: session.is_up(),
+            download_served: downloads
+                .iter()
+                .filter_map(|l| Some((l.dl, seeder.share_served(ShareId::Download(l.dl))?)))
+                .collect(),
+            downloads,
+            shares,
+            served_pieces: seeder.stats().served.pieces,
+            served_bytes: seeder.stats().served.bytes,
+            served_by_user: seeder
+                .served_by_user()
+                .iter()
+                .map(|(u, s)| (u.clone(), s.pieces, s.bytes))
+                .collect(),
+            rates: self.node.rates(),
+        }
+    }
+
+    /// Executes every output; then feeds what execution itself produced,
+    /// one input at a time, draining after each.
+    fn drain(&mut self) {
+        loop {
+            while let Some(o) = self.node.poll_output() {
+                self.execute(o);
+            }
+            let Some(input) = self.later.pop_front() else {
+                return;
+            };
+            self.node.handle_input(self.clock.now(), input);
+        }
+    }
+
+    /// Runs one output. Never blocks and never calls the machine.
+    fn execute(&mut self, o: cn::Output) {
+        match o {
+            cn::Output::TrackerConnect { conn, addr } => self.io.connect_tracker(conn, addr),
+            cn::Output::TrackerSend { conn, frame } => {
+                if let Some(w) = self.trackers.get(&conn) {
+                    let mut b = BytesMut::new();
+                    p2p_proto::encode_frame(&frame, &mut b);
+                    w.send(b.freeze());
+                }
+            }
+            cn::Output::TrackerClose { conn } => {
+                if let Some(w) = self.trackers.remove(&conn) {
+                    w.abort();
+                }
+            }
+            cn::Output::PeerConnect { conn, addr } => self.io.connect_peer(conn, addr),
+            cn::Output::PeerSend { conn, msg } => {
+                if let PeerOut::Msg(PeerMsg::Request { .. }) = &msg {
+                    trace::add(&trace::REQUESTS_SENT, 1);
+                }
+                if let Some(w) = self.peers.get(&conn) {
+                    send_peer_msg(w, msg);
+                }
+            }
+            cn::Output::PeerClose { conn } => {
+                if let Some(w) = self.peers.remove(&conn) {
+                    w.close();
+                }
+            }
+            cn::Output::PrepareDest { dl, dest, meta } => {
+                let path = self.paths.lock().expect("paths").dests.get(&dest).cloned();
+                match path {
+                    Some((dest, overwrite)) => self.io.disk(Job::Prepare {
+                        dl,
+                        dest,
+                        meta,
+                        direct_io: self.direct_io,
+                        overwrite,
+                    }),
+                    None => self.later.push_back(cn::Input::DestFailed {
+                        dl,
+                        reason: Text::new("unknown destination"),
+                    }),
+                }
+            }
+            cn::Output::WritePiece {
+                dl,
+                index,
+                offset,
+                data,
+            } => {
+                if let Some(f) = self.dl_files.get(&dl) {
+                    trace::disk_queued(data.len() as u64);
+                    let job = Job::Write {
+                        dl,
+                        file: f.file.clone(),
+                        direct: f.direct.clone(),
+                        trim: f.trim.clone(),
+                        record: f.record.clone(),
+                        index,
+                        offset,
+                        data,
+                    };
+                    self.io.disk(job);
+                }
+            }
+            cn::Output::Finalize { dl } => {
+                if let Some(f) = self.dl_files.get(&dl) {
+                    self.io.disk(Job::Finalize {
+                        dl,
+                        dir: f.dir.clone(),
+                    });
+                }
+            }
+            cn::Output::Serve {
+                conn,
+                share,
+                index,
+                offset,
+                len,
+            } => self.serve(share, conn, index, offset, len),
+            cn::Output::Done { tag, result } => {
+                let share_ok = matches!(result, Ok(CommandOk::Reply(_)));
+                if let Some(reply) = self.pending.remove(&tag) {
+                    let _ = reply.send(result);
+                }
+                if share_ok {
+                    self.save_shares();
+                }
+            }
+            cn::Output::PinTracker { index, key } => self.pins.pin(index, key),
+            cn::Output::Event(e) => {
+                let _ = self.events.send(e);
+            }
+        }
+    }
+
+    /// Writes the share table (off the loop) if it changed.
+    fn save_shares(&mut self) {
+        let bytes = disk::shares_bytes(&self.node, &self.paths);
+        if bytes != self.saved_shares {
+            self.saved_shares = bytes.clone();
+            let dir = self.data_dir.clone();
+            self.io.disk(Job::SaveShares { dir, bytes });
+        }
+    }
+}
