@@ -195,7 +195,10 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{ClientOptions, JobDone, prepare, run_job};
     use super::*;
+    use p2p_state::client::session::SessionConn;
+    use std::net::SocketAddr;
     use std::sync::Mutex;
 
     /// A sink that keeps what it is given, part by part.
@@ -266,5 +269,115 @@ mod tests {
         let sink = Parts::default();
         assert!(!sink.send_file(piece_head(7, len), short));
         assert!(sink.0.into_inner().unwrap().is_empty());
+    }
+
+    /// The effects of a test `Core`: dials go nowhere, disk jobs are kept.
+    #[derive(Default)]
+    struct Jobs(Vec<Job>);
+
+    impl ClientIo for Jobs {
+        type Writer = Parts;
+        fn connect_tracker(&mut self, _: SessionConn, _: SocketAddr) {}
+        fn connect_peer(&mut self, _: PeerConnId, _: SocketAddr) {}
+        fn disk(&mut self, job: Job) {
+            self.0.push(job);
+        }
+    }
+
+    /// A client driver core on a fresh data directory, with disk jobs kept.
+    fn core_in(dir: &std::path::Path) -> Core<Jobs> {
+        let opts = ClientOptions {
+            trackers: vec![SocketAddr::from(([127, 0, 0, 1], 9))],
+            tracker_keys: Vec::new(),
+            first: 0,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise_port: None,
+            max_parallel: None,
+            data_dir: dir.to_path_buf(),
+            direct_io: false,
+            request_timeout: None,
+            ping_interval: None,
+            rates: Default::default(),
+        };
+        let (p, _listener) = prepare(opts).unwrap();
+        Core::new(p, Jobs::default()).0
+    }
+
+    /// A `Serve` of a share whose file is not open yet waits for the disk
+    /// job that opens it (the loop never opens a file), then goes out
+    /// framed as the encoder frames the piece, followed by its
+    /// read-ahead; a range past the file's end, a closed connection or an
+    /// unknown share fail with their reason, and nothing is sent.
+    #[test]
+    fn a_serve_waits_for_its_file_to_open_then_goes_out_or_fails_with_a_reason() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let path = dir.path().join("share.bin");
+        let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 239) as u8).collect();
+        File::create(&path).unwrap().write_all(&bytes).unwrap();
+        let mut core = core_in(&data_dir);
+        let n = {
+            let mut p = core.paths.lock().unwrap();
+            let n = p.next_id();
+            let group = p2p_proto::GroupName::new("g").unwrap();
+            p.shares.insert(n, (path, group));
+            n
+        };
+        let conn = PeerConnId::Inbound(p2p_state::seeder::ConnId(7));
+        core.peers.insert(conn, Parts::default());
+        core.io.0.clear();
+        core.serve(ShareId::Upload(n), conn, 1, 16_000, 16_000);
+        assert!(core.later.is_empty(), "not before the file is open");
+        let Some(job @ Job::OpenShare { .. }) = core.io.0.pop() else {
+            panic!("the file is opened by a disk job")
+        };
+        let JobDone::ShareOpened { share, opened } = run_job(job) else {
+            panic!("opened")
+        };
+        core.on_share_opened(share, opened);
+        let data = Bytes::copy_from_slice(&bytes[16_000..32_000]);
+        let mut want = BytesMut::new();
+        p2p_proto::encode_msg(&PeerMsg::Piece { index: 1, data }, &mut want);
+        assert_eq!(core.peers[&conn].0.lock().unwrap().concat(), want.to_vec());
+        assert!(matches!(
+            core.io.0.pop(),
+            Some(Job::ReadAhead {
+                offset: 16_000,
+                len: 16_000,
+                ..
+            })
+        ));
+        assert_eq!(
+            core.later.pop_front(),
+            Some(cn::Input::Served { conn, index: 1 })
+        );
+        // The file is open now: the next serve needs no job; past its end
+        // fails.
+        core.serve(ShareId::Upload(n), conn, 3, 48_000, 2_001);
+        let failed = |why| cn::Input::ServeFailed {
+            conn,
+            index: 3,
+            why,
+        };
+        assert_eq!(core.later.pop_front(), Some(failed(ServeError::Short)));
+        core.serve(ShareId::Upload(n), conn, 3, 48_000, 2_000);
+        assert_eq!(
+            core.later.pop_front(),
+            Some(cn::Input::Served { conn, index: 3 })
+        );
+        core.serve(ShareId::Upload(n + 1), conn, 3, 0, 10);
+        assert_eq!(core.later.pop_front(), Some(failed(ServeError::NoFile)));
+        core.serve(ShareId::Download(5), conn, 3, 0, 10);
+        assert_eq!(core.later.pop_front(), Some(failed(ServeError::NoFile)));
+        let gone = PeerConnId::Inbound(p2p_state::seeder::ConnId(8));
+        core.serve(ShareId::Upload(n), gone, 3, 0, 10);
+        let failed = cn::Input::ServeFailed {
+            conn: gone,
+            index: 3,
+            why: ServeError::ConnGone,
+        };
+        assert_eq!(core.later.pop_front(), Some(failed));
+        assert!(core.later.is_empty());
     }
 }
