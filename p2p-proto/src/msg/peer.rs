@@ -33,38 +33,75 @@ pub enum RejectReason {
     WrongKey,
 }
 
+/// The first byte of each [`RejectReason`] on the wire, shared by its
+/// encoder and decoder; like [`Tag`], numbered from 1 in declaration
+/// order (append only; `msg/tests.rs` pins them).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+enum ReasonTag {
+    NoTicket = 1,
+    BadTicket,
+    Expired,
+    WrongParty,
+    UnknownFile,
+    NoSuchPiece,
+    Busy,
+    WrongKey,
+}
+
+impl ReasonTag {
+    const ALL: [ReasonTag; 8] = [
+        ReasonTag::NoTicket,
+        ReasonTag::BadTicket,
+        ReasonTag::Expired,
+        ReasonTag::WrongParty,
+        ReasonTag::UnknownFile,
+        ReasonTag::NoSuchPiece,
+        ReasonTag::Busy,
+        ReasonTag::WrongKey,
+    ];
+
+    fn of(byte: u8) -> Option<ReasonTag> {
+        ReasonTag::ALL.into_iter().find(|t| *t as u8 == byte)
+    }
+}
+
 impl Wire for RejectReason {
     const MIN_LEN: usize = 1;
     fn encode(&self, w: &mut BytesMut) {
         use RejectReason::*;
-        match self {
-            NoTicket => w.put_u8(1),
-            BadTicket => w.put_u8(2),
-            Expired => w.put_u8(3),
-            WrongParty => w.put_u8(4),
-            UnknownFile => w.put_u8(5),
-            NoSuchPiece { index } => {
-                w.put_u8(6);
-                w.put_u32(*index);
-            }
-            Busy => w.put_u8(7),
-            WrongKey => w.put_u8(8),
+        let t = match self {
+            NoTicket => ReasonTag::NoTicket,
+            BadTicket => ReasonTag::BadTicket,
+            Expired => ReasonTag::Expired,
+            WrongParty => ReasonTag::WrongParty,
+            UnknownFile => ReasonTag::UnknownFile,
+            NoSuchPiece { .. } => ReasonTag::NoSuchPiece,
+            Busy => ReasonTag::Busy,
+            WrongKey => ReasonTag::WrongKey,
+        };
+        w.put_u8(t as u8);
+        if let NoSuchPiece { index } = self {
+            w.put_u32(*index);
         }
     }
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         use RejectReason::*;
-        Ok(match tag(r, "reject reason")? {
-            1 => NoTicket,
-            2 => BadTicket,
-            3 => Expired,
-            4 => WrongParty,
-            5 => UnknownFile,
-            6 => NoSuchPiece {
+        let t = tag(r, "reject reason")?;
+        let Some(t) = ReasonTag::of(t) else {
+            return Err(unknown("reject reason", t));
+        };
+        Ok(match t {
+            ReasonTag::NoTicket => NoTicket,
+            ReasonTag::BadTicket => BadTicket,
+            ReasonTag::Expired => Expired,
+            ReasonTag::WrongParty => WrongParty,
+            ReasonTag::UnknownFile => UnknownFile,
+            ReasonTag::NoSuchPiece => NoSuchPiece {
                 index: r.u32("piece index")?,
             },
-            7 => Busy,
-            8 => WrongKey,
-            t => return Err(unknown("reject reason", t)),
+            ReasonTag::Busy => Busy,
+            ReasonTag::WrongKey => WrongKey,
         })
     }
 }

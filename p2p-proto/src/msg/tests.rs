@@ -180,9 +180,9 @@ fn a_piece_frame_head_and_its_data_decode_as_the_encoded_message() {
     }
 }
 
-/// The first byte of every peer message: the wire format, pinned (the
-/// encoder and decoder share one tag table, so only a test can notice a
-/// change to it).
+/// The first byte of every peer message and reject reason, and a piece
+/// frame's head: the wire format, pinned (encoder and decoder share one
+/// tag table, so only a test can notice a change to it).
 #[test]
 fn peer_message_tags_are_pinned() {
     let t = ticket_for_tags();
@@ -220,6 +220,20 @@ fn peer_message_tags_are_pinned() {
     ];
     for (m, tag) in msgs {
         assert_eq!(m.to_bytes()[0], tag, "{m:?}");
+    }
+    use RejectReason::*;
+    let reasons = [
+        (NoTicket, 1u8),
+        (BadTicket, 2),
+        (Expired, 3),
+        (WrongParty, 4),
+        (UnknownFile, 5),
+        (NoSuchPiece { index: 9 }, 6),
+        (Busy, 7),
+        (WrongKey, 8),
+    ];
+    for (r, tag) in reasons {
+        assert_eq!(r.to_bytes()[0], tag, "{r:?}");
     }
     let head = PeerMsg::piece_frame_head(0x0102_0304, 5);
     assert_eq!(head, [0, 0, 0, 14, 6, 1, 2, 3, 4, 0, 0, 0, 5]);

@@ -155,10 +155,11 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
         }
     }
 
-    /// Queues the piece's frame head and its range of `file` on the
-    /// connection (whose writer reads and encrypts it), after asking the
-    /// kernel to start reading the range; `file_len`, if known, must hold
-    /// the range. The machine hears how it went after this drain.
+    /// Asks the kernel to start reading the piece's range of `file` (a
+    /// disk job), then queues the piece's frame head and the range on the
+    /// connection, whose writer reads and encrypts it; `file_len`, if
+    /// known, must hold the range. The machine hears how it went after
+    /// this drain.
     fn send_piece(&mut self, s: Serve, file: Arc<File>, file_len: Option<u64>) {
         let end = s.offset + u64::from(s.len);
         if file_len.is_some_and(|l| l < end) {
@@ -167,20 +168,21 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
         let Some(w) = self.peers.get(&s.conn) else {
             return self.serve_failed(s, ServeError::ConnGone);
         };
+        // The kernel starts reading the range before the writer gets it.
+        self.io.disk(Job::ReadAhead {
+            file: file.clone(),
+            offset: s.offset,
+            len: s.len,
+        });
         let len = s.len as usize;
         let range = FileRange {
-            file: file.clone(),
+            file,
             offset: s.offset,
             len,
         };
         if !w.send_file(piece_head(s.index, len), range) {
             return self.serve_failed(s, ServeError::ConnGone);
         }
-        self.io.disk(Job::ReadAhead {
-            file,
-            offset: s.offset,
-            len: s.len,
-        });
         let (conn, index) = (s.conn, s.index);
         self.later.push_back(cn::Input::Served { conn, index });
     }

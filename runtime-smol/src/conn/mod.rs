@@ -294,9 +294,9 @@ pub fn spawn_writer(stream: Stream, session: Arc<Session>) -> ConnWriter {
 }
 
 /// Writes batches until a close, an error, or every sender gone; a batch
-/// (its file ranges read on this thread: the disk job that checked each
-/// range also started its read-ahead, so the pages are usually cached by
-/// now) fails if it takes longer than [`WRITE_TIMEOUT`].
+/// (its file ranges read on this thread: a disk job started each range's
+/// read-ahead when the piece was queued, so the pages are usually cached
+/// by now) fails if it takes longer than [`WRITE_TIMEOUT`].
 async fn write_loop(
     stream: Stream,
     session: Arc<Session>,
