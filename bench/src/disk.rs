@@ -182,3 +182,20 @@ pub fn table(dir: &Path, size: u64, runs: &[DiskRun]) -> String {
     }
     t
 }
+
+/// The device and file system a directory is on (`/dev/loop0 ext4`), from
+/// the longest mount point above it in `/proc/self/mounts`.
+pub fn device_of(dir: &Path) -> String {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (src, at, fs) = (f.first()?, f.get(1)?, f.get(2)?);
+            dir.starts_with(at)
+                .then(|| (at.len(), format!("{src} {fs}")))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map_or_else(|| "device unknown".into(), |(_, d)| d)
+}

@@ -97,7 +97,8 @@ fn hashing(cx: &mut Ctx, sw: &Swarm) -> Res<Hashing> {
 }
 
 fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
-    let dir = WorkDir::new(&cx.dirs.bench, "dl")?;
+    let base = cx.args.dest_dir.as_deref().unwrap_or(&cx.dirs.bench);
+    let dir = WorkDir::new(base, "dl")?;
     let name = file_name(cx.file);
     let dest = dir.path().join(&name);
     let mut p2p = Ok(Vec::new());

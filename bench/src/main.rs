@@ -93,6 +93,12 @@ struct Args {
     /// each.
     #[arg(long, value_name = "DIR")]
     disk_test: Option<PathBuf>,
+    /// Where the download figure's contenders (p2p, curl, the bare copy)
+    /// write the file: a directory on the device to measure, e.g. the
+    /// slow one `bench/slow-device` makes [default: the bench's directory
+    /// under the target directory].
+    #[arg(long, value_name = "DIR")]
+    dest_dir: Option<PathBuf>,
     /// The leecher of the first download run (of each runtime) records
     /// bytes received, requests in flight, pieces hashed and pieces
     /// waiting for the disk every 10 ms: plotted into FILE (SVG; with
@@ -266,6 +272,13 @@ fn run(args: &Args) -> Res<Report> {
         notes.push(format!(
             "built with the {} profile: run with --release for meaningful numbers",
             dirs.profile
+        ));
+    }
+    if let Some(d) = &args.dest_dir {
+        notes.push(format!(
+            "downloads written under {} ({})",
+            d.display(),
+            disk::device_of(d)
         ));
     }
     if !args.no_build {

@@ -374,6 +374,19 @@ impl Proc {
         Some(ticks as f64 / 100.0)
     }
 
+    /// The page faults the process has taken so far that needed no disk
+    /// read (`minflt` in `/proc/<pid>/stat`, every thread): each is a page
+    /// of the process's memory touched for the first time (a fresh
+    /// buffer; not the page cache a `write` fills), which on a VM whose
+    /// memory the host has reclaimed also costs the host a fault. A few
+    /// thousand per GiB say the buffers are reused.
+    pub fn minor_faults(&self) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // Fields after the parenthesised name: state is field 3, minflt 10.
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        rest.split(' ').nth(7)?.parse().ok()
+    }
+
     /// The context switches of the process's live threads (voluntary +
     /// involuntary, summed over `/proc/<pid>/task/*/status`): how often
     /// its threads slept and were woken, or were preempted.

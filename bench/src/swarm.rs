@@ -140,6 +140,9 @@ pub struct DlRun {
     /// The context switches of the leecher's threads over the same span
     /// ([`Proc::context_switches`]).
     pub switches: Option<u64>,
+    /// Minor page faults over the same span, the leecher's and all
+    /// seeders' together ([`Proc::minor_faults`]).
+    pub faults: Option<(u64, u64)>,
 }
 
 /// A download's time split by what the leecher's I/O counters show.
@@ -346,7 +349,12 @@ impl Swarm {
             let s: Option<f64> = seeders.iter().map(Proc::cpu_secs).sum();
             Some((l.cpu_secs()?, s?))
         };
+        let faults = |l: &Proc, seeders: &[Proc]| {
+            let s: Option<u64> = seeders.iter().map(Proc::minor_faults).sum();
+            Some((l.minor_faults()?, s?))
+        };
         let cpu0 = cpu(&l, &seeders);
+        let faults0 = faults(&l, &seeders);
         let switches0 = l.context_switches();
         let t0 = Instant::now();
         let sampler = IoSampler::start(l.pid(), t0);
@@ -363,6 +371,9 @@ impl Swarm {
         let cpu = cpu(&l, &seeders)
             .zip(cpu0)
             .map(|((l1, s1), (l0, s0))| (l1 - l0, s1 - s0));
+        let faults = faults(&l, &seeders)
+            .zip(faults0)
+            .map(|((l1, s1), (l0, s0))| (l1.saturating_sub(l0), s1.saturating_sub(s0)));
         // Threads that ended meanwhile take their switches with them:
         // a count that went down says nothing.
         let switches = l
@@ -403,6 +414,7 @@ impl Swarm {
             phases,
             cpu,
             switches,
+            faults,
         })
     }
 }

@@ -101,6 +101,15 @@ fn dl_run(r: &DlRun) -> J {
             }),
         ),
         (
+            "minor_faults",
+            r.faults.map_or(J::Null, |(l, s)| {
+                J::Obj(vec![
+                    ("leecher", J::Num(l as f64)),
+                    ("seeders", J::Num(s as f64)),
+                ])
+            }),
+        ),
+        (
             "leecher_context_switches",
             r.switches.map_or(J::Null, |n| J::Num(n as f64)),
         ),

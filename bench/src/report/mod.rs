@@ -321,6 +321,16 @@ fn download_rows(t: &mut Table, d: &Download) {
             &cpu(warm),
             "(CPU seconds, command to completion)",
         );
+        let faults = |r: Option<&DlRun>| {
+            r.and_then(|r| r.faults)
+                .map_or("-".into(), |(l, s)| format!("{l} / {s}"))
+        };
+        t.row(
+            "page faults: leecher / seeders",
+            &faults(runs.first()),
+            &faults(warm),
+            "(minor: pages touched first; command to completion)",
+        );
         let switches = |r: Option<&DlRun>| {
             r.and_then(|r| r.switches)
                 .map_or("-".into(), |n| n.to_string())
