@@ -13,10 +13,11 @@
 //!   share's file to serve it, a served piece's read-ahead, saving the
 //!   share table), and the input it produces;
 //! - [`write_piece`]: pieces go to the part file through the page cache,
-//!   each handed to writeback at once and its pages dropped soon after
-//!   ([`CacheTrim`]: the cache holds a few MiB of a download, never the
-//!   whole file, and a write waits for the device only every
-//!   [`CACHE_TRIM_LAG`] pieces), or, when asked (`--direct-writes`), with
+//!   each handed to the [`Writeback`] thread, which starts its writeback
+//!   at once and drops written-back pages every [`CACHE_TRIM_LAG`] pieces
+//!   ([`CacheTrim`]: on a fast device the cache holds a few MiB of a
+//!   download, never the whole file; a write never waits for the device),
+//!   or, when asked (`--direct-writes`), with
 //!   `O_DIRECT` straight from the piece's buffer where the file system
 //!   allows it (anything that does not fit the alignment rules takes the
 //!   buffered write). README, "Writing pieces to disk", has the figures

@@ -97,22 +97,67 @@ fn pieces_land_byte_exact_through_direct_and_buffered_writes() {
     assert_eq!(fs::read(&dl.part).unwrap(), data);
 }
 
-/// Buffered writes handed to a [`CacheTrim`] land byte-exact, and it
-/// waits for the device every [`CACHE_TRIM_LAG`] pieces.
+/// Waits until `wb` has run everything queued before this call.
+fn settle(wb: &Writeback) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    wb.queue_waiting(WritebackReq::Call(Box::new(move || {
+        let _ = tx.send(());
+    })));
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the writeback thread runs");
+}
+
+/// Buffered writes handed to a [`CacheTrim`] land byte-exact, and a drop
+/// of clean pages is queued every [`CACHE_TRIM_LAG`] pieces.
 #[test]
-fn cache_trim_keeps_the_bytes_and_at_most_its_lag() {
+fn cache_trim_keeps_the_bytes_and_drops_every_lag() {
     let dir = tempfile::tempdir().unwrap();
     let piece = 4096;
     let n = CACHE_TRIM_LAG + 5;
     let data: Vec<u8> = (0..n * piece).map(|i| (i % 253) as u8).collect();
     let path = dir.path().join("f");
     let file = File::create(&path).unwrap();
-    let trim = CacheTrim::default();
+    let wb = Writeback::spawn().unwrap();
+    let trim = CacheTrim::with(Some(wb.clone()));
     for (i, chunk) in data.chunks(piece).enumerate().rev() {
         write_piece(&file, None, Some(&trim), chunk, (i * piece) as u64).unwrap();
         assert!(trim.pending() < CACHE_TRIM_LAG);
     }
-    assert_eq!(trim.pending(), 5, "waited once, after {CACHE_TRIM_LAG}");
+    assert_eq!(trim.pending(), 5, "one drop queued, after {CACHE_TRIM_LAG}");
+    settle(&wb);
+    assert_eq!(wb.skipped(), 0);
+    assert_eq!(fs::read(&path).unwrap(), data);
+}
+
+/// Issue 18: a piece write never waits for the device. With the
+/// writeback thread stuck (as behind a device slower than the network),
+/// writes go on at once; the thread's queue holds at most
+/// [`WRITEBACK_QUEUE_MAX`] requests and the rest are left to the kernel.
+#[test]
+fn a_stuck_writeback_thread_never_holds_up_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let piece = 4096;
+    let n = WRITEBACK_QUEUE_MAX + 36;
+    let data: Vec<u8> = (0..n * piece).map(|i| (i % 241) as u8).collect();
+    let path = dir.path().join("f");
+    let file = File::create(&path).unwrap();
+    let wb = Writeback::spawn().unwrap();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (running, started) = std::sync::mpsc::channel();
+    assert!(wb.queue(WritebackReq::Call(Box::new(move || {
+        let _ = running.send(());
+        let _ = held.recv();
+    }))));
+    started
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the thread holds");
+    let trim = CacheTrim::with(Some(wb.clone()));
+    for (i, chunk) in data.chunks(piece).enumerate() {
+        write_piece(&file, None, Some(&trim), chunk, (i * piece) as u64).unwrap();
+    }
+    assert_eq!(wb.skipped(), 36, "beyond the bound, left to the kernel");
+    release.send(()).unwrap();
+    settle(&wb);
     assert_eq!(fs::read(&path).unwrap(), data);
 }
 
