@@ -67,13 +67,8 @@ impl Seeder {
     /// Checks the ticket of an `Open`; on success the connection is bound
     /// to the share and hears which pieces we hold.
     pub(super) fn on_open(&mut self, now: Instant, conn: ConnId, ticket: &Ticket) {
-        let key = self.conns[&conn].key;
-        let share = match self.check_ticket(now, ticket, key) {
-            Ok(s) => s,
-            Err(reason) => {
-                self.stats.conns_refused += 1;
-                return self.refuse(conn, reason);
-            }
+        let Some(share) = self.admit_ticket(now, conn, ticket) else {
+            return;
         };
         if let Some((limit, max)) = self.slots_full(&ticket.downloader, self.conns[&conn].addr) {
             self.stats.conns_refused += 1;
@@ -119,13 +114,8 @@ impl Seeder {
     /// under expires): checked like the first, and it must be for the same
     /// file and downloader. The connection then runs until it expires.
     pub(super) fn on_renew(&mut self, now: Instant, conn: ConnId, ticket: &Ticket) {
-        let key = self.conns[&conn].key;
-        let share = match self.check_ticket(now, ticket, key) {
-            Ok(s) => s,
-            Err(reason) => {
-                self.stats.conns_refused += 1;
-                return self.refuse(conn, reason);
-            }
+        let Some(share) = self.admit_ticket(now, conn, ticket) else {
+            return;
         };
         let ConnState::Open {
             share: bound,
@@ -143,6 +133,21 @@ impl Seeder {
         *expires_ms = (*expires_ms).max(ticket.expires_ms);
         let at = expiry(*expires_ms);
         self.timers.set(Timer::Expire(conn), at);
+    }
+
+    /// The share `ticket` opens on `conn` (checked against the key the
+    /// connection proved), or `None` once the connection is refused with
+    /// the reason (`on_open` and `on_renew` alike).
+    fn admit_ticket(&mut self, now: Instant, conn: ConnId, ticket: &Ticket) -> Option<ShareId> {
+        let key = self.conns[&conn].key;
+        match self.check_ticket(now, ticket, key) {
+            Ok(share) => Some(share),
+            Err(reason) => {
+                self.stats.conns_refused += 1;
+                self.refuse(conn, reason);
+                None
+            }
+        }
     }
 
     /// Which of our shares the ticket opens for a connection that proved
