@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use p2p_proto::limits::FRAME_HEADER_LEN;
 use p2p_proto::{FrameError, PeerMsg};
 
 use crate::buffers;
@@ -69,8 +68,9 @@ pub const READ_CHUNK_LEN: usize = 64 * 1024;
 pub const DIRECT_READ_LEN_MIN: usize = 64 * 1024;
 /// The byte of a large frame placed on a [`DIRECT_ALIGN`] boundary: large
 /// frames are pieces, and this is where a piece's data begins, so the
-/// disk can write it with `O_DIRECT` as it is.
-pub const LARGE_FRAME_ALIGN_AT: usize = FRAME_HEADER_LEN + PeerMsg::PIECE_HEADER_LEN;
+/// disk can write it with `O_DIRECT` as it is: right after the piece
+/// frame's head ([`PeerMsg::PIECE_FRAME_HEAD_LEN`]).
+pub const LARGE_FRAME_ALIGN_AT: usize = PeerMsg::PIECE_FRAME_HEAD_LEN;
 /// Queued frames are joined into writes of at most about this many bytes.
 pub const WRITE_BATCH_LEN_MAX: usize = 1024 * 1024;
 /// Bytes queued for one writer before the connection is cut as stalled.

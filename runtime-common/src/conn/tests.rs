@@ -313,3 +313,19 @@ fn a_writer_that_ends_lets_its_paused_reader_go() {
     assert!(queued.may_read());
     assert!(!queued.before_frame_blocking(), "no wait once it ended");
 }
+
+#[test]
+fn a_piece_frames_data_begins_at_the_aligned_byte() {
+    let data = Bytes::from(vec![7u8; 100]);
+    let mut frame = BytesMut::new();
+    p2p_proto::encode_msg(
+        &PeerMsg::Piece {
+            index: 3,
+            data: data.clone(),
+        },
+        &mut frame,
+    );
+    assert_eq!(&frame[LARGE_FRAME_ALIGN_AT..], &data[..]);
+    let head = PeerMsg::piece_frame_head(3, data.len() as u32);
+    assert_eq!(&frame[..LARGE_FRAME_ALIGN_AT], &head[..]);
+}
