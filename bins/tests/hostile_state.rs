@@ -15,8 +15,7 @@ use p2p_proto::{
     Request, RequestId, Role, SessionToken, TrackerError, TrackerId, UserName, Wire, encode_msg,
 };
 use p2p_state::tracker::limits::GROUPS_OWNED_PER_USER_MAX;
-use p2p_state::tracker::login_guard::LOGIN_FAILURES_FREE_PER_USER;
-use p2p_state::tracker::node::NodeConfig;
+use p2p_state::tracker::node::{LOGIN_FAILURES_FREE_PER_USER, NodeConfig};
 use p2p_state::tracker::state::TrackerConfig;
 use runtime::Runtime;
 use runtime_common::tracker::{TrackerHandle, TrackerOptions};

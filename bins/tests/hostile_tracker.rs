@@ -35,10 +35,10 @@ use p2p_proto::{
     TrackerStatus, UserName, Wire, encode_msg,
 };
 use p2p_state::tracker::limits::{FILES_PER_USER_MAX, PIECE_HASHES_PER_USER_MAX};
-use p2p_state::tracker::login_guard::{
-    LOGIN_FAILURES_FREE_PER_USER, PASSWORD_QUEUE_PER_SOURCE_MAX, PASSWORD_RUNNING_MAX,
+use p2p_state::tracker::node::{
+    CONNS_PER_ADDR_MAX, LOGIN_FAILURES_FREE_PER_USER, PASSWORD_QUEUE_PER_SOURCE_MAX,
+    PASSWORD_RUNNING_MAX,
 };
-use p2p_state::tracker::node::CONNS_PER_ADDR_MAX;
 
 /// A normal client's every request (sign up, log in, create a group,
 /// share a file) must be answered within this after an attack.

@@ -57,13 +57,13 @@ pub trait Machine {
 /// Takes every queued output of `m` (for callers that must feed the
 /// machine again while executing them, which the rule forbids doing
 /// while outputs are still queued).
-pub fn drain<M: Machine + ?Sized>(m: &mut M) -> Vec<M::Output> {
+pub(crate) fn drain<M: Machine + ?Sized>(m: &mut M) -> Vec<M::Output> {
     std::iter::from_fn(|| m.poll_output()).collect()
 }
 
 /// A machine's queue of outputs, with the single-mutation guard.
 #[derive(Debug, Clone)]
-pub struct Outbox<T> {
+pub(crate) struct Outbox<T> {
     q: VecDeque<T>,
 }
 
@@ -74,27 +74,21 @@ impl<T> Default for Outbox<T> {
 }
 
 impl<T> Outbox<T> {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
-    pub fn push_back(&mut self, o: T) {
+    pub(crate) fn push_back(&mut self, o: T) {
         self.q.push_back(o);
     }
-    pub fn pop_front(&mut self) -> Option<T> {
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
         self.q.pop_front()
-    }
-    pub fn len(&self) -> usize {
-        self.q.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.q.is_empty()
     }
 
     /// The guard: called at the start of every mutation of `machine`.
     /// Panics in debug builds if outputs of an earlier mutation are still
     /// queued (the caller broke the single-mutation rule).
     #[track_caller]
-    pub fn check_drained(&self, machine: &str) {
+    pub(crate) fn check_drained(&self, machine: &str) {
         if cfg!(debug_assertions) && !self.q.is_empty() {
             panic!(
                 "{machine} fed while {} of its outputs were not drained: \
@@ -113,35 +107,36 @@ impl<T> Outbox<T> {
 /// outputs; [`Child::poll`] returns the moved outputs first, so the order
 /// is exactly the child's.
 #[derive(Debug)]
-pub struct Child<M: Machine> {
+pub(crate) struct Child<M: Machine> {
     m: M,
     taken: VecDeque<M::Output>,
 }
 
 impl<M: Machine> Child<M> {
-    pub fn new(m: M) -> Self {
+    pub(crate) fn new(m: M) -> Self {
         Child {
             m,
             taken: VecDeque::new(),
         }
     }
     /// The child, to read.
-    pub fn get(&self) -> &M {
+    pub(crate) fn get(&self) -> &M {
         &self.m
     }
     /// The child, drained, to feed one input, timeout or command.
-    pub fn feed(&mut self) -> &mut M {
+    pub(crate) fn feed(&mut self) -> &mut M {
         while let Some(o) = self.m.poll_output() {
             self.taken.push_back(o);
         }
         &mut self.m
     }
     /// The child's next output.
-    pub fn poll(&mut self) -> Option<M::Output> {
+    pub(crate) fn poll(&mut self) -> Option<M::Output> {
         self.taken.pop_front().or_else(|| self.m.poll_output())
     }
     /// Outputs taken out of the child and not polled yet.
-    pub fn has_taken(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_taken(&self) -> bool {
         !self.taken.is_empty()
     }
 }

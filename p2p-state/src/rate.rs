@@ -12,11 +12,11 @@
 use crate::time::{Duration, Instant};
 
 /// How much unused allowance a limit keeps: one second of its rate.
-pub const RATE_BURST: Duration = Duration::from_secs(1);
+pub(crate) const RATE_BURST: Duration = Duration::from_secs(1);
 
 /// One rate limit: `rate` bytes per second.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     /// Bytes per second (at least 1).
     rate: u64,
     /// Allowance in thousandths of a byte (bytes × ms / s); negative is
@@ -28,17 +28,13 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket of `rate` bytes per second (0 is taken as 1).
-    pub fn new(now: Instant, rate: u64) -> Self {
+    pub(crate) fn new(now: Instant, rate: u64) -> Self {
         let rate = rate.max(1);
         TokenBucket {
             rate,
             milli: Self::cap(rate),
             at: now,
         }
-    }
-
-    pub fn rate(&self) -> u64 {
-        self.rate
     }
 
     fn cap(rate: u64) -> i128 {
@@ -53,19 +49,19 @@ impl TokenBucket {
     }
 
     /// Whether a transfer may start at `now`.
-    pub fn ready(&mut self, now: Instant) -> bool {
+    pub(crate) fn ready(&mut self, now: Instant) -> bool {
         self.refill(now);
         self.milli > 0
     }
 
     /// Takes `bytes` (the bucket may go into debt).
-    pub fn take(&mut self, now: Instant, bytes: u64) {
+    pub(crate) fn take(&mut self, now: Instant, bytes: u64) {
         self.refill(now);
         self.milli -= i128::from(bytes) * 1000;
     }
 
     /// When a transfer may start (now if it may already).
-    pub fn ready_at(&self) -> Instant {
+    pub(crate) fn ready_at(&self) -> Instant {
         if self.milli > 0 {
             return self.at;
         }

@@ -14,7 +14,7 @@ use crate::time::Instant;
 
 /// Deadlines keyed by `K`. At most one deadline per key.
 #[derive(Clone, Debug)]
-pub struct TimerTable<K: Ord + Copy> {
+pub(crate) struct TimerTable<K: Ord + Copy> {
     by_key: BTreeMap<K, Instant>,
     by_time: BTreeSet<(Instant, K)>,
 }
@@ -29,12 +29,12 @@ impl<K: Ord + Copy> Default for TimerTable<K> {
 }
 
 impl<K: Ord + Copy> TimerTable<K> {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Sets (or moves) the deadline of `key` to `at`.
-    pub fn set(&mut self, key: K, at: Instant) {
+    pub(crate) fn set(&mut self, key: K, at: Instant) {
         if let Some(old) = self.by_key.insert(key, at) {
             self.by_time.remove(&(old, key));
         }
@@ -42,7 +42,7 @@ impl<K: Ord + Copy> TimerTable<K> {
     }
 
     /// Sets the deadline of `key` to `at` unless an earlier one is set.
-    pub fn set_min(&mut self, key: K, at: Instant) {
+    pub(crate) fn set_min(&mut self, key: K, at: Instant) {
         match self.get(key) {
             Some(old) if old <= at => {}
             _ => self.set(key, at),
@@ -50,35 +50,36 @@ impl<K: Ord + Copy> TimerTable<K> {
     }
 
     /// Removes the deadline of `key`, if any.
-    pub fn clear(&mut self, key: K) {
+    pub(crate) fn clear(&mut self, key: K) {
         if let Some(old) = self.by_key.remove(&key) {
             self.by_time.remove(&(old, key));
         }
     }
 
     /// Removes every deadline whose key matches `pred`.
-    pub fn clear_where(&mut self, mut pred: impl FnMut(&K) -> bool) {
+    #[cfg(test)]
+    pub(crate) fn clear_where(&mut self, mut pred: impl FnMut(&K) -> bool) {
         let doomed: Vec<K> = self.by_key.keys().filter(|k| pred(k)).copied().collect();
         for k in doomed {
             self.clear(k);
         }
     }
 
-    pub fn get(&self, key: K) -> Option<Instant> {
+    pub(crate) fn get(&self, key: K) -> Option<Instant> {
         self.by_key.get(&key).copied()
     }
 
-    pub fn is_set(&self, key: K) -> bool {
+    pub(crate) fn is_set(&self, key: K) -> bool {
         self.by_key.contains_key(&key)
     }
 
     /// The soonest deadline and its key.
-    pub fn next(&self) -> Option<(Instant, K)> {
+    pub(crate) fn next(&self) -> Option<(Instant, K)> {
         self.by_time.first().copied()
     }
 
     /// Removes and returns the soonest key whose deadline is at or before `now`.
-    pub fn pop_expired(&mut self, now: Instant) -> Option<K> {
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<K> {
         let (at, key) = self.next()?;
         if at > now {
             return None;
@@ -90,7 +91,7 @@ impl<K: Ord + Copy> TimerTable<K> {
     /// Removes every key whose deadline is at or before `now` and returns
     /// them in key order (for machines that handle all due timers of one
     /// wake-up in a fixed order, whatever their deadlines).
-    pub fn expire(&mut self, now: Instant) -> Vec<K> {
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<K> {
         let mut due: Vec<K> = self
             .by_time
             .iter()
@@ -104,16 +105,18 @@ impl<K: Ord + Copy> TimerTable<K> {
         due
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.by_key.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }
 
     /// Both indexes agree (for `check_invariants`).
-    pub fn is_consistent(&self) -> bool {
+    pub(crate) fn is_consistent(&self) -> bool {
         self.by_key.len() == self.by_time.len()
             && self
                 .by_time

@@ -78,7 +78,7 @@ pub struct DownloadConfig {
     pub ticket_renew_before: Duration,
     /// The client's download rate limit over all its downloads, bytes per
     /// second (`None`: unlimited). The client node keeps the one
-    /// [`TokenBucket`](crate::rate::TokenBucket); while it is set, a
+    /// `TokenBucket` (`rate.rs`); while it is set, a
     /// download sends a request only when the node allows it one
     /// ([`Download::allow_request`](super::Download::allow_request)).
     pub max_rate: Option<u64>,

@@ -9,7 +9,7 @@
 //! keeps piece data: verified bytes go straight out in
 //! [`Output::WritePiece`].
 //!
-//! Before anything else it checks the metadata ([`check_meta`]): the file
+//! Before anything else it checks the metadata (`check_meta`): the file
 //! hash must be [`file_root`](crate::hash::file_root) of the size, piece
 //! length and piece hashes. Every piece is then verified against a hash
 //! the file hash commits to, so the download is complete when the last
@@ -28,7 +28,7 @@
 //! Rate limits (issue 16 §6) gate the decision to send a request, so
 //! pieces are asked for only as fast as the user allows and never queue at
 //! a seeder behind a limit (their request timeouts stay honest). Two
-//! limits, both [`TokenBucket`](crate::rate::TokenBucket)s:
+//! limits, both `TokenBucket`s (`rate.rs`):
 //! - **global** (`max_rate`, over all of a client's downloads): several
 //!   downloads share it, so the bucket lives where they meet, in the client
 //!   node. While it is set, a download sends a request only with an
@@ -117,7 +117,7 @@ pub struct DownloadStats {
 /// file the hash names. A download refuses anything else before it starts.
 /// [`check_meta`], and the metadata is that of the file asked for: named
 /// `asked`, and with file hash `expected` when the user gave one.
-pub fn check_meta_for(
+pub(crate) fn check_meta_for(
     meta: &FileMeta,
     asked: &FileName,
     expected: Option<Sha1Hash>,
@@ -138,7 +138,7 @@ pub fn check_meta_for(
     }
 }
 
-pub fn check_meta(meta: &FileMeta) -> Result<(), DownloadError> {
+pub(crate) fn check_meta(meta: &FileMeta) -> Result<(), DownloadError> {
     if let Err(e) = meta.validate() {
         let reason = Text::new(e.to_string());
         return Err(DownloadError::BadMetadata { reason });

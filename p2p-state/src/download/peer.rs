@@ -93,7 +93,7 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    pub fn new(user: UserName, addr: SocketAddr, ticket: Ticket, hint: PieceSet) -> Self {
+    pub(super) fn new(user: UserName, addr: SocketAddr, ticket: Ticket, hint: PieceSet) -> Self {
         Peer {
             user,
             addr,
@@ -121,7 +121,7 @@ impl Peer {
     /// A ticket from a listing that arrived `now`: fetch the next one
     /// `renew_before` ahead of its expiry, or halfway through what is left
     /// of its life if that is sooner.
-    pub fn set_ticket(&mut self, now: Instant, ticket: Ticket, renew_before: Duration) {
+    pub(super) fn set_ticket(&mut self, now: Instant, ticket: Ticket, renew_before: Duration) {
         let left = ticket.expires_ms.saturating_sub(now.as_millis());
         let ahead = renew_before.as_millis().min(left / 2);
         self.renew_at = Instant(ticket.expires_ms - ahead);
@@ -129,7 +129,7 @@ impl Peer {
     }
 
     /// A new listing says it holds `hint`.
-    pub fn set_hint(&mut self, hint: &PieceSet) {
+    pub(super) fn set_hint(&mut self, hint: &PieceSet) {
         if *hint != self.hint {
             self.hint = hint.clone();
             self.hint_useless = false;
@@ -139,7 +139,7 @@ impl Peer {
     /// The tracker's word on what it holds, while it counts in the
     /// swarm's rarity: known, not ready (a ready peer's own `Have` counts
     /// instead), not banned.
-    pub fn swarm_hint(&self) -> Option<&PieceSet> {
+    pub(super) fn swarm_hint(&self) -> Option<&PieceSet> {
         match self.state {
             PeerState::Ready { .. } | PeerState::Banned => None,
             _ => Some(&self.hint),
@@ -147,26 +147,26 @@ impl Peer {
     }
 
     /// Does the tracker's word say it holds a piece `needed` accepts?
-    pub fn hint_useful(&mut self, needed: impl Fn(u32) -> bool) -> bool {
+    pub(super) fn hint_useful(&mut self, needed: impl Fn(u32) -> bool) -> bool {
         if !self.hint_useless && !self.hint.iter().any(needed) {
             self.hint_useless = true;
         }
         !self.hint_useless
     }
 
-    pub fn pieces(&self) -> Option<&PieceSet> {
+    pub(super) fn pieces(&self) -> Option<&PieceSet> {
         match &self.state {
             PeerState::Ready { pieces } => Some(pieces),
             _ => None,
         }
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(super) fn is_ready(&self) -> bool {
         matches!(self.state, PeerState::Ready { .. })
     }
 
     /// Connecting, opening or ready: holds a connection slot.
-    pub fn is_active(&self) -> bool {
+    pub(super) fn is_active(&self) -> bool {
         matches!(
             self.state,
             PeerState::Connecting | PeerState::Opening | PeerState::Ready { .. }
@@ -174,7 +174,7 @@ impl Peer {
     }
 
     /// How many requests to keep in flight to this peer.
-    pub fn window(&self, cfg: &DownloadConfig, piece_len: u32) -> usize {
+    pub(super) fn window(&self, cfg: &DownloadConfig, piece_len: u32) -> usize {
         let adaptive = match (self.rate_bps, self.latency_ms) {
             (Some(rate), Some(lat)) => {
                 let bytes = rate.saturating_mul(lat) / 1000;
@@ -186,17 +186,17 @@ impl Peer {
         self.busy_cap.map_or(w, |cap| w.min(cap))
     }
 
-    pub fn has_room(&self, cfg: &DownloadConfig, piece_len: u32) -> bool {
+    pub(super) fn has_room(&self, cfg: &DownloadConfig, piece_len: u32) -> bool {
         self.is_ready() && self.requests.len() < self.window(cfg, piece_len)
     }
 
     /// The per-peer rate limit (if any) lets a request go to this peer.
-    pub fn rate_allows(&self, now: Instant) -> bool {
+    pub(super) fn rate_allows(&self, now: Instant) -> bool {
         self.bucket.as_ref().is_none_or(|b| b.ready_at() <= now)
     }
 
     /// A request for `bytes` went out under a per-peer limit of `rate`.
-    pub fn take_rate(&mut self, now: Instant, rate: Option<u64>, bytes: u32) {
+    pub(super) fn take_rate(&mut self, now: Instant, rate: Option<u64>, bytes: u32) {
         if let Some(rate) = rate {
             self.bucket
                 .get_or_insert_with(|| TokenBucket::new(now, rate))
@@ -205,12 +205,17 @@ impl Peer {
     }
 
     /// Relative chance of being picked for the next request.
-    pub fn weight(&self, unmeasured: u64) -> u64 {
+    pub(super) fn weight(&self, unmeasured: u64) -> u64 {
         self.rate_bps.unwrap_or(unmeasured).max(1)
     }
 
     /// Deadline of a request for `bytes` sent now, behind `ahead` others.
-    pub fn request_timeout(&self, cfg: &DownloadConfig, bytes: u32, ahead: usize) -> Duration {
+    pub(super) fn request_timeout(
+        &self,
+        cfg: &DownloadConfig,
+        bytes: u32,
+        ahead: usize,
+    ) -> Duration {
         let rate = self
             .rate_bps
             .unwrap_or(cfg.initial_rate_bps)
@@ -222,7 +227,7 @@ impl Peer {
     }
 
     /// Records a requested piece of `bytes` that arrived `now`.
-    pub fn on_arrival(&mut self, now: Instant, sent: Sent, bytes: u32) {
+    pub(super) fn on_arrival(&mut self, now: Instant, sent: Sent, bytes: u32) {
         let start = self.last_arrival.map_or(sent.at, |t| t.max(sent.at));
         let ms = now.saturating_since(start).as_millis().max(1);
         let sample = u64::from(bytes) * 1000 / ms;
@@ -238,7 +243,7 @@ impl Peer {
 
     /// A timeout or a bad piece: halve the rate estimate, so the peer gets
     /// fewer and longer-lived requests.
-    pub fn penalise(&mut self, cfg: &DownloadConfig) {
+    pub(super) fn penalise(&mut self, cfg: &DownloadConfig) {
         let r = self.rate_bps.unwrap_or(cfg.initial_rate_bps);
         self.rate_bps = Some((r / 2).max(1));
     }

@@ -54,7 +54,7 @@ pub(crate) struct Picker {
 
 impl Picker {
     /// `have` (same length, else ignored) starts out `Done`.
-    pub fn new(pieces: u32, have: &PieceSet, rng: &mut ChaCha8Rng) -> Self {
+    pub(super) fn new(pieces: u32, have: &PieceSet, rng: &mut ChaCha8Rng) -> Self {
         let mut rank: Vec<u32> = (0..pieces).collect();
         rank.shuffle(rng);
         let have_ok = have.len() == pieces;
@@ -83,56 +83,56 @@ impl Picker {
         (a == 0, a.saturating_add(k), self.rank[i as usize], i)
     }
 
-    pub fn len(&self) -> u32 {
+    pub(super) fn len(&self) -> u32 {
         self.state.len() as u32
     }
 
-    pub fn state(&self, i: u32) -> PieceState {
+    pub(super) fn state(&self, i: u32) -> PieceState {
         self.state[i as usize]
     }
 
     /// Still to be fetched (wanted or in flight).
-    pub fn is_needed(&self, i: u32) -> bool {
+    pub(super) fn is_needed(&self, i: u32) -> bool {
         matches!(self.state(i), PieceState::Wanted | PieceState::InFlight)
     }
 
-    pub fn avail(&self, i: u32) -> u32 {
+    pub(super) fn avail(&self, i: u32) -> u32 {
         self.avail[i as usize]
     }
 
-    pub fn done(&self) -> &PieceSet {
+    pub(super) fn done(&self) -> &PieceSet {
         &self.done
     }
 
     /// Verified pieces handed to the driver and not yet written.
-    pub fn writing_count(&self) -> u32 {
+    pub(super) fn writing_count(&self) -> u32 {
         self.writing
     }
 
-    pub fn done_count(&self) -> u32 {
+    pub(super) fn done_count(&self) -> u32 {
         self.done.count()
     }
 
     /// Verified pieces (written or being written).
-    pub fn verified_count(&self) -> u32 {
+    pub(super) fn verified_count(&self) -> u32 {
         self.done_count() + self.writing
     }
 
-    pub fn all_verified(&self) -> bool {
+    pub(super) fn all_verified(&self) -> bool {
         self.verified_count() == self.len()
     }
 
-    pub fn all_done(&self) -> bool {
+    pub(super) fn all_done(&self) -> bool {
         self.done_count() == self.len()
     }
 
     /// A ready peer now holds piece `i`.
-    pub fn add_avail(&mut self, i: u32) {
+    pub(super) fn add_avail(&mut self, i: u32) {
         self.reavail(i, |a| a + 1);
     }
 
     /// A ready peer no longer holds piece `i` (or is gone).
-    pub fn sub_avail(&mut self, i: u32) {
+    pub(super) fn sub_avail(&mut self, i: u32) {
         debug_assert!(self.avail[i as usize] > 0, "availability of {i} underflows");
         self.reavail(i, |a| a.saturating_sub(1));
     }
@@ -155,7 +155,7 @@ impl Picker {
 
     /// Known peers that are not ready hold piece `i` this many times
     /// (`known[i]`, one count per piece; another length is ignored).
-    pub fn set_known(&mut self, known: &[u32]) {
+    pub(super) fn set_known(&mut self, known: &[u32]) {
         if known.len() != self.known.len() {
             return;
         }
@@ -168,12 +168,12 @@ impl Picker {
 
     /// Is some wanted (not in flight) piece held by a ready peer? If not,
     /// every fetchable missing piece is in flight: endgame.
-    pub fn any_wanted_available(&self) -> bool {
+    pub(super) fn any_wanted_available(&self) -> bool {
         self.queue.first().is_some_and(|k| !k.0)
     }
 
     /// The rarest wanted piece `has` holds (random among equally rare).
-    pub fn pick(&self, has: &PieceSet) -> Option<u32> {
+    pub(super) fn pick(&self, has: &PieceSet) -> Option<u32> {
         self.queue
             .iter()
             .take_while(|k| !k.0)
@@ -182,21 +182,21 @@ impl Picker {
     }
 
     /// Wanted -> InFlight (a first request was sent).
-    pub fn set_in_flight(&mut self, i: u32) {
+    pub(super) fn set_in_flight(&mut self, i: u32) {
         debug_assert_eq!(self.state(i), PieceState::Wanted);
         self.queue.remove(&self.key(i));
         self.state[i as usize] = PieceState::InFlight;
     }
 
     /// InFlight -> Wanted (its last request was dropped).
-    pub fn requeue(&mut self, i: u32) {
+    pub(super) fn requeue(&mut self, i: u32) {
         debug_assert_eq!(self.state(i), PieceState::InFlight);
         self.state[i as usize] = PieceState::Wanted;
         self.queue.insert(self.key(i));
     }
 
     /// Wanted/InFlight -> Writing (a verified copy arrived).
-    pub fn set_writing(&mut self, i: u32) {
+    pub(super) fn set_writing(&mut self, i: u32) {
         debug_assert!(self.is_needed(i));
         if self.state(i) == PieceState::Wanted {
             self.queue.remove(&self.key(i));
@@ -206,7 +206,7 @@ impl Picker {
     }
 
     /// Writing -> Done. Returns false (and changes nothing) otherwise.
-    pub fn set_done(&mut self, i: u32) -> bool {
+    pub(super) fn set_done(&mut self, i: u32) -> bool {
         if i >= self.len() || self.state(i) != PieceState::Writing {
             return false;
         }
@@ -219,7 +219,7 @@ impl Picker {
     /// Endgame: among pieces in flight that `has` holds, not already asked of
     /// `peer`, with fewer than `dup_max` requesters: the one with the fewest
     /// requesters, then the oldest request.
-    pub fn pick_endgame(
+    pub(super) fn pick_endgame(
         requests: &BTreeMap<u32, Vec<(PeerId, Instant)>>,
         has: &PieceSet,
         peer: PeerId,
@@ -235,7 +235,7 @@ impl Picker {
     }
 
     /// The queue, states, counts and `done` agree. Returns what is wrong.
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         let mut writing = 0;
         for i in 0..self.len() {
             let s = self.state(i);

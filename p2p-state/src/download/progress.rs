@@ -208,14 +208,14 @@ pub(crate) struct RateMeter {
 }
 
 impl RateMeter {
-    pub fn new(now: Instant) -> Self {
+    pub(super) fn new(now: Instant) -> Self {
         RateMeter {
             started: now,
             buckets: [(u64::MAX, 0); RATE_BUCKETS],
         }
     }
 
-    pub fn add(&mut self, now: Instant, bytes: u64) {
+    pub(super) fn add(&mut self, now: Instant, bytes: u64) {
         let b = now.as_millis() / RATE_BUCKET_MS;
         let slot = &mut self.buckets[(b % RATE_BUCKETS as u64) as usize];
         if slot.0 != b {
@@ -224,7 +224,7 @@ impl RateMeter {
         slot.1 += bytes;
     }
 
-    pub fn rate_bps(&self, now: Instant) -> u64 {
+    pub(super) fn rate_bps(&self, now: Instant) -> u64 {
         let b = now.as_millis() / RATE_BUCKET_MS;
         let oldest = b.saturating_sub(RATE_BUCKETS as u64 - 1);
         let bytes: u64 = self

@@ -68,7 +68,7 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(key: KeyId, addr: IpAddr) -> Self {
+    pub(crate) fn new(key: KeyId, addr: IpAddr) -> Self {
         Conn {
             key,
             addr,
@@ -82,11 +82,11 @@ impl Conn {
     }
 
     /// Has a queued request the per-peer limit (if any) lets start now.
-    pub fn can_start(&self, now: Instant) -> bool {
+    pub(crate) fn can_start(&self, now: Instant) -> bool {
         !self.queue.is_empty() && self.bucket.as_ref().is_none_or(|b| b.ready_at() <= now)
     }
 
-    pub fn share(&self) -> Option<ShareId> {
+    pub(crate) fn share(&self) -> Option<ShareId> {
         match &self.state {
             ConnState::Open { share, .. } => Some(*share),
             ConnState::AwaitOpen => None,
@@ -94,11 +94,11 @@ impl Conn {
     }
 
     /// Whether it holds a serving slot (showed a valid ticket).
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.state != ConnState::AwaitOpen
     }
 
-    pub fn downloader(&self) -> Option<&UserName> {
+    pub(crate) fn downloader(&self) -> Option<&UserName> {
         match &self.state {
             ConnState::Open { downloader, .. } => Some(downloader),
             ConnState::AwaitOpen => None,
@@ -106,14 +106,14 @@ impl Conn {
     }
 
     /// Requests the peer is still owed an answer for.
-    pub fn active(&self) -> usize {
+    pub(crate) fn active(&self) -> usize {
         self.pending
             .values()
             .filter(|r| **r != Req::ReadingCancelled)
             .count()
     }
 
-    pub fn admit(&mut self, index: u32, max: usize) -> Admit {
+    pub(crate) fn admit(&mut self, index: u32, max: usize) -> Admit {
         match self.pending.get(&index) {
             Some(Req::Queued | Req::Reading) => Admit::Duplicate,
             Some(Req::ReadingCancelled) => {
@@ -130,7 +130,7 @@ impl Conn {
     }
 
     /// Drops a queued request, or marks a read in progress as unwanted.
-    pub fn cancel(&mut self, index: u32) {
+    pub(crate) fn cancel(&mut self, index: u32) {
         match self.pending.get(&index) {
             Some(Req::Queued) => {
                 self.pending.remove(&index);
@@ -144,7 +144,7 @@ impl Conn {
     }
 
     /// Takes the oldest queued request and marks it `Reading`.
-    pub fn start_read(&mut self) -> Option<u32> {
+    pub(crate) fn start_read(&mut self) -> Option<u32> {
         let index = self.queue.pop_front()?;
         debug_assert_eq!(self.pending.get(&index), Some(&Req::Queued));
         self.pending.insert(index, Req::Reading);
@@ -152,7 +152,7 @@ impl Conn {
     }
 
     /// The read of `index` finished: true if its bytes should be sent.
-    pub fn finish_read(&mut self, index: u32) -> bool {
+    pub(crate) fn finish_read(&mut self, index: u32) -> bool {
         match self.pending.remove(&index) {
             Some(Req::Reading) => true,
             Some(Req::ReadingCancelled) | None => false,
@@ -165,7 +165,7 @@ impl Conn {
     }
 
     /// Queue and pending map agree. Returns what is wrong.
-    pub fn check(&self, max: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, max: usize) -> Result<(), String> {
         let queued = self.pending.values().filter(|r| **r == Req::Queued).count();
         if queued != self.queue.len()
             || self

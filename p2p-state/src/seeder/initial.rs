@@ -93,7 +93,7 @@ pub(crate) struct Initial {
 }
 
 impl Initial {
-    pub fn new(window: usize) -> Self {
+    pub(super) fn new(window: usize) -> Self {
         Initial {
             window,
             shares: BTreeMap::new(),
@@ -102,21 +102,21 @@ impl Initial {
     }
 
     /// A share registered with every piece is served in initial seeding.
-    pub fn add_share(&mut self, share: ShareId, have: &PieceSet) {
+    pub(super) fn add_share(&mut self, share: ShareId, have: &PieceSet) {
         if self.window > 0 && have.is_full() && !have.is_empty() {
             self.shares.insert(share, Share::new(have.len()));
         }
     }
 
     /// The share is no longer served (its connections close too).
-    pub fn remove_share(&mut self, share: ShareId) {
+    pub(super) fn remove_share(&mut self, share: ShareId) {
         self.shares.remove(&share);
         self.views.retain(|_, v| v.share != share);
     }
 
     /// `conn` opened `share` while `others` connections were already on
     /// it: the pieces its `Have` names (`have` itself unless restricted).
-    pub fn on_open(
+    pub(super) fn on_open(
         &mut self,
         conn: ConnId,
         share: ShareId,
@@ -184,7 +184,7 @@ impl Initial {
     }
 
     /// `conn` (on `share`) asked for `index` and it was queued.
-    pub fn on_request(&mut self, conn: ConnId, share: ShareId, index: u32) {
+    pub(super) fn on_request(&mut self, conn: ConnId, share: ShareId, index: u32) {
         let Some(s) = self.shares.get_mut(&share) else {
             return;
         };
@@ -195,12 +195,12 @@ impl Initial {
     }
 
     /// `index` was sent on `conn`: what to show it.
-    pub fn on_served(&mut self, conn: ConnId, index: u32) -> Vec<Show> {
+    pub(super) fn on_served(&mut self, conn: ConnId, index: u32) -> Vec<Show> {
         self.holds(conn, index, true)
     }
 
     /// `conn` (on `share`) says it holds `index` (got from anyone).
-    pub fn on_held(&mut self, conn: ConnId, share: ShareId, index: u32) -> Vec<Show> {
+    pub(super) fn on_held(&mut self, conn: ConnId, share: ShareId, index: u32) -> Vec<Show> {
         if !self.views.contains_key(&conn)
             && let Some(s) = self.shares.get_mut(&share)
         {
@@ -210,7 +210,11 @@ impl Initial {
     }
 
     /// `conn` is gone. A view left alone on its share now sees everything.
-    pub fn forget(&mut self, conn: ConnId, open_on: impl Fn(ShareId) -> Vec<ConnId>) -> Vec<Show> {
+    pub(super) fn forget(
+        &mut self,
+        conn: ConnId,
+        open_on: impl Fn(ShareId) -> Vec<ConnId>,
+    ) -> Vec<Show> {
         self.views.remove(&conn);
         let shares: BTreeSet<ShareId> = self.views.values().map(|v| v.share).collect();
         let mut out = Vec::new();
@@ -226,13 +230,16 @@ impl Initial {
 
     /// What `conn` sees, if restricted.
     #[cfg(test)]
-    pub fn view(&self, conn: ConnId) -> Option<&PieceSet> {
+    pub(super) fn view(&self, conn: ConnId) -> Option<&PieceSet> {
         self.views.get(&conn).map(|v| &v.shown)
     }
 
     /// Views belong to shares registered whole and to connections the
     /// caller says are open on them; counts agree. Returns what is wrong.
-    pub fn check(&self, open_share: impl Fn(ConnId) -> Option<ShareId>) -> Result<(), String> {
+    pub(super) fn check(
+        &self,
+        open_share: impl Fn(ConnId) -> Option<ShareId>,
+    ) -> Result<(), String> {
         for (conn, v) in &self.views {
             let Some(s) = self.shares.get(&v.share) else {
                 return Err(format!(

@@ -107,7 +107,7 @@ pub struct SeederConfig {
     pub idle_timeout: Duration,
     /// Upload rate limit over all connections, bytes per second (`None`:
     /// unlimited); a `Serve` of a piece starts only when the
-    /// [`TokenBucket`](crate::rate::TokenBucket) allows. Changed at run
+    /// `TokenBucket` (`rate.rs`) allows. Changed at run
     /// time with `Seeder::set_upload_rate`.
     pub upload_rate: Option<u64>,
     /// Upload rate limit per serving connection, bytes per second

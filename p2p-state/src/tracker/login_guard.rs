@@ -104,7 +104,7 @@ impl<K: Ord + Clone> Table<K> {
 }
 
 /// The backoff after the `count`th failure when `free` are allowed.
-pub fn backoff(count: u32, free: u32) -> Duration {
+pub(super) fn backoff(count: u32, free: u32) -> Duration {
     let Some(over) = count.checked_sub(free + 1) else {
         return Duration::from_millis(0);
     };
@@ -116,7 +116,7 @@ pub fn backoff(count: u32, free: u32) -> Duration {
 
 /// Failed logins by user name and by source address.
 #[derive(Debug, Clone)]
-pub struct LoginBackoff {
+pub(super) struct LoginBackoff {
     users: Table<UserName>,
     sources: Table<IpAddr>,
 }
@@ -128,7 +128,7 @@ impl Default for LoginBackoff {
 }
 
 impl LoginBackoff {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         LoginBackoff {
             users: Table::new(LOGIN_FAILURES_FREE_PER_USER, LOGIN_USERS_TRACKED_MAX),
             sources: Table::new(LOGIN_FAILURES_FREE_PER_SOURCE, LOGIN_SOURCES_TRACKED_MAX),
@@ -137,7 +137,7 @@ impl LoginBackoff {
 
     /// `Ok` if `user` may try a login from `source` now; otherwise the
     /// error that says when to retry.
-    pub fn check(
+    pub(super) fn check(
         &self,
         now: Instant,
         user: &UserName,
@@ -157,7 +157,7 @@ impl LoginBackoff {
     }
 
     /// A login of `user` from `source` failed (wrong name or password).
-    pub fn failed(&mut self, now: Instant, user: &UserName, source: Option<IpAddr>) {
+    pub(super) fn failed(&mut self, now: Instant, user: &UserName, source: Option<IpAddr>) {
         self.users.fail(now, user);
         if let Some(s) = source {
             self.sources.fail(now, &s);
@@ -166,12 +166,13 @@ impl LoginBackoff {
 
     /// `user` logged in: their name starts afresh (the source does not,
     /// so one good account does not clear a source's guesses at others).
-    pub fn succeeded(&mut self, user: &UserName) {
+    pub(super) fn succeeded(&mut self, user: &UserName) {
         self.users.entries.remove(user);
     }
 
     /// Names and addresses remembered.
-    pub fn tracked(&self) -> (usize, usize) {
+    #[cfg(test)]
+    pub(super) fn tracked(&self) -> (usize, usize) {
         (self.users.entries.len(), self.sources.entries.len())
     }
 }
@@ -179,7 +180,7 @@ impl LoginBackoff {
 /// Where password work came from, for fairness: the client's address on a
 /// connection this tracker accepted, or the backup that forwarded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Lane {
+pub(super) enum Lane {
     Addr(IpAddr),
     Tracker(TrackerId),
     /// No address known (a driver that gave none).
@@ -192,7 +193,7 @@ pub const PASSWORD_QUEUE_MAX: usize = 256;
 /// refused at once): a burst from one source queues behind itself. Logins
 /// a backup forwards share one lane bounded only by [`PASSWORD_QUEUE_MAX`];
 /// the backup caps each of its clients' addresses the same way before
-/// forwarding ([`forward_allowed`]), so one host behind a backup cannot
+/// forwarding (`forward_allowed`), so one host behind a backup cannot
 /// fill that lane either.
 pub const PASSWORD_QUEUE_PER_SOURCE_MAX: usize = 8;
 /// Password jobs handed to the driver at once (its workers, at most 4 in
@@ -202,7 +203,7 @@ pub const PASSWORD_RUNNING_MAX: usize = 4;
 
 /// Why [`FairQueue::push`] refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueFull {
+pub(super) enum QueueFull {
     /// This source has [`PASSWORD_QUEUE_PER_SOURCE_MAX`] waiting.
     Source,
     /// [`PASSWORD_QUEUE_MAX`] are waiting in all.
@@ -210,7 +211,7 @@ pub enum QueueFull {
 }
 
 impl QueueFull {
-    pub fn error(self) -> TrackerError {
+    pub(super) fn error(self) -> TrackerError {
         let what = match self {
             QueueFull::Source => {
                 "your address has the most password checks one source may have waiting \
@@ -232,7 +233,7 @@ impl QueueFull {
 /// leave: a burst from one host through a backup is refused at the
 /// backup, as it would be at the primary, and cannot fill the primary's
 /// whole queue ([`PASSWORD_QUEUE_MAX`]) against everyone else.
-pub fn forward_allowed(waiting: usize) -> Result<(), QueueFull> {
+pub(super) fn forward_allowed(waiting: usize) -> Result<(), QueueFull> {
     if waiting >= PASSWORD_QUEUE_PER_SOURCE_MAX {
         return Err(QueueFull::Source);
     }
@@ -241,7 +242,7 @@ pub fn forward_allowed(waiting: usize) -> Result<(), QueueFull> {
 
 /// Items in one lane per source, taken round robin across lanes.
 #[derive(Debug, Clone)]
-pub struct FairQueue<T> {
+pub(super) struct FairQueue<T> {
     lanes: BTreeMap<Lane, VecDeque<T>>,
     /// Lanes with items, in serving order (each appears once).
     turn: VecDeque<Lane>,
@@ -259,16 +260,12 @@ impl<T> Default for FairQueue<T> {
 }
 
 impl<T> FairQueue<T> {
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Queues `item` at the back of its source's lane.
-    pub fn push(&mut self, lane: Lane, item: T) -> Result<(), QueueFull> {
+    pub(super) fn push(&mut self, lane: Lane, item: T) -> Result<(), QueueFull> {
         let waiting = self.lanes.get(&lane).map_or(0, VecDeque::len);
         // A backup forwards the logins of all its clients in one lane (the
         // primary does not see their addresses): that lane is bounded by
@@ -292,7 +289,7 @@ impl<T> FairQueue<T> {
 
     /// The next item: the front of the lane whose turn it is (that lane
     /// then goes to the back of the turn).
-    pub fn pop(&mut self) -> Option<T> {
+    pub(super) fn pop(&mut self) -> Option<T> {
         let lane = self.turn.pop_front()?;
         let q = self.lanes.get_mut(&lane).expect("a lane in turn has items");
         let item = q.pop_front().expect("a lane in turn has items");
@@ -306,7 +303,7 @@ impl<T> FairQueue<T> {
     }
 
     /// Panics if the lanes, the turn and the count disagree.
-    pub fn check_invariants(&self) {
+    pub(super) fn check_invariants(&self) {
         assert_eq!(self.lanes.len(), self.turn.len(), "a lane missing its turn");
         assert!(
             self.lanes.values().all(|q| !q.is_empty()),

@@ -11,7 +11,7 @@
 //! fly. Skeletons are a pure function of the name: deterministic.
 
 /// The TR39 skeleton of `name`.
-pub fn skeleton(name: &str) -> String {
+pub(super) fn skeleton(name: &str) -> String {
     unicode_security::skeleton(name).collect()
 }
 

@@ -12,7 +12,7 @@ use super::limits::{ARGON2_M_KIB_MAX, ARGON2_P_MAX, ARGON2_T_MAX};
 use super::state::TrackerConfig;
 
 /// Bytes of salt drawn per password (argon2's recommendation).
-pub const SALT_LEN: usize = 16;
+pub(crate) const SALT_LEN: usize = 16;
 
 /// Why a password could not be hashed or a stored hash is unusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -26,7 +26,7 @@ pub enum PasswordError {
 }
 
 /// Hashes `password` with `salt` at the configured cost, as a PHC string.
-pub fn hash(
+pub(crate) fn hash(
     cfg: &TrackerConfig,
     salt: &[u8; SALT_LEN],
     password: &Password,
@@ -44,7 +44,7 @@ pub fn hash(
 
 /// Checks that `phc` is an argon2id PHC string with salt, hash and a cost
 /// within the limits. `apply` refuses to store anything else.
-pub fn check_phc(phc: &str) -> Result<(), PasswordError> {
+pub(crate) fn check_phc(phc: &str) -> Result<(), PasswordError> {
     if phc.len() > PASSWORD_HASH_LEN_MAX {
         return Err(PasswordError::BadHash);
     }
@@ -68,7 +68,7 @@ pub fn check_phc(phc: &str) -> Result<(), PasswordError> {
 /// with a wrong password and its answer comes as late. Its salt and hash
 /// are zeros: no password matches it in practice, and the caller refuses
 /// the login whatever the check says.
-pub fn dummy_phc(cfg: &TrackerConfig) -> String {
+pub(crate) fn dummy_phc(cfg: &TrackerConfig) -> String {
     let (m, t, p) = (cfg.argon2_m_kib, cfg.argon2_t, cfg.argon2_p);
     // Unpadded base64 of 16 zero bytes (salt) and 32 zero bytes (hash).
     let (salt, hash) = ("A".repeat(22), "A".repeat(43));
@@ -77,7 +77,7 @@ pub fn dummy_phc(cfg: &TrackerConfig) -> String {
 
 /// True if `password` matches the stored PHC string. An unusable stored
 /// hash matches nothing.
-pub fn verify(password: &Password, phc: &str) -> bool {
+pub(crate) fn verify(password: &Password, phc: &str) -> bool {
     if check_phc(phc).is_err() {
         return false;
     }

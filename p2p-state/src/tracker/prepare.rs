@@ -8,7 +8,7 @@
 //! `create_user` and `login` need argon2 work, which is slow on purpose:
 //! [`TrackerState::prepare_step`] asks for it ([`Step::Password`]) instead
 //! of doing it, and is called again with the result, so the tracker machine
-//! can hand the work to its driver. [`TrackerState::prepare`] does both
+//! can hand the work to its driver. `TrackerState::prepare` does both
 //! steps inline (tests, tools).
 
 use p2p_proto::{
@@ -30,8 +30,10 @@ impl TrackerState {
     /// answers only to the key that logged in). A request whose origin
     /// already has a stored outcome is `Done` with that outcome (a retry is
     /// never applied twice); a read is `Done` with [`TrackerState::read`]'s
-    /// answer.
-    pub fn prepare(
+    /// answer. Runs any password work inline: the tests' shortcut; the
+    /// node goes through [`TrackerState::prepare_step`].
+    #[cfg(test)]
+    pub(crate) fn prepare(
         &self,
         now: Instant,
         cfg: &TrackerConfig,
@@ -50,11 +52,11 @@ impl TrackerState {
         }
     }
 
-    /// [`TrackerState::prepare`] in steps: with `done` `None`, a request that
+    /// `TrackerState::prepare` in steps: with `done` `None`, a request that
     /// needs argon2 work answers [`Step::Password`]; call again with the
     /// work's result (the state may have changed meanwhile: everything is
     /// checked again).
-    pub fn prepare_step(
+    pub(crate) fn prepare_step(
         &self,
         now: Instant,
         cfg: &TrackerConfig,
@@ -124,7 +126,7 @@ impl TrackerState {
     /// past one of its lifetimes (refused at once, before the primary's
     /// `ExpireSession` is applied), `SessionKeyMismatch` on a connection
     /// whose key is not the one that logged in.
-    pub fn request_session(
+    pub(crate) fn request_session(
         &self,
         now: Instant,
         cfg: &TrackerConfig,

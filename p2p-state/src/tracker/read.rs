@@ -41,7 +41,7 @@ impl TrackerState {
     /// Answers a read-only request. `Status` needs replication facts and is
     /// answered by the tracker machine; here it (and any write) is a
     /// `BadRequest`. `key` is the TLS key of the asking connection.
-    pub fn read(
+    pub(crate) fn read(
         &self,
         now: Instant,
         cfg: &TrackerConfig,
@@ -204,7 +204,7 @@ impl TrackerState {
     /// gives. `None` when nothing is to be pushed to it any more: the
     /// session is gone, its user is no longer a member, the file is gone,
     /// or the user holds the whole file itself.
-    pub fn new_peers(
+    pub(crate) fn new_peers(
         &self,
         now: Instant,
         cfg: &TrackerConfig,

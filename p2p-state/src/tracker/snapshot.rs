@@ -36,7 +36,7 @@ use super::state::{ClientOutcomes, Conflict, Group, Session, SharedFile, Tracker
 /// Version of the state encoding (first byte of every snapshot). 3: sessions
 /// and stored outcomes carry the client's key (issue 15). 4: a file names
 /// who registered it, for the per-user quotas (issue 16).
-pub const STATE_FORMAT_VERSION: u8 = 4;
+pub(super) const STATE_FORMAT_VERSION: u8 = 4;
 
 fn invalid(reason: &'static str) -> DecodeError {
     DecodeError::Invalid {

@@ -4,14 +4,14 @@
 //!
 //! How a client request flows (the replication machine drives this):
 //! - a read ([`Request::is_write`] false) is answered by
-//!   [`TrackerState::read`] (`read.rs`);
-//! - a write goes through [`TrackerState::prepare`] (`prepare.rs`) on the
+//!   `TrackerState::read` (`read.rs`);
+//! - a write goes through `TrackerState::prepare_step` (`prepare.rs`) on the
 //!   primary: authorization, validation against the current state, and the
 //!   random values drawn (salt, token, seeder key). It yields an [`OpKind`];
 //!   the caller wraps it in an [`Op`] with the time and the request's origin;
 //! - every tracker applies the op with [`TrackerState::apply`] (`apply.rs`),
 //!   which re-checks it (`check.rs`) and is the only code that changes state;
-//! - [`TrackerState::revalidate`] re-checks an op from a divergent log after a
+//! - `TrackerState::revalidate` re-checks an op from a divergent log after a
 //!   partition heals.
 //!
 //! Other files: `limits.rs` (capacity constants), `password.rs` (argon2id),
@@ -254,7 +254,7 @@ pub struct ClientOutcomes {
 
 /// One step of [`TrackerState::prepare_step`].
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Step {
+pub(crate) enum Step {
     /// Prepared (or answered).
     Ready(Prepared),
     /// Run this argon2 work, then prepare again with its result.
@@ -272,7 +272,7 @@ pub struct Conflict {
 
 /// What `prepare` made of a write.
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Prepared {
+pub(crate) enum Prepared {
     /// Accepted: log and replicate this op, then apply it.
     Op(OpKind),
     /// Answer now, without an op: the stored outcome of a retried request,
@@ -383,7 +383,7 @@ impl TrackerState {
     /// partition heals: `Err` is the conflict to record. An op whose origin
     /// already has a stored outcome is `Ok` (applying it again is a no-op
     /// that returns the stored outcome).
-    pub fn revalidate(&self, op: &Op) -> Result<(), p2p_proto::TrackerError> {
+    pub(crate) fn revalidate(&self, op: &Op) -> Result<(), p2p_proto::TrackerError> {
         if op.origin.is_some_and(|o| self.stored_outcome(&o).is_some()) {
             return Ok(());
         }

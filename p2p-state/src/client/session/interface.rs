@@ -65,7 +65,7 @@ pub enum ClientError {
     #[error("too many commands in flight (wait for some to finish)")]
     Busy,
     /// The tracker's metadata for a download does not hold together
-    /// ([`crate::download::check_meta`]); nothing was started.
+    /// (`download::check_meta`); nothing was started.
     #[error("refusing to download {file}: {error}")]
     BadMetadata {
         file: p2p_proto::FileName,

@@ -32,7 +32,7 @@ use super::*;
 
 /// How often the primary looks for sessions past their lifetimes (and
 /// proposes their `ExpireSession`; one not applied by the next sweep after
-/// [`EXPIRE_RETRY`] is proposed again).
+/// `EXPIRE_RETRY` is proposed again).
 pub const SESSION_SWEEP: Duration = Duration::from_secs(5);
 /// An `ExpireSession` proposed and not applied within this is proposed again.
 const EXPIRE_RETRY: Duration = Duration::from_secs(5);

@@ -57,7 +57,7 @@ use p2p_proto::{
     encode_msg,
 };
 
-use super::login_guard::{FairQueue, Lane, LoginBackoff, PASSWORD_RUNNING_MAX, forward_allowed};
+use super::login_guard::{FairQueue, Lane, LoginBackoff, forward_allowed};
 use super::password::{PasswordDone, PasswordWork};
 use super::repl::{
     Durable, Repl, ReplConfig, ReplEvent, ReplInput, ReplOutput, ReplTimer, Replicated, Role,
@@ -81,6 +81,12 @@ mod sessions;
 #[cfg(test)]
 mod tests;
 
+// The login guard's limits are the node's (the guard itself is private).
+pub use super::login_guard::{
+    LOGIN_BACKOFF_MAX, LOGIN_BACKOFF_MIN, LOGIN_FAILURES_FORGET, LOGIN_FAILURES_FREE_PER_SOURCE,
+    LOGIN_FAILURES_FREE_PER_USER, LOGIN_SOURCES_TRACKED_MAX, LOGIN_USERS_TRACKED_MAX,
+    PASSWORD_QUEUE_MAX, PASSWORD_QUEUE_PER_SOURCE_MAX, PASSWORD_RUNNING_MAX,
+};
 pub use super::storage::{OnDisk, Persist};
 pub use auth::{KeyRefused, Mismatch, SESSION_SWEEP};
 pub use interface::{
@@ -156,8 +162,6 @@ enum Waiter {
         login: Option<p2p_proto::UserName>,
     },
 }
-
-pub use super::login_guard::{PASSWORD_QUEUE_MAX, PASSWORD_QUEUE_PER_SOURCE_MAX};
 
 /// One tracker.
 pub struct Tracker {

@@ -13,25 +13,25 @@ use rand_chacha::ChaCha8Rng;
 use crate::time::Instant;
 use crate::tracker::state::{Prepared, TrackerConfig, TrackerState};
 
-pub fn user(s: &str) -> UserName {
+pub(crate) fn user(s: &str) -> UserName {
     UserName::new(s).unwrap()
 }
-pub fn group(s: &str) -> GroupName {
+pub(crate) fn group(s: &str) -> GroupName {
     GroupName::new(s).unwrap()
 }
-pub fn file(s: &str) -> FileName {
+pub(crate) fn file(s: &str) -> FileName {
     FileName::new(s).unwrap()
 }
-pub fn pw(s: &str) -> Password {
+pub(crate) fn pw(s: &str) -> Password {
     Password::new(s).unwrap()
 }
-pub fn addr(port: u16) -> SocketAddr {
+pub(crate) fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// The TLS key of the client process `client` (one key per client here;
 /// tests that need another key pass one explicitly).
-pub fn key_of(client: ClientId) -> KeyId {
+pub(crate) fn key_of(client: ClientId) -> KeyId {
     let mut k = [0x6b; 32];
     k[..16].copy_from_slice(&client.0);
     KeyId(k)
@@ -39,7 +39,7 @@ pub fn key_of(client: ClientId) -> KeyId {
 
 /// A file of `pieces` pieces of 1 KiB whose content is told apart by `tag`
 /// (its file hash is the root of its piece hashes, as a client makes it).
-pub fn meta(name: &str, pieces: u32, tag: u8) -> FileMeta {
+pub(crate) fn meta(name: &str, pieces: u32, tag: u8) -> FileMeta {
     let piece_hashes: Vec<Sha1Hash> = (0..pieces).map(|i| Sha1Hash([tag ^ i as u8; 20])).collect();
     FileMeta {
         name: file(name),
@@ -52,7 +52,7 @@ pub fn meta(name: &str, pieces: u32, tag: u8) -> FileMeta {
 
 /// A client process acting for one user.
 #[derive(Clone, Debug)]
-pub struct Actor {
+pub(crate) struct Actor {
     pub name: UserName,
     pub client: ClientId,
     pub token: Option<SessionToken>,
@@ -60,7 +60,7 @@ pub struct Actor {
 }
 
 impl Actor {
-    pub fn new(name: &str, client: u8) -> Self {
+    pub(crate) fn new(name: &str, client: u8) -> Self {
         Actor {
             name: user(name),
             client: ClientId([client; 16]),
@@ -70,7 +70,7 @@ impl Actor {
     }
 
     /// The next request of this client.
-    pub fn req(&mut self, req: Request) -> ClientRequest {
+    pub(crate) fn req(&mut self, req: Request) -> ClientRequest {
         let id = RequestId(self.next_id);
         self.next_id += 1;
         ClientRequest {
@@ -83,7 +83,7 @@ impl Actor {
 }
 
 /// One tracker's state driven like a primary, with its op log.
-pub struct World {
+pub(crate) struct World {
     pub st: TrackerState,
     pub cfg: TrackerConfig,
     pub rng: ChaCha8Rng,
@@ -92,7 +92,7 @@ pub struct World {
 }
 
 impl World {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         World {
             st: TrackerState::new(),
             cfg: TrackerConfig::test(),
@@ -104,12 +104,12 @@ impl World {
 
     /// prepare, then (if accepted) log and apply; checks invariants. The
     /// request comes on a connection with its client's key ([`key_of`]).
-    pub fn send(&mut self, req: &ClientRequest) -> Outcome {
+    pub(crate) fn send(&mut self, req: &ClientRequest) -> Outcome {
         self.send_as(req, key_of(req.client))
     }
 
     /// [`World::send`] on a connection whose TLS key is `key`.
-    pub fn send_as(&mut self, req: &ClientRequest, key: KeyId) -> Outcome {
+    pub(crate) fn send_as(&mut self, req: &ClientRequest, key: KeyId) -> Outcome {
         self.now = self.now + crate::time::Duration(10);
         let prepared = self
             .st
@@ -135,7 +135,7 @@ impl World {
     }
 
     /// Logs and applies an op (e.g. one the primary issues itself).
-    pub fn apply(&mut self, op: Op) -> Outcome {
+    pub(crate) fn apply(&mut self, op: Op) -> Outcome {
         let out = self.st.apply(&op);
         self.log.push(op);
         self.st.check_invariants();
@@ -143,7 +143,7 @@ impl World {
     }
 
     /// Applies an op without an origin at the current time.
-    pub fn system(&mut self, kind: OpKind) -> Outcome {
+    pub(crate) fn system(&mut self, kind: OpKind) -> Outcome {
         let at_ms = self.now.as_millis();
         self.apply(Op {
             at_ms,
@@ -153,14 +153,14 @@ impl World {
     }
 
     /// `actor` sends `req` (next request id).
-    pub fn run(&mut self, actor: &mut Actor, req: Request) -> Outcome {
+    pub(crate) fn run(&mut self, actor: &mut Actor, req: Request) -> Outcome {
         let r = actor.req(req);
         self.send(&r)
     }
 
     /// `actor` sends `req`, which must be refused with `want` and change
     /// nothing at all (same digest before and after).
-    pub fn refused(&mut self, actor: &mut Actor, req: Request, want: TrackerError) {
+    pub(crate) fn refused(&mut self, actor: &mut Actor, req: Request, want: TrackerError) {
         let before = self.st.digest();
         let log_len = self.log.len();
         assert_eq!(self.run(actor, req), Err(want));
@@ -169,7 +169,7 @@ impl World {
     }
 
     /// Creates the user (password "pw-NAME") and logs in.
-    pub fn login_new(&mut self, name: &str, client: u8) -> Actor {
+    pub(crate) fn login_new(&mut self, name: &str, client: u8) -> Actor {
         let mut a = Actor::new(name, client);
         let p = pw(&format!("pw-{name}"));
         let create = Request::CreateUser {
@@ -182,7 +182,7 @@ impl World {
         a
     }
 
-    pub fn login(&mut self, a: &mut Actor, password: Password) {
+    pub(crate) fn login(&mut self, a: &mut Actor, password: Password) {
         let user = a.name.clone();
         match self.run(a, Request::Login { user, password }) {
             Ok(Reply::LoggedIn { token, .. }) => a.token = Some(token),
@@ -191,7 +191,7 @@ impl World {
     }
 
     /// `owner` creates `g`, every one of `others` asks and is accepted.
-    pub fn group_with(&mut self, g: &str, owner: &mut Actor, others: &mut [&mut Actor]) {
+    pub(crate) fn group_with(&mut self, g: &str, owner: &mut Actor, others: &mut [&mut Actor]) {
         let grp = group(g);
         let ok = Ok(Reply::Done);
         assert_eq!(
@@ -210,7 +210,7 @@ impl World {
 
     /// Registers users `{prefix}0..{prefix}{n-1}` with ops applied directly
     /// (fast, not logged).
-    pub fn new_users(&mut self, prefix: &str, n: usize) -> Vec<UserName> {
+    pub(crate) fn new_users(&mut self, prefix: &str, n: usize) -> Vec<UserName> {
         let phc = some_phc();
         let users: Vec<UserName> = (0..n).map(|i| user(&format!("{prefix}{i}"))).collect();
         for u in &users {
@@ -224,7 +224,7 @@ impl World {
     }
 
     /// Registers `n` users (`new_users`) and makes them members of `g`.
-    pub fn new_members(&mut self, g: &str, prefix: &str, n: usize) -> Vec<UserName> {
+    pub(crate) fn new_members(&mut self, g: &str, prefix: &str, n: usize) -> Vec<UserName> {
         let users = self.new_users(prefix, n);
         for u in &users {
             let (user, group) = (u.clone(), group(g));
@@ -238,7 +238,7 @@ impl World {
     }
 
     /// Applies `kind` without an origin, logging nothing; it must succeed.
-    pub fn direct(&mut self, kind: OpKind) -> Reply {
+    pub(crate) fn direct(&mut self, kind: OpKind) -> Reply {
         let op = Op {
             at_ms: 1,
             origin: None,
@@ -248,7 +248,7 @@ impl World {
     }
 
     /// A fresh state that replays the log gives the same digest.
-    pub fn assert_replays(&self) {
+    pub(crate) fn assert_replays(&self) {
         let mut fresh = TrackerState::new();
         for op in &self.log {
             let _ = fresh.apply(op);
@@ -260,13 +260,13 @@ impl World {
 
 /// The state's digest with the stored outcomes left out: equal when a
 /// stale op changed nothing but its recorded outcome.
-pub fn digest_without_outcomes(st: &TrackerState) -> Sha1Hash {
+pub(crate) fn digest_without_outcomes(st: &TrackerState) -> Sha1Hash {
     let mut s = st.clone();
     s.outcomes.clear();
     s.digest()
 }
 
 /// A valid argon2id PHC string (for ops applied without `prepare`).
-pub fn some_phc() -> String {
+pub(crate) fn some_phc() -> String {
     crate::tracker::password::hash(&TrackerConfig::test(), &[9; 16], &pw("x")).unwrap()
 }
