@@ -15,21 +15,26 @@
 //! A runtime keeps its machine loop (a thread blocking on its channel, a
 //! task racing it against a timer), its listener and its shutdown.
 
+use std::fs::File;
 use std::io;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use bytes::Bytes;
 use p2p_proto::TrackerId;
 use p2p_state::client::node as cn;
 use p2p_state::client::session::SessionConn;
 use p2p_state::tracker::node::Input;
 use p2p_state::tracker::password::PasswordWork;
 
-use crate::client::{ClientIo, DISK_WORKERS, Ev, Job, JobDone, peer_input, run_job, tracker_input};
+use crate::client::{
+    ClientIo, DISK_WORKERS, DlFile, Ev, Job, JobDone, peer_input, run_job, tracker_input,
+};
 use crate::conn::{
-    ConnEvent, ConnId, ConnWriter, FRAME_TIMEOUT, WriterRuntime, WriterWake, next_conn_id,
+    ConnEvent, ConnId, ConnWriter, FRAME_TIMEOUT, FileRange, WriterRuntime, WriterWake,
+    next_conn_id,
 };
 use crate::storage::{DataDir, StorageCmd, run_storage};
 use crate::tls::{Handshake, HandshakeSlots, KeyId, Session, Tls};
@@ -403,6 +408,8 @@ impl<R: Runtime> ClientEffects<R> {
 
 impl<R: Runtime> ClientIo for ClientEffects<R> {
     type Writer = ConnWriter<R>;
+    type Part = Arc<DlFile>;
+    type File = Arc<File>;
 
     fn connect_tracker(&mut self, conn: SessionConn, addr: SocketAddr) {
         let up = move |writer, peer| Ev::TrackerUp { conn, writer, peer };
@@ -427,6 +434,14 @@ impl<R: Runtime> ClientIo for ClientEffects<R> {
 
     fn disk(&mut self, job: Job) {
         let _ = self.disk.send(job);
+    }
+
+    fn part_file(part: &Arc<DlFile>) -> Arc<File> {
+        part.file.clone()
+    }
+
+    fn send_file(w: &ConnWriter<R>, head: Bytes, range: FileRange) -> bool {
+        w.send_file(head, range)
     }
 }
 

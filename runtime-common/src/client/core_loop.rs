@@ -20,7 +20,7 @@ use p2p_state::seeder::ShareId;
 
 use super::serve::{ShareFile, send_peer_msg};
 use super::{
-    ClientIo, DlFile, Ev, HandleMsg, HandleParts, Job, JobDone, Paths, Prepared, ShareLine,
+    ClientIo, CoreEv, Ev, HandleMsg, HandleParts, Job, JobDone, Paths, Prepared, ShareLine,
     Snapshot, Status, disk,
 };
 use crate::clock::{Clock, Now};
@@ -31,7 +31,8 @@ use crate::trace;
 /// The machine and what the driver knows beside it. The runtimes run it
 /// on the [`Clock`] and record pins with a [`Pinner`] (the defaults); the
 /// clock and the pin record are type parameters, as in the tracker's
-/// core, so that a simulation can give its own.
+/// core, and the files are the I/O's ([`ClientIo`]), so that a simulation
+/// can give its own.
 pub struct Core<R: ClientIo, C: Now = Clock, P: Pins = Pinner> {
     pub(super) node: ClientNode,
     pins: P,
@@ -42,10 +43,10 @@ pub struct Core<R: ClientIo, C: Now = Clock, P: Pins = Pinner> {
     pending: BTreeMap<CommandTag, Sender<Result<CommandOk, ClientError>>>,
     next_tag: CommandTag,
     pub(super) paths: Arc<Mutex<Paths>>,
-    pub(super) dl_files: BTreeMap<u64, DlFile>,
+    pub(super) dl_files: BTreeMap<u64, R::Part>,
     /// The files of uploaded shares, opened off the loop when first
     /// served (or shared).
-    pub(super) share_files: BTreeMap<u64, ShareFile>,
+    pub(super) share_files: BTreeMap<u64, ShareFile<R::File>>,
     events: Sender<ClientEvent>,
     data_dir: PathBuf,
     direct_io: bool,
@@ -56,20 +57,56 @@ pub struct Core<R: ClientIo, C: Now = Clock, P: Pins = Pinner> {
     pub(super) later: VecDeque<cn::Input>,
 }
 
+/// What a [`Core`] is made of: the runtimes' come from [`prepare`]
+/// ([`Core::new`]); a simulation builds its own.
+pub struct CoreParts<R, C, P> {
+    /// The machine, its share table loaded.
+    pub node: ClientNode,
+    pub clock: C,
+    pub pins: P,
+    pub io: R,
+    /// Where shares and destinations are (shared with the handle).
+    pub paths: Arc<Mutex<Paths>>,
+    /// Where the machine's events go (the handle's `take_events`).
+    pub events: Sender<ClientEvent>,
+    /// Where the share table is saved.
+    pub data_dir: PathBuf,
+    /// Open part files with `O_DIRECT` too (see [`disk::write_piece`]).
+    pub direct_io: bool,
+}
+
 impl<R: ClientIo> Core<R> {
     /// Takes the machine from [`prepare`] (the handle's parts stay behind)
     /// and runs its first outputs (connecting to the first tracker).
     pub fn new(p: Prepared, io: R) -> (Self, HandleParts) {
+        let core = Core::from_parts(CoreParts {
+            node: p.node,
+            clock: p.clock,
+            pins: p.pins,
+            io,
+            paths: p.handle.paths.clone(),
+            events: p.events,
+            data_dir: p.data_dir,
+            direct_io: p.direct_io,
+        });
+        (core, p.handle)
+    }
+}
+
+impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
+    /// A core from its parts; runs the machine's first outputs
+    /// (connecting to the first tracker).
+    pub fn from_parts(p: CoreParts<R, C, P>) -> Self {
         let mut core = Core {
             node: p.node,
             pins: p.pins,
             clock: p.clock,
-            io,
+            io: p.io,
             trackers: BTreeMap::new(),
             peers: BTreeMap::new(),
             pending: BTreeMap::new(),
             next_tag: 1,
-            paths: p.handle.paths.clone(),
+            paths: p.paths,
             dl_files: BTreeMap::new(),
             share_files: BTreeMap::new(),
             events: p.events,
@@ -80,13 +117,16 @@ impl<R: ClientIo> Core<R> {
         };
         core.saved_shares = disk::shares_bytes(&core.node, &core.paths);
         core.drain();
-        (core, p.handle)
+        core
     }
-}
 
-impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
     pub fn clock(&self) -> &C {
         &self.clock
+    }
+
+    /// The machine (for a simulation's checks).
+    pub fn node(&self) -> &ClientNode {
+        &self.node
     }
 
     /// When the loop must wake up if nothing arrives.
@@ -97,7 +137,7 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
     /// One turn of the loop: the event that woke it (`None`: the wait timed
     /// out), then the machine's deadline if the clock has passed it.
     /// `false` when the handle asked to stop.
-    pub fn turn(&mut self, ev: Option<Ev<R::Writer>>) -> bool {
+    pub fn turn(&mut self, ev: Option<CoreEv<R>>) -> bool {
         if let Some(ev) = ev {
             if let Ev::Handle(HandleMsg::Stop) = ev {
                 return false;
@@ -132,7 +172,7 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
         true
     }
 
-    fn on_event(&mut self, ev: Ev<R::Writer>) {
+    fn on_event(&mut self, ev: CoreEv<R>) {
         let now = self.clock.now();
         match ev {
             Ev::Input(input) => self.node.handle_input(now, input),
@@ -156,7 +196,7 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
             }
             Ev::Disk(JobDone::Input(input)) => self.node.handle_input(now, input),
             Ev::Disk(JobDone::Prepared { dl, file, have }) => {
-                self.dl_files.insert(dl, *file);
+                self.dl_files.insert(dl, file);
                 self.node
                     .handle_input(now, cn::Input::DestReady { dl, have });
             }
@@ -305,14 +345,11 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
                 offset,
                 data,
             } => {
-                if let Some(f) = self.dl_files.get(&dl) {
+                if let Some(part) = self.dl_files.get(&dl) {
                     trace::disk_queued(data.len() as u64);
                     let job = Job::Write {
                         dl,
-                        file: f.file.clone(),
-                        direct: f.direct.clone(),
-                        trim: f.trim.clone(),
-                        record: f.record.clone(),
+                        part: part.clone(),
                         index,
                         offset,
                         data,
@@ -321,11 +358,9 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
                 }
             }
             cn::Output::Finalize { dl } => {
-                if let Some(f) = self.dl_files.get(&dl) {
-                    self.io.disk(Job::Finalize {
-                        dl,
-                        dir: f.dir.clone(),
-                    });
+                if let Some(part) = self.dl_files.get(&dl) {
+                    let part = part.clone();
+                    self.io.disk(Job::Finalize { dl, part });
                 }
             }
             cn::Output::Serve {

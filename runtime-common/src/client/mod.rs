@@ -26,15 +26,17 @@ pub mod disk;
 mod handle;
 mod serve;
 
-pub use core_loop::Core;
+pub use core_loop::{Core, CoreParts};
 pub use handle::{ClientHandle, Commander, ShareLine, Snapshot, Status};
 
+use std::fs::File;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use p2p_proto::PeerMsg;
 use p2p_state::client::node::{
     self as cn, ClientConfig, ClientEvent, ClientNode, Command, CommandOk, PeerConnId,
@@ -45,7 +47,7 @@ use p2p_state::hash::sha1;
 use p2p_state::seeder::SeederConfig;
 
 use crate::clock::Clock;
-use crate::conn::{ConnEvent, FrameSink};
+use crate::conn::{ConnEvent, FileRange, FrameSink};
 use crate::known_trackers::{KnownTrackers, Pinner, merge_pins};
 use crate::tls::{Identity, KeyId, Tls};
 use crate::trace;
@@ -102,8 +104,9 @@ pub enum HandleMsg {
     Stop,
 }
 
-/// What the machine loop receives.
-pub enum Ev<W> {
+/// What the machine loop receives (`P`, `F`: the file side's types, as in
+/// [`Job`]; the defaults are the runtimes' real files).
+pub enum Ev<W, P = Arc<DlFile>, F = Arc<File>> {
     Input(cn::Input),
     /// A connection is up and its TLS handshake done; `peer` is the key
     /// the other end proved it holds.
@@ -122,8 +125,11 @@ pub enum Ev<W> {
         peer: KeyId,
     },
     Handle(HandleMsg),
-    Disk(JobDone),
+    Disk(JobDone<P, F>),
 }
+
+/// What a [`Core`] over `R` receives.
+pub type CoreEv<R> = Ev<<R as ClientIo>::Writer, <R as ClientIo>::Part, <R as ClientIo>::File>;
 
 /// What a tracker connection's reader event means to the machine.
 pub fn tracker_input(conn: SessionConn, ev: ConnEvent) -> cn::Input {
@@ -256,8 +262,19 @@ fn seed() -> u64 {
 }
 
 /// The effects only a runtime can run. None may block.
+///
+/// The file side is here too, so that the [`Core`] never holds a real
+/// file: `Part` is an open download destination and `File` an open file
+/// pieces are served from, both made by disk jobs and used by the jobs
+/// and the writers. The runtimes' are real files (`Arc<DlFile>`,
+/// `Arc<File>`, read by the connection's writer, [`FrameSink::send_file`]);
+/// the simulation's are on its in-memory disk.
 pub trait ClientIo {
     type Writer: FrameSink;
+    /// An open download destination (the runtimes': `Arc<DlFile>`).
+    type Part: Clone;
+    /// An open file a piece is served from (the runtimes': `Arc<File>`).
+    type File: Clone;
     /// Connects to a tracker: `Ev::TrackerUp`, then the reader's inputs
     /// ([`tracker_input`]); or `TrackerConnectFailed`.
     fn connect_tracker(&mut self, conn: SessionConn, addr: SocketAddr);
@@ -266,5 +283,11 @@ pub trait ClientIo {
     fn connect_peer(&mut self, conn: PeerConnId, addr: SocketAddr);
     /// Runs a job off the loop ([`run_job`]) and reports `Ev::Disk`
     /// (unless it is [`JobDone::Nothing`]).
-    fn disk(&mut self, job: Job);
+    fn disk(&mut self, job: Job<Self::Part, Self::File>);
+    /// The file a download's pieces are served from (its part file).
+    fn part_file(part: &Self::Part) -> Self::File;
+    /// Queues on `w` one frame: `head`, then the file range (a piece
+    /// served from disk; the runtimes: [`FrameSink::send_file`]). `false`
+    /// if the writer has gone.
+    fn send_file(w: &Self::Writer, head: Bytes, range: FileRange<Self::File>) -> bool;
 }

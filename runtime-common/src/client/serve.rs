@@ -11,9 +11,7 @@
 //! rarely waits for the disk. Per piece: one frame head, one queued file
 //! range, one read-ahead job; no copy of the data before encryption.
 
-use std::fs::File;
 use std::io;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use p2p_proto::PeerMsg;
@@ -34,13 +32,14 @@ pub(super) struct Serve {
     len: u32,
 }
 
-/// An uploaded share's file, as the loop knows it.
+/// An uploaded share's file, as the loop knows it (`F`: the I/O's open
+/// file, [`ClientIo::File`]).
 #[derive(Debug)]
-pub(super) enum ShareFile {
+pub(super) enum ShareFile<F> {
     /// A disk job is opening it; these serves wait for it.
     Opening(Vec<Serve>),
     /// Open, `len` bytes long when it was opened.
-    Open { file: Arc<File>, len: u64 },
+    Open { file: F, len: u64 },
 }
 
 /// A piece frame's headers (frame length, message tag, index, length),
@@ -87,7 +86,7 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
         };
         let n = match share {
             ShareId::Download(dl) => {
-                let file = self.dl_files.get(&dl).map(|f| f.file.clone());
+                let file = self.dl_files.get(&dl).map(R::part_file);
                 return match file {
                     // A part file is allocated whole when it is prepared.
                     Some(file) => self.send_piece(s, file, None),
@@ -126,7 +125,7 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
 
     /// Share `n`'s file is open (with its length then), or could not be
     /// opened: the serves waiting for it go out, or fail.
-    pub(super) fn on_share_opened(&mut self, n: u64, opened: io::Result<(Arc<File>, u64)>) {
+    pub(super) fn on_share_opened(&mut self, n: u64, opened: io::Result<(R::File, u64)>) {
         let waiting = match self.share_files.remove(&n) {
             Some(ShareFile::Opening(waiting)) => waiting,
             other => {
@@ -160,7 +159,7 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
     /// connection, whose writer reads and encrypts it; `file_len`, if
     /// known, must hold the range. The machine hears how it went after
     /// this drain.
-    fn send_piece(&mut self, s: Serve, file: Arc<File>, file_len: Option<u64>) {
+    fn send_piece(&mut self, s: Serve, file: R::File, file_len: Option<u64>) {
         let end = s.offset + u64::from(s.len);
         if file_len.is_some_and(|l| l < end) {
             return self.serve_failed(s, ServeError::Short);
@@ -180,7 +179,7 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
             offset: s.offset,
             len,
         };
-        if !w.send_file(piece_head(s.index, len), range) {
+        if !R::send_file(w, piece_head(s.index, len), range) {
             return self.serve_failed(s, ServeError::ConnGone);
         }
         let (conn, index) = (s.conn, s.index);
@@ -200,8 +199,9 @@ mod tests {
     use super::super::{ClientOptions, JobDone, prepare, run_job};
     use super::*;
     use p2p_state::client::session::SessionConn;
+    use std::fs::File;
     use std::net::SocketAddr;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     /// A sink that keeps what it is given, part by part.
     #[derive(Default)]
@@ -279,10 +279,18 @@ mod tests {
 
     impl ClientIo for Jobs {
         type Writer = Parts;
+        type Part = Arc<super::super::DlFile>;
+        type File = Arc<File>;
         fn connect_tracker(&mut self, _: SessionConn, _: SocketAddr) {}
         fn connect_peer(&mut self, _: PeerConnId, _: SocketAddr) {}
         fn disk(&mut self, job: Job) {
             self.0.push(job);
+        }
+        fn part_file(part: &Self::Part) -> Arc<File> {
+            part.file.clone()
+        }
+        fn send_file(w: &Parts, head: Bytes, range: FileRange) -> bool {
+            w.send_file(head, range)
         }
     }
 

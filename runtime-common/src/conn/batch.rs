@@ -26,10 +26,12 @@ pub enum WriterMsg {
     Close,
 }
 
-/// `len` bytes at `offset` of `file`, to be sent as they are.
+/// `len` bytes at `offset` of `file`, to be sent as they are. The file is
+/// a real one for the runtimes' writers; the client driver core is generic
+/// over it (the simulation's is on its in-memory disk).
 #[derive(Debug, Clone)]
-pub struct FileRange {
-    pub file: Arc<File>,
+pub struct FileRange<F = Arc<File>> {
+    pub file: F,
     pub offset: u64,
     pub len: usize,
 }

@@ -264,7 +264,7 @@ impl Faults {
                 // restart must resume from the part file's record).
                 let busy = |c: usize| !w.clients[c].dests.is_empty();
                 let any = self.rng.random_ratio(1, 2);
-                let up = |c: &usize| w.clients[*c].m.is_some();
+                let up = |c: &usize| w.clients[*c].m().is_some();
                 let mut v: Vec<usize> = (0..w.clients.len()).filter(up).collect();
                 if !any && v.iter().any(|&c| busy(c)) {
                     v.retain(|&c| busy(c));
@@ -338,7 +338,7 @@ impl Faults {
         // Prefer a client that shares something: forged tickets for a real
         // file are what a seeder must refuse.
         let sharing: Vec<NodeIx> = (0..w.clients.len())
-            .filter(|&c| w.clients[c].m.is_some() && !w.clients[c].shares.is_empty())
+            .filter(|&c| w.clients[c].m().is_some() && !w.clients[c].shares.is_empty())
             .collect();
         let k = match sharing.is_empty() {
             true => self.rng.random_range(0..w.clients.len()),
@@ -438,7 +438,7 @@ impl Faults {
 fn restart(w: &mut World, host: Host) {
     match host {
         Host::Tracker(i) if w.trackers[i].m().is_none() => w.restart_tracker(i),
-        Host::Client(c) if w.clients[c].m.is_none() => w.restart_client(c),
+        Host::Client(c) if w.clients[c].m().is_none() => w.restart_client(c),
         _ => {}
     }
 }

@@ -1,6 +1,6 @@
 //! The deterministic simulation of the whole system (issue 7): real tracker
-//! and client machines from p2p-state, the trackers in runtime-common's
-//! driver core, on a simulated network, disk and clock, with faults, all
+//! and client machines from p2p-state, each in runtime-common's driver
+//! core, on a simulated network, disk and clock, with faults, all
 //! from one seed, and checkers outside the machines.
 //!
 //! - `sim_seeds`: the batch. By default a fixed range of seeds (the CI
@@ -16,7 +16,7 @@
 //!
 //! Files: `swarm.rs` (seed -> scenario), `world.rs`, `world_tracker.rs`
 //! (runtime-common's tracker core over `sim_io.rs`), `world_client.rs`
-//! (the client's driver), `net.rs`, `faults.rs`, `workload.rs`, `check.rs`,
+//! (runtime-common's client core over `sim_client_io.rs`), `net.rs`, `faults.rs`, `workload.rs`, `check.rs`,
 //! `run.rs` (phases of one run), `trace.rs`.
 
 #[macro_use]
@@ -28,6 +28,7 @@ mod net;
 mod rogue_tracker;
 mod run;
 mod scenarios;
+mod sim_client_io;
 mod sim_io;
 mod swarm;
 mod workload;

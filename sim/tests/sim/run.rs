@@ -295,7 +295,7 @@ fn bounded(w: &World) -> Result<(), String> {
         ));
     }
     for (c, h) in w.clients.iter().enumerate() {
-        let Some(m) = h.m.as_ref() else { continue };
+        let Some(m) = h.m() else { continue };
         // The client's own bookkeeping, its session's, seeder's and downloads'.
         m.check_invariants();
         let s = m.seeder();
@@ -426,7 +426,7 @@ fn unsettled(w: &World, load: &Workload) -> Option<String> {
         ));
     }
     for (c, h) in w.clients.iter().enumerate() {
-        let Some(m) = h.m.as_ref() else { continue };
+        let Some(m) = h.m() else { continue };
         let (ended, _) = m.downloads_ended();
         if !ended {
             let lines: Vec<_> = m

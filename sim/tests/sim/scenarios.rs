@@ -121,16 +121,7 @@ fn walkthrough_two_seeders_one_leecher() {
     );
     let served: Vec<u64> = [0, 1]
         .iter()
-        .map(|&c| {
-            w.clients[c]
-                .m
-                .as_ref()
-                .unwrap()
-                .seeder()
-                .stats()
-                .served
-                .pieces
-        })
+        .map(|&c| w.clients[c].m().unwrap().seeder().stats().served.pieces)
         .collect();
     assert!(
         served.iter().all(|&n| n > 0),
@@ -207,7 +198,7 @@ fn tracker_failover_mid_download() {
         !w.clients[1].disk.finished.contains_key(&1),
         "crash must hit mid-download"
     );
-    let tracker_of_bob = w.clients[1].m.as_ref().unwrap().session().tracker();
+    let tracker_of_bob = w.clients[1].m().unwrap().session().tracker();
     let i = w
         .trackers
         .iter()
@@ -607,7 +598,7 @@ fn a_vanished_primary_is_replaced_within_the_bound() {
     user(&mut w, 0, "alice");
     user(&mut w, 1, "bob");
     ok(w.cmd(0, t(Request::CreateGroup { group: g("before") })));
-    let on_t1 = w.clients[0].m.as_ref().unwrap().session().tracker() == w.trackers[0].addr;
+    let on_t1 = w.clients[0].m().unwrap().session().tracker() == w.trackers[0].addr;
     assert!(on_t1, "alice's client must be on t1, the one to vanish");
     w.vanish_tracker(0);
     // Takeover bound: primary timeout + heartbeat, plus a round trip.

@@ -3,7 +3,8 @@
 //! queue bytes for the simulated network, the storage and password
 //! effects, and the pins file. Everything the core asks for lands, in
 //! order, in the host's [`Effects`], which the world executes after each
-//! turn of the core (`world_tracker.rs`).
+//! turn of the core (`world_tracker.rs`). The clock and [`Effects`] serve
+//! the client driver core's I/O too (`sim_client_io.rs`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,17 +44,29 @@ pub enum Effect {
 }
 
 /// A host's effects in the order its core asked for them (shared by its
-/// I/O, its writers, its pins and its event sink).
-#[derive(Clone, Default)]
-pub struct Effects(Arc<Mutex<Vec<Effect>>>);
+/// I/O, its writers, its pins and its event sink); `E`: a tracker's
+/// [`Effect`] or a client's (`sim_client_io.rs`).
+pub struct Effects<E = Effect>(Arc<Mutex<Vec<E>>>);
 
-impl Effects {
-    pub fn push(&self, e: Effect) {
+impl<E> Clone for Effects<E> {
+    fn clone(&self) -> Self {
+        Effects(self.0.clone())
+    }
+}
+
+impl<E> Default for Effects<E> {
+    fn default() -> Self {
+        Effects(Arc::default())
+    }
+}
+
+impl<E> Effects<E> {
+    pub fn push(&self, e: E) {
         self.0.lock().expect("effects").push(e);
     }
 
     /// Takes every effect queued so far.
-    pub fn take(&self) -> Vec<Effect> {
+    pub fn take(&self) -> Vec<E> {
         std::mem::take(&mut *self.0.lock().expect("effects"))
     }
 }

@@ -149,7 +149,7 @@ impl Workload {
 
     fn ready(&self, a: &Agent, w: &World) -> bool {
         a.pending.is_none()
-            && w.clients[a.c].m.is_some()
+            && w.clients[a.c].m().is_some()
             && (!a.recovery.is_empty() || (!self.quiet && a.budget > 0))
     }
 
@@ -173,7 +173,7 @@ impl Workload {
     pub fn idle(&self, w: &World) -> bool {
         self.agents
             .iter()
-            .all(|a| w.clients[a.c].m.is_none() || (a.pending.is_none() && a.recovery.is_empty()))
+            .all(|a| w.clients[a.c].m().is_none() || (a.pending.is_none() && a.recovery.is_empty()))
     }
 
     /// Who still waits, for a liveness report.

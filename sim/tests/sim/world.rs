@@ -3,27 +3,33 @@
 //!
 //! Every byte between nodes goes through the real framing and message
 //! codecs, and every connection event becomes an input through the
-//! drivers' own functions (`runtime_common::client::peer_input`, ...). A
-//! tracker host runs the real driver core (`runtime_common::tracker::Core`)
-//! over simulated I/O (`sim_io.rs`, `world_tracker.rs`); for a client the
-//! world is the driver: it executes the machine's outputs (send, close,
-//! dial, read and write pieces). Either way it turns results into inputs
-//! and lets the checker ([`Checker`]) watch every effect.
+//! drivers' own functions (`runtime_common::client::peer_input`, ...).
+//! Every host runs its real driver core over simulated I/O: a tracker
+//! `runtime_common::tracker::Core` (`sim_io.rs`, `world_tracker.rs`), a
+//! client `runtime_common::client::Core` (`sim_client_io.rs`,
+//! `world_client.rs`). The core executes its machine's outputs; what it
+//! asks of its host (send, close, dial, disk jobs, pins) the world does on
+//! the simulated network and disks, turns the results into the core's
+//! events, as the runtimes' readers, dialers and workers do, and lets the
+//! checker ([`Checker`]) watch every effect.
 //!
-//! One mutation, then drain (docs/STYLE.md §3.3): an input goes in, the machine's
-//! outputs are drained and executed; results of those outputs (a dial that
-//! connected, a write that finished) are queued in `inbox` and fed only
-//! after the drain, in order.
+//! One mutation, then drain (docs/STYLE.md §3.3): an event goes into a
+//! core, which drains its machine's outputs; the world executes what the
+//! core asked for; results of those (a dial that connected, a write that
+//! finished) are queued in `inbox` and fed only after, in order.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
 
 use p2p_proto::{
     Entry, FileMeta, FileName, FrameError, GroupName, KeyId, PieceSet, SeederKey, TrackerId,
-    UserName, Wire, encode_frame,
+    UserName, Wire,
 };
 use p2p_state::client::node::{self as cn, ClientConfig, ClientNode, Command, CommandOk};
 use p2p_state::client::session::{ClientError, SessionConfig};
@@ -34,11 +40,13 @@ use p2p_state::tracker::node::{self as tn, NodeConfig, Persist, Tracker};
 use p2p_state::tracker::state::TrackerConfig;
 use p2p_state::{Duration, Instant};
 
+use runtime_common::client::{CoreParts, Ev, HandleMsg, Paths};
 use runtime_common::conn::ConnEvent;
 use runtime_common::{client, tracker};
 
 use crate::check::Checker;
 use crate::net::{Dialer, End, EvKind, Host, Net, NodeIx};
+use crate::sim_client_io::{ClientCore, ClientEffect, ClientEv, SimClientIo, SimClientPins};
 use crate::sim_io::{Effect, Effects, SimClock, SimPins, SimTrackerIo, TrackerCore};
 use crate::swarm::{Swarm, child_seed};
 use crate::trace::Trace;
@@ -92,8 +100,21 @@ impl TrackerNode {
     }
 }
 
+/// A command's answer, polled after each turn of the client's core.
+type Reply = Receiver<Result<CommandOk, ClientError>>;
+
 pub struct ClientHost {
-    pub m: Option<ClientNode>,
+    /// The real driver core (`runtime_common::client::Core`) with the
+    /// machine, while the host is up.
+    pub core: Option<ClientCore>,
+    /// Its clock and what its core asked of the host (`sim_client_io.rs`).
+    pub(crate) clock: SimClock,
+    pub(crate) fx: Effects<ClientEffect>,
+    /// This incarnation's events, answers to come (world tag, channel),
+    /// and the core's table of shares and destinations (paths are ids).
+    pub(crate) events_rx: Option<Receiver<cn::ClientEvent>>,
+    pub(crate) replies: Vec<(u64, Reply)>,
+    pub(crate) paths: Arc<Mutex<Paths>>,
     pub disk: ClientDisk,
     pub done: Vec<(u64, Result<CommandOk, ClientError>)>,
     pub events: Vec<cn::ClientEvent>,
@@ -111,7 +132,7 @@ pub struct ClientHost {
     pub skew_ms: u64,
     /// Serves wrong bytes for some pieces (salt picks which).
     pub corrupt: Option<u64>,
-    wake: u64,
+    pub(crate) wake: u64,
     /// Its `known_trackers` (pins from tracker_info.txt or first use),
     /// kept across restarts like the file.
     pub pins: Vec<Option<KeyId>>,
@@ -120,9 +141,16 @@ pub struct ClientHost {
     pub hijack_dials: u32,
 }
 
+impl ClientHost {
+    /// The machine, while the host is up.
+    pub fn m(&self) -> Option<&ClientNode> {
+        self.core.as_ref().map(|c| c.node())
+    }
+}
+
 enum Deferred {
     T(NodeIx, tn::Input),
-    C(NodeIx, cn::Input),
+    C(NodeIx, ClientEv),
     /// A frame for an end; fed only if the end is still open then.
     Frame(End, Bytes),
     /// The byte stream of an end is broken.
@@ -177,6 +205,10 @@ fn node_key(kind: u8, i: NodeIx) -> KeyId {
     k[1..9].copy_from_slice(&(i as u64).to_be_bytes());
     KeyId(k)
 }
+/// A file's path on a client's simulated disk: its id.
+pub fn sim_path(id: u64) -> PathBuf {
+    PathBuf::from(id.to_string())
+}
 fn client_of(addr: SocketAddr) -> Option<NodeIx> {
     match addr {
         SocketAddr::V4(a) if a.port() == 9000 && a.ip().octets()[..2] == [10, 1] => {
@@ -185,12 +217,6 @@ fn client_of(addr: SocketAddr) -> Option<NodeIx> {
         }
         _ => None,
     }
-}
-
-fn framed(payload: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(payload.len() + 4);
-    encode_frame(payload, &mut b);
-    b.freeze()
 }
 
 impl World {
@@ -253,7 +279,12 @@ impl World {
         for (c, &seed) in s.client_seeds.iter().enumerate() {
             let corrupt = s.corrupt.contains(&c).then_some(seed ^ 0xbad);
             w.clients.push(ClientHost {
-                m: None,
+                core: None,
+                clock: SimClock::default(),
+                fx: Effects::default(),
+                events_rx: None,
+                replies: Vec::new(),
+                paths: Arc::default(),
                 disk: ClientDisk::default(),
                 done: vec![],
                 events: vec![],
@@ -335,11 +366,33 @@ impl World {
             download: self.download_cfg.clone(),
             seeder_addr: Some(client_addr(c)),
         };
-        let h = &self.clients[c];
-        let seed = child_seed(h.seed, h.inc);
-        let m = ClientNode::new(cfg, seed, self.cnow(c));
-        self.clients[c].m = Some(m);
-        self.drain_client(c);
+        let now = self.cnow(c);
+        let h = &mut self.clients[c];
+        let node = ClientNode::new(cfg, child_seed(h.seed, h.inc), now);
+        h.clock.set(now);
+        // The files on its disk, as a share table would name them.
+        let mut paths = Paths::new();
+        for (&n, (group, _)) in &h.shares {
+            paths.shares.insert(n, (sim_path(n), group.clone()));
+        }
+        h.paths = Arc::new(Mutex::new(paths));
+        let (events, events_rx) = mpsc::channel();
+        h.events_rx = Some(events_rx);
+        let parts = CoreParts {
+            node,
+            clock: h.clock.clone(),
+            pins: SimClientPins {
+                addrs: (0..n).map(tracker_addr).collect(),
+                fx: h.fx.clone(),
+            },
+            io: SimClientIo { fx: h.fx.clone() },
+            paths: h.paths.clone(),
+            events,
+            data_dir: PathBuf::from(format!("c{c}")),
+            direct_io: false,
+        };
+        h.core = Some(ClientCore::from_parts(parts));
+        self.client_effects(c);
     }
 
     pub fn crash_tracker(&mut self, i: NodeIx) {
@@ -387,7 +440,10 @@ impl World {
 
     fn stop_client(&mut self, c: NodeIx) {
         let h = &mut self.clients[c];
-        h.m = None;
+        h.core = None;
+        h.fx.take();
+        h.events_rx = None;
+        h.replies.clear();
         h.inc += 1;
         h.wake = u64::MAX;
         h.dests.clear();
@@ -409,32 +465,11 @@ impl World {
     // ------------------------------------------------------------ clients
 
     pub fn client_input(&mut self, c: NodeIx, input: cn::Input) {
-        let now = self.cnow(c);
-        if let Some(m) = self.clients[c].m.as_mut() {
-            m.handle_input(now, input);
-            self.drain_client(c);
-        }
-    }
-
-    fn drain_client(&mut self, c: NodeIx) {
-        for _ in 0..INBOX_STEPS_MAX {
-            let Some(o) = self.clients[c].m.as_mut().and_then(|m| m.poll_output()) else {
-                let h = &mut self.clients[c];
-                h.wake =
-                    h.m.as_ref()
-                        .and_then(|m| m.poll_timeout())
-                        .map_or(u64::MAX, |(d, _)| {
-                            d.0.saturating_sub(h.skew_ms).max(self.now.0)
-                        });
-                return;
-            };
-            self.client_output(c, o);
-        }
-        panic!("client c{c} never stops producing output");
+        self.client_turn(c, Some(Ev::Input(input)));
     }
 
     pub fn client_id(&self, c: NodeIx) -> Option<p2p_proto::ClientId> {
-        self.clients[c].m.as_ref().map(|m| m.session().client_id())
+        self.clients[c].m().map(|m| m.session().client_id())
     }
 
     // ------------------------------------------------------------ delivery
@@ -471,7 +506,7 @@ impl World {
     fn feed(&mut self, d: Deferred) {
         match d {
             Deferred::T(i, input) => self.tracker_input(i, input),
-            Deferred::C(c, input) => self.client_input(c, input),
+            Deferred::C(c, ev) => self.client_turn(c, Some(ev)),
             Deferred::Frame(end, payload) if self.net.is_open(end) => self.feed_frame(end, payload),
             Deferred::BadFrame(end, error) if self.net.is_open(end) => {
                 // The tracker's reader stops reading and leaves the
@@ -647,13 +682,7 @@ impl World {
     fn timeout(&mut self, who: Who) {
         match who {
             Who::Tracker(i) => self.tracker_turn(i, None),
-            Who::Client(c) => {
-                let now = self.cnow(c);
-                if let Some(m) = self.clients[c].m.as_mut() {
-                    m.handle_timeout(now);
-                }
-                self.drain_client(c);
-            }
+            Who::Client(c) => self.client_turn(c, None),
         }
     }
 
@@ -671,7 +700,7 @@ impl World {
             }
             Host::Client(c) => {
                 self.clients[c].skew_ms += ms;
-                self.drain_client(c);
+                self.client_wake(c);
             }
             Host::Rogue => {}
         }
@@ -718,10 +747,18 @@ impl World {
             "c{c} cmd #{tag} {}",
             short_cmd(&cmd)
         );
+        let h = &mut self.clients[c];
         if let Command::Download { group, dest, .. } = &cmd {
-            self.clients[c].dest_group.insert(*dest, group.clone());
+            h.dest_group.insert(*dest, group.clone());
+            // Registered as the handle registers a destination.
+            let mut paths = h.paths.lock().expect("paths");
+            paths.dests.insert(*dest, (sim_path(*dest), true));
         }
-        self.client_input(c, cn::Input::Command { tag, cmd });
+        if h.core.is_some() {
+            let (reply, rx) = mpsc::channel();
+            h.replies.push((tag, rx));
+            self.client_turn(c, Some(Ev::Handle(HandleMsg::Cmd { cmd, reply })));
+        }
         self.flush();
         tag
     }
@@ -755,6 +792,8 @@ impl World {
         self.check.contents.insert(meta.file_hash, data.clone());
         h.disk.shared.insert(share, data);
         h.shares.insert(share, (group.clone(), meta.clone()));
+        let mut paths = h.paths.lock().expect("paths");
+        paths.shares.insert(share, (sim_path(share), group.clone()));
         (ShareId::Upload(share), meta)
     }
 
@@ -819,14 +858,11 @@ pub fn meta_of(name: &FileName, data: &[u8], piece_len: u32) -> FileMeta {
 
 /// Helpers used by the client half (`world_client.rs`).
 impl World {
-    pub(crate) fn framed(payload: &[u8]) -> Bytes {
-        framed(payload)
-    }
     pub(crate) fn client_of(addr: SocketAddr) -> Option<NodeIx> {
         client_of(addr)
     }
-    pub(crate) fn defer_client(&mut self, c: NodeIx, input: cn::Input) {
-        self.inbox.push_back(Deferred::C(c, input));
+    pub(crate) fn defer_client(&mut self, c: NodeIx, ev: ClientEv) {
+        self.inbox.push_back(Deferred::C(c, ev));
     }
     pub(crate) fn defer_tracker(&mut self, i: NodeIx, input: tn::Input) {
         self.inbox.push_back(Deferred::T(i, input));

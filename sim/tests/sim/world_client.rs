@@ -1,17 +1,28 @@
-//! The client half of the world's driver: executing a client machine's
-//! outputs (tracker and peer connections, the part file, piece reads for
-//! the seeder) with the checker watching every piece that moves, and rogue
-//! connections that send garbage or forged tickets.
+//! The client half of the world's driver: the real driver core of
+//! `runtime-common` (`client::Core`, which executes the machine's outputs)
+//! over simulated I/O (`sim_client_io.rs`), and the world executing what
+//! the core asked of its host: bytes and closes on the network, dials to
+//! trackers and peers (their results come back as the core's events, as
+//! from the runtimes' dialers), disk jobs on the in-memory disk (part
+//! files, finalizing, opening shares), pieces served from it, pins; with
+//! the checker watching every piece that moves. And rogue connections
+//! that send garbage or forged tickets.
+
+use std::net::IpAddr;
+use std::sync::mpsc::TryRecvError;
 
 use bytes::{Bytes, BytesMut};
 
-use p2p_proto::{PieceSet, Wire};
-use p2p_state::client::node::{self as cn, PeerOut};
-use p2p_state::seeder::{ConnId, ServeError, ShareId};
+use p2p_proto::{FileMeta, GroupName, KeyId, PieceSet, Wire};
+use p2p_state::client::node as cn;
+use p2p_state::seeder::ConnId;
 use p2p_state::tracker::node as tn;
 use p2p_state::{Duration, Instant};
+use runtime_common::client::{Ev, Job, JobDone};
+use runtime_common::conn::FileRange;
 
 use crate::net::{Dialer, End, EvKind, Host, NodeIx};
+use crate::sim_client_io::{ClientEffect, ClientEv, SimClientWriter, SimFile, SimPart};
 use crate::world::{World, rogue_addr};
 
 /// Where a rogue connection goes.
@@ -22,49 +33,94 @@ pub enum RogueTarget {
 }
 
 impl World {
-    pub(crate) fn client_output(&mut self, c: NodeIx, o: cn::Output) {
-        let inc = self.clients[c].inc;
-        match o {
-            cn::Output::TrackerConnect { conn, addr } => self.connect_tracker(c, conn, addr),
-            cn::Output::TrackerSend { conn, frame } => {
-                if let Some(id) = self.client_id(c) {
-                    let key = crate::world::client_key(c);
-                    self.check.request_sent(id, key, &frame);
+    /// One turn of client `c`'s core on its clock (`None`: its deadline),
+    /// then what it asked of its host.
+    pub(crate) fn client_turn(&mut self, c: NodeIx, ev: Option<ClientEv>) {
+        let now = self.cnow(c);
+        let h = &mut self.clients[c];
+        let Some(core) = h.core.as_mut() else {
+            return;
+        };
+        h.clock.set(now);
+        let go_on = core.turn(ev);
+        assert!(go_on, "a simulated client never stops by itself");
+        self.client_effects(c);
+    }
+
+    /// What client `c`'s core told its handle (events, answers) and asked
+    /// of its host (in order); then when it must wake up.
+    pub(crate) fn client_effects(&mut self, c: NodeIx) {
+        let h = &self.clients[c];
+        let events: Vec<_> = h.events_rx.iter().flat_map(|rx| rx.try_iter()).collect();
+        for e in events {
+            self.client_event(c, e);
+        }
+        self.client_answers(c);
+        for e in self.clients[c].fx.take() {
+            self.client_effect(c, e);
+        }
+        self.client_wake(c);
+    }
+
+    pub(crate) fn client_wake(&mut self, c: NodeIx) {
+        let h = &mut self.clients[c];
+        h.wake = h
+            .core
+            .as_ref()
+            .and_then(|core| core.poll_timeout())
+            .map_or(u64::MAX, |d| d.0.saturating_sub(h.skew_ms).max(self.now.0));
+    }
+
+    /// Answers to client `c`'s commands land in `done`, under the tags
+    /// the world gave them.
+    fn client_answers(&mut self, c: NodeIx) {
+        let mut answered = Vec::new();
+        self.clients[c]
+            .replies
+            .retain(|(tag, rx)| match rx.try_recv() {
+                Ok(result) => {
+                    answered.push((*tag, result));
+                    false
                 }
-                self.watch_tracker_send(c, conn);
-                self.net
-                    .write(self.now, End::S(c, inc, conn), World::framed(&frame));
+                Err(e) => e == TryRecvError::Empty,
+            });
+        for (tag, result) in answered {
+            trace!(
+                self.trace,
+                self.now.0,
+                "c{c} done #{tag} {}",
+                short_result(&result)
+            );
+            self.clients[c].done.push((tag, result));
+        }
+    }
+
+    fn client_effect(&mut self, c: NodeIx, e: ClientEffect) {
+        match e {
+            ClientEffect::Send(end, frame) => {
+                if let End::S(_, _, conn) = end {
+                    if let Some(id) = self.client_id(c) {
+                        let key = crate::world::client_key(c);
+                        self.check.request_sent(id, key, &frame.slice(4..));
+                    }
+                    self.watch_tracker_send(c, conn);
+                }
+                self.net.write(self.now, end, frame);
             }
-            cn::Output::TrackerClose { conn } => self.net.close(self.now, End::S(c, inc, conn)),
-            cn::Output::PeerConnect { conn, addr } => self.connect_peer(c, conn, addr),
-            cn::Output::PeerSend { conn, msg } => self.peer_send(c, conn, msg),
-            cn::Output::PeerClose { conn } => self.net.close(self.now, End::P(c, inc, conn)),
-            cn::Output::PinTracker { index, key } => self.pin_tracker(c, index, key),
-            cn::Output::PrepareDest { dl, dest, meta } => self.prepare_dest(c, dl, dest, meta),
-            cn::Output::WritePiece {
-                dl,
-                index,
-                offset,
-                data,
-            } => self.write_piece(c, dl, index, offset, data),
-            cn::Output::Finalize { dl } => self.finalize(c, dl),
-            cn::Output::Serve {
-                conn,
-                share,
-                index,
-                offset,
-                len,
-            } => self.serve(c, conn, share, index, offset, len),
-            cn::Output::Done { tag, result } => {
-                trace!(
-                    self.trace,
-                    self.now.0,
-                    "c{c} done #{tag} {}",
-                    short_result(&result)
-                );
-                self.clients[c].done.push((tag, result));
+            ClientEffect::Parts(end, head, body) => {
+                if let End::P(_, _, conn) = end
+                    && let Some(id) = conn.inbound()
+                {
+                    self.check.piece_sent(c, id.0, piece_index(&head));
+                }
+                self.net.write(self.now, end, [head, body].concat().into());
             }
-            cn::Output::Event(e) => self.client_event(c, e),
+            ClientEffect::SendFile(end, head, range) => self.send_file(c, end, head, range),
+            ClientEffect::Close(end) | ClientEffect::Abort(end) => self.net.close(self.now, end),
+            ClientEffect::ConnectTracker(conn, addr) => self.connect_tracker(c, conn, addr),
+            ClientEffect::ConnectPeer(conn, addr) => self.connect_peer(c, conn, addr),
+            ClientEffect::Disk(job) => self.client_disk(c, job),
+            ClientEffect::Pin(index, key) => self.pin_tracker(c, index, key),
         }
     }
 
@@ -82,6 +138,12 @@ impl World {
         h.events.push(e);
     }
 
+    /// A writer for client `c`'s end of a connection.
+    pub(crate) fn client_writer(&self, c: NodeIx, end: End) -> SimClientWriter {
+        let fx = self.clients[c].fx.clone();
+        SimClientWriter { end, fx }
+    }
+
     fn connect_tracker(&mut self, c: NodeIx, conn: u64, addr: std::net::SocketAddr) {
         let inc = self.clients[c].inc;
         trace!(self.trace, self.now.0, "c{c} dials {addr} (conn {conn})");
@@ -97,7 +159,8 @@ impl World {
             return;
         }
         let tconn = self.net.fresh_conn();
-        self.net.connect(End::S(c, inc, conn), End::T(j, tconn));
+        let end = End::S(c, inc, conn);
+        self.net.connect(end, End::T(j, tconn));
         let addr = crate::world::client_addr(c);
         let peer = crate::world::client_key(c);
         self.defer_tracker(
@@ -108,14 +171,15 @@ impl World {
                 peer,
             },
         );
+        let writer = self.client_writer(c, end);
         let peer = crate::world::tracker_key(j);
-        self.defer_client(c, cn::Input::TrackerConnected { conn, peer });
+        self.defer_client(c, Ev::TrackerUp { conn, writer, peer });
     }
 
     fn connect_peer(&mut self, c: NodeIx, conn: cn::PeerConnId, addr: std::net::SocketAddr) {
         let inc = self.clients[c].inc;
         let k = World::client_of(addr).filter(|&k| k < self.clients.len());
-        let up = k.is_some_and(|k| self.clients[k].m.is_some());
+        let up = k.is_some_and(|k| self.clients[k].m().is_some());
         let reach = k.is_some_and(|k| self.net.reachable(Host::Client(c), Host::Client(k)));
         let (Some(k), true, true) = (k, up, reach) else {
             let dark = k.is_some_and(|k| self.net.is_dark(Host::Client(k)));
@@ -125,37 +189,82 @@ impl World {
         let pconn = self.net.fresh_conn();
         let kinc = self.clients[k].inc;
         let accepted = cn::PeerConnId::Inbound(ConnId(pconn));
-        self.net
-            .connect(End::P(c, inc, conn), End::P(k, kinc, accepted));
+        let (end, kend) = (End::P(c, inc, conn), End::P(k, kinc, accepted));
+        self.net.connect(end, kend);
         let peer = crate::world::client_key(c);
         self.check.peer_key(k, pconn, peer);
         let addr = crate::world::client_addr(c).ip();
-        let input = cn::Input::PeerAccepted {
-            conn: accepted,
-            peer,
-            addr,
+        self.peer_accepted(k, accepted, addr, peer);
+        let up = Ev::PeerUp {
+            conn,
+            writer: self.client_writer(c, end),
+            inbound: None,
+            peer: crate::world::client_key(k),
         };
-        self.defer_client(k, input);
-        let peer = crate::world::client_key(k);
-        self.defer_client(c, cn::Input::PeerConnected { conn, peer });
+        self.defer_client(c, up);
     }
 
-    fn peer_send(&mut self, c: NodeIx, conn: cn::PeerConnId, msg: PeerOut) {
-        let mut b = BytesMut::new();
-        let inc = self.clients[c].inc;
-        match &msg {
-            PeerOut::Hello(h) => p2p_proto::encode_msg(h, &mut b),
-            PeerOut::Msg(m) => {
-                if let (p2p_proto::PeerMsg::Piece { index, .. }, Some(id)) = (m, conn.inbound()) {
-                    self.check.piece_sent(c, id.0, *index);
-                }
-                p2p_proto::encode_msg(m, &mut b)
+    /// Client `k`'s seeder accepted connection `conn` from `addr`, whose
+    /// other end proved `peer`.
+    fn peer_accepted(&mut self, k: NodeIx, conn: cn::PeerConnId, addr: IpAddr, peer: KeyId) {
+        let end = End::P(k, self.clients[k].inc, conn);
+        let up = Ev::PeerUp {
+            conn,
+            writer: self.client_writer(k, end),
+            inbound: Some(addr),
+            peer,
+        };
+        self.defer_client(k, up);
+    }
+
+    /// A disk job of client `c`, done at once on its in-memory disk; what
+    /// it reports comes back as the core's event, after this turn.
+    fn client_disk(&mut self, c: NodeIx, job: Job<SimPart, SimFile>) {
+        let done = match job {
+            Job::Prepare { dl, dest, meta, .. } => {
+                let dest = dest.to_str().and_then(|d| d.parse().ok());
+                let dest = dest.expect("the world registers destinations by id");
+                self.prepare_dest(c, dl, dest, meta)
             }
-        }
-        self.net.write(self.now, End::P(c, inc, conn), b.freeze());
+            Job::Write {
+                dl,
+                part,
+                index,
+                offset,
+                data,
+            } => {
+                if !self.write_piece(c, part, index, offset, data) {
+                    return;
+                }
+                JobDone::Input(cn::Input::PieceWritten { dl, index })
+            }
+            Job::Finalize { dl, part } => {
+                if !self.finalize(c, part) {
+                    return;
+                }
+                JobDone::Input(cn::Input::Finalized { dl })
+            }
+            Job::OpenShare { share, .. } => {
+                let file = self.clients[c].disk.shared.get(&share);
+                let opened = file
+                    .map(|f| (SimFile::Shared(share), f.len() as u64))
+                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound));
+                JobDone::ShareOpened { share, opened }
+            }
+            // Only advice; and the simulated table is not kept across
+            // restarts (the workload shares again).
+            Job::ReadAhead { .. } | Job::SaveShares { .. } => return,
+        };
+        self.defer_client(c, Ev::Disk(done));
     }
 
-    fn prepare_dest(&mut self, c: NodeIx, dl: u64, dest: u64, meta: p2p_proto::FileMeta) {
+    fn prepare_dest(
+        &mut self,
+        c: NodeIx,
+        dl: u64,
+        dest: u64,
+        meta: FileMeta,
+    ) -> JobDone<SimPart, SimFile> {
         let h = &mut self.clients[c];
         h.dests.insert(dl, dest);
         h.metas.insert(dl, meta.clone());
@@ -171,20 +280,30 @@ impl World {
         }
         let have = have.clone();
         self.check.resumed(have.count());
-        self.defer_client(c, cn::Input::DestReady { dl, have });
+        let file = SimPart { dl, dest };
+        JobDone::Prepared { dl, file, have }
     }
 
-    fn write_piece(&mut self, c: NodeIx, dl: u64, index: u32, offset: u64, data: Bytes) {
+    /// False if the write went nowhere (a violation).
+    fn write_piece(
+        &mut self,
+        c: NodeIx,
+        part: SimPart,
+        index: u32,
+        offset: u64,
+        data: Bytes,
+    ) -> bool {
+        let (dl, dest) = (part.dl, part.dest);
         let h = &mut self.clients[c];
-        let (Some(&dest), Some(meta)) = (h.dests.get(&dl), h.metas.get(&dl)) else {
+        let Some(meta) = h.metas.get(&dl) else {
             self.check
                 .violation(format!("c{c} wrote to unknown download {dl}"));
-            return;
+            return false;
         };
         let Some((buf, have)) = h.disk.parts.get_mut(&dest) else {
             self.check
                 .violation(format!("c{c} wrote to dest {dest} with no part file"));
-            return;
+            return false;
         };
         let ok = self
             .check
@@ -194,103 +313,74 @@ impl World {
             buf[offset as usize..end].copy_from_slice(&data);
             have.insert(index);
         }
-        self.defer_client(c, cn::Input::PieceWritten { dl, index });
+        true
     }
 
-    fn finalize(&mut self, c: NodeIx, dl: u64) {
+    /// False if there is nothing to finalize.
+    fn finalize(&mut self, c: NodeIx, part: SimPart) -> bool {
+        let (dl, dest) = (part.dl, part.dest);
         let h = &mut self.clients[c];
-        let (Some(&dest), Some(meta)) = (h.dests.get(&dl), h.metas.get(&dl)) else {
-            return;
+        let Some(meta) = h.metas.get(&dl) else {
+            return false;
         };
         let Some((data, _)) = h.disk.parts.remove(&dest) else {
             self.check
                 .violation(format!("c{c} finalized dest {dest} twice"));
-            return;
+            return false;
         };
         let data = Bytes::from(data);
         self.check.finalized(c, meta, &data);
         h.disk.finished.insert(dest, data);
-        self.defer_client(c, cn::Input::Finalized { dl });
+        true
     }
 
-    /// A seeder's `Serve`, done the way the real drivers do it: a share
-    /// with no file, or a file too short, fails it before anything is
-    /// sent; otherwise the piece goes out on the connection from the file,
-    /// then the seeder hears `Served`.
-    fn serve(
-        &mut self,
-        c: NodeIx,
-        conn: cn::PeerConnId,
-        share: ShareId,
-        index: u32,
-        off: u64,
-        len: u32,
-    ) {
-        let registered = self.share_registration(c, share);
-        let id = conn.inbound().map_or(u64::MAX, |id| id.0);
+    /// A piece served from a file, as the runtimes' writers send it: the
+    /// range read from the file (a corrupt seeder damages some), behind
+    /// the frame head; a file too short for it aborts the connection.
+    fn send_file(&mut self, c: NodeIx, end: End, head: Bytes, range: FileRange<SimFile>) {
+        let index = piece_index(&head);
+        let registered = self.share_registration(c, range.file);
+        let id = match end {
+            End::P(_, _, conn) => conn.inbound().map_or(u64::MAX, |id| id.0),
+            _ => u64::MAX,
+        };
         self.check.read_piece(c, id, registered.as_ref(), index);
-        let Some(data) = self.piece_bytes(c, share, index, off, len, true) else {
-            let why = ServeError::NoFile;
-            return self.defer_client(c, cn::Input::ServeFailed { conn, index, why });
+        let Some(data) = self.piece_bytes(c, range, index) else {
+            return self.net.close(self.now, end);
         };
         self.check.piece_sent(c, id, index);
-        let piece = p2p_proto::PeerMsg::Piece {
-            index,
-            data: Bytes::from(data),
-        };
-        let mut b = BytesMut::new();
-        p2p_proto::encode_msg(&piece, &mut b);
-        let inc = self.clients[c].inc;
-        self.net.write(self.now, End::P(c, inc, conn), b.freeze());
-        self.defer_client(c, cn::Input::Served { conn, index });
+        self.net
+            .write(self.now, end, [&head[..], &data].concat().into());
     }
 
-    /// The group and metadata `share` was registered with, if any.
-    fn share_registration(
-        &self,
-        c: NodeIx,
-        share: ShareId,
-    ) -> Option<(p2p_proto::GroupName, p2p_proto::FileMeta)> {
+    /// The group and metadata `file` was registered with, if any.
+    fn share_registration(&self, c: NodeIx, file: SimFile) -> Option<(GroupName, FileMeta)> {
         let h = &self.clients[c];
-        match share {
-            ShareId::Download(dl) => {
-                let dest = h.dests.get(&dl).copied().unwrap_or(u64::MAX);
-                h.metas
-                    .get(&dl)
-                    .zip(h.dest_group.get(&dest))
-                    .map(|(m, g)| (g.clone(), m.clone()))
-            }
-            ShareId::Upload(n) => h.shares.get(&n).cloned(),
+        match file {
+            SimFile::Part(SimPart { dl, dest }) => h
+                .metas
+                .get(&dl)
+                .zip(h.dest_group.get(&dest))
+                .map(|(m, g)| (g.clone(), m.clone())),
+            SimFile::Shared(n) => h.shares.get(&n).cloned(),
         }
     }
 
-    /// `len` bytes at `off` of `share`'s file on the client's disk (with
-    /// `damage`, a corrupt seeder flips a byte of some pieces); `None` if
-    /// the file is gone or short.
-    fn piece_bytes(
-        &mut self,
-        c: NodeIx,
-        share: ShareId,
-        index: u32,
-        off: u64,
-        len: u32,
-        damage: bool,
-    ) -> Option<Vec<u8>> {
+    /// The range's bytes on the client's disk (a corrupt seeder flips a
+    /// byte of some pieces); `None` if the file is gone or short.
+    fn piece_bytes(&mut self, c: NodeIx, range: FileRange<SimFile>, index: u32) -> Option<Vec<u8>> {
         let h = &self.clients[c];
-        let src = match share {
-            ShareId::Download(dl) => {
-                let dest = h.dests.get(&dl).copied().unwrap_or(u64::MAX);
-                h.disk.parts.get(&dest).map(|p| &p.0[..]).or(h
-                    .disk
-                    .finished
-                    .get(&dest)
-                    .map(|b| &b[..]))
-            }
-            ShareId::Upload(n) => h.disk.shared.get(&n).map(|b| &b[..]),
+        let src = match range.file {
+            SimFile::Part(SimPart { dest, .. }) => h.disk.parts.get(&dest).map(|p| &p.0[..]).or(h
+                .disk
+                .finished
+                .get(&dest)
+                .map(|b| &b[..])),
+            SimFile::Shared(n) => h.disk.shared.get(&n).map(|b| &b[..]),
         };
-        let end = (off + u64::from(len)) as usize;
-        let mut d = src.filter(|f| end <= f.len())?[off as usize..end].to_vec();
-        if let Some(salt) = h.corrupt.filter(|_| damage)
+        let (off, end) = (range.offset as usize, range.offset as usize + range.len);
+        let mut d = src.filter(|f| end <= f.len())?[off..end].to_vec();
+        if let Some(salt) = h.corrupt
             && !d.is_empty()
             && crate::swarm::child_seed(salt, index).is_multiple_of(3)
         {
@@ -325,7 +415,7 @@ impl World {
                 );
             }
             RogueTarget::Seeder(k) => {
-                if self.clients[k].m.is_none() {
+                if self.clients[k].m().is_none() {
                     return false;
                 }
                 let pconn = self.net.fresh_conn();
@@ -335,12 +425,7 @@ impl World {
                 let peer = crate::world::rogue_key();
                 self.check.peer_key(k, pconn, peer);
                 let addr = crate::world::rogue_addr().ip();
-                let input = cn::Input::PeerAccepted {
-                    conn: accepted,
-                    peer,
-                    addr,
-                };
-                self.defer_client(k, input);
+                self.peer_accepted(k, accepted, addr, peer);
             }
         }
         self.flush();
@@ -357,6 +442,12 @@ impl World {
     pub fn seeder_now(&self, k: NodeIx) -> Instant {
         self.cnow(k)
     }
+}
+
+/// The piece index in a piece frame's head (frame length, tag, index,
+/// data length).
+fn piece_index(head: &[u8]) -> u32 {
+    u32::from_be_bytes(head[5..9].try_into().expect("a piece frame head"))
 }
 
 /// Encodes one message as a frame.

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use p2p_proto::{Hello, KeyId, PeerMsg, Role, Ticket};
 use p2p_state::Duration;
-use p2p_state::client::node as cn;
+use runtime_common::client::Ev;
 
 use crate::net::{EvKind, NodeIx};
 use crate::swarm::child_seed;
@@ -57,8 +57,8 @@ impl World {
             "HIJACK c{c} dial to t{} (conn {conn})",
             j + 1
         );
-        let peer = rogue_key();
-        self.defer_client(c, cn::Input::TrackerConnected { conn, peer });
+        let (peer, writer) = (rogue_key(), self.client_writer(c, end));
+        self.defer_client(c, Ev::TrackerUp { conn, writer, peer });
         let at = self.now + Duration(10_000);
         self.net.schedule(at, EvKind::RogueClose { id });
         true
@@ -105,7 +105,7 @@ impl World {
     /// land at an impostor. False if that client is down.
     pub fn hijack_next_dials(&mut self, pick: u64, n: u32) -> bool {
         let c = (pick % self.clients.len() as u64) as usize;
-        if self.clients[c].m.is_none() {
+        if self.clients[c].m().is_none() {
             return false;
         }
         self.clients[c].hijack_dials = n;

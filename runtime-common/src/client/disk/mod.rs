@@ -81,9 +81,12 @@ pub struct DlFile {
     pub record: Arc<Mutex<(File, PieceSet)>>,
 }
 
-/// Disk work off the machine loop.
+/// Disk work off the machine loop. `P` is an open part file and `F` an
+/// open file pieces are served from: the runtimes' are real files (the
+/// defaults, run by [`run_job`]); the client driver core is generic over
+/// them (the simulation's are on its in-memory disk).
 #[derive(Debug)]
-pub enum Job {
+pub enum Job<P = Arc<DlFile>, F = Arc<File>> {
     Prepare {
         dl: u64,
         dest: PathBuf,
@@ -93,57 +96,44 @@ pub enum Job {
         /// Replace an existing destination file.
         overwrite: bool,
     },
+    /// Writes a verified piece at `offset` of the part file and records
+    /// it in the part file's record.
     Write {
         dl: u64,
-        file: Arc<File>,
-        direct: Option<Arc<File>>,
-        trim: Arc<CacheTrim>,
-        record: Arc<Mutex<(File, PieceSet)>>,
+        part: P,
         index: u32,
         offset: u64,
         data: Bytes,
     },
-    Finalize {
-        dl: u64,
-        dir: Arc<DestDir>,
-    },
+    /// Renames the finished part file into place.
+    Finalize { dl: u64, part: P },
     /// Opens uploaded share `share`'s file to serve it, and reads its
     /// length (`JobDone::ShareOpened`).
-    OpenShare {
-        share: u64,
-        path: PathBuf,
-    },
+    OpenShare { share: u64, path: PathBuf },
     /// A piece being served: asks the kernel to start reading its range
     /// into the page cache (`posix_fadvise` WILLNEED), so the connection
     /// writer's read (`pread` into a pooled buffer) rarely waits for the
     /// disk. Reports nothing.
-    ReadAhead {
-        file: Arc<File>,
-        offset: u64,
-        len: u32,
-    },
+    ReadAhead { file: F, offset: u64, len: u32 },
     /// Replaces the share table in `dir` with `bytes` (see [`shares_bytes`]).
-    SaveShares {
-        dir: PathBuf,
-        bytes: Vec<u8>,
-    },
+    SaveShares { dir: PathBuf, bytes: Vec<u8> },
 }
 
-/// What a finished job tells the machine loop.
+/// What a finished job tells the machine loop (`P`, `F`: as in [`Job`]).
 #[derive(Debug)]
-pub enum JobDone {
+pub enum JobDone<P = Arc<DlFile>, F = Arc<File>> {
     Input(cn::Input),
     /// A destination was opened (and its claimed pieces re-verified).
     Prepared {
         dl: u64,
-        file: Box<DlFile>,
+        file: P,
         have: PieceSet,
     },
     /// An uploaded share's file is open, with its length then (or could
     /// not be opened).
     ShareOpened {
         share: u64,
-        opened: io::Result<(Arc<File>, u64)>,
+        opened: io::Result<(F, u64)>,
     },
     /// Nothing to report (the runtimes do not wake the loop for it).
     Nothing,
@@ -165,7 +155,7 @@ pub fn run_job(job: Job) -> JobDone {
         } => match prepare_dest(&dest, &meta, direct_io, overwrite) {
             Ok((file, have)) => JobDone::Prepared {
                 dl,
-                file: Box::new(file),
+                file: Arc::new(file),
                 have,
             },
             Err(e) => JobDone::Input(cn::Input::DestFailed {
@@ -175,10 +165,7 @@ pub fn run_job(job: Job) -> JobDone {
         },
         Job::Write {
             dl,
-            file,
-            direct,
-            trim,
-            record,
+            part,
             index,
             offset,
             data,
@@ -186,13 +173,13 @@ pub fn run_job(job: Job) -> JobDone {
             if let Some(d) = test_write_delay() {
                 thread::sleep(d);
             }
-            let r =
-                write_piece(&file, direct.as_deref(), Some(&trim), &data, offset).and_then(|_| {
-                    let mut rec = record.lock().expect("record");
-                    rec.1.insert(index);
-                    let bytes = rec.1.to_bytes();
-                    rec.0.write_all_at(&bytes, 0)
-                });
+            let (file, direct) = (&part.file, part.direct.as_deref());
+            let r = write_piece(file, direct, Some(&part.trim), &data, offset).and_then(|_| {
+                let mut rec = part.record.lock().expect("record");
+                rec.1.insert(index);
+                let bytes = rec.1.to_bytes();
+                rec.0.write_all_at(&bytes, 0)
+            });
             crate::trace::disk_done(data.len() as u64);
             drop(data);
             JobDone::Input(match r {
@@ -207,7 +194,7 @@ pub fn run_job(job: Job) -> JobDone {
                 },
             })
         }
-        Job::Finalize { dl, dir } => JobDone::Input(match dir.finalize() {
+        Job::Finalize { dl, part } => JobDone::Input(match part.dir.finalize() {
             Ok(()) => cn::Input::Finalized { dl },
             Err(e) => cn::Input::FinalizeFailed {
                 dl,
