@@ -1,8 +1,11 @@
-//! [`Core`]: the client driver's loop body, the same on every runtime. It
-//! owns the [`ClientNode`], registers connections, feeds it events, and
-//! executes its outputs through [`ClientIo`]; executing never blocks and
-//! never calls back into the machine (what execution itself learns goes
-//! to the `later` queue, fed after the drain).
+//! [`Core`]: the client driver's loop body, the same on every runtime and
+//! in the simulation. It owns the [`ClientNode`], registers connections,
+//! feeds it events, and executes its outputs through [`ClientIo`] (files
+//! too: it keeps the I/O's open part files and share files, never a real
+//! file of its own); executing never blocks and never calls back into the
+//! machine (what execution itself learns goes to the `later` queue, fed
+//! after the drain). Built by [`Core::new`] from [`prepare`], or from
+//! [`CoreParts`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;

@@ -1,9 +1,12 @@
 //! The client driver's runtime-free half: options, the handle the CLI
 //! holds, and [`Core`], which owns the [`ClientNode`] and executes its
 //! outputs. A runtime supplies the plumbing through [`ClientIo`]
-//! (connecting, a writer per connection, running disk [`Job`]s) and runs
-//! the loop: wait for the first of an [`Ev`] or the machine's deadline,
-//! then [`Core::turn`].
+//! (connecting, a writer per connection, running disk [`Job`]s, and what
+//! an open file is: the core holds none of its own, so the simulation
+//! runs the same core over an in-memory disk) and runs the loop: wait
+//! for the first of an [`Ev`] or the machine's deadline, then
+//! [`Core::turn`]. The runtimes build the core from [`prepare`]
+//! ([`Core::new`]); the simulation from its parts ([`Core::from_parts`]).
 //!
 //! Piece data is hashed where it is read (the connection's reader, see
 //! [`peer_input`]), so verification never runs on the machine loop;

@@ -325,6 +325,12 @@ impl World {
         cfg
     }
 
+    /// When, on the world's clock, a host whose clock runs `skew_ms`
+    /// ahead must wake up for its core's `deadline` (`u64::MAX`: never).
+    pub(crate) fn wake_at(&self, deadline: Option<Instant>, skew_ms: u64) -> u64 {
+        deadline.map_or(u64::MAX, |d| d.0.saturating_sub(skew_ms).max(self.now.0))
+    }
+
     pub fn tnow(&self, i: NodeIx) -> Instant {
         Instant(self.now.0 + self.trackers[i].skew_ms)
     }

@@ -63,12 +63,9 @@ impl World {
     }
 
     pub(crate) fn client_wake(&mut self, c: NodeIx) {
-        let h = &mut self.clients[c];
-        h.wake = h
-            .core
-            .as_ref()
-            .and_then(|core| core.poll_timeout())
-            .map_or(u64::MAX, |d| d.0.saturating_sub(h.skew_ms).max(self.now.0));
+        let h = &self.clients[c];
+        let deadline = h.core.as_ref().and_then(|core| core.poll_timeout());
+        self.clients[c].wake = self.wake_at(deadline, h.skew_ms);
     }
 
     /// Answers to client `c`'s commands land in `done`, under the tags
@@ -227,16 +224,16 @@ impl World {
                 self.prepare_dest(c, dl, dest, meta)
             }
             Job::Write {
-                dl,
                 part,
                 index,
                 offset,
                 data,
+                ..
             } => {
                 if !self.write_piece(c, part, index, offset, data) {
                     return;
                 }
-                JobDone::Input(cn::Input::PieceWritten { dl, index })
+                JobDone::Input(cn::Input::PieceWritten { dl: part.dl, index })
             }
             Job::Finalize { dl, part } => {
                 if !self.finalize(c, part) {

@@ -68,12 +68,9 @@ impl World {
     }
 
     pub(crate) fn tracker_wake(&mut self, i: NodeIx) {
-        let t = &mut self.trackers[i];
-        t.wake = t
-            .core
-            .as_ref()
-            .and_then(|c| c.poll_timeout())
-            .map_or(u64::MAX, |d| d.0.saturating_sub(t.skew_ms).max(self.now.0));
+        let t = &self.trackers[i];
+        let deadline = t.core.as_ref().and_then(|c| c.poll_timeout());
+        self.trackers[i].wake = self.wake_at(deadline, t.skew_ms);
     }
 
     fn tracker_effect(&mut self, i: NodeIx, e: Effect) {
