@@ -51,3 +51,42 @@ pub enum Woke<T> {
     Closed,
 }
 pub use tracker_info::{TrackerInfo, TrackerInfoError};
+
+/// Most outputs one turn of a driver core executes in a debug build: more
+/// is a machine feeding itself without end (a livelock), which would
+/// hang a simulation or a test instead of failing it. Release builds
+/// only count.
+pub const TURN_OUTPUTS_MAX: usize = 1_000_000;
+
+/// Counts one output executed in the current turn of `core` (see
+/// [`TURN_OUTPUTS_MAX`]).
+#[inline]
+pub(crate) fn count_turn_output(n: &mut usize, core: &str) {
+    *n += 1;
+    debug_assert!(
+        *n <= TURN_OUTPUTS_MAX,
+        "the {core} core executed over {TURN_OUTPUTS_MAX} outputs in one turn: a livelock"
+    );
+}
+
+#[cfg(test)]
+mod turn_tests {
+    use super::*;
+
+    #[test]
+    fn a_turn_may_execute_up_to_its_bound() {
+        let mut n = 0;
+        for _ in 0..TURN_OUTPUTS_MAX {
+            count_turn_output(&mut n, "test");
+        }
+        assert_eq!(n, TURN_OUTPUTS_MAX);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "a livelock")]
+    fn one_output_past_the_bound_is_a_livelock() {
+        let mut n = TURN_OUTPUTS_MAX;
+        count_turn_output(&mut n, "test");
+    }
+}

@@ -285,8 +285,10 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
     /// Executes every output; then feeds what execution itself produced,
     /// one input at a time, draining after each.
     fn drain(&mut self) {
+        let mut n = 0;
         loop {
             while let Some(o) = self.node.poll_output() {
+                crate::count_turn_output(&mut n, "client");
                 self.execute(o);
             }
             let Some(input) = self.later.pop_front() else {

@@ -156,7 +156,9 @@ impl<R: TrackerIo, C: Now, P: Pins> Core<R, C, P> {
     }
 
     fn drain(&mut self) {
+        let mut n = 0;
         while let Some(o) = self.tracker.poll_output() {
+            crate::count_turn_output(&mut n, "tracker");
             self.execute(o);
         }
     }
