@@ -1,13 +1,14 @@
 //! Download progress for a person or a log: indicatif bars when the
 //! output is a terminal, else plain lines every 10% and at the end
-//! ([`cli::TenPercent`]), never escape sequences into a pipe or a file.
+//! ([`present::TenPercent`]), never escape sequences into a pipe or a
+//! file. The renderer only: every word comes from [`present`].
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use p2p_state::client::node::DownloadLine;
-use runtime_common::cli;
+use runtime_common::present;
 
 /// Where progress goes.
 #[derive(Clone, Copy)]
@@ -19,7 +20,7 @@ pub enum Out {
 pub struct Progress {
     out: Out,
     bars: Option<(MultiProgress, BTreeMap<u64, ProgressBar>)>,
-    plain: cli::TenPercent,
+    plain: present::TenPercent,
 }
 
 impl Progress {
@@ -38,7 +39,7 @@ impl Progress {
         Progress {
             out,
             bars,
-            plain: cli::TenPercent::default(),
+            plain: present::TenPercent::default(),
         }
     }
 
@@ -59,7 +60,7 @@ impl Progress {
             let bar = bars.entry(l.dl).or_insert_with(|| {
                 let b = multi.add(ProgressBar::new(0));
                 b.set_style(
-                    ProgressStyle::with_template("{bar:30} {msg}")
+                    ProgressStyle::with_template(present::DOWNLOAD_BAR_TEMPLATE)
                         .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
                 b
@@ -68,7 +69,7 @@ impl Progress {
                 bar.set_length(p.bytes_total);
                 bar.set_position(p.bytes_done);
             }
-            bar.set_message(cli::format_download(l));
+            bar.set_message(present::format_download(l));
         }
     }
 

@@ -134,8 +134,8 @@ impl Client {
 fn console_lines(rx: &Receiver<TrackerEvent>) -> Vec<String> {
     let until = Instant::now() + Duration::from_secs(10);
     while let Ok(e) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-        if let TrackerEvent::Console(lines) = e {
-            return lines;
+        if let TrackerEvent::Console(answer) = e {
+            return runtime_common::present::console_lines(&answer);
         }
     }
     panic!("no console answer");

@@ -9,7 +9,9 @@
 //! - [`listen`]: where a tracker listens (its line, or `--listen`);
 //! - [`log_limit`]: rate-limited log lines for what remote peers cause
 //!   (refused connections and handshakes);
-//! - [`cli`]: the client's command language and the text it prints;
+//! - [`cli`]: the client's command language (parsing, password lines);
+//! - [`present`]: every line the user reads on the console (answers,
+//!   download lines, progress, news, the tracker's console);
 //! - [`private`]: data directories that hold secrets (0700, files 0600,
 //!   loose modes tightened at start);
 //! - [`storage`]: the tracker's data directory (op log, snapshots,
@@ -30,6 +32,7 @@ pub mod fds;
 pub mod known_trackers;
 pub mod listen;
 pub mod log_limit;
+pub mod present;
 pub mod private;
 pub mod runtime;
 pub mod storage;

@@ -11,7 +11,7 @@
 //!   executor's threads.
 //!
 //! What both runtimes share lives in `runtime-common` and is re-exported
-//! here: [`clock`], [`tracker_info`], [`cli`], [`storage`].
+//! here: [`clock`], [`tracker_info`], [`cli`], [`present`], [`storage`].
 
 pub mod client;
 pub mod conn;
@@ -19,4 +19,4 @@ pub mod exec;
 pub mod tracker;
 
 pub use runtime_common::{Clock, TrackerInfo, TrackerInfoError};
-pub use runtime_common::{cli, clock, storage, tracker_info};
+pub use runtime_common::{cli, clock, present, storage, tracker_info};

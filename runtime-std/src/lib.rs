@@ -8,7 +8,7 @@
 //! - [`wait`]: the machine loops' wait (channel or deadline).
 //!
 //! What both runtimes share lives in `runtime-common` and is re-exported
-//! here: [`clock`], [`tracker_info`], [`cli`], [`storage`].
+//! here: [`clock`], [`tracker_info`], [`cli`], [`present`], [`storage`].
 
 pub mod client;
 pub mod conn;
@@ -16,4 +16,4 @@ pub mod tracker;
 pub mod wait;
 
 pub use runtime_common::{Clock, TrackerInfo, TrackerInfoError};
-pub use runtime_common::{cli, clock, storage, tracker_info};
+pub use runtime_common::{cli, clock, present, storage, tracker_info};

@@ -41,6 +41,7 @@ use runtime::Runtime;
 use runtime_common::TrackerInfo;
 use runtime_common::cli::{self, CliCommand};
 use runtime_common::client::{self, ClientHandle, ClientOptions, command};
+use runtime_common::present;
 use runtime_common::tls::Identity;
 use runtime_common::web::{
     self,
@@ -54,7 +55,7 @@ use tracing_subscriber::EnvFilter;
 type Rate = Option<u64>;
 
 use bins::runtime;
-use bins::{history, news, progress};
+use bins::{history, progress};
 
 #[derive(Parser)]
 #[command(version, about = "A client of the p2p group file-sharing system")]
@@ -254,20 +255,17 @@ fn run(args: Args) -> Result<bool, String> {
         None => None,
     };
     let ok = if interactive {
-        println!("fingerprint: {}", identity.key_id());
-        println!(
-            "p2p-share client; seeder listening on {}; type help for commands",
-            handle.seeder_addr()
-        );
+        println!("{}", present::fingerprint(&identity.key_id()));
+        println!("{}", present::client_banner(handle.seeder_addr()));
         if let Some(w) = &web {
-            println!("web dashboard: {}", w.url());
+            println!("{}", present::web_dashboard(&w.url()));
         }
         interactive_loop(&handle, &watch, lines, &history)?
     } else {
         // Not on stdout: scripts read command results there.
-        eprintln!("fingerprint: {}", identity.key_id());
+        eprintln!("{}", present::fingerprint(&identity.key_id()));
         if let Some(w) = &web {
-            eprintln!("web dashboard: {}", w.url());
+            eprintln!("{}", present::web_dashboard(&w.url()));
         }
         print_lines(lines, |line| eprintln!("{line}"));
         command_loop(&handle, &watch)
@@ -289,9 +287,7 @@ fn web_addr(s: &str) -> Result<SocketAddr, String> {
         }
     };
     if !addr.ip().is_loopback() {
-        eprintln!(
-            "warning: the web dashboard listens on {addr}, beyond this host: anyone who can reach it and learns the token controls this client (plain HTTP)"
-        );
+        eprintln!("{}", present::web_beyond_host(addr));
     }
     Ok(addr)
 }
@@ -306,7 +302,7 @@ fn forward_events(
     std::thread::spawn(move || {
         for e in events {
             watch.on_client_event(&e);
-            if let Some(line) = news::event_line(&e) {
+            if let Some(line) = present::event_line(&e) {
                 let _ = lines.send(line);
             }
         }
@@ -355,7 +351,7 @@ fn interactive_loop(
                     }
                 }
             }
-            Err(ReadlineError::Interrupted) => println!("(type exit to leave)"),
+            Err(ReadlineError::Interrupted) => println!("{}", present::INTERRUPTED),
             Err(_) => break,
         }
     }
@@ -366,13 +362,11 @@ fn interactive_loop(
 /// Asks for a password on the terminal without echo; a new user's twice.
 fn ask_password(user: &p2p_proto::UserName, create: bool) -> Result<String, String> {
     let err = |e: std::io::Error| format!("cannot read the password from the terminal: {e}");
-    let pw = rpassword::prompt_password(format!("password for {user}: ")).map_err(err)?;
+    let pw = rpassword::prompt_password(present::password_prompt(user)).map_err(err)?;
     if create {
-        let again = rpassword::prompt_password("the same password again: ").map_err(err)?;
+        let again = rpassword::prompt_password(present::PASSWORD_AGAIN).map_err(err)?;
         if again != pw {
-            return Err(
-                "the two passwords differ; nothing was sent (run create_user again)".into(),
-            );
+            return Err(present::PASSWORDS_DIFFER.into());
         }
     }
     Ok(pw)
@@ -425,7 +419,7 @@ fn execute(
         CliCommand::Nothing => return Ok(Flow::Continue),
         CliCommand::Exit => return Ok(Flow::Exit),
         CliCommand::Help => {
-            print!("{}", cli::help());
+            print!("{}", present::help());
             return Ok(Flow::Continue);
         }
         CliCommand::WaitDownloads { seconds } => {
@@ -455,10 +449,8 @@ fn hash_with_progress(path: &Path) -> std::io::Result<p2p_proto::FileMeta> {
         return client::hash_file(path, PIECE_LEN);
     }
     let bar = indicatif::ProgressBar::new(size).with_style(
-        indicatif::ProgressStyle::with_template(
-            "hashing {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(present::HASH_BAR_TEMPLATE)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let meta = client::hash_file_with_progress(path, PIECE_LEN, &|n| bar.set_position(n));
     bar.finish_and_clear();
@@ -475,19 +467,12 @@ fn wait_downloads(handle: &ClientHandle, seconds: Option<u64>) -> Result<(), Str
         }
         if st.downloads_ended {
             shown.finish();
-            return match st.failed.is_empty() {
-                true => {
-                    println!("all downloads ended");
-                    Ok(())
-                }
-                false => Err(format!("downloads failed: {}", st.failed.join(", "))),
-            };
+            let ended = present::downloads_ended(&st.failed)?;
+            println!("{ended}");
+            return Ok(());
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(format!(
-                "downloads still running after {} s",
-                seconds.unwrap_or(0)
-            ));
+            return Err(present::downloads_still_running(seconds.unwrap_or(0)));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -500,18 +485,14 @@ fn serve(handle: &ClientHandle) -> Result<(), String> {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| format!("cannot catch signals: {e}"))?;
     }
-    println!("serving until interrupted");
+    println!("{}", present::SERVING);
     let _ = std::io::stdout().flush();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let status = handle.status();
     if let Some(s) = &status {
-        println!(
-            "served {} pieces ({})",
-            s.served_pieces,
-            cli::bytes(s.served_bytes)
-        );
+        println!("{}", present::served(s.served_pieces, s.served_bytes));
     }
     if status.is_some_and(|s| s.logged_in) {
         let _ = handle.run(Command::Tracker(Request::Logout));

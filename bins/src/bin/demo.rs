@@ -21,9 +21,9 @@ use p2p_state::client::node::{Command, CommandOk};
 use p2p_state::tracker::node::NodeConfig;
 use p2p_state::tracker::state::TrackerConfig;
 use runtime::Runtime;
-use runtime_common::cli;
 use runtime_common::client::{self, ClientHandle, ClientOptions};
 use runtime_common::tracker::TrackerOptions;
+use runtime_common::{cli, present};
 
 use bins::progress;
 use bins::runtime;
@@ -89,7 +89,7 @@ fn run(args: &Args) -> Result<(), String> {
         };
         let sink = Box::new(move |e: &p2p_state::tracker::node::TrackerEvent| {
             if let p2p_state::tracker::node::TrackerEvent::ConnectedToTracker { tracker } = e {
-                println!("tracker {id}: Connected to peer tracker {tracker}");
+                println!("tracker {id}: {}", present::connected_to_tracker(*tracker));
             }
         });
         let t = args.runtime.start_tracker(opts, sink);
@@ -194,7 +194,7 @@ fn run(args: &Args) -> Result<(), String> {
         };
         println!(
             "{n}: {} (hashed in {:.2} s)",
-            cli::format_ok(&cmd, &ok),
+            present::format_ok(&cmd, &ok),
             hashed.as_secs_f64()
         );
     }
@@ -229,11 +229,7 @@ fn run(args: &Args) -> Result<(), String> {
     );
     for (c, n) in [(alice, "alice"), (bob, "bob")] {
         let st = c.status().ok_or("client stopped")?;
-        println!(
-            "{n} served {} pieces ({})",
-            st.served_pieces,
-            cli::bytes(st.served_bytes)
-        );
+        println!("{n} {}", present::served(st.served_pieces, st.served_bytes));
     }
     if got != data_hash {
         return Err("the downloaded file differs from the original".into());
@@ -273,7 +269,7 @@ fn say(c: &ClientHandle, name: &str, req: Request) -> Result<(), String> {
     let cmd = cli::CliCommand::Tracker(req.clone());
     match c.run(Command::Tracker(req)) {
         Ok(ok) => {
-            for line in cli::format_ok(&cmd, &ok).lines() {
+            for line in present::format_ok(&cmd, &ok).lines() {
                 println!("{name}: {line}");
             }
             Ok(())
@@ -301,7 +297,10 @@ fn progress(c: &ClientHandle, max: Duration) -> Result<(), String> {
             shown.finish();
             return match st.failed.is_empty() {
                 true => Ok(()),
-                false => Err(format!("download failed: {}", st.failed.join(", "))),
+                false => Err(format!(
+                    "download failed: {}",
+                    present::download_names(&st.failed)
+                )),
             };
         }
         if start.elapsed() > max {

@@ -35,6 +35,7 @@ use runtime::Runtime;
 use runtime_common::TrackerInfo;
 use runtime_common::known_trackers::{KnownTrackers, tracker_keys};
 use runtime_common::listen::{ListenChoice, tracker_listen};
+use runtime_common::present;
 use runtime_common::tls::Identity;
 use runtime_common::tracker::{EventSink, TrackerControl, TrackerOptions};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -161,7 +162,7 @@ fn run(args: Args) -> Result<(), String> {
         println!("{}", identity.key_id());
         return Ok(());
     }
-    println!("fingerprint: {}", identity.key_id());
+    println!("{}", present::fingerprint(&identity.key_id()));
     let known = KnownTrackers::load(&data_dir).map_err(|e| e.to_string())?;
     let keys = tracker_keys(&info, &args.tracker_info, &known).map_err(|e| e.to_string())?;
     let (listener, how) = tracker_listen(addr, args.listen, TcpListener::bind)
@@ -209,10 +210,10 @@ fn stdout_sink() -> EventSink {
         // A closed stdout must not stop the tracker: write errors are ignored.
         match e {
             TrackerEvent::ConnectedToTracker { tracker } => {
-                let _ = writeln!(out, "Connected to peer tracker {tracker}");
+                let _ = writeln!(out, "{}", present::connected_to_tracker(*tracker));
             }
-            TrackerEvent::Console(lines) => {
-                for l in lines {
+            TrackerEvent::Console(answer) => {
+                for l in present::console_lines(answer) {
                     let _ = writeln!(out, "{l}");
                 }
             }
@@ -241,9 +242,7 @@ fn spawn_console(ctl: TrackerControl) {
                     "conflicts" => {
                         ctl.console(ConsoleCmd::Conflicts);
                     }
-                    other => eprintln!(
-                        "error: unknown command {other:?} (commands: status, conflicts, quit)"
-                    ),
+                    other => eprintln!("error: {}", present::unknown_console_command(other)),
                 }
             }
             tracing::debug!("console input ended; the tracker keeps running");

@@ -1,6 +1,6 @@
 //! The client's command language: parsing a line into a command, and the
-//! text the user sees for each answer. Pure functions, shared by every
-//! runtime.
+//! lines that carry a password. Pure functions, shared by every runtime;
+//! the text the user sees for an answer is [`crate::present`]'s.
 //!
 //! Command names and argument orders are the seed's. Arguments are split
 //! like a shell does (`shell-words`), so a file name with spaces can be
@@ -12,16 +12,10 @@
 //! [`carries_password`] holds is never kept in a history.
 //!
 //! - `parse.rs`: [`CliCommand`], [`parse_line`], [`parse_rate`], [`USAGE`];
-//! - `password.rs`: lines with a password ([`carries_password`]);
-//! - `format.rs`: the answer to a command ([`format_ok`], [`bytes`]);
-//! - `progress.rs`: download lines, ETA and [`TenPercent`].
+//! - `password.rs`: lines with a password ([`carries_password`]).
 
-mod format;
 mod parse;
 mod password;
-mod progress;
 
-pub use format::{bytes, format_ok, format_rate, format_rates};
-pub use parse::{CliCommand, USAGE, help, parse_line, parse_rate};
+pub use parse::{CliCommand, USAGE, parse_line, parse_rate};
 pub use password::{carries_password, no_password_error, with_password};
-pub use progress::{TenPercent, duration, eta_secs, format_download, format_downloads};

@@ -1,6 +1,7 @@
 //! The line parser: [`CliCommand`], what one line of user input means,
-//! with [`USAGE`] and the help text, and the rate syntax ([`parse_rate`])
-//! shared with the client's flags.
+//! with [`USAGE`] (the command table that usage errors and `help` are
+//! made from), and the rate syntax ([`parse_rate`]) shared with the
+//! client's flags.
 
 use std::path::PathBuf;
 
@@ -313,16 +314,6 @@ pub fn parse_line(line: &str) -> Result<CliCommand, String> {
         "help" => CliCommand::Help,
         other => return Err(usage(other)),
     })
-}
-
-/// The help text.
-pub fn help() -> String {
-    let mut s = String::from("commands:\n");
-    for (c, args) in USAGE {
-        s.push_str(&format!("  {c} {args}\n"));
-    }
-    s.push_str("  (typed without the password, login and create_user ask for it without echo)\n");
-    s
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ pub fn run(
         },
         other => other,
     };
-    let text = cli::format_ok(&cmd, &ok);
+    let text = crate::present::format_ok(&cmd, &ok);
     Ok(Ran { cmd, ok, text })
 }
 

@@ -20,7 +20,8 @@ use super::{HandleMsg, HandleParts, Paths};
 #[derive(Debug, Clone)]
 pub struct Status {
     pub downloads_ended: bool,
-    pub failed: Vec<String>,
+    /// The failed downloads, by group and file.
+    pub failed: Vec<(GroupName, p2p_proto::FileName)>,
     pub logged_in: bool,
     /// Pieces and bytes this client's seeder has served.
     pub served_pieces: u64,

@@ -7,8 +7,8 @@ use p2p_state::download::DownloadState;
 use serde_json::{Value, json};
 
 use super::watch::View;
-use crate::cli;
 use crate::client::Snapshot;
+use crate::present;
 
 /// `GET /api/state`: the local snapshot and the tracker view together.
 pub fn state(s: &Snapshot, v: &View, seeder: std::net::SocketAddr, last_event: u64) -> Value {
@@ -115,7 +115,7 @@ pub fn download(l: &DownloadLine) -> Value {
         "group": l.group.as_str(),
         "file": l.file.as_str(),
         "state": state,
-        "line": cli::format_download(l),
+        "line": present::format_download(l),
     });
     if let Some(e) = &l.error {
         o["error"] = json!(e.to_string());
@@ -129,7 +129,7 @@ pub fn download(l: &DownloadLine) -> Value {
         o["bytes_done"] = json!(p.bytes_done);
         o["bytes_total"] = json!(p.bytes_total);
         o["rate_bps"] = json!(p.rate_bps);
-        o["eta_secs"] = json!(cli::eta_secs(p));
+        o["eta_secs"] = json!(present::eta_secs(p));
         o["waiting"] = json!(p.waiting_reason.as_ref().map(|w| w.to_string()));
         o["pieces"] = json!(
             (0..p.have.len())

@@ -355,9 +355,7 @@ impl Watch {
                 json!({ "group": g.as_str(), "user": u.as_str() }),
             );
             if let Some(n) = &self.notice {
-                n(format!(
-                    "note: {u} asks to join {g} (accept_request {g} {u}, or reject_request {g} {u})"
-                ));
+                n(crate::present::join_request(&g, &u));
             }
         }
         for g in accepted {

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use p2p_state::client::node::DownloadMark;
 use p2p_state::client::session::{ClientError, PENDING_MAX};
 use p2p_state::seeder::{CONNS_MAX, READS_MAX};
 use p2p_state::tracker::repl::Role;
@@ -432,7 +433,7 @@ fn unsettled(w: &World, load: &Workload) -> Option<String> {
             let lines: Vec<_> = m
                 .download_lines(w.cnow(c))
                 .into_iter()
-                .filter(|l| l.mark() == "[D]")
+                .filter(|l| l.state() == DownloadMark::Downloading)
                 .map(|l| format!("{}/{} {:?}", l.group, l.file, l.progress))
                 .collect();
             return Some(format!("c{c} downloads still running: {lines:?}"));

@@ -3,7 +3,7 @@
 
 use crate::world::World;
 use p2p_proto::{FileName, GroupName, Password, Reply, Request, UserName};
-use p2p_state::client::node::{ClientEvent, Command, CommandOk};
+use p2p_state::client::node::{ClientEvent, Command, CommandOk, DownloadMark};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -130,7 +130,7 @@ fn walkthrough_two_seeders_one_leecher() {
     let CommandOk::Downloads(lines) = ok(w.cmd(2, Command::ShowDownloads)) else {
         panic!()
     };
-    assert_eq!(lines[0].mark(), "[C]");
+    assert_eq!(lines[0].state(), DownloadMark::Complete);
     // The leecher is now a full source too (once its last announce landed).
     w.run(1000);
     let CommandOk::Reply(Reply::Files(files)) =

@@ -73,8 +73,9 @@ impl ClientNode {
         any
     }
 
-    /// Every download ended (for `wait_downloads`); failures listed.
-    pub fn downloads_ended(&self) -> (bool, Vec<String>) {
+    /// Every download ended (for `wait_downloads`); the failed ones
+    /// listed by group and file.
+    pub fn downloads_ended(&self) -> (bool, Vec<(GroupName, FileName)>) {
         let mut all = true;
         let mut failed = Vec::new();
         for d in self.downloads.values() {
@@ -85,7 +86,7 @@ impl ClientNode {
             };
             match mark {
                 DownloadMark::Downloading => all = false,
-                DownloadMark::Failed => failed.push(format!("[{}] {}", d.group, d.file)),
+                DownloadMark::Failed => failed.push((d.group.clone(), d.file.clone())),
                 DownloadMark::Complete => {}
             }
         }

@@ -119,7 +119,8 @@ pub struct DownloadLine {
     pub error: Option<Text>,
 }
 
-/// Where a download stands, as `show_downloads` marks it.
+/// Where a download stands, as `show_downloads` marks it (the marks'
+/// text is the driver's: `runtime_common::present::downloads`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DownloadMark {
     /// `[D]`: getting the metadata, preparing or fetching pieces.
@@ -138,15 +139,6 @@ impl DownloadMark {
             _ => DownloadMark::Downloading,
         }
     }
-
-    /// `[D]`, `[C]` or `[F]`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DownloadMark::Downloading => "[D]",
-            DownloadMark::Complete => "[C]",
-            DownloadMark::Failed => "[F]",
-        }
-    }
 }
 
 impl DownloadLine {
@@ -155,11 +147,6 @@ impl DownloadLine {
             self.error.as_ref(),
             self.progress.as_ref().map(|p| &p.state),
         )
-    }
-
-    /// `[D]`, `[C]` or `[F]`.
-    pub fn mark(&self) -> &'static str {
-        self.state().as_str()
     }
 }
 

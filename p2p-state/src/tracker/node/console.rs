@@ -1,58 +1,21 @@
 //! The operator's console: `status` (this tracker's replication status)
-//! and `conflicts` (the replicated conflict log), as lines for the driver
-//! to print.
+//! and `conflicts` (the replicated conflict log), answered as a typed
+//! [`ConsoleAnswer`] for the driver to present.
 
 use super::*;
 
 impl Tracker {
     pub(super) fn on_console(&mut self, cmd: ConsoleCmd) {
-        let lines = match cmd {
-            ConsoleCmd::Status => {
-                let s = self.repl.get().status();
-                let role = if self.is_primary() {
-                    "primary"
-                } else {
-                    "backup"
-                };
-                vec![
-                    format!(
-                        "tracker {} ({role}), epoch {} (primary {}), log {}:{}, applied {}, {}",
-                        s.id,
-                        s.epoch,
-                        s.primary
-                            .map(|p| p.to_string())
-                            .unwrap_or_else(|| "none".into()),
-                        s.last.epoch,
-                        s.last.index,
-                        s.applied,
-                        if s.in_sync { "in sync" } else { "not in sync" }
-                    ),
-                    format!("state digest {}", s.digest),
-                    format!(
-                        "trackers connected: {:?}",
-                        self.tracker_conns.keys().map(|t| t.0).collect::<Vec<_>>()
-                    ),
-                ]
-            }
+        let answer = match cmd {
+            ConsoleCmd::Status => ConsoleAnswer::Status {
+                status: self.repl.get().status(),
+                primary: self.is_primary(),
+                trackers: self.tracker_conns.keys().copied().collect(),
+            },
             ConsoleCmd::Conflicts => {
-                let mut v: Vec<String> = self
-                    .repl
-                    .get()
-                    .state()
-                    .conflicts()
-                    .map(|c| {
-                        format!(
-                            "conflict: {:?} at {} ms: {}",
-                            c.op.kind, c.op.at_ms, c.reason
-                        )
-                    })
-                    .collect();
-                if v.is_empty() {
-                    v.push("no conflicts recorded".into());
-                }
-                v
+                ConsoleAnswer::Conflicts(self.repl.get().state().conflicts().cloned().collect())
             }
         };
-        self.event(TrackerEvent::Console(lines));
+        self.event(TrackerEvent::Console(answer));
     }
 }

@@ -138,6 +138,22 @@ pub enum ConsoleCmd {
     Conflicts,
 }
 
+/// A console command's answer, typed: the driver's presentation turns it
+/// into lines (`runtime_common::present::tracker`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConsoleAnswer {
+    /// `status`: this tracker's replication status.
+    Status {
+        status: p2p_proto::TrackerStatus,
+        /// This tracker is the primary.
+        primary: bool,
+        /// The peer trackers connected, by id.
+        trackers: Vec<TrackerId>,
+    },
+    /// `conflicts`: the replicated conflict log, oldest first.
+    Conflicts(Vec<crate::tracker::state::Conflict>),
+}
+
 /// A message to put on a connection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
@@ -219,8 +235,8 @@ pub enum TrackerEvent {
         error: String,
     },
     Repl(ReplEvent),
-    /// Text for the console, one line each.
-    Console(Vec<String>),
+    /// A console command's answer.
+    Console(ConsoleAnswer),
 }
 
 /// The node's own deadlines (replication keeps its own table); the key is

@@ -90,8 +90,8 @@ pub use super::login_guard::{
 pub use super::storage::{OnDisk, Persist};
 pub use auth::{KeyRefused, Mismatch, SESSION_SWEEP};
 pub use interface::{
-    CLIENT_CONNS_MAX, CLIENT_IDLE_TIMEOUT, CONNS_PER_ADDR_MAX, ConsoleCmd, FRAME_TIMEOUT, Input,
-    NodeConfig, NodeTimer, Outgoing, Output, TrackerEvent, TrackerTimer,
+    CLIENT_CONNS_MAX, CLIENT_IDLE_TIMEOUT, CONNS_PER_ADDR_MAX, ConsoleAnswer, ConsoleCmd,
+    FRAME_TIMEOUT, Input, NodeConfig, NodeTimer, Outgoing, Output, TrackerEvent, TrackerTimer,
 };
 pub use push::{
     PEERS_PER_PUSH, PUSH_INTERVAL, PUSH_SUBSCRIPTION_TTL, PUSH_SUBSCRIPTIONS_PER_CONN_MAX,

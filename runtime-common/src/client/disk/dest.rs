@@ -43,8 +43,8 @@ pub enum DestError {
     #[error(
         "not enough free space in {}: the file needs {} more, {} are free; free some space or choose another destination",
         dir.display(),
-        crate::cli::bytes(*need),
-        crate::cli::bytes(*free)
+        crate::present::bytes(*need),
+        crate::present::bytes(*free)
     )]
     NoSpace { dir: PathBuf, need: u64, free: u64 },
     #[error("{} has no file name; name the file to write", path.display())]

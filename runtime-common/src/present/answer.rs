@@ -1,26 +1,21 @@
 //! The text the user sees for a command's answer: tracker replies,
-//! listings, rate limits, and human-readable sizes ([`bytes`]).
+//! listings, rate limits, and `help`.
 
 use p2p_proto::{FileSummary, GroupSummary, Reply, Request, UserName};
 use p2p_state::client::node::{CommandOk, RateLimit, Rates};
 
-use super::parse::CliCommand;
-use super::progress::format_downloads;
+use super::downloads::{download_name, format_downloads};
+use super::units::bytes;
+use crate::cli::{CliCommand, USAGE};
 
-/// Human-readable bytes (KiB, MiB, GiB with one decimal).
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
+/// The help text: every command with its arguments.
+pub fn help() -> String {
+    let mut s = String::from("commands:\n");
+    for (c, args) in USAGE {
+        s.push_str(&format!("  {c} {args}\n"));
     }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    s.push_str("  (typed without the password, login and create_user ask for it without echo)\n");
+    s
 }
 
 /// What the user sees when a command succeeded.
@@ -31,7 +26,8 @@ pub fn format_ok(cmd: &CliCommand, ok: &CommandOk) -> String {
             CliCommand::Download {
                 group, file, dest, ..
             } => format!(
-                "downloading [{group}] {file} to {} in the background (show_downloads shows progress)",
+                "downloading {} to {} in the background (show_downloads shows progress)",
+                download_name(group, file),
                 dest.display()
             ),
             _ => "started".into(),
@@ -255,9 +251,9 @@ mod tests {
     }
 
     #[test]
-    fn sizes_read_well() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 << 30), "3.0 GiB");
+    fn help_lists_every_command() {
+        let h = help();
+        assert!(h.starts_with("commands:\n  create_user <user> [password]\n"));
+        assert!(USAGE.iter().all(|(c, _)| h.contains(&format!("  {c} "))));
     }
 }

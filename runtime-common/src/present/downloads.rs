@@ -1,11 +1,50 @@
-//! Download progress as text: the `show_downloads` lines (percent, rate,
-//! ETA, what each peer gave) and when plain progress lines are due
-//! ([`TenPercent`]).
+//! Downloads as text: the marks (`[D]`, `[C]`, `[F]`), the
+//! `show_downloads` lines (percent, rate, ETA, what each peer gave), when
+//! plain progress lines are due ([`TenPercent`]), and what
+//! `wait_downloads` says when they end.
 
-use p2p_state::client::node::DownloadLine;
+use p2p_proto::{FileName, GroupName};
+use p2p_state::client::node::{DownloadLine, DownloadMark};
 use p2p_state::download::{DownloadState, Progress};
 
-use super::format::bytes;
+use super::units::{bytes, duration};
+
+/// `[D]` (downloading), `[C]` (complete) or `[F]` (failed).
+pub fn mark(m: DownloadMark) -> &'static str {
+    match m {
+        DownloadMark::Downloading => "[D]",
+        DownloadMark::Complete => "[C]",
+        DownloadMark::Failed => "[F]",
+    }
+}
+
+/// A download as every line names it: `[group] file`.
+pub fn download_name(group: &GroupName, file: &FileName) -> String {
+    format!("[{group}] {file}")
+}
+
+/// The failed downloads, `[g] a, [g] b`.
+pub fn download_names(failed: &[(GroupName, FileName)]) -> String {
+    failed
+        .iter()
+        .map(|(g, f)| download_name(g, f))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What `wait_downloads` answers: `Ok` (every download complete) or the
+/// error naming the failed ones.
+pub fn downloads_ended(failed: &[(GroupName, FileName)]) -> Result<String, String> {
+    match failed.is_empty() {
+        true => Ok("all downloads ended".into()),
+        false => Err(format!("downloads failed: {}", download_names(failed))),
+    }
+}
+
+/// `wait_downloads <seconds>` gave up.
+pub fn downloads_still_running(seconds: u64) -> String {
+    format!("downloads still running after {seconds} s")
+}
 
 /// `show_downloads`: one line per download.
 pub fn format_downloads(lines: &[DownloadLine]) -> String {
@@ -20,7 +59,7 @@ pub fn format_downloads(lines: &[DownloadLine]) -> String {
 }
 
 pub fn format_download(l: &DownloadLine) -> String {
-    let head = format!("{} [{}] {}", l.mark(), l.group, l.file);
+    let head = format!("{} {}", mark(l.state()), download_name(&l.group, &l.file));
     if let Some(e) = &l.error {
         return format!("{head}  failed: {e}");
     }
@@ -55,6 +94,10 @@ pub fn format_download(l: &DownloadLine) -> String {
     }
 }
 
+/// The template of a download's progress bar on a terminal (indicatif's
+/// syntax): the bar, then the download's [`format_download`] line.
+pub const DOWNLOAD_BAR_TEMPLATE: &str = "{bar:30} {msg}";
+
 /// When plain progress lines are printed (output that is not a
 /// terminal): each time a download crosses another tenth, and once at its
 /// end. Pure; the caller prints what [`TenPercent::step`] returns.
@@ -67,7 +110,7 @@ pub struct TenPercent {
 impl TenPercent {
     /// The line to print for this state of `l`, if any.
     pub fn step(&mut self, l: &DownloadLine) -> Option<String> {
-        let ended = l.state() != p2p_state::client::node::DownloadMark::Downloading;
+        let ended = l.state() != DownloadMark::Downloading;
         let tenth = match &l.progress {
             Some(p) if p.bytes_total > 0 => p.bytes_done * 10 / p.bytes_total,
             Some(_) => 10,
@@ -94,15 +137,6 @@ pub fn eta_secs(p: &Progress) -> Option<u64> {
     )
 }
 
-/// `1m05s`, `2h03m`, `42s`.
-pub fn duration(secs: u64) -> String {
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
-        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
 /// What each peer gave: `[alice 12, bob 30]` (pieces), peers that gave
 /// nothing yet left out.
 fn per_peer(p: &Progress) -> String {
@@ -121,7 +155,7 @@ fn per_peer(p: &Progress) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2p_proto::{FileName, GroupName, UserName};
+    use p2p_proto::UserName;
 
     /// `show_downloads` shows the ETA and what each peer gave.
     #[test]
@@ -165,8 +199,6 @@ mod tests {
         );
         let idle = Progress { rate_bps: 0, ..p };
         assert_eq!(eta_secs(&idle), None);
-        assert_eq!(duration(65), "1m05s");
-        assert_eq!(duration(7380), "2h03m");
     }
 
     /// Plain progress: a line per tenth crossed and one at the end, none
@@ -202,5 +234,27 @@ mod tests {
         assert_eq!(printed, [10, 20, 45, 99]);
         assert!(t.step(&line(100, DownloadState::Complete)).is_some());
         assert!(t.step(&line(100, DownloadState::Complete)).is_none());
+    }
+
+    /// The marks and what `wait_downloads` says at the end.
+    #[test]
+    fn marks_and_the_end_of_downloads() {
+        assert_eq!(mark(DownloadMark::Downloading), "[D]");
+        assert_eq!(mark(DownloadMark::Complete), "[C]");
+        assert_eq!(mark(DownloadMark::Failed), "[F]");
+        assert_eq!(downloads_ended(&[]), Ok("all downloads ended".into()));
+        let g = GroupName::new("g").unwrap();
+        let failed = [
+            (g.clone(), FileName::new("a").unwrap()),
+            (g, FileName::new("b c").unwrap()),
+        ];
+        assert_eq!(
+            downloads_ended(&failed),
+            Err("downloads failed: [g] a, [g] b c".into())
+        );
+        assert_eq!(
+            downloads_still_running(5),
+            "downloads still running after 5 s"
+        );
     }
 }
