@@ -120,7 +120,7 @@ pub struct DownloadLine {
 }
 
 /// Where a download stands, as `show_downloads` marks it (the marks'
-/// text is the driver's: `runtime_common::present::downloads`).
+/// text is the driver's: `runtime_common::present::mark`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DownloadMark {
     /// `[D]`: getting the metadata, preparing or fetching pieces.

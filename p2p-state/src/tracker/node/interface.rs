@@ -139,7 +139,7 @@ pub enum ConsoleCmd {
 }
 
 /// A console command's answer, typed: the driver's presentation turns it
-/// into lines (`runtime_common::present::tracker`).
+/// into lines (`runtime_common::present::console_lines`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConsoleAnswer {
     /// `status`: this tracker's replication status.
