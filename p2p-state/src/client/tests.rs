@@ -205,8 +205,9 @@ fn a_seeder_address_answered_by_another_key_hears_nothing() {
     let out = drain(&mut n);
     assert_eq!(out, vec![Output::PeerClose { conn }], "nothing sent");
     let lines = n.download_lines(T0);
-    let why = lines[0].progress.as_ref().unwrap().to_string();
-    assert!(why.contains(&peer.to_string()), "{why}");
+    let p = lines[0].progress.as_ref().unwrap();
+    let why = p.waiting_reason.as_ref().map(|w| w.to_string());
+    assert!(why.is_some_and(|w| w.contains(&peer.to_string())), "{p:?}");
 }
 
 #[test]

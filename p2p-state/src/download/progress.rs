@@ -1,6 +1,9 @@
-//! What `show_downloads` prints: [`Progress`] (a snapshot built by
+//! What `show_downloads` shows, typed: [`Progress`] (a snapshot built by
 //! `Download::progress`), the [`DownloadState`], the [`WaitingReason`] a
-//! stalled download gives, and the windowed [`RateMeter`].
+//! stalled download gives, and the windowed [`RateMeter`]. Its line is
+//! worded by the driver (`runtime_common::present::format_download`);
+//! the waiting reason's and the peer problem's `Display` stay here, as
+//! they are part of `DownloadError::Stalled`'s text.
 
 use std::fmt;
 
@@ -166,33 +169,6 @@ pub struct PeerProgress {
 /// with nothing in flight (the disk holding pieces back, a peer's answer
 /// just in), and a reason read at such an instant was wrong (issue 19).
 pub const WAITING_WINDOW: Duration = Duration(3_000);
-
-impl fmt::Display for Progress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pct = (self.bytes_done * 100)
-            .checked_div(self.bytes_total)
-            .unwrap_or(100);
-        match &self.state {
-            DownloadState::Downloading => f.write_str("downloading")?,
-            DownloadState::Complete => f.write_str("complete")?,
-            DownloadState::Failed(e) => write!(f, "failed: {e}")?,
-        }
-        write!(
-            f,
-            ", {}/{} pieces ({pct}%), {} of {} bytes, {} KiB/s, {} peer(s) in use",
-            self.pieces_done,
-            self.pieces_total,
-            self.bytes_done,
-            self.bytes_total,
-            self.rate_bps / 1024,
-            self.peers_in_use
-        )?;
-        if let Some(w) = &self.waiting_reason {
-            write!(f, "; {w}")?;
-        }
-        Ok(())
-    }
-}
 
 /// Length of one rate bucket.
 const RATE_BUCKET_MS: u64 = 1000;
