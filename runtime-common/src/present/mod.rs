@@ -30,7 +30,12 @@
 //! - log lines (`tracing`) are the drivers' (`tracker/log.rs`,
 //!   [`crate::log_limit`]): they are for operators' logs, not the console;
 //! - the dashboard's JSON (`web/json.rs`) is data, not text, though it
-//!   carries [`format_download`]'s line for each download.
+//!   carries [`format_download`]'s line for each download;
+//! - a binary's one-off lines: a start-up failure's context (`cannot
+//!   start the client: ...`), clap's usage, and the demo's narration
+//!   (`bins/src/bin/demo.rs`, a script's story told once); the demo words
+//!   every line it shares with the client here (answers, progress,
+//!   `served`, the tracker's `Connected` line).
 //!
 //! The state machines (`p2p-state`) make no text for the console: they
 //! give typed values (`DownloadMark`, `ConsoleAnswer`, events) and this
