@@ -87,7 +87,7 @@ pub const COLD_SETTLE: Duration = Duration::from_secs(4);
 
 /// Brings free memory into `state` before a timed run that writes `bytes`
 /// to disk; the scratch file of a warm start goes in `dir`.
-pub fn prepare_memory(state: Memory, dir: &Path, bytes: u64) -> Res<()> {
+pub fn set_memory(state: Memory, dir: &Path, bytes: u64) -> Res<()> {
     match state {
         Memory::Cold => std::thread::sleep(COLD_SETTLE),
         Memory::Warm => {

@@ -120,13 +120,13 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
         // The first run of each contender starts on cold memory, the
         // others on warm memory (see `baseline::Memory`).
         let state = if k == 0 { Memory::Cold } else { Memory::Warm };
-        let prepare = || baseline::prepare_memory(state, dir.path(), cx.size);
+        let set_memory = || baseline::set_memory(state, dir.path(), cx.size);
         if let (Ok(c), Ok(n)) = (&cx.tools.curl, cx.nginx) {
             for (fig, tls) in [(&mut https, n.https.as_ref().ok()), (&mut curl, None)] {
                 if fig.is_err() {
                     continue;
                 }
-                prepare()?;
+                set_memory()?;
                 let r = baseline::curl(c, n.port, tls, &name, &dest);
                 let r = r.and_then(|s| match std::fs::metadata(&dest).map(|m| m.len()) {
                     Ok(len) if len == cx.size => Ok(s),
@@ -136,11 +136,11 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
                 push_run(fig, r);
             }
         }
-        prepare()?;
+        set_memory()?;
         push_run(&mut bare, baseline::bare_copy(cx.file, &dest));
         let _ = std::fs::remove_file(&dest);
         if let Ok(v) = &mut p2p {
-            prepare()?;
+            set_memory()?;
             let csv = dir.path().join("trace.csv");
             let trace = (k == 0 && cx.trace.is_some()).then_some(csv.as_path());
             match sw.download(&name, cx.size, &dest, trace) {

@@ -20,7 +20,7 @@ pub use runtime_common::client::{
     ClientHandle, ClientOptions, DISK_WORKERS, Job, Status, hash_file, hash_file_with_progress,
     run_job,
 };
-use runtime_common::client::{Core, Ev, prepare};
+use runtime_common::client::{Core, Ev, setup};
 use runtime_common::runtime::{ClientEffects, peer_accepted};
 
 use crate::conn::{ConnWriter, Listener, Threads, TlsAcceptor};
@@ -29,7 +29,7 @@ use crate::wait::recv_until;
 /// Starts the client: binds the seeder port, loads the share table, starts
 /// the machine thread (which connects to the first tracker).
 pub fn start(opts: ClientOptions) -> io::Result<ClientHandle> {
-    let (p, listener) = prepare(opts)?;
+    let (p, listener) = setup(opts)?;
     let tls = p.tls();
     let (tx, rx) = mpsc::channel();
     let accept_tx = tx.clone();

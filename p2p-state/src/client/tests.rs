@@ -127,25 +127,25 @@ fn answer(n: &mut ClientNode, conn: u64, out: &[Output], reply: Reply) -> Vec<Ou
     drain(n)
 }
 
-/// As [`started_with`], the file prepared (empty): the outputs now hold
+/// As [`started_with`], the destination opened (empty): the outputs now hold
 /// the download's ask for peers.
 fn asking_for_peers(meta: FileMeta) -> (Vec<Output>, ClientNode, u64) {
     let pieces = meta.piece_hashes.len() as u32;
     let (out, mut n, tconn) = started_with(meta);
-    let dl = prepared(&out);
+    let dl = opened_dest(&out);
     let have = p2p_proto::PieceSet::empty(pieces);
     n.handle_input(T0, Input::DestReady { dl, have });
     (drain(&mut n), n, tconn)
 }
 
-/// The download `out` prepares a file for.
-fn prepared(out: &[Output]) -> u64 {
+/// The download `out` opens a destination for.
+fn opened_dest(out: &[Output]) -> u64 {
     out.iter()
         .find_map(|o| match o {
-            Output::PrepareDest { dl, .. } => Some(*dl),
+            Output::OpenDest { dl, .. } => Some(*dl),
             _ => None,
         })
-        .expect("prepares the file")
+        .expect("opens the destination")
 }
 
 /// The peer connection `out` dials.
@@ -214,7 +214,7 @@ fn a_seeder_address_answered_by_another_key_hears_nothing() {
 fn consistent_metadata_starts_the_download() {
     let out = download_with(good_meta());
     assert!(
-        out.iter().any(|o| matches!(o, Output::PrepareDest { .. })),
+        out.iter().any(|o| matches!(o, Output::OpenDest { .. })),
         "{out:?}"
     );
     assert!(out.iter().any(|o| matches!(
@@ -251,7 +251,7 @@ fn metadata_whose_file_hash_does_not_commit_to_the_pieces_is_refused() {
 }
 
 /// Issue 16 §10: asked for one file, a hostile tracker answers with
-/// another's (valid) metadata; nothing is prepared or fetched.
+/// another's (valid) metadata; nothing is opened or fetched.
 #[test]
 fn metadata_of_another_file_is_refused() {
     let other = good_meta();
@@ -298,7 +298,7 @@ fn an_expected_file_hash_must_match() {
     );
     let (out, ..) = asked_for(meta.name.clone(), Some(meta.file_hash), meta.clone());
     assert!(
-        out.iter().any(|o| matches!(o, Output::PrepareDest { .. })),
+        out.iter().any(|o| matches!(o, Output::OpenDest { .. })),
         "the right hash starts it: {out:?}"
     );
 }
@@ -559,7 +559,7 @@ fn requests_of_two_downloads(max_rate: Option<u64>, secs: u64) -> Vec<usize> {
         );
         let out = drain(&mut n);
         let out = answer(&mut n, tconn, &out, Reply::File(meta.clone()));
-        let dl = prepared(&out);
+        let dl = opened_dest(&out);
         let have = PieceSet::empty(PIECES);
         n.handle_input(T0, Input::DestReady { dl, have });
         let out = drain(&mut n);

@@ -4,7 +4,7 @@
 //! too: it keeps the I/O's open part files and share files, never a real
 //! file of its own); executing never blocks and never calls back into the
 //! machine (what execution itself learns goes to the `later` queue, fed
-//! after the drain). Built by [`Core::new`] from [`prepare`], or from
+//! after the drain). Built by [`Core::new`] from [`setup`], or from
 //! [`CoreParts`].
 
 use std::collections::{BTreeMap, VecDeque};
@@ -23,8 +23,8 @@ use p2p_state::seeder::ShareId;
 
 use super::serve::{ShareFile, send_peer_msg};
 use super::{
-    ClientIo, CoreEv, Ev, HandleMsg, HandleParts, Job, JobDone, Paths, Prepared, ShareLine,
-    Snapshot, Status, disk,
+    ClientIo, CoreEv, Ev, HandleMsg, HandleParts, Job, JobDone, Paths, Setup, ShareLine, Snapshot,
+    Status, disk,
 };
 use crate::clock::{Clock, Now};
 use crate::conn::FrameSink;
@@ -60,7 +60,7 @@ pub struct Core<R: ClientIo, C: Now = Clock, P: Pins = Pinner> {
     pub(super) later: VecDeque<cn::Input>,
 }
 
-/// What a [`Core`] is made of: the runtimes' come from [`prepare`]
+/// What a [`Core`] is made of: the runtimes' come from [`setup`]
 /// ([`Core::new`]); a simulation builds its own.
 pub struct CoreParts<R, C, P> {
     /// The machine, its share table loaded.
@@ -79,9 +79,9 @@ pub struct CoreParts<R, C, P> {
 }
 
 impl<R: ClientIo> Core<R> {
-    /// Takes the machine from [`prepare`] (the handle's parts stay behind)
+    /// Takes the machine from [`setup`] (the handle's parts stay behind)
     /// and runs its first outputs (connecting to the first tracker).
-    pub fn new(p: Prepared, io: R) -> (Self, HandleParts) {
+    pub fn new(p: Setup, io: R) -> (Self, HandleParts) {
         let core = Core::from_parts(CoreParts {
             node: p.node,
             clock: p.clock,
@@ -198,7 +198,7 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
                 self.node.handle_input(now, input);
             }
             Ev::Disk(JobDone::Input(input)) => self.node.handle_input(now, input),
-            Ev::Disk(JobDone::Prepared { dl, file, have }) => {
+            Ev::Disk(JobDone::DestOpened { dl, file, have }) => {
                 self.dl_files.insert(dl, file);
                 self.node
                     .handle_input(now, cn::Input::DestReady { dl, have });
@@ -328,10 +328,10 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
                     w.close();
                 }
             }
-            cn::Output::PrepareDest { dl, dest, meta } => {
+            cn::Output::OpenDest { dl, dest, meta } => {
                 let path = self.paths.lock().expect("paths").dests.get(&dest).cloned();
                 match path {
-                    Some((dest, overwrite)) => self.io.disk(Job::Prepare {
+                    Some((dest, overwrite)) => self.io.disk(Job::OpenDest {
                         dl,
                         dest,
                         meta,

@@ -5,7 +5,7 @@
 //! an open file is: the core holds none of its own, so the simulation
 //! runs the same core over an in-memory disk) and runs the loop: wait
 //! for the first of an [`Ev`] or the machine's deadline, then
-//! [`Core::turn`]. The runtimes build the core from [`prepare`]
+//! [`Core::turn`]. The runtimes build the core from [`setup`]
 //! ([`Core::new`]); the simulation from its parts ([`Core::from_parts`]).
 //!
 //! Piece data is hashed where it is read (the connection's reader, see
@@ -18,7 +18,7 @@
 //! share's file opened off the loop first).
 //!
 //! Files: this one holds the options, what the loop receives, the
-//! readers' inputs, [`prepare`] and [`ClientIo`]; `handle.rs` the handle
+//! readers' inputs, [`setup`] and [`ClientIo`]; `handle.rs` the handle
 //! ([`ClientHandle`], [`Commander`], [`Status`], [`Snapshot`]);
 //! `core_loop.rs` [`Core`] (the loop's turn, events, output execution);
 //! `serve.rs` the piece path on the sending side; `command.rs`; `disk/`.
@@ -165,7 +165,7 @@ pub fn peer_input(conn: PeerConnId, ev: ConnEvent) -> cn::Input {
 
 /// A client ready to run: the machine with its share table loaded, and
 /// what the handle keeps.
-pub struct Prepared {
+pub struct Setup {
     node: ClientNode,
     tls: Tls,
     pins: Pinner,
@@ -176,14 +176,14 @@ pub struct Prepared {
     handle: HandleParts,
 }
 
-/// What [`ClientHandle::new`] takes from [`prepare`].
+/// What [`ClientHandle::new`] takes from [`setup`].
 pub struct HandleParts {
     paths: Arc<Mutex<Paths>>,
     seeder_addr: SocketAddr,
     events: Receiver<ClientEvent>,
 }
 
-impl Prepared {
+impl Setup {
     /// The TLS configurations of the client's identity (built once).
     pub fn tls(&self) -> Tls {
         self.tls.clone()
@@ -192,7 +192,7 @@ impl Prepared {
 
 /// Loads (or makes) the identity in the data directory, binds the seeder
 /// port, builds the machine and loads the share table.
-pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
+pub fn setup(opts: ClientOptions) -> io::Result<(Setup, TcpListener)> {
     crate::private::open_dir(
         &opts.data_dir,
         "the client's share table, command history and identity",
@@ -245,7 +245,7 @@ pub fn prepare(opts: ClientOptions) -> io::Result<(Prepared, TcpListener)> {
         seeder_addr,
         events: events_rx,
     };
-    let p = Prepared {
+    let p = Setup {
         node,
         tls: identity.tls(),
         pins: Pinner::new(known, opts.trackers.clone()),

@@ -88,7 +88,7 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
             ShareId::Download(dl) => {
                 let file = self.dl_files.get(&dl).map(R::part_file);
                 return match file {
-                    // A part file is allocated whole when it is prepared.
+                    // A part file is allocated whole when it is opened.
                     Some(file) => self.send_piece(s, file, None),
                     None => self.serve_failed(s, ServeError::NoFile),
                 };
@@ -196,7 +196,7 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ClientOptions, JobDone, prepare, run_job};
+    use super::super::{ClientOptions, JobDone, run_job, setup};
     use super::*;
     use p2p_state::client::session::SessionConn;
     use std::fs::File;
@@ -309,7 +309,7 @@ mod tests {
             ping_interval: None,
             rates: Default::default(),
         };
-        let (p, _listener) = prepare(opts).unwrap();
+        let (p, _listener) = setup(opts).unwrap();
         Core::new(p, Jobs::default()).0
     }
 

@@ -33,7 +33,7 @@ pub use runtime_common::tls::{
 };
 
 /// Sets the options every connection gets (no Nagle delay, a write timeout).
-pub fn prepare(stream: &TcpStream) -> io::Result<()> {
+pub fn set_options(stream: &TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))
 }
@@ -41,7 +41,7 @@ pub fn prepare(stream: &TcpStream) -> io::Result<()> {
 /// Connects to `addr`, giving up after `timeout`.
 pub fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, timeout)?;
-    prepare(&stream)?;
+    set_options(&stream)?;
     Ok(stream)
 }
 
@@ -376,7 +376,7 @@ impl Listener {
                     if flag.load(Ordering::Acquire) {
                         return;
                     }
-                    match r.and_then(|s| prepare(&s).and_then(|_| Ok((s.peer_addr()?, s)))) {
+                    match r.and_then(|s| set_options(&s).and_then(|_| Ok((s.peer_addr()?, s)))) {
                         Ok((peer, s)) => on_accept(s, peer),
                         Err(e) => {
                             tracing::warn!("accept failed: {e}");

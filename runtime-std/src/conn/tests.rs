@@ -31,7 +31,7 @@ fn pair() -> Pair {
     let server = ib.tls();
     let t = thread::spawn(move || {
         let (s, _) = l.accept().unwrap();
-        prepare(&s).unwrap();
+        set_options(&s).unwrap();
         let session = handshake(&s, server.accept(), TLS_HANDSHAKE_TIMEOUT).unwrap();
         (s, session)
     });

@@ -218,10 +218,10 @@ impl World {
     /// it reports comes back as the core's event, after this turn.
     fn client_disk(&mut self, c: NodeIx, job: Job<SimPart, SimFile>) {
         let done = match job {
-            Job::Prepare { dl, dest, meta, .. } => {
+            Job::OpenDest { dl, dest, meta, .. } => {
                 let dest = dest.to_str().and_then(|d| d.parse().ok());
                 let dest = dest.expect("the world registers destinations by id");
-                self.prepare_dest(c, dl, dest, meta)
+                self.open_dest(c, dl, dest, meta)
             }
             Job::Write {
                 part,
@@ -255,7 +255,7 @@ impl World {
         self.defer_client(c, Ev::Disk(done));
     }
 
-    fn prepare_dest(
+    fn open_dest(
         &mut self,
         c: NodeIx,
         dl: u64,
@@ -278,7 +278,7 @@ impl World {
         let have = have.clone();
         self.check.resumed(have.count());
         let file = SimPart { dl, dest };
-        JobDone::Prepared { dl, file, have }
+        JobDone::DestOpened { dl, file, have }
     }
 
     /// False if the write went nowhere (a violation).

@@ -98,9 +98,9 @@ impl ClientNode {
                         self.done(tag, Err(ClientError::BadMetadata { file, error }));
                         return;
                     }
-                    d.state = DlState::Preparing(meta.clone());
+                    d.state = DlState::Opening(meta.clone());
                     let dest = d.dest;
-                    self.out.push_back(Output::PrepareDest { dl, dest, meta });
+                    self.out.push_back(Output::OpenDest { dl, dest, meta });
                     self.done(tag, Ok(CommandOk::Started { dl }));
                 }
                 Ok(other) => {

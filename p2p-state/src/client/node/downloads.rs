@@ -1,5 +1,5 @@
 //! Downloads on the client node: starting one once the tracker's metadata
-//! and the prepared file are in, feeding it, the download rate limit over
+//! and the destination file are in, feeding it, the download rate limit over
 //! all downloads (granted round robin), ending it, and the `show_downloads`
 //! lines.
 
@@ -80,7 +80,7 @@ impl ClientNode {
         let mut failed = Vec::new();
         for d in self.downloads.values() {
             let mark = match &d.state {
-                DlState::Meta | DlState::Preparing(_) => DownloadMark::Downloading,
+                DlState::Meta | DlState::Opening(_) => DownloadMark::Downloading,
                 DlState::Running(m) => DownloadMark::of(None, Some(m.get().state())),
                 DlState::Ended(p, e) => DownloadMark::of(e.as_ref(), p.as_ref().map(|p| &p.state)),
             };
@@ -98,7 +98,7 @@ impl ClientNode {
             .iter()
             .map(|(&dl, d)| {
                 let (progress, error) = match &d.state {
-                    DlState::Meta | DlState::Preparing(_) => (None, None),
+                    DlState::Meta | DlState::Opening(_) => (None, None),
                     DlState::Running(m) => (Some(m.get().progress(now)), None),
                     DlState::Ended(p, e) => (p.as_deref().cloned(), e.clone()),
                 };
@@ -119,7 +119,7 @@ impl ClientNode {
         let Some(d) = self.downloads.get_mut(&dl) else {
             return;
         };
-        let DlState::Preparing(meta) = &d.state else {
+        let DlState::Opening(meta) = &d.state else {
             return;
         };
         let meta = meta.clone();

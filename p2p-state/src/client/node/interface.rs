@@ -123,7 +123,7 @@ pub struct DownloadLine {
 /// text is the driver's: `runtime_common::present::mark`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DownloadMark {
-    /// `[D]`: getting the metadata, preparing or fetching pieces.
+    /// `[D]`: getting the metadata, opening the destination or fetching pieces.
     Downloading,
     /// `[C]`: every piece verified and written.
     Complete,
@@ -295,7 +295,7 @@ pub enum Output {
     },
     /// Open or create `<dest>.part` for `meta`, load its piece record;
     /// answer `DestReady` / `DestFailed`.
-    PrepareDest {
+    OpenDest {
         dl: DlId,
         dest: u64,
         meta: FileMeta,

@@ -70,7 +70,7 @@ enum Internal {
 
 enum DlState {
     Meta,
-    Preparing(FileMeta),
+    Opening(FileMeta),
     Running(Box<Child<Download>>),
     Ended(Option<Box<Progress>>, Option<Text>),
 }

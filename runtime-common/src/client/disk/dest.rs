@@ -16,7 +16,7 @@ pub fn record_path(part: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Why a download's destination could not be prepared or put in place.
+/// Why a download's destination could not be opened or put in place.
 /// The text says what happened and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DestError {
@@ -296,7 +296,7 @@ pub(super) fn check_space(dir: &Path, need: u64, free: u64) -> Result<(), DestEr
 /// every piece the record claims, keeping only those that verify. With
 /// `direct_io`, also opens the part file with `O_DIRECT` where the file
 /// system allows it.
-pub fn prepare_dest(
+pub fn open_dest(
     dest: &Path,
     meta: &FileMeta,
     direct_io: bool,

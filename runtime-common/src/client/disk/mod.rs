@@ -5,11 +5,11 @@
 //! - [`hash_file`]: the piece hashes of a file to share, on every core,
 //!   reading whole pieces with `pread`, and its file hash (the root of
 //!   its piece hashes, [`file_root`]);
-//! - [`prepare_dest`]: `<dest>.part` and its record of verified pieces
+//! - [`open_dest`]: `<dest>.part` and its record of verified pieces
 //!   (`<dest>.part.pieces`); on resume every piece the record claims is
 //!   re-hashed, so a torn record can cost a piece, never a wrong byte;
 //! - [`Job`] / [`run_job`]: one piece of disk work for the machine
-//!   (prepare, positioned write + record, rename into place, opening a
+//!   (opening a destination, positioned write + record, rename into place, opening a
 //!   share's file to serve it, a served piece's read-ahead, saving the
 //!   share table), and the input it produces;
 //! - [`write_piece`]: pieces go to the part file through the page cache,
@@ -87,7 +87,7 @@ pub struct DlFile {
 /// them (the simulation's are on its in-memory disk).
 #[derive(Debug)]
 pub enum Job<P = Arc<DlFile>, F = Arc<File>> {
-    Prepare {
+    OpenDest {
         dl: u64,
         dest: PathBuf,
         meta: FileMeta,
@@ -124,7 +124,7 @@ pub enum Job<P = Arc<DlFile>, F = Arc<File>> {
 pub enum JobDone<P = Arc<DlFile>, F = Arc<File>> {
     Input(cn::Input),
     /// A destination was opened (and its claimed pieces re-verified).
-    Prepared {
+    DestOpened {
         dl: u64,
         file: P,
         have: PieceSet,
@@ -146,14 +146,14 @@ fn text(e: impl std::fmt::Display) -> Text {
 /// Runs one job (blocking file I/O).
 pub fn run_job(job: Job) -> JobDone {
     match job {
-        Job::Prepare {
+        Job::OpenDest {
             dl,
             dest,
             meta,
             direct_io,
             overwrite,
-        } => match prepare_dest(&dest, &meta, direct_io, overwrite) {
-            Ok((file, have)) => JobDone::Prepared {
+        } => match open_dest(&dest, &meta, direct_io, overwrite) {
+            Ok((file, have)) => JobDone::DestOpened {
                 dl,
                 file: Arc::new(file),
                 have,

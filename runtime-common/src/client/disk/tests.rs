@@ -61,10 +61,10 @@ fn pieces_land_byte_exact_through_direct_and_buffered_writes() {
         piece_hashes: pieces,
     };
     let dest = dir.path().join("f.bin");
-    let (dl, have) = prepare_dest(&dest, &meta, true, false).unwrap();
+    let (dl, have) = open_dest(&dest, &meta, true, false).unwrap();
     assert!(have.is_empty());
     // Asked not to, it never opens the file with O_DIRECT.
-    let (buffered, _) = prepare_dest(&dir.path().join("g.bin"), &meta, false, false).unwrap();
+    let (buffered, _) = open_dest(&dir.path().join("g.bin"), &meta, false, false).unwrap();
     assert!(buffered.direct.is_none());
     // Where the file system has O_DIRECT (ext4, xfs, btrfs: the CI
     // machine's /tmp), it is used.
@@ -186,7 +186,7 @@ fn planted_symlinks_are_refused_and_the_victim_is_untouched() {
         let dest = dir.path().join(format!("d{}.bin", suffix.len()));
         let trap = PathBuf::from(format!("{}{suffix}", dest.display()));
         std::os::unix::fs::symlink(&victim, &trap).unwrap();
-        let err = prepare_dest(&dest, &meta, false, false).unwrap_err();
+        let err = open_dest(&dest, &meta, false, false).unwrap_err();
         assert!(
             matches!(&err, DestError::NotRegular { path, kind: "a symbolic link" } if *path == trap),
             "{err:?}"
@@ -211,13 +211,13 @@ fn part_files_that_are_not_plain_files_of_ours_are_refused() {
         0,
     )
     .unwrap();
-    let err = prepare_dest(&dir.path().join("fifo.bin"), &meta, false, false).unwrap_err();
+    let err = open_dest(&dir.path().join("fifo.bin"), &meta, false, false).unwrap_err();
     assert!(
         matches!(err, DestError::NotRegular { kind: "a FIFO", .. }),
         "{err:?}"
     );
     fs::create_dir(dir.path().join("dir.bin.part")).unwrap();
-    let err = prepare_dest(&dir.path().join("dir.bin"), &meta, false, false).unwrap_err();
+    let err = open_dest(&dir.path().join("dir.bin"), &meta, false, false).unwrap_err();
     assert!(
         matches!(
             err,
@@ -231,14 +231,14 @@ fn part_files_that_are_not_plain_files_of_ours_are_refused() {
     let victim = dir.path().join("victim");
     fs::write(&victim, b"precious").unwrap();
     fs::hard_link(&victim, dir.path().join("hl.bin.part")).unwrap();
-    let err = prepare_dest(&dir.path().join("hl.bin"), &meta, false, false).unwrap_err();
+    let err = open_dest(&dir.path().join("hl.bin"), &meta, false, false).unwrap_err();
     assert!(matches!(err, DestError::Linked { .. }), "{err:?}");
     assert_eq!(fs::read(&victim).unwrap(), b"precious");
     // Another user's file (only root can make one here).
     let theirs = dir.path().join("theirs.bin.part");
     fs::write(&theirs, b"planted").unwrap();
     if std::os::unix::fs::chown(&theirs, Some(54321), None).is_ok() {
-        let err = prepare_dest(&dir.path().join("theirs.bin"), &meta, false, false).unwrap_err();
+        let err = open_dest(&dir.path().join("theirs.bin"), &meta, false, false).unwrap_err();
         assert!(matches!(err, DestError::NotOwned { .. }), "{err:?}");
         assert_eq!(fs::read(&theirs).unwrap(), b"planted");
     } else {
@@ -256,7 +256,7 @@ fn an_existing_destination_is_replaced_only_when_asked() {
     let meta = meta_of(&data);
     let dest = dir.path().join("f.bin");
     fs::write(&dest, b"mine").unwrap();
-    let err = prepare_dest(&dest, &meta, false, false).unwrap_err();
+    let err = open_dest(&dest, &meta, false, false).unwrap_err();
     assert!(
         matches!(&err, DestError::Exists { path } if *path == dest),
         "{err:?}"
@@ -266,13 +266,13 @@ fn an_existing_destination_is_replaced_only_when_asked() {
     // Started while the destination was free; someone puts a file
     // there before the end: it is kept, the download fails.
     fs::remove_file(&dest).unwrap();
-    let (dl, _) = prepare_dest(&dest, &meta, false, false).unwrap();
+    let (dl, _) = open_dest(&dest, &meta, false, false).unwrap();
     dl.file.write_all_at(&data, 0).unwrap();
     fs::write(&dest, b"mine").unwrap();
     assert!(matches!(dl.dir.finalize(), Err(DestError::Exists { .. })));
     assert_eq!(fs::read(&dest).unwrap(), b"mine");
     // Resumed (the part file is reopened) with --force: replaced.
-    let (dl, _) = prepare_dest(&dest, &meta, false, true).unwrap();
+    let (dl, _) = open_dest(&dest, &meta, false, true).unwrap();
     assert_eq!(
         fs::read(&dl.part).unwrap(),
         data,
@@ -284,7 +284,7 @@ fn an_existing_destination_is_replaced_only_when_asked() {
     assert!(!record_path(&part_path(&dest)).exists());
     // A directory is never replaced.
     fs::create_dir(dir.path().join("d.bin")).unwrap();
-    let err = prepare_dest(&dir.path().join("d.bin"), &meta, false, true).unwrap_err();
+    let err = open_dest(&dir.path().join("d.bin"), &meta, false, true).unwrap_err();
     assert!(
         matches!(
             err,
@@ -304,7 +304,7 @@ fn an_existing_destination_is_replaced_only_when_asked() {
 fn space_is_checked_and_allocated_before_fetching() {
     let dir = tempfile::tempdir().unwrap();
     let meta = meta_of(&[1u8; 5000]);
-    let (dl, _) = prepare_dest(&dir.path().join("f.bin"), &meta, false, false).unwrap();
+    let (dl, _) = open_dest(&dir.path().join("f.bin"), &meta, false, false).unwrap();
     assert_eq!(dl.file.metadata().unwrap().len(), 5000);
     assert!(check_space(dir.path(), 1000, 1000).is_ok());
     let err = check_space(dir.path(), 1001, 1000).unwrap_err();
@@ -324,7 +324,7 @@ fn space_is_checked_and_allocated_before_fetching() {
     let mut huge = meta.clone();
     huge.size = free + (1 << 30);
     let dest = dir.path().join("huge.bin");
-    let err = prepare_dest(&dest, &huge, false, false).unwrap_err();
+    let err = open_dest(&dest, &huge, false, false).unwrap_err();
     assert!(matches!(err, DestError::NoSpace { .. }), "{err:?}");
     assert_eq!(fs::metadata(part_path(&dest)).unwrap().len(), 0);
 }
