@@ -4,12 +4,11 @@
 use std::net::SocketAddr;
 
 use p2p_proto::{
-    ClientRequest, FileMeta, FileName, FromTracker, GroupName, Hello, KeyId, Reply, Request, Role,
-    Sha1Hash, Wire,
+    FileMeta, FileName, FromTracker, GroupName, Hello, KeyId, Reply, Request, Role, Sha1Hash, Wire,
 };
 
 use super::node::{ClientConfig, ClientNode, Command, CommandOk, Input, Output, PeerConnId};
-use super::session::{ClientError, SessionConfig};
+use super::session::{ClientError, SessionConfig, TrackerOut};
 use crate::download::{DownloadConfig, DownloadError};
 use crate::hash;
 use crate::seeder::{ConnId, SeederConfig};
@@ -91,8 +90,10 @@ fn asked_for(
     let id = drain(&mut n)
         .into_iter()
         .find_map(|o| match o {
-            Output::TrackerSend { frame, .. } => ClientRequest::from_bytes(frame)
-                .ok()
+            Output::TrackerSend {
+                msg: TrackerOut::Request(r),
+                ..
+            } => Some(r)
                 .filter(|r| matches!(r.req, Request::GetFile { .. }))
                 .map(|r| r.id),
             _ => None,
@@ -112,9 +113,10 @@ fn answer(n: &mut ClientNode, conn: u64, out: &[Output], reply: Reply) -> Vec<Ou
     let id = out
         .iter()
         .find_map(|o| match o {
-            Output::TrackerSend { frame, .. } => {
-                ClientRequest::from_bytes(frame.clone()).ok().map(|r| r.id)
-            }
+            Output::TrackerSend {
+                msg: TrackerOut::Request(r),
+                ..
+            } => Some(r.id),
             _ => None,
         })
         .expect("a request");

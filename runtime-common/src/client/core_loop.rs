@@ -302,10 +302,10 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
     fn execute(&mut self, o: cn::Output) {
         match o {
             cn::Output::TrackerConnect { conn, addr } => self.io.connect_tracker(conn, addr),
-            cn::Output::TrackerSend { conn, frame } => {
+            cn::Output::TrackerSend { conn, msg } => {
                 if let Some(w) = self.trackers.get(&conn) {
                     let mut b = BytesMut::new();
-                    p2p_proto::encode_frame(&frame, &mut b);
+                    msg.encode_frame(&mut b);
                     w.send(b.freeze());
                 }
             }

@@ -270,7 +270,7 @@ pub enum Output {
     },
     TrackerSend {
         conn: SessionConn,
-        frame: Bytes,
+        msg: TrackerOut,
     },
     TrackerClose {
         conn: SessionConn,

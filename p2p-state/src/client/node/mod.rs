@@ -30,7 +30,7 @@ use p2p_proto::{
 
 use super::session::{
     self, ClientError, ClientSession, CommandTag, SessionConfig, SessionConn, SessionEvent,
-    SessionInput, SessionOutput,
+    SessionInput, SessionOutput, TrackerOut,
 };
 use crate::download::{self, Download, DownloadConfig, DownloadState, PeerId, Progress};
 use crate::machine::{Child, Outbox, impl_machine};
@@ -358,8 +358,8 @@ impl ClientNode {
                     SessionOutput::Connect { conn, addr } => {
                         self.out.push_back(Output::TrackerConnect { conn, addr })
                     }
-                    SessionOutput::Send { conn, frame } => {
-                        self.out.push_back(Output::TrackerSend { conn, frame })
+                    SessionOutput::Send { conn, msg } => {
+                        self.out.push_back(Output::TrackerSend { conn, msg })
                     }
                     SessionOutput::Close { conn } => {
                         self.out.push_back(Output::TrackerClose { conn })

@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 use p2p_proto::{
-    FileName, GroupName, KeyId, PeerInfo, Reply, Request, SeederKey, Text, TrackerError, UserName,
+    ClientRequest, FileName, GroupName, Hello, KeyId, PeerInfo, Reply, Request, SeederKey, Text,
+    TrackerError, UserName, Wire,
 };
 use std::net::SocketAddr;
 
@@ -104,6 +105,33 @@ pub enum SessionInput {
     },
 }
 
+/// What a session sends its tracker: the hello that opens the
+/// connection, then requests (the driver frames them, as it does a
+/// seeder's [`PeerOut`](crate::client::node::PeerOut)).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrackerOut {
+    Hello(Hello),
+    Request(ClientRequest),
+}
+
+impl TrackerOut {
+    /// The message's encoding (a frame's payload).
+    pub fn to_bytes(&self) -> Bytes {
+        match self {
+            TrackerOut::Hello(h) => h.to_bytes(),
+            TrackerOut::Request(r) => r.to_bytes(),
+        }
+    }
+
+    /// Appends the message as a whole frame (length header, payload).
+    pub fn encode_frame(&self, out: &mut bytes::BytesMut) {
+        match self {
+            TrackerOut::Hello(h) => p2p_proto::encode_msg(h, out),
+            TrackerOut::Request(r) => p2p_proto::encode_msg(r, out),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionOutput {
     /// Open a TCP connection to `addr`; answer with
@@ -113,10 +141,10 @@ pub enum SessionOutput {
         conn: SessionConn,
         addr: SocketAddr,
     },
-    /// Put this frame on connection `conn`.
+    /// Put this message on connection `conn`.
     Send {
         conn: SessionConn,
-        frame: Bytes,
+        msg: TrackerOut,
     },
     Close {
         conn: SessionConn,

@@ -43,7 +43,7 @@ mod requests;
 
 pub use interface::{
     ClientError, CommandTag, KeyMismatch, PENDING_MAX, SessionConfig, SessionConn, SessionEvent,
-    SessionInput, SessionOutput, Timer,
+    SessionInput, SessionOutput, Timer, TrackerOut,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,8 +214,8 @@ impl ClientSession {
             }
         }
         self.link = Link::AwaitHello;
-        let frame = Hello::new(Role::Client).to_bytes();
-        self.out.push_back(SessionOutput::Send { conn, frame });
+        let msg = TrackerOut::Hello(Hello::new(Role::Client));
+        self.out.push_back(SessionOutput::Send { conn, msg });
         self.handshake_by = now + self.cfg.request_timeout;
         self.arm_request_timer(now);
     }

@@ -3,9 +3,11 @@
 //! answers matched by request id (`NotReady` retried, then failed over),
 //! and what login, resume and logout answers teach the session.
 
-use p2p_proto::{ClientRequest, Outcome, Reply, Request, RequestId, TrackerError, Wire};
+use p2p_proto::{ClientRequest, Outcome, Reply, Request, RequestId, TrackerError};
 
-use super::{ClientError, ClientSession, Link, Pending, SessionEvent, SessionOutput, Timer};
+use super::{
+    ClientError, ClientSession, Link, Pending, SessionEvent, SessionOutput, Timer, TrackerOut,
+};
 use crate::time::Instant;
 
 impl ClientSession {
@@ -40,7 +42,7 @@ impl ClientSession {
             };
             self.out.push_back(SessionOutput::Send {
                 conn: self.conn,
-                frame: msg.to_bytes(),
+                msg: TrackerOut::Request(msg),
             });
         }
         self.arm_request_timer(now);

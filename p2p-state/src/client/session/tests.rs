@@ -90,7 +90,10 @@ impl H {
         self.out[from..]
             .iter()
             .filter_map(|o| match o {
-                SessionOutput::Send { frame, .. } => ClientRequest::from_bytes(frame.clone()).ok(),
+                SessionOutput::Send {
+                    msg: TrackerOut::Request(r),
+                    ..
+                } => Some(r.clone()),
                 _ => None,
             })
             .collect()

@@ -319,10 +319,10 @@ impl Net {
                     self.sessions[k as usize]
                         .handle_input(now, SessionInput::Connected { conn, peer });
                 }
-                SessionOutput::Send { conn, frame } => {
+                SessionOutput::Send { conn, msg } => {
                     if let Some(&end) = self.session_ends.get(&(k, conn)) {
                         let mut b = BytesMut::new();
-                        p2p_proto::encode_frame(&frame, &mut b);
+                        msg.encode_frame(&mut b);
                         self.deliver(end, b);
                     }
                 }
