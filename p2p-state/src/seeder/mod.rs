@@ -43,7 +43,7 @@
 //! `tickets.rs` (connections, `Open`, renewals, idleness), `serve.rs`
 //! (requests, `Serve`s round robin under the limits, the driver's
 //! answers), `downloader.rs` (one connection's request queue),
-//! `initial.rs` (initial seeding), `invariants.rs`, `tests.rs`.
+//! `initial.rs` (initial seeding), `invariants.rs`, `tests/` (by concern).
 
 mod commands;
 mod downloader;
