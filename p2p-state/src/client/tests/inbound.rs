@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// A connection from 192.0.2.1 (key 0x61...) accepted as inbound `id`.
+fn accept(n: &mut ClientNode, id: u64) {
+    let input = Input::PeerAccepted {
+        conn: PeerConnId::Inbound(ConnId(id)),
+        peer: KeyId([0x61; 32]),
+        addr: std::net::IpAddr::from([192, 0, 2, 1]),
+    };
+    n.handle_input(T0, input);
+}
+
 /// Issue 16 §6: a connection to the seeder port that never says hello is
 /// counted by the seeder from accept (so the ticketless bounds hold it)
 /// and closed when its time to show a ticket runs out.
@@ -10,16 +20,7 @@ use super::*;
 fn an_inbound_connection_silent_before_its_hello_is_closed_in_time() {
     use crate::seeder::OPEN_TIMEOUT;
     let mut n = idle_client();
-    let addr = std::net::IpAddr::from([192, 0, 2, 1]);
-    let peer = KeyId([0x61; 32]);
-    n.handle_input(
-        T0,
-        Input::PeerAccepted {
-            conn: PeerConnId::Inbound(ConnId(1)),
-            peer,
-            addr,
-        },
-    );
+    accept(&mut n, 1);
     assert!(drain(&mut n).is_empty());
     assert_eq!(n.seeder().connections(), 1);
     let before = T0 + crate::time::Duration(OPEN_TIMEOUT.as_millis() - 1);
@@ -50,25 +51,9 @@ fn an_inbound_connection_refused_before_its_hello_hears_why() {
     use crate::client::node::PeerOut;
     use p2p_proto::{PeerMsg, RejectReason};
     let mut n = idle_client();
-    let addr = std::net::IpAddr::from([192, 0, 2, 1]);
-    let peer = KeyId([0x61; 32]);
-    n.handle_input(
-        T0,
-        Input::PeerAccepted {
-            conn: PeerConnId::Inbound(ConnId(1)),
-            peer,
-            addr,
-        },
-    );
+    accept(&mut n, 1);
     drain(&mut n);
-    n.handle_input(
-        T0,
-        Input::PeerAccepted {
-            conn: PeerConnId::Inbound(ConnId(2)),
-            peer,
-            addr,
-        },
-    );
+    accept(&mut n, 2);
     let reject = PeerMsg::Reject {
         index: None,
         reason: RejectReason::Busy,

@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// `out` is only the command's refusal `want`: no file touched.
+fn refused_untouched(out: &[Output], want: &ClientError) {
+    assert_eq!(
+        out,
+        vec![Output::Done {
+            tag: 5,
+            result: Err(want.clone())
+        }],
+        "refused before any file is touched"
+    );
+}
+
 #[test]
 fn consistent_metadata_starts_the_download() {
     let out = download_with(good_meta());
@@ -32,14 +44,7 @@ fn metadata_whose_file_hash_does_not_commit_to_the_pieces_is_refused() {
             computed: hash::meta_root(&forged),
         },
     };
-    assert_eq!(
-        out,
-        vec![Output::Done {
-            tag: 5,
-            result: Err(want.clone())
-        }],
-        "refused before any file is touched"
-    );
+    refused_untouched(&out, &want);
     assert!(want.to_string().contains("does not match"), "{want}");
 }
 
@@ -57,14 +62,7 @@ fn metadata_of_another_file_is_refused() {
             got: other.name.clone(),
         },
     };
-    assert_eq!(
-        out,
-        vec![Output::Done {
-            tag: 5,
-            result: Err(want.clone())
-        }],
-        "refused before any file is touched"
-    );
+    refused_untouched(&out, &want);
     assert!(want.to_string().contains("not of report.pdf"), "{want}");
 }
 

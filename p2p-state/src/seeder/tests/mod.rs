@@ -237,3 +237,15 @@ fn reads(out: &[Output]) -> Vec<u32> {
 fn nth_user(n: usize) -> String {
     format!("u{n}")
 }
+
+/// The seeder's answer to a request for the share's last piece (index 9,
+/// 100 bytes short of a whole piece) on `conn`.
+fn serve_last(conn: ConnId) -> Output {
+    Output::Serve {
+        conn,
+        share: SHARE,
+        index: 9,
+        offset: 9 * 1024,
+        len: 1024 - 100,
+    }
+}
