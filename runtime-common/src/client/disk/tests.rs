@@ -152,9 +152,18 @@ fn a_stuck_writeback_thread_never_holds_up_a_write() {
         .recv_timeout(std::time::Duration::from_secs(10))
         .expect("the thread holds");
     let trim = CacheTrim::with(Some(wb.clone()));
-    for (i, chunk) in data.chunks(piece).enumerate() {
-        write_piece(&file, None, Some(&trim), chunk, (i * piece) as u64).unwrap();
-    }
+    // The writes run beside the test, which waits a bounded time: a write
+    // that waited for the held thread fails here instead of hanging.
+    let (wrote, done) = std::sync::mpsc::channel();
+    let writes = data.clone();
+    std::thread::spawn(move || {
+        for (i, chunk) in writes.chunks(piece).enumerate() {
+            write_piece(&file, None, Some(&trim), chunk, (i * piece) as u64).unwrap();
+        }
+        let _ = wrote.send(());
+    });
+    done.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("every write returned while the writeback thread was held");
     assert_eq!(wb.skipped(), 36, "beyond the bound, left to the kernel");
     release.send(()).unwrap();
     settle(&wb);
