@@ -1,7 +1,7 @@
 //! The client driver on smol: one task owns the [`Core`] (the
 //! [`ClientNode`](p2p_state::client::node::ClientNode) and the execution
 //! of its outputs, shared with runtime-std), races its channel against
-//! `Timer::at(deadline)` and hands what arrived to [`Core::turn`].
+//! its next deadline ([`Deadline`]) and hands what arrived to [`Core::turn`].
 //! Reader and writer tasks move frames (piece frames are hashed in their
 //! reader task, off the machine task); [`DISK_WORKERS`] workers on smol's
 //! blocking pool take the disk [`Job`]s in turn; a task per dial; the
@@ -22,6 +22,7 @@ use runtime_common::runtime::{ClientEffects, peer_accepted};
 use smol::channel::{self, Receiver};
 
 use crate::conn::{self, ConnWriter, Tasks, TlsAcceptor};
+use crate::deadline::Deadline;
 use crate::exec::{self, recv_until};
 
 /// Starts the client: binds the seeder port, loads the share table, starts
@@ -53,8 +54,9 @@ pub fn start(opts: ClientOptions) -> io::Result<ClientHandle> {
 
 /// The machine task's loop.
 async fn run(core: &mut Core<ClientEffects<Tasks>>, rx: Receiver<Ev<ConnWriter>>) {
+    let mut timer = Deadline::default();
     loop {
-        let ev = match recv_until(&rx, core.clock(), core.poll_timeout()).await {
+        let ev = match recv_until(&rx, core.clock(), &mut timer, core.poll_timeout()).await {
             Woke::Msg(ev) => Some(ev),
             Woke::Timeout => None,
             Woke::Closed => return,

@@ -9,23 +9,27 @@ use std::sync::Once;
 use p2p_state::Instant;
 use runtime_common::{Clock, Woke};
 use smol::channel::Receiver;
-use smol::future::{self, FutureExt};
-use smol::{Executor, Task, Timer};
+use smol::future;
+use smol::{Executor, Task};
+
+use crate::deadline::Deadline;
 
 static EXECUTOR: Executor<'static> = Executor::new();
 static STARTED: Once = Once::new();
 
-/// Threads that run the executor: one more than the cores, at least 3 and
-/// at most 5. Reader tasks hash whole pieces (about 0.3 ms each) and hold
-/// their thread meanwhile; the spare thread lets the kernel run writers
-/// and the machine task beside them (1 GiB from two seeders on 2 cores:
-/// 1.20-1.43 s with 2 threads, 1.10-1.31 s with 3 or 4).
+/// Threads that run the executor: one per core, at least 2 and at most
+/// 5. Reader tasks hash whole pieces (about 0.3 ms each) and hold their
+/// thread meanwhile, so there are at least two. A spare thread (one more
+/// than the cores) used to win; since the loops stopped registering a
+/// timer per wait ([`Deadline`]) it only adds context switches: 1 GiB from
+/// two seeders on 2 cores, alternated, took 1.34-1.45 s with 2 threads
+/// against 1.54-1.63 s with 3, the leecher using 1.50-1.57 CPU s against
+/// 1.61-1.72 and switching 7,600-8,400 times against 10,400-12,100.
 pub fn threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
-        .saturating_add(1)
-        .clamp(3, 5)
+        .clamp(2, 5)
 }
 
 /// Spawns a task on the shared executor (starting its threads on first use).
@@ -53,25 +57,21 @@ pub fn join<T>(task: Task<T>) -> Option<T> {
     catch_unwind(AssertUnwindSafe(|| smol::block_on(task))).ok()
 }
 
-/// The machine loop's wait: the first of a message on `rx` and
-/// `Timer::at` the machine's deadline (none: wait for a message only). A
-/// ready message wins a tie.
-pub async fn recv_until<T>(rx: &Receiver<T>, clock: &Clock, deadline: Option<Instant>) -> Woke<T> {
+/// The machine loop's wait: the first of a message on `rx` and the
+/// machine's deadline (none: wait for a message only), on the loop's one
+/// lazily re-armed timer. A ready message wins a tie.
+pub async fn recv_until<T>(
+    rx: &Receiver<T>,
+    clock: &Clock,
+    timer: &mut Deadline,
+    deadline: Option<Instant>,
+) -> Woke<T> {
     let msg = async {
         match rx.recv().await {
             Ok(m) => Woke::Msg(m),
             Err(_) => Woke::Closed,
         }
     };
-    match deadline {
-        Some(d) => {
-            let at = clock.instant(d);
-            msg.or(async {
-                Timer::at(at).await;
-                Woke::Timeout
-            })
-            .await
-        }
-        None => msg.await,
-    }
+    let at = deadline.map(|d| clock.instant(d));
+    timer.run(at, msg).await.unwrap_or(Woke::Timeout)
 }

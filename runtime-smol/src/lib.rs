@@ -3,6 +3,9 @@
 //!
 //! - [`exec`]: the process-wide executor, driven by a few threads, and the
 //!   wait every machine loop does (its channel raced against a timer);
+//! - [`deadline`]: the lazily re-armed timer every loop races its waits
+//!   against (a reader's frame deadline, a writer's batch, a machine's
+//!   next timeout);
 //! - [`conn`]: per-connection reader and writer tasks on
 //!   `Async<TcpStream>`, the accept loop, dialing;
 //! - [`tracker`], [`client`]: the drivers. One task owns each machine
@@ -15,6 +18,7 @@
 
 pub mod client;
 pub mod conn;
+pub mod deadline;
 pub mod exec;
 pub mod tracker;
 

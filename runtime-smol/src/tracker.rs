@@ -1,7 +1,7 @@
 //! The tracker driver on smol (docs/STYLE.md §2.3): one task owns the [`Core`]
 //! (the [`Tracker`](p2p_state::tracker::node::Tracker) and the execution
 //! of its outputs, shared with runtime-std) and races its channel against
-//! `Timer::at(deadline)`, then hands what arrived to [`Core::turn`].
+//! its next deadline ([`Deadline`]), then hands what arrived to [`Core::turn`].
 //!
 //! Around it: an accept task, handing each accepted connection to a TLS
 //! handshake task ([`TlsAcceptor`]); a reader and a writer task per
@@ -26,6 +26,7 @@ use smol::future::FutureExt;
 use smol::{Task, Timer};
 
 use crate::conn::{ConnWriter, Tasks, TlsAcceptor, spawn_listener};
+use crate::deadline::Deadline;
 use crate::exec::{self, recv_until};
 
 /// Descriptors a connection takes here: one socket shared by its reader and writer.
@@ -66,8 +67,9 @@ async fn run(
     listener: Task<()>,
     storage: Storage,
 ) -> Result<(), DriverError> {
+    let mut timer = Deadline::default();
     let result = loop {
-        let msg = match recv_until(&rx, core.clock(), core.poll_timeout()).await {
+        let msg = match recv_until(&rx, core.clock(), &mut timer, core.poll_timeout()).await {
             Woke::Msg(m) => Some(m),
             Woke::Timeout => None,
             Woke::Closed => break Ok(()),

@@ -32,6 +32,7 @@ use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Task, Timer};
 
+use crate::deadline::Deadline;
 use crate::exec;
 
 /// A connection's socket, shared by its reader and writer tasks.
@@ -147,7 +148,7 @@ pub fn spawn_reader_timed<F>(
 
 /// Runs `r` on an async socket until it stops (EOF, an error, bad
 /// framing, a frame past its deadline, or a sink that stops listening):
-/// each read races a timer set to the frame's time left.
+/// each read races the frame's deadline (one lazily re-armed timer).
 async fn read_loop<F: FnMut(ConnEvent) -> bool>(
     stream: &Async<TcpStream>,
     session: &Session,
@@ -156,6 +157,7 @@ async fn read_loop<F: FnMut(ConnEvent) -> bool>(
     sink: &mut F,
 ) {
     let mut reader = stream;
+    let mut deadline = Deadline::default();
     loop {
         r.receive(session);
         while let Some(e) = r.next_event() {
@@ -178,21 +180,12 @@ async fn read_loop<F: FnMut(ConnEvent) -> bool>(
             loop {
                 match reader.read(r.read_buf()).await {
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    res => return Some(res),
+                    res => return res,
                 }
             }
         };
-        let res = match next.left {
-            Some(left) => {
-                read.or(async {
-                    Timer::after(left).await;
-                    None
-                })
-                .await
-            }
-            None => read.await,
-        };
-        match res {
+        let at = next.left.map(|left| Instant::now() + left);
+        match deadline.run(at, read).await {
             Some(Ok(0)) => return r.finish(sink),
             Some(Ok(n)) => r.read(n),
             Some(Err(_)) => return,
@@ -296,7 +289,8 @@ pub fn spawn_writer(stream: Stream, session: Arc<Session>) -> ConnWriter {
 /// Writes batches until a close, an error, or every sender gone; a batch
 /// (its file ranges read on this thread: a disk job started each range's
 /// read-ahead when the piece was queued, so the pages are usually cached
-/// by now) fails if it takes longer than [`WRITE_TIMEOUT`].
+/// by now) fails if it takes longer than [`WRITE_TIMEOUT`] (one lazily
+/// re-armed timer, [`Deadline`]).
 async fn write_loop(
     stream: Stream,
     session: Arc<Session>,
@@ -309,6 +303,7 @@ async fn write_loop(
         Err(TryRecvError::Closed) => Some(WriterMsg::Close),
     };
     let mut writer = &*stream;
+    let mut deadline = Deadline::default();
     loop {
         w.take(rx.recv().await.ok(), next);
         let write = async {
@@ -321,7 +316,11 @@ async fn write_loop(
                 writer.write_all(out).await?;
             }
         };
-        let r: io::Result<()> = write.or(timed_out(WRITE_TIMEOUT)).await;
+        let at = Some(Instant::now() + WRITE_TIMEOUT);
+        let r = deadline
+            .run(at, write)
+            .await
+            .unwrap_or_else(write_timed_out);
         let closing = w.done();
         if r.is_err() {
             break;
@@ -338,6 +337,10 @@ async fn write_loop(
 /// An error after `after`: the loser of a race against a write.
 async fn timed_out(after: Duration) -> io::Result<()> {
     Timer::after(after).await;
+    write_timed_out()
+}
+
+fn write_timed_out() -> io::Result<()> {
     Err(io::Error::new(ErrorKind::TimedOut, "write timed out"))
 }
 
