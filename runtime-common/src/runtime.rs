@@ -433,6 +433,9 @@ impl<R: Runtime> ClientIo for ClientEffects<R> {
     }
 
     fn disk(&mut self, job: Job) {
+        if let Job::Write { part, .. } = &job {
+            part.gate.queued(std::time::Instant::now());
+        }
         let _ = self.disk.send(job);
     }
 

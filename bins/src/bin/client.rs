@@ -40,7 +40,7 @@ use p2p_state::client::node::{ClientEvent, Command, Rates};
 use runtime::Runtime;
 use runtime_common::TrackerInfo;
 use runtime_common::cli::{self, CliCommand};
-use runtime_common::client::{self, ClientHandle, ClientOptions, command};
+use runtime_common::client::{self, ClientHandle, ClientOptions, WriteMode, command};
 use runtime_common::present;
 use runtime_common::tls::Identity;
 use runtime_common::web::{
@@ -80,10 +80,11 @@ struct Args {
     /// directory under $XDG_DATA_HOME or ~/.local/share].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Write downloads with O_DIRECT where the file system allows it
-    /// (no copy per byte, but each write waits for the device) instead of
-    /// through the page cache with early writeback (the default; see
-    /// README, "Writing pieces to disk").
+    /// Always write downloads with O_DIRECT where the file system allows
+    /// it, even on a device slower than the network (each write waits for
+    /// the device). By default a download writes with O_DIRECT while the
+    /// device keeps up and moves to the page cache when it falls behind
+    /// (README, "Writing pieces to disk").
     #[arg(long)]
     direct_writes: bool,
     /// Write the data path's counters (bytes received, requests sent,
@@ -91,9 +92,9 @@ struct Args {
     /// 10 ms, as CSV (what `p2p-bench --trace` plots).
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
-    /// Write downloads through the page cache (the default; kept so
-    /// older scripts still run).
-    #[arg(long, hide = true, conflicts_with = "direct_writes")]
+    /// Always write downloads through the page cache (with early
+    /// writeback and dropped pages), never with O_DIRECT.
+    #[arg(long, conflicts_with = "direct_writes")]
     buffered_writes: bool,
     /// A tracker request unanswered this long (or a connection to it not
     /// made) counts as the tracker lost: the client moves to the next one
@@ -207,7 +208,13 @@ fn run(args: Args) -> Result<bool, String> {
         advertise_port: args.advertise_port,
         max_parallel: args.max_parallel,
         data_dir,
-        direct_io: args.direct_writes && !args.buffered_writes,
+        write_mode: if args.direct_writes {
+            WriteMode::Direct
+        } else if args.buffered_writes {
+            WriteMode::PageCache
+        } else {
+            WriteMode::Auto
+        },
         request_timeout: Some(p2p_state::Duration::from_millis(args.request_timeout_ms)),
         ping_interval: Some(p2p_state::Duration::from_millis(args.ping_interval_ms)),
         rates: Rates {

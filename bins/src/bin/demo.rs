@@ -21,7 +21,7 @@ use p2p_state::client::node::{Command, CommandOk};
 use p2p_state::tracker::node::NodeConfig;
 use p2p_state::tracker::state::TrackerConfig;
 use runtime::Runtime;
-use runtime_common::client::{self, ClientHandle, ClientOptions};
+use runtime_common::client::{self, ClientHandle, ClientOptions, WriteMode};
 use runtime_common::tracker::TrackerOptions;
 use runtime_common::{cli, present};
 
@@ -110,7 +110,7 @@ fn run(args: &Args) -> Result<(), String> {
             advertise_port: None,
             max_parallel: None,
             data_dir: root.join(format!("client-{name}")),
-            direct_io: false,
+            write_mode: WriteMode::Auto,
             request_timeout: None,
             ping_interval: None,
             rates: Default::default(),

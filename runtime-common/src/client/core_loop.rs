@@ -24,7 +24,7 @@ use p2p_state::seeder::ShareId;
 use super::serve::{ShareFile, send_peer_msg};
 use super::{
     ClientIo, CoreEv, Ev, HandleMsg, HandleParts, Job, JobDone, Paths, Setup, ShareLine, Snapshot,
-    Status, disk,
+    Status, WriteMode, disk,
 };
 use crate::clock::{Clock, Now};
 use crate::conn::FrameSink;
@@ -52,7 +52,9 @@ pub struct Core<R: ClientIo, C: Now = Clock, P: Pins = Pinner> {
     pub(super) share_files: BTreeMap<u64, ShareFile<R::File>>,
     events: Sender<ClientEvent>,
     data_dir: PathBuf,
-    direct_io: bool,
+    write_mode: WriteMode,
+    /// A download's window (`DownloadConfig::max_parallel`).
+    window: usize,
     /// The share table as last saved.
     saved_shares: Vec<u8>,
     /// Inputs the driver itself produced while executing outputs (a
@@ -74,8 +76,11 @@ pub struct CoreParts<R, C, P> {
     pub events: Sender<ClientEvent>,
     /// Where the share table is saved.
     pub data_dir: PathBuf,
-    /// Open part files with `O_DIRECT` too (see [`disk::write_piece`]).
-    pub direct_io: bool,
+    /// How downloads reach the device (see [`disk::write_piece`]).
+    pub write_mode: WriteMode,
+    /// A download's window (`DownloadConfig::max_parallel`), which
+    /// [`disk::DirectGate`] measures the disk's lag against.
+    pub window: usize,
 }
 
 impl<R: ClientIo> Core<R> {
@@ -90,7 +95,8 @@ impl<R: ClientIo> Core<R> {
             paths: p.handle.paths.clone(),
             events: p.events,
             data_dir: p.data_dir,
-            direct_io: p.direct_io,
+            write_mode: p.write_mode,
+            window: p.window,
         });
         (core, p.handle)
     }
@@ -114,7 +120,8 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
             share_files: BTreeMap::new(),
             events: p.events,
             data_dir: p.data_dir,
-            direct_io: p.direct_io,
+            write_mode: p.write_mode,
+            window: p.window,
             saved_shares: Vec::new(),
             later: VecDeque::new(),
         };
@@ -335,7 +342,8 @@ impl<R: ClientIo, C: Now, P: Pins> Core<R, C, P> {
                         dl,
                         dest,
                         meta,
-                        direct_io: self.direct_io,
+                        mode: self.write_mode,
+                        window: self.window,
                         overwrite,
                     }),
                     None => self.later.push_back(cn::Input::DestFailed {

@@ -55,11 +55,11 @@ use crate::known_trackers::{KnownTrackers, Pinner, merge_pins};
 use crate::tls::{Identity, KeyId, Tls};
 use crate::trace;
 pub use disk::{
-    CacheTrim, DlFile, Job, JobDone, Paths, hash_file, hash_file_with_progress, run_job,
+    CacheTrim, DlFile, Job, JobDone, Paths, WriteMode, hash_file, hash_file_with_progress, run_job,
 };
 
 /// Disk jobs that run at once (worker threads, or blocking-pool tasks).
-pub const DISK_WORKERS: usize = 2;
+pub const DISK_WORKERS: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -79,12 +79,10 @@ pub struct ClientOptions {
     pub max_parallel: Option<usize>,
     /// Holds the table of shared files.
     pub data_dir: PathBuf,
-    /// Write downloaded pieces with `O_DIRECT` where the file system
-    /// allows it (see [`disk::write_piece`]); `false` (the client's
-    /// default) writes through the page cache with early writeback and
-    /// dropped pages ([`disk::CacheTrim`]), which never waits for the
-    /// device per piece.
-    pub direct_io: bool,
+    /// How downloaded pieces reach the device ([`WriteMode`]; the
+    /// default, `Auto`: `O_DIRECT` while the device keeps up, then the
+    /// page cache with early writeback and dropped pages).
+    pub write_mode: WriteMode,
     /// A tracker request unanswered this long (and a connection or hello
     /// not done) moves the session to the next tracker [default 3 s].
     pub request_timeout: Option<p2p_state::Duration>,
@@ -171,7 +169,8 @@ pub struct Setup {
     pins: Pinner,
     clock: Clock,
     data_dir: PathBuf,
-    direct_io: bool,
+    write_mode: WriteMode,
+    window: usize,
     events: Sender<ClientEvent>,
     handle: HandleParts,
 }
@@ -225,6 +224,7 @@ pub fn setup(opts: ClientOptions) -> io::Result<(Setup, TcpListener)> {
     if let Some(t) = opts.ping_interval {
         session.ping_interval = t;
     }
+    let window = download.max_parallel;
     let cfg = ClientConfig {
         session,
         seeder: SeederConfig {
@@ -251,7 +251,8 @@ pub fn setup(opts: ClientOptions) -> io::Result<(Setup, TcpListener)> {
         pins: Pinner::new(known, opts.trackers.clone()),
         clock,
         data_dir: opts.data_dir,
-        direct_io: opts.direct_io,
+        write_mode: opts.write_mode,
+        window,
         events,
         handle,
     };

@@ -304,7 +304,7 @@ mod tests {
             advertise_port: None,
             max_parallel: None,
             data_dir: dir.to_path_buf(),
-            direct_io: false,
+            write_mode: crate::client::WriteMode::PageCache,
             request_timeout: None,
             ping_interval: None,
             rates: Default::default(),

@@ -40,7 +40,7 @@ use p2p_state::tracker::node::{self as tn, NodeConfig, Persist, Tracker};
 use p2p_state::tracker::state::TrackerConfig;
 use p2p_state::{Duration, Instant};
 
-use runtime_common::client::{CoreParts, Ev, HandleMsg, Paths};
+use runtime_common::client::{CoreParts, Ev, HandleMsg, Paths, WriteMode};
 use runtime_common::conn::ConnEvent;
 use runtime_common::{client, tracker};
 
@@ -395,7 +395,8 @@ impl World {
             paths: h.paths.clone(),
             events,
             data_dir: PathBuf::from(format!("c{c}")),
-            direct_io: false,
+            write_mode: WriteMode::PageCache,
+            window: p2p_state::download::MAX_PARALLEL_DEFAULT,
         };
         h.core = Some(ClientCore::from_parts(parts));
         self.client_effects(c);

@@ -293,13 +293,15 @@ pub(super) fn check_space(dir: &Path, need: u64, free: u64) -> Result<(), DestEr
 /// file that is not this user's own regular file (see
 /// [`DestDir::open_file`]); refuses an existing destination unless
 /// `overwrite`; checks free space and allocates the part file; re-hashes
-/// every piece the record claims, keeping only those that verify. With
-/// `direct_io`, also opens the part file with `O_DIRECT` where the file
-/// system allows it.
+/// every piece the record claims, keeping only those that verify. Unless
+/// `mode` is [`WriteMode::PageCache`], also opens the part file with
+/// `O_DIRECT` where the file system allows it; `window` is the
+/// download's (see [`DirectGate`]).
 pub fn open_dest(
     dest: &Path,
     meta: &FileMeta,
-    direct_io: bool,
+    mode: WriteMode,
+    window: usize,
     overwrite: bool,
 ) -> Result<(DlFile, PieceSet), DestError> {
     let dir = DestDir::open(dest, overwrite)?;
@@ -335,13 +337,15 @@ pub fn open_dest(
     rec.set_len(0).map_err(|e| DestError::io(&rec_path, e))?;
     rec.write_all_at(&have.to_bytes(), 0)
         .map_err(|e| DestError::io(&rec_path, e))?;
-    let direct = direct_io
+    let direct = (mode != WriteMode::PageCache)
         .then(|| dir.open_direct(&part_name, &file))
         .flatten()
         .map(Arc::new);
     let dl = DlFile {
         file: Arc::new(file),
         direct,
+        mode,
+        gate: DirectGate::new(window),
         trim: Arc::default(),
         part,
         dest: dest.to_path_buf(),

@@ -12,16 +12,16 @@
 //!   (opening a destination, positioned write + record, rename into place, opening a
 //!   share's file to serve it, a served piece's read-ahead, saving the
 //!   share table), and the input it produces;
-//! - [`write_piece`]: pieces go to the part file through the page cache,
-//!   each handed to the [`Writeback`] thread, which starts its writeback
-//!   at once and drops written-back pages every [`CACHE_TRIM_LAG`] pieces
-//!   ([`CacheTrim`]: on a fast device the cache holds a few MiB of a
-//!   download, never the whole file; a write never waits for the device),
-//!   or, when asked (`--direct-writes`), with
-//!   `O_DIRECT` straight from the piece's buffer where the file system
-//!   allows it (anything that does not fit the alignment rules takes the
-//!   buffered write). README, "Writing pieces to disk", has the figures
-//!   that chose the default;
+//! - [`write_piece`]: pieces go to the part file with `O_DIRECT` straight
+//!   from the piece's buffer where the file system allows it (anything
+//!   that does not fit the alignment rules takes the buffered write)
+//!   while the device keeps up ([`WriteMode::Auto`], [`DirectGate`]),
+//!   otherwise through the page cache, each handed to the [`Writeback`]
+//!   thread, which starts its writeback at once and drops written-back
+//!   pages every [`CACHE_TRIM_LAG`] pieces ([`CacheTrim`]: the cache
+//!   holds a few MiB of a download, never the whole file, and a write
+//!   never waits for the device). README, "Writing pieces to disk", has
+//!   the figures that chose the default;
 //! - the share table (`DATA_DIR/shares`, format in
 //!   [`p2p_state::client::shares`]): loaded at start (a damaged one is set
 //!   aside as `shares.damaged`, never half-read), saved after a share
@@ -68,9 +68,12 @@ pub use write::*;
 #[derive(Debug)]
 pub struct DlFile {
     pub file: Arc<File>,
-    /// The same file opened with `O_DIRECT`, when the file system allows
-    /// it (see [`write_piece`]).
+    /// The same file opened with `O_DIRECT`, when the mode uses it and
+    /// the file system allows it (see [`write_piece`]).
     pub direct: Option<Arc<File>>,
+    /// How pieces reach the device, and whether `O_DIRECT` still keeps up.
+    pub mode: WriteMode,
+    pub gate: DirectGate,
     /// Pieces written through the page cache, whose pages are dropped
     /// once written back (see [`CacheTrim`]).
     pub trim: Arc<CacheTrim>,
@@ -91,8 +94,10 @@ pub enum Job<P = Arc<DlFile>, F = Arc<File>> {
         dl: u64,
         dest: PathBuf,
         meta: FileMeta,
-        /// Also open the part file with `O_DIRECT` (see [`write_piece`]).
-        direct_io: bool,
+        /// How its pieces reach the device.
+        mode: WriteMode,
+        /// The download's window (see [`DirectGate`]).
+        window: usize,
         /// Replace an existing destination file.
         overwrite: bool,
     },
@@ -150,9 +155,10 @@ pub fn run_job(job: Job) -> JobDone {
             dl,
             dest,
             meta,
-            direct_io,
+            mode,
+            window,
             overwrite,
-        } => match open_dest(&dest, &meta, direct_io, overwrite) {
+        } => match open_dest(&dest, &meta, mode, window, overwrite) {
             Ok((file, have)) => JobDone::DestOpened {
                 dl,
                 file: Arc::new(file),
@@ -173,8 +179,11 @@ pub fn run_job(job: Job) -> JobDone {
             if let Some(d) = test_write_delay() {
                 thread::sleep(d);
             }
-            let (file, direct) = (&part.file, part.direct.as_deref());
-            let r = write_piece(file, direct, Some(&part.trim), &data, offset).and_then(|_| {
+            let direct = part.direct.is_some() && part.gate.direct(part.mode);
+            let file = part.direct.as_deref().filter(|_| direct);
+            let r = write_piece(&part.file, file, Some(&part.trim), &data, offset);
+            part.gate.end(part.mode, direct, std::time::Instant::now());
+            let r = r.and_then(|_| {
                 let mut rec = part.record.lock().expect("record");
                 rec.1.insert(index);
                 let bytes = rec.1.to_bytes();

@@ -61,10 +61,17 @@ fn pieces_land_byte_exact_through_direct_and_buffered_writes() {
         piece_hashes: pieces,
     };
     let dest = dir.path().join("f.bin");
-    let (dl, have) = open_dest(&dest, &meta, true, false).unwrap();
+    let (dl, have) = open_dest(&dest, &meta, WriteMode::Direct, 16, false).unwrap();
     assert!(have.is_empty());
     // Asked not to, it never opens the file with O_DIRECT.
-    let (buffered, _) = open_dest(&dir.path().join("g.bin"), &meta, false, false).unwrap();
+    let (buffered, _) = open_dest(
+        &dir.path().join("g.bin"),
+        &meta,
+        WriteMode::PageCache,
+        16,
+        false,
+    )
+    .unwrap();
     assert!(buffered.direct.is_none());
     // Where the file system has O_DIRECT (ext4, xfs, btrfs: the CI
     // machine's /tmp), it is used.
@@ -195,7 +202,7 @@ fn planted_symlinks_are_refused_and_the_victim_is_untouched() {
         let dest = dir.path().join(format!("d{}.bin", suffix.len()));
         let trap = PathBuf::from(format!("{}{suffix}", dest.display()));
         std::os::unix::fs::symlink(&victim, &trap).unwrap();
-        let err = open_dest(&dest, &meta, false, false).unwrap_err();
+        let err = open_dest(&dest, &meta, WriteMode::PageCache, 16, false).unwrap_err();
         assert!(
             matches!(&err, DestError::NotRegular { path, kind: "a symbolic link" } if *path == trap),
             "{err:?}"
@@ -220,13 +227,27 @@ fn part_files_that_are_not_plain_files_of_ours_are_refused() {
         0,
     )
     .unwrap();
-    let err = open_dest(&dir.path().join("fifo.bin"), &meta, false, false).unwrap_err();
+    let err = open_dest(
+        &dir.path().join("fifo.bin"),
+        &meta,
+        WriteMode::PageCache,
+        16,
+        false,
+    )
+    .unwrap_err();
     assert!(
         matches!(err, DestError::NotRegular { kind: "a FIFO", .. }),
         "{err:?}"
     );
     fs::create_dir(dir.path().join("dir.bin.part")).unwrap();
-    let err = open_dest(&dir.path().join("dir.bin"), &meta, false, false).unwrap_err();
+    let err = open_dest(
+        &dir.path().join("dir.bin"),
+        &meta,
+        WriteMode::PageCache,
+        16,
+        false,
+    )
+    .unwrap_err();
     assert!(
         matches!(
             err,
@@ -240,14 +261,28 @@ fn part_files_that_are_not_plain_files_of_ours_are_refused() {
     let victim = dir.path().join("victim");
     fs::write(&victim, b"precious").unwrap();
     fs::hard_link(&victim, dir.path().join("hl.bin.part")).unwrap();
-    let err = open_dest(&dir.path().join("hl.bin"), &meta, false, false).unwrap_err();
+    let err = open_dest(
+        &dir.path().join("hl.bin"),
+        &meta,
+        WriteMode::PageCache,
+        16,
+        false,
+    )
+    .unwrap_err();
     assert!(matches!(err, DestError::Linked { .. }), "{err:?}");
     assert_eq!(fs::read(&victim).unwrap(), b"precious");
     // Another user's file (only root can make one here).
     let theirs = dir.path().join("theirs.bin.part");
     fs::write(&theirs, b"planted").unwrap();
     if std::os::unix::fs::chown(&theirs, Some(54321), None).is_ok() {
-        let err = open_dest(&dir.path().join("theirs.bin"), &meta, false, false).unwrap_err();
+        let err = open_dest(
+            &dir.path().join("theirs.bin"),
+            &meta,
+            WriteMode::PageCache,
+            16,
+            false,
+        )
+        .unwrap_err();
         assert!(matches!(err, DestError::NotOwned { .. }), "{err:?}");
         assert_eq!(fs::read(&theirs).unwrap(), b"planted");
     } else {
@@ -265,7 +300,7 @@ fn an_existing_destination_is_replaced_only_when_asked() {
     let meta = meta_of(&data);
     let dest = dir.path().join("f.bin");
     fs::write(&dest, b"mine").unwrap();
-    let err = open_dest(&dest, &meta, false, false).unwrap_err();
+    let err = open_dest(&dest, &meta, WriteMode::PageCache, 16, false).unwrap_err();
     assert!(
         matches!(&err, DestError::Exists { path } if *path == dest),
         "{err:?}"
@@ -275,13 +310,13 @@ fn an_existing_destination_is_replaced_only_when_asked() {
     // Started while the destination was free; someone puts a file
     // there before the end: it is kept, the download fails.
     fs::remove_file(&dest).unwrap();
-    let (dl, _) = open_dest(&dest, &meta, false, false).unwrap();
+    let (dl, _) = open_dest(&dest, &meta, WriteMode::PageCache, 16, false).unwrap();
     dl.file.write_all_at(&data, 0).unwrap();
     fs::write(&dest, b"mine").unwrap();
     assert!(matches!(dl.dir.finalize(), Err(DestError::Exists { .. })));
     assert_eq!(fs::read(&dest).unwrap(), b"mine");
     // Resumed (the part file is reopened) with --force: replaced.
-    let (dl, _) = open_dest(&dest, &meta, false, true).unwrap();
+    let (dl, _) = open_dest(&dest, &meta, WriteMode::PageCache, 16, true).unwrap();
     assert_eq!(
         fs::read(&dl.part).unwrap(),
         data,
@@ -293,7 +328,14 @@ fn an_existing_destination_is_replaced_only_when_asked() {
     assert!(!record_path(&part_path(&dest)).exists());
     // A directory is never replaced.
     fs::create_dir(dir.path().join("d.bin")).unwrap();
-    let err = open_dest(&dir.path().join("d.bin"), &meta, false, true).unwrap_err();
+    let err = open_dest(
+        &dir.path().join("d.bin"),
+        &meta,
+        WriteMode::PageCache,
+        16,
+        true,
+    )
+    .unwrap_err();
     assert!(
         matches!(
             err,
@@ -313,7 +355,14 @@ fn an_existing_destination_is_replaced_only_when_asked() {
 fn space_is_checked_and_allocated_before_fetching() {
     let dir = tempfile::tempdir().unwrap();
     let meta = meta_of(&[1u8; 5000]);
-    let (dl, _) = open_dest(&dir.path().join("f.bin"), &meta, false, false).unwrap();
+    let (dl, _) = open_dest(
+        &dir.path().join("f.bin"),
+        &meta,
+        WriteMode::PageCache,
+        16,
+        false,
+    )
+    .unwrap();
     assert_eq!(dl.file.metadata().unwrap().len(), 5000);
     assert!(check_space(dir.path(), 1000, 1000).is_ok());
     let err = check_space(dir.path(), 1001, 1000).unwrap_err();
@@ -333,7 +382,7 @@ fn space_is_checked_and_allocated_before_fetching() {
     let mut huge = meta.clone();
     huge.size = free + (1 << 30);
     let dest = dir.path().join("huge.bin");
-    let err = open_dest(&dest, &huge, false, false).unwrap_err();
+    let err = open_dest(&dest, &huge, WriteMode::PageCache, 16, false).unwrap_err();
     assert!(matches!(err, DestError::NoSpace { .. }), "{err:?}");
     assert_eq!(fs::metadata(part_path(&dest)).unwrap().len(), 0);
 }
@@ -468,4 +517,57 @@ fn progress_reaches_the_size_and_a_short_file_is_an_error() {
     let file = File::open(&path).unwrap();
     let r = hash_pieces(&file, 20 * 1024, 1024, 2, &|_| {});
     assert_eq!(r.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+}
+
+/// Runs `spans` spans of direct writes through `gate` with `level` of the
+/// download's writes queued or running all the time (each write that
+/// ends is replaced at once), one write ending every millisecond: how
+/// many writes went with `O_DIRECT` under `mode`.
+fn direct_writes_at_level(gate: &DirectGate, mode: WriteMode, level: u32, spans: u32) -> u32 {
+    let t0 = std::time::Instant::now();
+    let at = |ms: u32| t0 + std::time::Duration::from_millis(u64::from(ms));
+    for _ in 0..level {
+        gate.queued(at(0));
+    }
+    let mut direct = 0;
+    for i in 1..=spans * DIRECT_SPAN_WRITES {
+        let d = gate.direct(mode);
+        direct += u32::from(d);
+        gate.end(mode, d, at(i));
+        gate.queued(at(i));
+    }
+    direct
+}
+
+#[test]
+fn auto_writes_stay_direct_while_the_device_keeps_up() {
+    // Window 10: the bound is an average of 6 writes waiting.
+    let gate = DirectGate::new(10);
+    let n = direct_writes_at_level(&gate, WriteMode::Auto, 5, 3);
+    assert_eq!(n, 3 * DIRECT_SPAN_WRITES, "every write went direct");
+    assert!(!gate.is_off());
+}
+
+#[test]
+fn auto_writes_move_to_the_page_cache_once_a_span_fills_the_window() {
+    // At the bound: 6 of 10 on average over the first span.
+    let gate = DirectGate::new(10);
+    let n = direct_writes_at_level(&gate, WriteMode::Auto, 6, 3);
+    assert!(gate.is_off());
+    assert_eq!(n, DIRECT_SPAN_WRITES, "direct for the first span only");
+    assert!(!gate.direct(WriteMode::Auto), "for good");
+}
+
+#[test]
+fn forced_modes_never_change() {
+    assert_eq!(WriteMode::default(), WriteMode::Auto);
+    let direct = DirectGate::new(10);
+    let n = direct_writes_at_level(&direct, WriteMode::Direct, 10, 2);
+    assert_eq!(n, 2 * DIRECT_SPAN_WRITES);
+    assert!(!direct.is_off());
+    let cached = DirectGate::new(10);
+    assert_eq!(
+        direct_writes_at_level(&cached, WriteMode::PageCache, 1, 2),
+        0
+    );
 }

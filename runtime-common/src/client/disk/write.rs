@@ -1,12 +1,149 @@
-//! Writing pieces to a download's part file: through the page cache, with
-//! writeback started early and pages dropped once clean by the
-//! [`Writeback`] thread ([`CacheTrim`]), or with `O_DIRECT`.
+//! Writing pieces to a download's part file: with `O_DIRECT` while the
+//! device keeps up ([`WriteMode::Auto`], [`DirectGate`]), or through the
+//! page cache, with writeback started early and pages dropped once clean
+//! by the [`Writeback`] thread ([`CacheTrim`]).
 
 use std::sync::OnceLock;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc::SyncSender;
 
 use super::*;
+
+/// How a download's pieces reach the device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    /// `O_DIRECT` (no copy into the page cache, nothing left for the
+    /// kernel to write back or reclaim) while the device keeps up with
+    /// the network; a download whose writes fall behind moves to the page
+    /// cache for the rest of its life ([`DirectGate`]). The default.
+    #[default]
+    Auto,
+    /// Always `O_DIRECT` where the file system allows it: each write
+    /// waits for the device (`client --direct-writes`).
+    Direct,
+    /// Always through the page cache with early writeback and dropped
+    /// pages ([`CacheTrim`]; `client --buffered-writes`).
+    PageCache,
+}
+
+/// Direct writes over which [`DirectGate`] measures how far the device
+/// lags: 32 MiB at 512 KiB pieces (tens of milliseconds on a device that
+/// keeps up).
+pub const DIRECT_SPAN_WRITES: u32 = 64;
+/// The share of a download's window that its writes may fill on average
+/// over a span before [`DirectGate`] moves it to the page cache.
+pub const DIRECT_LAG_SHARE: f64 = 0.6;
+
+/// Decides whether a download in [`WriteMode::Auto`] still writes with
+/// `O_DIRECT`. A download's window (its requests in flight,
+/// `DownloadConfig::max_parallel`) also holds its pieces waiting for the
+/// disk, so the number of its writes queued or running, averaged over
+/// time, says whether the network waits for the device: on a device that
+/// keeps up it stays low (3.6 of 16 on this project's VM disk), on one
+/// slower than the network the window fills with writes (13.7 of 16 on a
+/// loop device throttled to 150 MiB/s; one span of the first reached
+/// 7.6, none of the second went below 13.0). Over each
+/// [`DIRECT_SPAN_WRITES`] direct writes, an average of
+/// [`DIRECT_LAG_SHARE`] of the window or more moves the download to the
+/// page cache, which never waits for the device, for good. One per download, shared by the loop that queues its writes and
+/// the disk workers that run them; the callers pass the time in.
+#[derive(Debug)]
+pub struct DirectGate {
+    window: u32,
+    /// Moved to the page cache.
+    off: AtomicBool,
+    level: Mutex<Level>,
+}
+
+/// The download's writes queued or running, integrated over time.
+#[derive(Debug, Default)]
+struct Level {
+    writes: u32,
+    /// When `writes` last changed.
+    changed: Option<std::time::Instant>,
+    /// The current span: since when, its integral of `writes` (piece
+    /// seconds), and its direct writes done.
+    since: Option<std::time::Instant>,
+    area: f64,
+    done: u32,
+}
+
+impl Level {
+    fn advance(&mut self, now: std::time::Instant) {
+        if let Some(t) = self.changed {
+            self.area += f64::from(self.writes) * now.saturating_duration_since(t).as_secs_f64();
+        }
+        self.changed = Some(now);
+        self.since.get_or_insert(now);
+    }
+}
+
+impl DirectGate {
+    /// The gate of a download whose window is `window` pieces.
+    pub fn new(window: usize) -> Self {
+        DirectGate {
+            window: u32::try_from(window).unwrap_or(u32::MAX).max(1),
+            off: AtomicBool::new(false),
+            level: Mutex::default(),
+        }
+    }
+
+    fn level(&self) -> std::sync::MutexGuard<'_, Level> {
+        self.level.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A write of the download was queued for the disk workers at `now`.
+    pub fn queued(&self, now: std::time::Instant) {
+        let mut l = self.level();
+        l.advance(now);
+        l.writes += 1;
+    }
+
+    /// Whether a write starting now goes to the device with `O_DIRECT`
+    /// under `mode`.
+    pub fn direct(&self, mode: WriteMode) -> bool {
+        match mode {
+            WriteMode::Direct => true,
+            WriteMode::PageCache => false,
+            WriteMode::Auto => !self.off.load(Ordering::Acquire),
+        }
+    }
+
+    /// A queued write ended at `now`; `direct`: it went with `O_DIRECT`.
+    pub fn end(&self, mode: WriteMode, direct: bool, now: std::time::Instant) {
+        let mut l = self.level();
+        l.advance(now);
+        l.writes = l.writes.saturating_sub(1);
+        if mode != WriteMode::Auto || !direct {
+            return;
+        }
+        l.done += 1;
+        if l.done < DIRECT_SPAN_WRITES {
+            return;
+        }
+        let span = l
+            .since
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        let mean = l.area / span.max(1e-6);
+        (l.since, l.area, l.done) = (Some(now), 0.0, 0);
+        drop(l);
+        // (A millionth of a piece of slack for the sum's rounding.)
+        let lagging = mean + 1e-6 >= DIRECT_LAG_SHARE * f64::from(self.window);
+        if lagging && !self.off.swap(true, Ordering::AcqRel) {
+            tracing::info!(
+                "the device is slower than the network ({mean:.1} of this download's {} \
+                 pieces in flight waited for it on average): the download is written \
+                 through the page cache from now on",
+                self.window
+            );
+        }
+    }
+
+    /// Whether the download has moved to the page cache.
+    pub fn is_off(&self) -> bool {
+        self.off.load(Ordering::Acquire)
+    }
+}
 
 /// A download written through the page cache has the pages it wrote
 /// dropped every this many pieces, once written back ([`CacheTrim`]):
