@@ -19,6 +19,8 @@ struct Row {
     hashed: u64,
     queued: u64,
     written: u64,
+    /// Pieces written with `O_DIRECT` (a later column: 0 in older traces).
+    direct: u64,
 }
 
 fn parse(csv: &str) -> Vec<Row> {
@@ -39,6 +41,7 @@ fn parse(csv: &str) -> Vec<Row> {
                 hashed,
                 queued,
                 written,
+                direct: v.get(8).copied().unwrap_or(0),
             })
         })
         .collect()
@@ -82,8 +85,9 @@ fn points(rows: &[Row]) -> Vec<Point> {
         .collect()
 }
 
-/// What the table says about a trace.
-fn summary(p: &[Point]) -> String {
+/// What the table says about a trace: `p` its points, `last` its last
+/// row (how many pieces were written, and how many with `O_DIRECT`).
+fn summary(p: &[Point], last: Row) -> String {
     if p.is_empty() {
         return "no download in the trace".into();
     }
@@ -93,12 +97,15 @@ fn summary(p: &[Point]) -> String {
     let mean = |f: fn(&Point) -> f64| p.iter().map(f).sum::<f64>() / n as f64;
     format!(
         "{n} intervals of 10 ms; {idle} received nothing; in flight mean {:.1} max {:.0}; \
-         disk queue mean {:.1} max {:.0} pieces; {:.0} MB/s mean",
+         disk queue mean {:.1} max {:.0} pieces; {:.0} MB/s mean; {} of {} pieces written \
+         with O_DIRECT",
         mean(|q| q.2),
         max(|q| q.2),
         mean(|q| q.4),
         max(|q| q.4),
         mean(|q| q.1),
+        last.direct,
+        last.written,
     )
 }
 
@@ -160,11 +167,13 @@ fn svg(p: &[Point], title: &str) -> String {
 /// the CSV beside it, `out` with `.csv`): the summary line.
 pub fn render(csv: &Path, out: &Path, title: &str) -> Res<String> {
     let text = std::fs::read_to_string(csv).map_err(|e| format!("{}: {e}", csv.display()))?;
-    let p = points(&parse(&text));
+    let rows = parse(&text);
+    let p = points(&rows);
     std::fs::write(out, svg(&p, title)).map_err(|e| format!("{}: {e}", out.display()))?;
     let kept = out.with_extension("csv");
     std::fs::write(&kept, &text).map_err(|e| format!("{}: {e}", kept.display()))?;
-    Ok(format!("{} ({})", summary(&p), out.display()))
+    let last = rows.last().copied().unwrap_or_default();
+    Ok(format!("{} ({})", summary(&p, last), out.display()))
 }
 
 #[cfg(test)]
@@ -174,13 +183,23 @@ mod tests {
     #[test]
     fn a_stall_shows_as_intervals_that_received_nothing() {
         let csv = "h\n0,0,0,0,0,0\n10,100,8,0,0,0\n20,100,8,0,0,0\n30,5000000,8,4,4,1\n40,6000000,8,8,8,8\n";
-        let p = points(&parse(csv));
+        let rows = parse(csv);
+        let p = points(&rows);
         assert_eq!(p.len(), 4);
-        let s = summary(&p);
+        let s = summary(&p, *rows.last().unwrap());
         assert!(
             s.starts_with("4 intervals of 10 ms; 1 received nothing"),
             "{s}"
         );
+        assert!(s.ends_with("0 of 8 pieces written with O_DIRECT"), "{s}");
         assert!(svg(&p, "t").contains("<polyline"));
+    }
+
+    #[test]
+    fn the_summary_counts_the_pieces_written_with_o_direct() {
+        let csv = "h\n0,0,0,0,0,0,0,0,0\n10,100,8,0,0,0,0,0,0\n20,5000000,8,8,8,8,0,0,3\n";
+        let rows = parse(csv);
+        let s = summary(&points(&rows), *rows.last().unwrap());
+        assert!(s.ends_with("3 of 8 pieces written with O_DIRECT"), "{s}");
     }
 }

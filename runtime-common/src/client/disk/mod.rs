@@ -194,6 +194,9 @@ pub fn run_job(job: Job) -> JobDone {
             JobDone::Input(match r {
                 Ok(()) => {
                     crate::trace::add(&crate::trace::PIECES_WRITTEN, 1);
+                    if direct {
+                        crate::trace::add(&crate::trace::PIECES_DIRECT, 1);
+                    }
                     cn::Input::PieceWritten { dl, index }
                 }
                 Err(e) => cn::Input::WriteFailed {
