@@ -45,8 +45,9 @@ pub const DIRECT_LAG_SHARE: f64 = 0.6;
 /// 7.6, none of the second went below 13.0). Over each
 /// [`DIRECT_SPAN_WRITES`] direct writes, an average of
 /// [`DIRECT_LAG_SHARE`] of the window or more moves the download to the
-/// page cache, which never waits for the device, for good. One per download, shared by the loop that queues its writes and
-/// the disk workers that run them; the callers pass the time in.
+/// page cache, which never waits for the device, for good. One per
+/// download, shared by the loop that queues its writes and the disk
+/// workers that run them; the callers pass the time in.
 #[derive(Debug)]
 pub struct DirectGate {
     window: u32,
