@@ -546,6 +546,7 @@ fn auto_writes_stay_direct_while_the_device_keeps_up() {
     let n = direct_writes_at_level(&gate, WriteMode::Auto, 5, 3);
     assert_eq!(n, 3 * DIRECT_SPAN_WRITES, "every write went direct");
     assert!(!gate.is_off());
+    assert!(gate.trims(WriteMode::Auto));
 }
 
 #[test]
@@ -556,6 +557,7 @@ fn auto_writes_move_to_the_page_cache_once_a_span_fills_the_window() {
     assert!(gate.is_off());
     assert_eq!(n, DIRECT_SPAN_WRITES, "direct for the first span only");
     assert!(!gate.direct(WriteMode::Auto), "for good");
+    assert!(!gate.trims(WriteMode::Auto), "writeback left to the kernel");
 }
 
 #[test]
@@ -570,4 +572,71 @@ fn forced_modes_never_change() {
         direct_writes_at_level(&cached, WriteMode::PageCache, 1, 2),
         0
     );
+}
+
+/// Page-cache writes go in [`PAGE_CACHE_WRITE_CHUNK`]s: pieces one byte
+/// short of a chunk, exactly one, one byte over and several land
+/// byte-exact at offsets that are not multiples of a chunk.
+#[test]
+fn page_cache_writes_in_chunks_land_byte_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = PAGE_CACHE_WRITE_CHUNK;
+    let lens = [c - 1, c, c + 1, 3 * c + 5, 1];
+    let total: usize = lens.iter().sum();
+    let data: Vec<u8> = (0..total).map(|i| (i % 239) as u8).collect();
+    let path = dir.path().join("f");
+    let file = File::create(&path).unwrap();
+    let mut at = 0;
+    let mut spans = Vec::new();
+    for len in lens {
+        spans.push((at, len));
+        at += len;
+    }
+    for &(at, len) in spans.iter().rev() {
+        write_piece(&file, None, None, &data[at..at + len], at as u64).unwrap();
+    }
+    assert_eq!(fs::read(&path).unwrap(), data);
+}
+
+/// A download the gate moved off `O_DIRECT` (its device is slower than
+/// the network) leaves writeback to the kernel: [`run_job`] hands its
+/// pieces to no [`CacheTrim`], where a download written through the page
+/// cache by choice has every piece handed over.
+#[test]
+fn a_download_moved_to_the_page_cache_leaves_writeback_to_the_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, data) = file_of(dir.path(), 4096);
+    let meta = meta_of(&data);
+    let write = |part: &Arc<DlFile>| {
+        let piece = Bytes::copy_from_slice(&data[..1024]);
+        match run_job(Job::Write {
+            dl: 1,
+            part: part.clone(),
+            index: 0,
+            offset: 0,
+            data: piece,
+        }) {
+            JobDone::Input(cn::Input::PieceWritten { index: 0, .. }) => {}
+            other => panic!("the write failed: {other:?}"),
+        }
+        assert_eq!(fs::read(&part.part).unwrap()[..1024], data[..1024]);
+    };
+    let (slow, _) = open_dest(&dir.path().join("slow"), &meta, WriteMode::Auto, 10, false).unwrap();
+    direct_writes_at_level(&slow.gate, WriteMode::Auto, 6, 1);
+    assert!(slow.gate.is_off() && !slow.gate.trims(WriteMode::Auto));
+    let slow = Arc::new(slow);
+    write(&slow);
+    assert_eq!(slow.trim.pending(), 0, "nothing handed to the trim");
+    let (chosen, _) = open_dest(
+        &dir.path().join("chosen"),
+        &meta,
+        WriteMode::PageCache,
+        10,
+        false,
+    )
+    .unwrap();
+    assert!(chosen.gate.trims(WriteMode::PageCache));
+    let chosen = Arc::new(chosen);
+    write(&chosen);
+    assert_eq!(chosen.trim.pending(), 1, "the piece was handed to the trim");
 }
