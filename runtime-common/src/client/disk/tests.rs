@@ -524,13 +524,25 @@ fn progress_reaches_the_size_and_a_short_file_is_an_error() {
 /// ends is replaced at once), one write ending every millisecond: how
 /// many writes went with `O_DIRECT` under `mode`.
 fn direct_writes_at_level(gate: &DirectGate, mode: WriteMode, level: u32, spans: u32) -> u32 {
+    direct_writes_every(gate, mode, level, spans * DIRECT_SPAN_WRITES, 1)
+}
+
+/// [`direct_writes_at_level`] with `writes` writes, one ending every
+/// `step_ms` milliseconds.
+fn direct_writes_every(
+    gate: &DirectGate,
+    mode: WriteMode,
+    level: u32,
+    writes: u32,
+    step_ms: u32,
+) -> u32 {
     let t0 = std::time::Instant::now();
-    let at = |ms: u32| t0 + std::time::Duration::from_millis(u64::from(ms));
+    let at = |i: u32| t0 + std::time::Duration::from_millis(u64::from(i * step_ms));
     for _ in 0..level {
         gate.queued(at(0));
     }
     let mut direct = 0;
-    for i in 1..=spans * DIRECT_SPAN_WRITES {
+    for i in 1..=writes {
         let d = gate.direct(mode);
         direct += u32::from(d);
         gate.end(mode, d, at(i));
@@ -639,4 +651,42 @@ fn a_download_moved_to_the_page_cache_leaves_writeback_to_the_kernel() {
     let chosen = Arc::new(chosen);
     write(&chosen);
     assert_eq!(chosen.trim.pending(), 1, "the piece was handed to the trim");
+}
+
+/// The quick test at its bounds (window 10: 8 writes waiting on
+/// average over a stretch of at least 20 ms with at least 4 writes ended
+/// in it). With a write ending every 5 ms, an average of 8 moves the
+/// download after the first 4 writes; 7 does not (the 64-write test
+/// moves it later, 7 being over its 6).
+#[test]
+fn a_full_window_moves_the_download_after_the_quick_stretch() {
+    let step = DIRECT_QUICK_SPAN.as_millis() as u32 / DIRECT_QUICK_WRITES;
+    let quick = DirectGate::new(10);
+    let n = direct_writes_every(&quick, WriteMode::Auto, 8, 200, step);
+    assert!(quick.is_off());
+    assert_eq!(n, DIRECT_QUICK_WRITES, "moved after the first stretch");
+    let below = DirectGate::new(10);
+    let n = direct_writes_every(&below, WriteMode::Auto, 7, 200, step);
+    assert!(below.is_off());
+    assert_eq!(n, DIRECT_SPAN_WRITES, "moved by the 64-write test only");
+}
+
+/// The quick stretch needs both its length and its writes: writes ending
+/// every millisecond close it after 20 ms (20 writes), writes ending every
+/// 30 ms after 4 writes, however full the window.
+#[test]
+fn the_quick_stretch_needs_its_length_and_its_writes() {
+    let fast = DirectGate::new(10);
+    let n = direct_writes_every(&fast, WriteMode::Auto, 10, 200, 1);
+    assert_eq!(n, DIRECT_QUICK_SPAN.as_millis() as u32);
+    let slow = DirectGate::new(10);
+    let n = direct_writes_every(&slow, WriteMode::Auto, 10, 200, 30);
+    assert_eq!(n, DIRECT_QUICK_WRITES);
+    // Forced modes ignore it as they ignore the 64-write test.
+    let forced = DirectGate::new(10);
+    assert_eq!(
+        direct_writes_every(&forced, WriteMode::Direct, 10, 200, 30),
+        200
+    );
+    assert!(!forced.is_off());
 }
