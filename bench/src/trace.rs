@@ -21,6 +21,8 @@ struct Row {
     written: u64,
     /// Pieces written with `O_DIRECT` (a later column: 0 in older traces).
     direct: u64,
+    /// Pieces hashed two at a time (later still).
+    paired: u64,
 }
 
 fn parse(csv: &str) -> Vec<Row> {
@@ -42,6 +44,7 @@ fn parse(csv: &str) -> Vec<Row> {
                 queued,
                 written,
                 direct: v.get(8).copied().unwrap_or(0),
+                paired: v.get(9).copied().unwrap_or(0),
             })
         })
         .collect()
@@ -98,7 +101,7 @@ fn summary(p: &[Point], last: Row) -> String {
     format!(
         "{n} intervals of 10 ms; {idle} received nothing; in flight mean {:.1} max {:.0}; \
          disk queue mean {:.1} max {:.0} pieces; {:.0} MB/s mean; {} of {} pieces written \
-         with O_DIRECT",
+         with O_DIRECT; {} of {} hashed in pairs",
         mean(|q| q.2),
         max(|q| q.2),
         mean(|q| q.4),
@@ -106,6 +109,8 @@ fn summary(p: &[Point], last: Row) -> String {
         mean(|q| q.1),
         last.direct,
         last.written,
+        last.paired,
+        last.hashed,
     )
 }
 
@@ -191,15 +196,25 @@ mod tests {
             s.starts_with("4 intervals of 10 ms; 1 received nothing"),
             "{s}"
         );
-        assert!(s.ends_with("0 of 8 pieces written with O_DIRECT"), "{s}");
+        assert!(
+            s.ends_with("0 of 8 pieces written with O_DIRECT; 0 of 8 hashed in pairs"),
+            "{s}"
+        );
         assert!(svg(&p, "t").contains("<polyline"));
     }
 
     #[test]
-    fn the_summary_counts_the_pieces_written_with_o_direct() {
+    fn the_summary_counts_the_pieces_written_with_o_direct_and_hashed_in_pairs() {
         let csv = "h\n0,0,0,0,0,0,0,0,0\n10,100,8,0,0,0,0,0,0\n20,5000000,8,8,8,8,0,0,3\n";
         let rows = parse(csv);
         let s = summary(&points(&rows), *rows.last().unwrap());
-        assert!(s.ends_with("3 of 8 pieces written with O_DIRECT"), "{s}");
+        assert!(s.contains("3 of 8 pieces written with O_DIRECT"), "{s}");
+        let csv = "h\n0,0,0,0,0,0,0,0,0,0\n20,5000000,8,8,8,8,0,0,8,6\n";
+        let rows = parse(csv);
+        let s = summary(&points(&rows), *rows.last().unwrap());
+        assert!(
+            s.ends_with("8 of 8 pieces written with O_DIRECT; 6 of 8 hashed in pairs"),
+            "{s}"
+        );
     }
 }

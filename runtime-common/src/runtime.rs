@@ -30,10 +30,10 @@ use p2p_state::tracker::node::Input;
 use p2p_state::tracker::password::PasswordWork;
 
 use crate::client::{
-    ClientIo, DISK_WORKERS, DlFile, Ev, Job, JobDone, peer_input, run_job, tracker_input,
+    ClientIo, DISK_WORKERS, DlFile, Ev, Job, JobDone, PeerSink, run_job, tracker_input,
 };
 use crate::conn::{
-    ConnEvent, ConnId, ConnWriter, FRAME_TIMEOUT, FileRange, WriterRuntime, WriterWake,
+    ConnId, ConnWriter, EventSink, FRAME_TIMEOUT, FileRange, WriterRuntime, WriterWake,
     next_conn_id,
 };
 use crate::storage::{DataDir, StorageCmd, run_storage};
@@ -70,7 +70,7 @@ pub trait Runtime: WriterRuntime + Sized {
         sink: F,
     ) -> io::Result<()>
     where
-        F: FnMut(ConnEvent) -> bool + Send + 'static;
+        F: EventSink + Send + 'static;
     /// Connects to `addr` and runs the TLS handshake as its client, off
     /// the caller's thread; then `then` runs with the stream and the
     /// session, or why it failed.
@@ -176,7 +176,7 @@ pub fn attach<R: Runtime>(
     session: Arc<Session>,
     frame_timeout: Duration,
     up: impl FnOnce(ConnWriter<R>, KeyId) -> bool,
-    sink: impl FnMut(ConnEvent) -> bool + Send + 'static,
+    sink: impl EventSink + Send + 'static,
 ) -> Attach {
     let writer = match R::spawn_writer(conn, &stream, session.clone()) {
         Ok(w) => w,
@@ -413,10 +413,11 @@ impl<R: Runtime> ClientIo for ClientEffects<R> {
 
     fn connect_tracker(&mut self, conn: SessionConn, addr: SocketAddr) {
         let up = move |writer, peer| Ev::TrackerUp { conn, writer, peer };
-        let events = move |ev| tracker_input(conn, ev);
+        let mut send = input_sender::<R>(&self.tx);
+        let sink = move |ev| send(tracker_input(conn, ev));
         let failed = cn::Input::TrackerConnectFailed { conn };
         let closed = cn::Input::TrackerClosed { conn };
-        client_dial::<R>(&self.tx, &self.tls, addr, up, events, failed, closed);
+        client_dial::<R>(&self.tx, &self.tls, addr, up, sink, failed, closed);
     }
 
     fn connect_peer(&mut self, conn: cn::PeerConnId, addr: SocketAddr) {
@@ -426,10 +427,10 @@ impl<R: Runtime> ClientIo for ClientEffects<R> {
             inbound: None,
             peer,
         };
-        let events = move |ev| peer_input(conn, ev);
+        let sink = PeerSink::new(conn, input_sender::<R>(&self.tx));
         let failed = cn::Input::PeerConnectFailed { conn };
         let closed = cn::Input::PeerClosed { conn };
-        client_dial::<R>(&self.tx, &self.tls, addr, up, events, failed, closed);
+        client_dial::<R>(&self.tx, &self.tls, addr, up, sink, failed, closed);
     }
 
     fn disk(&mut self, job: Job) {
@@ -448,14 +449,20 @@ impl<R: Runtime> ClientIo for ClientEffects<R> {
     }
 }
 
+/// What a client connection's reader hands the machine loop: its inputs.
+fn input_sender<R: Runtime>(tx: &ClientTx<R>) -> impl FnMut(cn::Input) -> bool + Send + 'static {
+    let tx = tx.clone();
+    move |input| R::send(&tx, Ev::Input(input))
+}
+
 /// Dials `addr` for the client machine: `up` registers the connection
-/// and `events` makes its reader's inputs, or `failed` is reported.
+/// and `sink` takes its reader's events, or `failed` is reported.
 fn client_dial<R: Runtime>(
     tx: &ClientTx<R>,
     tls: &Tls,
     addr: SocketAddr,
     up: impl FnOnce(ConnWriter<R>, KeyId) -> Ev<ConnWriter<R>> + Send + 'static,
-    events: impl Fn(ConnEvent) -> cn::Input + Send + 'static,
+    sink: impl EventSink + Send + 'static,
     failed: cn::Input,
     closed: cn::Input,
 ) {
@@ -463,7 +470,7 @@ fn client_dial<R: Runtime>(
     R::dial(addr, tls, move |r| match r {
         Ok((stream, session)) => {
             let (name, failed) = (next_conn_id(), Some(failed));
-            client_attach::<R>(&tx, name, stream, session, up, events, failed, closed);
+            client_attach::<R>(&tx, name, stream, session, up, sink, failed, closed);
         }
         Err(e) => {
             tracing::debug!("{addr}: {e}");
@@ -489,10 +496,10 @@ pub fn peer_accepted<R: Runtime>(
         inbound,
         peer,
     };
-    let events = move |ev| peer_input(conn, ev);
+    let sink = PeerSink::new(conn, input_sender::<R>(tx));
     let closed = cn::Input::PeerClosed { conn };
     // No writer: the machine never hears of it.
-    client_attach::<R>(tx, name, stream, session, up, events, None, closed);
+    client_attach::<R>(tx, name, stream, session, up, sink, None, closed);
 }
 
 /// [`attach`] for the client machine (`name` names the threads):
@@ -505,12 +512,10 @@ fn client_attach<R: Runtime>(
     stream: R::Stream,
     session: Arc<Session>,
     up: impl FnOnce(ConnWriter<R>, KeyId) -> Ev<ConnWriter<R>>,
-    events: impl Fn(ConnEvent) -> cn::Input + Send + 'static,
+    sink: impl EventSink + Send + 'static,
     failed: Option<cn::Input>,
     closed: cn::Input,
 ) {
-    let reader_tx = tx.clone();
-    let sink = move |ev| R::send(&reader_tx, Ev::Input(events(ev)));
     let register = |writer, peer| R::send(tx, up(writer, peer));
     match attach::<R>(name, stream, session, FRAME_TIMEOUT, register, sink) {
         Attach::Up | Attach::Unheard => {}

@@ -9,7 +9,8 @@
 //! ([`Core::new`]); the simulation from its parts ([`Core::from_parts`]).
 //!
 //! Piece data is hashed where it is read (the connection's reader, see
-//! [`peer_input`]), so verification never runs on the machine loop;
+//! [`PeerSink`]: two pieces at once when they arrive back to back), so
+//! verification never runs on the machine loop;
 //! written at its offset in `<dest>.part` (through the page cache with
 //! early writeback, [`disk::CacheTrim`], or with `O_DIRECT` if asked);
 //! served from the shared file by the connection's writer, which reads
@@ -40,7 +41,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use p2p_proto::PeerMsg;
+use p2p_proto::{PeerMsg, Sha1Hash};
 use p2p_state::client::node::{
     self as cn, ClientConfig, ClientEvent, ClientNode, Command, CommandOk, PeerConnId,
 };
@@ -50,7 +51,7 @@ use p2p_state::hash::sha1;
 use p2p_state::seeder::SeederConfig;
 
 use crate::clock::Clock;
-use crate::conn::{ConnEvent, FileRange, FrameSink};
+use crate::conn::{ConnEvent, EventSink, FileRange, FrameSink};
 use crate::known_trackers::{KnownTrackers, Pinner, merge_pins};
 use crate::tls::{Identity, KeyId, Tls};
 use crate::trace;
@@ -158,6 +159,87 @@ pub fn peer_input(conn: PeerConnId, ev: ConnEvent) -> cn::Input {
             None => cn::Input::PeerFrame { conn, payload },
         },
         ConnEvent::BadFraming(_) | ConnEvent::Closed => cn::Input::PeerClosed { conn },
+    }
+}
+
+/// A peer connection's reader events as the machine's inputs, handed to
+/// `send` in order, the way [`peer_input`] makes them, with one
+/// difference: a piece frame is held until the next event, so that two
+/// pieces of the same length that arrive back to back are hashed
+/// together ([`sha1_pair::sha1_pair`]: the rounds of the two interleaved,
+/// about 1.6x as fast as one after the other). The reader reads on
+/// without waiting while a piece is held ([`EventSink::holding`]) and
+/// hands it over before it would wait, for the socket or for the machine
+/// ([`EventSink::waiting`]): a piece is never held while nothing else is
+/// arriving, so pairs form only when data is already waiting, which is
+/// when the reader is behind and the saving counts.
+pub struct PeerSink<S> {
+    conn: PeerConnId,
+    send: S,
+    held: Option<(u32, Bytes)>,
+}
+
+impl<S: FnMut(cn::Input) -> bool> PeerSink<S> {
+    /// A sink for `conn`'s reader handing inputs to `send` (`false`:
+    /// nobody listens any more).
+    pub fn new(conn: PeerConnId, send: S) -> Self {
+        PeerSink {
+            conn,
+            send,
+            held: None,
+        }
+    }
+
+    fn piece(&mut self, index: u32, data: Bytes, sha1: [u8; 20]) -> bool {
+        trace::add(&trace::PIECES_HASHED, 1);
+        (self.send)(cn::Input::PeerPiece {
+            conn: self.conn,
+            index,
+            sha1: Sha1Hash(sha1),
+            data,
+        })
+    }
+
+    /// Hashes and hands over the piece held, if any.
+    fn flush(&mut self) -> bool {
+        match self.held.take() {
+            Some((index, data)) => {
+                let h = sha1(&data).0;
+                self.piece(index, data, h)
+            }
+            None => true,
+        }
+    }
+}
+
+impl<S: FnMut(cn::Input) -> bool> EventSink for PeerSink<S> {
+    fn event(&mut self, e: ConnEvent) -> bool {
+        if let ConnEvent::Frame(payload) = &e
+            && let Some((index, data)) = PeerMsg::split_piece(payload)
+        {
+            return match self.held.take() {
+                Some((first, held)) if held.len() == data.len() => {
+                    let (a, b) = sha1_pair::sha1_pair(&held, &data);
+                    trace::add(&trace::PIECES_PAIRED, 2);
+                    self.piece(first, held, a) && self.piece(index, data, b)
+                }
+                other => {
+                    self.held = other;
+                    let ok = self.flush();
+                    self.held = Some((index, data));
+                    ok
+                }
+            };
+        }
+        self.flush() && (self.send)(peer_input(self.conn, e))
+    }
+
+    fn holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    fn waiting(&mut self) -> bool {
+        self.flush()
     }
 }
 
@@ -294,4 +376,96 @@ pub trait ClientIo {
     /// served from disk; the runtimes: [`FrameSink::send_file`]). `false`
     /// if the writer has gone.
     fn send_file(w: &Self::Writer, head: Bytes, range: FileRange<Self::File>) -> bool;
+}
+
+#[cfg(test)]
+mod peer_sink_tests {
+    use super::*;
+    use p2p_proto::Wire;
+
+    fn piece(index: u32, len: usize) -> (Bytes, Bytes) {
+        let data = Bytes::from(
+            (0..len)
+                .map(|i| (i as u32 * 31 + index) as u8)
+                .collect::<Vec<u8>>(),
+        );
+        let payload = PeerMsg::Piece {
+            index,
+            data: data.clone(),
+        }
+        .to_bytes();
+        (payload, data)
+    }
+
+    /// What the sink handed over, as (piece index, its hash) or the
+    /// other input's name.
+    fn seen(inputs: &[cn::Input]) -> Vec<String> {
+        inputs
+            .iter()
+            .map(|i| match i {
+                cn::Input::PeerPiece {
+                    index,
+                    sha1: h,
+                    data,
+                    ..
+                } => {
+                    assert_eq!(*h, sha1(data), "piece {index} hashed right");
+                    format!("piece {index}")
+                }
+                cn::Input::PeerFrame { .. } => "frame".into(),
+                cn::Input::PeerClosed { .. } => "closed".into(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Pieces are handed over in order with the right hashes, whether
+    /// they went two at a time (same length, back to back), alone (a
+    /// shorter last piece, a piece before another frame), or were held
+    /// until the reader was about to wait; other events flush a held
+    /// piece before them.
+    #[test]
+    fn pieces_pair_up_and_keep_their_order() {
+        let out = std::cell::RefCell::new(Vec::new());
+        let conn = PeerConnId::Outbound(7);
+        let mut sink = PeerSink::new(conn, |i| {
+            out.borrow_mut().push(i);
+            true
+        });
+        let (p0, _) = piece(0, 4096);
+        let (p1, _) = piece(1, 4096);
+        let (p2, _) = piece(2, 4096);
+        let (p3, _) = piece(3, 100);
+        let have = PeerMsg::HavePiece { index: 9 }.to_bytes();
+        assert!(!sink.holding());
+        assert!(sink.event(ConnEvent::Frame(p0)));
+        assert!(sink.holding(), "the first piece waits for a partner");
+        assert!(out.borrow().is_empty());
+        assert!(sink.event(ConnEvent::Frame(p1)));
+        assert!(!sink.holding(), "a pair goes at once");
+        assert_eq!(seen(&out.borrow()), ["piece 0", "piece 1"]);
+        assert!(sink.event(ConnEvent::Frame(p2)));
+        assert!(sink.event(ConnEvent::Frame(p3.clone())));
+        assert!(sink.holding(), "the short piece waits");
+        assert_eq!(seen(&out.borrow())[2..], ["piece 2"]);
+        assert!(sink.event(ConnEvent::Frame(have)));
+        assert_eq!(seen(&out.borrow())[3..], ["piece 3", "frame"]);
+        assert!(sink.event(ConnEvent::Frame(p3)));
+        assert!(sink.waiting(), "about to wait: the held piece goes");
+        assert!(!sink.holding());
+        assert_eq!(seen(&out.borrow())[5..], ["piece 3"]);
+        assert!(sink.event(ConnEvent::Frame(piece(4, 4096).0)));
+        assert!(sink.event(ConnEvent::Closed));
+        assert_eq!(seen(&out.borrow())[6..], ["piece 4", "closed"]);
+    }
+
+    /// A sink whose listener has gone says so, held piece or not.
+    #[test]
+    fn a_gone_listener_stops_the_reader() {
+        let mut sink = PeerSink::new(PeerConnId::Outbound(1), |_| false);
+        assert!(sink.event(ConnEvent::Frame(piece(0, 64).0)), "only held");
+        assert!(!sink.waiting());
+        assert!(sink.event(ConnEvent::Frame(piece(1, 64).0)));
+        assert!(!sink.event(ConnEvent::Frame(piece(2, 64).0)));
+    }
 }

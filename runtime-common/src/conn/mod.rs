@@ -108,6 +108,44 @@ pub enum ConnEvent {
     Closed,
 }
 
+/// Where a connection's reader hands its events, in order: any
+/// `FnMut(ConnEvent) -> bool` (`false`: nobody listens any more, the
+/// reader stops), or a sink that may hold an event back for a moment and
+/// must be told before the reader waits (the client's peer connections
+/// hash piece frames two at a time, `client::PeerSink`).
+pub trait EventSink {
+    /// Takes the next event; `false` to stop the reader.
+    fn event(&mut self, e: ConnEvent) -> bool;
+    /// Whether an event is held back: the reader then reads only what is
+    /// already in the socket before [`EventSink::waiting`].
+    fn holding(&self) -> bool {
+        false
+    }
+    /// The reader is about to wait (for the socket, or for the machine to
+    /// catch up): hand over anything held. `false` to stop the reader.
+    fn waiting(&mut self) -> bool {
+        true
+    }
+}
+
+impl<F: FnMut(ConnEvent) -> bool> EventSink for F {
+    fn event(&mut self, e: ConnEvent) -> bool {
+        self(e)
+    }
+}
+
+/// Reads what is already in `socket`'s receive queue into `buf` without
+/// waiting (`MSG_DONTWAIT`, whether the socket blocks or not): `None` if
+/// nothing is there yet, else the read's result (0: the peer closed).
+pub fn read_now(socket: impl std::os::fd::AsFd, buf: &mut [u8]) -> Option<std::io::Result<usize>> {
+    use rustix::io::Errno;
+    match rustix::net::recv(socket, buf, rustix::net::RecvFlags::DONTWAIT) {
+        Ok((n, _)) => Some(Ok(n)),
+        Err(Errno::AGAIN | Errno::INTR) => None,
+        Err(e) => Some(Err(e.into())),
+    }
+}
+
 /// The sending half of a connection, whatever runs it.
 pub trait FrameSink: Send + 'static {
     /// Queues one encoded frame. `false` if the writer has gone or its

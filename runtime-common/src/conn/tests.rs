@@ -329,3 +329,40 @@ fn a_piece_frames_data_begins_at_the_aligned_byte() {
     let head = PeerMsg::piece_frame_head(3, data.len() as u32);
     assert_eq!(&frame[..LARGE_FRAME_ALIGN_AT], &head[..]);
 }
+
+/// `read_now` never waits: nothing in the socket is `None`, what has
+/// arrived is read, the peer's close reads as 0, on a blocking socket.
+#[test]
+fn read_now_takes_only_what_has_arrived() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 16];
+    let t = std::time::Instant::now();
+    assert!(super::read_now(&server, &mut buf).is_none());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(1),
+        "did not wait"
+    );
+    client.write_all(b"hello").unwrap();
+    // Loopback delivers at once; bounded in case the machine is slow.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let n = loop {
+        match super::read_now(&server, &mut buf) {
+            Some(r) => break r.unwrap(),
+            None if std::time::Instant::now() < deadline => std::thread::yield_now(),
+            None => panic!("5 bytes sent on loopback never arrived"),
+        }
+    };
+    assert_eq!(&buf[..n], b"hello");
+    drop(client);
+    let end = loop {
+        match super::read_now(&server, &mut buf) {
+            Some(r) => break r.unwrap(),
+            None if std::time::Instant::now() < deadline => std::thread::yield_now(),
+            None => panic!("the close never arrived"),
+        }
+    };
+    assert_eq!(end, 0);
+}

@@ -21,7 +21,9 @@ pub use runtime_common::conn::{
     ConnEvent, ConnId, DIAL_TIMEOUT, FRAME_TIMEOUT, FRAMES_UNHANDLED_MAX, FileRange, FrameSink,
     READ_CHUNK_LEN, READ_PAUSE_QUEUE_LEN, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
 };
-use runtime_common::conn::{ConnReader, QueuedLen, WriteState, WriterMsg, WriterRuntime};
+use runtime_common::conn::{
+    ConnReader, EventSink, QueuedLen, WriteState, WriterMsg, WriterRuntime, read_now,
+};
 use runtime_common::runtime::Runtime;
 use runtime_common::tls::Handshake;
 pub use runtime_common::tls::{
@@ -121,7 +123,7 @@ pub fn spawn_reader<F>(
     decoder: FrameDecoder,
     sink: F,
 ) where
-    F: FnMut(ConnEvent) -> bool + Send + 'static,
+    F: EventSink + Send + 'static,
 {
     spawn_reader_timed(stream, session, wake, decoder, FRAME_TIMEOUT, sink)
 }
@@ -136,12 +138,12 @@ pub fn spawn_reader_timed<F>(
     frame_timeout: Duration,
     mut sink: F,
 ) where
-    F: FnMut(ConnEvent) -> bool + Send + 'static,
+    F: EventSink + Send + 'static,
 {
     exec::spawn(async move {
         let reader = ConnReader::new(&session, decoder, frame_timeout);
         read_loop(&stream, &session, &wake, reader, &mut sink).await;
-        sink(ConnEvent::Closed);
+        sink.event(ConnEvent::Closed);
     })
     .detach();
 }
@@ -149,7 +151,7 @@ pub fn spawn_reader_timed<F>(
 /// Runs `r` on an async socket until it stops (EOF, an error, bad
 /// framing, a frame past its deadline, or a sink that stops listening):
 /// each read races the frame's deadline (one lazily re-armed timer).
-async fn read_loop<F: FnMut(ConnEvent) -> bool>(
+async fn read_loop<F: EventSink>(
     stream: &Async<TcpStream>,
     session: &Session,
     wake: &WriterWake,
@@ -161,12 +163,16 @@ async fn read_loop<F: FnMut(ConnEvent) -> bool>(
     loop {
         r.receive(session);
         while let Some(e) = r.next_event() {
-            if let ConnEvent::Frame(_) = e
-                && wake.flow().before_frame().await
-            {
-                r.paused();
+            if let ConnEvent::Frame(_) = e {
+                // About to wait for the machine: nothing may stay held.
+                if !wake.flow().may_read() && !sink.waiting() {
+                    return;
+                }
+                if wake.flow().before_frame().await {
+                    r.paused();
+                }
             }
-            if !sink(e) {
+            if !sink.event(e) {
                 return;
             }
         }
@@ -175,6 +181,20 @@ async fn read_loop<F: FnMut(ConnEvent) -> bool>(
         };
         if next.wake_writer {
             wake.wake();
+        }
+        // With an event held back, read what has already arrived; only
+        // when nothing has, hand it over and wait.
+        if sink.holding() {
+            match read_now(stream.get_ref(), r.read_buf()) {
+                Some(Ok(0)) => return r.finish(&mut |e| sink.event(e)),
+                Some(Ok(n)) => {
+                    r.read(n);
+                    continue;
+                }
+                Some(Err(_)) => return,
+                None if !sink.waiting() => return,
+                None => {}
+            }
         }
         let read = async {
             loop {
@@ -186,7 +206,7 @@ async fn read_loop<F: FnMut(ConnEvent) -> bool>(
         };
         let at = next.left.map(|left| Instant::now() + left);
         match deadline.run(at, read).await {
-            Some(Ok(0)) => return r.finish(sink),
+            Some(Ok(0)) => return r.finish(&mut |e| sink.event(e)),
             Some(Ok(n)) => r.read(n),
             Some(Err(_)) => return,
             None => return r.timed_out(),
@@ -233,7 +253,7 @@ impl Runtime for Tasks {
         sink: F,
     ) -> io::Result<()>
     where
-        F: FnMut(ConnEvent) -> bool + Send + 'static,
+        F: EventSink + Send + 'static,
     {
         let decoder = FrameDecoder::default();
         spawn_reader_timed(stream, session, wake, decoder, frame_timeout, sink);

@@ -25,7 +25,9 @@ pub use runtime_common::conn::{
     READ_CHUNK_LEN, READ_PAUSE_QUEUE_LEN, WRITE_BATCH_LEN_MAX, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT,
     next_conn_id,
 };
-use runtime_common::conn::{ConnReader, QueuedLen, WriteState, WriterMsg, WriterRuntime};
+use runtime_common::conn::{
+    ConnReader, EventSink, QueuedLen, WriteState, WriterMsg, WriterRuntime, read_now,
+};
 use runtime_common::runtime::Runtime;
 use runtime_common::tls::Handshake;
 pub use runtime_common::tls::{
@@ -126,7 +128,7 @@ pub fn spawn_reader<F>(
     sink: F,
 ) -> io::Result<JoinHandle<()>>
 where
-    F: FnMut(ConnEvent) -> bool + Send + 'static,
+    F: EventSink + Send + 'static,
 {
     spawn_reader_timed(conn, stream, session, wake, decoder, FRAME_TIMEOUT, sink)
 }
@@ -143,21 +145,21 @@ pub fn spawn_reader_timed<F>(
     mut sink: F,
 ) -> io::Result<JoinHandle<()>>
 where
-    F: FnMut(ConnEvent) -> bool + Send + 'static,
+    F: EventSink + Send + 'static,
 {
     thread::Builder::new()
         .name(format!("conn-{conn}-rd"))
         .spawn(move || {
             let reader = ConnReader::new(&session, decoder, frame_timeout);
             read_loop(stream, &session, &wake, reader, &mut sink);
-            sink(ConnEvent::Closed);
+            sink.event(ConnEvent::Closed);
         })
 }
 
 /// Runs `r` on a blocking socket until it stops (EOF, an error, bad
 /// framing, a frame past its deadline, or a sink that stops listening):
 /// the read timeout is the frame's time left.
-fn read_loop<F: FnMut(ConnEvent) -> bool>(
+fn read_loop<F: EventSink>(
     mut stream: TcpStream,
     session: &Session,
     wake: &WriterWake,
@@ -168,12 +170,16 @@ fn read_loop<F: FnMut(ConnEvent) -> bool>(
     loop {
         r.receive(session);
         while let Some(e) = r.next_event() {
-            if let ConnEvent::Frame(_) = e
-                && wake.flow().before_frame_blocking()
-            {
-                r.paused();
+            if let ConnEvent::Frame(_) = e {
+                // About to wait for the machine: nothing may stay held.
+                if !wake.flow().may_read() && !sink.waiting() {
+                    return;
+                }
+                if wake.flow().before_frame_blocking() {
+                    r.paused();
+                }
             }
-            if !sink(e) {
+            if !sink.event(e) {
                 return;
             }
         }
@@ -183,6 +189,20 @@ fn read_loop<F: FnMut(ConnEvent) -> bool>(
         if next.wake_writer {
             wake.wake();
         }
+        // With an event held back, read what has already arrived; only
+        // when nothing has, hand it over and wait.
+        if sink.holding() {
+            match read_now(&stream, r.read_buf()) {
+                Some(Ok(0)) => return r.finish(&mut |e| sink.event(e)),
+                Some(Ok(n)) => {
+                    r.read(n);
+                    continue;
+                }
+                Some(Err(_)) => return,
+                None if !sink.waiting() => return,
+                None => {}
+            }
+        }
         // A frame has its deadline; between frames a read may wait.
         if next.left.is_some() || timed {
             let _ = stream.set_read_timeout(next.left);
@@ -190,7 +210,7 @@ fn read_loop<F: FnMut(ConnEvent) -> bool>(
         }
         let n = loop {
             match stream.read(r.read_buf()) {
-                Ok(0) => return r.finish(sink),
+                Ok(0) => return r.finish(&mut |e| sink.event(e)),
                 Ok(n) => break n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -244,7 +264,7 @@ impl Runtime for Threads {
         sink: F,
     ) -> io::Result<()>
     where
-        F: FnMut(ConnEvent) -> bool + Send + 'static,
+        F: EventSink + Send + 'static,
     {
         let decoder = FrameDecoder::default();
         spawn_reader_timed(conn, stream, session, wake, decoder, frame_timeout, sink).map(drop)
