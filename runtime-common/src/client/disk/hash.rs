@@ -42,9 +42,10 @@ pub fn hash_file_with_progress(
 }
 
 /// The SHA-1 of every piece of the first `size` bytes of `file`, hashed by
-/// `workers` threads that take the next piece as they finish one (whole
-/// pieces read with `pread`, one piece buffer per thread: memory is
-/// bounded by threads x piece, never by the file).
+/// `workers` threads that take the next two pieces as they finish two
+/// (whole pieces read with `pread`, two piece buffers per thread: memory
+/// is bounded by threads x 2 pieces, never by the file), each pair hashed
+/// at once ([`sha1_pair::sha1_pair`]).
 pub fn hash_pieces(
     file: &File,
     size: u64,
@@ -56,21 +57,33 @@ pub fn hash_pieces(
     let next = AtomicUsize::new(0);
     let done = AtomicU64::new(0);
     let work = || -> io::Result<Vec<(usize, Sha1Hash)>> {
-        let mut buf = vec![0u8; (piece_len as u64).min(size) as usize];
+        let piece = (piece_len as u64).min(size) as usize;
+        let mut bufs = [vec![0u8; piece], vec![0u8; piece]];
         let mut out = Vec::new();
         loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
+            let i = next.fetch_add(2, Ordering::Relaxed);
             if i >= n {
                 return Ok(out);
             }
-            let off = i as u64 * u64::from(piece_len);
-            let len = (size - off).min(u64::from(piece_len)) as usize;
-            if let Err(e) = file.read_exact_at(&mut buf[..len], off) {
-                next.store(n, Ordering::Relaxed); // the others stop too
-                return Err(e);
+            let mut lens = [0usize; 2];
+            for (k, buf) in bufs.iter_mut().enumerate().take((n - i).min(2)) {
+                let off = (i + k) as u64 * u64::from(piece_len);
+                lens[k] = (size - off).min(u64::from(piece_len)) as usize;
+                if let Err(e) = file.read_exact_at(&mut buf[..lens[k]], off) {
+                    next.store(n, Ordering::Relaxed); // the others stop too
+                    return Err(e);
+                }
             }
-            out.push((i, sha1(&buf[..len])));
-            progress(done.fetch_add(len as u64, Ordering::Relaxed) + len as u64);
+            let [a, b] = &bufs;
+            if i + 1 < n {
+                let (ha, hb) = sha1_pair::sha1_pair(&a[..lens[0]], &b[..lens[1]]);
+                out.push((i, Sha1Hash(ha)));
+                out.push((i + 1, Sha1Hash(hb)));
+            } else {
+                out.push((i, sha1(&a[..lens[0]])));
+            }
+            let len = (lens[0] + lens[1]) as u64;
+            progress(done.fetch_add(len, Ordering::Relaxed) + len);
         }
     };
     let parts = thread::scope(|s| {
