@@ -134,6 +134,45 @@ impl<F: FnMut(ConnEvent) -> bool> EventSink for F {
     }
 }
 
+/// What a reader does next when its sink may hold an event back
+/// ([`read_if_holding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// More has been read into the reader: decrypt it before anything.
+    Read,
+    /// Nothing is held (any more): read, waiting as usual.
+    Wait,
+    /// The reader stops (the peer closed, the read failed, or nobody
+    /// listens).
+    Stop,
+}
+
+/// With an event held back by `sink`, reads what has already arrived on
+/// `socket` into `r` without waiting; when nothing has, the sink hands
+/// the event over before the reader waits ([`EventSink::waiting`]).
+pub fn read_if_holding<S: EventSink>(
+    socket: impl std::os::fd::AsFd,
+    r: &mut ConnReader,
+    sink: &mut S,
+) -> Held {
+    if !sink.holding() {
+        return Held::Wait;
+    }
+    match read_now(socket, r.read_buf()) {
+        Some(Ok(0)) => {
+            r.finish(&mut |e| sink.event(e));
+            Held::Stop
+        }
+        Some(Ok(n)) => {
+            r.read(n);
+            Held::Read
+        }
+        Some(Err(_)) => Held::Stop,
+        None if sink.waiting() => Held::Wait,
+        None => Held::Stop,
+    }
+}
+
 /// Reads what is already in `socket`'s receive queue into `buf` without
 /// waiting (`MSG_DONTWAIT`, whether the socket blocks or not): `None` if
 /// nothing is there yet, else the read's result (0: the peer closed).

@@ -22,7 +22,7 @@ pub use runtime_common::conn::{
     READ_CHUNK_LEN, READ_PAUSE_QUEUE_LEN, WRITE_QUEUE_LEN_MAX, WRITE_TIMEOUT, next_conn_id,
 };
 use runtime_common::conn::{
-    ConnReader, EventSink, QueuedLen, WriteState, WriterMsg, WriterRuntime, read_now,
+    ConnReader, EventSink, Held, QueuedLen, WriteState, WriterMsg, WriterRuntime, read_if_holding,
 };
 use runtime_common::runtime::Runtime;
 use runtime_common::tls::Handshake;
@@ -182,19 +182,10 @@ async fn read_loop<F: EventSink>(
         if next.wake_writer {
             wake.wake();
         }
-        // With an event held back, read what has already arrived; only
-        // when nothing has, hand it over and wait.
-        if sink.holding() {
-            match read_now(stream.get_ref(), r.read_buf()) {
-                Some(Ok(0)) => return r.finish(&mut |e| sink.event(e)),
-                Some(Ok(n)) => {
-                    r.read(n);
-                    continue;
-                }
-                Some(Err(_)) => return,
-                None if !sink.waiting() => return,
-                None => {}
-            }
+        match read_if_holding(stream.get_ref(), &mut r, sink) {
+            Held::Read => continue,
+            Held::Stop => return,
+            Held::Wait => {}
         }
         let read = async {
             loop {

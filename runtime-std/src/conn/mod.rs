@@ -26,7 +26,7 @@ pub use runtime_common::conn::{
     next_conn_id,
 };
 use runtime_common::conn::{
-    ConnReader, EventSink, QueuedLen, WriteState, WriterMsg, WriterRuntime, read_now,
+    ConnReader, EventSink, Held, QueuedLen, WriteState, WriterMsg, WriterRuntime, read_if_holding,
 };
 use runtime_common::runtime::Runtime;
 use runtime_common::tls::Handshake;
@@ -189,19 +189,10 @@ fn read_loop<F: EventSink>(
         if next.wake_writer {
             wake.wake();
         }
-        // With an event held back, read what has already arrived; only
-        // when nothing has, hand it over and wait.
-        if sink.holding() {
-            match read_now(&stream, r.read_buf()) {
-                Some(Ok(0)) => return r.finish(&mut |e| sink.event(e)),
-                Some(Ok(n)) => {
-                    r.read(n);
-                    continue;
-                }
-                Some(Err(_)) => return,
-                None if !sink.waiting() => return,
-                None => {}
-            }
+        match read_if_holding(&stream, &mut r, sink) {
+            Held::Read => continue,
+            Held::Stop => return,
+            Held::Wait => {}
         }
         // A frame has its deadline; between frames a read may wait.
         if next.left.is_some() || timed {
