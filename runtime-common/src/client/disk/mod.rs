@@ -182,8 +182,10 @@ pub fn run_job(job: Job) -> JobDone {
             let direct = part.direct.is_some() && part.gate.direct(part.mode);
             let file = part.direct.as_deref().filter(|_| direct);
             let trim = Some(&*part.trim).filter(|_| part.gate.trims(part.mode));
+            let started = std::time::Instant::now();
             let r = write_piece(&part.file, file, trim, &data, offset);
-            part.gate.end(part.mode, direct, std::time::Instant::now());
+            part.gate
+                .end(part.mode, direct, started, std::time::Instant::now());
             let r = r.and_then(|_| {
                 let mut rec = part.record.lock().expect("record");
                 rec.1.insert(index);

@@ -545,7 +545,8 @@ fn direct_writes_every(
     for i in 1..=writes {
         let d = gate.direct(mode);
         direct += u32::from(d);
-        gate.end(mode, d, at(i));
+        // Each write ran on a worker for the step before it ended.
+        gate.end(mode, d, at(i - 1), at(i));
         gate.queued(at(i));
     }
     direct
@@ -689,4 +690,43 @@ fn the_quick_stretch_needs_its_length_and_its_writes() {
         200
     );
     assert!(!forced.is_off());
+}
+
+/// One direct write that took [`DIRECT_STALL`] moves the download at
+/// once, whatever the level; one a millisecond shorter does not. Writes
+/// through the page cache and forced modes are not judged.
+#[test]
+fn one_stalled_direct_write_moves_the_download() {
+    let t0 = std::time::Instant::now();
+    let ms = |n: u64| std::time::Duration::from_millis(n);
+    let short = DirectGate::new(10);
+    short.queued(t0);
+    short.end(WriteMode::Auto, true, t0, t0 + DIRECT_STALL - ms(1));
+    assert!(!short.is_off(), "just under the bound");
+    assert!(short.direct(WriteMode::Auto));
+    let stalled = DirectGate::new(10);
+    stalled.queued(t0);
+    stalled.end(WriteMode::Auto, true, t0, t0 + DIRECT_STALL);
+    assert!(stalled.is_off(), "at the bound");
+    assert!(!stalled.direct(WriteMode::Auto), "for good");
+    assert!(
+        !stalled.trims(WriteMode::Auto),
+        "writeback left to the kernel"
+    );
+    // A write that waited in the queue for long but ran quickly is the
+    // level tests' business, not a stall.
+    let queued = DirectGate::new(10);
+    queued.queued(t0);
+    queued.end(WriteMode::Auto, true, t0 + ms(100), t0 + ms(101));
+    assert!(!queued.is_off());
+    for (mode, direct) in [
+        (WriteMode::Auto, false),
+        (WriteMode::Direct, true),
+        (WriteMode::PageCache, false),
+    ] {
+        let gate = DirectGate::new(10);
+        gate.queued(t0);
+        gate.end(mode, direct, t0, t0 + 10 * DIRECT_STALL);
+        assert!(!gate.is_off(), "{mode:?}, direct {direct}");
+    }
 }
