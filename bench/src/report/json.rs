@@ -235,6 +235,7 @@ impl Report {
                     None => J::Null,
                     Some((size, run)) => J::Obj(vec![
                         ("size_bytes", J::Num(*size as f64)),
+                        ("rate_ratio", opt(super::big_rate_ratio(r))),
                         (
                             "run",
                             match run {

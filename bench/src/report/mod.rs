@@ -279,7 +279,7 @@ fn download_rows(t: &mut Table, d: &Download) {
                 "p2p / bare copy",
                 &fmt_ratio(ratio(pa, ba)),
                 &fmt_ratio(ratio(pb, bb)),
-                "target <= 1.60x",
+                "(plaintext, unverified: no target since encryption)",
             );
         }
     }
@@ -378,6 +378,20 @@ fn hashing_rows(t: &mut Table, h: &Hashing) {
     }
 }
 
+/// The large file's download rate over the main file's (its warm
+/// median, or its first run without warm runs): issue 18 asks for 4 GiB
+/// at the same rate as 1 GiB.
+pub fn big_rate_ratio(r: &RuntimeReport) -> Option<f64> {
+    let (size, Ok(big)) = r.big.as_ref()? else {
+        return None;
+    };
+    let d = r.download.as_ref()?;
+    let runs = d.p2p.as_ref().ok()?;
+    let small = warm_median_run(runs).or(runs.first())?;
+    let per_sec = |bytes: u64, secs: f64| bytes as f64 / secs;
+    Some(per_sec(*size, big.secs) / per_sec(d.size, small.secs))
+}
+
 fn memory_rows(t: &mut Table, r: &RuntimeReport) {
     t.head("Memory: leecher peak RSS by file size");
     if let Some(d) = &r.download {
@@ -392,25 +406,35 @@ fn memory_rows(t: &mut Table, r: &RuntimeReport) {
         }
     }
     match &r.big {
-        Some((size, Ok(run))) => t.row(
-            &mib(*size),
-            &rss(Some(run.rss_kib)),
-            "",
-            &format!(
-                "one run: {} {}{}, served {}",
-                secs(Some(run.secs)),
-                rate(*size, Some(run.secs)),
-                run.phases.map_or(String::new(), |p| format!(
-                    " ({:.2} / {:.2} / {:.2} s)",
-                    p.start, p.transfer, p.finish
-                )),
-                run.served
-                    .iter()
-                    .map(|n| n.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" + ")
-            ),
-        ),
+        Some((size, Ok(run))) => {
+            t.row(
+                &mib(*size),
+                &rss(Some(run.rss_kib)),
+                "",
+                &format!(
+                    "one run: {} {}{}, served {}",
+                    secs(Some(run.secs)),
+                    rate(*size, Some(run.secs)),
+                    run.phases.map_or(String::new(), |p| format!(
+                        " ({:.2} / {:.2} / {:.2} s)",
+                        p.start, p.transfer, p.finish
+                    )),
+                    run.served
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                ),
+            );
+            if let Some(d) = &r.download {
+                t.row(
+                    &format!("{} rate / {} rate", mib(*size), mib(d.size)),
+                    &fmt_ratio(big_rate_ratio(r)),
+                    "",
+                    "target >= 0.90x (the same rate; against the warm median)",
+                );
+            }
+        }
         Some((size, Err(e))) => t.skip(&mib(*size), e),
         None => t.skip(
             "large file",
@@ -457,5 +481,68 @@ fn tracker_rows(t: &mut Table, tr: &Tracker) {
     row(t, "write: join/accept/leave", &tr.writes, "");
     for e in &tr.events {
         let _ = writeln!(t.out, "    {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(secs: f64) -> DlRun {
+        DlRun {
+            secs,
+            wait_secs: secs,
+            served: vec![1, 1],
+            rss_kib: 1,
+            phases: None,
+            cpu: None,
+            switches: None,
+            faults: None,
+        }
+    }
+
+    fn report(runs: Vec<DlRun>, big: Option<(u64, Fig<DlRun>)>) -> RuntimeReport {
+        RuntimeReport {
+            runtime: "std".into(),
+            unavailable: None,
+            download: Some(Download {
+                size: 1024 * 1024 * 1024,
+                seeders: 2,
+                p2p: Ok(runs),
+                curl: Ok(Vec::new()),
+                https: Ok(Vec::new()),
+                bare: Ok(Vec::new()),
+            }),
+            hashing: None,
+            big,
+            tracker: None,
+            load_before: String::new(),
+            load_after: String::new(),
+            secs: 0.0,
+        }
+    }
+
+    /// The large file's rate is compared with the main file's warm median
+    /// (0.9 s here: 4 GiB in 4 s is 0.9x of 1 GiB in 0.9 s), or with its
+    /// first run when there are no warm runs; nothing without a large run.
+    #[test]
+    fn the_large_file_rate_is_against_the_warm_median() {
+        let gib = 1024 * 1024 * 1024;
+        let warm = vec![run(2.0), run(0.8), run(0.9), run(1.0)];
+        let r = report(warm, Some((4 * gib, Ok(run(4.0)))));
+        assert!((big_rate_ratio(&r).unwrap() - 0.9).abs() < 1e-9);
+        let mut t = Table { out: String::new() };
+        memory_rows(&mut t, &r);
+        let line = t
+            .out
+            .lines()
+            .find(|l| l.contains("4096 MiB rate / 1024 MiB rate"));
+        let words: Vec<&str> = line.unwrap_or_default().split_whitespace().collect();
+        assert_eq!(words.get(7), Some(&"0.90x"), "{}", t.out);
+        let first_only = report(vec![run(2.0)], Some((4 * gib, Ok(run(4.0)))));
+        assert!((big_rate_ratio(&first_only).unwrap() - 2.0).abs() < 1e-9);
+        let failed = report(vec![run(1.0)], Some((4 * gib, Err("x".into()))));
+        assert_eq!(big_rate_ratio(&failed), None);
+        assert_eq!(big_rate_ratio(&report(vec![run(1.0)], None)), None);
     }
 }
