@@ -273,6 +273,13 @@ impl Report {
             ("load_start", J::Str(self.load_start.clone())),
             ("runtimes", J::Arr(runtimes.collect())),
             (
+                "smol_over_std",
+                match self.runtime_ratio() {
+                    None => J::Null,
+                    Some((first, warm)) => J::Obj(vec![("first", opt(first)), ("warm", opt(warm))]),
+                },
+            ),
+            (
                 "notes",
                 J::Arr(self.notes.iter().map(|n| J::Str(n.clone())).collect()),
             ),

@@ -222,6 +222,16 @@ impl Report {
                 tracker_rows(&mut t, tr);
             }
         }
+        if let Some((first, warm)) = self.runtime_ratio() {
+            let _ = writeln!(t.out);
+            t.row("", "first run", "warm median", "");
+            t.row(
+                "p2p download, smol / std",
+                &fmt_ratio(first),
+                &fmt_ratio(warm),
+                "target 0.90x-1.10x (the runtimes level; sections run minutes apart)",
+            );
+        }
         if !self.errors.is_empty() {
             let _ = writeln!(t.out, "\nerrors:");
             for e in &self.errors {
@@ -229,6 +239,20 @@ impl Report {
             }
         }
         t.out
+    }
+}
+
+impl Report {
+    /// The smol download's time over the std one's (first run, warm
+    /// median), when both ran.
+    pub fn runtime_ratio(&self) -> Option<(Option<f64>, Option<f64>)> {
+        let times = |name: &str| {
+            let r = self.runtimes.iter().find(|r| r.runtime == name)?;
+            let runs = r.download.as_ref()?.p2p.as_ref().ok()?;
+            Some(first_warm(&runs.iter().map(|r| r.secs).collect::<Vec<_>>()))
+        };
+        let ((sa, sb), (ma, mb)) = (times("std")?, times("smol")?);
+        Some((ratio(ma, sa), ratio(mb, sb)))
     }
 }
 
@@ -520,6 +544,32 @@ mod tests {
             load_after: String::new(),
             secs: 0.0,
         }
+    }
+
+    /// smol over std, first run and warm median; nothing unless both ran.
+    #[test]
+    fn the_runtimes_are_compared_when_both_ran() {
+        let std_r = report(vec![run(1.0), run(0.8), run(1.0), run(0.9)], None);
+        let mut smol = report(vec![run(1.1), run(0.9), run(0.99)], None);
+        smol.runtime = "smol".into();
+        let mut rep = Report {
+            size: 1024 * 1024 * 1024,
+            seeders: 2,
+            clients: 64,
+            warm_runs: 3,
+            quick: false,
+            cores: 2,
+            load_start: String::new(),
+            runtimes: vec![std_r.clone()],
+            notes: Vec::new(),
+            errors: Vec::new(),
+        };
+        assert_eq!(rep.runtime_ratio(), None, "std alone");
+        rep.runtimes = vec![std_r, smol];
+        let (first, warm) = rep.runtime_ratio().unwrap();
+        assert!((first.unwrap() - 1.1).abs() < 1e-9);
+        assert!((warm.unwrap() - 0.945 / 0.9).abs() < 1e-9);
+        assert!(rep.table().contains("p2p download, smol / std"));
     }
 
     /// The large file's rate is compared with the main file's warm median
