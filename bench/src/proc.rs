@@ -139,8 +139,15 @@ pub struct Proc {
     stdin: Option<ChildStdin>,
     lines: Receiver<Line>,
     seen: Vec<String>,
+    /// Lines containing [`Proc::watch`]'s text, whoever read them (the
+    /// first [`WATCHED_MAX`]).
+    watch: Option<String>,
+    watched: Vec<String>,
     pub name: String,
 }
+
+/// Watched lines kept ([`Proc::watch`]).
+const WATCHED_MAX: usize = 16;
 
 /// Lines of context kept for error messages.
 const SEEN_MAX: usize = 40;
@@ -192,6 +199,8 @@ impl Proc {
             stdin,
             lines: rx,
             seen: Vec::new(),
+            watch: None,
+            watched: Vec::new(),
             name: name.into(),
         })
     }
@@ -212,7 +221,25 @@ impl Proc {
             .map_err(|e| format!("{name}: cannot write {line:?}: {e}"))
     }
 
+    /// Keeps every line from now on that contains `text`, whether a
+    /// wait consumed it or not ([`Proc::watched`]).
+    pub fn watch(&mut self, text: &str) {
+        self.watch = Some(text.into());
+    }
+
+    /// The watched lines read so far (lines still queued are read first).
+    pub fn watched(&mut self) -> &[String] {
+        self.drain();
+        &self.watched
+    }
+
     fn remember(&mut self, l: &str) {
+        if let Some(w) = &self.watch
+            && l.contains(w.as_str())
+            && self.watched.len() < WATCHED_MAX
+        {
+            self.watched.push(l.to_string());
+        }
         if self.seen.len() == SEEN_MAX {
             self.seen.remove(0);
         }

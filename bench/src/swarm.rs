@@ -143,6 +143,9 @@ pub struct DlRun {
     /// Minor page faults over the same span, the leecher's and all
     /// seeders' together ([`Proc::minor_faults`]).
     pub faults: Option<(u64, u64)>,
+    /// Why the download left `O_DIRECT` for the page cache, if it did
+    /// ([`left_direct`]).
+    pub left_direct: Option<String>,
 }
 
 /// A download's time split by what the leecher's I/O counters show.
@@ -309,9 +312,11 @@ impl Swarm {
             p.run("serve", "serving until interrupted")?;
             seeders.push(p);
         }
-        let extra: Vec<String> = trace
-            .map(|t| vec!["--trace".into(), t.display().to_string()])
-            .unwrap_or_default();
+        // The write gate's decision (info) is kept; the rest logs at warn.
+        let mut extra: Vec<String> = vec!["--log-level".into(), format!("warn,{GATE_LOG}=info")];
+        if let Some(t) = trace {
+            extra.extend(["--trace".into(), t.display().to_string()]);
+        }
         let mut l = client_with(
             &self.bins,
             &self.trackers,
@@ -320,6 +325,7 @@ impl Swarm {
             self.dir.path(),
             &extra,
         )?;
+        l.watch(GATE_MOVED);
         l.run("login leech pw", "logged in")?;
         // Every seeder must be listed online before the clock starts.
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -383,6 +389,7 @@ impl Swarm {
         let phases = sampler.finish(size, secs);
         let wait_secs = waited.at.duration_since(t0).as_secs_f64();
         let rss_kib = l.peak_rss_kib()?;
+        let left_direct = l.watched().iter().find_map(|t| left_direct(t));
         l.run("logout", "logged out")?;
         l.send("exit")?;
         l.wait_exit(Duration::from_secs(10))?;
@@ -415,6 +422,55 @@ impl Swarm {
             cpu,
             switches,
             faults,
+            left_direct,
         })
+    }
+}
+
+/// Where the client logs its write gate's decision
+/// (`runtime_common::client::disk::write`, `DirectGate::end`).
+const GATE_LOG: &str = "runtime_common::client::disk::write";
+
+/// The end of the gate's log line when it moves a download.
+const GATE_MOVED: &str = "through the page cache from now on";
+
+/// The reason in the leecher's log line saying its download moved from
+/// `O_DIRECT` to the page cache ("the device stalled (...)", "... slower
+/// than the network (...)"), shortened to what is in the parentheses.
+pub fn left_direct(line: &str) -> Option<String> {
+    if !line.contains(GATE_MOVED) {
+        return None;
+    }
+    let (why, rest) = if line.contains("stalled") {
+        ("stalled", line.split_once("stalled (")?.1)
+    } else {
+        ("lagged", line.split_once("network (")?.1)
+    };
+    Some(format!("{why}: {}", rest.split_once(')')?.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::left_direct;
+
+    /// The gate's two log lines (`DirectGate::end`) are recognised and
+    /// shortened; other lines are not.
+    #[test]
+    fn the_gate_log_lines_are_recognised() {
+        let stalled = "2026-12-03T21:00:00Z  INFO runtime_common::client::disk::write: the device \
+            stalled (one write of a piece took 52 ms): the download is written through the \
+            page cache from now on";
+        assert_eq!(
+            left_direct(stalled).as_deref(),
+            Some("stalled: one write of a piece took 52 ms")
+        );
+        let lagged = "INFO x: the device is slower than the network (13.1 of this download's 16 \
+            pieces in flight waited for it on average): the download is written through the \
+            page cache from now on";
+        assert_eq!(
+            left_direct(lagged).as_deref(),
+            Some("lagged: 13.1 of this download's 16 pieces in flight waited for it on average")
+        );
+        assert_eq!(left_direct("stderr: note: download of f complete"), None);
     }
 }

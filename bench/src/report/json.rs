@@ -94,6 +94,7 @@ fn dl_run(r: &DlRun) -> J {
             J::Arr(r.served.iter().map(|&n| J::Num(n as f64)).collect()),
         ),
         ("peak_rss_kib", J::Num(r.rss_kib as f64)),
+        ("left_direct", r.left_direct.clone().map_or(J::Null, J::Str)),
         (
             "cpu",
             r.cpu.map_or(J::Null, |(l, s)| {

@@ -365,6 +365,37 @@ fn download_rows(t: &mut Table, d: &Download) {
             &switches(warm),
             "(all its threads, command to completion)",
         );
+        let warm_runs = runs.get(1..).unwrap_or_default();
+        let reasons: Vec<String> = runs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let run = if i == 0 {
+                    "first".into()
+                } else {
+                    format!("warm {i}")
+                };
+                Some(format!("{run}: {}", r.left_direct.as_deref()?))
+            })
+            .collect();
+        t.row(
+            "writes left O_DIRECT",
+            match runs.first() {
+                Some(r) if r.left_direct.is_some() => "yes",
+                Some(_) => "no",
+                None => "-",
+            },
+            &format!(
+                "{} of {} runs",
+                warm_runs.iter().filter(|r| r.left_direct.is_some()).count(),
+                warm_runs.len()
+            ),
+            &if reasons.is_empty() {
+                "(the device kept up with the network)".into()
+            } else {
+                format!("({})", reasons.join("; "))
+            },
+        );
         t.row(
             "leecher peak RSS (VmHWM)",
             &rss(runs.first().map(|r| r.rss_kib)),
@@ -436,7 +467,7 @@ fn memory_rows(t: &mut Table, r: &RuntimeReport) {
                 &rss(Some(run.rss_kib)),
                 "",
                 &format!(
-                    "one run: {} {}{}, served {}",
+                    "one run: {} {}{}, served {}{}",
                     secs(Some(run.secs)),
                     rate(*size, Some(run.secs)),
                     run.phases.map_or(String::new(), |p| format!(
@@ -447,7 +478,10 @@ fn memory_rows(t: &mut Table, r: &RuntimeReport) {
                         .iter()
                         .map(|n| n.to_string())
                         .collect::<Vec<_>>()
-                        .join(" + ")
+                        .join(" + "),
+                    run.left_direct
+                        .as_deref()
+                        .map_or(String::new(), |w| format!("; left O_DIRECT ({w})"))
                 ),
             );
             if let Some(d) = &r.download {
@@ -522,6 +556,7 @@ mod tests {
             cpu: None,
             switches: None,
             faults: None,
+            left_direct: None,
         }
     }
 
