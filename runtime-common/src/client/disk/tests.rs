@@ -730,8 +730,9 @@ fn the_quick_stretch_needs_its_length_and_its_writes() {
 }
 
 /// One direct write that took [`DIRECT_STALL`] moves the download at
-/// once, whatever the level; one a millisecond shorter does not. Writes
-/// through the page cache and forced modes are not judged.
+/// once, whatever the level; one a millisecond shorter does not, nor one
+/// after the first [`DIRECT_STALL_EARLY`] direct writes. Writes through
+/// the page cache and forced modes are not judged.
 #[test]
 fn one_stalled_direct_write_moves_the_download() {
     let t0 = std::time::Instant::now();
@@ -756,6 +757,24 @@ fn one_stalled_direct_write_moves_the_download() {
     queued.queued(t0);
     queued.end(WriteMode::Auto, true, t0 + ms(100), t0 + ms(101));
     assert!(!queued.is_off());
+    // Only among the first DIRECT_STALL_EARLY direct writes: the last of
+    // them counts, the one after does not.
+    let stall_after = |quick_writes: u32| {
+        let gate = DirectGate::new(10);
+        for i in 0..quick_writes {
+            let at = t0 + ms(u64::from(i));
+            gate.queued(at);
+            gate.end(WriteMode::Auto, true, at, at);
+        }
+        gate.queued(t0);
+        gate.end(WriteMode::Auto, true, t0, t0 + DIRECT_STALL);
+        gate.is_off()
+    };
+    assert!(stall_after(DIRECT_STALL_EARLY - 1), "the last early write");
+    assert!(
+        !stall_after(DIRECT_STALL_EARLY),
+        "a stall after the first writes"
+    );
     for (mode, direct) in [
         (WriteMode::Auto, false),
         (WriteMode::Direct, true),
