@@ -347,6 +347,7 @@ pub fn open_dest(
         mode,
         gate: DirectGate::new(window),
         trim: Arc::default(),
+        cache_writer: Mutex::default(),
         part,
         dest: dest.to_path_buf(),
         dir: Arc::new(dir),

@@ -786,3 +786,40 @@ fn one_stalled_direct_write_moves_the_download() {
         assert!(!gate.is_off(), "{mode:?}, direct {direct}");
     }
 }
+
+/// A download's page-cache writes run one at a time (`DlFile::cache_writer`):
+/// a write job waits while another holds the download's writer, then lands.
+#[test]
+fn page_cache_writes_of_a_download_take_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let piece = 1024; // meta_of's pieces
+    let (_, data) = file_of(dir.path(), 2 * piece);
+    let meta = meta_of(&data);
+    let dest = dir.path().join("t.bin");
+    let (dl, _) = open_dest(&dest, &meta, WriteMode::PageCache, 16, false).unwrap();
+    let dl = Arc::new(dl);
+    let held = dl.cache_writer.lock().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let job = Job::Write {
+        dl: 1,
+        part: dl.clone(),
+        index: 1,
+        offset: piece as u64,
+        data: Bytes::copy_from_slice(&data[piece..]),
+    };
+    thread::spawn(move || {
+        let _ = tx.send(run_job(job));
+    });
+    let wait = std::time::Duration::from_millis(100);
+    assert!(
+        rx.recv_timeout(wait).is_err(),
+        "a page-cache write ran while another writer held the download"
+    );
+    drop(held);
+    match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        Ok(JobDone::Input(cn::Input::PieceWritten { dl: 1, index: 1 })) => {}
+        other => panic!("expected piece 1 written, got {other:?}"),
+    }
+    let on_disk = fs::read(&dl.part).unwrap();
+    assert_eq!(&on_disk[piece..], &data[piece..]);
+}
