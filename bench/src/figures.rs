@@ -275,11 +275,7 @@ pub(crate) fn runtime_section(cx: &mut Ctx, runtime: &str) -> RuntimeReport {
         load_after: String::new(),
         secs: 0.0,
     };
-    let bins = Bins {
-        tracker: cx.dirs.bin.join("tracker"),
-        client: cx.dirs.bin.join("client"),
-        runtime: runtime.into(),
-    };
+    let bins = Bins::beside(&cx.dirs.bin, runtime);
     if let Err(why) = swarm::probe_runtime(&bins, &cx.dirs.bench) {
         eprintln!("p2p-bench: runtime {runtime} is not available: {why}");
         r.unavailable = Some(why);

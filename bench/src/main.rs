@@ -13,6 +13,9 @@
 //!    clients against two replicating trackers.
 //! 5. All of it per runtime (`--runtime std|smol|both`); a runtime the
 //!    binaries refuse is reported as not available.
+//! 6. With both runtimes, the runtimes level: std and smol downloads
+//!    alternated round by round (`level.rs`), the fair comparison of two
+//!    contenders on a machine whose state drifts over minutes.
 //!
 //! A benchmark is not a test: it never fails on a number. It exits 1 only
 //! when something it measures did not work (a download failed, a process
@@ -24,6 +27,7 @@
 mod baseline;
 mod disk;
 mod figures;
+mod level;
 mod proc;
 mod report;
 mod swarm;
@@ -347,6 +351,8 @@ fn run(args: &Args) -> Res<Report> {
         reports.push(runtime_section(&mut cx, rt));
     }
     drop(nginx);
+    let level = (runtimes.len() > 1)
+        .then(|| level::run(args, &dirs, &file, &reports, warm_runs, &mut errors));
     Ok(Report {
         size: args.size * MIB,
         seeders: args.seeders,
@@ -356,6 +362,7 @@ fn run(args: &Args) -> Res<Report> {
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_start,
         runtimes: reports,
+        level,
         notes,
         errors,
     })

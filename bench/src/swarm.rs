@@ -16,6 +16,17 @@ pub struct Bins {
     pub runtime: String,
 }
 
+impl Bins {
+    /// The `tracker` and `client` in directory `bin`, running `runtime`.
+    pub fn beside(bin: &Path, runtime: &str) -> Bins {
+        Bins {
+            tracker: bin.join("tracker"),
+            client: bin.join("client"),
+            runtime: runtime.into(),
+        }
+    }
+}
+
 /// Two (or more) replicating trackers.
 pub struct Trackers {
     pub addrs: Vec<String>,

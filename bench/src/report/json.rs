@@ -163,6 +163,23 @@ fn err(e: &str) -> J {
     J::Obj(vec![("error", J::Str(e.into()))])
 }
 
+/// The runtimes level: each runtime's seconds round by round, the
+/// ratio of their medians and each round's ratio (smol / std).
+fn level(l: &Fig<Level>) -> J {
+    match l {
+        Ok(l) => J::Obj(vec![
+            ("std_secs", nums(&l.std)),
+            ("smol_secs", nums(&l.smol)),
+            ("median_ratio", opt(l.median_ratio())),
+            ("round_ratios", nums(&l.round_ratios())),
+            ("load_before", J::Str(l.load_before.clone())),
+            ("load_after", J::Str(l.load_after.clone())),
+            ("secs", J::Num(l.secs)),
+        ]),
+        Err(e) => err(e),
+    }
+}
+
 impl Report {
     pub fn json(&self) -> String {
         let runtimes = self.runtimes.iter().map(|r| {
@@ -275,9 +292,9 @@ impl Report {
             ("runtimes", J::Arr(runtimes.collect())),
             (
                 "smol_over_std",
-                match self.runtime_ratio() {
+                match &self.level {
                     None => J::Null,
-                    Some((first, warm)) => J::Obj(vec![("first", opt(first)), ("warm", opt(warm))]),
+                    Some(l) => J::Obj(vec![("alternated", level(l))]),
                 },
             ),
             (

@@ -11,6 +11,9 @@ use super::swarm::DlRun;
 use super::tracker_load::Load;
 
 mod json;
+mod level;
+
+pub use level::{Level, level_ready};
 
 /// A figure that could not be measured says why.
 pub type Fig<T> = Result<T, String>;
@@ -70,6 +73,9 @@ pub struct Report {
     pub cores: usize,
     pub load_start: String,
     pub runtimes: Vec<RuntimeReport>,
+    /// The runtimes level (`--runtime both` only): both downloads in
+    /// alternated rounds, or why they were not measured.
+    pub level: Option<Fig<Level>>,
     pub notes: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -222,15 +228,9 @@ impl Report {
                 tracker_rows(&mut t, tr);
             }
         }
-        if let Some((first, warm)) = self.runtime_ratio() {
+        if let Some(l) = &self.level {
             let _ = writeln!(t.out);
-            t.row("", "first run", "warm median", "");
-            t.row(
-                "p2p download, smol / std",
-                &fmt_ratio(first),
-                &fmt_ratio(warm),
-                "target 0.90x-1.10x (the runtimes level; sections run minutes apart)",
-            );
+            level::level_rows(&mut t, l);
         }
         if !self.errors.is_empty() {
             let _ = writeln!(t.out, "\nerrors:");
@@ -239,20 +239,6 @@ impl Report {
             }
         }
         t.out
-    }
-}
-
-impl Report {
-    /// The smol download's time over the std one's (first run, warm
-    /// median), when both ran.
-    pub fn runtime_ratio(&self) -> Option<(Option<f64>, Option<f64>)> {
-        let times = |name: &str| {
-            let r = self.runtimes.iter().find(|r| r.runtime == name)?;
-            let runs = r.download.as_ref()?.p2p.as_ref().ok()?;
-            Some(first_warm(&runs.iter().map(|r| r.secs).collect::<Vec<_>>()))
-        };
-        let ((sa, sb), (ma, mb)) = (times("std")?, times("smol")?);
-        Some((ratio(ma, sa), ratio(mb, sb)))
     }
 }
 
@@ -560,20 +546,21 @@ mod tests {
         }
     }
 
-    fn report(runs: Vec<DlRun>, big: Option<(u64, Fig<DlRun>)>) -> RuntimeReport {
+    /// A runtime's section of a 1 GiB file with these p2p downloads.
+    pub(super) fn runtime(name: &str, p2p: Fig<Vec<DlRun>>) -> RuntimeReport {
         RuntimeReport {
-            runtime: "std".into(),
+            runtime: name.into(),
             unavailable: None,
             download: Some(Download {
                 size: 1024 * 1024 * 1024,
                 seeders: 2,
-                p2p: Ok(runs),
+                p2p,
                 curl: Ok(Vec::new()),
                 https: Ok(Vec::new()),
                 bare: Ok(Vec::new()),
             }),
             hashing: None,
-            big,
+            big: None,
             tracker: None,
             load_before: String::new(),
             load_after: String::new(),
@@ -581,13 +568,16 @@ mod tests {
         }
     }
 
-    /// smol over std, first run and warm median; nothing unless both ran.
-    #[test]
-    fn the_runtimes_are_compared_when_both_ran() {
-        let std_r = report(vec![run(1.0), run(0.8), run(1.0), run(0.9)], None);
-        let mut smol = report(vec![run(1.1), run(0.9), run(0.99)], None);
-        smol.runtime = "smol".into();
-        let mut rep = Report {
+    fn with_big(runs: Vec<DlRun>, big: (u64, Fig<DlRun>)) -> RuntimeReport {
+        RuntimeReport {
+            big: Some(big),
+            ..runtime("std", Ok(runs))
+        }
+    }
+
+    /// A report of these sections, without the runtimes level.
+    pub(super) fn report(runtimes: Vec<RuntimeReport>) -> Report {
+        Report {
             size: 1024 * 1024 * 1024,
             seeders: 2,
             clients: 64,
@@ -595,16 +585,11 @@ mod tests {
             quick: false,
             cores: 2,
             load_start: String::new(),
-            runtimes: vec![std_r.clone()],
+            runtimes,
+            level: None,
             notes: Vec::new(),
             errors: Vec::new(),
-        };
-        assert_eq!(rep.runtime_ratio(), None, "std alone");
-        rep.runtimes = vec![std_r, smol];
-        let (first, warm) = rep.runtime_ratio().unwrap();
-        assert!((first.unwrap() - 1.1).abs() < 1e-9);
-        assert!((warm.unwrap() - 0.945 / 0.9).abs() < 1e-9);
-        assert!(rep.table().contains("p2p download, smol / std"));
+        }
     }
 
     /// The large file's rate is compared with the main file's warm median
@@ -614,7 +599,7 @@ mod tests {
     fn the_large_file_rate_is_against_the_warm_median() {
         let gib = 1024 * 1024 * 1024;
         let warm = vec![run(2.0), run(0.8), run(0.9), run(1.0)];
-        let r = report(warm, Some((4 * gib, Ok(run(4.0)))));
+        let r = with_big(warm, (4 * gib, Ok(run(4.0))));
         assert!((big_rate_ratio(&r).unwrap() - 0.9).abs() < 1e-9);
         let mut t = Table { out: String::new() };
         memory_rows(&mut t, &r);
@@ -624,10 +609,10 @@ mod tests {
             .find(|l| l.contains("4096 MiB rate / 1024 MiB rate"));
         let words: Vec<&str> = line.unwrap_or_default().split_whitespace().collect();
         assert_eq!(words.get(7), Some(&"0.90x"), "{}", t.out);
-        let first_only = report(vec![run(2.0)], Some((4 * gib, Ok(run(4.0)))));
+        let first_only = with_big(vec![run(2.0)], (4 * gib, Ok(run(4.0))));
         assert!((big_rate_ratio(&first_only).unwrap() - 2.0).abs() < 1e-9);
-        let failed = report(vec![run(1.0)], Some((4 * gib, Err("x".into()))));
+        let failed = with_big(vec![run(1.0)], (4 * gib, Err("x".into())));
         assert_eq!(big_rate_ratio(&failed), None);
-        assert_eq!(big_rate_ratio(&report(vec![run(1.0)], None)), None);
+        assert_eq!(big_rate_ratio(&runtime("std", Ok(vec![run(1.0)]))), None);
     }
 }
