@@ -75,9 +75,10 @@ pub(super) fn level_rows(t: &mut Table, l: &Fig<Level>) {
         "  ({:.0} s; load average before {}, after {})",
         l.secs, l.load_before, l.load_after
     );
+    let n = l.std.len();
     t.head(&format!(
-        "{} rounds of a {} download by each runtime, both swarms running, every download on warm memory",
-        l.std.len(),
+        "{n} round{} of one {} download per runtime, both swarms running, every download on warm memory",
+        if n == 1 { "" } else { "s" },
         mib(l.size)
     ));
     t.row("", "std median", "smol median", "");
