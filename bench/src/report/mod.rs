@@ -3,7 +3,8 @@
 //! Every timed figure keeps all its runs: the first run is reported on its
 //! own (fresh processes and, for the download, cold memory: see
 //! `baseline::Memory`), then the median of the warm runs after it.
-//! The JSON is written in `json.rs`.
+//! The runtimes level (both runtimes' downloads in alternated rounds) is
+//! its own figure in `level.rs`; the JSON is written in `json.rs`.
 
 use std::fmt::Write as _;
 
