@@ -100,7 +100,7 @@ pub(super) fn level_rows(t: &mut Table, l: &Fig<Level>) {
         .collect();
     let _ = writeln!(
         t.out,
-        "      rounds: {}  (smol / std of each round; std first in odd rounds)",
+        "      rounds: {}  (smol / std of each round; std then smol, each after the other runtime)",
         rounds.join(" ")
     );
 }
