@@ -47,14 +47,17 @@ pub(crate) fn run(
     let started = Instant::now();
     let load_before = loadavg();
     let size = args.size * MIB;
-    let [std, smol] = alternate(args, dirs, file, size, rounds.max(1)).map_err(|e| {
-        errors.push(format!("runtimes level: {e}"));
-        e
-    })?;
+    let [(std, std_cpu), (smol, smol_cpu)] = alternate(args, dirs, file, size, rounds.max(1))
+        .map_err(|e| {
+            errors.push(format!("runtimes level: {e}"));
+            e
+        })?;
     Ok(Level {
         size,
         std,
         smol,
+        std_cpu,
+        smol_cpu,
         load_before,
         load_after: loadavg(),
         secs: started.elapsed().as_secs_f64(),
@@ -62,14 +65,15 @@ pub(crate) fn run(
 }
 
 /// Starts both swarms, then times `rounds` rounds: each runtime's
-/// download seconds, round by round.
+/// download seconds and CPU seconds (leecher and seeders), round by
+/// round.
 fn alternate(
     args: &Args,
     dirs: &Dirs,
     file: &Path,
     size: u64,
     rounds: usize,
-) -> Res<[Vec<f64>; 2]> {
+) -> Res<[(Vec<f64>, Vec<f64>); 2]> {
     let mut swarms = Vec::new();
     for rt in RUNTIMES {
         eprintln!("p2p-bench: [level] starting the {rt} trackers and seeders");
@@ -83,7 +87,7 @@ fn alternate(
     let dir = WorkDir::new(args.dest_dir.as_deref().unwrap_or(&dirs.bench), "level")?;
     let name = file_name(file);
     let dest = dir.path().join(&name);
-    let mut secs = [Vec::new(), Vec::new()];
+    let mut secs = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
     for (k, i, timed) in schedule(rounds) {
         let rt = RUNTIMES[i];
         let what = if timed {
@@ -97,7 +101,10 @@ fn alternate(
         let _ = std::fs::remove_file(&dest);
         let run = r.map_err(|e| format!("{what}, {rt} download: {e}"))?;
         if timed {
-            secs[i].push(run.secs);
+            secs[i].0.push(run.secs);
+            if let Some((leecher, seeders)) = run.cpu {
+                secs[i].1.push(leecher + seeders);
+            }
         }
     }
     Ok(secs)

@@ -16,6 +16,11 @@ pub struct Level {
     pub std: Vec<f64>,
     /// Seconds of each round's smol download.
     pub smol: Vec<f64>,
+    /// CPU seconds of each round's std download, leecher and seeders
+    /// together (where `/proc` had them).
+    pub std_cpu: Vec<f64>,
+    /// The same for smol.
+    pub smol_cpu: Vec<f64>,
     pub load_before: String,
     pub load_after: String,
     /// The whole section, swarms' start included.
@@ -26,6 +31,11 @@ impl Level {
     /// smol's median time over std's.
     pub fn median_ratio(&self) -> Option<f64> {
         ratio(median(&self.smol), median(&self.std))
+    }
+
+    /// smol's median CPU seconds over std's.
+    pub fn cpu_ratio(&self) -> Option<f64> {
+        ratio(median(&self.smol_cpu), median(&self.std_cpu))
     }
 
     /// Each round's smol time over its std time.
@@ -93,6 +103,15 @@ pub(super) fn level_rows(t: &mut Table, l: &Fig<Level>) {
         "",
         "target 0.90x-1.10x (alternated runs, same machine state)",
     );
+    t.row(
+        "CPU: leecher + seeders",
+        &cpu_cell(&l.std_cpu),
+        &cpu_cell(&l.smol_cpu),
+        &format!(
+            "smol / std {} (CPU seconds: little moved by the machine's state)",
+            fmt_ratio(l.cpu_ratio())
+        ),
+    );
     let rounds: Vec<String> = l
         .round_ratios()
         .into_iter()
@@ -105,6 +124,10 @@ pub(super) fn level_rows(t: &mut Table, l: &Fig<Level>) {
     );
 }
 
+fn cpu_cell(v: &[f64]) -> String {
+    median(v).map_or_else(|| "n/a".into(), |m| format!("{m:.2} s"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{report, runtime};
@@ -115,6 +138,8 @@ mod tests {
             size: 1024 * 1024 * 1024,
             std: std.to_vec(),
             smol: smol.to_vec(),
+            std_cpu: std.iter().map(|s| 2.0 * s).collect(),
+            smol_cpu: smol.iter().map(|s| 1.5 * s).collect(),
             load_before: "1.00 0.90 0.80".into(),
             load_after: "1.10 0.95 0.81".into(),
             secs: 20.0,
@@ -151,6 +176,9 @@ mod tests {
         let ratio = line(ROW);
         assert_eq!(ratio[5..7], ["1.04x", "target"], "{}", t.out);
         assert_eq!(line("rounds:")[1..4], ["1.05x", "0.95x", "1.10x"]);
+        let cpu = line("CPU: leecher + seeders");
+        assert_eq!(cpu[4..11], ["2.20", "s", "1.71", "s", "smol", "/", "std"]);
+        assert_eq!(cpu[11], "0.78x", "{}", t.out);
         let mut t = Table { out: String::new() };
         level_rows(
             &mut t,
@@ -177,6 +205,8 @@ mod tests {
         assert!(rep.json().contains(want), "{}", rep.json());
         assert!(rep.json().contains(r#""median_ratio":0.8666"#));
         assert!(rep.json().contains(r#""round_ratios":[1.1,0.75]"#));
+        assert!(rep.json().contains(r#""std_cpu_secs":[2,4]"#));
+        assert!(rep.json().contains(r#""cpu_ratio":0.65"#), "{}", rep.json());
         rep.level = Some(Err("skipped: x".into()));
         let want = r#""smol_over_std":{"alternated":{"error":"skipped: x"}}"#;
         assert!(rep.json().contains(want), "{}", rep.json());
