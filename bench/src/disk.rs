@@ -108,6 +108,7 @@ fn one(dir: &Path, size: u64, name: &'static str, mode: Mode) -> Res<DiskRun> {
         _ => None,
     };
     let trim = CacheTrim::default();
+    let writer = std::sync::Mutex::new(());
     let pieces = size.div_ceil(PIECE as u64) as usize;
     let next = AtomicUsize::new(0);
     let cache0 = cached_kib();
@@ -127,7 +128,7 @@ fn one(dir: &Path, size: u64, name: &'static str, mode: Mode) -> Res<DiskRun> {
             let off = (i * PIECE) as u64;
             let len = (size - off).min(PIECE as u64) as usize;
             let t = matches!(mode, Mode::Trim).then_some(&trim);
-            write_piece(&file, direct.as_ref(), t, &buf[at..at + len], off)?;
+            write_piece(&file, direct.as_ref(), t, &writer, &buf[at..at + len], off)?;
         }
     };
     std::thread::scope(|s| {

@@ -77,8 +77,8 @@ pub struct DlFile {
     /// Pieces written through the page cache, whose pages are dropped
     /// once written back (see [`CacheTrim`]).
     pub trim: Arc<CacheTrim>,
-    /// Held by the disk worker writing a piece through the page cache:
-    /// one such writer per download. Every buffered write to a file takes
+    /// Held by the disk worker writing a piece through the page cache
+    /// ([`write_piece`]): one such writer per download. Every buffered write to a file takes
     /// its inode's lock exclusively, once per [`PAGE_CACHE_WRITE_CHUNK`];
     /// [`DISK_WORKERS`](crate::client::DISK_WORKERS) writing pieces of the
     /// same file side by side only take turns at that lock, and the ones
@@ -192,12 +192,8 @@ pub fn run_job(job: Job) -> JobDone {
             let direct = part.direct.is_some() && part.gate.direct(part.mode);
             let file = part.direct.as_deref().filter(|_| direct);
             let trim = Some(&*part.trim).filter(|_| part.gate.trims(part.mode));
-            // One page-cache writer per download (`DlFile::cache_writer`).
-            let serial =
-                (!direct).then(|| part.cache_writer.lock().unwrap_or_else(|e| e.into_inner()));
             let started = std::time::Instant::now();
-            let r = write_piece(&part.file, file, trim, &data, offset);
-            drop(serial);
+            let r = write_piece(&part.file, file, trim, &part.cache_writer, &data, offset);
             part.gate
                 .end(part.mode, direct, started, std::time::Instant::now());
             let r = r.and_then(|_| {

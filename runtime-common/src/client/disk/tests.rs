@@ -88,7 +88,7 @@ fn pieces_land_byte_exact_through_direct_and_buffered_writes() {
     buf[at..at + piece].copy_from_slice(&data[..piece]);
     let aligned = buffers::freeze(buf, at..at + piece);
     assert_eq!(aligned.as_ptr().align_offset(DIRECT_ALIGN), 0);
-    write_piece(&dl.file, direct, None, &aligned, 0).unwrap();
+    write_piece(&dl.file, direct, None, &dl.cache_writer, &aligned, 0).unwrap();
     // Piece 2, then piece 1, from buffers one byte off alignment.
     for i in [2usize, 1] {
         let mut v = vec![0u8; piece + 1];
@@ -96,11 +96,27 @@ fn pieces_land_byte_exact_through_direct_and_buffered_writes() {
         v[off..off + piece].copy_from_slice(&data[i * piece..(i + 1) * piece]);
         let unaligned = &v[off..off + piece];
         assert_ne!(unaligned.as_ptr().align_offset(DIRECT_ALIGN), 0);
-        write_piece(&dl.file, direct, None, unaligned, (i * piece) as u64).unwrap();
+        write_piece(
+            &dl.file,
+            direct,
+            None,
+            &dl.cache_writer,
+            unaligned,
+            (i * piece) as u64,
+        )
+        .unwrap();
     }
     // The short tail.
     let tail = &data[3 * piece..];
-    write_piece(&dl.file, direct, Some(&dl.trim), tail, (3 * piece) as u64).unwrap();
+    write_piece(
+        &dl.file,
+        direct,
+        Some(&dl.trim),
+        &dl.cache_writer,
+        tail,
+        (3 * piece) as u64,
+    )
+    .unwrap();
     assert_eq!(fs::read(&dl.part).unwrap(), data);
 }
 
@@ -127,7 +143,15 @@ fn cache_trim_keeps_the_bytes_and_drops_every_lag() {
     let wb = Writeback::spawn().unwrap();
     let trim = CacheTrim::with(Some(wb.clone()));
     for (i, chunk) in data.chunks(piece).enumerate().rev() {
-        write_piece(&file, None, Some(&trim), chunk, (i * piece) as u64).unwrap();
+        write_piece(
+            &file,
+            None,
+            Some(&trim),
+            &Mutex::default(),
+            chunk,
+            (i * piece) as u64,
+        )
+        .unwrap();
         assert!(trim.pending() < CACHE_TRIM_LAG);
     }
     assert_eq!(trim.pending(), 5, "one drop queued, after {CACHE_TRIM_LAG}");
@@ -165,7 +189,15 @@ fn a_stuck_writeback_thread_never_holds_up_a_write() {
     let writes = data.clone();
     std::thread::spawn(move || {
         for (i, chunk) in writes.chunks(piece).enumerate() {
-            write_piece(&file, None, Some(&trim), chunk, (i * piece) as u64).unwrap();
+            write_piece(
+                &file,
+                None,
+                Some(&trim),
+                &Mutex::default(),
+                chunk,
+                (i * piece) as u64,
+            )
+            .unwrap();
         }
         let _ = wrote.send(());
     });
@@ -639,7 +671,15 @@ fn page_cache_writes_in_chunks_land_byte_exact() {
         at += len;
     }
     for &(at, len) in spans.iter().rev() {
-        write_piece(&file, None, None, &data[at..at + len], at as u64).unwrap();
+        write_piece(
+            &file,
+            None,
+            None,
+            &Mutex::default(),
+            &data[at..at + len],
+            at as u64,
+        )
+        .unwrap();
     }
     assert_eq!(fs::read(&path).unwrap(), data);
 }

@@ -505,12 +505,14 @@ pub const PAGE_CACHE_WRITE_CHUNK: usize = 32 * 1024;
 /// [`DIRECT_ALIGN`] (every whole piece; a buffer that is not aligned is
 /// copied into an aligned pooled one first), otherwise, or if the direct write
 /// is refused as invalid, through the ordinary `file` in writes of
-/// [`PAGE_CACHE_WRITE_CHUNK`], then handed to `trim` if given (see
-/// [`CacheTrim`]).
+/// [`PAGE_CACHE_WRITE_CHUNK`], holding `writer` (the file's one
+/// page-cache writer, `DlFile::cache_writer`), then handed to `trim` if
+/// given (see [`CacheTrim`]).
 pub fn write_piece(
     file: &File,
     direct: Option<&File>,
     trim: Option<&CacheTrim>,
+    writer: &Mutex<()>,
     data: &[u8],
     offset: u64,
 ) -> io::Result<()> {
@@ -532,9 +534,11 @@ pub fn write_piece(
             r => return r,
         }
     }
+    let serial = writer.lock().unwrap_or_else(|e| e.into_inner());
     for (i, chunk) in data.chunks(PAGE_CACHE_WRITE_CHUNK).enumerate() {
         file.write_all_at(chunk, offset + (i * PAGE_CACHE_WRITE_CHUNK) as u64)?;
     }
+    drop(serial);
     match trim {
         Some(t) => t.written(file, offset, data.len() as u64),
         None => Ok(()),
