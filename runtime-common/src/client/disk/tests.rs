@@ -120,6 +120,12 @@ fn pieces_land_byte_exact_through_direct_and_buffered_writes() {
     assert_eq!(fs::read(&dl.part).unwrap(), data);
 }
 
+/// Writes `chunk` at `offset` of `file` through the page cache, handed
+/// to `trim`.
+fn write_trimmed(file: &File, trim: &CacheTrim, chunk: &[u8], offset: u64) {
+    write_piece(file, None, Some(trim), &Mutex::default(), chunk, offset).unwrap();
+}
+
 /// Waits until `wb` has run everything queued before this call.
 fn settle(wb: &Writeback) {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -143,15 +149,7 @@ fn cache_trim_keeps_the_bytes_and_drops_every_lag() {
     let wb = Writeback::spawn().unwrap();
     let trim = CacheTrim::with(Some(wb.clone()));
     for (i, chunk) in data.chunks(piece).enumerate().rev() {
-        write_piece(
-            &file,
-            None,
-            Some(&trim),
-            &Mutex::default(),
-            chunk,
-            (i * piece) as u64,
-        )
-        .unwrap();
+        write_trimmed(&file, &trim, chunk, (i * piece) as u64);
         assert!(trim.pending() < CACHE_TRIM_LAG);
     }
     assert_eq!(trim.pending(), 5, "one drop queued, after {CACHE_TRIM_LAG}");
@@ -189,15 +187,7 @@ fn a_stuck_writeback_thread_never_holds_up_a_write() {
     let writes = data.clone();
     std::thread::spawn(move || {
         for (i, chunk) in writes.chunks(piece).enumerate() {
-            write_piece(
-                &file,
-                None,
-                Some(&trim),
-                &Mutex::default(),
-                chunk,
-                (i * piece) as u64,
-            )
-            .unwrap();
+            write_trimmed(&file, &trim, chunk, (i * piece) as u64);
         }
         let _ = wrote.send(());
     });
