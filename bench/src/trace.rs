@@ -21,8 +21,11 @@ struct Row {
     written: u64,
     /// Pieces written with `O_DIRECT` (a later column: 0 in older traces).
     direct: u64,
-    /// Pieces hashed two at a time (later still).
-    paired: u64,
+    /// Pieces hashed together with others (later still; two at a time
+    /// in older traces).
+    batched: u64,
+    /// The groups they were hashed in (0 in older traces).
+    batches: u64,
 }
 
 fn parse(csv: &str) -> Vec<Row> {
@@ -44,7 +47,8 @@ fn parse(csv: &str) -> Vec<Row> {
                 queued,
                 written,
                 direct: v.get(8).copied().unwrap_or(0),
-                paired: v.get(9).copied().unwrap_or(0),
+                batched: v.get(9).copied().unwrap_or(0),
+                batches: v.get(10).copied().unwrap_or(0),
             })
         })
         .collect()
@@ -101,7 +105,7 @@ fn summary(p: &[Point], last: Row) -> String {
     format!(
         "{n} intervals of 10 ms; {idle} received nothing; in flight mean {:.1} max {:.0}; \
          disk queue mean {:.1} max {:.0} pieces; {:.0} MB/s mean; {} of {} pieces written \
-         with O_DIRECT; {} of {} hashed in pairs",
+         with O_DIRECT; {} of {} hashed with others{}",
         mean(|q| q.2),
         max(|q| q.2),
         mean(|q| q.4),
@@ -109,8 +113,16 @@ fn summary(p: &[Point], last: Row) -> String {
         mean(|q| q.1),
         last.direct,
         last.written,
-        last.paired,
+        last.batched,
         last.hashed,
+        if last.batches > 0 {
+            format!(
+                " ({:.1} at a time)",
+                last.batched as f64 / last.batches as f64
+            )
+        } else {
+            String::new()
+        },
     )
 }
 
@@ -197,14 +209,14 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.ends_with("0 of 8 pieces written with O_DIRECT; 0 of 8 hashed in pairs"),
+            s.ends_with("0 of 8 pieces written with O_DIRECT; 0 of 8 hashed with others"),
             "{s}"
         );
         assert!(svg(&p, "t").contains("<polyline"));
     }
 
     #[test]
-    fn the_summary_counts_the_pieces_written_with_o_direct_and_hashed_in_pairs() {
+    fn the_summary_counts_the_pieces_written_with_o_direct_and_hashed_together() {
         let csv = "h\n0,0,0,0,0,0,0,0,0\n10,100,8,0,0,0,0,0,0\n20,5000000,8,8,8,8,0,0,3\n";
         let rows = parse(csv);
         let s = summary(&points(&rows), *rows.last().unwrap());
@@ -213,7 +225,14 @@ mod tests {
         let rows = parse(csv);
         let s = summary(&points(&rows), *rows.last().unwrap());
         assert!(
-            s.ends_with("8 of 8 pieces written with O_DIRECT; 6 of 8 hashed in pairs"),
+            s.ends_with("8 of 8 pieces written with O_DIRECT; 6 of 8 hashed with others"),
+            "{s}"
+        );
+        let csv = "h\n0,0,0,0,0,0,0,0,0,0,0\n20,5000000,8,8,8,8,0,0,8,7,2\n";
+        let rows = parse(csv);
+        let s = summary(&points(&rows), *rows.last().unwrap());
+        assert!(
+            s.ends_with("7 of 8 hashed with others (3.5 at a time)"),
             "{s}"
         );
     }

@@ -36,9 +36,11 @@ pub static PIECES_WRITTEN: AtomicU64 = AtomicU64::new(0);
 /// Of those, pieces handed to `O_DIRECT` (the rest went through the page
 /// cache: a download that left `O_DIRECT` stops adding here).
 pub static PIECES_DIRECT: AtomicU64 = AtomicU64::new(0);
-/// Of the pieces hashed, those hashed two at a time (with the next piece
-/// of the same connection, `client::PeerSink`).
-pub static PIECES_PAIRED: AtomicU64 = AtomicU64::new(0);
+/// Of the pieces hashed, those hashed together with others (the next
+/// pieces of the same connection, `client::PeerSink`).
+pub static PIECES_BATCHED: AtomicU64 = AtomicU64::new(0);
+/// The groups those were hashed in (2 to `sha1_lanes::LANES` pieces each).
+pub static HASH_BATCHES: AtomicU64 = AtomicU64::new(0);
 
 /// Piece bytes handed to the disk workers and not yet written (a gauge).
 pub static DISK_BYTES_QUEUED: AtomicU64 = AtomicU64::new(0);
@@ -64,13 +66,13 @@ pub fn add(c: &AtomicU64, n: u64) {
 }
 
 /// The CSV header of a trace file.
-pub const TRACE_HEADER: &str = "ms,bytes_received,requests_sent,pieces_hashed,pieces_queued,pieces_written,disk_bytes_queued,disk_bytes_peak,pieces_direct,pieces_paired";
+pub const TRACE_HEADER: &str = "ms,bytes_received,requests_sent,pieces_hashed,pieces_queued,pieces_written,disk_bytes_queued,disk_bytes_peak,pieces_direct,pieces_batched,hash_batches";
 
 /// One line of counters, `ms` after the start.
 fn line(ms: u128) -> String {
     let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
     format!(
-        "{ms},{},{},{},{},{},{},{},{},{}",
+        "{ms},{},{},{},{},{},{},{},{},{},{}",
         g(&BYTES_RECEIVED),
         g(&REQUESTS_SENT),
         g(&PIECES_HASHED),
@@ -79,7 +81,8 @@ fn line(ms: u128) -> String {
         g(&DISK_BYTES_QUEUED),
         g(&DISK_BYTES_PEAK),
         g(&PIECES_DIRECT),
-        g(&PIECES_PAIRED)
+        g(&PIECES_BATCHED),
+        g(&HASH_BATCHES)
     )
 }
 

@@ -42,10 +42,10 @@ pub fn hash_file_with_progress(
 }
 
 /// The SHA-1 of every piece of the first `size` bytes of `file`, hashed by
-/// `workers` threads that take the next two pieces as they finish two
-/// (whole pieces read with `pread`, two piece buffers per thread: memory
-/// is bounded by threads x 2 pieces, never by the file), each pair hashed
-/// at once ([`sha1_pair::sha1_pair`]).
+/// `workers` threads that each take the next [`sha1_lanes::LANES`] pieces
+/// as they finish theirs (whole pieces read with `pread`, that many piece
+/// buffers per thread: memory is bounded by threads x 4 pieces, never by
+/// the file), each group hashed at once ([`sha1_lanes::sha1_each`]).
 pub fn hash_pieces(
     file: &File,
     size: u64,
@@ -53,36 +53,34 @@ pub fn hash_pieces(
     workers: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> io::Result<Vec<Sha1Hash>> {
+    const LANES: usize = sha1_lanes::LANES;
     let n = FileMeta::pieces_for(size, piece_len) as usize;
     let next = AtomicUsize::new(0);
     let done = AtomicU64::new(0);
     let work = || -> io::Result<Vec<(usize, Sha1Hash)>> {
         let piece = (piece_len as u64).min(size) as usize;
-        let mut bufs = [vec![0u8; piece], vec![0u8; piece]];
+        let mut bufs: [Vec<u8>; LANES] = std::array::from_fn(|_| Vec::new());
         let mut out = Vec::new();
         loop {
-            let i = next.fetch_add(2, Ordering::Relaxed);
+            let i = next.fetch_add(LANES, Ordering::Relaxed);
             if i >= n {
                 return Ok(out);
             }
-            let mut lens = [0usize; 2];
-            for (k, buf) in bufs.iter_mut().enumerate().take((n - i).min(2)) {
+            let group = (n - i).min(LANES);
+            let mut lens = [0usize; LANES];
+            for (k, buf) in bufs.iter_mut().enumerate().take(group) {
                 let off = (i + k) as u64 * u64::from(piece_len);
                 lens[k] = (size - off).min(u64::from(piece_len)) as usize;
+                buf.resize(piece, 0);
                 if let Err(e) = file.read_exact_at(&mut buf[..lens[k]], off) {
                     next.store(n, Ordering::Relaxed); // the others stop too
                     return Err(e);
                 }
             }
-            let [a, b] = &bufs;
-            if i + 1 < n {
-                let (ha, hb) = sha1_pair::sha1_pair(&a[..lens[0]], &b[..lens[1]]);
-                out.push((i, Sha1Hash(ha)));
-                out.push((i + 1, Sha1Hash(hb)));
-            } else {
-                out.push((i, sha1(&a[..lens[0]])));
-            }
-            let len = (lens[0] + lens[1]) as u64;
+            let data: Vec<&[u8]> = (0..group).map(|k| &bufs[k][..lens[k]]).collect();
+            let digests = sha1_lanes::sha1_each(&data);
+            out.extend((i..).zip(digests.into_iter().map(Sha1Hash)));
+            let len = lens.iter().sum::<usize>() as u64;
             progress(done.fetch_add(len, Ordering::Relaxed) + len);
         }
     };
