@@ -86,8 +86,11 @@ pub enum Memory {
 pub const COLD_SETTLE: Duration = Duration::from_secs(4);
 
 /// Brings free memory into `state` before a timed run that writes `bytes`
-/// to disk; the scratch file of a warm start goes in `dir`.
+/// to disk, once the page cache has finished writing back what earlier
+/// runs left ([`settle_writeback`]); the scratch file of a warm start
+/// goes in `dir`.
 pub fn set_memory(state: Memory, dir: &Path, bytes: u64) -> Res<()> {
+    settle_writeback();
     match state {
         Memory::Cold => std::thread::sleep(COLD_SETTLE),
         Memory::Warm => {
@@ -98,6 +101,53 @@ pub fn set_memory(state: Memory, dir: &Path, bytes: u64) -> Res<()> {
         }
     }
     Ok(())
+}
+
+/// The most dirty and under-writeback page-cache data (all devices) a
+/// timed run starts with.
+pub const WRITEBACK_SETTLED: u64 = 64 * MIB;
+/// The longest [`settle_writeback`] waits.
+pub const WRITEBACK_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// Waits until the page cache's dirty and under-writeback data is under
+/// [`WRITEBACK_SETTLED`], at most [`WRITEBACK_WAIT_MAX`] (then says so
+/// and goes on). A run that starts writing back early (the p2p client on
+/// a slow device, `sync_file_range`) leaves the device seconds of
+/// writeback behind it, and the kernel throttles every writer against the
+/// dirty and writeback pages of all devices: without this, the next
+/// contender paid for the one before (a 4 GiB download on the fast disk
+/// after the slow-device section ran at 255 MB/s instead of 1.3 GB/s).
+pub fn settle_writeback() {
+    let started = Instant::now();
+    while let Some(left) = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| unwritten(&m))
+        .filter(|&n| n > WRITEBACK_SETTLED)
+    {
+        if started.elapsed() >= WRITEBACK_WAIT_MAX {
+            eprintln!(
+                "p2p-bench: the page cache still has {} MiB to write back after {:?}; timing anyway",
+                left / MIB,
+                WRITEBACK_WAIT_MAX
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Dirty plus under-writeback bytes in the text of `/proc/meminfo`.
+fn unwritten(meminfo: &str) -> Option<u64> {
+    let kib = |key: &str| -> Option<u64> {
+        let line = meminfo.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..]
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((kib("Dirty:")? + kib("Writeback:")?) * 1024)
 }
 
 fn write_scratch(path: &Path, mut left: u64) -> std::io::Result<()> {
@@ -433,4 +483,21 @@ pub fn free_port() -> Res<u16> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("no free port: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dirty and Writeback are read from their own lines (not from
+    /// WritebackTmp, which comes after Writeback); a text without them
+    /// reads as unknown.
+    #[test]
+    fn unwritten_adds_dirty_and_writeback() {
+        let m = "MemTotal:       24000000 kB\nDirty:             465096 kB\n\
+                 Writeback:       1147904 kB\nWritebackTmp:          7 kB\n";
+        assert_eq!(unwritten(m), Some((465_096 + 1_147_904) * 1024));
+        assert_eq!(unwritten("Dirty: 1 kB\n"), None);
+        assert_eq!(unwritten(""), None);
+    }
 }

@@ -200,6 +200,7 @@ fn big_file(cx: &mut Ctx, sw: &Swarm, big: u64) -> Res<swarm::DlRun> {
         "p2p-bench: [{}] memory: downloading the {big} MiB file",
         sw.bins.runtime
     );
+    baseline::settle_writeback();
     let r = sw.download(&file_name(&path), big * MIB, &dest, None);
     let _ = std::fs::remove_file(&dest);
     r

@@ -19,6 +19,12 @@ use super::*;
 use crate::figures::file_name;
 use crate::report::{Level, RuntimeReport, level_ready};
 
+/// The rounds by default (`--level-rounds`). One round's smol / std has
+/// ranged from 0.79x to 1.28x on this project's 2-core VM with the
+/// medians level, so the median of 3 rounds could land outside a 10% band
+/// by chance alone; 7 rounds (about 40 s) narrow that spread.
+pub(crate) const ROUNDS: usize = 7;
+
 /// The contenders, in the order of every round.
 const RUNTIMES: [&str; 2] = ["std", "smol"];
 

@@ -81,6 +81,10 @@ struct Args {
     /// 3; 0 with --quick].
     #[arg(long, value_name = "N")]
     warm_runs: Option<usize>,
+    /// Rounds of the runtimes level (one download per runtime each; their
+    /// medians are compared) [default: 7; 1 with --quick].
+    #[arg(long, value_name = "N")]
+    level_rounds: Option<usize>,
     /// Size of the large file of the memory figure, in MiB (skipped with --quick).
     #[arg(long, value_name = "MIB", default_value_t = 4096)]
     big_size: u64,
@@ -351,8 +355,12 @@ fn run(args: &Args) -> Res<Report> {
         reports.push(runtime_section(&mut cx, rt));
     }
     drop(nginx);
-    let level = (runtimes.len() > 1)
-        .then(|| level::run(args, &dirs, &file, &reports, warm_runs, &mut errors));
+    let level = (runtimes.len() > 1).then(|| {
+        let rounds = args
+            .level_rounds
+            .unwrap_or(if args.quick { 1 } else { level::ROUNDS });
+        level::run(args, &dirs, &file, &reports, rounds, &mut errors)
+    });
     Ok(Report {
         size: args.size * MIB,
         seeders: args.seeders,
