@@ -273,28 +273,25 @@ mod tests {
         assert_eq!(sha1_each(msgs), want);
         #[cfg(target_arch = "x86_64")]
         if x86::available() && msgs.iter().all(|m| m.len() == msgs[0].len()) {
-            // SAFETY (all four): checked just above, lengths equal.
-            #[allow(unsafe_code)]
-            match msgs.len() {
-                4 => assert_eq!(
-                    unsafe { x86::lanes::<4>(msgs.try_into().unwrap()) }[..],
-                    want
-                ),
-                3 => assert_eq!(
-                    unsafe { x86::lanes::<3>(msgs.try_into().unwrap()) }[..],
-                    want
-                ),
-                2 => assert_eq!(
-                    unsafe { x86::lanes::<2>(msgs.try_into().unwrap()) }[..],
-                    want
-                ),
-                1 => assert_eq!(
-                    unsafe { x86::lanes::<1>(msgs.try_into().unwrap()) }[..],
-                    want
-                ),
-                _ => {}
-            }
+            let got = match msgs.len() {
+                4 => direct::<4>(msgs),
+                3 => direct::<3>(msgs),
+                2 => direct::<2>(msgs),
+                1 => direct::<1>(msgs),
+                _ => return,
+            };
+            assert_eq!(got, want, "{} lanes", msgs.len());
         }
+    }
+
+    /// The interleaved path itself, `N` lanes.
+    #[cfg(target_arch = "x86_64")]
+    fn direct<const N: usize>(msgs: &[&[u8]]) -> Vec<Digest20> {
+        let msgs: [&[u8]; N] = msgs.try_into().unwrap();
+        // SAFETY: `check` calls this only where the CPU has the
+        // instructions and the lengths are equal.
+        #[allow(unsafe_code)]
+        unsafe { x86::lanes(msgs) }.to_vec()
     }
 
     /// Every length around the padding's edges (55, 56 and 63 bytes
