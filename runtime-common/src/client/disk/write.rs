@@ -485,11 +485,12 @@ fn run_writeback(req: WritebackReq) {
 ///
 /// The kernel gives a buffered write page-cache folios as large as the
 /// write, up to the whole piece. On this project's machines (Firecracker
-/// guests with free page reporting, `page_reporting_order` 9) free blocks
-/// of 2 MiB and more are handed back to the host, and the next touch of
-/// each of their pages costs a fault in the host. A 512 KiB folio comes
-/// from such blocks as soon as the few free blocks of 512 KiB to 1 MiB
-/// run out; 32 KiB folios come first from the many smaller free
+/// guests with free page reporting: `page_reporting_order` 9 when this
+/// was measured, 11 on the VM of 2026-12-04) free blocks of 2 MiB (8 MiB)
+/// and more are handed back to the host, and the next touch of each of
+/// their pages costs a fault in the host. A 512 KiB folio comes from such
+/// blocks as soon as the few smaller free blocks of 512 KiB and more run
+/// out; 32 KiB folios come first from the many smaller free
 /// fragments, which are never handed back. 1 GiB written with `dd` on
 /// memory that had sat free: 0.35-0.45 s of system time in 16 KiB
 /// writes, 0.67-2.1 s in 512 KiB writes (alternated); on memory freed a
