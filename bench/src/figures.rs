@@ -12,7 +12,10 @@ pub(crate) struct Ctx<'a> {
     pub(crate) nginx: &'a Fig<Nginx>,
     pub(crate) file: &'a Path,
     pub(crate) size: u64,
+    /// Runs of the hashing figures: the first, then the warm ones.
     pub(crate) runs: usize,
+    /// Download runs on cold memory before the warm ones (`--cold-runs`).
+    pub(crate) cold_runs: usize,
     pub(crate) errors: &'a mut Vec<String>,
     /// Where this runtime's trace goes (`--trace`).
     pub(crate) trace: Option<PathBuf>,
@@ -115,11 +118,16 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
         (_, Err(e)) => Err(format!("skipped: {e}")),
     };
     let mut bare = Ok(Vec::new());
-    for k in 0..cx.runs {
+    for k in 0..cx.cold_runs + cx.runs - 1 {
         eprintln!("p2p-bench: [{}] download, run {}", sw.bins.runtime, k + 1);
-        // The first run of each contender starts on cold memory, the
-        // others on warm memory (see `baseline::Memory`).
-        let state = if k == 0 { Memory::Cold } else { Memory::Warm };
+        // The first runs of each contender start on cold memory, the
+        // others on warm memory (see `baseline::Memory`); the contenders
+        // take turns within each run, so each run's are in one state.
+        let state = if k < cx.cold_runs {
+            Memory::Cold
+        } else {
+            Memory::Warm
+        };
         let set_memory = || baseline::set_memory(state, dir.path(), cx.size);
         if let (Ok(c), Ok(n)) = (&cx.tools.curl, cx.nginx) {
             for (fig, tls) in [(&mut https, n.https.as_ref().ok()), (&mut curl, None)] {
@@ -177,6 +185,7 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
     }
     Ok(Download {
         size: cx.size,
+        cold: cx.cold_runs,
         seeders: cx.args.seeders,
         p2p,
         curl,

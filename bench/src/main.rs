@@ -77,8 +77,13 @@ struct Args {
     /// phases: what CI runs to keep the bench working.
     #[arg(long)]
     quick: bool,
-    /// Warm runs after the first one (their median is reported) [default:
-    /// 3; 0 with --quick].
+    /// Download runs on cold memory, each contender's first (their median
+    /// is the first column: one draw of a VM's fresh-memory cost can be
+    /// 20x another) [default: 3; 1 with --quick].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    cold_runs: Option<u64>,
+    /// Warm runs after the first one (the cold runs, for the download);
+    /// their median is reported [default: 3; 0 with --quick].
     #[arg(long, value_name = "N")]
     warm_runs: Option<usize>,
     /// Rounds of the runtimes level (one download per runtime each; their
@@ -330,6 +335,9 @@ fn run(args: &Args) -> Res<Report> {
         RuntimeArg::Both => &["std", "smol"],
     };
     let warm_runs = args.warm_runs.unwrap_or(if args.quick { 0 } else { 3 });
+    let cold_runs = args
+        .cold_runs
+        .map_or(if args.quick { 1 } else { 3 }, |n| n as usize);
     let mut errors = Vec::new();
     let mut reports = Vec::new();
     for rt in runtimes {
@@ -341,6 +349,7 @@ fn run(args: &Args) -> Res<Report> {
             file: &file,
             size: args.size * MIB,
             runs: 1 + warm_runs,
+            cold_runs,
             errors: &mut errors,
             trace: args.trace.as_ref().map(|t| {
                 if runtimes.len() > 1 {
@@ -366,6 +375,7 @@ fn run(args: &Args) -> Res<Report> {
         seeders: args.seeders,
         clients: args.clients,
         warm_runs,
+        cold_runs,
         quick: args.quick,
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_start,

@@ -70,7 +70,8 @@ fn nums(v: &[f64]) -> J {
     J::Arr(v.iter().map(|&x| J::Num(x)).collect())
 }
 
-/// `{"runs": [...], "first": x, "warm_median": y}` or `{"error": "..."}`.
+/// `{"runs_s": [...], "first_s": x, "warm_median_s": y}` or
+/// `{"error": "..."}`.
 fn timed(f: &Fig<Vec<f64>>) -> J {
     match f {
         Ok(v) => {
@@ -81,7 +82,24 @@ fn timed(f: &Fig<Vec<f64>>) -> J {
                 ("warm_median_s", opt(b)),
             ])
         }
-        Err(e) => J::Obj(vec![("error", J::Str(e.clone()))]),
+        Err(e) => err(e),
+    }
+}
+
+/// A download figure: its runs (the first `cold` on cold memory), the
+/// first run, the cold and the warm median.
+fn timed_dl(f: &Fig<Vec<f64>>, cold: usize) -> J {
+    match f {
+        Ok(v) => {
+            let (a, b) = cold_warm(v, cold);
+            J::Obj(vec![
+                ("runs_s", nums(v)),
+                ("first_s", opt(v.first().copied())),
+                ("cold_median_s", opt(a)),
+                ("warm_median_s", opt(b)),
+            ])
+        }
+        Err(e) => err(e),
     }
 }
 
@@ -203,16 +221,17 @@ impl Report {
                     .as_ref()
                     .map(|v| v.iter().map(|r| r.secs).collect())
                     .map_err(Clone::clone);
-                let (pa, pb) = fw(&p2p_times);
-                let (ca, cb) = fw(&d.curl);
-                let (ha, hb) = fw(&d.https);
-                let (ba, bb) = fw(&d.bare);
+                let (pa, pb) = cw(&p2p_times, d.cold);
+                let (ca, cb) = cw(&d.curl, d.cold);
+                let (ha, hb) = cw(&d.https, d.cold);
+                let (ba, bb) = cw(&d.bare, d.cold);
                 o.push((
                     "download",
                     J::Obj(vec![
                         ("size_bytes", J::Num(d.size as f64)),
                         ("seeders", J::Num(d.seeders as f64)),
-                        ("p2p", timed(&p2p_times)),
+                        ("cold_runs", J::Num(d.cold as f64)),
+                        ("p2p", timed_dl(&p2p_times, d.cold)),
                         (
                             "p2p_runs",
                             match &d.p2p {
@@ -220,14 +239,21 @@ impl Report {
                                 Err(e) => err(e),
                             },
                         ),
-                        ("curl", timed(&d.curl)),
-                        ("https_curl", timed(&d.https)),
-                        ("bare_copy", timed(&d.bare)),
-                        ("ratio_curl_first", opt(ratio(pa, ca))),
+                        ("curl", timed_dl(&d.curl, d.cold)),
+                        ("https_curl", timed_dl(&d.https, d.cold)),
+                        ("bare_copy", timed_dl(&d.bare, d.cold)),
+                        ("ratio_curl_cold", opt(ratio(pa, ca))),
                         ("ratio_curl_warm", opt(ratio(pb, cb))),
-                        ("ratio_https_curl_first", opt(ratio(pa, ha))),
+                        ("ratio_https_curl_cold", opt(ratio(pa, ha))),
                         ("ratio_https_curl_warm", opt(ratio(pb, hb))),
-                        ("ratio_bare_first", opt(ratio(pa, ba))),
+                        (
+                            "ratio_https_curl_runs",
+                            match (&p2p_times, &d.https) {
+                                (Ok(p), Ok(h)) => nums(&run_ratios(p, h)),
+                                _ => J::Null,
+                            },
+                        ),
+                        ("ratio_bare_cold", opt(ratio(pa, ba))),
                         ("ratio_bare_warm", opt(ratio(pb, bb))),
                     ]),
                 ));
@@ -289,6 +315,7 @@ impl Report {
             ("seeders", J::Num(self.seeders as f64)),
             ("clients", J::Num(self.clients as f64)),
             ("warm_runs", J::Num(self.warm_runs as f64)),
+            ("cold_runs", J::Num(self.cold_runs as f64)),
             ("quick", J::Bool(self.quick)),
             ("cores", J::Num(self.cores as f64)),
             ("load_start", J::Str(self.load_start.clone())),
