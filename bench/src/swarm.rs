@@ -354,9 +354,22 @@ impl Swarm {
                 break;
             }
             if Instant::now() > deadline {
+                // What each seeder said last, to tell a seeder that is not
+                // serving from a tracker that does not show it.
+                let said: Vec<String> = seeders
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(k, p)| {
+                        let lines = p.drain();
+                        let last = lines.len().saturating_sub(3);
+                        format!("seeder {}: [{}]", k + 1, lines[last..].join(" | "))
+                    })
+                    .collect();
                 return Err(format!(
-                    "only {online} of {} seeders online after 20 s: {}",
-                    self.seeders, line.text
+                    "only {online} of {} seeders online after 20 s: {}; {}",
+                    self.seeders,
+                    line.text,
+                    said.join("; ")
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));
