@@ -27,6 +27,15 @@ pub fn event_line(e: &ClientEvent) -> Option<String> {
             "warning: the tracker did not record your seeder address, so nobody can download \
              from you: {e}"
         )),
+        ClientEvent::ShareNotAnnounced {
+            group,
+            file,
+            reason,
+        } => Some(format!(
+            "warning: the tracker refused to list you again as a source of {file} in {group}, \
+             so nobody can download it from you: {reason} (share it again \
+             with upload_file {group} <path>)"
+        )),
         ClientEvent::DownloadFinished {
             group,
             file,
@@ -90,6 +99,17 @@ mod tests {
         assert_eq!(
             event_line(&ClientEvent::Session(failover)).unwrap(),
             "note: tracker 10.0.0.1:7000 unreachable; switched to 10.0.0.2:7000"
+        );
+        let refused = ClientEvent::ShareNotAnnounced {
+            group: g.clone(),
+            file: FileName::new("f.bin").unwrap(),
+            reason: Text::new("not a member of group g1"),
+        };
+        assert_eq!(
+            event_line(&refused).unwrap(),
+            "warning: the tracker refused to list you again as a source of f.bin in g1, so \
+             nobody can download it from you: not a member of group g1 (share it \
+             again with upload_file g1 <path>)"
         );
     }
 }

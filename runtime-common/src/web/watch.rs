@@ -391,6 +391,12 @@ impl Watch {
             ClientEvent::Session(SessionEvent::Notice(t)) => {
                 self.log.push("notice", json!({ "text": t.to_string() }));
             }
+            ClientEvent::ShareNotAnnounced { .. } => {
+                if let Some(text) = crate::present::event_line(e) {
+                    self.log.push("notice", json!({ "text": text }));
+                }
+                self.poke();
+            }
             ClientEvent::DownloadFinished {
                 dl,
                 group,

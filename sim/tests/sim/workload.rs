@@ -271,7 +271,9 @@ impl Workload {
                     false => self.stats.downloads_failed += 1,
                 }
             }
-            ClientEvent::Session(_) | ClientEvent::SeederAddress(_) => {}
+            ClientEvent::Session(_)
+            | ClientEvent::SeederAddress(_)
+            | ClientEvent::ShareNotAnnounced { .. } => {}
         }
     }
 

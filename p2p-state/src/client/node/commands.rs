@@ -134,7 +134,21 @@ impl ClientNode {
                 self.out
                     .push_back(Output::Event(ClientEvent::SeederAddress(ev)));
             }
-            Internal::Reannounce | Internal::HavePieces => {}
+            Internal::Reannounce { group, file } => {
+                // The session already retried what can pass on retrying
+                // (`NotReady`, another tracker); what is left stays
+                // refused until the user shares the file again.
+                if let Err(e) = result {
+                    let reason = Text::new(e.to_string());
+                    self.out
+                        .push_back(Output::Event(ClientEvent::ShareNotAnnounced {
+                            group,
+                            file,
+                            reason,
+                        }));
+                }
+            }
+            Internal::HavePieces => {}
         }
     }
 
@@ -233,11 +247,11 @@ impl ClientNode {
         }
         let shares: Vec<(GroupName, FileMeta)> = self.shares.values().cloned().collect();
         for (group, meta) in shares {
-            self.internal_request(
-                now,
-                Internal::Reannounce,
-                Request::UploadFile { group, meta },
-            );
+            let what = Internal::Reannounce {
+                group: group.clone(),
+                file: meta.name.clone(),
+            };
+            self.internal_request(now, what, Request::UploadFile { group, meta });
         }
         let partial: Vec<(GroupName, FileName, PieceSet)> = self
             .downloads

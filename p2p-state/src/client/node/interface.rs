@@ -342,4 +342,12 @@ pub enum ClientEvent {
     /// The tracker recorded where peers reach this client's seeder (after
     /// each login or resume), or refused to.
     SeederAddress(Result<std::net::SocketAddr, Text>),
+    /// A share announced again after a login or resume was refused
+    /// (`reason`): nobody is shown this client as a source of `file` in
+    /// `group` until it is shared again.
+    ShareNotAnnounced {
+        group: GroupName,
+        file: FileName,
+        reason: Text,
+    },
 }

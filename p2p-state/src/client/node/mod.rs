@@ -61,7 +61,11 @@ enum Internal {
         dl: DlId,
     },
     RegisterSeeder,
-    Reannounce,
+    /// A share announced again after a login or resume.
+    Reannounce {
+        group: GroupName,
+        file: FileName,
+    },
     GetPeers {
         dl: DlId,
     },

@@ -1,7 +1,8 @@
 //! Unit tests of the client machine, fed by hand: a tracker that answers
 //! `download_file`'s metadata request.
 //!
-//! By concern: `metadata.rs` (the metadata a download starts from),
+//! By concern: `announce.rs` (shares announced again after a login),
+//! `metadata.rs` (the metadata a download starts from),
 //! `peers.rs` (listed and pushed seeders), `inbound.rs` (connections to
 //! the seeder port before their hello), `rates.rs` (`set_rate` and the
 //! global download limit). This file holds the shared helpers.
@@ -19,6 +20,7 @@ use crate::hash;
 use crate::seeder::{ConnId, SeederConfig};
 use crate::time::Instant;
 
+mod announce;
 mod inbound;
 mod metadata;
 mod peers;
