@@ -44,16 +44,7 @@ fn reannounce_answered(outcome: Outcome) -> Vec<Output> {
     let mut n = ClientNode::new(cfg, 7, T0);
     let group = GroupName::new("g").unwrap();
     assert!(n.add_local_share(ShareId::Upload(1), group, good_meta()));
-    let conn = match drain(&mut n).as_slice() {
-        [Output::TrackerConnect { conn, .. }] => *conn,
-        other => panic!("expected a tracker dial, got {other:?}"),
-    };
-    let peer = KeyId([0x54; 32]);
-    n.handle_input(T0, Input::TrackerConnected { conn, peer });
-    drain(&mut n);
-    let payload = Hello::new(Role::Server).to_bytes();
-    n.handle_input(T0, Input::TrackerFrame { conn, payload });
-    drain(&mut n);
+    let conn = connect(&mut n);
     let user = UserName::new("alice").unwrap();
     let login = Request::Login {
         user: user.clone(),

@@ -71,17 +71,24 @@ fn connected(download: DownloadConfig) -> (ClientNode, u64) {
         seeder_addr: None,
     };
     let mut n = ClientNode::new(cfg, 7, T0);
-    let conn = match drain(&mut n).as_slice() {
+    let conn = connect(&mut n);
+    (n, conn)
+}
+
+/// A new node's tracker dial answered (connected, hellos exchanged): the
+/// tracker connection.
+fn connect(n: &mut ClientNode) -> u64 {
+    let conn = match drain(n).as_slice() {
         [Output::TrackerConnect { conn, .. }] => *conn,
         other => panic!("expected a tracker dial, got {other:?}"),
     };
     let peer = KeyId([0x54; 32]);
     n.handle_input(T0, Input::TrackerConnected { conn, peer });
-    drain(&mut n);
+    drain(n);
     let payload = Hello::new(Role::Server).to_bytes();
     n.handle_input(T0, Input::TrackerFrame { conn, payload });
-    drain(&mut n);
-    (n, conn)
+    drain(n);
+    conn
 }
 
 /// `download_file file [--hash expected]` answered with `meta`.
