@@ -320,7 +320,7 @@ fn forward_events(
 fn print_lines(lines: mpsc::Receiver<String>, mut print: impl FnMut(String) + Send + 'static) {
     std::thread::spawn(move || {
         for line in lines {
-            print(line);
+            print(present::terminal_safe(&line).into_owned());
         }
     });
 }
@@ -354,7 +354,7 @@ fn interactive_loop(
                     Ok(Flow::Continue) => {}
                     Err(e) => {
                         all_ok = false;
-                        eprintln!("error: {e}");
+                        eprintln!("error: {}", present::terminal_safe(&e.to_string()));
                     }
                 }
             }
@@ -396,7 +396,7 @@ fn command_loop(handle: &ClientHandle, watch: &Watch) -> bool {
             Ok(Flow::Continue) => {}
             Err(e) => {
                 all_ok = false;
-                eprintln!("error: {e}");
+                eprintln!("error: {}", present::terminal_safe(&e.to_string()));
             }
         }
     }
@@ -444,7 +444,7 @@ fn execute(
     if owning {
         watch.poke();
     }
-    println!("{}", ran?.text);
+    println!("{}", present::terminal_safe(&ran?.text));
     Ok(Flow::Continue)
 }
 
@@ -475,7 +475,7 @@ fn wait_downloads(handle: &ClientHandle, seconds: Option<u64>) -> Result<(), Str
         if st.downloads_ended {
             shown.finish();
             let ended = present::downloads_ended(&st.failed)?;
-            println!("{ended}");
+            println!("{}", present::terminal_safe(&ended));
             return Ok(());
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -16,6 +16,8 @@
 //!   session, a finished download; [`join_request`]);
 //! - `process.rs`: what the client and tracker print of their own (the
 //!   fingerprint, the client's greeting, prompts, hints, `serve`);
+//! - `terminal.rs`: what reaches a terminal ([`terminal_safe`]: control
+//!   characters of text from elsewhere replaced);
 //! - `tracker.rs`: the tracker's console (the seed's `Connected to peer
 //!   tracker` line, the answers to `status` and `conflicts`);
 //! - `units.rs`: sizes ([`bytes`]) and durations ([`duration`]).
@@ -45,6 +47,7 @@ mod answer;
 mod downloads;
 mod news;
 mod process;
+mod terminal;
 mod tracker;
 mod units;
 
@@ -58,5 +61,6 @@ pub use process::{
     HASH_BAR_TEMPLATE, INTERRUPTED, PASSWORD_AGAIN, PASSWORDS_DIFFER, SERVING, client_banner,
     fingerprint, password_prompt, served, web_beyond_host, web_dashboard,
 };
+pub use terminal::terminal_safe;
 pub use tracker::{connected_to_tracker, console_lines, unknown_console_command};
 pub use units::{bytes, duration};
