@@ -118,6 +118,7 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
         (_, Err(e)) => Err(format!("skipped: {e}")),
     };
     let mut bare = Ok(Vec::new());
+    let mut https_machine = Vec::new();
     for k in 0..cx.cold_runs + cx.runs - 1 {
         eprintln!("p2p-bench: [{}] download, run {}", sw.bins.runtime, k + 1);
         // The first runs of each contender start on cold memory, the
@@ -135,7 +136,11 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
                     continue;
                 }
                 set_memory()?;
+                let m0 = machine::Snapshot::now();
                 let r = baseline::curl(c, n.port, tls, &name, &dest);
+                if tls.is_some() && r.is_ok() {
+                    https_machine.push(m0.and_then(|m| m.until_now()));
+                }
                 let r = r.and_then(|s| match std::fs::metadata(&dest).map(|m| m.len()) {
                     Ok(len) if len == cx.size => Ok(s),
                     other => Err(format!("curl wrote {other:?} bytes, expected {}", cx.size)),
@@ -190,6 +195,7 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
         p2p,
         curl,
         https,
+        https_machine,
         bare,
     })
 }

@@ -28,6 +28,7 @@ mod baseline;
 mod disk;
 mod figures;
 mod level;
+mod machine;
 mod proc;
 mod report;
 mod swarm;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::baseline::free_port;
+use super::machine::{self, Cores};
 use super::proc::{Proc, Res, WorkDir};
 
 /// Where the binaries are, and which runtime they run.
@@ -157,6 +158,8 @@ pub struct DlRun {
     /// Why the download left `O_DIRECT` for the page cache, if it did
     /// ([`left_direct`]).
     pub left_direct: Option<String>,
+    /// What the machine's cores did over the same span.
+    pub machine: Option<Cores>,
 }
 
 /// A download's time split by what the leecher's I/O counters show.
@@ -386,6 +389,7 @@ impl Swarm {
         let cpu0 = cpu(&l, &seeders);
         let faults0 = faults(&l, &seeders);
         let switches0 = l.context_switches();
+        let machine0 = machine::Snapshot::now();
         let t0 = Instant::now();
         let sampler = IoSampler::start(l.pid(), t0);
         l.send(&format!("download_file g {name} {}", dest.display()))?;
@@ -398,6 +402,7 @@ impl Swarm {
             return Err(format!("{}: {}", l.name, note.text));
         }
         let secs = note.at.duration_since(t0).as_secs_f64();
+        let machine = machine0.and_then(|m| m.until_now());
         let cpu = cpu(&l, &seeders)
             .zip(cpu0)
             .map(|((l1, s1), (l0, s0))| (l1 - l0, s1 - s0));
@@ -447,6 +452,7 @@ impl Swarm {
             switches,
             faults,
             left_direct,
+            machine,
         })
     }
 }

@@ -132,6 +132,7 @@ fn dl_run(r: &DlRun) -> J {
             "leecher_context_switches",
             r.switches.map_or(J::Null, |n| J::Num(n as f64)),
         ),
+        ("machine", cores(r.machine)),
         (
             "phases",
             r.phases.map_or(J::Null, |p| {
@@ -143,6 +144,17 @@ fn dl_run(r: &DlRun) -> J {
             }),
         ),
     ])
+}
+
+/// What the machine's cores did during a run ([`Cores`]).
+fn cores(c: Option<Cores>) -> J {
+    c.map_or(J::Null, |c| {
+        J::Obj(vec![
+            ("cores_busy", J::Num(c.busy)),
+            ("least_busy_core", J::Num(c.least)),
+            ("steal_s", J::Num(c.steal)),
+        ])
+    })
 }
 
 fn load(l: &Fig<Load>) -> J {
@@ -241,6 +253,10 @@ impl Report {
                         ),
                         ("curl", timed_dl(&d.curl, d.cold)),
                         ("https_curl", timed_dl(&d.https, d.cold)),
+                        (
+                            "https_curl_machine",
+                            J::Arr(d.https_machine.iter().map(|&c| cores(c)).collect()),
+                        ),
                         ("bare_copy", timed_dl(&d.bare, d.cold)),
                         ("ratio_curl_cold", opt(ratio(pa, ca))),
                         ("ratio_curl_warm", opt(ratio(pb, cb))),

@@ -11,6 +11,7 @@
 
 use std::fmt::Write as _;
 
+use super::machine::Cores;
 use super::swarm::DlRun;
 use super::tracker_load::Load;
 
@@ -33,6 +34,8 @@ pub struct Download {
     pub curl: Fig<Vec<f64>>,
     /// nginx -> curl over HTTPS (TLS 1.3, AES-GCM).
     pub https: Fig<Vec<f64>>,
+    /// What the machine's cores did during each HTTPS run that worked.
+    pub https_machine: Vec<Option<Cores>>,
     pub bare: Fig<Vec<f64>>,
 }
 
@@ -404,6 +407,7 @@ fn download_rows(t: &mut Table, d: &Download) {
             &switches(warm),
             "(all its threads, command to completion)",
         );
+        machine_rows(t, runs, &d.https_machine, cold);
         let reasons: Vec<String> = runs
             .iter()
             .enumerate()
@@ -440,6 +444,51 @@ fn download_rows(t: &mut Table, d: &Download) {
             "target <= 64 MiB",
         );
     }
+}
+
+/// The medians of each of [`Cores`]' figures over the runs that have them.
+fn median_cores(v: &[Option<Cores>]) -> Option<Cores> {
+    let c: Vec<Cores> = v.iter().flatten().copied().collect();
+    let m = |f: fn(&Cores) -> f64| median(&c.iter().map(f).collect::<Vec<_>>());
+    Some(Cores {
+        busy: m(|c| c.busy)?,
+        least: m(|c| c.least)?,
+        steal: m(|c| c.steal)?,
+    })
+}
+
+/// What the machine's cores did during the p2p runs and the HTTPS runs
+/// (medians over the cold runs and over the warm ones): a slow run with
+/// a core idle or time stolen was given less machine, not more work.
+fn machine_rows(t: &mut Table, p2p: &[DlRun], https: &[Option<Cores>], cold: usize) {
+    let p2p: Vec<Option<Cores>> = p2p.iter().map(|r| r.machine).collect();
+    let (pa, pb) = p2p.split_at(cold.min(p2p.len()));
+    let (ha, hb) = https.split_at(cold.min(https.len()));
+    let cols = |p: &[Option<Cores>], h: &[Option<Cores>], f: fn(&Cores) -> String| {
+        let one = |v: &[Option<Cores>]| median_cores(v).map_or("-".into(), |c| f(&c));
+        format!("{} / {}", one(p), one(h))
+    };
+    let busy = |c: &Cores| format!("{:.2}", c.busy);
+    let least = |c: &Cores| format!("{:.2}", c.least);
+    let steal = |c: &Cores| format!("{:.2}", c.steal);
+    t.row(
+        "cores busy: p2p / https curl",
+        &cols(pa, ha, busy),
+        &cols(pb, hb, busy),
+        "(/proc/stat over each run, all processes)",
+    );
+    t.row(
+        "  least busy core",
+        &cols(pa, ha, least),
+        &cols(pb, hb, least),
+        "(its busy share of the run: a core left idle shows here)",
+    );
+    t.row(
+        "  stolen by the host",
+        &cols(pa, ha, steal),
+        &cols(pb, hb, steal),
+        "(CPU seconds, all cores)",
+    );
 }
 
 fn hashing_rows(t: &mut Table, h: &Hashing) {
@@ -615,6 +664,7 @@ mod tests {
             switches: None,
             faults: None,
             left_direct: None,
+            machine: None,
         }
     }
 
@@ -630,6 +680,7 @@ mod tests {
                 p2p,
                 curl: Ok(Vec::new()),
                 https: Ok(Vec::new()),
+                https_machine: Vec::new(),
                 bare: Ok(Vec::new()),
             }),
             hashing: None,
@@ -705,6 +756,49 @@ mod tests {
         assert_eq!(
             median_run(cold_and_warm(cold, 3).0).map(|r| r.secs),
             Some(1.2)
+        );
+    }
+
+    /// The cores rows give the medians of the cold runs and of the warm
+    /// runs, p2p's before HTTPS curl's; a run without counters is left
+    /// out of its median, and a side with none says "-".
+    #[test]
+    fn machine_rows_give_each_side_its_medians() {
+        let cores = |busy, least, steal| Some(Cores { busy, least, steal });
+        let mut runs = vec![run(1.0), run(1.0), run(1.0), run(1.0)];
+        for (r, c) in runs.iter_mut().zip([
+            cores(1.9, 0.9, 0.1),
+            cores(1.5, 0.5, 0.3),
+            None,
+            cores(2.0, 1.0, 0.0),
+        ]) {
+            r.machine = c;
+        }
+        let https = [cores(1.3, 0.4, 0.0), cores(1.1, 0.2, 0.2), None, None];
+        let mut t = Table { out: String::new() };
+        machine_rows(&mut t, &runs, &https, 2);
+        let words = |label: &str| -> Vec<String> {
+            let line = t.out.lines().find(|l| l.trim_start().starts_with(label));
+            let rest = line.unwrap_or_default().trim_start()[label.len()..].to_string();
+            rest.split_whitespace().map(String::from).collect()
+        };
+        assert_eq!(
+            words("cores busy: p2p / https curl")[..6],
+            ["1.70", "/", "1.20", "2.00", "/", "-"],
+            "{}",
+            t.out
+        );
+        assert_eq!(
+            words("least busy core")[..6],
+            ["0.70", "/", "0.30", "1.00", "/", "-"],
+            "{}",
+            t.out
+        );
+        assert_eq!(
+            words("stolen by the host")[..6],
+            ["0.20", "/", "0.10", "0.00", "/", "-"],
+            "{}",
+            t.out
         );
     }
 
