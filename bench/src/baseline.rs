@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::proc::{Proc, Res, WorkDir};
+use super::proc::{Proc, Res, WorkDir, cpu_secs_of};
 
 pub const MIB: u64 = 1024 * 1024;
 
@@ -220,7 +220,7 @@ pub struct Nginx {
     pub port: u16,
     /// The HTTPS side, or why there is none.
     pub https: Res<Https>,
-    _proc: Proc,
+    proc: Proc,
     _dir: WorkDir,
 }
 
@@ -269,6 +269,11 @@ pub fn make_cert(openssl: &Path, dir: &Path) -> Res<(PathBuf, PathBuf)> {
 }
 
 impl Nginx {
+    /// CPU seconds nginx (one process: `master_process off`) has used.
+    pub fn cpu_secs(&self) -> Option<f64> {
+        self.proc.cpu_secs()
+    }
+
     /// `openssl`: the tool that makes the HTTPS side's certificate (none:
     /// no HTTPS side).
     pub fn start(nginx: &Path, root: &Path, base: &Path, openssl: Res<&Path>) -> Res<Nginx> {
@@ -361,16 +366,30 @@ impl Nginx {
         Ok(Nginx {
             port,
             https: https.map(|(port, cert, _)| Https { port, cert }),
-            _proc: proc,
+            proc,
             _dir: dir,
         })
     }
 }
 
+/// One curl run: seconds from start to exit, and curl's CPU seconds.
+#[derive(Clone, Copy, Debug)]
+pub struct CurlRun {
+    pub secs: f64,
+    /// User and system CPU seconds of curl, read from its exited process
+    /// before it is reaped (`None` where that failed).
+    pub cpu: Option<f64>,
+}
+
 /// `curl` fetching `name` from nginx into `dest`, over HTTPS (TLS 1.3,
-/// trusting only nginx's certificate) when `https` is given: seconds from
-/// start to exit.
-pub fn curl(curl: &Path, port: u16, https: Option<&Https>, name: &str, dest: &Path) -> Res<f64> {
+/// trusting only nginx's certificate) when `https` is given.
+pub fn curl(
+    curl: &Path,
+    port: u16,
+    https: Option<&Https>,
+    name: &str,
+    dest: &Path,
+) -> Res<CurlRun> {
     let mut cmd = Command::new(curl);
     cmd.args(["-sS", "--fail", "--noproxy", "*", "-o"])
         .arg(dest);
@@ -382,11 +401,29 @@ pub fn curl(curl: &Path, port: u16, https: Option<&Https>, name: &str, dest: &Pa
             .arg(format!("https://127.0.0.1:{}/{name}", h.port)),
     };
     let t0 = Instant::now();
-    let out = cmd
+    // stderr holds at most curl's one error line: it cannot fill the pipe
+    // while curl is waited for.
+    let child = cmd
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("curl: {e}"))?;
+    // Wait for the exit without reaping, so the exited process's CPU
+    // times can still be read from /proc.
+    let pid = rustix::process::Pid::from_raw(child.id() as i32);
+    let waited = pid.map(|pid| {
+        rustix::process::waitid(
+            rustix::process::WaitId::Pid(pid),
+            rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
+        )
+    });
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = match waited {
+        Some(Ok(_)) => cpu_secs_of(child.id()),
+        _ => None,
+    };
+    let out = child.wait_with_output().map_err(|e| format!("curl: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "curl failed ({}): {}",
@@ -394,7 +431,7 @@ pub fn curl(curl: &Path, port: u16, https: Option<&Https>, name: &str, dest: &Pa
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    Ok(secs)
+    Ok(CurlRun { secs, cpu })
 }
 
 /// Bytes per `read` / `write` in the bare copy.

@@ -40,17 +40,9 @@ pub struct DiskRun {
     pub cpu: f64,
 }
 
-/// CPU seconds this process has used (user + system, every thread), from
-/// `/proc/self/stat` in clock ticks of 1/100 s.
+/// CPU seconds this process has used (user + system, every thread).
 fn own_cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat
-        .rfind(')')
-        .and_then(|i| stat.get(i + 2..))
-        .unwrap_or("");
-    let f: Vec<&str> = rest.split(' ').collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (tick(11) + tick(12)) as f64 / 100.0
+    crate::proc::cpu_secs_of(std::process::id()).unwrap_or(0.0)
 }
 
 fn cached_kib() -> i64 {

@@ -3,6 +3,7 @@
 //! tracker's rate and latency ([`runtime_section`]).
 
 use super::*;
+use crate::report::HttpsUse;
 
 /// Everything one runtime section needs.
 pub(crate) struct Ctx<'a> {
@@ -118,7 +119,7 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
         (_, Err(e)) => Err(format!("skipped: {e}")),
     };
     let mut bare = Ok(Vec::new());
-    let mut https_machine = Vec::new();
+    let mut https_use = Vec::new();
     for k in 0..cx.cold_runs + cx.runs - 1 {
         eprintln!("p2p-bench: [{}] download, run {}", sw.bins.runtime, k + 1);
         // The first runs of each contender start on cold memory, the
@@ -137,10 +138,15 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
                 }
                 set_memory()?;
                 let m0 = machine::Snapshot::now();
+                let nginx0 = n.cpu_secs();
                 let r = baseline::curl(c, n.port, tls, &name, &dest);
-                if tls.is_some() && r.is_ok() {
-                    https_machine.push(m0.and_then(|m| m.until_now()));
+                if let (Some(_), Ok(run)) = (tls, &r) {
+                    https_use.push(HttpsUse {
+                        cpu: run.cpu.zip(n.cpu_secs().zip(nginx0).map(|(b, a)| b - a)),
+                        machine: m0.and_then(|m| m.until_now()),
+                    });
                 }
+                let r = r.map(|run| run.secs);
                 let r = r.and_then(|s| match std::fs::metadata(&dest).map(|m| m.len()) {
                     Ok(len) if len == cx.size => Ok(s),
                     other => Err(format!("curl wrote {other:?} bytes, expected {}", cx.size)),
@@ -195,7 +201,7 @@ fn download(cx: &mut Ctx, sw: &Swarm) -> Res<Download> {
         p2p,
         curl,
         https,
-        https_machine,
+        https_use,
         bare,
     })
 }

@@ -388,17 +388,9 @@ impl Proc {
         }
     }
 
-    /// Peak resident set size (VmHWM) in KiB, while the process lives.
-    /// CPU time the process has used so far (user + system, every
-    /// thread), from `/proc/<pid>/stat` (in clock ticks of 1/100 s, the
-    /// Linux `USER_HZ`).
+    /// CPU time the process has used so far ([`cpu_secs_of`]).
     pub fn cpu_secs(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        // Fields after the parenthesised name: state is field 3, utime 14.
-        let rest = stat.get(stat.rfind(')')? + 2..)?;
-        let f: Vec<&str> = rest.split(' ').collect();
-        let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-        Some(ticks as f64 / 100.0)
+        cpu_secs_of(self.pid())
     }
 
     /// The page faults the process has taken so far that needed no disk
@@ -432,6 +424,7 @@ impl Proc {
         Some(switches)
     }
 
+    /// Peak resident set size (VmHWM) in KiB, while the process lives.
     pub fn peak_rss_kib(&self) -> Res<u64> {
         let path = format!("/proc/{}/status", self.pid());
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
@@ -441,6 +434,19 @@ impl Proc {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| format!("{path}: no VmHWM line"))
     }
+}
+
+/// CPU time process `pid` has used so far (user + system, every thread),
+/// from `/proc/<pid>/stat` (in clock ticks of 1/100 s, the Linux
+/// `USER_HZ`); an exited process not yet reaped still has its final
+/// figure there.
+pub fn cpu_secs_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised name: state is field 3, utime 14.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 impl Drop for Proc {

@@ -157,6 +157,19 @@ fn cores(c: Option<Cores>) -> J {
     })
 }
 
+/// What an HTTPS curl run used ([`HttpsUse`]).
+fn https_use(u: &HttpsUse) -> J {
+    J::Obj(vec![
+        (
+            "cpu",
+            u.cpu.map_or(J::Null, |(c, n)| {
+                J::Obj(vec![("curl_s", J::Num(c)), ("nginx_s", J::Num(n))])
+            }),
+        ),
+        ("machine", cores(u.machine)),
+    ])
+}
+
 fn load(l: &Fig<Load>) -> J {
     match l {
         Ok(l) => J::Obj(vec![
@@ -254,8 +267,8 @@ impl Report {
                         ("curl", timed_dl(&d.curl, d.cold)),
                         ("https_curl", timed_dl(&d.https, d.cold)),
                         (
-                            "https_curl_machine",
-                            J::Arr(d.https_machine.iter().map(|&c| cores(c)).collect()),
+                            "https_curl_use",
+                            J::Arr(d.https_use.iter().map(https_use).collect()),
                         ),
                         ("bare_copy", timed_dl(&d.bare, d.cold)),
                         ("ratio_curl_cold", opt(ratio(pa, ca))),

@@ -34,9 +34,18 @@ pub struct Download {
     pub curl: Fig<Vec<f64>>,
     /// nginx -> curl over HTTPS (TLS 1.3, AES-GCM).
     pub https: Fig<Vec<f64>>,
-    /// What the machine's cores did during each HTTPS run that worked.
-    pub https_machine: Vec<Option<Cores>>,
+    /// What each HTTPS run that worked used besides its time.
+    pub https_use: Vec<HttpsUse>,
     pub bare: Fig<Vec<f64>>,
+}
+
+/// What an HTTPS curl run used besides its time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpsUse {
+    /// CPU seconds of curl and of nginx over the run.
+    pub cpu: Option<(f64, f64)>,
+    /// What the machine's cores did.
+    pub machine: Option<Cores>,
 }
 
 #[derive(Clone, Debug)]
@@ -407,7 +416,7 @@ fn download_rows(t: &mut Table, d: &Download) {
             &switches(warm),
             "(all its threads, command to completion)",
         );
-        machine_rows(t, runs, &d.https_machine, cold);
+        machine_rows(t, runs, &d.https_use, cold);
         let reasons: Vec<String> = runs
             .iter()
             .enumerate()
@@ -457,13 +466,39 @@ fn median_cores(v: &[Option<Cores>]) -> Option<Cores> {
     })
 }
 
-/// What the machine's cores did during the p2p runs and the HTTPS runs
-/// (medians over the cold runs and over the warm ones): a slow run with
+/// What the p2p runs and the HTTPS runs used besides their time: CPU
+/// seconds of all their processes, and what the machine's cores did
+/// (medians over the cold runs and over the warm ones). A slow run with
 /// a core idle or time stolen was given less machine, not more work.
-fn machine_rows(t: &mut Table, p2p: &[DlRun], https: &[Option<Cores>], cold: usize) {
-    let p2p: Vec<Option<Cores>> = p2p.iter().map(|r| r.machine).collect();
-    let (pa, pb) = p2p.split_at(cold.min(p2p.len()));
-    let (ha, hb) = https.split_at(cold.min(https.len()));
+fn machine_rows(t: &mut Table, p2p: &[DlRun], https: &[HttpsUse], cold: usize) {
+    let p2p_cores: Vec<Option<Cores>> = p2p.iter().map(|r| r.machine).collect();
+    let https_cores: Vec<Option<Cores>> = https.iter().map(|u| u.machine).collect();
+    let sum = |c: Option<(f64, f64)>| c.map(|(a, b)| a + b);
+    let p2p_cpu: Vec<Option<f64>> = p2p.iter().map(|r| sum(r.cpu)).collect();
+    let https_cpu: Vec<Option<f64>> = https.iter().map(|u| sum(u.cpu)).collect();
+    let curl_nginx: Vec<Option<(f64, f64)>> = https.iter().map(|u| u.cpu).collect();
+    let split = |n: usize| cold.min(n);
+    let med = |v: &[Option<f64>]| {
+        median(&v.iter().flatten().copied().collect::<Vec<_>>())
+            .map_or("-".into(), |x| format!("{x:.2}"))
+    };
+    let (pa, pb) = p2p_cpu.split_at(split(p2p_cpu.len()));
+    let (ha, hb) = https_cpu.split_at(split(https_cpu.len()));
+    t.row(
+        "CPU: p2p / https curl",
+        &format!("{} / {} s", med(pa), med(ha)),
+        &format!("{} / {} s", med(pb), med(hb)),
+        "(all their processes: leecher + seeders, curl + nginx)",
+    );
+    let pair = |v: &[Option<(f64, f64)>]| {
+        let a: Vec<Option<f64>> = v.iter().map(|c| c.map(|c| c.0)).collect();
+        let b: Vec<Option<f64>> = v.iter().map(|c| c.map(|c| c.1)).collect();
+        format!("{} / {} s", med(&a), med(&b))
+    };
+    let (ca, cb) = curl_nginx.split_at(split(curl_nginx.len()));
+    t.row("  curl / nginx", &pair(ca), &pair(cb), "");
+    let (pa, pb) = p2p_cores.split_at(split(p2p_cores.len()));
+    let (ha, hb) = https_cores.split_at(split(https_cores.len()));
     let cols = |p: &[Option<Cores>], h: &[Option<Cores>], f: fn(&Cores) -> String| {
         let one = |v: &[Option<Cores>]| median_cores(v).map_or("-".into(), |c| f(&c));
         format!("{} / {}", one(p), one(h))
@@ -680,7 +715,7 @@ mod tests {
                 p2p,
                 curl: Ok(Vec::new()),
                 https: Ok(Vec::new()),
-                https_machine: Vec::new(),
+                https_use: Vec::new(),
                 bare: Ok(Vec::new()),
             }),
             hashing: None,
@@ -759,9 +794,9 @@ mod tests {
         );
     }
 
-    /// The cores rows give the medians of the cold runs and of the warm
-    /// runs, p2p's before HTTPS curl's; a run without counters is left
-    /// out of its median, and a side with none says "-".
+    /// The CPU and cores rows give the medians of the cold runs and of
+    /// the warm runs, p2p's before HTTPS curl's; a run without counters is
+    /// left out of its median, and a side with none says "-".
     #[test]
     fn machine_rows_give_each_side_its_medians() {
         let cores = |busy, least, steal| Some(Cores { busy, least, steal });
@@ -774,7 +809,13 @@ mod tests {
         ]) {
             r.machine = c;
         }
-        let https = [cores(1.3, 0.4, 0.0), cores(1.1, 0.2, 0.2), None, None];
+        runs[0].cpu = Some((1.0, 0.8));
+        runs[1].cpu = Some((1.2, 1.0));
+        let https: Vec<HttpsUse> = [cores(1.3, 0.4, 0.0), cores(1.1, 0.2, 0.2), None, None]
+            .into_iter()
+            .zip([Some((1.5, 0.5)), Some((1.3, 0.3)), None, Some((1.4, 0.4))])
+            .map(|(machine, cpu)| HttpsUse { cpu, machine })
+            .collect();
         let mut t = Table { out: String::new() };
         machine_rows(&mut t, &runs, &https, 2);
         let words = |label: &str| -> Vec<String> {
@@ -782,6 +823,18 @@ mod tests {
             let rest = line.unwrap_or_default().trim_start()[label.len()..].to_string();
             rest.split_whitespace().map(String::from).collect()
         };
+        assert_eq!(
+            words("CPU: p2p / https curl")[..8],
+            ["2.00", "/", "1.80", "s", "-", "/", "1.80", "s"],
+            "{}",
+            t.out
+        );
+        assert_eq!(
+            words("curl / nginx")[..8],
+            ["1.40", "/", "0.40", "s", "1.40", "/", "0.40", "s"],
+            "{}",
+            t.out
+        );
         assert_eq!(
             words("cores busy: p2p / https curl")[..6],
             ["1.70", "/", "1.20", "2.00", "/", "-"],
