@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::proc::{Proc, Res, WorkDir, cpu_secs_of};
+use super::proc::{Proc, Res, WorkDir, exited_cpu_secs};
 
 pub const MIB: u64 = 1024 * 1024;
 
@@ -409,20 +409,8 @@ pub fn curl(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("curl: {e}"))?;
-    // Wait for the exit without reaping, so the exited process's CPU
-    // times can still be read from /proc.
-    let pid = rustix::process::Pid::from_raw(child.id() as i32);
-    let waited = pid.map(|pid| {
-        rustix::process::waitid(
-            rustix::process::WaitId::Pid(pid),
-            rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
-        )
-    });
+    let cpu = exited_cpu_secs(&child);
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = match waited {
-        Some(Ok(_)) => cpu_secs_of(child.id()),
-        _ => None,
-    };
     let out = child.wait_with_output().map_err(|e| format!("curl: {e}"))?;
     if !out.status.success() {
         return Err(format!(

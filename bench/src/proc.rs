@@ -449,6 +449,26 @@ pub fn cpu_secs_of(pid: u32) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// Waits until `child` has exited, without reaping it, and returns the
+/// CPU seconds it used (user + system, [`cpu_secs_of`] of the exited
+/// process); `None` where the wait or the reading failed. Reap it
+/// afterwards (`wait`, `wait_with_output`).
+pub fn exited_cpu_secs(child: &std::process::Child) -> Option<f64> {
+    use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+    let pid = Pid::from_raw(i32::try_from(child.id()).ok()?)?;
+    loop {
+        match waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {
+            // A signal to the bench only interrupts the wait.
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return None,
+            Ok(_) => return cpu_secs_of(child.id()),
+        }
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         self.stdin = None;
@@ -458,5 +478,29 @@ impl Drop for Proc {
         }
         let _ = self.child.wait();
         registry().pids.remove(&self.child.id());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An exited child's CPU seconds are read before it is reaped: a
+    /// shell busy for a while shows some, and it can still be reaped
+    /// (with its exit status) afterwards.
+    #[test]
+    fn an_exited_child_keeps_its_cpu_seconds_until_reaped() {
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; exit 3",
+            ])
+            .spawn()
+            .expect("sh");
+        let cpu = exited_cpu_secs(&child).expect("CPU seconds of the exited shell");
+        assert!(cpu >= 0.05, "a busy shell used {cpu} CPU s");
+        let status = child.wait().expect("reaped");
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(cpu_secs_of(child.id()), None, "gone once reaped");
     }
 }
