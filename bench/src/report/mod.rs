@@ -734,6 +734,13 @@ mod tests {
         }
     }
 
+    /// The words after `label` on the first table row that starts with it.
+    fn row_words(out: &str, label: &str) -> Vec<String> {
+        let line = out.lines().find(|l| l.trim_start().starts_with(label));
+        let rest = line.unwrap_or_default().trim_start()[label.len()..].to_string();
+        rest.split_whitespace().map(String::from).collect()
+    }
+
     /// A report of these sections, without the runtimes level.
     pub(super) fn report(runtimes: Vec<RuntimeReport>) -> Report {
         Report {
@@ -767,11 +774,7 @@ mod tests {
         d.https = Ok(vec![2.0, 2.5, 1.5, 1.0, 1.4]);
         let mut t = Table { out: String::new() };
         download_rows(&mut t, d);
-        let words = |label: &str| -> Vec<String> {
-            let line = t.out.lines().find(|l| l.trim_start().starts_with(label));
-            let rest = line.unwrap_or_default().trim_start()[label.len()..].to_string();
-            rest.split_whitespace().map(String::from).collect()
-        };
+        let words = |label: &str| row_words(&t.out, label);
         assert!(t.out.contains("cold median of 3"), "{}", t.out);
         assert_eq!(words("p2p download")[..2], ["1.200", "s"], "{}", t.out);
         assert_eq!(words("p2p download")[4], "0.800", "{}", t.out);
@@ -818,41 +821,29 @@ mod tests {
             .collect();
         let mut t = Table { out: String::new() };
         machine_rows(&mut t, &runs, &https, 2);
-        let words = |label: &str| -> Vec<String> {
-            let line = t.out.lines().find(|l| l.trim_start().starts_with(label));
-            let rest = line.unwrap_or_default().trim_start()[label.len()..].to_string();
-            rest.split_whitespace().map(String::from).collect()
-        };
-        assert_eq!(
-            words("CPU: p2p / https curl")[..8],
-            ["2.00", "/", "1.80", "s", "-", "/", "1.80", "s"],
-            "{}",
-            t.out
-        );
-        assert_eq!(
-            words("curl / nginx")[..8],
-            ["1.40", "/", "0.40", "s", "1.40", "/", "0.40", "s"],
-            "{}",
-            t.out
-        );
-        assert_eq!(
-            words("cores busy: p2p / https curl")[..6],
-            ["1.70", "/", "1.20", "2.00", "/", "-"],
-            "{}",
-            t.out
-        );
-        assert_eq!(
-            words("least busy core")[..6],
-            ["0.70", "/", "0.30", "1.00", "/", "-"],
-            "{}",
-            t.out
-        );
-        assert_eq!(
-            words("stolen by the host")[..6],
-            ["0.20", "/", "0.10", "0.00", "/", "-"],
-            "{}",
-            t.out
-        );
+        for (label, want) in [
+            (
+                "CPU: p2p / https curl",
+                &["2.00", "/", "1.80", "s", "-", "/", "1.80", "s"][..],
+            ),
+            (
+                "curl / nginx",
+                &["1.40", "/", "0.40", "s", "1.40", "/", "0.40", "s"],
+            ),
+            (
+                "cores busy: p2p / https curl",
+                &["1.70", "/", "1.20", "2.00", "/", "-"],
+            ),
+            ("least busy core", &["0.70", "/", "0.30", "1.00", "/", "-"]),
+            (
+                "stolen by the host",
+                &["0.20", "/", "0.10", "0.00", "/", "-"],
+            ),
+        ] {
+            let got = row_words(&t.out, label);
+            let got: Vec<&str> = got.iter().take(want.len()).map(String::as_str).collect();
+            assert_eq!(got, want, "{label}: {}", t.out);
+        }
     }
 
     /// The large file's rate is compared with the main file's warm median
