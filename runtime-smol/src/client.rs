@@ -27,6 +27,14 @@ use crate::exec::{self, recv_until};
 
 /// Starts the client: binds the seeder port, loads the share table, starts
 /// the machine task (which connects to the first tracker).
+///
+/// The machine task shares the executor's threads with the readers, which
+/// hold a thread while they hash. Running it on a thread of its own
+/// instead (`smol::block_on`), so a piece's next request never waits for
+/// a hash, was measured and left alone: 1 GiB from two seeders on 2
+/// cores, 3 alternated pairs of 4 downloads each, took 1.22 s in the
+/// median (1.10-1.54) against 1.19 s (1.01-1.78) on the executor, with
+/// 2.11 CPU s against 2.06.
 pub fn start(opts: ClientOptions) -> io::Result<ClientHandle> {
     let (p, listener) = setup(opts)?;
     let tls = p.tls();
